@@ -1,0 +1,169 @@
+"""Turning :class:`Message` objects into ZeroMQ frame lists and back.
+
+Wire format (messaging spec, "The Wire Protocol")::
+
+    [identities..., b"<IDS|MSG>", signature, header, parent_header, metadata, content, buffers...]
+
+:class:`Session` is pure: it never touches a socket. Every inbound problem is
+raised as a :class:`~kernel.protocol.ProtocolError` subclass with a message
+that says exactly what was wrong, so receivers can log and drop it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from ._errors import MalformedMessage
+from ._message import JSONDict, Message, new_id
+from ._signing import DEFAULT_REPLAY_HISTORY, Signer
+
+__all__ = ["DELIMITER", "DEFAULT_MAX_JSON_FRAME", "Received", "Session"]
+
+DELIMITER = b"<IDS|MSG>"
+
+#: Largest JSON frame accepted from a peer. Output and code travel in JSON
+#: frames; anything larger is almost certainly hostile or broken. Binary
+#: payloads belong in buffers, which are not limited here (the transport may
+#: cap the whole message with ZMQ_MAXMSGSIZE).
+DEFAULT_MAX_JSON_FRAME = 64 * 1024 * 1024
+
+_HEADER_KEYS = ("msg_id", "msg_type")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _dumps(obj: JSONDict) -> bytes:
+    return json.dumps(
+        obj, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A verified inbound message and the routing identities that preceded it."""
+
+    identities: list[bytes]
+    message: Message
+
+
+class Session:
+    """One endpoint's signing key, session id and replay history.
+
+    Use a separate instance per process and connection; its replay history is
+    what makes a captured message useless to an attacker.
+    """
+
+    def __init__(
+        self,
+        key: bytes = b"",
+        signature_scheme: str = "hmac-sha256",
+        *,
+        session_id: str | None = None,
+        username: str | None = None,
+        max_json_frame: int = DEFAULT_MAX_JSON_FRAME,
+        replay_history: int = DEFAULT_REPLAY_HISTORY,
+    ) -> None:
+        self.session_id = session_id or new_id()
+        self.username = username
+        self.signer = Signer(key, signature_scheme, replay_history=replay_history)
+        self.max_json_frame = max_json_frame
+
+    # -- building ---------------------------------------------------------
+
+    def message(
+        self,
+        msg_type: str,
+        content: JSONDict | None = None,
+        *,
+        parent: Message | JSONDict | None = None,
+        metadata: JSONDict | None = None,
+        buffers: list[bytes] | None = None,
+    ) -> Message:
+        """A new message stamped with this session's id."""
+        extra = {"username": self.username} if self.username else {}
+        return Message.create(
+            msg_type,
+            content,
+            session=self.session_id,
+            parent=parent,
+            metadata=metadata,
+            buffers=buffers,
+            **extra,
+        )
+
+    # -- to the wire ------------------------------------------------------
+
+    def serialize(self, message: Message, identities: Sequence[bytes] = ()) -> list[bytes]:
+        """The frame list for ``message``, signed, preceded by ``identities``."""
+        json_frames = [
+            _dumps(message.header),
+            _dumps(message.parent_header),
+            _dumps(message.metadata),
+            _dumps(message.content),
+        ]
+        return [
+            *identities,
+            DELIMITER,
+            self.signer.sign(json_frames),
+            *json_frames,
+            *(bytes(b) for b in message.buffers),
+        ]
+
+    # -- from the wire ----------------------------------------------------
+
+    def deserialize(self, frames: Sequence[bytes]) -> Received:
+        """Parse and verify a frame list.
+
+        Raises :class:`MalformedMessage` when the delimiter or frames are
+        missing, a JSON frame is too large, not JSON or not an object, or the
+        header lacks ``msg_id``/``msg_type``; :class:`SignatureError` when the
+        signature is wrong; :class:`ReplayedMessage` for a replay.
+        """
+        frames = [bytes(f) for f in frames]
+        try:
+            split = frames.index(DELIMITER)
+        except ValueError:
+            raise MalformedMessage("no <IDS|MSG> delimiter frame") from None
+        identities = frames[:split]
+        rest = frames[split + 1 :]
+        if len(rest) < 5:
+            raise MalformedMessage(
+                f"expected a signature and 4 JSON frames after the delimiter, got {len(rest)} frames"
+            )
+        signature, json_frames, buffers = rest[0], rest[1:5], rest[5:]
+        for name, frame in zip(_FRAME_NAMES, json_frames, strict=True):
+            if len(frame) > self.max_json_frame:
+                raise MalformedMessage(
+                    f"{name} frame is {len(frame)} bytes, over the {self.max_json_frame} byte limit"
+                )
+        self.signer.verify(signature, json_frames)
+        header, parent, metadata, content = (
+            _loads(name, frame) for name, frame in zip(_FRAME_NAMES, json_frames, strict=True)
+        )
+        for key in _HEADER_KEYS:
+            if not isinstance(header.get(key), str):
+                raise MalformedMessage(f"header has no string {key!r}")
+        return Received(identities, Message(header, parent, metadata, content, buffers))
+
+
+_FRAME_NAMES = ("header", "parent_header", "metadata", "content")
+
+
+def _loads(name: str, frame: bytes) -> JSONDict:
+    try:
+        value = json.loads(frame)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"{name} frame is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"{name} frame must be a JSON object, got {type(value).__name__}")
+    return value

@@ -1,0 +1,95 @@
+"""Message signing and replay protection (messaging spec, "The Wire Protocol").
+
+The signature is the hex HMAC of the four JSON frames, in order, keyed with the
+connection's ``key``. An empty key means messages are unsigned and the signature
+frame is ``b""``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from ._errors import ReplayedMessage, SignatureError
+
+__all__ = ["DEFAULT_REPLAY_HISTORY", "Signer"]
+
+#: How many recent signatures a receiver remembers to reject replays. Bounded so
+#: a long-lived kernel does not grow without limit (jupyter_client keeps 65536 too).
+DEFAULT_REPLAY_HISTORY = 1 << 16
+
+
+class Signer:
+    """Signs outgoing frames and verifies incoming ones.
+
+    Raises :class:`SignatureError` at construction for an unknown scheme (the
+    spec names schemes ``hmac-<hashlib name>``), and from :meth:`verify` for a
+    wrong signature or a replay.
+    """
+
+    __slots__ = ("_digest", "_key", "_seen", "_seen_limit", "scheme")
+
+    def __init__(
+        self,
+        key: bytes,
+        scheme: str = "hmac-sha256",
+        *,
+        replay_history: int = DEFAULT_REPLAY_HISTORY,
+    ) -> None:
+        prefix, _, digest_name = scheme.partition("-")
+        if prefix != "hmac" or not _is_hmac_digest(digest_name):
+            raise SignatureError(
+                f"unknown signature scheme {scheme!r}; expected 'hmac-<hash>' such as 'hmac-sha256'"
+            )
+        self.scheme = scheme
+        self._key = key
+        self._digest = digest_name
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._seen_limit = replay_history
+
+    @property
+    def is_signing(self) -> bool:
+        """False when the key is empty: messages go out unsigned and are not checked."""
+        return bool(self._key)
+
+    def sign(self, frames: Iterable[bytes]) -> bytes:
+        """The hex signature for the four JSON frames, or ``b""`` when unsigned."""
+        if not self._key:
+            return b""
+        mac = hmac.new(self._key, digestmod=self._digest)
+        for frame in frames:
+            mac.update(frame)
+        return mac.hexdigest().encode("ascii")
+
+    def verify(self, signature: bytes, frames: Iterable[bytes]) -> None:
+        """Check ``signature`` in constant time and remember it to reject replays."""
+        if not self._key:
+            return
+        if not signature:
+            raise SignatureError("message is unsigned but this connection has a key")
+        expected = self.sign(frames)
+        if not hmac.compare_digest(signature, expected):
+            raise SignatureError("invalid HMAC signature")
+        if signature in self._seen:
+            raise ReplayedMessage("signature was already used (replayed message)")
+        self._seen[signature] = None
+        if len(self._seen) > self._seen_limit:
+            self._seen.popitem(last=False)
+
+
+def _is_hmac_digest(name: str) -> bool:
+    """True if ``name`` is a hashlib digest HMAC can use.
+
+    ``hashlib.algorithms_available`` also lists extendable-output functions
+    (``shake_128``) whose ``hexdigest`` needs a length; HMAC cannot use them, and
+    accepting them here would make every later sign/verify raise ``ValueError``.
+    """
+    if name not in hashlib.algorithms_available:
+        return False
+    try:
+        hmac.new(b"probe", digestmod=name).hexdigest()
+    except (TypeError, ValueError):
+        return False
+    return True
