@@ -1,0 +1,66 @@
+"""The ``loom`` command line: argument parsing and dispatch to subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from kernel import __version__
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loom",
+        description="Loom: a terminal-first interactive Python environment for Jupyter kernels.",
+    )
+    parser.add_argument("--version", action="version", version=f"loom {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    console = sub.add_parser("console", help="start the interactive console (the default)")
+    _add_console_args(console)
+    _add_console_args(parser)
+
+    spec = sub.add_parser("kernelspec", help="list installed kernelspecs")
+    spec_sub = spec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)
+    spec_sub.add_parser("list", help="list installed kernelspecs and where they live")
+    return parser
+
+
+def _add_console_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kernel",
+        metavar="NAME",
+        default=None,
+        help="kernelspec to start (see `loom kernelspec list`)",
+    )
+    parser.add_argument(
+        "--existing",
+        metavar="FILE",
+        nargs="?",
+        const="",
+        default=None,
+        help="attach to a running kernel (default: the newest connection file)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "kernelspec":
+        from kernel import format_kernelspec_list
+
+        print(format_kernelspec_list())
+        return 0
+    from ._console import run_console
+
+    try:
+        return asyncio.run(run_console(kernel_name=args.kernel, existing=args.existing))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
