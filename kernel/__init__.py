@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from ._client import InputHandler, KernelClient, OutputHandler, connect_client
 from ._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
+from ._kernelspec import (
+    KernelSpec,
+    find_kernel_specs,
+    format_kernel_cmd,
+    format_kernelspec_list,
+    get_kernel_spec,
+)
+from ._manager import KernelManager, start_kernel
+from ._process import KernelProcess
 
 __version__ = "0.1.0"
 
@@ -12,9 +21,17 @@ __all__ = [
     "KernelClient",
     "KernelDied",
     "KernelError",
+    "KernelManager",
+    "KernelProcess",
+    "KernelSpec",
     "KernelSpecError",
     "KernelStartError",
     "OutputHandler",
     "__version__",
     "connect_client",
+    "find_kernel_specs",
+    "format_kernel_cmd",
+    "format_kernelspec_list",
+    "get_kernel_spec",
+    "start_kernel",
 ]

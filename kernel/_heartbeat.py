@@ -19,7 +19,7 @@ import zmq.asyncio
 
 from ._transport import shared_context
 
-__all__ = ["HeartbeatMonitor"]
+__all__ = ["HeartbeatMonitor", "wait_for_heartbeat"]
 
 
 class HeartbeatMonitor:
@@ -75,3 +75,27 @@ class HeartbeatMonitor:
         if responsive != self.responsive:
             self.responsive = responsive
             self._on_change(responsive)
+
+
+async def wait_for_heartbeat(url: str, *, context: zmq.asyncio.Context | None = None) -> None:
+    """Return once the heartbeat at ``url`` has echoed one ping.
+
+    A launcher uses this to learn that a new kernel has bound its ports (ipykernel
+    binds the heartbeat last). It never gives up by itself: wrap it in
+    ``asyncio.timeout`` and race it against the process's exit.
+    """
+    sock = (context or shared_context()).socket(zmq.DEALER)
+    sock.linger = 0
+    # Until the kernel listens, libzmq retries the TCP connect every RECONNECT_IVL
+    # ms. Nothing signals "a port started listening", so this retry (inside
+    # libzmq) is the one unavoidable poll; 20 ms instead of 100 keeps start fast.
+    sock.setsockopt(zmq.RECONNECT_IVL, 20)
+    sock.connect(url)
+    token = os.urandom(8)
+    try:
+        # Without IMMEDIATE the ping waits in the pipe until the connection exists.
+        await sock.send_multipart([b"", token])
+        while (await sock.recv_multipart())[-1] != token:
+            pass  # a stale echo cannot happen on a fresh socket, but be exact
+    finally:
+        sock.close(linger=0)

@@ -78,6 +78,17 @@ class Session:
         self.signer = Signer(key, signature_scheme, replay_history=replay_history)
         self.max_json_frame = max_json_frame
 
+    def fork(self) -> Session:
+        """A session with the same key and id but its own replay history.
+
+        Each thread that receives needs its own (the history is not thread-safe).
+        """
+        signer = self.signer
+        clone = Session(session_id=self.session_id, username=self.username)
+        clone.signer = Signer(signer.key, signer.scheme, replay_history=signer.replay_history)
+        clone.max_json_frame = self.max_json_frame
+        return clone
+
     # -- building ---------------------------------------------------------
 
     def message(

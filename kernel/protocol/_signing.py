@@ -50,6 +50,14 @@ class Signer:
         self._seen_limit = replay_history
 
     @property
+    def key(self) -> bytes:
+        return self._key
+
+    @property
+    def replay_history(self) -> int:
+        return self._seen_limit
+
+    @property
     def is_signing(self) -> bool:
         """False when the key is empty: messages go out unsigned and are not checked."""
         return bool(self._key)

@@ -23,9 +23,14 @@ from kernel.protocol import (
 KEY = b"0123456789abcdef-test-key"
 
 
-def _pair(key: bytes = KEY, scheme: str = "hmac-sha256", **kwargs: int) -> tuple[Session, Session]:
+def _pair(
+    key: bytes = KEY, scheme: str = "hmac-sha256", *, replay_history: int = 1 << 16
+) -> tuple[Session, Session]:
     """A sender and a receiver sharing ``key`` (separate replay histories, like two processes)."""
-    return Session(key, scheme, **kwargs), Session(key, scheme, **kwargs)
+    return (
+        Session(key, scheme, replay_history=replay_history),
+        Session(key, scheme, replay_history=replay_history),
+    )
 
 
 def _frames_without_signature_check(header: bytes, *, content: bytes = b"{}") -> list[bytes]:
@@ -102,7 +107,8 @@ def test_round_trip_with_identities_and_buffers() -> None:
 
 def test_buffers_may_be_bytes_like() -> None:
     sender, receiver = _pair()
-    msg = sender.message("comm_msg", buffers=[memoryview(b"abc"), bytearray(b"def")])  # type: ignore[list-item]
+    views: list[bytes] = [memoryview(b"abc"), bytearray(b"def")]  # type: ignore[list-item]
+    msg = sender.message("comm_msg", buffers=views)
     frames = sender.serialize(msg)
     assert frames[-2:] == [b"abc", b"def"]
     assert all(type(f) is bytes for f in frames)
@@ -120,7 +126,7 @@ def test_deserialize_accepts_bytes_like_frames() -> None:
 
 def test_unicode_content_round_trips_as_utf8() -> None:
     sender, receiver = _pair()
-    text = "héllo wörld — 日本語 🐍 \u0000 \\ \" \n"
+    text = 'héllo wörld — 日本語 🐍 \u0000 \\ " \n'
     msg = sender.message("stream", {"name": "stdout", "text": text, "ключ": "значение"})
     frames = sender.serialize(msg)
     content_frame = frames[-1]
@@ -170,7 +176,9 @@ def test_unserializable_content_raises_type_error() -> None:
 # -- signing ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("scheme", "digest"), [("hmac-sha256", "sha256"), ("hmac-sha512", "sha512")])
+@pytest.mark.parametrize(
+    ("scheme", "digest"), [("hmac-sha256", "sha256"), ("hmac-sha512", "sha512")]
+)
 def test_signature_is_hex_hmac_of_the_four_json_frames(scheme: str, digest: str) -> None:
     sender, receiver = _pair(scheme=scheme)
     msg = sender.message("execute_request", {"code": "1"}, buffers=[b"not signed"])
@@ -224,7 +232,7 @@ def test_unsigned_message_rejected_when_keyed() -> None:
 def test_tampered_json_frame_is_rejected(frame_index: int) -> None:
     sender, receiver = _pair()
     frames = sender.serialize(sender.message("x", {"a": 1}), [b"id"])
-    frames[frame_index] = frames[frame_index].replace(b"}", b' }', 1)
+    frames[frame_index] = frames[frame_index].replace(b"}", b" }", 1)
     with pytest.raises(SignatureError, match="invalid HMAC signature"):
         receiver.deserialize(frames)
 
@@ -339,7 +347,7 @@ def test_no_delimiter() -> None:
 
 
 def test_empty_frame_list() -> None:
-    with pytest.raises(MalformedMessage, match="no <IDS|MSG> delimiter"):
+    with pytest.raises(MalformedMessage, match=r"^no <IDS\|MSG> delimiter frame$"):
         Session().deserialize([])
 
 
@@ -439,7 +447,7 @@ def test_json_frame_limit_is_inclusive_and_excludes_buffers() -> None:
     frames = [*_frames_without_signature_check(header, content=content), b"z" * 1000]
     received = Session(max_json_frame=100).deserialize(frames)
     assert received.message.buffers == [b"z" * 1000]
-    frames[5] = content[:-1] + b' }'
+    frames[5] = content[:-1] + b" }"
     with pytest.raises(MalformedMessage, match=r"^content frame is 101 bytes"):
         Session(max_json_frame=100).deserialize(frames)
 
@@ -488,3 +496,20 @@ def test_message_equality_is_structural() -> None:
     b = Message({"msg_id": "1", "msg_type": "t"}, content={"x": 1})
     assert a == b
     assert a != Message({"msg_id": "1", "msg_type": "t"}, content={"x": 2})
+
+
+def test_fork_shares_key_and_id_but_not_replay_history() -> None:
+    sender, receiver = _pair(replay_history=8)
+    receiver.max_json_frame = 5000
+    forked = receiver.fork()
+    assert forked.session_id == receiver.session_id
+    assert forked.signer.scheme == receiver.signer.scheme
+    assert forked.max_json_frame == 5000
+    frames = sender.serialize(sender.message("x"))
+    receiver.deserialize(frames)
+    # The fork verifies with the same key and has not seen these frames yet.
+    assert forked.deserialize(frames).message.msg_type == "x"
+    with pytest.raises(ReplayedMessage):
+        forked.deserialize(frames)
+    with pytest.raises(ReplayedMessage):
+        receiver.deserialize(frames)

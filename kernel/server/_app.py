@@ -1,0 +1,108 @@
+"""``loom kernel``: bind the five sockets and serve until shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from ..protocol import ConnectionFileError, ConnectionInfo, Session
+from ._heartbeat import start_heartbeat
+from ._history import HistoryStore, default_history_path
+from ._interpreter import Interpreter
+from ._iothread import IOThread
+from ._server import KernelServer
+from ._streams import OutStream
+
+__all__ = ["run_kernel"]
+
+log = logging.getLogger("loom.kernel")
+
+# Enough buffered iopub messages that a client reading slowly through an
+# output flood loses nothing (stream text is batched into large messages).
+IOPUB_SNDHWM = 100_000
+
+
+def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str) -> int:
+    port = info.port(channel)
+    if info.transport == "ipc":
+        sock.bind(info.url(channel))
+        return port
+    host = f"tcp://[{info.ip}]" if ":" in info.ip else f"tcp://{info.ip}"
+    if ":" in info.ip:
+        sock.ipv6 = True
+    if port:
+        sock.bind(f"{host}:{port}")
+        return port
+    # No port given: let the OS choose while binding, so there is no window in
+    # which another process can take the port (ipykernel's race).
+    return sock.bind_to_random_port(host)
+
+
+def run_kernel(connection_file: str | None = None) -> int:
+    """Run a kernel; with no file, write a fresh one and print where it is."""
+    logging.basicConfig(level=logging.WARNING, format="[loom kernel] %(levelname)s %(message)s")
+    if connection_file and Path(connection_file).exists():
+        try:
+            info = ConnectionInfo.read(connection_file)
+        except ConnectionFileError as exc:
+            print(f"loom kernel: {exc}", file=sys.stderr)
+            return 2
+    else:
+        info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
+    ctx = zmq.asyncio.Context.instance()
+    sockets: dict[str, zmq.Socket[bytes]] = {
+        "shell": ctx.socket(zmq.ROUTER),
+        "control": zmq.Socket(ctx, zmq.ROUTER),
+        "stdin": zmq.Socket(ctx, zmq.ROUTER),
+        "iopub": zmq.Socket(ctx, zmq.XPUB),
+        "hb": zmq.Socket(ctx, zmq.ROUTER),
+    }
+    sockets["iopub"].setsockopt(zmq.XPUB_VERBOSE, 1)
+    sockets["iopub"].sndhwm = IOPUB_SNDHWM
+    for sock in sockets.values():
+        sock.linger = 1000
+    ports = {f"{ch}_port": _bind(sock, info, ch) for ch, sock in sockets.items()}
+    if not all(info.port(ch) for ch in sockets):
+        info = ConnectionInfo(
+            ip=info.ip,
+            transport=info.transport,
+            key=info.key,
+            signature_scheme=info.signature_scheme,
+            kernel_name=info.kernel_name or "loom",
+            **ports,
+        )
+        path = info.write(connection_file)
+        print(f"Loom kernel started. To connect another client to this kernel, use:\n"
+              f"    loom --existing {path}", flush=True)
+    return asyncio.run(_serve(info, sockets))
+
+
+async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) -> int:
+    session = Session(info.key, info.signature_scheme)
+    start_heartbeat(sockets["hb"])
+    iothread = IOThread(session, sockets["iopub"], sockets["control"], control_session=session.fork())
+    interpreter = Interpreter(
+        lambda msg_type, content: server.publish(msg_type, content, server.current),
+        history=HistoryStore(default_history_path()),
+    )
+    server = KernelServer(
+        session, sockets["shell"], sockets["stdin"], iothread, interpreter=interpreter  # type: ignore[arg-type]
+    )
+    server.bind_loop(asyncio.get_running_loop())
+    sys.stdout = OutStream(iothread, "stdout", 1)
+    sys.stderr = OutStream(iothread, "stderr", 2)
+    iothread.start()
+    try:
+        await server.serve()
+    finally:
+        iothread.stop()
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        for name in ("shell", "stdin", "iopub", "control"):
+            sockets[name].close(linger=200)
+    os._exit(0)

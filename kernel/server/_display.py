@@ -1,0 +1,500 @@
+"""Rich display: objects to MIME bundles, and ``display()`` / ``update_display()`` for user code.
+
+Implements the content of the ``display_data``, ``update_display_data`` and ``clear_output``
+iopub messages (messaging spec, "Display Data", "Update Display Data", "Clear output") and
+IPython's ``_repr_*_`` protocol, so objects from pandas, matplotlib, plotly, ... display richly.
+
+Pure: no zmq, no asyncio. Messages leave through a :class:`DisplayPublisher`, which the kernel
+implements (and which should flush pending stdout/stderr first, so output keeps its order).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pprint
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypedDict, Unpack
+
+__all__ = [
+    "HTML",
+    "JSON",
+    "SVG",
+    "Display",
+    "DisplayHandle",
+    "DisplayOptions",
+    "DisplayPublisher",
+    "Image",
+    "Javascript",
+    "Latex",
+    "Markdown",
+    "MimeBundle",
+    "Pretty",
+    "format_object",
+]
+
+#: MIME type -> JSON-able payload (binary payloads base64-encoded), as sent in ``data``.
+MimeBundle = dict[str, Any]
+
+#: IPython's pretty-printing width: containers whose repr is longer get ``pprint``-ed.
+_PRETTY_WIDTH = 79
+#: Above this repr length, ``pprint`` costs more than it helps; the plain repr is kept.
+_PRETTY_LIMIT = 100_000
+_CONTAINERS = (dict, list, set, frozenset, tuple)
+
+#: ``_repr_*_`` methods in IPython's formatter order, with the MIME type each produces.
+_REPR_METHODS: tuple[tuple[str, str], ...] = (
+    ("_repr_html_", "text/html"),
+    ("_repr_markdown_", "text/markdown"),
+    ("_repr_svg_", "image/svg+xml"),
+    ("_repr_png_", "image/png"),
+    ("_repr_jpeg_", "image/jpeg"),
+    ("_repr_latex_", "text/latex"),
+    ("_repr_json_", "application/json"),
+    ("_repr_javascript_", "application/javascript"),
+    ("_repr_pdf_", "application/pdf"),
+)
+_BINARY_MIMES = frozenset({"image/png", "image/jpeg", "application/pdf"})
+#: An attribute no real object has: an object that claims it answers every attribute
+#: (a mock, a proxy) and its ``_repr_*_`` "methods" are not to be trusted. Same name as IPython.
+_CANARY = "_ipython_canary_method_should_not_exist_"
+
+
+class _Rejected:
+    """Marks a ``_repr_*_`` result that cannot go on the wire."""
+
+
+_REJECT = _Rejected()
+
+
+def format_object(
+    obj: object,
+    *,
+    include: Collection[str] | None = None,
+    exclude: Collection[str] | None = None,
+) -> tuple[MimeBundle, dict[str, Any]]:
+    """The ``(data, metadata)`` pair that displays ``obj``.
+
+    ``data`` always has ``"text/plain"`` (the repr; long containers pretty-printed at width 79)
+    unless ``include``/``exclude`` filter it out. ``_repr_mimebundle_(include=, exclude=)``
+    comes first; the ``_repr_*_`` methods fill in the MIME types it did not give. A method that
+    returns ``None``, returns something of the wrong type, or raises ``Exception`` is skipped.
+    Classes are never asked (their ``_repr_*_`` are unbound methods). Everything returned is
+    JSON-able. Never raises ``Exception``.
+    """
+    data: MimeBundle = {}
+    metadata: dict[str, Any] = {}
+    if not isinstance(obj, type) and not _answers_everything(obj):
+        _add_mimebundle(obj, data, metadata, include, exclude)
+        for name, mime in _REPR_METHODS:
+            if mime not in data and _is_wanted(mime, include, exclude):
+                _add_repr(obj, name, mime, data, metadata)
+    if "text/plain" not in data and _is_wanted("text/plain", include, exclude):
+        data["text/plain"] = _plain_text(obj)
+    return data, metadata
+
+
+def _is_wanted(
+    mime: str, include: Collection[str] | None, exclude: Collection[str] | None
+) -> bool:
+    return (include is None or mime in include) and (exclude is None or mime not in exclude)
+
+
+def _answers_everything(obj: object) -> bool:
+    try:
+        return getattr(obj, _CANARY, None) is not None
+    except Exception:
+        return True
+
+
+def _method(obj: object, name: str) -> Callable[..., Any] | None:
+    try:
+        method = getattr(obj, name, None)
+    except Exception:
+        return None
+    return method if callable(method) else None
+
+
+def _add_mimebundle(
+    obj: object,
+    data: MimeBundle,
+    metadata: dict[str, Any],
+    include: Collection[str] | None,
+    exclude: Collection[str] | None,
+) -> None:
+    method = _method(obj, "_repr_mimebundle_")
+    if method is None:
+        return
+    try:
+        result = method(include=include, exclude=exclude)
+    except Exception:
+        return
+    bundle, md = result if isinstance(result, tuple) and len(result) == 2 else (result, None)
+    if not isinstance(bundle, Mapping):
+        return
+    for mime, value in bundle.items():
+        if isinstance(mime, str) and _is_wanted(mime, include, exclude):
+            cleaned = _encode_bytes(value)
+            if _is_jsonable(cleaned):
+                data[mime] = cleaned
+    if isinstance(md, Mapping) and _is_jsonable(md):
+        metadata.update(md)
+
+
+def _add_repr(
+    obj: object, name: str, mime: str, data: MimeBundle, metadata: dict[str, Any]
+) -> None:
+    method = _method(obj, name)
+    if method is None:
+        return
+    try:
+        result = method()
+    except Exception:
+        return
+    md: object = None
+    if isinstance(result, tuple) and len(result) == 2:
+        result, md = result
+    value = _clean_repr_value(mime, result)
+    if value is _REJECT:
+        return
+    data[mime] = value
+    if isinstance(md, Mapping) and _is_jsonable(md):
+        metadata[mime] = dict(md)
+
+
+def _clean_repr_value(mime: str, value: object) -> object:
+    """``value`` ready for the wire as ``mime``, or ``_REJECT`` (also for ``None``)."""
+    if mime in _BINARY_MIMES:
+        # Binary payloads travel base64-encoded (messaging spec, "Display Data").
+        if isinstance(value, bytes | bytearray | memoryview):
+            return _encode_bytes(value)
+        return value if isinstance(value, str) else _REJECT
+    if mime == "application/json":
+        if isinstance(value, str):  # a JSON document rather than JSON data, as IPython accepts
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return _REJECT
+        return value if value is not None and _is_jsonable(value) else _REJECT
+    return value if isinstance(value, str) else _REJECT
+
+
+def _encode_bytes(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def _is_jsonable(value: object) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _plain_text(obj: object) -> str:
+    try:
+        text = repr(obj)
+    except Exception:
+        return _fallback_repr(obj)
+    if isinstance(obj, _CONTAINERS) and _PRETTY_WIDTH < len(text) < _PRETTY_LIMIT:
+        try:
+            return pprint.pformat(obj, width=_PRETTY_WIDTH, sort_dicts=False)
+        except Exception:
+            return text
+    return text
+
+
+def _fallback_repr(obj: object) -> str:
+    try:
+        return object.__repr__(obj)
+    except Exception:
+        return f"<unprintable {type(obj).__name__} object>"
+
+
+def _merge_metadata(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Caller-given metadata wins; per-MIME dicts present on both sides are merged."""
+    for key, value in extra.items():
+        current = target.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            current.update(value)
+        else:
+            target[key] = value
+
+
+def _new_display_id() -> str:
+    return uuid.uuid4().hex
+
+
+class DisplayPublisher(Protocol):
+    """Where display messages go: the kernel sends ``content`` on iopub as ``msg_type``."""
+
+    def publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Send one ``display_data`` / ``update_display_data`` / ``clear_output`` message."""
+        ...
+
+
+class DisplayOptions(TypedDict, total=False):
+    """Keyword options shared by :meth:`Display.display` and :meth:`Display.update_display`."""
+
+    include: Collection[str] | None
+    exclude: Collection[str] | None
+    metadata: Mapping[str, Any] | None
+    transient: Mapping[str, Any] | None
+    raw: bool
+
+
+class Display:
+    """Implements ``display()``, ``update_display()`` and ``clear_output()`` for user code.
+
+    Every published content has ``data``, ``metadata`` and ``transient`` (``{}`` unless a
+    display id or caller transient data is given).
+    """
+
+    def __init__(self, publisher: DisplayPublisher) -> None:
+        self._publisher = publisher
+
+    def display(
+        self,
+        *objs: object,
+        include: Collection[str] | None = None,
+        exclude: Collection[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        transient: Mapping[str, Any] | None = None,
+        display_id: str | bool | None = None,
+        raw: bool = False,
+        clear: bool = False,
+    ) -> DisplayHandle | None:
+        """Publish one ``display_data`` per object; a handle when a display id is in play.
+
+        ``display_id=True`` makes a fresh id; a string names one (outputs sharing an id are
+        all replaced by a later update). With an id and no objects, an empty output is
+        published as a placeholder to update later. ``raw=True``: objects are already MIME
+        bundles (bytes values get base64-encoded). ``clear=True``: ``clear_output(wait=True)``
+        first. Objects whose bundle comes out empty publish nothing. Returns a
+        :class:`DisplayHandle` when a display id was given or made, else ``None``.
+        """
+        resolved = _new_display_id() if display_id is True else display_id or None
+        if not objs and resolved:
+            objs, raw = ({},), True
+        if clear:
+            self.clear_output(wait=True)
+        for obj in objs:
+            self._publish(
+                "display_data", obj, include, exclude, metadata, transient, resolved, raw
+            )
+        return DisplayHandle(self, resolved) if resolved else None
+
+    def update_display(
+        self, obj: object, *, display_id: str, **options: Unpack[DisplayOptions]
+    ) -> None:
+        """Publish ``update_display_data``: replace every output shown under ``display_id``.
+
+        Raises ``ValueError`` for an empty ``display_id``.
+        """
+        if not display_id:
+            raise ValueError("update_display needs a display_id")
+        self._publish(
+            "update_display_data",
+            obj,
+            options.get("include"),
+            options.get("exclude"),
+            options.get("metadata"),
+            options.get("transient"),
+            display_id,
+            options.get("raw", False),
+        )
+
+    def clear_output(self, wait: bool = False) -> None:
+        """Publish ``clear_output``; with ``wait`` the front end clears when new output comes."""
+        self._publisher.publish("clear_output", {"wait": wait})
+
+    def _publish(
+        self,
+        msg_type: str,
+        obj: object,
+        include: Collection[str] | None,
+        exclude: Collection[str] | None,
+        metadata: Mapping[str, Any] | None,
+        transient: Mapping[str, Any] | None,
+        display_id: str | None,
+        raw: bool,
+    ) -> None:
+        if raw:
+            if not isinstance(obj, Mapping):
+                raise TypeError(f"raw display needs a MIME bundle dict, not {type(obj).__name__}")
+            data: MimeBundle = {str(k): _encode_bytes(v) for k, v in obj.items()}
+            md: dict[str, Any] = {}
+        else:
+            data, md = format_object(obj, include=include, exclude=exclude)
+            if not data:
+                return
+        if metadata:
+            _merge_metadata(md, metadata)
+        extra = dict(transient or {})
+        if display_id:
+            extra["display_id"] = display_id
+        self._publisher.publish(msg_type, {"data": data, "metadata": md, "transient": extra})
+
+
+class DisplayHandle:
+    """A display id bound to a :class:`Display`: show or replace that output later."""
+
+    def __init__(self, display: Display, display_id: str | None = None) -> None:
+        self._display = display
+        self.display_id: str = display_id or _new_display_id()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} display_id={self.display_id}>"
+
+    def display(self, obj: object, **options: Unpack[DisplayOptions]) -> None:
+        """Publish ``obj`` as a new ``display_data`` output carrying this display id."""
+        self._display.display(obj, display_id=self.display_id, **options)
+
+    def update(self, obj: object, **options: Unpack[DisplayOptions]) -> None:
+        """Replace every output carrying this display id with ``obj``."""
+        self._display.update_display(obj, display_id=self.display_id, **options)
+
+
+# -- convenience rich objects, like IPython.display --------------------------------------------
+
+
+class _TextObject:
+    """Text for one MIME type, given as ``data`` or read (UTF-8) from ``filename``."""
+
+    def __init__(
+        self,
+        data: str | None = None,
+        *,
+        filename: str | os.PathLike[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if filename is not None:
+            data = Path(filename).read_text(encoding="utf-8")
+        self.data: str = data or ""
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} object>"
+
+    def _payload(self) -> str | tuple[str, dict[str, Any]]:
+        return (self.data, self.metadata) if self.metadata else self.data
+
+
+class HTML(_TextObject):
+    """Displays as ``text/html``."""
+
+    def _repr_html_(self) -> str | tuple[str, dict[str, Any]]:
+        return self._payload()
+
+
+class Markdown(_TextObject):
+    """Displays as ``text/markdown``."""
+
+    def _repr_markdown_(self) -> str | tuple[str, dict[str, Any]]:
+        return self._payload()
+
+
+class Latex(_TextObject):
+    """Displays as ``text/latex``."""
+
+    def _repr_latex_(self) -> str | tuple[str, dict[str, Any]]:
+        return self._payload()
+
+
+class SVG(_TextObject):
+    """Displays as ``image/svg+xml``."""
+
+    def _repr_svg_(self) -> str | tuple[str, dict[str, Any]]:
+        return self._payload()
+
+
+class Javascript(_TextObject):
+    """Displays as ``application/javascript``."""
+
+    def _repr_javascript_(self) -> str | tuple[str, dict[str, Any]]:
+        return self._payload()
+
+
+class Pretty(_TextObject):
+    """Displays its text as-is, as ``text/plain`` only."""
+
+    def __repr__(self) -> str:
+        return self.data
+
+
+class JSON:
+    """Displays JSON data (or a JSON document string, parsed) as ``application/json``.
+
+    Raises ``ValueError`` for a string that is not JSON.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        expanded: bool = False,
+        root: str = "root",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.data: Any = json.loads(data) if isinstance(data, str) else data
+        self.metadata: dict[str, Any] = {"expanded": expanded, "root": root, **(metadata or {})}
+
+    def __repr__(self) -> str:
+        return "<JSON object>"
+
+    def _repr_json_(self) -> tuple[Any, dict[str, Any]]:
+        return self.data, self.metadata
+
+
+_IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
+
+
+class Image:
+    """A PNG or JPEG image from ``data`` (bytes) or ``filename`` (a str ``data`` is a filename).
+
+    ``format`` defaults to the file suffix, else to what the bytes start with, else PNG.
+    ``width``/``height`` go to the image's metadata. Raises ``ValueError`` for other formats.
+    """
+
+    def __init__(
+        self,
+        data: bytes | str | os.PathLike[str] | None = None,
+        *,
+        filename: str | os.PathLike[str] | None = None,
+        format: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(data, str | os.PathLike):
+            data, filename = None, data
+        if filename is not None:
+            data = Path(filename).read_bytes()
+            format = format or Path(filename).suffix.lstrip(".").lower() or None
+        self.data: bytes = data or b""
+        fmt = (format or ("jpeg" if self.data.startswith(b"\xff\xd8") else "png")).lower()
+        if fmt not in _IMAGE_FORMATS:
+            raise ValueError(f"unsupported image format {fmt!r} (png or jpeg)")
+        self.format: str = _IMAGE_FORMATS[fmt]
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        if width is not None:
+            self.metadata["width"] = width
+        if height is not None:
+            self.metadata["height"] = height
+
+    def __repr__(self) -> str:
+        return "<Image object>"
+
+    def _repr_png_(self) -> bytes | tuple[bytes, dict[str, Any]] | None:
+        return self._payload() if self.format == "png" else None
+
+    def _repr_jpeg_(self) -> bytes | tuple[bytes, dict[str, Any]] | None:
+        return self._payload() if self.format == "jpeg" else None
+
+    def _payload(self) -> bytes | tuple[bytes, dict[str, Any]]:
+        return (self.data, self.metadata) if self.metadata else self.data

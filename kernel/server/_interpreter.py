@@ -1,0 +1,296 @@
+"""Running cells: the user's namespace, execution count, results and errors.
+
+A cell is transformed (IPython syntax such as ``%magic`` and ``!cmd`` becomes
+plain Python), parsed, and compiled once with ``PyCF_ALLOW_TOP_LEVEL_AWAIT``.
+If the code object is a coroutine it is awaited as a task on the kernel's
+loop (top-level ``await``); otherwise it runs synchronously on the main
+thread. While synchronous user code runs, the loop is hidden from asyncio
+(``_set_running_loop(None)``) so ``asyncio.run()`` works inside a cell.
+
+The value of a trailing expression is displayed as ``Out[n]`` unless the cell
+ends with ``;``; ``_``, ``__``, ``___``, ``_N``, ``In`` and ``Out`` work as in
+IPython.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import inspect
+import linecache
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+from ..protocol import JSONDict
+from ._display import Display, format_object
+from ._history import HistoryStore
+from ._traceback import format_exception
+
+__all__ = ["CellOutcome", "Interpreter", "Publisher"]
+
+#: Frames from these files are the kernel's own and hidden from tracebacks.
+_KERNEL_DIR = str(Path(__file__).resolve().parent.parent)
+_LAST_VALUE = "__loom_last_value__"
+
+Publisher = Callable[[str, JSONDict], None]
+Transformer = Callable[[str], str]
+
+
+@dataclass(slots=True)
+class CellOutcome:
+    """What running one cell produced, ready to become an ``execute_reply``."""
+
+    status: str = "ok"
+    error: JSONDict | None = None
+    payload: list[JSONDict] = field(default_factory=list)
+
+
+class Interpreter:
+    """One interactive Python session. Used from the main thread only."""
+
+    def __init__(
+        self,
+        publish: Publisher,
+        *,
+        history: HistoryStore | None = None,
+        transform: Transformer | None = None,
+    ) -> None:
+        self.publish = publish
+        self.history = history if history is not None else HistoryStore(None)
+        self.transform: Transformer = transform or (lambda code: code)
+        self.display = Display(_DisplayAdapter(self))
+        self.execution_count = 1
+        self.user_ns: dict[str, Any] = {}
+        self.payload: list[JSONDict] = []
+        self._cell_task: asyncio.Task[Any] | None = None
+        self._running_sync = False
+        self._reset_namespace()
+
+    def _reset_namespace(self) -> None:
+        self.user_ns.clear()
+        self.user_ns.update(
+            __name__="__main__",
+            __builtins__=builtins,
+            In=[""],
+            Out={},
+            _="",
+            __="",
+            ___="",
+            _ih=None,
+            _oh=None,
+            display=self.display.display,
+            update_display=self.display.update_display,
+            clear_output=self.display.clear_output,
+        )
+        self.user_ns["_ih"] = self.user_ns["In"]
+        self.user_ns["_oh"] = self.user_ns["Out"]
+        sys.modules["__main__"].__dict__.setdefault("__loom__", True)
+
+    @property
+    def is_busy(self) -> bool:
+        """True while a cell is running (synchronously or as a task)."""
+        return self._running_sync or self._cell_task is not None
+
+    def magic_names(self) -> list[str]:
+        """Names of the available magics, for completion."""
+        return []
+
+    def history_reply(self, request: JSONDict) -> list[list[Any]]:
+        """The ``history`` list of a ``history_reply`` for a ``history_request``'s content."""
+        output = bool(request.get("output", False))
+        raw = bool(request.get("raw", True))
+        kind = request.get("hist_access_type", "tail")
+        store = self.history
+        if kind == "range":
+            entries = store.range(
+                int(request.get("session", 0)),
+                int(request.get("start", 1)),
+                None if request.get("stop") is None else int(request["stop"]),
+                raw=raw,
+                output=output,
+            )
+        elif kind == "search":
+            n = request.get("n")
+            entries = store.search(
+                str(request.get("pattern", "*")),
+                None if n is None else int(n),
+                unique=bool(request.get("unique", False)),
+                raw=raw,
+                output=output,
+            )
+        else:
+            entries = store.tail(int(request.get("n", 10)), raw=raw, output=output)
+        return HistoryStore.to_reply(entries, output)
+
+    # -- interrupts -------------------------------------------------------------
+
+    def install_sigint_handler(self) -> None:
+        """SIGINT interrupts user code; between cells it is ignored (never kills the loop)."""
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._running_sync:
+            raise KeyboardInterrupt
+        if self._cell_task is not None and not self._cell_task.done():
+            self._cell_task.cancel("interrupted")
+
+    # -- running cells ------------------------------------------------------------
+
+    def cell_filename(self, count: int) -> str:
+        return f"<cell-{count}>"
+
+    async def run_cell(self, raw: str, *, silent: bool = False, store_history: bool = True) -> CellOutcome:
+        """Run ``raw`` and return the outcome; never raises for user errors."""
+        count = self.execution_count
+        filename = self.cell_filename(count)
+        self.payload = []
+        if store_history:
+            self.user_ns["In"].append(raw)
+            self.history.store(count, raw)
+        linecache.cache[filename] = (len(raw), None, raw.splitlines(True), filename)
+        outcome = CellOutcome()
+        try:
+            code, has_result = self._compile(raw, filename, display_last=not silent)
+            value = await self._execute(code)
+            if has_result and value is not None:
+                self._display_result(value, count, store_history)
+        except BaseException as exc:  # noqa: BLE001 - every user error becomes an error reply
+            if isinstance(exc, asyncio.CancelledError):
+                exc = KeyboardInterrupt()
+            outcome.status = "error"
+            outcome.error = self.report_error(exc)
+        finally:
+            self.user_ns.pop(_LAST_VALUE, None)
+            if store_history:
+                self.execution_count += 1
+        outcome.payload = self.payload
+        return outcome
+
+    def _compile(self, raw: str, filename: str, *, display_last: bool) -> tuple[CodeType, bool]:
+        source = self.transform(raw)
+        tree = ast.parse(source, filename=filename, mode="exec")
+        has_result = False
+        if display_last and tree.body and isinstance(tree.body[-1], ast.Expr):
+            if not _ends_with_semicolon(source):
+                last = tree.body[-1]
+                assign = ast.Assign(
+                    targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value
+                )
+                tree.body[-1] = ast.copy_location(assign, last)
+                ast.fix_missing_locations(tree)
+                has_result = True
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        return compile(tree, filename, "exec", flags=flags, dont_inherit=True), has_result
+
+    async def _execute(self, code: CodeType) -> Any:
+        if code.co_flags & inspect.CO_COROUTINE:
+            coro = eval(code, self.user_ns)
+            self._cell_task = asyncio.ensure_future(coro)
+            try:
+                await self._cell_task
+            finally:
+                self._cell_task = None
+        else:
+            self._exec_sync(code)
+        return self.user_ns.get(_LAST_VALUE)
+
+    def _exec_sync(self, code: CodeType) -> None:
+        loop = asyncio.get_running_loop()
+        # Hide our loop so user code may call asyncio.run(); restore it after,
+        # since asyncio.run() also clears the thread's current event loop.
+        asyncio.events._set_running_loop(None)
+        self._running_sync = True
+        try:
+            exec(code, self.user_ns)
+        finally:
+            self._running_sync = False
+            asyncio.events._set_running_loop(loop)
+            asyncio.set_event_loop(loop)
+
+    def _display_result(self, value: Any, count: int, store_history: bool) -> None:
+        if store_history:
+            ns = self.user_ns
+            ns["___"], ns["__"], ns["_"] = ns["__"], ns["_"], value
+            ns[f"_{count}"] = value
+            ns["Out"][count] = value
+        data, metadata = format_object(value)
+        self.publish(
+            "execute_result", {"execution_count": count, "data": data, "metadata": metadata}
+        )
+
+    # -- errors --------------------------------------------------------------------
+
+    def report_error(self, exc: BaseException) -> JSONDict:
+        """Publish an ``error`` message for ``exc`` and return the reply fields."""
+        try:
+            ename, evalue, tb = format_exception(
+                exc, cell_filenames=_cell_name, hidden_prefixes=[_KERNEL_DIR]
+            )
+        except Exception:  # the formatter must never take the kernel down
+            ename, evalue = type(exc).__name__, str(exc)
+            tb = traceback.format_exception(exc)
+        content = {"ename": ename, "evalue": evalue, "traceback": tb}
+        self.publish("error", content)
+        return content
+
+    # -- user expressions -------------------------------------------------------
+
+    def eval_user_expressions(self, expressions: JSONDict) -> JSONDict:
+        """Evaluate each expression; errors are reported per expression, never raised."""
+        results: JSONDict = {}
+        for key, expr in expressions.items():
+            try:
+                value = eval(str(expr), self.user_ns)
+                data, metadata = format_object(value)
+                results[key] = {"status": "ok", "data": data, "metadata": metadata}
+            except BaseException as exc:  # noqa: BLE001
+                results[key] = {
+                    "status": "error",
+                    "ename": type(exc).__name__,
+                    "evalue": str(exc),
+                    "traceback": [],
+                }
+        return results
+
+
+class _DisplayAdapter:
+    def __init__(self, interpreter: Interpreter) -> None:
+        self._interpreter = interpreter
+
+    def publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        self._interpreter.publish(msg_type, content)
+
+
+def _cell_name(filename: str) -> str | None:
+    if filename.startswith("<cell-") and filename.endswith(">"):
+        return f"Cell In[{filename[6:-1]}]"
+    return None
+
+
+def _ends_with_semicolon(source: str) -> bool:
+    """True when the last code line ends with ``;`` (comments ignored), as IPython does."""
+    import io
+    import tokenize
+
+    last = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.ENDMARKER,
+                tokenize.DEDENT,
+                tokenize.INDENT,
+            ):
+                last = tok
+    except (tokenize.TokenError, SyntaxError):
+        return source.rstrip().endswith(";")
+    return last is not None and last.string == ";"

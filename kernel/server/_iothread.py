@@ -1,0 +1,264 @@
+"""The kernel's I/O thread: everything that must keep answering while user code runs.
+
+User code runs on the main thread and may block it for minutes. This one
+thread owns the sockets that must stay live meanwhile:
+
+* **iopub** (XPUB): every message the main thread publishes is queued here and
+  sent in order; buffered stream text is flushed within ``FLUSH_INTERVAL``
+  even while the main thread is blocked; each new subscription is greeted with
+  ``iopub_welcome`` (messaging spec 5.5) so a late subscriber loses nothing.
+* **control** (ROUTER): ``kernel_info``, ``interrupt_request`` and
+  ``shutdown_request`` are answered here, never queued behind a running cell.
+* **captured file descriptors 1 and 2**: output that C extensions and child
+  processes write straight to the fds arrives as ``stream`` messages.
+
+The main thread talks to it only through :meth:`publish`,
+:meth:`write_stream` and :meth:`flush`, which take a lock for a few list
+operations and wake the thread through an eventfd. All JSON encoding and
+signing of iopub traffic happens here, off the main thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+from ..protocol import JSONDict, Message, ProtocolError, Session
+from .._transport import RateLimitedLog
+
+__all__ = ["FLUSH_INTERVAL", "IOThread"]
+
+log = logging.getLogger("loom.kernel")
+
+#: Stream text is held at most this long before it is published (seconds).
+FLUSH_INTERVAL = 0.02
+#: A stream message is sealed once it holds this much text, bounding message size.
+MAX_STREAM_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class _StreamBuffer:
+    parent: JSONDict
+    chunks: list[str] = field(default_factory=list)
+    size: int = 0
+    since: float = 0.0
+
+
+ControlHandler = Callable[[Message], JSONDict | None]
+
+
+class IOThread:
+    """Owns iopub and control; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        session: Session,
+        iopub: zmq.Socket[bytes],
+        control: zmq.Socket[bytes],
+        *,
+        control_session: Session,
+        capture_fds: bool = True,
+    ) -> None:
+        self.session = session
+        self._control_session = control_session
+        self._iopub = iopub
+        self._control = control
+        self.control_handlers: dict[str, ControlHandler] = {}
+        #: Parent header for output that has no better parent (fd output, threads).
+        self.current_parent: JSONDict = {}
+        self._lock = threading.Lock()
+        self._queue: deque[Message] = deque()
+        self._streams: dict[str, _StreamBuffer] = {}
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stopping = False
+        self._rejected = RateLimitedLog(log)
+        self._pipes: dict[int, tuple[str, codecs.IncrementalDecoder]] = {}
+        self.original_fds: dict[str, int] = {}
+        if capture_fds:
+            self._capture_fds()
+        self._thread = threading.Thread(target=self._run, name="loom-io", daemon=True)
+
+    # -- main-thread API (thread-safe) -----------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, message: Message) -> None:
+        """Queue ``message`` for iopub after any stream text written before it."""
+        with self._lock:
+            self._seal_all()
+            self._queue.append(message)
+        self._wake()
+
+    def publish_new(self, msg_type: str, content: JSONDict, parent: JSONDict) -> None:
+        self.publish(self.session.message(msg_type, content, parent=parent))
+
+    def write_stream(self, name: str, text: str, parent: JSONDict | None = None) -> None:
+        """Buffer stream text; it is published within ``FLUSH_INTERVAL``."""
+        if not text:
+            return
+        if parent is None:
+            parent = self.current_parent
+        wake = False
+        with self._lock:
+            buf = self._streams.get(name)
+            if buf is not None and buf.parent is not parent:
+                self._seal(name)
+                buf = None
+            if buf is None:
+                buf = self._streams[name] = _StreamBuffer(parent, since=time.monotonic())
+                wake = True  # the thread must arm its flush timer
+            buf.chunks.append(text)
+            buf.size += len(text)
+            if buf.size >= MAX_STREAM_CHUNK:
+                self._seal(name)
+                wake = True
+        if wake:
+            self._wake()
+
+    def flush(self) -> None:
+        """Publish buffered stream text now (without waiting for the timer)."""
+        with self._lock:
+            if not self._streams:
+                return
+            self._seal_all()
+        self._wake()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Flush what is queued, then end the thread."""
+        self.flush()
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout)
+
+    # -- internals (lock held) -----------------------------------------------
+
+    def _seal(self, name: str) -> None:
+        buf = self._streams.pop(name)
+        content = {"name": name, "text": "".join(buf.chunks)}
+        self._queue.append(self.session.message("stream", content, parent=buf.parent))
+
+    def _seal_all(self) -> None:
+        for name in list(self._streams):
+            self._seal(name)
+
+    def _wake(self) -> None:
+        os.eventfd_write(self._wake_fd, 1)
+
+    # -- fd capture -----------------------------------------------------------
+
+    def _capture_fds(self) -> None:
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            self.original_fds[name] = os.dup(fd)
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            self._pipes[read_end] = (name, decoder)
+
+    def _drain_pipe(self, fd: int) -> None:
+        name, decoder = self._pipes[fd]
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        self.write_stream(name, decoder.decode(data))
+
+    # -- the thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._wake_fd, zmq.POLLIN)
+        poller.register(self._control, zmq.POLLIN)
+        poller.register(self._iopub, zmq.POLLIN)
+        for fd in self._pipes:
+            poller.register(fd, zmq.POLLIN)
+        while True:
+            timeout = self._next_flush_in()
+            events = dict(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
+            if self._wake_fd in events:
+                try:
+                    os.eventfd_read(self._wake_fd)
+                except BlockingIOError:
+                    pass
+            if self._control in events:
+                self._serve_control()
+            if self._iopub in events:
+                self._greet_subscribers()
+            for fd in self._pipes:
+                if fd in events:
+                    self._drain_pipe(fd)
+            self._send_due()
+            if self._stopping:
+                self._send_due(everything=True)
+                return
+
+    def _next_flush_in(self) -> float | None:
+        with self._lock:
+            if not self._streams:
+                return None
+            oldest = min(buf.since for buf in self._streams.values())
+        return oldest + FLUSH_INTERVAL - time.monotonic()
+
+    def _send_due(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for name, buf in list(self._streams.items()):
+                if everything or now - buf.since >= FLUSH_INTERVAL:
+                    self._seal(name)
+            items = list(self._queue)
+            self._queue.clear()
+        for message in items:
+            self._iopub.send_multipart(self.session.serialize(message))
+
+    def _greet_subscribers(self) -> None:
+        while True:
+            try:
+                frame = self._iopub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frame[:1] == b"\x01":
+                topic = frame[1:].decode("utf-8", "replace")
+                # Sent directly: the greeting answers this subscription, not a request.
+                welcome = self.session.message("iopub_welcome", {"subscription": topic})
+                self._iopub.send_multipart(self.session.serialize(welcome))
+
+    def _serve_control(self) -> None:
+        while True:
+            try:
+                frames = self._control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                received = self._control_session.deserialize(frames)
+            except ProtocolError as exc:
+                self._rejected.warning("dropped invalid message on control: %s", exc)
+                continue
+            self._handle_control(received.identities, received.message)
+
+    def _handle_control(self, identities: list[bytes], request: Message) -> None:
+        handler = self.control_handlers.get(request.msg_type)
+        if handler is None:
+            self._rejected.warning("unsupported control message %r", request.msg_type)
+            return
+        self.publish_new("status", {"execution_state": "busy"}, request.header)
+        try:
+            content = handler(request)
+        except Exception as exc:  # a handler bug must not end the control thread
+            log.exception("control handler %s failed", request.msg_type)
+            content = {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
+        if content is not None:
+            reply_type = request.msg_type.removesuffix("_request") + "_reply"
+            reply = self.session.message(reply_type, content, parent=request)
+            self._control.send_multipart(self.session.serialize(reply, identities))
+        self.publish_new("status", {"execution_state": "idle"}, request.header)
+        self._send_due()

@@ -1,0 +1,276 @@
+"""``KernelServer``: the shell channel loop and its handler table.
+
+Theory of operation
+-------------------
+The main thread runs one asyncio loop. It reads the shell socket and, for
+each request, publishes ``status: busy``, runs the handler registered for the
+message type, sends the reply and publishes ``status: idle`` (messaging spec,
+"Kernel status"). Handlers are looked up in :attr:`KernelServer.shell_handlers`,
+a plain dict: an engine of the parallel layer is this server with more
+entries (composition, not subclassing). A handler returns the reply content,
+``(content, metadata)``, or ``None`` for messages that have no reply
+(``comm_msg`` and friends).
+
+Control, iopub and captured output live on the I/O thread (``_iothread``), the
+heartbeat on its own thread (``_heartbeat``), so they keep answering while a
+cell blocks the main thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from ..protocol import JSONDict, Message, ProtocolError, Session
+from .._transport import RateLimitedLog
+from ._comms import CommManager
+from ._interpreter import Interpreter
+from ._iothread import IOThread
+from ._kernel_info import kernel_info_content
+from ._stdin import StdinBridge
+
+__all__ = ["Handler", "KernelServer"]
+
+log = logging.getLogger("loom.kernel")
+
+HandlerResult = JSONDict | tuple[JSONDict, JSONDict] | None
+Handler = Callable[[Message, list[bytes]], Awaitable[HandlerResult]]
+
+
+class KernelServer:
+    """Serves one kernel's shell channel; owns the interpreter and helpers."""
+
+    def __init__(
+        self,
+        session: Session,
+        shell: zmq.asyncio.Socket,
+        stdin: zmq.Socket[bytes],
+        iothread: IOThread,
+        *,
+        interpreter: Interpreter | None = None,
+    ) -> None:
+        self.session = session
+        self.shell = shell
+        self.io = iothread
+        self.interpreter = interpreter or Interpreter(self._publish_for_current)
+        self.stdin = StdinBridge(stdin, session.fork())
+        self.comms = CommManager(self._publish_for_current)
+        self.current: Message | None = None
+        self._stopped = asyncio.Event()
+        self._rejected = RateLimitedLog(log)
+        self.shell_handlers: dict[str, Handler] = {
+            "execute_request": self._execute,
+            "kernel_info_request": self._kernel_info,
+            "complete_request": self._complete,
+            "inspect_request": self._inspect,
+            "history_request": self._history,
+            "is_complete_request": self._is_complete,
+            "comm_info_request": self._comm_info,
+            "comm_open": self._comm_open,
+            "comm_msg": self._comm_msg,
+            "comm_close": self._comm_close,
+            "shutdown_request": self._shutdown_on_shell,
+        }
+        iothread.control_handlers.update(
+            kernel_info_request=lambda msg: kernel_info_content(),
+            interrupt_request=self._interrupt_from_control,
+            shutdown_request=self._shutdown_from_control,
+        )
+
+    # -- publishing ------------------------------------------------------------
+
+    def publish(self, msg_type: str, content: JSONDict, parent: Message | None) -> None:
+        self.io.publish_new(msg_type, content, parent.header if parent else {})
+
+    def _publish_for_current(self, msg_type: str, content: JSONDict) -> None:
+        self.publish(msg_type, content, self.current)
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve shell requests until a shutdown request arrives."""
+        self.interpreter.install_sigint_handler()
+        reader = asyncio.ensure_future(self._serve_shell())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, stopped):
+                task.cancel()
+            if reader.done() and not reader.cancelled() and reader.exception():
+                raise reader.exception()  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def _serve_shell(self) -> None:
+        while True:
+            frames = await self.shell.recv_multipart()
+            try:
+                received = self.session.deserialize(frames)
+            except ProtocolError as exc:
+                self._rejected.warning("dropped invalid message on shell: %s", exc)
+                continue
+            await self.dispatch(received.message, received.identities)
+
+    async def dispatch(self, request: Message, identities: list[bytes]) -> None:
+        handler = self.shell_handlers.get(request.msg_type)
+        self.current = request
+        self.io.current_parent = request.header
+        self.publish("status", {"execution_state": "busy"}, request)
+        try:
+            if handler is None:
+                self._rejected.warning("unknown shell message type %r", request.msg_type)
+                result: HandlerResult = (
+                    {"status": "error", "ename": "UnknownMessageType", "evalue": request.msg_type, "traceback": []}
+                    if request.msg_type.endswith("_request")
+                    else None
+                )
+            else:
+                try:
+                    result = await handler(request, identities)
+                except Exception as exc:
+                    log.exception("handler for %s failed", request.msg_type)
+                    result = {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+            if result is not None:
+                content, metadata = result if isinstance(result, tuple) else (result, {})
+                reply_type = request.msg_type.removesuffix("_request") + "_reply"
+                reply = self.session.message(reply_type, content, parent=request, metadata=metadata)
+                await self.shell.send_multipart(self.session.serialize(reply, identities))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.publish("status", {"execution_state": "idle"}, request)
+
+    # -- execute -------------------------------------------------------------------
+
+    async def _execute(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        content = request.content
+        code = str(content.get("code", ""))
+        silent = bool(content.get("silent", False))
+        store_history = bool(content.get("store_history", not silent))
+        interp = self.interpreter
+        started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        count = interp.execution_count
+        if not silent:
+            self.publish("execute_input", {"code": code, "execution_count": count}, request)
+        allow_stdin = bool(content.get("allow_stdin", False))
+        with self.stdin.installed(allow_stdin, request.header, identities):
+            outcome = await interp.run_cell(code, silent=silent, store_history=store_history)
+        reply: JSONDict = {"status": outcome.status, "execution_count": count}
+        if outcome.error is not None:
+            reply.update(outcome.error)
+        reply["user_expressions"] = interp.eval_user_expressions(content.get("user_expressions") or {})
+        reply["payload"] = outcome.payload
+        metadata = {"started": started, "dependencies_met": True, "status": outcome.status}
+        if outcome.status == "error" and content.get("stop_on_error", True):
+            await self._abort_queued()
+        return reply, metadata
+
+    async def _abort_queued(self) -> None:
+        """After an error, answer every execute_request already queued with ``aborted``."""
+        while await self.shell.poll(0):
+            frames = await self.shell.recv_multipart()
+            try:
+                received = self.session.deserialize(frames)
+            except ProtocolError:
+                continue
+            request = received.message
+            if request.msg_type != "execute_request":
+                await self.dispatch(request, received.identities)
+                continue
+            self.publish("status", {"execution_state": "busy"}, request)
+            reply = self.session.message(
+                "execute_reply",
+                {"status": "aborted", "execution_count": self.interpreter.execution_count},
+                parent=request,
+                metadata={"status": "aborted", "dependencies_met": False},
+            )
+            await self.shell.send_multipart(self.session.serialize(reply, received.identities))
+            self.publish("status", {"execution_state": "idle"}, request)
+
+    # -- introspection -------------------------------------------------------------
+
+    async def _kernel_info(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        return kernel_info_content()
+
+    async def _complete(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        from ._completion import complete
+
+        code = str(request.content.get("code", ""))
+        pos = int(request.content.get("cursor_pos", len(code)))
+        result = complete(code, pos, self.interpreter.user_ns, magics=self.interpreter.magic_names())
+        return {"status": "ok", **result}
+
+    async def _inspect(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        from ._inspection import inspect
+
+        code = str(request.content.get("code", ""))
+        pos = int(request.content.get("cursor_pos", len(code)))
+        level = int(request.content.get("detail_level", 0))
+        return {"status": "ok", **inspect(code, pos, level, self.interpreter.user_ns)}
+
+    async def _is_complete(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        from ._is_complete import is_complete
+
+        return is_complete(str(request.content.get("code", "")))
+
+    async def _history(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        return {"status": "ok", "history": self.interpreter.history_reply(request.content)}
+
+    # -- comms ---------------------------------------------------------------------
+
+    async def _comm_info(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        target = request.content.get("target_name")
+        return {"status": "ok", "comms": self.comms.info(target if isinstance(target, str) else None)}
+
+    async def _comm_open(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        self.comms.handle_open(request.content)
+        return None
+
+    async def _comm_msg(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        self.comms.handle_msg(request.content)
+        return None
+
+    async def _comm_close(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        self.comms.handle_close(request.content)
+        return None
+
+    # -- interrupt and shutdown (called on the I/O thread) ----------------------------
+
+    def _interrupt_from_control(self, request: Message) -> JSONDict:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        return {"status": "ok"}
+
+    def _shutdown_from_control(self, request: Message) -> JSONDict:
+        restart = bool(request.content.get("restart", False))
+        content = {"status": "ok", "restart": restart}
+        # The spec (5.4+) also broadcasts the reply on iopub.
+        self.io.publish_new("shutdown_reply", content, request.header)
+        self._loop.call_soon_threadsafe(self.stop)
+        if self.interpreter.is_busy:
+            # A cell holds the main thread: interrupt it so the loop can stop.
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            threading.Timer(3.0, os._exit, args=(0,)).start()
+        return content
+
+    async def _shutdown_on_shell(self, request: Message, identities: list[bytes]) -> HandlerResult:
+        # Old clients send shutdown on shell; honour it the same way.
+        content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
+        self.stop()
+        return content
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+

@@ -1,0 +1,58 @@
+"""``sys.stdout``/``sys.stderr`` replacements that feed the I/O thread.
+
+A ``write`` is a lock, a list append and (for the first write of a batch) one
+eventfd write; the I/O thread publishes the text within ``FLUSH_INTERVAL``,
+so text printed just before a long computation still reaches the client.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._iothread import IOThread
+
+__all__ = ["OutStream"]
+
+
+class OutStream(io.TextIOBase):
+    """A text stream named ``stdout`` or ``stderr`` that publishes on iopub."""
+
+    def __init__(self, iothread: IOThread, name: str, fileno: int) -> None:
+        super().__init__()
+        self._io = iothread
+        self._name = name
+        self._fileno = fileno
+
+    @property
+    def name(self) -> str:
+        return f"<{self._name}>"
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:
+        return "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        # The captured fd: a child process handed ``sys.stdout`` writes into
+        # the same capture pipe, so its output is published too.
+        return self._fileno
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._io.write_stream(self._name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._io.flush()
