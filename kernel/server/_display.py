@@ -87,7 +87,7 @@ def format_object(
     """
     data: MimeBundle = {}
     metadata: dict[str, Any] = {}
-    if not isinstance(obj, type) and not _answers_everything(obj):
+    if _is_trusted(obj):
         _add_mimebundle(obj, data, metadata, include, exclude)
         for name, mime in _REPR_METHODS:
             if mime not in data and _is_wanted(mime, include, exclude):
@@ -97,17 +97,16 @@ def format_object(
     return data, metadata
 
 
-def _is_wanted(
-    mime: str, include: Collection[str] | None, exclude: Collection[str] | None
-) -> bool:
+def _is_wanted(mime: str, include: Collection[str] | None, exclude: Collection[str] | None) -> bool:
     return (include is None or mime in include) and (exclude is None or mime not in exclude)
 
 
-def _answers_everything(obj: object) -> bool:
+def _is_trusted(obj: object) -> bool:
+    """False for classes and for objects that claim to have every attribute (or raise)."""
     try:
-        return getattr(obj, _CANARY, None) is not None
+        return not isinstance(obj, type) and getattr(obj, _CANARY, None) is None
     except Exception:
-        return True
+        return False
 
 
 def _method(obj: object, name: str) -> Callable[..., Any] | None:
@@ -201,7 +200,7 @@ def _plain_text(obj: object) -> str:
         text = repr(obj)
     except Exception:
         return _fallback_repr(obj)
-    if isinstance(obj, _CONTAINERS) and _PRETTY_WIDTH < len(text) < _PRETTY_LIMIT:
+    if issubclass(type(obj), _CONTAINERS) and _PRETTY_WIDTH < len(text) < _PRETTY_LIMIT:
         try:
             return pprint.pformat(obj, width=_PRETTY_WIDTH, sort_dicts=False)
         except Exception:
@@ -284,9 +283,7 @@ class Display:
         if clear:
             self.clear_output(wait=True)
         for obj in objs:
-            self._publish(
-                "display_data", obj, include, exclude, metadata, transient, resolved, raw
-            )
+            self._publish("display_data", obj, include, exclude, metadata, transient, resolved, raw)
         return DisplayHandle(self, resolved) if resolved else None
 
     def update_display(

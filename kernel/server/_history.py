@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -330,12 +331,32 @@ def _open(
     # isolation_level=None: no implicit transactions, we issue BEGIN/COMMIT ourselves.
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode = WAL")  # persistent; "memory" for :memory:
+        _use_wal(conn, time.monotonic() + busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")  # per connection; safe in WAL mode
         return conn, _start_session(conn, session)
     except BaseException:
         conn.close()
         raise
+
+
+def _use_wal(conn: sqlite3.Connection, deadline: float) -> None:
+    """Put the file in WAL journal mode (persistent, so a no-op once done; ``:memory:`` stays
+    "memory", and a file system without WAL support keeps its mode: both are accepted).
+
+    Switching takes an exclusive lock, and when several kernels open a fresh file at once SQLite
+    answers SQLITE_BUSY to all but one *without* calling the busy handler (they all hold a shared
+    lock, so waiting could deadlock). A loser retries: having released its lock, its next attempt
+    waits in the busy handler until the winner is done, then finds the file already in WAL mode.
+    Raises the last :class:`sqlite3.OperationalError` once ``deadline`` (monotonic) has passed.
+    """
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # any extended BUSY code
+            if not busy or time.monotonic() >= deadline:
+                raise
 
 
 def _start_session(conn: sqlite3.Connection, session: int | None) -> int:

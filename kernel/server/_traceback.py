@@ -54,7 +54,8 @@ def format_exception(
     cell's display name). ``traceback`` shows the chain of causes and contexts oldest first,
     each frame as ``Cell In[3], line 2, in f`` (or ``File path:2``) with its source lines and
     an arrow at the failing one. ``color`` adds ANSI colours (pygments); without it the text
-    has no escape sequences. A ``KeyboardInterrupt`` shows only its innermost frame.
+    has no escape sequences. A ``KeyboardInterrupt`` shows only its innermost frame; a
+    ``SyntaxError`` in a cell shows no frames (how the parser was reached is not the user's).
     Never raises ``Exception``: a failure while formatting falls back to the final line only.
     """
     namer = _make_namer(cell_filenames)
@@ -154,6 +155,8 @@ class _Formatter:
         frames = self._visible_frames(exc.__traceback__)
         if isinstance(exc, KeyboardInterrupt):
             frames = frames[-1:]
+        elif isinstance(exc, SyntaxError) and self._is_cell(exc.filename):
+            frames = []  # a cell that does not parse: the path into the parser is noise
         out: list[str] = []
         if frames:
             name = self._paint("*red*", type(exc).__name__)
@@ -217,6 +220,9 @@ class _Formatter:
             location += f", in {self._paint('cyan', frame.name)}"
         return "\n".join([location, *self._source(frame)]) + "\n"
 
+    def _is_cell(self, filename: object) -> bool:
+        return isinstance(filename, str) and self._namer(filename) is not None
+
     def _location(self, filename: str, lineno: int | None) -> str:
         cell = self._namer(filename)
         if cell is not None:
@@ -257,7 +263,7 @@ class _Formatter:
         encoded = line.encode("utf-8")
         start = len(encoded[: frame.colno].decode("utf-8", "replace"))
         end = len(encoded[: frame.end_colno].decode("utf-8", "replace"))
-        if end <= start or line[:start].strip() == "" and line[end:].strip() == "":
+        if end <= start or (line[:start].strip() == "" and line[end:].strip() == ""):
             return []  # the whole line failed: carets would add nothing
         return [" " * (8 + start) + self._paint("*red*", "^" * (end - start))]
 

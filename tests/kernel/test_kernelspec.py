@@ -78,9 +78,7 @@ def test_names_are_case_insensitive(jupyter_path: Path) -> None:
     assert (spec.name, spec.display_name) == ("mykernel", "Good")
 
 
-def test_first_directory_on_the_path_wins(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_first_directory_on_the_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _install(tmp_path / "a", "dup", {**GOOD, "display_name": "first"})
     _install(tmp_path / "b", "dup", {**GOOD, "display_name": "second"})
     monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))

@@ -6,6 +6,10 @@ by PID whatever happens, and afterwards no Python thread but the main one may
 exist (the manager and the client must not start any).
 """
 
+# Scenarios stat files and wait on a stopped child inline: these calls return
+# at once, and a test may block its own loop for that long.
+# ruff: noqa: ASYNC222, ASYNC240
+
 from __future__ import annotations
 
 import asyncio
@@ -176,7 +180,9 @@ def test_interrupt_by_message() -> None:
             sleeping = asyncio.Event()
             code = "import time; print('sleeping', flush=True); time.sleep(60)"
             cell = asyncio.ensure_future(
-                kc.execute(code, on_output=lambda m: sleeping.set() if m.msg_type == "stream" else None)
+                kc.execute(
+                    code, on_output=lambda m: sleeping.set() if m.msg_type == "stream" else None
+                )
             )
             try:
                 await sleeping.wait()
@@ -235,7 +241,7 @@ def test_restart_now_fails_pending_requests() -> None:
 
 def test_wait_exit_learns_of_sigkill_promptly(runtime_dir: Path) -> None:
     async def scenario(reaper: Reaper) -> None:
-        async with start_kernel() as (km, kc):
+        async with start_kernel() as (km, _client):
             pid = reaper.track(km)
             os.kill(pid, signal.SIGKILL)
             async with asyncio.timeout(2):
@@ -252,7 +258,7 @@ def test_wait_exit_learns_of_sigkill_promptly(runtime_dir: Path) -> None:
 
 def test_stopped_kernel_is_recognised_and_still_shut_down() -> None:
     async def scenario(reaper: Reaper) -> None:
-        async with start_kernel(shutdown_timeout=2) as (km, kc):
+        async with start_kernel(shutdown_timeout=2) as (km, _client):
             pid = reaper.track(km)
             proc = km.process
             assert proc is not None
@@ -351,7 +357,10 @@ def test_extra_env_and_cwd_reach_the_kernel(tmp_path: Path) -> None:
         env = {"LOOM_TEST_VALUE": "hello"}
         async with start_kernel(extra_env=env, cwd=str(tmp_path)) as (km, kc):
             reaper.track(km)
-            code = "import os; print(os.environ['LOOM_TEST_VALUE'], os.getcwd(), os.getpgid(0) == os.getpid())"
+            code = (
+                "import os; "
+                "print(os.environ['LOOM_TEST_VALUE'], os.getcwd(), os.getpgid(0) == os.getpid())"
+            )
             outputs: list[Message] = []
             await kc.execute(code, on_output=outputs.append, timeout=10)
             text = "".join(m.content.get("text", "") for m in outputs if m.msg_type == "stream")

@@ -216,6 +216,21 @@ def test_objects_answering_every_attribute_are_only_repr_ed() -> None:
     assert format_object(AnythingGoes()) == ({"text/plain": "AnythingGoes()"}, {})
 
 
+def test_object_lying_about_its_class_is_only_repr_ed() -> None:
+    class Liar:
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:
+            raise RuntimeError("no class for you")
+
+        def _repr_html_(self) -> str:
+            return "<b>liar</b>"
+
+        def __repr__(self) -> str:
+            return "Liar()"
+
+    assert format_object(Liar()) == ({"text/plain": "Liar()"}, {})
+
+
 def test_attribute_lookup_that_raises_is_skipped() -> None:
     class Exploding:
         @property
@@ -418,7 +433,10 @@ def test_clear_output() -> None:
     display, recorder = _display()
     display.clear_output()
     display.clear_output(wait=True)
-    assert recorder.messages == [("clear_output", {"wait": False}), ("clear_output", {"wait": True})]
+    assert recorder.messages == [
+        ("clear_output", {"wait": False}),
+        ("clear_output", {"wait": True}),
+    ]
 
 
 def test_display_clear_first_clears_with_wait() -> None:
@@ -477,7 +495,10 @@ def test_include_and_exclude_reach_the_bundle() -> None:
     ],
 )
 def test_text_objects(cls: type[HTML], mime: str, tmp_path: Path) -> None:
-    assert format_object(cls("payload"))[0] == {mime: "payload", "text/plain": f"<{cls.__name__} object>"}
+    assert format_object(cls("payload"))[0] == {
+        mime: "payload",
+        "text/plain": f"<{cls.__name__} object>",
+    }
     path = tmp_path / "payload.txt"
     path.write_text("from file", encoding="utf-8")
     assert format_object(cls(filename=path))[0][mime] == "from file"

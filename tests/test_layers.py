@@ -1,0 +1,41 @@
+"""The import direction of docs/architecture.md, checked in fresh interpreters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules_after_import(module: str) -> set[str]:
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout))
+
+
+def _top(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def test_protocol_is_pure_stdlib() -> None:
+    loaded = _top(_modules_after_import("kernel.protocol"))
+    assert not loaded & {"zmq", "asyncio", "prompt_toolkit", "shell", "parallel", "jupyter_core"}
+
+
+@pytest.mark.parametrize("module", ["kernel", "kernel.server"])
+def test_kernel_never_imports_front_ends(module: str) -> None:
+    loaded = _top(_modules_after_import(module))
+    assert not loaded & {"shell", "parallel", "prompt_toolkit"}
+
+
+def test_kernel_server_start_imports_stay_light() -> None:
+    # Start-up time matters (kernel_info within ~100 ms): heavy modules load lazily.
+    loaded = _top(_modules_after_import("kernel.server"))
+    assert not loaded & {"jedi", "pygments", "jupyter_client", "IPython"}
