@@ -104,8 +104,12 @@ class KernelClient:
         identity = new_id().encode("ascii")  # stdin must share the shell identity
         connect = MessageSocket.connect
         s, ctx = self.session, self._context
-        self.shell = connect(zmq.DEALER, info.url("shell"), s, "shell", identity=identity, context=ctx)
-        self.stdin = connect(zmq.DEALER, info.url("stdin"), s, "stdin", identity=identity, context=ctx)
+        self.shell = connect(
+            zmq.DEALER, info.url("shell"), s, "shell", identity=identity, context=ctx
+        )
+        self.stdin = connect(
+            zmq.DEALER, info.url("stdin"), s, "stdin", identity=identity, context=ctx
+        )
         self.control = connect(zmq.DEALER, info.url("control"), s, "control", context=ctx)
         self.iopub = connect(zmq.SUB, info.url("iopub"), s, "iopub", context=ctx)
         self.heartbeat = HeartbeatMonitor(info.url("hb"), self._heartbeat_changed, context=ctx)
@@ -200,7 +204,9 @@ class KernelClient:
         sock = self.control if channel == "control" else self.shell
         msg = self.session.message(msg_type, content)
         try:
-            call = await self._send_tracked(sock, msg, on_output, on_input, expects_idle=wait_for_idle)
+            call = await self._send_tracked(
+                sock, msg, on_output, on_input, expects_idle=wait_for_idle
+            )
             async with asyncio.timeout(timeout):
                 return await call.finished
         finally:

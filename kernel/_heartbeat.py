@@ -10,6 +10,7 @@ monitor reports transitions and decides nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -54,10 +55,8 @@ class HeartbeatMonitor:
         try:
             while True:
                 token = os.urandom(8)
-                try:
+                with contextlib.suppress(zmq.Again):
                     await sock.send_multipart([b"", token], flags=zmq.DONTWAIT)
-                except zmq.Again:
-                    pass
                 deadline = time.monotonic() + self.interval
                 while (remaining := deadline - time.monotonic()) > 0:
                     if not await sock.poll(remaining * 1000):

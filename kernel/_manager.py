@@ -30,25 +30,22 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from string import Template
 from types import TracebackType
-from typing import TypeVar
 
 from ._client import KernelClient, connect_client
 from ._errors import KernelDied, KernelError, KernelStartError
 from ._heartbeat import wait_for_heartbeat
 from ._kernelspec import KernelSpec, format_kernel_cmd, get_kernel_spec
-from ._process import KernelProcess
+from ._process import KernelProcess, ProcessExited, describe_exit, exited_within, until_exit
 from .protocol import ConnectionInfo, JSONDict
 
 __all__ = ["KernelManager", "start_kernel"]
 
 log = logging.getLogger("loom.manager")
-
-T = TypeVar("T")
 
 #: Launches tried by ``start`` before giving up (each with fresh ports).
 _START_ATTEMPTS = 3
@@ -60,42 +57,8 @@ _KILL_WAIT = 5.0
 _TAIL_LINES = 20
 
 
-class _Exited(Exception):
-    """The kernel process exited while we waited for something else."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-async def _until_exit(proc: KernelProcess, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` unless ``proc`` exits first, in which case raise :class:`_Exited`.
-
-    An exit wins a tie: a kernel that answered and then died is not running.
-    Both helper tasks have ended when this returns.
-    """
-    main = asyncio.ensure_future(awaitable)
-    exited = asyncio.ensure_future(proc.wait())
-    try:
-        await asyncio.wait((main, exited), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        main.cancel()
-        exited.cancel()
-        await asyncio.wait((main, exited))  # cancelled tasks end promptly
-    if not exited.cancelled():
-        if not main.cancelled():
-            main.exception()  # mark retrieved; the exit is the news
-        raise _Exited(exited.result())
-    return main.result()
-
-
-async def _exited_within(proc: KernelProcess, seconds: float) -> bool:
-    try:
-        async with asyncio.timeout(seconds):
-            await proc.wait()
-    except TimeoutError:
-        return False
-    return True
+class ProcessExitedDuringStart(KernelStartError):
+    """The kernel exited before its heartbeat answered: maybe a lost port race, worth a retry."""
 
 
 def pick_ports(ip: str = "127.0.0.1", count: int = 5) -> list[int]:
@@ -115,15 +78,6 @@ def pick_ports(ip: str = "127.0.0.1", count: int = 5) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
-
-
-def _describe_exit(code: int) -> str:
-    if code >= 0:
-        return f"exited with code {code}"
-    try:
-        return f"was killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"was killed by signal {-code}"
 
 
 class KernelManager:
@@ -232,11 +186,11 @@ class KernelManager:
                     self._connection_file = info.write(self._connection_file)
                     self._info = info
                     try:
-                        await self._launch(spec, info)
+                        await self._launch(spec, info, f" (attempt {attempt} of {_START_ATTEMPTS})")
                         return info
-                    except KernelStartError as exc:
+                    except ProcessExitedDuringStart as exc:
                         if attempt == _START_ATTEMPTS:
-                            raise KernelStartError(f"{exc} (after {attempt} attempts)") from None
+                            raise KernelStartError(str(exc)) from None
                         log.debug("start attempt %d failed, retrying: %s", attempt, exc)
             raise AssertionError("unreachable")  # the loop returns or raises
         except TimeoutError:
@@ -251,7 +205,7 @@ class KernelManager:
         self._discard_process()
         self._remove_connection_file()
 
-    async def _launch(self, spec: KernelSpec, info: ConnectionInfo) -> None:
+    async def _launch(self, spec: KernelSpec, info: ConnectionInfo, note: str = "") -> None:
         """Start the kernel process on our connection file and wait for its heartbeat.
 
         Raises :class:`KernelStartError` (and leaves no process) if it cannot be
@@ -265,9 +219,10 @@ class KernelManager:
                 f"cannot launch kernel {spec.name!r} ({argv[0]}): {exc}"
             ) from exc
         try:
-            await _until_exit(proc, wait_for_heartbeat(info.url("hb")))
-        except _Exited as exc:
-            error = self._start_error(_describe_exit(exc.code) + " during startup")
+            await until_exit(proc, wait_for_heartbeat(info.url("hb")))
+        except ProcessExited as exc:
+            what = f"{describe_exit(exc.code)} during startup{note}"
+            error = self._start_error(what, ProcessExitedDuringStart)
             self._discard_process()
             raise error from None
 
@@ -287,13 +242,16 @@ class KernelManager:
             env.pop("PYTHONEXECUTABLE", None)
         return env
 
-    def _start_error(self, what: str) -> KernelStartError:
+    def _start_error(
+        self, what: str, kind: type[KernelStartError] = KernelStartError
+    ) -> KernelStartError:
+        """``kind("kernel NAME <what>; its last output: ...")``."""
         message = f"kernel {self.kernel_name!r} {what}"
         if self._process is not None:
             lines = self._process.output_tail().rstrip().splitlines()[-_TAIL_LINES:]
             if lines:
                 message += "; its last output:\n" + "\n".join(f"    {line}" for line in lines)
-        return KernelStartError(message)
+        return kind(message)
 
     async def wait_ready(self, client: KernelClient, timeout: float = 60.0) -> JSONDict:  # noqa: ASYNC109
         """Wait until ``client`` gets answers from the kernel (``client.wait_for_ready``).
@@ -303,9 +261,9 @@ class KernelManager:
         """
         proc = self._require_process()
         try:
-            return await _until_exit(proc, client.wait_for_ready(timeout))
-        except _Exited as exc:
-            raise self._start_error(_describe_exit(exc.code) + " before it was ready") from None
+            return await until_exit(proc, client.wait_for_ready(timeout))
+        except ProcessExited as exc:
+            raise self._start_error(describe_exit(exc.code) + " before it was ready") from None
         except TimeoutError:
             raise self._start_error(f"did not answer kernel_info within {timeout} s") from None
 
@@ -381,7 +339,9 @@ class KernelManager:
                 if client is not None:
                     await self.wait_ready(client, timeout)
         except TimeoutError:
-            raise self._start_error(f"did not restart within {timeout} s") from None
+            error = self._start_error(f"did not restart within {timeout} s")
+            self._discard_process()
+            raise error from None
         except BaseException:
             self._discard_process()
             raise
@@ -402,9 +362,9 @@ class KernelManager:
                 log.debug("kernel %d did not exit; sending SIGTERM", proc.pid)
                 proc.send_signal(signal.SIGTERM)
                 proc.send_signal(signal.SIGCONT)  # a stopped kernel must run to act on TERM
-                if not await _exited_within(proc, _TERM_GRACE):
+                if not await exited_within(proc, _TERM_GRACE):
                     proc.kill()
-                    await _exited_within(proc, _KILL_WAIT)
+                    await exited_within(proc, _KILL_WAIT)
             proc.kill()  # what the kernel left running in its process group
         finally:
             self._discard_process()
@@ -427,8 +387,8 @@ class KernelManager:
 
         try:
             async with asyncio.timeout(grace):
-                await _until_exit(proc, request())
-        except _Exited:
+                await until_exit(proc, request())
+        except ProcessExited:
             pass
         except (TimeoutError, KernelError) as exc:
             log.debug("graceful shutdown of kernel %d failed: %r", proc.pid, exc)

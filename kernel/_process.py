@@ -14,6 +14,9 @@ anonymous temporary file (never a pipe, which would fill up and block the
 kernel), so a failed start can be explained with the tail of its output.
 The file lives as long as the process object and is not size-limited: kernels
 write little there (ipykernel forwards user output over iopub).
+
+:func:`until_exit` awaits anything (a heartbeat, a reply) *racing* the
+process's exit, so a waiter learns of a dead kernel at once, not at a timeout.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["KernelProcess"]
+__all__ = ["KernelProcess", "ProcessExited", "describe_exit", "exited_within", "until_exit"]
+
+T = TypeVar("T")
 
 
 class KernelProcess:
@@ -185,3 +191,55 @@ class KernelProcess:
 
     def __repr__(self) -> str:
         return f"<KernelProcess pid={self.pid} returncode={self.returncode}>"
+
+
+# -- waiting on something while watching the process ---------------------------
+
+
+class ProcessExited(Exception):
+    """The process exited (with status ``code``) while we waited for something else."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+async def until_exit(proc: KernelProcess, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``; raise :class:`ProcessExited` instead if ``proc`` exits first.
+
+    An exit wins a tie: a kernel that answered and then died is not running.
+    Both helper tasks have ended when this returns.
+    """
+    main = asyncio.ensure_future(awaitable)
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.wait((main, exited), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        main.cancel()
+        exited.cancel()
+        await asyncio.wait((main, exited))  # cancelled tasks end promptly
+    if not exited.cancelled():
+        if not main.cancelled():
+            main.exception()  # mark retrieved; the exit is the news
+        raise ProcessExited(exited.result())
+    return main.result()
+
+
+async def exited_within(proc: KernelProcess, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``proc`` to exit; True if it did."""
+    try:
+        async with asyncio.timeout(seconds):
+            await proc.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+def describe_exit(code: int) -> str:
+    """``"exited with code 3"`` or ``"was killed by SIGKILL"`` for a Popen-style status."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"

@@ -27,6 +27,22 @@ def _parser() -> argparse.ArgumentParser:
     spec = sub.add_parser("kernelspec", help="list installed kernelspecs")
     spec_sub = spec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)
     spec_sub.add_parser("list", help="list installed kernelspecs and where they live")
+    install = spec_sub.add_parser("install", help="register Loom's kernel as kernelspec 'loom'")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="install for the current user")
+    where.add_argument(
+        "--sys-prefix", action="store_true", help="install into sys.prefix (the default)"
+    )
+    where.add_argument("--prefix", metavar="PREFIX", help="install into PREFIX/share/jupyter")
+
+    kernel = sub.add_parser("kernel", help="run a Loom kernel")
+    kernel.add_argument(
+        "-f",
+        "--connection-file",
+        metavar="FILE",
+        default=None,
+        help="connection file to use (written if missing); default: a new one in the runtime dir",
+    )
     return parser
 
 
@@ -50,16 +66,30 @@ def _add_console_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "kernelspec":
-        from kernel import format_kernelspec_list
+        return _kernelspec(args)
+    if args.command == "kernel":
+        from kernel.server import run_kernel
 
-        print(format_kernelspec_list())
-        return 0
+        return run_kernel(args.connection_file)
     from ._console import run_console
 
     try:
         return asyncio.run(run_console(kernel_name=args.kernel, existing=args.existing))
     except KeyboardInterrupt:
         return 130
+
+
+def _kernelspec(args: argparse.Namespace) -> int:
+    if args.kernelspec_command == "install":
+        from kernel import install_kernelspec
+
+        path = install_kernelspec(user=args.user, prefix=args.prefix)
+        print(f"Installed kernelspec loom in {path}")
+        return 0
+    from kernel import format_kernelspec_list
+
+    print(format_kernelspec_list())
+    return 0
 
 
 if __name__ == "__main__":

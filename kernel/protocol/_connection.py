@@ -100,7 +100,12 @@ class ConnectionInfo:
             ports[f"{ch}_port"] = value
         ip, key = data.get("ip", "127.0.0.1"), data.get("key", "")
         scheme, name = data.get("signature_scheme", "hmac-sha256"), data.get("kernel_name", "")
-        for label, value in (("ip", ip), ("key", key), ("signature_scheme", scheme), ("kernel_name", name)):
+        for label, value in (
+            ("ip", ip),
+            ("key", key),
+            ("signature_scheme", scheme),
+            ("kernel_name", name),
+        ):
             if not isinstance(value, str):
                 raise ConnectionFileError(f"{label} must be a string, got {type(value).__name__}")
         return cls(
@@ -118,7 +123,9 @@ class ConnectionInfo:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConnectionFileError(f"cannot read connection file {path}: {exc.strerror}") from exc
+            raise ConnectionFileError(
+                f"cannot read connection file {path}: {exc.strerror}"
+            ) from exc
         except UnicodeDecodeError as exc:
             raise ConnectionFileError(f"connection file {path} is not valid UTF-8: {exc}") from exc
         try:

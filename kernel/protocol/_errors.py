@@ -7,7 +7,13 @@ propagates out of a socket reader.
 
 from __future__ import annotations
 
-__all__ = ["ConnectionFileError", "MalformedMessage", "ProtocolError", "ReplayedMessage", "SignatureError"]
+__all__ = [
+    "ConnectionFileError",
+    "MalformedMessage",
+    "ProtocolError",
+    "ReplayedMessage",
+    "SignatureError",
+]
 
 
 class ProtocolError(Exception):

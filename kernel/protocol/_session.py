@@ -21,7 +21,7 @@ from ._errors import MalformedMessage
 from ._message import JSONDict, Message, new_id
 from ._signing import DEFAULT_REPLAY_HISTORY, Signer
 
-__all__ = ["DELIMITER", "DEFAULT_MAX_JSON_FRAME", "Received", "Session"]
+__all__ = ["DEFAULT_MAX_JSON_FRAME", "DELIMITER", "Received", "Session"]
 
 DELIMITER = b"<IDS|MSG>"
 
@@ -43,9 +43,9 @@ def _json_default(obj: Any) -> Any:
 
 
 def _dumps(obj: JSONDict) -> bytes:
-    return json.dumps(
-        obj, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    ).encode("utf-8", "surrogatepass")
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,8 @@ class Session:
         rest = frames[split + 1 :]
         if len(rest) < 5:
             raise MalformedMessage(
-                f"expected a signature and 4 JSON frames after the delimiter, got {len(rest)} frames"
+                "expected a signature and 4 JSON frames after the delimiter, "
+                f"got {len(rest)} frames"
             )
         signature, json_frames, buffers = rest[0], rest[1:5], rest[5:]
         for name, frame in zip(_FRAME_NAMES, json_frames, strict=True):

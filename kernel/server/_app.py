@@ -78,21 +78,30 @@ def run_kernel(connection_file: str | None = None) -> int:
             **ports,
         )
         path = info.write(connection_file)
-        print(f"Loom kernel started. To connect another client to this kernel, use:\n"
-              f"    loom --existing {path}", flush=True)
+        print(
+            f"Loom kernel started. To connect another client to this kernel, use:\n"
+            f"    loom --existing {path}",
+            flush=True,
+        )
     return asyncio.run(_serve(info, sockets))
 
 
 async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) -> int:
     session = Session(info.key, info.signature_scheme)
     start_heartbeat(sockets["hb"])
-    iothread = IOThread(session, sockets["iopub"], sockets["control"], control_session=session.fork())
+    iothread = IOThread(
+        session, sockets["iopub"], sockets["control"], control_session=session.fork()
+    )
     interpreter = Interpreter(
         lambda msg_type, content: server.publish(msg_type, content, server.current),
         history=HistoryStore(default_history_path()),
     )
     server = KernelServer(
-        session, sockets["shell"], sockets["stdin"], iothread, interpreter=interpreter  # type: ignore[arg-type]
+        session,
+        sockets["shell"],
+        sockets["stdin"],
+        iothread,
+        interpreter=interpreter,  # type: ignore[arg-type]
     )
     server.bind_loop(asyncio.get_running_loop())
     sys.stdout = OutStream(iothread, "stdout", 1)

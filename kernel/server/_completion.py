@@ -9,9 +9,10 @@
 4. jedi's completions on the live namespace (attributes, names, keywords, imports, parameters).
 
 Cost is bounded without threads: jedi never sees more than a few thousand namespace names
-(:func:`._lookup.jedi_namespace`), objects with more than :data:`BIG_DIR` attributes are
-completed from ``dir()`` instead of jedi, dict keys and directory entries are scanned in
-bounded slices that stop at the deadline, and no source produces more than :data:`MAX_MATCHES`.
+(:func:`._lookup.jedi_namespace`; bare names of a bigger namespace come from a bounded scan),
+objects with more than :data:`BIG_DIR` attributes are completed from ``dir()`` instead of
+jedi, dict keys and directory entries are scanned in bounded slices that stop at the
+deadline, and no source produces more than :data:`MAX_MATCHES`.
 jedi runs with ``allow_unsafe_interpreter_executions`` off, so pressing Tab never evaluates a
 property or ``__getitem__``.
 """
@@ -20,33 +21,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
-import os
 import re
 import time
-import types
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from ._lookup import jedi_namespace, line_col, resolve
+from ._completion_sources import (
+    MAX_MATCHES,
+    Match,
+    attribute_matches,
+    key_matches,
+    list_attributes,
+    name_matches,
+    path_matches,
+)
+from ._lookup import is_big_namespace, jedi_namespace, line_col, resolve
 
 __all__ = ["BIG_DIR", "MAX_MATCHES", "complete"]
 
-#: No reply carries more matches than this.
-MAX_MATCHES = 1000
 #: Objects with more attributes than this are completed from ``dir()``, not by jedi.
 BIG_DIR = 2000
-#: At most this many keys of a mapping are looked at.
-MAX_KEYS_SCANNED = 1_000_000
-#: At most this many entries of a directory are looked at.
-MAX_DIR_ENTRIES = 20_000
 #: jedi signatures are computed for at most this many function completions...
 MAX_SIGNATURES = 50
 #: ...and for at most this long (seconds): a cold jedi takes ~5 ms per builtin signature.
 SIGNATURE_TIME = 0.1
-
-_CHECK_EVERY = 4096  # items between two deadline checks in scanning loops
 
 _DOTTED = r"(?<![\w.)\]'\"])((?:[^\W\d]\w*\.)*[^\W\d]\w*)"
 _ATTRIBUTE_RE = re.compile(_DOTTED + r"\.(\w*)$")
@@ -61,16 +60,6 @@ _STRING_END_RE = {
     quote: re.compile(r"\\(?:.|\Z)|" + re.escape(quote) + ("" if len(quote) == 3 else r"|\n"), re.S)
     for quote in ("'", '"', "'''", '"""')
 }
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Match:
-    """One candidate: replace ``code[start:cursor]`` with ``text``."""
-
-    start: int
-    text: str
-    type: str
-    signature: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,18 +92,25 @@ def complete(
     Returns ``{"matches", "cursor_start", "cursor_end", "metadata"}`` where every match
     replaces ``code[cursor_start:cursor_end]`` and ``metadata["_jupyter_types_experimental"]``
     lists ``{"start", "end", "text", "type", "signature"}`` per match. Never raises: on any
-    error the reply has no matches and ``cursor_start == cursor_end == cursor_pos``.
+    error the reply has no matches and ``cursor_start == cursor_end == cursor_pos`` (clamped).
     """
     try:
-        pos = min(max(cursor_pos, 0), len(code))
+        pos = _clamp(cursor_pos, code)
         deadline = time.monotonic() + budget
         names = [name.lstrip("%") for name in magics]
         return _reply(code, pos, _collect(code, pos, namespace, names, deadline))
     except Exception:
-        return _reply(code, cursor_pos, [])
+        return _reply(code, _clamp(cursor_pos, code), [])
 
 
-def _reply(code: str, pos: int, matches: list[_Match]) -> dict[str, Any]:
+def _clamp(cursor_pos: int, code: str) -> int:
+    try:
+        return min(max(cursor_pos, 0), len(code))
+    except Exception:
+        return cursor_pos
+
+
+def _reply(code: str, pos: int, matches: list[Match]) -> dict[str, Any]:
     # The reply has one replacement range; widen every match to the earliest start.
     start = min((m.start for m in matches), default=pos)
     texts: list[str] = []
@@ -140,7 +136,7 @@ def _reply(code: str, pos: int, matches: list[_Match]) -> dict[str, Any]:
 
 def _collect(
     code: str, pos: int, namespace: Mapping[str, Any], magics: list[str], deadline: float
-) -> list[_Match]:
+) -> list[Match]:
     before = code[:pos]
     context = _scan(before)
     if isinstance(context, _InComment):
@@ -202,13 +198,13 @@ def _string_end(text: str, start: int, quote: str) -> int | None:
 # -- sources -------------------------------------------------------------------------------
 
 
-def _magic_matches(magic: re.Match[str], line_start: int, magics: list[str]) -> list[_Match]:
+def _magic_matches(magic: re.Match[str], line_start: int, magics: list[str]) -> list[Match]:
     lead, percents, prefix = magic.groups()
     if percents == "%%" and (line_start != 0 or lead):
         return []  # cell magics only exist on the first line of a cell
     start = line_start + magic.start(2)
     return [
-        _Match(start, percents + name, "magic") for name in sorted(magics) if name.startswith(prefix)
+        Match(start, percents + name, "magic") for name in sorted(magics) if name.startswith(prefix)
     ]
 
 
@@ -217,10 +213,10 @@ def _argument_matches(
     line_start: int,
     python_args: tuple[int, Mapping[str, Any]] | None,
     deadline: float,
-) -> list[_Match]:
+) -> list[Match]:
     """Paths for the last word of a ``!cmd`` / ``%magic`` line, plus Python for magic args."""
     word_start = max(line.rfind(" "), line.rfind("\t")) + 1
-    found = _path_matches(line[word_start:], line_start + word_start, deadline, quote="")
+    found = path_matches(line[word_start:], line_start + word_start, deadline, quote="")
     if python_args is not None:
         args_start, namespace = python_args
         args = line[args_start:]
@@ -231,7 +227,7 @@ def _argument_matches(
 
 def _string_matches(
     code: str, pos: int, context: _InString, namespace: Mapping[str, Any], deadline: float
-) -> list[_Match]:
+) -> list[Match]:
     typed = code[context.content_start : pos]
     head = code[: context.content_start - len(context.quote) - len(context.prefix)]
     subscript = _QUOTED_KEY_HEAD_RE.search(head)
@@ -239,11 +235,11 @@ def _string_matches(
         found, obj = resolve(subscript.group(1), namespace)
         if found and isinstance(obj, Mapping):
             key_type: type = bytes if "b" in context.prefix.lower() else str
-            keys = _key_matches(obj, (key_type,), typed, context, code[pos:], deadline)
+            keys = key_matches(obj, (key_type,), typed, context.quote, code[pos:], deadline)
             if keys:
-                return [_Match(context.content_start, text, "dict key") for text in keys]
+                return [Match(context.content_start, text, "dict key") for text in keys]
     if "\n" not in typed:
-        paths = _path_matches(typed, context.content_start, deadline, context.quote)
+        paths = path_matches(typed, context.content_start, deadline, context.quote)
         if paths:
             return paths
     if head.rstrip().endswith("["):
@@ -253,149 +249,28 @@ def _string_matches(
 
 def _code_matches(
     code: str, pos: int, namespace: Mapping[str, Any], deadline: float
-) -> list[_Match]:
+) -> list[Match]:
     before = code[:pos]
-    found: list[_Match] = []
+    found: list[Match] = []
     subscript = _UNQUOTED_KEY_RE.search(before)
     if subscript:
         ok, obj = resolve(subscript.group(1), namespace)
         if ok and isinstance(obj, Mapping):
-            keys = _key_matches(obj, (str, bytes, int), subscript.group(2), None, code[pos:], deadline)
-            found += [_Match(subscript.start(2), text, "dict key") for text in keys]
+            keys = key_matches(
+                obj, (str, bytes, int), subscript.group(2), None, code[pos:], deadline
+            )
+            found += [Match(subscript.start(2), text, "dict key") for text in keys]
     attribute = _ATTRIBUTE_RE.search(before)
     if attribute:
         ok, obj = resolve(attribute.group(1), namespace)
-        names = _dir(obj) if ok else None
+        names = list_attributes(obj) if ok else None
         if names is not None and len(names) > BIG_DIR:
             start = attribute.start(2)
-            return found + _attribute_matches(obj, names, attribute.group(2), start, deadline)
+            return found + attribute_matches(obj, names, attribute.group(2), start, deadline)
     jedi_found = _jedi_matches(code, pos, namespace, deadline)
     if found:  # our keys already cover jedi's own (differently quoted) dict keys
         jedi_found = [m for m in jedi_found if m.type != "string"]
     return found + jedi_found
-
-
-def _key_matches(
-    mapping: Mapping[Any, Any],
-    key_types: tuple[type, ...],
-    typed: str,
-    quoted: _InString | None,
-    after: str,
-    deadline: float,
-) -> list[str]:
-    """Sorted key completions for ``typed``: escaped key + closing quote/bracket if missing."""
-    quote = quoted.quote if quoted else ""
-    if quoted and after.startswith(quote):
-        suffix = ""
-    else:
-        suffix = quote + ("" if after.lstrip().startswith("]") else "]")
-    # Escaping only ever adds backslashes, so without one in ``typed`` a str key must start
-    # with ``typed`` itself: test that first, in C, before building any text.
-    quick = quoted is not None and str in key_types and "\\" not in typed
-    texts: list[str] = []
-    for key in _bounded(iter(mapping.keys()), MAX_KEYS_SCANNED, deadline):
-        if quick and type(key) is str:
-            if not key.startswith(typed):
-                continue
-        elif not isinstance(key, key_types) or isinstance(key, bool):
-            continue
-        text = _escape_key(key, quote[:1]) if quoted else repr(key)
-        if text.startswith(typed):
-            texts.append(text + suffix)
-            if len(texts) >= MAX_MATCHES:
-                break
-    return sorted(texts)
-
-
-def _escape_key(key: str | bytes, quote: str) -> str:
-    """``key`` as it is spelled between ``quote`` characters in source code."""
-    if isinstance(key, str):
-        if quote not in key and "\\" not in key and key.isprintable():
-            return key  # the common case, checked in C
-        return "".join(_escape_char(ch, quote) for ch in key)
-    return "".join(
-        _escape_char(chr(byte), quote) if 0x20 <= byte < 0x7F else f"\\x{byte:02x}" for byte in key
-    )
-
-
-def _escape_char(ch: str, quote: str) -> str:
-    if ch in ("\\", quote):
-        return "\\" + ch
-    return ch if ch.isprintable() else repr(ch)[1:-1]
-
-
-def _path_matches(typed: str, start: int, deadline: float, quote: str) -> list[_Match]:
-    """Entries of the directory ``typed`` names, relative to the cwd; ``~`` expanded."""
-    if typed == "~":
-        return [_Match(start, "~/", "path")]
-    cut = max(typed.rfind("/"), typed.rfind(os.sep)) + 1
-    typed_dir, base = typed[:cut], typed[cut:]
-    directory = os.path.expanduser(typed_dir) if typed_dir else os.curdir
-    names: list[str] = []
-    try:
-        with os.scandir(directory) as entries:
-            for entry in _bounded(entries, MAX_DIR_ENTRIES, deadline):
-                name = entry.name
-                if not name.startswith(base) or (name[:1] == "." and base[:1] != "."):
-                    continue
-                if (quote and quote[0] in name) or "\\" in name or not name.isprintable():
-                    continue
-                names.append(name + "/" if _is_dir(entry) else name)
-    except OSError:
-        return []
-    return [_Match(start, typed_dir + name, "path") for name in sorted(names)[:MAX_MATCHES]]
-
-
-def _is_dir(entry: os.DirEntry[str]) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def _attribute_matches(
-    obj: Any, names: list[str], prefix: str, start: int, deadline: float
-) -> list[_Match]:
-    """Completions of ``obj.prefix`` from ``dir(obj)``, public names first (jedi's order)."""
-    picked = [name for name in names if name.startswith(prefix)]
-    picked.sort(key=lambda name: (name.startswith("__"), name.startswith("_"), name))
-    found = []
-    for name in picked[:MAX_MATCHES]:
-        kind = _attribute_kind(obj, name) if time.monotonic() < deadline else "instance"
-        found.append(_Match(start, name, kind))
-    return found
-
-
-def _attribute_kind(obj: Any, name: str) -> str:
-    """jedi's completion type for ``obj.name``, found without evaluating anything."""
-    try:
-        value = inspect.getattr_static(obj, name)
-    except AttributeError:
-        return "instance"
-    if isinstance(value, types.ModuleType):
-        return "module"
-    if isinstance(value, type):
-        return "class"
-    if isinstance(value, property) or hasattr(type(value), "__set__"):
-        return "property"
-    if callable(value) or isinstance(value, classmethod | staticmethod):
-        return "function"
-    return "instance"
-
-
-def _dir(obj: Any) -> list[str] | None:
-    try:
-        return [name for name in dir(obj) if isinstance(name, str)]
-    except Exception:
-        return None
-
-
-def _bounded(items: Iterator[Any], limit: int, deadline: float) -> Iterator[Any]:
-    """At most ``limit`` items of ``items``, stopping early once ``deadline`` has passed."""
-    for index, item in enumerate(islice(items, limit)):
-        if index % _CHECK_EVERY == _CHECK_EVERY - 1 and time.monotonic() >= deadline:
-            return
-        yield item
 
 
 # -- jedi ----------------------------------------------------------------------------------
@@ -403,28 +278,42 @@ def _bounded(items: Iterator[Any], limit: int, deadline: float) -> Iterator[Any]
 
 def _jedi_matches(
     code: str, pos: int, namespace: Mapping[str, Any], deadline: float
-) -> list[_Match]:
+) -> list[Match]:
     if time.monotonic() >= deadline:
         return []
     import jedi  # deferred: importing jedi costs kernel start-up ~0.1 s
 
-    bare = _BARE_NAME_RE.search(code[:pos])
-    prefix = (bare.group(1) or "") if bare else None
     line, column = line_col(code, pos)
     with _jedi_settings(jedi):
-        script = jedi.Interpreter(code, [jedi_namespace(code, namespace, prefix)])
+        script = jedi.Interpreter(code, [jedi_namespace(code, namespace)])
         completions = script.complete(line, column)
     found = []
     signatures_left = MAX_SIGNATURES
     signatures_until = min(deadline, time.monotonic() + SIGNATURE_TIME)
     for completion in islice(completions, MAX_MATCHES):
         signature = ""
-        if completion.type == "function" and signatures_left and time.monotonic() < signatures_until:
+        if (
+            completion.type == "function"
+            and signatures_left
+            and time.monotonic() < signatures_until
+        ):
             signatures_left -= 1
             signature = _jedi_signature(completion)
         start = pos - completion.get_completion_prefix_length()
-        found.append(_Match(start, completion.name_with_symbols, completion.type, signature))
+        found.append(Match(start, completion.name_with_symbols, completion.type, signature))
+    bare = _BARE_NAME_RE.search(code[:pos])
+    if bare and is_big_namespace(namespace):
+        # jedi only saw the names the code mentions: the namespace's names come from a scan.
+        prefix = bare.group(1) or ""
+        found += name_matches(namespace, prefix, pos - len(prefix), deadline)
+        found.sort(key=_jedi_order)
     return found
+
+
+def _jedi_order(match: Match) -> tuple[bool, bool, bool, str]:
+    # Keyword arguments first, then public, _private and __dunder__ names, case-insensitively.
+    name = match.text
+    return (match.type != "param", name.startswith("__"), name.startswith("_"), name.lower())
 
 
 def _jedi_signature(completion: Any) -> str:

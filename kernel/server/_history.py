@@ -165,9 +165,9 @@ class HistoryStore:
         """Record executed cell ``line`` of this session; ``raw`` (what the user typed) defaults
         to ``source`` (what ran). Storing a line again replaces it.
 
-        Never raises on a database failure: history falls back to memory (keeping this session's
-        cells when the file is still readable) and ``warning`` says why. Raises
-        :class:`ValueError` if the store is closed.
+        Never raises when the history file fails (locked beyond ``busy_timeout``, disk full,
+        ...): history falls back to memory (keeping this session's cells when the file is still
+        readable) and ``warning`` says why. Raises :class:`ValueError` if the store is closed.
         """
         if self._closed:
             raise ValueError("history store is closed")

@@ -146,7 +146,9 @@ class Interpreter:
     def cell_filename(self, count: int) -> str:
         return f"<cell-{count}>"
 
-    async def run_cell(self, raw: str, *, silent: bool = False, store_history: bool = True) -> CellOutcome:
+    async def run_cell(
+        self, raw: str, *, silent: bool = False, store_history: bool = True
+    ) -> CellOutcome:
         """Run ``raw`` and return the outcome; never raises for user errors."""
         count = self.execution_count
         filename = self.cell_filename(count)
@@ -161,7 +163,7 @@ class Interpreter:
             value = await self._execute(code)
             if has_result and value is not None:
                 self._display_result(value, count, store_history)
-        except BaseException as exc:  # noqa: BLE001 - every user error becomes an error reply
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 exc = KeyboardInterrupt()
             outcome.status = "error"
@@ -177,15 +179,12 @@ class Interpreter:
         source = self.transform(raw)
         tree = ast.parse(source, filename=filename, mode="exec")
         has_result = False
-        if display_last and tree.body and isinstance(tree.body[-1], ast.Expr):
-            if not _ends_with_semicolon(source):
-                last = tree.body[-1]
-                assign = ast.Assign(
-                    targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value
-                )
-                tree.body[-1] = ast.copy_location(assign, last)
-                ast.fix_missing_locations(tree)
-                has_result = True
+        last = tree.body[-1] if tree.body else None
+        if display_last and isinstance(last, ast.Expr) and not _ends_with_semicolon(source):
+            assign = ast.Assign(targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value)
+            tree.body[-1] = ast.copy_location(assign, last)
+            ast.fix_missing_locations(tree)
+            has_result = True
         flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         return compile(tree, filename, "exec", flags=flags, dont_inherit=True), has_result
 
@@ -250,7 +249,7 @@ class Interpreter:
                 value = eval(str(expr), self.user_ns)
                 data, metadata = format_object(value)
                 results[key] = {"status": "ok", "data": data, "metadata": metadata}
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 results[key] = {
                     "status": "error",
                     "ename": type(exc).__name__,

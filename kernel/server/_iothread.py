@@ -21,6 +21,7 @@ signing of iopub traffic happens here, off the main thread.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import os
 import threading
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from ..protocol import JSONDict, Message, ProtocolError, Session
 from .._transport import RateLimitedLog
+from ..protocol import JSONDict, Message, ProtocolError, Session
 
 __all__ = ["FLUSH_INTERVAL", "IOThread"]
 
@@ -184,12 +185,10 @@ class IOThread:
             poller.register(fd, zmq.POLLIN)
         while True:
             timeout = self._next_flush_in()
-            events = dict(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
+            events = dict(poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1)))
             if self._wake_fd in events:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake_fd)
-                except BlockingIOError:
-                    pass
             if self._control in events:
                 self._serve_control()
             if self._iopub in events:

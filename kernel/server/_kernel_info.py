@@ -35,7 +35,10 @@ def kernel_info_content() -> JSONDict:
             f"({platform.python_implementation()})\nType obj? for help on obj, %lsmagic for magics."
         ),
         "help_links": [
-            {"text": "Python Reference", "url": f"https://docs.python.org/{version[:4].rstrip('.')}"},
+            {
+                "text": "Python Reference",
+                "url": f"https://docs.python.org/{version[:4].rstrip('.')}",
+            },
         ],
         "supported_features": [],
         "debugger": False,

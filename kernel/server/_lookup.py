@@ -17,13 +17,12 @@ import inspect
 import keyword
 import re
 import types
-from collections.abc import Iterator, Mapping
-from itertools import islice
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_dotted_name", "jedi_namespace", "line_col", "resolve"]
+__all__ = ["is_big_namespace", "is_dotted_name", "jedi_namespace", "line_col", "resolve"]
 
-#: Above this many names, jedi only gets the names the code mentions plus prefix matches.
+#: Above this many names, jedi only gets the names the code mentions.
 JEDI_NAMESPACE_LIMIT = 2000
 
 _IDENTIFIER_RE = re.compile(r"[^\W\d]\w*")
@@ -111,27 +110,22 @@ def line_col(code: str, offset: int) -> tuple[int, int]:
     return len(lines), len(lines[-1])
 
 
-def jedi_namespace(
-    code: str, namespace: Mapping[str, Any], prefix: str | None = None
-) -> dict[str, Any]:
-    """The namespace to hand to jedi for ``code``.
+def jedi_namespace(code: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The namespace to hand to jedi for ``code``; see :func:`is_big_namespace`.
 
-    Small namespaces are returned whole (as a new dict). Large ones are cut down to the names
-    ``code`` mentions, ``__builtins__``, and, when a bare name is being completed, up to
-    :data:`JEDI_NAMESPACE_LIMIT` names starting with its ``prefix`` (``""`` for all): jedi
-    wraps every name it is given, so a namespace of 100k names costs it seconds.
+    Only string keys are kept (jedi sorts them). A small namespace is kept whole; a big one is
+    cut down to the names ``code`` mentions plus ``__builtins__``: jedi wraps every name it is
+    given, so 100k names cost it seconds.
     """
-    if len(namespace) <= JEDI_NAMESPACE_LIMIT:
-        return dict(namespace)
+    if not is_big_namespace(namespace):
+        return {name: value for name, value in namespace.items() if isinstance(name, str)}
     reduced: dict[str, Any] = {}
     for name in set(_IDENTIFIER_RE.findall(code)) | {"__builtins__"}:
         if name in namespace:
             reduced[name] = namespace[name]
-    if prefix is not None:
-        for name in islice(_names_with_prefix(namespace, prefix), JEDI_NAMESPACE_LIMIT):
-            reduced.setdefault(name, namespace[name])
     return reduced
 
 
-def _names_with_prefix(namespace: Mapping[str, Any], prefix: str) -> Iterator[str]:
-    return (k for k in namespace if isinstance(k, str) and k.startswith(prefix))
+def is_big_namespace(namespace: Mapping[str, Any]) -> bool:
+    """True if jedi gets only the names the code mentions (see :func:`jedi_namespace`)."""
+    return len(namespace) > JEDI_NAMESPACE_LIMIT

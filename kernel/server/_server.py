@@ -26,13 +26,12 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from ..protocol import JSONDict, Message, ProtocolError, Session
 from .._transport import RateLimitedLog
+from ..protocol import JSONDict, Message, ProtocolError, Session
 from ._comms import CommManager
 from ._interpreter import Interpreter
 from ._iothread import IOThread
@@ -132,7 +131,12 @@ class KernelServer:
             if handler is None:
                 self._rejected.warning("unknown shell message type %r", request.msg_type)
                 result: HandlerResult = (
-                    {"status": "error", "ename": "UnknownMessageType", "evalue": request.msg_type, "traceback": []}
+                    {
+                        "status": "error",
+                        "ename": "UnknownMessageType",
+                        "evalue": request.msg_type,
+                        "traceback": [],
+                    }
                     if request.msg_type.endswith("_request")
                     else None
                 )
@@ -141,7 +145,12 @@ class KernelServer:
                     result = await handler(request, identities)
                 except Exception as exc:
                     log.exception("handler for %s failed", request.msg_type)
-                    result = {"status": "error", "ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+                    result = {
+                        "status": "error",
+                        "ename": type(exc).__name__,
+                        "evalue": str(exc),
+                        "traceback": [],
+                    }
             if result is not None:
                 content, metadata = result if isinstance(result, tuple) else (result, {})
                 reply_type = request.msg_type.removesuffix("_request") + "_reply"
@@ -170,7 +179,9 @@ class KernelServer:
         reply: JSONDict = {"status": outcome.status, "execution_count": count}
         if outcome.error is not None:
             reply.update(outcome.error)
-        reply["user_expressions"] = interp.eval_user_expressions(content.get("user_expressions") or {})
+        reply["user_expressions"] = interp.eval_user_expressions(
+            content.get("user_expressions") or {}
+        )
         reply["payload"] = outcome.payload
         metadata = {"started": started, "dependencies_met": True, "status": outcome.status}
         if outcome.status == "error" and content.get("stop_on_error", True):
@@ -209,7 +220,9 @@ class KernelServer:
 
         code = str(request.content.get("code", ""))
         pos = int(request.content.get("cursor_pos", len(code)))
-        result = complete(code, pos, self.interpreter.user_ns, magics=self.interpreter.magic_names())
+        result = complete(
+            code, pos, self.interpreter.user_ns, magics=self.interpreter.magic_names()
+        )
         return {"status": "ok", **result}
 
     async def _inspect(self, request: Message, identities: list[bytes]) -> HandlerResult:
@@ -232,7 +245,10 @@ class KernelServer:
 
     async def _comm_info(self, request: Message, identities: list[bytes]) -> HandlerResult:
         target = request.content.get("target_name")
-        return {"status": "ok", "comms": self.comms.info(target if isinstance(target, str) else None)}
+        return {
+            "status": "ok",
+            "comms": self.comms.info(target if isinstance(target, str) else None),
+        }
 
     async def _comm_open(self, request: Message, identities: list[bytes]) -> HandlerResult:
         self.comms.handle_open(request.content)
@@ -272,5 +288,3 @@ class KernelServer:
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import getpass
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,12 +30,16 @@ class StdinBridge:
         self._socket = socket
         self._session = session
 
-    def request(self, prompt: str, password: bool, parent: JSONDict, identities: list[bytes]) -> str:
+    def request(
+        self, prompt: str, password: bool, parent: JSONDict, identities: list[bytes]
+    ) -> str:
         """Ask the front end for a line; raises ``EOFError`` if it sends none."""
         # Drop answers to earlier, abandoned requests (e.g. after an interrupt).
         while self._socket.poll(0):
             self._socket.recv_multipart()
-        msg = self._session.message("input_request", {"prompt": prompt, "password": password}, parent=parent)
+        msg = self._session.message(
+            "input_request", {"prompt": prompt, "password": password}, parent=parent
+        )
         self._socket.send_multipart(self._session.serialize(msg, identities))
         while True:
             frames = self._socket.recv_multipart()
@@ -71,5 +75,3 @@ class StdinBridge:
             yield
         finally:
             builtins.input, getpass.getpass = saved_input, saved_getpass
-
-

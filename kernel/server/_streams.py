@@ -25,17 +25,9 @@ class OutStream(io.TextIOBase):
         self._name = name
         self._fileno = fileno
 
-    @property
-    def name(self) -> str:
-        return f"<{self._name}>"
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:
-        return "strict"
+    name = property(lambda self: f"<{self._name}>")
+    encoding = "utf-8"  # type: ignore[assignment]
+    errors = "strict"  # type: ignore[assignment]
 
     def writable(self) -> bool:
         return True

@@ -40,9 +40,7 @@ from dataclasses import dataclass
 __all__ = ["transform_cell"]
 
 #: ``obj?``, ``obj.attr??``, ``obj[0]?``, ``%magic?``, ``np.*?`` as a whole logical line.
-_HELP_END = re.compile(
-    r"(?P<target>%{0,2}(?!\d)[\w*]+(?:\.(?!\d)[\w*]+|\[-?\d+\])*)(?P<esc>\?\??)"
-)
+_HELP_END = re.compile(r"(?P<target>%{0,2}(?!\d)[\w*]+(?:\.(?!\d)[\w*]+|\[-?\d+\])*)(?P<esc>\?\??)")
 #: An ``=`` followed by ``!cmd`` or ``%magic``: a candidate special assignment.
 _ASSIGN = re.compile(r"=\s*(?P<rhs>!(?!=)|%(?=[^\W\d]))")
 #: Characters that make the ``=`` before them part of another operator (``==``, ``+=``, ...).
@@ -58,6 +56,8 @@ def transform_cell(code: str) -> str:
     syntax is returned unchanged. Never raises: text this function does not understand is left
     for the compiler to report.
     """
+    if "%" not in code and "!" not in code and "?" not in code:
+        return code  # every special form needs one of these
     lines = code.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and _is_cell_magic_line(lines[first]):
@@ -245,7 +245,9 @@ class _Lexer:
             if char in _OPENERS:
                 self._stack.append(char)
             elif char in ")]}":
-                if top is not None and (top == _FIELD and char == "}" or _OPENERS.get(top) == char):
+                if top is not None and (
+                    (top == _FIELD and char == "}") or _OPENERS.get(top) == char
+                ):
                     self._stack.pop()
             elif char == "\\" and line[i + 1 :].strip() == "":
                 self._continued = True
@@ -254,9 +256,12 @@ class _Lexer:
         # A one-quote string cannot span lines unless its newline is escaped; recover from an
         # unterminated one so one typo does not swallow the rest of the cell.
         innermost = self._stack[-1] if self._stack else None
-        if isinstance(innermost, _String) and len(innermost.quote) == 1:
-            if not _ends_with_escape(line):
-                self._stack.pop()
+        if (
+            isinstance(innermost, _String)
+            and len(innermost.quote) == 1
+            and not _ends_with_escape(line)
+        ):
+            self._stack.pop()
 
     def _open_string(self, line: str, i: int) -> int:
         start = i

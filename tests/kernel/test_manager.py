@@ -100,6 +100,10 @@ def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Connection files go to a private runtime dir, so leftovers are visible."""
     directory = tmp_path / "runtime"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(directory))
+    # ipykernel 7 cannot shut down gracefully in asyncio debug mode (its control
+    # thread calls loop.call_later on the main loop, which debug mode forbids),
+    # so a debug-mode test run must not hand that mode down to the kernels.
+    monkeypatch.delenv("PYTHONASYNCIODEBUG", raising=False)
     return directory
 
 
@@ -284,9 +288,8 @@ def test_kernel_that_exits_at_once_raises_start_error(tmp_path: Path, runtime_di
         with pytest.raises(KernelStartError) as info:
             await km.start(timeout=30)
         message = str(info.value)
-        assert "exited with code 3 during startup" in message
+        assert "exited with code 3 during startup (attempt 3 of 3)" in message
         assert "boom" in message
-        assert "after 3 attempts" in message
         assert km.process is None
         assert list(runtime_dir.iterdir()) == []
 

@@ -236,7 +236,7 @@ _WRITER = """
 import sys
 from kernel.server._history import HistoryStore
 print("ready", flush=True)
-sys.stdin.readline()  # every writer opens and writes at the same moment
+sys.stdin.readline()  # all writers open the fresh file (switching it to WAL) at once
 with HistoryStore(sys.argv[1]) as store:
     for line in range(1, int(sys.argv[2]) + 1):
         store.store(line, f"x = {line}", output=str(line))

@@ -1,0 +1,45 @@
+"""Registering Loom's kernel as a Jupyter kernelspec named ``loom``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["LOOM_KERNEL_NAME", "install_kernelspec", "loom_kernel_json"]
+
+LOOM_KERNEL_NAME = "loom"
+
+
+def loom_kernel_json() -> dict[str, object]:
+    """The kernel.json for this interpreter's Loom kernel."""
+    return {
+        "argv": [sys.executable, "-m", "kernel", "-f", "{connection_file}"],
+        "display_name": "Loom (Python 3)",
+        "language": "python",
+        "interrupt_mode": "signal",
+        "metadata": {"debugger": False},
+    }
+
+
+def kernelspec_dir(*, user: bool = False, prefix: str | None = None) -> Path:
+    """Where ``install_kernelspec`` writes, following jupyter's conventions.
+
+    ``user``: the user's Jupyter data dir; ``prefix``: ``PREFIX/share/jupyter``;
+    neither: ``sys.prefix`` (the environment Loom is installed in).
+    """
+    if user:
+        from jupyter_core.paths import jupyter_data_dir
+
+        base = Path(jupyter_data_dir())
+    else:
+        base = Path(prefix if prefix is not None else sys.prefix) / "share" / "jupyter"
+    return base / "kernels" / LOOM_KERNEL_NAME
+
+
+def install_kernelspec(*, user: bool = False, prefix: str | None = None) -> Path:
+    """Write the ``loom`` kernelspec and return its directory."""
+    target = kernelspec_dir(user=user, prefix=prefix)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "kernel.json").write_text(json.dumps(loom_kernel_json(), indent=1) + "\n")
+    return target

@@ -1,0 +1,432 @@
+"""Loom's kernel against ipykernel, side by side in one run, driven by the same client.
+
+Both kernels are measured with Loom's :class:`~kernel.KernelClient`, so whatever the
+client costs is paid equally by both and the ratio compares the kernels alone:
+
+- **startup**: process spawn until the first ``kernel_info_reply`` arrives; a fresh
+  process per trial, trials interleaved loom/ipykernel (the order alternates each round),
+  after one discarded warm-up round that fills the page cache and ``__pycache__``.
+- **execute('pass')**: one round trip, ``execute_reply`` and ``status: idle`` both seen.
+- **stdout throughput**: ``for i in range(100000): print(i)`` from sending until the
+  request is finished; every line is checked to have arrived, in order.
+- **warm completion**: ``complete_request`` for ``import o`` and for ``os.pa`` (after
+  ``import os``), each after 3 warm-up requests.
+- **idle RSS** (``VmRSS``) and OS thread count (``/proc/PID/task``) of a kernel after
+  startup plus one ``pass``, sampled in every startup trial.
+
+The client is connected *before* the kernel process is spawned, so its own setup is not
+timed. libzmq retries a refused TCP connect every ``RECONNECT_IVL`` (100 ms by default),
+which would round every startup up to a 100 ms step; the benchmark's context lowers
+that to 10 ms for both kernels alike.
+
+Prints a table (medians, ratio loom/ipykernel, target, ``MISSED`` where a target is
+missed) and a final ``BENCH_JSON {...}`` line. The exit code is 0 whether targets are
+met or not; it is non-zero only when the benchmark itself could not run (a kernel
+crashed, hung or answered wrongly). Linux only (``/proc``, ``pidfd_open``).
+
+Run: ``python tests/benchmarks/bench_kernel.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from jupyter_client.connect import write_connection_file
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # runnable without installing Loom or setting PYTHONPATH
+    sys.path.insert(0, str(REPO))
+
+from kernel import KernelClient, connect_client  # noqa: E402
+from kernel.protocol import ConnectionInfo, Message  # noqa: E402
+
+KERNELS: dict[str, Callable[[str], list[str]]] = {
+    "loom": lambda f: [sys.executable, "-m", "kernel", "-f", f],
+    "ipykernel": lambda f: [sys.executable, "-m", "ipykernel_launcher", "-f", f],
+}
+RECONNECT_IVL_MS = 10
+STDOUT_LINES = 100_000
+GRACEFUL_EXIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    startup_trials: int
+    execute_warmup: int
+    execute_iterations: int
+    stdout_trials: int
+    complete_warmup: int
+    complete_trials: int
+
+    @classmethod
+    def for_run(cls, quick: bool) -> Settings:
+        if quick:
+            return cls(3, 20, 200, 1, 3, 10)
+        return cls(7, 50, 1000, 3, 3, 50)
+
+
+@dataclass
+class Samples:
+    """Raw samples of one kernel, filled in by the phases below."""
+
+    startup_s: list[float] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
+    execute_s: list[float] = field(default_factory=list)
+    stdout_lines_per_s: list[float] = field(default_factory=list)
+    stdout_problems: list[str] = field(default_factory=list)
+    complete_import_s: list[float] = field(default_factory=list)
+    complete_attr_s: list[float] = field(default_factory=list)
+
+
+class BenchError(Exception):
+    """A kernel misbehaved (wrong reply, lost output): the measurement is meaningless."""
+
+
+# -- processes -----------------------------------------------------------------------
+
+#: Every process this run started and has not reaped yet, by PID: the last safety net.
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _LIVE[proc.pid] = proc
+    return proc
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc`` (and its session's process group, led by its PID) and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)  # a SIGKILLed child is reapable at once
+    _LIVE.pop(proc.pid, None)
+
+
+def _kill_all_left() -> None:
+    for proc in list(_LIVE.values()):
+        _kill(proc)
+
+
+async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait (without threads or polling) until ``proc`` exits; ``False`` on timeout."""
+    if proc.poll() is not None:
+        return True
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return True
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    try:
+        async with asyncio.timeout(timeout):
+            await exited
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+@dataclass
+class Kernel:
+    name: str
+    proc: subprocess.Popen[bytes]
+    client: KernelClient
+    spawned_at: float
+
+
+@contextlib.asynccontextmanager
+async def open_kernel(name: str, workdir: Path, env: dict[str, str]) -> AsyncIterator[Kernel]:
+    """Connect a client, then spawn the kernel; on exit shut it down, SIGKILL if need be."""
+    path = workdir / f"{name}-{time.monotonic_ns()}.json"
+    write_connection_file(str(path), ip="127.0.0.1", key=ConnectionInfo.new_key())
+    info = ConnectionInfo.read(path)
+    async with connect_client(info, wait_ready=False) as client:
+        spawned_at = time.perf_counter()
+        proc = _spawn(KERNELS[name](str(path)), workdir, env)
+        try:
+            yield Kernel(name, proc, client, spawned_at)
+        finally:
+            await _shut_down(client, proc)
+
+
+async def _shut_down(client: KernelClient, proc: subprocess.Popen[bytes]) -> None:
+    try:
+        if proc.poll() is None:
+            with contextlib.suppress(Exception):
+                await client.shutdown(timeout=GRACEFUL_EXIT_S)
+            await _wait_exit(proc, GRACEFUL_EXIT_S)
+    finally:
+        _kill(proc)
+
+
+# -- measurements ------------------------------------------------------------------------
+
+
+def read_proc(pid: int) -> tuple[int, int]:
+    """``(VmRSS in KiB, number of OS threads)`` of a live process."""
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return rss, len(os.listdir(f"/proc/{pid}/task"))
+
+
+def _check_ok(reply: Message, what: str) -> None:
+    if reply.content.get("status") != "ok":
+        raise BenchError(f"{what}: reply status {reply.content.get('status')!r}: {reply.content}")
+
+
+async def startup_trial(name: str, workdir: Path, env: dict[str, str], out: Samples | None) -> None:
+    """One fresh kernel: time to first ``kernel_info_reply``, then idle RSS and threads."""
+    async with open_kernel(name, workdir, env) as k:
+        async with asyncio.timeout(60):
+            await k.client.request("kernel_info_request", wait_for_idle=False)
+        elapsed = time.perf_counter() - k.spawned_at
+        async with asyncio.timeout(60):
+            await k.client.wait_for_ready(None)
+            _check_ok(await k.client.execute("pass"), f"{name} execute('pass')")
+        rss, threads = read_proc(k.proc.pid)
+        if out is not None:
+            out.startup_s.append(elapsed)
+            out.rss_kib.append(rss)
+            out.threads.append(threads)
+
+
+async def bench_execute(k: Kernel, s: Settings, out: Samples) -> None:
+    client = k.client
+    async with asyncio.timeout(60 + 0.5 * (s.execute_warmup + s.execute_iterations)):
+        for _ in range(s.execute_warmup):
+            _check_ok(await client.execute("pass"), f"{k.name} execute('pass')")
+        for _ in range(s.execute_iterations):
+            t0 = time.perf_counter()
+            reply = await client.execute("pass")
+            out.execute_s.append(time.perf_counter() - t0)
+            _check_ok(reply, f"{k.name} execute('pass')")
+
+
+async def bench_stdout(k: Kernel, s: Settings, out: Samples) -> None:
+    code = f"for i in range({STDOUT_LINES}): print(i)"
+    expected = "".join(f"{i}\n" for i in range(STDOUT_LINES))
+    for _ in range(s.stdout_trials):
+        chunks: list[str] = []
+
+        def collect(msg: Message, chunks: list[str] = chunks) -> None:
+            if msg.msg_type == "stream" and msg.content.get("name") == "stdout":
+                chunks.append(msg.content["text"])
+
+        async with asyncio.timeout(300):
+            t0 = time.perf_counter()
+            reply = await k.client.execute(code, on_output=collect)
+            elapsed = time.perf_counter() - t0
+        _check_ok(reply, f"{k.name} print loop")
+        text = "".join(chunks)
+        if text != expected:
+            got = text.splitlines()
+            out.stdout_problems.append(
+                f"{len(got)} of {STDOUT_LINES} lines arrived"
+                if len(got) != STDOUT_LINES
+                else "all lines arrived but their text differs"
+            )
+        out.stdout_lines_per_s.append(STDOUT_LINES / elapsed)
+
+
+async def _complete(client: KernelClient, code: str) -> tuple[float, list[str]]:
+    t0 = time.perf_counter()
+    content = await client.complete(code)
+    elapsed = time.perf_counter() - t0
+    if content.get("status") != "ok":
+        raise BenchError(f"complete({code!r}): {content}")
+    return elapsed, [str(m) for m in content.get("matches", [])]
+
+
+async def bench_complete(k: Kernel, s: Settings, out: Samples) -> None:
+    client = k.client
+    async with asyncio.timeout(60 + 2.0 * (s.complete_warmup + s.complete_trials)):
+        _check_ok(await client.execute("import os"), f"{k.name} import os")
+        for _ in range(s.complete_warmup):
+            await _complete(client, "import o")
+            await _complete(client, "os.pa")
+        for _ in range(s.complete_trials):
+            elapsed, matches = await _complete(client, "import o")
+            if not any(m.endswith("os") for m in matches):
+                raise BenchError(f"{k.name}: 'import o' completions lack 'os': {matches[:10]}")
+            out.complete_import_s.append(elapsed)
+            elapsed, matches = await _complete(client, "os.pa")
+            if not any(m.endswith("path") for m in matches):
+                raise BenchError(f"{k.name}: 'os.pa' completions lack 'path': {matches[:10]}")
+            out.complete_attr_s.append(elapsed)
+
+
+async def steady_state(name: str, workdir: Path, env: dict[str, str], s: Settings, out: Samples) -> None:
+    """One long-lived kernel: execute round trips, completion, then the stdout flood."""
+    async with open_kernel(name, workdir, env) as k:
+        async with asyncio.timeout(60):
+            await k.client.wait_for_ready(None)
+        await bench_execute(k, s, out)
+        await bench_complete(k, s, out)
+        await bench_stdout(k, s, out)
+
+
+async def run(s: Settings, workdir: Path, env: dict[str, str]) -> dict[str, Samples]:
+    samples = {name: Samples() for name in KERNELS}
+    names = list(KERNELS)
+    for round_no in range(1 + s.startup_trials):  # round 0 is the discarded warm-up
+        order = names if round_no % 2 else names[::-1]
+        for name in order:
+            await startup_trial(name, workdir, env, samples[name] if round_no else None)
+    for name in names:  # one kernel at a time: they must not compete for the CPU
+        await steady_state(name, workdir, env, s, samples[name])
+    return samples
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    scale: float  # displayed value = raw median * scale
+    higher_is_better: bool
+    target: float  # on the ratio loom/ipykernel
+    pick: Callable[[Samples], list[float]]
+
+
+METRICS = (
+    Metric("startup_s", "start -> kernel_info_reply", "s", 1, False, 0.4, lambda x: x.startup_s),
+    Metric("execute_pass_ms", "execute('pass') round trip", "ms", 1e3, False, 0.2,
+           lambda x: x.execute_s),
+    Metric("stdout_lines_per_s", f"stdout: print {STDOUT_LINES} lines", "lines/s", 1, True, 2.0,
+           lambda x: x.stdout_lines_per_s),
+    Metric("complete_import_ms", "warm complete 'import o'", "ms", 1e3, False, 1.0,
+           lambda x: x.complete_import_s),
+    Metric("complete_attr_ms", "warm complete 'os.pa'", "ms", 1e3, False, 1.0,
+           lambda x: x.complete_attr_s),
+    Metric("idle_rss_mib", "idle RSS (startup + 1 execute)", "MiB", 1 / 1024, False, 0.6,
+           lambda x: [float(v) for v in x.rss_kib]),
+)  # fmt: skip
+
+
+def summarize(samples: dict[str, Samples]) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {}
+    for m in METRICS:
+        loom = statistics.median(m.pick(samples["loom"])) * m.scale
+        ipy = statistics.median(m.pick(samples["ipykernel"])) * m.scale
+        ratio = loom / ipy
+        met = ratio >= m.target if m.higher_is_better else ratio <= m.target
+        result[m.key] = {
+            "unit": m.unit,
+            "loom": loom,
+            "ipykernel": ipy,
+            "ratio": ratio,
+            "target": f"{'>=' if m.higher_is_better else '<='} {m.target}x",
+            "met": met,
+            "n": len(m.pick(samples["loom"])),
+        }
+    return result
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
+
+
+def table_lines(summary: dict[str, dict[str, Any]], samples: dict[str, Samples]) -> Iterator[str]:
+    head = f"{'metric':<34} {'n':>5} {'loom':>12} {'ipykernel':>12} {'unit':<8} {'ratio':>7}  target"
+    yield head
+    yield "-" * (len(head) + 8)
+    for m in METRICS:
+        r = summary[m.key]
+        verdict = "" if r["met"] else "  MISSED"
+        yield (
+            f"{m.label:<34} {r['n']:>5} {_fmt(r['loom']):>12} {_fmt(r['ipykernel']):>12} "
+            f"{m.unit:<8} {r['ratio']:>6.3f}x  {r['target']}{verdict}"
+        )
+    threads = {k: statistics.median(v.threads) for k, v in samples.items()}
+    yield (
+        f"{'OS threads of idle kernel':<34} {len(samples['loom'].threads):>5} "
+        f"{threads['loom']:>12g} {threads['ipykernel']:>12g} {'threads':<8} "
+        f"{threads['loom'] / threads['ipykernel']:>6.3f}x  (informative)"
+    )
+
+
+def child_env(workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    # Keep the benchmark's history out of the user's (unless the caller chose a file).
+    env.setdefault("LOOM_HISTORY_FILE", str(workdir / "loom-history.sqlite"))
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke run)")
+    args = parser.parse_args()
+    settings = Settings.for_run(args.quick)
+    # The client's sockets are created from this (shared) context: see the module docstring.
+    zmq.asyncio.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    print(
+        f"bench_kernel: Python {platform.python_version()} on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} run, {settings}",
+        flush=True,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
+            samples = asyncio.run(run(settings, Path(tmp), child_env(Path(tmp))))
+    except (BenchError, TimeoutError) as exc:
+        print(f"bench_kernel: FAILED: {type(exc).__name__}: {exc}", flush=True)
+        return 1
+    finally:
+        _kill_all_left()
+    summary = summarize(samples)
+    for line in table_lines(summary, samples):
+        print(line)
+    problems = {k: v.stdout_problems for k, v in samples.items() if v.stdout_problems}
+    for name, found in problems.items():
+        print(f"stdout LOST OUTPUT in {name}: {'; '.join(found)}")
+    report = {
+        "benchmark": "kernel",
+        "quick": args.quick,
+        "metrics": summary,
+        "threads": {k: statistics.median(v.threads) for k, v in samples.items()},
+        "stdout_complete": {k: not v.stdout_problems for k, v in samples.items()},
+    }
+    print("BENCH_JSON " + json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
