@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from ._client import InputHandler, KernelClient, OutputHandler, connect_client
 from ._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
+from ._install import install_kernelspec
 from ._kernelspec import (
     KernelSpec,
+    builtin_loom_spec,
     find_kernel_specs,
     format_kernel_cmd,
     format_kernelspec_list,
@@ -28,10 +30,12 @@ __all__ = [
     "KernelStartError",
     "OutputHandler",
     "__version__",
+    "builtin_loom_spec",
     "connect_client",
     "find_kernel_specs",
     "format_kernel_cmd",
     "format_kernelspec_list",
     "get_kernel_spec",
+    "install_kernelspec",
     "start_kernel",
 ]

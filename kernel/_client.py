@@ -145,6 +145,7 @@ class KernelClient:
         until some iopub message (its status, or ``iopub_welcome``) arrives.
         Returns the ``kernel_info_reply`` content; raises ``TimeoutError``.
         """
+        self._iopub_seen.clear()  # after a restart, the new kernel's iopub must be proven live
         async with asyncio.timeout(timeout):
             while True:
                 msg = self.session.message("kernel_info_request")

@@ -6,16 +6,30 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["LOOM_KERNEL_NAME", "install_kernelspec", "loom_kernel_json"]
+__all__ = [
+    "LOOM_DISPLAY_NAME",
+    "LOOM_KERNEL_NAME",
+    "install_kernelspec",
+    "loom_kernel_argv",
+    "loom_kernel_json",
+]
 
 LOOM_KERNEL_NAME = "loom"
+
+
+LOOM_DISPLAY_NAME = "Loom (Python 3)"
+
+
+def loom_kernel_argv() -> list[str]:
+    """The command that runs this interpreter's Loom kernel (before substitution)."""
+    return [sys.executable, "-m", "kernel", "-f", "{connection_file}"]
 
 
 def loom_kernel_json() -> dict[str, object]:
     """The kernel.json for this interpreter's Loom kernel."""
     return {
-        "argv": [sys.executable, "-m", "kernel", "-f", "{connection_file}"],
-        "display_name": "Loom (Python 3)",
+        "argv": loom_kernel_argv(),
+        "display_name": LOOM_DISPLAY_NAME,
         "language": "python",
         "interrupt_mode": "signal",
         "metadata": {"debugger": False},

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from jupyter_core.paths import jupyter_path
 
 from ._errors import KernelSpecError
+from ._install import LOOM_DISPLAY_NAME, LOOM_KERNEL_NAME, loom_kernel_argv
 
 __all__ = [
     "KernelSpec",
@@ -149,6 +150,18 @@ def find_kernel_specs() -> dict[str, Path]:
     return {name: path for name, (_, path) in _scan().items()}
 
 
+def builtin_loom_spec() -> KernelSpec:
+    """The ``loom`` kernelspec for this interpreter, as ``loom kernelspec install`` writes it."""
+    return KernelSpec(
+        name=LOOM_KERNEL_NAME,
+        resource_dir=Path(sys.prefix),
+        argv=loom_kernel_argv(),
+        display_name=LOOM_DISPLAY_NAME,
+        language="python",
+        interrupt_mode="signal",
+    )
+
+
 def get_kernel_spec(name: str) -> KernelSpec:
     """The kernelspec called ``name`` (case-insensitive).
 
@@ -162,6 +175,9 @@ def get_kernel_spec(name: str) -> KernelSpec:
         )
     specs = find_kernel_specs()
     key = name.lower()
+    if key not in specs and key == LOOM_KERNEL_NAME:
+        # Loom's own kernel needs no installation to be started by Loom.
+        return builtin_loom_spec()
     if key not in specs:
         if specs:
             available = "available: " + ", ".join(sorted(specs))

@@ -157,7 +157,7 @@ class KernelManager:
 
     # A budget, not a plain deadline: running out kills the kernel and reports its
     # output, which a caller's asyncio.timeout could not do (hence ASYNC109 off).
-    async def start(self, timeout: float = 60.0) -> ConnectionInfo:  # noqa: ASYNC109
+    async def start(self, timeout: float = 60.0) -> ConnectionInfo:
         """Launch the kernel and return once its ports are bound.
 
         Returns the connection info (also written to :attr:`connection_file`).
@@ -253,7 +253,7 @@ class KernelManager:
                 message += "; its last output:\n" + "\n".join(f"    {line}" for line in lines)
         return kind(message)
 
-    async def wait_ready(self, client: KernelClient, timeout: float = 60.0) -> JSONDict:  # noqa: ASYNC109
+    async def wait_ready(self, client: KernelClient, timeout: float = 60.0) -> JSONDict:
         """Wait until ``client`` gets answers from the kernel (``client.wait_for_ready``).
 
         Returns the ``kernel_info_reply`` content. Raises :class:`KernelStartError`
@@ -296,7 +296,7 @@ class KernelManager:
         self,
         client: KernelClient | None = None,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the polite phase, after which we escalate
+        timeout: float = 5.0,
         now: bool = False,
     ) -> None:
         """Stop the kernel and remove the connection file. Idempotent.
@@ -317,7 +317,7 @@ class KernelManager:
         *,
         now: bool = False,
         shutdown_timeout: float = 5.0,
-        timeout: float = 60.0,  # noqa: ASYNC109 - as for start()
+        timeout: float = 60.0,
     ) -> ConnectionInfo:
         """Replace the kernel process with a new one on the same ports and connection file.
 

@@ -18,7 +18,7 @@ from kernel.protocol import ConnectionFileError, ConnectionInfo, Message, runtim
 
 __all__ = ["newest_connection_file", "run_console"]
 
-DEFAULT_KERNEL = "python3"
+DEFAULT_KERNEL = "loom"
 
 
 def newest_connection_file() -> Path:

@@ -57,7 +57,7 @@ def run_kernel(connection_file: str | None = None) -> int:
         info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
     ctx = zmq.asyncio.Context.instance()
     sockets: dict[str, zmq.Socket[bytes]] = {
-        "shell": ctx.socket(zmq.ROUTER),
+        "shell": ctx.socket(zmq.ROUTER),  # type: ignore[dict-item]  # the one asyncio socket
         "control": zmq.Socket(ctx, zmq.ROUTER),
         "stdin": zmq.Socket(ctx, zmq.ROUTER),
         "iopub": zmq.Socket(ctx, zmq.XPUB),
@@ -98,10 +98,10 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
     )
     server = KernelServer(
         session,
-        sockets["shell"],
+        sockets["shell"],  # type: ignore[arg-type]  # created from the asyncio context
         sockets["stdin"],
         iothread,
-        interpreter=interpreter,  # type: ignore[arg-type]
+        interpreter=interpreter,
     )
     server.bind_loop(asyncio.get_running_loop())
     sys.stdout = OutStream(iothread, "stdout", 1)

@@ -181,7 +181,9 @@ class Interpreter:
         has_result = False
         last = tree.body[-1] if tree.body else None
         if display_last and isinstance(last, ast.Expr) and not _ends_with_semicolon(source):
-            assign = ast.Assign(targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value)
+            assign = ast.Assign(
+                targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value
+            )
             tree.body[-1] = ast.copy_location(assign, last)
             ast.fix_missing_locations(tree)
             has_result = True

@@ -26,8 +26,8 @@ class OutStream(io.TextIOBase):
         self._fileno = fileno
 
     name = property(lambda self: f"<{self._name}>")
-    encoding = "utf-8"  # type: ignore[assignment]
-    errors = "strict"  # type: ignore[assignment]
+    encoding = "utf-8"
+    errors = "strict"
 
     def writable(self) -> bool:
         return True

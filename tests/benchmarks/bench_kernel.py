@@ -5,7 +5,7 @@ client costs is paid equally by both and the ratio compares the kernels alone:
 
 - **startup**: process spawn until the first ``kernel_info_reply`` arrives; a fresh
   process per trial, trials interleaved loom/ipykernel (the order alternates each round),
-  after one discarded warm-up round that fills the page cache and ``__pycache__``.
+  after one discarded warm-up round that fills the page cache and the bytecode cache.
 - **execute('pass')**: one round trip, ``execute_reply`` and ``status: idle`` both seen.
 - **stdout throughput**: ``for i in range(100000): print(i)`` from sending until the
   request is finished; every line is checked to have arrived, in order.
@@ -14,10 +14,20 @@ client costs is paid equally by both and the ratio compares the kernels alone:
 - **idle RSS** (``VmRSS``) and OS thread count (``/proc/PID/task``) of a kernel after
   startup plus one ``pass``, sampled in every startup trial.
 
+The last three run on one long-lived kernel of each kind, both up at once and measured
+in alternating blocks (100 round trips, one completion pair, one print loop), so that a
+change in the machine's background load cannot favour one of them.
+
 The client is connected *before* the kernel process is spawned, so its own setup is not
 timed. libzmq retries a refused TCP connect every ``RECONNECT_IVL`` (100 ms by default),
 which would round every startup up to a 100 ms step; the benchmark's context lowers
 that to 10 ms for both kernels alike.
+
+Kernels run with ``PYTHONPYCACHEPREFIX`` set to the run's temporary directory (and
+``PYTHONDONTWRITEBYTECODE`` unset): otherwise, where bytecode writing is disabled, Loom's
+uninstalled sources would be recompiled at every start while ipykernel's installed
+package has its ``.pyc`` files. This way both compile once, in the warm-up round, and
+nothing is written into the source tree.
 
 Prints a table (medians, ratio loom/ipykernel, target, ``MISSED`` where a target is
 missed) and a final ``BENCH_JSON {...}`` line. The exit code is 0 whether targets are
@@ -64,6 +74,7 @@ KERNELS: dict[str, Callable[[str], list[str]]] = {
 RECONNECT_IVL_MS = 10
 STDOUT_LINES = 100_000
 GRACEFUL_EXIT_S = 5.0
+EXECUTE_BLOCK = 100  # round trips per kernel before switching to the other
 
 
 @dataclass(frozen=True)
@@ -224,79 +235,99 @@ async def startup_trial(name: str, workdir: Path, env: dict[str, str], out: Samp
             out.threads.append(threads)
 
 
-async def bench_execute(k: Kernel, s: Settings, out: Samples) -> None:
+async def execute_passes(k: Kernel, count: int, out: list[float] | None) -> None:
+    """``count`` timed ``execute('pass')`` round trips (reply and idle), appended to ``out``."""
     client = k.client
-    async with asyncio.timeout(60 + 0.5 * (s.execute_warmup + s.execute_iterations)):
-        for _ in range(s.execute_warmup):
-            _check_ok(await client.execute("pass"), f"{k.name} execute('pass')")
-        for _ in range(s.execute_iterations):
-            t0 = time.perf_counter()
-            reply = await client.execute("pass")
-            out.execute_s.append(time.perf_counter() - t0)
-            _check_ok(reply, f"{k.name} execute('pass')")
+    for _ in range(count):
+        t0 = time.perf_counter()
+        reply = await client.execute("pass")
+        elapsed = time.perf_counter() - t0
+        _check_ok(reply, f"{k.name} execute('pass')")
+        if out is not None:
+            out.append(elapsed)
 
 
-async def bench_stdout(k: Kernel, s: Settings, out: Samples) -> None:
-    code = f"for i in range({STDOUT_LINES}): print(i)"
-    expected = "".join(f"{i}\n" for i in range(STDOUT_LINES))
-    for _ in range(s.stdout_trials):
-        chunks: list[str] = []
+async def print_flood(k: Kernel, out: Samples) -> None:
+    """One ``print`` loop of ``STDOUT_LINES`` lines: lines/s, and whether all arrived."""
+    chunks: list[str] = []
 
-        def collect(msg: Message, chunks: list[str] = chunks) -> None:
-            if msg.msg_type == "stream" and msg.content.get("name") == "stdout":
-                chunks.append(msg.content["text"])
+    def collect(msg: Message) -> None:
+        if msg.msg_type == "stream" and msg.content.get("name") == "stdout":
+            chunks.append(msg.content["text"])
 
-        async with asyncio.timeout(300):
-            t0 = time.perf_counter()
-            reply = await k.client.execute(code, on_output=collect)
-            elapsed = time.perf_counter() - t0
-        _check_ok(reply, f"{k.name} print loop")
-        text = "".join(chunks)
-        if text != expected:
-            got = text.splitlines()
-            out.stdout_problems.append(
-                f"{len(got)} of {STDOUT_LINES} lines arrived"
-                if len(got) != STDOUT_LINES
-                else "all lines arrived but their text differs"
-            )
-        out.stdout_lines_per_s.append(STDOUT_LINES / elapsed)
-
-
-async def _complete(client: KernelClient, code: str) -> tuple[float, list[str]]:
     t0 = time.perf_counter()
-    content = await client.complete(code)
+    reply = await k.client.execute(f"for i in range({STDOUT_LINES}): print(i)", on_output=collect)
     elapsed = time.perf_counter() - t0
-    if content.get("status") != "ok":
-        raise BenchError(f"complete({code!r}): {content}")
-    return elapsed, [str(m) for m in content.get("matches", [])]
+    _check_ok(reply, f"{k.name} print loop")
+    text = "".join(chunks)
+    if text != "".join(f"{i}\n" for i in range(STDOUT_LINES)):
+        got = len(text.splitlines())
+        out.stdout_problems.append(
+            f"{got} of {STDOUT_LINES} lines arrived"
+            if got != STDOUT_LINES
+            else "all lines arrived but their text differs"
+        )
+    out.stdout_lines_per_s.append(STDOUT_LINES / elapsed)
 
 
-async def bench_complete(k: Kernel, s: Settings, out: Samples) -> None:
-    client = k.client
-    async with asyncio.timeout(60 + 2.0 * (s.complete_warmup + s.complete_trials)):
-        _check_ok(await client.execute("import os"), f"{k.name} import os")
-        for _ in range(s.complete_warmup):
-            await _complete(client, "import o")
-            await _complete(client, "os.pa")
-        for _ in range(s.complete_trials):
-            elapsed, matches = await _complete(client, "import o")
-            if not any(m.endswith("os") for m in matches):
-                raise BenchError(f"{k.name}: 'import o' completions lack 'os': {matches[:10]}")
-            out.complete_import_s.append(elapsed)
-            elapsed, matches = await _complete(client, "os.pa")
-            if not any(m.endswith("path") for m in matches):
-                raise BenchError(f"{k.name}: 'os.pa' completions lack 'path': {matches[:10]}")
-            out.complete_attr_s.append(elapsed)
+async def _complete(k: Kernel, code: str, expect: str) -> float:
+    """Time one ``complete_request`` for ``code``; some match must end with ``expect``."""
+    t0 = time.perf_counter()
+    content = await k.client.complete(code)
+    elapsed = time.perf_counter() - t0
+    matches = [str(m) for m in content.get("matches", [])]
+    if content.get("status") != "ok" or not any(m.endswith(expect) for m in matches):
+        raise BenchError(f"{k.name}: complete({code!r}) lacks {expect!r}: {content}")
+    return elapsed
 
 
-async def steady_state(name: str, workdir: Path, env: dict[str, str], s: Settings, out: Samples) -> None:
-    """One long-lived kernel: execute round trips, completion, then the stdout flood."""
-    async with open_kernel(name, workdir, env) as k:
-        async with asyncio.timeout(60):
-            await k.client.wait_for_ready(None)
-        await bench_execute(k, s, out)
-        await bench_complete(k, s, out)
-        await bench_stdout(k, s, out)
+async def complete_pair(k: Kernel, out: Samples | None) -> None:
+    """``import o`` then ``os.pa`` (``os`` is imported by :func:`prepare`)."""
+    import_s = await _complete(k, "import o", "os")
+    attr_s = await _complete(k, "os.pa", "path")
+    if out is not None:
+        out.complete_import_s.append(import_s)
+        out.complete_attr_s.append(attr_s)
+
+
+async def prepare(k: Kernel, s: Settings) -> None:
+    """Make ``k`` warm: ready, execute warm-up, ``import os``, completion warm-up."""
+    await k.client.wait_for_ready(None)
+    await execute_passes(k, s.execute_warmup, None)
+    _check_ok(await k.client.execute("import os"), f"{k.name} import os")
+    for _ in range(s.complete_warmup):
+        await complete_pair(k, None)
+
+
+def _rounds(kernels: list[Kernel], count: int) -> Iterator[Kernel]:
+    """``count`` rounds over ``kernels``, the order alternating from round to round."""
+    for round_no in range(count):
+        yield from kernels if round_no % 2 == 0 else kernels[::-1]
+
+
+async def steady_state(
+    s: Settings, workdir: Path, env: dict[str, str], samples: dict[str, Samples]
+) -> None:
+    """Long-lived kernels of both kinds, measured in alternating blocks.
+
+    Alternating keeps a change in background load from favouring one kernel; the
+    kernel not being measured is idle meanwhile.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        kernels = [await stack.enter_async_context(open_kernel(n, workdir, env)) for n in KERNELS]
+        async with asyncio.timeout(120):
+            for k in kernels:
+                await prepare(k, s)
+        blocks = max(1, s.execute_iterations // EXECUTE_BLOCK)
+        async with asyncio.timeout(60 + 0.1 * s.execute_iterations):
+            for k in _rounds(kernels, blocks):
+                await execute_passes(k, s.execute_iterations // blocks, samples[k.name].execute_s)
+        async with asyncio.timeout(60 + 2.0 * s.complete_trials):
+            for k in _rounds(kernels, s.complete_trials):
+                await complete_pair(k, samples[k.name])
+        async with asyncio.timeout(300 * s.stdout_trials):
+            for k in _rounds(kernels, s.stdout_trials):
+                await print_flood(k, samples[k.name])
 
 
 async def run(s: Settings, workdir: Path, env: dict[str, str]) -> dict[str, Samples]:
@@ -306,8 +337,7 @@ async def run(s: Settings, workdir: Path, env: dict[str, str]) -> dict[str, Samp
         order = names if round_no % 2 else names[::-1]
         for name in order:
             await startup_trial(name, workdir, env, samples[name] if round_no else None)
-    for name in names:  # one kernel at a time: they must not compete for the CPU
-        await steady_state(name, workdir, env, s, samples[name])
+    await steady_state(s, workdir, env, samples)
     return samples
 
 
@@ -364,7 +394,9 @@ def _fmt(value: float) -> str:
 
 
 def table_lines(summary: dict[str, dict[str, Any]], samples: dict[str, Samples]) -> Iterator[str]:
-    head = f"{'metric':<34} {'n':>5} {'loom':>12} {'ipykernel':>12} {'unit':<8} {'ratio':>7}  target"
+    head = (
+        f"{'metric':<34} {'n':>5} {'loom':>12} {'ipykernel':>12} {'unit':<8} {'ratio':>7}  target"
+    )
     yield head
     yield "-" * (len(head) + 8)
     for m in METRICS:
@@ -388,6 +420,8 @@ def child_env(workdir: Path) -> dict[str, str]:
     # Keep the benchmark's history out of the user's (unless the caller chose a file).
     env.setdefault("LOOM_HISTORY_FILE", str(workdir / "loom-history.sqlite"))
     env.pop("PYTHONSTARTUP", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # fair startup: see the module docstring
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     return env
 
 
@@ -400,7 +434,8 @@ def main() -> int:
     zmq.asyncio.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     print(
         f"bench_kernel: Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} run, {settings}",
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+        f"{'quick' if args.quick else 'full'} run, {settings}",
         flush=True,
     )
     try:
