@@ -245,6 +245,7 @@ class KernelClient:
         """Yield each iopub output of ``code`` as it arrives, then the ``execute_reply``."""
         queue: asyncio.Queue[Message] = asyncio.Queue()
         task = asyncio.ensure_future(self.execute(code, on_output=queue.put_nowait, **kwargs))
+        getter: asyncio.Future[Message] | None = None
         try:
             while not task.done() or not queue.empty():
                 getter = asyncio.ensure_future(queue.get())
@@ -256,6 +257,8 @@ class KernelClient:
             yield task.result()
         finally:
             task.cancel()
+            if getter is not None:
+                getter.cancel()  # a consumer cancelled mid-wait must not leak the get() task
 
     async def complete(self, code: str, cursor_pos: int | None = None, **kw: Any) -> JSONDict:
         pos = len(code) if cursor_pos is None else cursor_pos
@@ -374,6 +377,10 @@ class KernelClient:
                 value = await handler(prompt, password)
             except (EOFError, KeyboardInterrupt):
                 value = ""
+            except Exception:
+                # As for output handlers: a buggy handler must not crash the client's
+                # task group (cancelling every request), nor leave the kernel waiting.
+                log.exception("input handler failed; sending ''")
         reply = self.session.message("input_reply", {"value": value}, parent=request)
         await self.stdin.send(reply)
 

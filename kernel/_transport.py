@@ -77,6 +77,11 @@ class MessageSocket:
     ) -> MessageSocket:
         sock = (context or shared_context()).socket(socket_type)
         sock.linger = 0
+        # No high-water marks on the client side: a PUB or ROUTER peer silently
+        # drops what does not fit, and a lost reply or idle hangs a request.
+        # Everything queued here answers requests this client chose to send.
+        sock.rcvhwm = 0
+        sock.sndhwm = 0
         if identity is not None:
             sock.identity = identity
         if socket_type == zmq.SUB:

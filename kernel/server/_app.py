@@ -65,8 +65,13 @@ def run_kernel(connection_file: str | None = None) -> int:
     }
     sockets["iopub"].setsockopt(zmq.XPUB_VERBOSE, 1)
     sockets["iopub"].sndhwm = IOPUB_SNDHWM
-    for sock in sockets.values():
+    for name, sock in sockets.items():
         sock.linger = 1000
+        if name != "iopub":
+            # ROUTER drops replies that exceed the high-water mark; replies are
+            # small and bounded by what clients asked, so never drop them.
+            sock.sndhwm = 0
+            sock.rcvhwm = 0
     ports = {f"{ch}_port": _bind(sock, info, ch) for ch, sock in sockets.items()}
     if not all(info.port(ch) for ch in sockets):
         info = ConnectionInfo(

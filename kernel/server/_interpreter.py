@@ -20,7 +20,6 @@ import builtins
 import inspect
 import linecache
 import signal
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,10 @@ from typing import Any
 from ..protocol import JSONDict
 from ._display import Display, format_object
 from ._history import HistoryStore
+from ._magic_args import UsageError
+from ._magics import Magics
 from ._traceback import format_exception
+from ._transform import transform_cell
 
 __all__ = ["CellOutcome", "Interpreter", "Publisher"]
 
@@ -64,13 +66,14 @@ class Interpreter:
     ) -> None:
         self.publish = publish
         self.history = history if history is not None else HistoryStore(None)
-        self.transform: Transformer = transform or (lambda code: code)
+        self.transform: Transformer = transform or transform_cell
         self.display = Display(_DisplayAdapter(self))
         self.execution_count = 1
         self.user_ns: dict[str, Any] = {}
         self.payload: list[JSONDict] = []
         self._cell_task: asyncio.Task[Any] | None = None
         self._running_sync = False
+        self.magics = Magics(self)
         self._reset_namespace()
 
     def _reset_namespace(self) -> None:
@@ -91,7 +94,7 @@ class Interpreter:
         )
         self.user_ns["_ih"] = self.user_ns["In"]
         self.user_ns["_oh"] = self.user_ns["Out"]
-        sys.modules["__main__"].__dict__.setdefault("__loom__", True)
+        self.magics.install(self.user_ns)
 
     @property
     def is_busy(self) -> bool:
@@ -99,8 +102,8 @@ class Interpreter:
         return self._running_sync or self._cell_task is not None
 
     def magic_names(self) -> list[str]:
-        """Names of the available magics, for completion."""
-        return []
+        """Names of the available magics (``%x``, ``%%x``), for completion."""
+        return self.magics.names()
 
     def history_reply(self, request: JSONDict) -> list[list[Any]]:
         """The ``history`` list of a ``history_reply`` for a ``history_request``'s content."""
@@ -172,6 +175,10 @@ class Interpreter:
             self.user_ns.pop(_LAST_VALUE, None)
             if store_history:
                 self.execution_count += 1
+        try:
+            self.magics.run_post_execute()  # e.g. %matplotlib inline shows the cell's figures
+        except Exception as exc:
+            self.report_error(exc)
         outcome.payload = self.payload
         return outcome
 
@@ -230,6 +237,12 @@ class Interpreter:
 
     def report_error(self, exc: BaseException) -> JSONDict:
         """Publish an ``error`` message for ``exc`` and return the reply fields."""
+        if isinstance(exc, UsageError):
+            # Like IPython: a misused magic is the user's typo, not a crash; no traceback.
+            ename, evalue = "UsageError", str(exc)
+            content = {"ename": ename, "evalue": evalue, "traceback": [f"UsageError: {evalue}"]}
+            self.publish("error", content)
+            return content
         try:
             ename, evalue, tb = format_exception(
                 exc, cell_filenames=_cell_name, hidden_prefixes=[_KERNEL_DIR]

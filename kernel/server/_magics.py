@@ -36,7 +36,7 @@ from ._magic_timing import load_timing_magics
 if TYPE_CHECKING:
     from ._interpreter import Interpreter
 
-__all__ = ["CallSite", "CellMagic", "LineMagic", "Magics", "SList", "UsageError"]
+__all__ = ["HELPERS", "CallSite", "CellMagic", "LineMagic", "Magics", "SList", "UsageError"]
 
 #: ``fn(args)``: a line magic; what it returns is the value of the ``%name args`` expression.
 LineMagic = Callable[[str], object]

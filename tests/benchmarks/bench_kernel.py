@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +157,13 @@ async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     except ProcessLookupError:
         return True
     loop = asyncio.get_running_loop()
-    exited = loop.create_future()
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:  # a pidfd turns readable once the process has exited
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, on_exit)
     try:
         async with asyncio.timeout(timeout):
             await exited
@@ -441,7 +447,10 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
             samples = asyncio.run(run(settings, Path(tmp), child_env(Path(tmp))))
-    except (BenchError, TimeoutError) as exc:
+    except Exception as exc:  # could not measure (crash, hang, wrong answer): say why
+        traceback.print_exc()
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # the task groups of the clients wrap what the body raised
         print(f"bench_kernel: FAILED: {type(exc).__name__}: {exc}", flush=True)
         return 1
     finally:

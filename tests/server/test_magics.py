@@ -23,7 +23,7 @@ from kernel.server._magic_history import parse_ranges
 from kernel.server._magic_output import CapturedIO
 from kernel.server._magic_shell import SList, getoutput, system
 from kernel.server._magic_timing import TimeitResult, format_time
-from kernel.server._magics import Magics
+from kernel.server._magics import HELPERS, Magics
 from kernel.server._transform import transform_cell
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -95,6 +95,13 @@ def test_unknown_cell_magic_and_wrong_kind_hints(session: Session) -> None:
     assert "did you mean that instead" in session.error("%bash")["evalue"]
     late = session.error("x = 1\n%%time\ny = 2")
     assert late["evalue"] == "Cell magic `%%time` must be on the first line of a cell."
+
+
+def test_install_defines_the_helpers_once(session: Session) -> None:
+    helpers = session.magics.helpers()
+    assert set(helpers) == set(HELPERS)
+    assert all(session.ns[name] is helper for name, helper in helpers.items())
+    assert session.magics.helpers()["_loom_magic_"] is helpers["_loom_magic_"]
 
 
 def test_names_for_completion(session: Session) -> None:
