@@ -410,6 +410,7 @@ async def connect_client(
     and a live iopub subscription before it is handed out.
     """
     client = KernelClient(info, session=session)
+    raised: Exception | None = None
     try:
         async with asyncio.TaskGroup() as tg:
             client._start(tg)
@@ -417,7 +418,13 @@ async def connect_client(
                 if wait_ready:
                     await client.wait_for_ready(ready_timeout)
                 yield client
+            except Exception as exc:
+                # Leave the task group cleanly and re-raise below: a TaskGroup
+                # would wrap the caller's own exception in an ExceptionGroup.
+                raised = exc
             finally:
                 client._stop()
     finally:
         client._close_sockets()
+    if raised is not None:
+        raise raised

@@ -1,24 +1,38 @@
-"""A minimal console: a line loop that runs code through a kernel.
+"""``run_console``: connect to a kernel and run the interactive or plain console.
 
-This is the foundation's stand-in for the full prompt_toolkit console (issue
-"The Loom console"). It already follows the console's rules: one asyncio loop,
-no threads, output printed as it arrives, plain mode when stdin is not a tty.
+Start-up is arranged for a fast first prompt: the kernel process is launched
+first, and only then are prompt_toolkit and pygments imported (the slowest
+part of our own start-up), while the kernel boots in parallel. History (the
+file and the kernel's) loads in the background after the prompt is up.
+
+With ``--existing`` the console attaches to a running kernel: it can then
+interrupt it (``interrupt_request``) but neither restart nor stop it, and
+leaves it running on exit. A kernel the console started is shut down when
+the console exits, whatever the reason.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
-from prompt_toolkit import PromptSession
+from kernel import KernelError, KernelManager, connect_client
+from kernel.protocol import ConnectionFileError, ConnectionInfo, runtime_dir
 
-from kernel import KernelClient, KernelError, connect_client, start_kernel
-from kernel.protocol import ConnectionFileError, ConnectionInfo, Message, runtime_dir
+from ._images import image_protocol
+from ._kernel import KernelLink
+from ._output import OutputRenderer
+from ._terminal import Terminal
 
-__all__ = ["newest_connection_file", "run_console"]
+__all__ = ["DEFAULT_KERNEL", "newest_connection_file", "run_console"]
 
 DEFAULT_KERNEL = "loom"
+#: Entries of the kernel's history merged into the console's at start-up.
+KERNEL_HISTORY_ENTRIES = 1000
 
 
 def newest_connection_file() -> Path:
@@ -29,78 +43,134 @@ def newest_connection_file() -> Path:
     return files[-1]
 
 
-def print_output(message: Message) -> None:
-    """Render one iopub output as plain text."""
-    content = message.content
-    match message.msg_type:
-        case "stream":
-            stream = sys.stderr if content.get("name") == "stderr" else sys.stdout
-            stream.write(str(content.get("text", "")))
-            stream.flush()
-        case "execute_result":
-            text = content.get("data", {}).get("text/plain", "")
-            print(f"Out[{content.get('execution_count')}]: {text}", flush=True)
-        case "display_data" | "update_display_data":
-            print(content.get("data", {}).get("text/plain", ""), flush=True)
-        case "error":
-            print("\n".join(content.get("traceback", [])), file=sys.stderr, flush=True)
+def _preload_ui() -> None:
+    """Import what the interactive console needs (done while the kernel starts)."""
+    import prompt_toolkit.shortcuts  # noqa: F401
+    import pygments.lexers  # noqa: F401
+
+    from . import _interactive  # noqa: F401
 
 
-async def _read_cell(session: PromptSession[str] | None, client: KernelClient, n: int) -> str:
-    if session is None:
-        line = sys.stdin.readline()
-        if not line:
-            raise EOFError
-        return line
-    lines = [await session.prompt_async(f"In [{n}]: ")]
-    while True:
-        reply = await client.is_complete("\n".join(lines))
-        if reply.get("status") != "incomplete":
-            return "\n".join(lines)
-        indent = str(reply.get("indent", ""))
-        more = await session.prompt_async("   ...: ", default=indent)
-        if not more.strip():
-            return "\n".join(lines)
-        lines.append(more)
+async def run_console(
+    kernel_name: str | None = None,
+    existing: str | None = None,
+    *,
+    vi_mode: bool | None = None,
+) -> int:
+    """Run the console until exit; return the process exit status.
 
-
-async def _input(prompt: str, password: bool) -> str:
-    if not sys.stdin.isatty():
-        line = sys.stdin.readline()
-        return line.rstrip("\n")
-    session: PromptSession[str] = PromptSession()
-    return await session.prompt_async(prompt, is_password=password)
-
-
-async def run_console(kernel_name: str | None = None, existing: str | None = None) -> int:
-    """Run the line loop until EOF; returns the process exit status."""
+    ``existing`` is a connection file, or '' for the newest one. Interactive
+    when stdin and stdout are terminals, plain mode otherwise.
+    """
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     async with AsyncExitStack() as stack:
         try:
-            if existing is not None:
-                path = Path(existing) if existing else newest_connection_file()
-                info = ConnectionInfo.read(path)
-                client = await stack.enter_async_context(connect_client(info))
-            else:
-                _, client = await stack.enter_async_context(
-                    start_kernel(kernel_name or DEFAULT_KERNEL)
-                )
-        except (KernelError, ConnectionFileError) as exc:
+            link, path = await _open_link(stack, kernel_name, existing, interactive)
+        except (KernelError, ConnectionFileError, OSError) as exc:
             print(f"loom: {exc}", file=sys.stderr)
             return 1
-        client.input_handler = _input
-        if interactive:
-            print(client.kernel_info.get("banner", ""))
-        session: PromptSession[str] | None = PromptSession() if interactive else None
-        count = 1
-        while True:
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(link.watch(), name="loom-kernel-watch")
             try:
-                code = await _read_cell(session, client, count)
-            except EOFError:
-                return 0
-            except KeyboardInterrupt:
-                continue
-            if not code.strip():
-                continue
-            reply = await client.execute(code, on_output=print_output)
-            count = int(reply.content.get("execution_count", count)) + 1
+                if interactive:
+                    if vi_mode is None:
+                        vi_mode = os.environ.get("LOOM_EDITING_MODE", "").lower() == "vi"
+                    return await _run_interactive(link, path, vi_mode)
+                return await _run_plain(link)
+            finally:
+                watcher.cancel()
+    raise AssertionError("unreachable")
+
+
+async def _open_link(
+    stack: AsyncExitStack, kernel_name: str | None, existing: str | None, preload: bool
+) -> tuple[KernelLink, Path | None]:
+    """Start or attach to the kernel; cleanup is registered on ``stack``."""
+    if existing is not None:
+        path = Path(existing) if existing else newest_connection_file()
+        info = ConnectionInfo.read(path)
+        if preload:
+            _preload_ui()
+        try:
+            client = await stack.enter_async_context(connect_client(info, ready_timeout=10.0))
+        except TimeoutError:
+            raise KernelError(f"the kernel of {path} does not answer") from None
+        return KernelLink(client, None, info.kernel_name or "kernel"), path
+    name = kernel_name or DEFAULT_KERNEL
+    manager = KernelManager(name)
+    starting = asyncio.ensure_future(manager.start())
+    await asyncio.sleep(0)  # let start() launch the process before we import...
+    if preload:
+        try:
+            _preload_ui()  # ...so this runs while the kernel boots
+        except BaseException:
+            starting.cancel()
+            raise
+    info = await starting
+    stack.push_async_callback(manager.shutdown, now=True)  # last resort; no-op normally
+    client = await stack.enter_async_context(connect_client(info, wait_ready=False))
+    await manager.wait_ready(client)
+    link = KernelLink(client, manager, name)
+    stack.push_async_callback(link.shutdown)  # graceful, through the client
+    return link, manager.connection_file
+
+
+async def _run_plain(link: KernelLink) -> int:
+    from ._plain import LineReader, run_plain
+
+    renderer = OutputRenderer(sys.stdout, sys.stderr, ansi=False, out_prompts=False)
+    return await run_plain(link, renderer, LineReader())
+
+
+async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -> int:
+    from ._history import ConsoleHistory
+    from ._interactive import InteractiveConsole
+    from ._prompt import ConsoleUI
+
+    history = ConsoleHistory()
+    term = Terminal(sys.stdout)
+    renderer = OutputRenderer(sys.stdout, ansi=True, images=image_protocol())
+    ui = ConsoleUI(link, history=history, vi_mode=vi_mode)
+    console = InteractiveConsole(link, ui, renderer, term, connection_file=path)
+    banner = str(link.client.kernel_info.get("banner", "")).rstrip()
+    attached = "" if link.owns_kernel else f" (attached to {path})"
+    print(f"{banner}\n\nLoom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n")
+    background = [asyncio.ensure_future(_merge_kernel_history(link, history))]
+    if not link.owns_kernel:
+        background.append(asyncio.ensure_future(_learn_count(link, console)))
+    try:
+        status = await console.run()
+    finally:
+        for task in background:
+            task.cancel()
+    if not link.owns_kernel:
+        print(f"The kernel is still running; attach again with: loom --existing {path}")
+    return status
+
+
+async def _merge_kernel_history(link: KernelLink, history: Any) -> None:
+    """Add the kernel's recent history behind the console's (in the background)."""
+    from ._history import kernel_history_entries
+
+    try:
+        reply = await link.client.history("tail", n=KERNEL_HISTORY_ENTRIES, timeout=10.0)
+    except (KernelError, TimeoutError):
+        return
+    history.add_kernel_entries(kernel_history_entries(reply))
+
+
+async def _learn_count(link: KernelLink, console: Any) -> None:
+    """An attached kernel's next execution count, for the first prompt.
+
+    A silent execute reports the counter without running anything. ipykernel
+    reports the *last* count there; Loom's kernel the *next* one.
+    """
+    try:
+        reply = await link.client.execute("", silent=True, store_history=False, timeout=10.0)
+    except (KernelError, TimeoutError):
+        return
+    count = reply.content.get("execution_count")
+    if isinstance(count, int) and console.count == 1:
+        next_count = count if link.client.kernel_info.get("implementation") == "loom" else count + 1
+        console.count = console.ui.count = max(next_count, 1)
+        console.ui.invalidate()

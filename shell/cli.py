@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from kernel import __version__
 
+from ._batch import add_run_arguments
+
 __all__ = ["main"]
 
 
@@ -34,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         "--sys-prefix", action="store_true", help="install into sys.prefix (the default)"
     )
     where.add_argument("--prefix", metavar="PREFIX", help="install into PREFIX/share/jupyter")
+
+    run = sub.add_parser("run", help="run a script or notebook non-interactively")
+    add_run_arguments(run)
 
     kernel = sub.add_parser("kernel", help="run a Loom kernel")
     kernel.add_argument(
@@ -61,12 +66,22 @@ def _add_console_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="attach to a running kernel (default: the newest connection file)",
     )
+    parser.add_argument(
+        "--vi",
+        action="store_true",
+        default=None,
+        help="vi key bindings at the prompt (also: LOOM_EDITING_MODE=vi)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "kernelspec":
         return _kernelspec(args)
+    if args.command == "run":
+        from ._batch import run_batch
+
+        return run_batch(args)
     if args.command == "kernel":
         from kernel.server import run_kernel
 
@@ -74,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._console import run_console
 
     try:
-        return asyncio.run(run_console(kernel_name=args.kernel, existing=args.existing))
+        return asyncio.run(
+            run_console(kernel_name=args.kernel, existing=args.existing, vi_mode=args.vi)
+        )
     except KeyboardInterrupt:
         return 130
 

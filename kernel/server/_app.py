@@ -109,6 +109,7 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
         interpreter=interpreter,
     )
     server.bind_loop(asyncio.get_running_loop())
+    _log_to_original_stderr(iothread)
     sys.stdout = OutStream(iothread, "stdout", 1)
     sys.stderr = OutStream(iothread, "stderr", 2)
     iothread.start()
@@ -119,4 +120,36 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         for name in ("shell", "stdin", "iopub", "control"):
             sockets[name].close(linger=200)
+        _flush_sent(sockets["iopub"].context)
     os._exit(0)
+
+
+def _log_to_original_stderr(iothread: IOThread) -> None:
+    """Keep the kernel's own log out of cell output.
+
+    fd 2 is now the capture pipe, whose text reaches clients as ``stream``
+    output of whatever request is current; the log handlers (which write to
+    fd 2) must write to the real stderr instead, which the I/O thread kept.
+    """
+    fd = iothread.original_fds.get("stderr")
+    if fd is None:
+        return
+    stream = open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+
+
+def _flush_sent(ctx: zmq.Context[zmq.Socket[bytes]], timeout: float = 2.0) -> None:
+    """Let libzmq deliver what is queued (the shutdown_reply, the last idle) before exiting.
+
+    ``close()`` returns at once and ``os._exit`` would drop unsent messages; terminating the
+    context waits for them (up to each socket's linger) and ends the heartbeat's proxy. It runs
+    on a throwaway thread, bounded by ``timeout``: a socket that user code opened on this
+    context and never closed would block it forever.
+    """
+    import threading
+
+    terminator = threading.Thread(target=ctx.term, name="loom-zmq-term", daemon=True)
+    terminator.start()
+    terminator.join(timeout)

@@ -73,6 +73,10 @@ class Interpreter:
         self.payload: list[JSONDict] = []
         self._cell_task: asyncio.Task[Any] | None = None
         self._running_sync = False
+        # SIGINT while a cell is being prepared (transformed, compiled) is kept for
+        # the moment its code starts: an interrupt sent as the cell begins is not lost.
+        self._in_cell = False
+        self._interrupt_pending = False
         self.magics = Magics(self)
         self._reset_namespace()
 
@@ -141,8 +145,15 @@ class Interpreter:
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._running_sync:
             raise KeyboardInterrupt
-        if self._cell_task is not None and not self._cell_task.done():
-            self._cell_task.cancel("interrupted")
+        task = self._cell_task
+        if task is not None and not task.done():
+            # The loop may be asleep in its selector with nothing due for a long time
+            # (``await asyncio.sleep(60)``): a plain cancel() would not wake it.
+            # call_soon_threadsafe writes the loop's self-pipe, which does, and is
+            # safe in a signal handler (asyncio's own signal handling does the same).
+            task.get_loop().call_soon_threadsafe(task.cancel, "interrupted")
+        elif self._in_cell:
+            self._interrupt_pending = True
 
     # -- running cells ------------------------------------------------------------
 
@@ -158,9 +169,11 @@ class Interpreter:
         self.payload = []
         if store_history:
             self.user_ns["In"].append(raw)
-            self.history.store(count, raw)
+            # Written once the reply is out: SQLite's commit is off the round trip.
+            asyncio.get_running_loop().call_soon(self.history.store, count, raw)
         linecache.cache[filename] = (len(raw), None, raw.splitlines(True), filename)
         outcome = CellOutcome()
+        self._in_cell, self._interrupt_pending = True, False
         try:
             code, has_result = self._compile(raw, filename, display_last=not silent)
             value = await self._execute(code)
@@ -172,6 +185,7 @@ class Interpreter:
             outcome.status = "error"
             outcome.error = self.report_error(exc)
         finally:
+            self._in_cell, self._interrupt_pending = False, False
             self.user_ns.pop(_LAST_VALUE, None)
             if store_history:
                 self.execution_count += 1
@@ -201,6 +215,8 @@ class Interpreter:
         if code.co_flags & inspect.CO_COROUTINE:
             coro = eval(code, self.user_ns)
             self._cell_task = asyncio.ensure_future(coro)
+            if self._interrupt_pending:
+                self._cell_task.cancel("interrupted")
             try:
                 await self._cell_task
             finally:
@@ -216,6 +232,8 @@ class Interpreter:
         asyncio.events._set_running_loop(None)
         self._running_sync = True
         try:
+            if self._interrupt_pending:
+                raise KeyboardInterrupt
             exec(code, self.user_ns)
         finally:
             self._running_sync = False

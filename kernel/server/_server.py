@@ -42,6 +42,11 @@ __all__ = ["Handler", "KernelServer"]
 
 log = logging.getLogger("loom.kernel")
 
+#: After a failed cell, requests arriving this soon (seconds) are still aborted.
+ABORT_GRACE = 0.05
+#: On shutdown, how long the request in progress may take to finish (seconds).
+STOP_GRACE = 2.0
+
 HandlerResult = JSONDict | tuple[JSONDict, JSONDict] | None
 Handler = Callable[[Message, list[bytes]], Awaitable[HandlerResult]]
 
@@ -67,6 +72,10 @@ class KernelServer:
         self.current: Message | None = None
         self._stopped = asyncio.Event()
         self._rejected = RateLimitedLog(log)
+        #: Set by a failed execute with ``stop_on_error``: abort the queue once it has replied.
+        self._abort_pending = False
+        self._abort_frames: list[list[bytes]] = []
+        self._dispatching = False
         self.shell_handlers: dict[str, Handler] = {
             "execute_request": self._execute,
             "kernel_info_request": self._kernel_info,
@@ -103,6 +112,11 @@ class KernelServer:
         stopped = asyncio.ensure_future(self._stopped.wait())
         try:
             await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if self._dispatching and not reader.done():
+                # Let the request in progress send its reply and idle: cancelling it
+                # mid-way would lose both (a shutdown interrupts a running cell,
+                # which then ends at once).
+                await asyncio.wait({reader}, timeout=STOP_GRACE)
         finally:
             for task in (reader, stopped):
                 task.cancel()
@@ -113,14 +127,18 @@ class KernelServer:
         self._stopped.set()
 
     async def _serve_shell(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             frames = await self.shell.recv_multipart()
             try:
                 received = self.session.deserialize(frames)
             except ProtocolError as exc:
                 self._rejected.warning("dropped invalid message on shell: %s", exc)
                 continue
-            await self.dispatch(received.message, received.identities)
+            self._dispatching = True
+            try:
+                await self.dispatch(received.message, received.identities)
+            finally:
+                self._dispatching = False
 
     async def dispatch(self, request: Message, identities: list[bytes]) -> None:
         handler = self.shell_handlers.get(request.msg_type)
@@ -157,9 +175,15 @@ class KernelServer:
                 reply = self.session.message(reply_type, content, parent=request, metadata=metadata)
                 await self.shell.send_multipart(self.session.serialize(reply, identities))
         finally:
+            self.io.drain_fds()
             sys.stdout.flush()
             sys.stderr.flush()
             self.publish("status", {"execution_state": "idle"}, request)
+        if self._abort_pending:
+            # After the failed request's reply and idle, as ipykernel does: replies stay in
+            # request order and busy/idle never nest.
+            self._abort_pending = False
+            await self._abort_queued()
 
     # -- execute -------------------------------------------------------------------
 
@@ -167,7 +191,8 @@ class KernelServer:
         content = request.content
         code = str(content.get("code", ""))
         silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent))
+        # Messaging spec, execute_request: "silent=True forces store_history to be False".
+        store_history = not silent and bool(content.get("store_history", True))
         interp = self.interpreter
         started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         count = interp.execution_count
@@ -185,13 +210,29 @@ class KernelServer:
         reply["payload"] = outcome.payload
         metadata = {"started": started, "dependencies_met": True, "status": outcome.status}
         if outcome.status == "error" and content.get("stop_on_error", True):
-            await self._abort_queued()
+            # Take what is queued *before* this reply goes out: a request sent in
+            # reaction to the error (or to an abort) must run, not be aborted too.
+            self._abort_frames = await self._take_queued()
+            self._abort_pending = True  # done by dispatch() once this request is finished
         return reply, metadata
 
+    async def _take_queued(self) -> list[list[bytes]]:
+        """Read the shell messages already sent, waiting ``ABORT_GRACE`` for stragglers.
+
+        Cells a client sends back to back ("run all") may reach the socket a
+        little after a fast failing cell has finished; the grace catches them.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ABORT_GRACE
+        queued: list[list[bytes]] = []
+        while await self.shell.poll(max(0.0, deadline - loop.time()) * 1000):
+            queued.append(await self.shell.recv_multipart())
+        return queued
+
     async def _abort_queued(self) -> None:
-        """After an error, answer every execute_request already queued with ``aborted``."""
-        while await self.shell.poll(0):
-            frames = await self.shell.recv_multipart()
+        """After an error, answer every execute_request queued at the error with ``aborted``."""
+        queued, self._abort_frames = self._abort_frames, []
+        for frames in queued:
             try:
                 received = self.session.deserialize(frames)
             except ProtocolError:

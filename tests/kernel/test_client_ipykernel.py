@@ -27,7 +27,14 @@ from typing import Any
 
 import pytest
 
-from kernel import KernelClient, KernelDied, KernelManager, connect_client, start_kernel
+from kernel import (
+    KernelClient,
+    KernelDied,
+    KernelManager,
+    KernelProcess,
+    connect_client,
+    start_kernel,
+)
 from kernel.protocol import Message
 
 pytestmark = pytest.mark.peer
@@ -43,13 +50,13 @@ def is_gone(pid: int) -> bool:
     return False
 
 
-def kill_by_pid(pid: int | None) -> None:
-    """Last safety net: SIGKILL the kernel's process group (never a reaped PID)."""
-    if pid is not None and not is_gone(pid):
+def kill_by_pid(proc: KernelProcess | None) -> None:
+    """Last safety net: SIGKILL the kernel's process group and reap it by PID."""
+    if proc is not None and proc.returncode is None:  # never signal a reaped PID
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+            os.waitpid(proc.pid, 0)
 
 
 def assert_only_main_thread() -> None:
@@ -80,16 +87,20 @@ class SharedKernel:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.pid: int | None = None
+        self.process: KernelProcess | None = None
         self._release = asyncio.Event()
         self._started: asyncio.Future[tuple[KernelManager, KernelClient]] = (
             self.loop.create_future()
         )
         self._owner = self.loop.create_task(self._own())
-        self.manager, self.client = self.loop.run_until_complete(self._wait_started())
-        proc = self.manager.process
-        assert proc is not None
-        self.pid = proc.pid
+        try:
+            self.manager, self.client = self.loop.run_until_complete(self._wait_started())
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                self.close()
+            raise
+        self.process = self.manager.process
+        assert self.process is not None
 
     async def _own(self) -> None:
         async with start_kernel("python3") as pair:
@@ -98,7 +109,8 @@ class SharedKernel:
 
     async def _wait_started(self) -> tuple[KernelManager, KernelClient]:
         async with asyncio.timeout(90):
-            await asyncio.wait({self._started, self._owner}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {self._started, self._owner}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if not self._started.done():
             self._owner.result()  # raises the start error
             raise AssertionError("the owner task ended without starting a kernel")
@@ -118,7 +130,10 @@ class SharedKernel:
     def close(self) -> None:
         try:
             if not self._owner.done():
-                self._release.set()
+                if self._started.done():
+                    self._release.set()  # shut the kernel down gracefully
+                else:
+                    self._owner.cancel()  # still starting: start_kernel cleans up
 
                 async def finish() -> None:
                     async with asyncio.timeout(30):
@@ -128,7 +143,7 @@ class SharedKernel:
             self._owner.result()
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
-            kill_by_pid(self.pid)
+            kill_by_pid(self.process)
             self.loop.close()
 
 
@@ -139,28 +154,29 @@ def shared(kernel_env: None) -> Iterator[SharedKernel]:
         yield kernel
     finally:
         kernel.close()
-    assert kernel.pid is not None
-    assert is_gone(kernel.pid)
+    assert kernel.process is not None
+    assert kernel.process.returncode is not None  # reaped
+    assert is_gone(kernel.process.pid)
     assert_only_main_thread()
 
 
 def run_own_kernel(scenario: Scenario, *, timeout: float = 60.0) -> None:
     """Run ``scenario`` against a kernel of its own in a fresh loop; check it is gone after."""
-    pids: list[int] = []
+    processes: list[KernelProcess] = []
 
     async def main() -> None:
         async with asyncio.timeout(timeout), start_kernel("python3") as (km, kc):
             assert km.process is not None
-            pids.append(km.process.pid)
+            processes.append(km.process)
             await scenario(km, kc)
 
     try:
         asyncio.run(main())
     finally:
-        for pid in pids:
-            kill_by_pid(pid)
-    assert pids
-    assert is_gone(pids[0])
+        for proc in processes:
+            kill_by_pid(proc)
+    assert processes
+    assert is_gone(processes[0].pid)
     assert_only_main_thread()
 
 
@@ -260,11 +276,15 @@ def test_execute_iter_cancelled_mid_wait_leaves_no_task(shared: SharedKernel) ->
     async def scenario(km: KernelManager, kc: KernelClient) -> None:
         before = asyncio.all_tasks()
         got: list[Message] = []
-        with pytest.raises(TimeoutError):
+
+        async def consume() -> None:
             async with asyncio.timeout(0.3):
                 async for msg in kc.execute_iter("import time; time.sleep(0.8)"):
                     got.append(msg)
-        assert [m.msg_type for m in got] == ["execute_input"]
+
+        with pytest.raises(TimeoutError):
+            await consume()
+        assert [m.msg_type for m in got] in ([], ["execute_input"])
         left = asyncio.all_tasks() - before
         if left:  # cancelled tasks need a loop iteration or two to finish
             await asyncio.wait(left, timeout=2)
@@ -438,7 +458,24 @@ def test_other_clients_output_is_foreign(shared: SharedKernel) -> None:
     shared.run(scenario)
 
 
-def test_late_output_of_own_cell_is_foreign_own_session(shared: SharedKernel) -> None:
+# A thread of the cell prints once the test writes to a FIFO, i.e. certainly after the
+# request finished (a timer in the kernel would race the reply on a loaded machine). The
+# cell opens the FIFO O_RDWR, which never blocks on Linux, so the test's non-blocking
+# open for writing finds a reader. A new thread has no parent of its own in ipykernel,
+# so its output carries the kernel's latest parent: this (finished) cell.
+LATE_CELL = """\
+import os, threading
+_late_fd = os.open({fifo!r}, os.O_RDWR)
+threading.Thread(target=lambda: (os.read(_late_fd, 1), print("late")), daemon=True).start()
+"""
+
+
+def test_late_output_of_own_cell_is_foreign_own_session(
+    shared: SharedKernel, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "late.fifo"
+    os.mkfifo(fifo)
+
     async def scenario(km: KernelManager, kc: KernelClient) -> None:
         late = asyncio.Event()
         found: list[tuple[Message, bool]] = []
@@ -451,10 +488,14 @@ def test_late_output_of_own_cell_is_foreign_own_session(shared: SharedKernel) ->
         kc.on_foreign_output = on_foreign
         outputs: list[Message] = []
         try:
-            code = 'import threading, time; threading.Timer(0.3, lambda: print("late")).start()'
-            reply = await kc.execute(code, on_output=outputs.append)
+            reply = await kc.execute(LATE_CELL.format(fifo=str(fifo)), on_output=outputs.append)
             assert reply.content["status"] == "ok"
-            assert not late.is_set()
+            assert kc.pending_requests == frozenset()
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:
+                os.write(fd, b"x")
+            finally:
+                os.close(fd)
             async with asyncio.timeout(10):
                 await late.wait()
         finally:
@@ -465,6 +506,7 @@ def test_late_output_of_own_cell_is_foreign_own_session(shared: SharedKernel) ->
         assert own_session is True
         assert msg.content["text"] == "late\n"
         assert msg.parent_header.get("session") == kc.session.session_id
+        assert msg.parent_id == reply.parent_id
 
     shared.run(scenario)
 

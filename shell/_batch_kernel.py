@@ -1,0 +1,197 @@
+"""The kernel of a ``loom run``: started by name or attached with ``--existing``.
+
+:func:`run_on_kernel` connects a client, hands a :class:`BatchKernel` to the
+run, and cleans up whatever happens: a kernel it started is shut down (by
+``start_kernel``); an ``--existing`` kernel is left running.
+
+A :class:`BatchKernel` knows when its kernel dies, so no wait on it can hang:
+``died`` resolves with a reason as soon as a started kernel's process exits
+(``KernelManager.wait_exit``, learnt from a pidfd) or, for an ``--existing``
+kernel (whose process is not ours), once its heartbeat has been silent for the
+monitor's grace period (2.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from kernel import KernelClient, KernelError, KernelManager, connect_client, start_kernel
+from kernel.protocol import ConnectionFileError, ConnectionInfo, JSONDict, runtime_dir
+
+__all__ = [
+    "BatchKernel",
+    "KernelTarget",
+    "KernelUnavailable",
+    "resolve_connection_file",
+    "run_on_kernel",
+]
+
+T = TypeVar("T")
+
+#: Seconds an ``--existing`` kernel has to answer ``kernel_info``.
+READY_TIMEOUT = 30.0
+#: Seconds a started kernel has to come up (``start_kernel``'s default).
+STARTUP_TIMEOUT = 60.0
+#: Seconds to wait for the reply to an ``interrupt_request``.
+INTERRUPT_REPLY_TIMEOUT = 5.0
+
+
+class KernelUnavailable(Exception):
+    """The kernel could not be started or reached; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelTarget:
+    """Which kernel to run on: ``existing`` (a connection file, ``""`` = newest) or by name."""
+
+    kernel_name: str = "loom"
+    existing: str | None = None
+
+
+@dataclass(slots=True)
+class BatchKernel:
+    """A connected, ready kernel and the means to interrupt it and learn of its death."""
+
+    client: KernelClient
+    label: str
+    died: asyncio.Future[str]
+    interrupt: Callable[[], Awaitable[None]]
+    kernelspec: JSONDict | None = None
+
+    @property
+    def language_info(self) -> object:
+        return self.client.kernel_info.get("language_info")
+
+
+def describe_exit(code: int) -> str:
+    """``"it exited with code 3"`` or ``"it was killed by SIGKILL"``."""
+    if code >= 0:
+        return f"it exited with code {code}"
+    try:
+        return f"it was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"it was killed by signal {-code}"
+
+
+def resolve_connection_file(existing: str) -> Path:
+    """The connection file ``--existing`` names.
+
+    ``""`` means the newest ``kernel-*.json`` in the Jupyter runtime dir; a bare
+    name that is not a file here is looked up there too (``kernel-1234.json``,
+    or just ``1234``), as ``jupyter console --existing`` does. Raises
+    :class:`ConnectionFileError` if there is nothing to pick.
+    """
+    if not existing:
+        files = sorted(runtime_dir().glob("kernel-*.json"), key=lambda p: p.stat().st_mtime)
+        if not files:
+            raise ConnectionFileError(f"no connection files in {runtime_dir()}")
+        return files[-1]
+    path = Path(existing)
+    if path.exists() or path.name != existing:
+        return path
+    for candidate in (runtime_dir() / existing, runtime_dir() / f"kernel-{existing}.json"):
+        if candidate.exists():
+            return candidate
+    return path
+
+
+async def run_on_kernel(target: KernelTarget, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
+    """Run ``body`` with a ready kernel and return its result.
+
+    Raises :class:`KernelUnavailable` if the kernel cannot be started, its
+    connection file is unusable, or it does not become ready. ``body`` must
+    handle its own errors: anything it raises leaves the client's task group
+    wrapped in an ``ExceptionGroup``.
+    """
+    reason = "the kernel is unavailable"
+    try:
+        if target.existing is not None:
+            return await _on_existing(target.existing, body)
+        return await _on_started(target.kernel_name, body)
+    # start_kernel raises some errors from inside the client's task group (as a group).
+    except* (KernelError, ConnectionFileError, KernelUnavailable) as group:
+        reason = _first_message(group)
+    raise KernelUnavailable(reason)
+
+
+def _first_message(group: BaseExceptionGroup[Exception]) -> str:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return str(leaf)
+
+
+async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
+    async with start_kernel(name, startup_timeout=STARTUP_TIMEOUT) as (manager, client):
+        spec = manager.spec
+        kernelspec = {"name": spec.name, "display_name": spec.display_name or spec.name}
+        if spec.language:
+            kernelspec["language"] = spec.language
+
+        async def interrupt() -> None:
+            await manager.interrupt(client)
+
+        async with asyncio.TaskGroup() as tg:
+            died = tg.create_task(_process_death(manager), name="loom-run-kernel-exit")
+            kernel = BatchKernel(client, f"kernel {name!r}", died, interrupt, kernelspec)
+            try:
+                return await body(kernel)
+            except asyncio.CancelledError:
+                # Ctrl-C: stop now (SIGTERM, then SIGKILL) instead of start_kernel's polite
+                # shutdown_request, which a kernel busy in a cell may sit on for seconds.
+                await manager.shutdown(client, now=True)
+                raise
+            finally:
+                died.cancel()
+
+
+async def _process_death(manager: KernelManager) -> str:
+    return describe_exit(await manager.wait_exit())
+
+
+async def _on_existing(existing: str, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
+    path = resolve_connection_file(existing)
+    info = ConnectionInfo.read(path)
+    async with connect_client(info, wait_ready=False) as client:
+        died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def heartbeat_changed(responsive: bool) -> None:
+            if not responsive and not died.done():
+                died.set_result("it stopped answering its heartbeat")
+
+        client.on_heartbeat = heartbeat_changed
+
+        async def interrupt() -> None:
+            # Not our process: ask by message (ipykernel and Loom both accept it).
+            await client.interrupt(timeout=INTERRUPT_REPLY_TIMEOUT)
+
+        kernel = BatchKernel(client, f"kernel at {path}", died, interrupt)
+        await _until_ready(kernel)
+        try:
+            return await body(kernel)
+        finally:
+            client.on_heartbeat = None
+            died.cancel()
+
+
+async def _until_ready(kernel: BatchKernel) -> None:
+    """Wait for ``kernel_info``, failing early when the heartbeat says nobody is there."""
+    ready = asyncio.ensure_future(kernel.client.wait_for_ready(READY_TIMEOUT))
+    try:
+        await asyncio.wait((ready, kernel.died), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not ready.done():
+            ready.cancel()
+        await asyncio.wait((ready,))
+    if ready.cancelled():
+        raise KernelUnavailable(f"the {kernel.label} is not running: {kernel.died.result()}")
+    if isinstance(ready.exception(), TimeoutError):
+        raise KernelUnavailable(
+            f"the {kernel.label} did not answer kernel_info within {READY_TIMEOUT:g} s"
+        )
+    ready.result()

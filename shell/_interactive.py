@@ -1,0 +1,314 @@
+"""``InteractiveConsole``: the read-run-print loop at a terminal.
+
+Theory of operation
+-------------------
+One task runs the loop: show a prompt (``ConsoleUI.read_cell``), then either
+handle a front-end command or run the cell and wait for its reply. Output of
+our cell streams to the screen as it arrives (nothing is on screen to
+protect while a cell runs, except an ``input()`` prompt, which
+``Terminal.call`` handles). Output that belongs to no cell of ours — threads
+still printing after their cell, other clients' cells — arrives through
+``on_foreign_output`` at any time and goes above the live prompt at once.
+
+SIGINT: while a prompt is up, prompt_toolkit owns the terminal in raw mode
+and Ctrl-C is a key (it clears the line). While a cell runs the terminal is
+in cooked mode and Ctrl-C is a signal, caught with ``loop.add_signal_handler``
+and turned into an interrupt of the *kernel* (the kernel runs in its own
+session, so the terminal's signal never reaches it directly). prompt_toolkit
+removes the loop's SIGINT handler when a prompt ends, so the console
+re-installs its own after every prompt. A second Ctrl-C a second or more
+after the first stops waiting for an unresponsive kernel: the console is
+never wedged; the cell's late output shows up like any background output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from kernel import KernelDied, KernelError
+from kernel.protocol import Message
+
+from ._commands import (
+    Command,
+    CommandError,
+    connect_info_text,
+    edit_text,
+    parse_command,
+    read_clipboard,
+)
+from ._debug import report_threads
+from ._kernel import KernelLink
+from ._output import OutputRenderer
+from ._pager import page, page_text
+from ._prompt import ConsoleUI
+from ._terminal import Terminal
+
+__all__ = ["InteractiveConsole"]
+
+#: Seconds after the first Ctrl-C from which another one stops waiting for the cell.
+ABANDON_AFTER = 1.0
+
+
+class _Exit(Exception):
+    """Leave the loop (``exit``, Ctrl-D confirmed, an ``ask_exit`` payload)."""
+
+
+class InteractiveConsole:
+    """The loop; :meth:`run` returns the process exit status."""
+
+    def __init__(
+        self,
+        link: KernelLink,
+        ui: ConsoleUI,
+        renderer: OutputRenderer,
+        term: Terminal,
+        *,
+        connection_file: Path | None = None,
+    ) -> None:
+        self.link = link
+        self.ui = ui
+        self.renderer = renderer
+        self.term = term
+        self.connection_file = connection_file
+        self.count = 1
+        self._next_input = ""
+        self._cell: asyncio.Task[Message] | None = None
+        self._interrupts: list[float] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._first_prompt = True
+        link.on_notice = self.notice
+        link.on_change = ui.invalidate
+        link.client.on_foreign_output = self._foreign_output
+        link.client.input_handler = self._answer_input
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._install_sigint()
+        try:
+            while True:
+                try:
+                    code = await self._read()
+                    if code:
+                        await self._handle(code)
+                except _Exit:
+                    return 0
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _read(self) -> str:
+        """The next input; '' after Ctrl-C. Raises ``_Exit`` on a confirmed Ctrl-D."""
+        await self.term.settle()
+        self.renderer.ensure_newline()
+        if not self._first_prompt:
+            self.renderer.separate()
+        self._first_prompt = False
+        report_threads()
+        default, self._next_input = self._next_input, ""
+        try:
+            code = await self.ui.read_cell(self.count, default)
+        except KeyboardInterrupt:
+            return ""
+        except EOFError:
+            if await self._confirm_exit():
+                raise _Exit from None
+            return ""
+        finally:
+            self._install_sigint()
+            self.renderer.begin_cell()
+        return code
+
+    async def _handle(self, code: str) -> None:
+        command = parse_command(code)
+        if command is None:
+            await self.run_cell(code)
+        else:
+            await self._command(command)
+
+    async def _confirm_exit(self) -> bool:
+        if not self.link.owns_kernel:
+            return True
+        return await self.ui.confirm("Do you really want to exit ([y]/n)? ")
+
+    # -- running cells ------------------------------------------------------------
+
+    async def run_cell(self, code: str) -> None:
+        """Run ``code``, streaming its output; deal with a kernel that dies meanwhile."""
+        if self.link.is_dead and not await self._offer_restart("The kernel is dead."):
+            return
+        started = time.monotonic()
+        self._interrupts = []
+        self._cell = asyncio.ensure_future(
+            self.link.client.execute(code, on_output=self._cell_output)
+        )
+        try:
+            await asyncio.wait({self._cell})
+        finally:
+            cell, self._cell = self._cell, None
+            self.ui.last_duration = time.monotonic() - started
+        await self.term.settle()
+        if cell.cancelled():
+            self.notice("Stopped waiting for the cell; it may still be running in the kernel.")
+            return
+        exc = cell.exception()
+        if isinstance(exc, KernelDied):
+            if self.link.is_dead:
+                await self._offer_restart("")
+            else:
+                self.notice(f"The cell was abandoned: {exc}")
+            return
+        if exc is not None:
+            raise exc
+        self._after_reply(cell.result())
+
+    def _after_reply(self, reply: Message) -> None:
+        content = reply.content
+        count = content.get("execution_count")
+        if isinstance(count, int):
+            self.count = count + 1
+        for payload in content.get("payload") or []:
+            if not isinstance(payload, dict):
+                continue
+            source = payload.get("source")
+            if source == "page":
+                self.renderer.ensure_newline()
+                page(page_text(payload.get("data") or {}), self.term.stream, interactive=True)
+            elif source == "set_next_input":
+                self._next_input = str(payload.get("text", ""))
+            elif source == "ask_exit":
+                raise _Exit
+
+    def _cell_output(self, message: Message) -> None:
+        if message.msg_type != "execute_input":  # our own input is already on screen
+            self.term.call(lambda: self.renderer.render(message))
+
+    def _foreign_output(self, message: Message, own_session: bool) -> None:
+        if message.msg_type == "execute_input":
+            count = message.content.get("execution_count")
+            if isinstance(count, int) and not own_session:
+                self.count = self.ui.count = count + 1
+                self.ui.invalidate()
+            if own_session:
+                return
+        self.term.call(lambda: self.renderer.render(message))
+
+    async def _answer_input(self, prompt: str, password: bool) -> str:
+        """The kernel's ``input()``/``getpass()``: a nested prompt with line editing."""
+        await self.term.settle()
+        self.renderer.ensure_newline()
+        try:
+            return await self.ui.ask(prompt, password=password)
+        except KeyboardInterrupt:
+            self._spawn(self.link.interrupt())
+            return ""
+        except EOFError:
+            return ""
+        finally:
+            self.renderer.column = 0
+            self._install_sigint()
+
+    # -- Ctrl-C -------------------------------------------------------------------
+
+    def _install_sigint(self) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self) -> None:
+        cell = self._cell
+        if cell is None or cell.done():
+            return  # between prompts: nothing to interrupt
+        now = time.monotonic()
+        self._interrupts.append(now)
+        if len(self._interrupts) > 1 and now - self._interrupts[0] >= ABANDON_AFTER:
+            cell.cancel()
+            return
+        self._spawn(self.link.interrupt())
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def _offer_restart(self, why: str) -> bool:
+        """Ask to restart a dead kernel we started; True once a new one runs."""
+        if not self.link.owns_kernel:
+            self.notice(f"{why} This console did not start it, so it cannot restart it.".strip())
+            return False
+        if why:
+            self.notice(why)
+        if not await self.ui.confirm("Restart kernel? [Y/n] "):
+            self.notice("Not restarted. Type %restart to start a new kernel.")
+            return False
+        return await self._restart()
+
+    async def _restart(self) -> bool:
+        self.notice("Restarting the kernel...")
+        try:
+            await self.link.restart()
+        except KernelError as exc:
+            self.notice(f"The kernel could not be restarted: {exc}")
+            return False
+        self.count = 1
+        self.notice("Kernel restarted.")
+        return True
+
+    # -- front-end commands ---------------------------------------------------------
+
+    async def _command(self, command: Command) -> None:
+        name = command.name
+        if name == "exit":
+            raise _Exit
+        if name == "restart":
+            if not self.link.owns_kernel:
+                self.notice("This console did not start the kernel, so it cannot restart it.")
+            else:
+                await self._restart()
+            return
+        if name == "connect_info":
+            self.notice(connect_info_text(self.link.client.info, self.connection_file))
+            return
+        try:
+            code = await self._command_code(command)
+        except CommandError as exc:
+            self.notice(f"%{name}: {exc}")
+            return
+        if code.strip():
+            await self.run_cell(code)
+
+    async def _command_code(self, command: Command) -> str:
+        """The code ``%paste``, ``%cpaste`` or ``%edit`` produces."""
+        if command.name == "paste":
+            code = read_clipboard()
+            self.notice(code.rstrip("\n") + "\n## -- End pasted text --")
+            return code
+        if command.name == "cpaste":
+            self.notice("Pasting code; enter '--' alone on the line to stop, or use Ctrl-D.")
+            lines = []
+            while True:
+                try:
+                    line = await self.ui.ask(":")
+                except EOFError:
+                    break
+                except KeyboardInterrupt:
+                    return ""
+                if line.strip() == "--":
+                    break
+                lines.append(line)
+            return "\n".join(lines)
+        return edit_text(filename=command.arg or None)  # no prompt is live: it may block
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def notice(self, text: str) -> None:
+        """Print a message from the console, above the prompt if one is up."""
+        self.term.call(lambda: self.renderer.notice(text))
+        self.ui.invalidate()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,198 @@
+"""``ConsoleUI``: the prompt_toolkit side of the console.
+
+One ``PromptSession`` for cells (IPython's ``In [N]:`` / ``...:`` prompts,
+kernel-language highlighting, async kernel completion, history with prefix
+search and auto-suggestion, the bottom toolbar, Emacs or vi keys) and one
+plain session for questions and the kernel's ``input()`` requests. Both only
+ever run through ``prompt_async`` on the console's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import in_terminal
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.lexers import Lexer, PygmentsLexer
+from prompt_toolkit.styles import Style
+
+from kernel import KernelError
+
+from ._completion import KernelCompleter
+from ._keys import load_console_bindings
+from ._multiline import check_complete
+from ._pager import page, page_text
+
+if TYPE_CHECKING:
+    from prompt_toolkit.input import Input
+    from prompt_toolkit.output import Output
+
+    from ._kernel import KernelLink
+
+__all__ = ["ConsoleUI"]
+
+_STYLE = Style.from_dict(
+    {
+        "in-prompt": "ansigreen",
+        "in-prompt.number": "ansibrightgreen bold",
+        "continuation": "ansigreen",
+        "bottom-toolbar": "noreverse bg:#303030 #c0c0c0",
+        "bottom-toolbar.state.bad": "bg:ansired ansiwhite bold",
+        "bottom-toolbar.state.busy": "ansiyellow",
+    }
+)
+_BAD_STATES = ("dead", "not responding", "restarting", "starting")
+
+
+class ConsoleUI:
+    """Reads cells and answers; shows kernel state in the toolbar.
+
+    ``input``/``output`` default to the terminal; tests pass a pipe input and
+    ``DummyOutput`` (and ``stdout``, where F2 help goes). ``history``
+    defaults to an in-memory one.
+    """
+
+    def __init__(
+        self,
+        link: KernelLink,
+        *,
+        history: History | None = None,
+        vi_mode: bool = False,
+        input: Input | None = None,
+        output: Output | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.link = link
+        self.stdout = stdout or sys.stdout  # where help text (F2) is written
+        self.count = 1
+        self.last_duration: float | None = None
+        self._io: dict[str, Any] = {"input": input, "output": output}
+        self.session: PromptSession[str] = PromptSession(
+            multiline=True,
+            prompt_continuation=self._continuation,
+            lexer=_lexer_for(link.client.kernel_info),
+            completer=KernelCompleter(link),
+            complete_while_typing=False,
+            history=history or InMemoryHistory(),
+            enable_history_search=True,
+            auto_suggest=AutoSuggestFromHistory(),
+            bottom_toolbar=self._toolbar,
+            key_bindings=load_console_bindings(self._check, self.inspect),
+            vi_mode=vi_mode,
+            enable_open_in_editor=True,
+            style=_STYLE,
+            include_default_pygments_style=True,
+            **self._io,
+        )
+        self._aux: PromptSession[str] | None = None
+
+    # -- reading --------------------------------------------------------------
+
+    async def read_cell(self, count: int, default: str = "") -> str:
+        """Show ``In [count]:`` and return the accepted text (trailing blank lines removed).
+
+        Raises ``KeyboardInterrupt`` (Ctrl-C) and ``EOFError`` (Ctrl-D on an empty line).
+        """
+        self.count = count
+        text = await self.session.prompt_async(self._message, default=default)
+        return "\n".join(text.rstrip().split("\n")) if text.strip() else ""
+
+    async def ask(self, question: str, *, password: bool = False) -> str:
+        """One line from the user, in a plain prompt (no history shared with cells)."""
+        if self._aux is None:
+            self._aux = PromptSession(history=InMemoryHistory(), **self._io)
+        return await self._aux.prompt_async(question, is_password=password)
+
+    async def confirm(self, question: str, default: bool = True) -> bool:
+        """A yes/no question; Enter takes ``default``; Ctrl-C and Ctrl-D say no."""
+        try:
+            answer = (await self.ask(question)).strip().lower()
+        except (KeyboardInterrupt, EOFError):
+            return False
+        return default if not answer else answer.startswith("y")
+
+    def invalidate(self) -> None:
+        """Redraw the prompt (e.g. the toolbar after a state change), if one is up."""
+        app = self.session.app
+        if app.is_running:
+            app.invalidate()
+
+    # -- prompt pieces --------------------------------------------------------
+
+    def _message(self) -> StyleAndTextTuples:
+        return [
+            ("class:in-prompt", "In ["),
+            ("class:in-prompt.number", str(self.count)),
+            ("class:in-prompt", "]: "),
+        ]
+
+    def _continuation(self, width: int, line_number: int, wrap_count: int) -> StyleAndTextTuples:
+        return [("class:continuation", " " * max(width - 5, 0) + "...: ")]
+
+    def _toolbar(self) -> StyleAndTextTuples:
+        state = self.link.state
+        style = "class:bottom-toolbar.state"
+        if state in _BAD_STATES:
+            style += ".bad"
+        elif state == "busy":
+            style += ".busy"
+        parts: StyleAndTextTuples = [
+            ("", f" {self.link.name} "),
+            ("", "│"),
+            (style, f" {state} "),
+            ("", "│"),
+        ]
+        if self.last_duration is not None:
+            parts.append(("", f" last cell {_duration(self.last_duration)} │"))
+        parts.append(("", " F2 help  Ctrl-D exit "))
+        return parts
+
+    # -- kernel round trips ---------------------------------------------------
+
+    async def _check(self, text: str) -> tuple[str, str]:
+        return await check_complete(self.link, text)
+
+    async def inspect(self, text: str, cursor: int) -> None:
+        """Show the kernel's help for the name at ``cursor`` above the prompt."""
+        if not self.link.is_usable:
+            return
+        try:
+            async with asyncio.timeout(5.0):
+                reply = await self.link.client.inspect(text, cursor, detail_level=0)
+        except (TimeoutError, KernelError):
+            return
+        found = reply.get("status") == "ok" and reply.get("found")
+        body = page_text(reply.get("data") or {}) if found else "No help found at the cursor."
+        async with in_terminal():
+            page(body, self.stdout, interactive=True)
+
+
+def _lexer_for(kernel_info: dict[str, Any]) -> Lexer | None:
+    """A highlighter for the kernel's language (``pygments_lexer``, else ``name``)."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    info = kernel_info.get("language_info") or {}
+    for name in (info.get("pygments_lexer"), info.get("name"), "text"):
+        if not isinstance(name, str) or not name:
+            continue
+        try:
+            lexer = get_lexer_by_name(name)
+        except ClassNotFound:
+            continue
+        return PygmentsLexer(type(lexer))
+    return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs} s"

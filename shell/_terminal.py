@@ -1,0 +1,76 @@
+"""``Terminal``: write to the screen whether or not a prompt is on it.
+
+When no prompt_toolkit application runs (a cell is executing), writes go
+straight to the stream. While a prompt is live, the prompt must be erased
+first and redrawn afterwards, which prompt_toolkit's ``run_in_terminal`` does
+on the event loop, without threads (unlike ``patch_stdout``). Because that is
+asynchronous, :meth:`Terminal.call` keeps a FIFO: once something is queued,
+later writes queue behind it even if the prompt has gone meanwhile, so output
+is never reordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+__all__ = ["Terminal"]
+
+
+class Terminal:
+    """Ordered, prompt-aware writes to ``stream`` (default ``sys.stdout``)."""
+
+    def __init__(self, stream: TextIO | None = None, *, interactive: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        #: False in plain mode: no prompt can be live, so never involve prompt_toolkit.
+        self.interactive = interactive
+        self._queue: list[Callable[[], None]] = []
+        self._draining: asyncio.Future[None] | None = None
+
+    def write(self, text: str) -> None:
+        """Write and flush ``text`` now (the caller knows no prompt is live)."""
+        self.stream.write(text)
+        self.stream.flush()
+
+    def call(self, func: Callable[[], None]) -> None:
+        """Run ``func`` (which writes to :attr:`stream`) above any live prompt.
+
+        Runs at once when no prompt is live and nothing is queued; otherwise
+        queues it behind earlier calls.
+        """
+        if not self._queue and not _prompt_is_live(self.interactive):
+            func()
+            return
+        self._queue.append(func)
+        if self._draining is None or self._draining.done():
+            from prompt_toolkit.application import run_in_terminal
+
+            self._draining = asyncio.ensure_future(run_in_terminal(self._drain))
+
+    def _drain(self) -> None:
+        while self._queue:
+            func = self._queue.pop(0)
+            try:
+                func()
+            except Exception as exc:  # a rendering bug must not stop later output
+                self.stream.write(f"\n[loom: could not display output: {exc!r}]\n")
+        self.stream.flush()
+
+    async def settle(self) -> None:
+        """Wait until every queued call has run."""
+        while self._draining is not None and not self._draining.done():
+            await self._draining
+
+
+def _prompt_is_live(interactive: bool) -> bool:
+    if not interactive:
+        return False
+    # Only look if prompt_toolkit is loaded: plain mode never imports it.
+    if "prompt_toolkit" not in sys.modules:
+        return False
+    from prompt_toolkit.application import get_app_or_none
+
+    app = get_app_or_none()
+    return app is not None and app.is_running

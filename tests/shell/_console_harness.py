@@ -1,0 +1,113 @@
+"""Drive the real console prompt with keys: a real kernel, a pipe for a keyboard.
+
+``console_on(kernel)`` starts a real kernel, builds the console exactly as
+``loom`` does (``ConsoleUI`` + ``InteractiveConsole``) but with prompt_toolkit's
+``create_pipe_input()`` and ``DummyOutput()`` (the pattern of prompt_toolkit's
+own tests/test_cli.py), and runs its loop as a task. Output goes to a
+``StringIO`` without escape codes. The kernel is attached-style (no manager
+in the link), so ``exit`` leaves without a question and ``start_kernel``
+shuts the kernel down afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.history import History
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from kernel import start_kernel
+from shell._interactive import InteractiveConsole
+from shell._kernel import KernelLink
+from shell._output import OutputRenderer
+from shell._prompt import ConsoleUI
+from shell._terminal import Terminal
+
+KERNELS = ["loom", "python3"]
+
+
+def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Private history files and runtime dir for the kernels a test starts."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("LOOM_HISTORY_FILE", str(tmp_path / "kernel_history.sqlite"))
+    monkeypatch.setenv("LOOM_CONSOLE_HISTORY", str(tmp_path / "console_history"))
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.delenv("PYTHONASYNCIODEBUG", raising=False)
+
+
+@dataclass
+class Harness:
+    keys: PipeInput
+    out: io.StringIO
+    ui: ConsoleUI
+    console: InteractiveConsole
+    task: asyncio.Task[int]
+
+    def send(self, text: str) -> None:
+        self.keys.send_text(text)
+
+    @property
+    def buffer(self) -> Buffer:
+        return self.ui.session.default_buffer
+
+    @property
+    def output(self) -> str:
+        return self.out.getvalue()
+
+    def lines(self) -> list[str]:
+        """The output's non-blank lines (blank lines separate cells, as in IPython)."""
+        return [line for line in self.output.split("\n") if line.strip()]
+
+    def at_prompt(self, count: int) -> bool:
+        return self.ui.session.app.is_running and self.ui.count == count
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Wait until ``predicate()`` holds (checked as the loop turns)."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                if self.task.done():
+                    self.task.result()  # surface the console's exception
+                    raise AssertionError("the console loop ended")
+                await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def console_on(kernel: str, history: History | None = None) -> AsyncIterator[Harness]:
+    async with start_kernel(kernel) as (_, client):
+        link = KernelLink(client, None, kernel)
+        with create_pipe_input() as keys:
+            out = io.StringIO()
+            ui = ConsoleUI(link, history=history, input=keys, output=DummyOutput(), stdout=out)
+            renderer = OutputRenderer(out, ansi=False)
+            console = InteractiveConsole(link, ui, renderer, Terminal(out))
+            task = asyncio.ensure_future(console.run())
+            harness = Harness(keys, out, ui, console, task)
+            try:
+                await harness.until(lambda: harness.at_prompt(1))
+                yield harness
+            finally:
+                if not task.done():
+                    keys.send_text("\x03exit\r")  # Ctrl-C first: clear whatever is typed
+                    async with asyncio.timeout(10):
+                        await asyncio.wait({task})
+                    task.result()
+
+
+def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
+    """Run ``scenario`` in a fresh loop; afterwards no thread may remain but main."""
+
+    async def bounded() -> None:
+        async with asyncio.timeout(timeout):
+            await scenario()
+
+    asyncio.run(bounded())
+    assert threading.enumerate() == [threading.main_thread()]
