@@ -142,6 +142,14 @@ class Interpreter:
         """SIGINT interrupts user code; between cells it is ignored (never kills the loop)."""
         signal.signal(signal.SIGINT, self._on_sigint)
 
+    def arm_interrupt(self) -> None:
+        """From now until the next cell ends, SIGINT interrupts that cell, even before it starts.
+
+        Call it before announcing a cell (``execute_input``): a front end may send
+        the interrupt as soon as it sees the announcement.
+        """
+        self._in_cell, self._interrupt_pending = True, False
+
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._running_sync:
             raise KeyboardInterrupt
@@ -173,7 +181,7 @@ class Interpreter:
             asyncio.get_running_loop().call_soon(self.history.store, count, raw)
         linecache.cache[filename] = (len(raw), None, raw.splitlines(True), filename)
         outcome = CellOutcome()
-        self._in_cell, self._interrupt_pending = True, False
+        self._in_cell = True  # keeps an interrupt that arrived since arm_interrupt()
         try:
             code, has_result = self._compile(raw, filename, display_last=not silent)
             value = await self._execute(code)

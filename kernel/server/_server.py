@@ -196,6 +196,7 @@ class KernelServer:
         interp = self.interpreter
         started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         count = interp.execution_count
+        interp.arm_interrupt()
         if not silent:
             self.publish("execute_input", {"code": code, "execution_count": count}, request)
         allow_stdin = bool(content.get("allow_stdin", False))
