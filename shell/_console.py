@@ -18,7 +18,7 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kernel import KernelError, KernelManager, connect_client
 from kernel.protocol import ConnectionFileError, ConnectionInfo, runtime_dir
@@ -27,6 +27,11 @@ from ._images import image_protocol
 from ._kernel import KernelLink
 from ._output import OutputRenderer
 from ._terminal import Terminal
+
+if TYPE_CHECKING:
+    from ._history import ConsoleHistory
+    from ._interactive import InteractiveConsole
+    from ._prompt import ConsoleUI
 
 __all__ = ["DEFAULT_KERNEL", "newest_connection_file", "run_console"]
 
@@ -135,7 +140,7 @@ async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -
     banner = str(link.client.kernel_info.get("banner", "")).rstrip()
     attached = "" if link.owns_kernel else f" (attached to {path})"
     print(f"{banner}\n\nLoom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n")
-    background = [asyncio.ensure_future(_merge_kernel_history(link, history))]
+    background = [asyncio.ensure_future(_merge_kernel_history(link, history, ui))]
     if not link.owns_kernel:
         background.append(asyncio.ensure_future(_learn_count(link, console)))
     try:
@@ -148,7 +153,7 @@ async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -
     return status
 
 
-async def _merge_kernel_history(link: KernelLink, history: Any) -> None:
+async def _merge_kernel_history(link: KernelLink, history: ConsoleHistory, ui: ConsoleUI) -> None:
     """Add the kernel's recent history behind the console's (in the background)."""
     from ._history import kernel_history_entries
 
@@ -157,9 +162,10 @@ async def _merge_kernel_history(link: KernelLink, history: Any) -> None:
     except (KernelError, TimeoutError):
         return
     history.add_kernel_entries(kernel_history_entries(reply))
+    ui.reload_history()
 
 
-async def _learn_count(link: KernelLink, console: Any) -> None:
+async def _learn_count(link: KernelLink, console: InteractiveConsole) -> None:
     """An attached kernel's next execution count, for the first prompt.
 
     A silent execute reports the counter without running anything. ipykernel

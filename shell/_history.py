@@ -21,7 +21,9 @@ from pathlib import Path
 
 from prompt_toolkit.history import FileHistory
 
-__all__ = ["ConsoleHistory", "history_path"]
+from kernel.protocol import JSONDict
+
+__all__ = ["ConsoleHistory", "history_path", "kernel_history_entries"]
 
 
 def history_path() -> Path:
@@ -69,10 +71,10 @@ class ConsoleHistory(FileHistory):
             self._loaded_strings.extend(reversed(fresh))
 
 
-def kernel_history_entries(reply: dict[str, object]) -> list[str]:
+def kernel_history_entries(reply: JSONDict) -> list[str]:
     """The input strings of a ``history_reply`` content, oldest first."""
     out = []
-    for item in reply.get("history") or []:  # type: ignore[attr-defined]
+    for item in reply.get("history") or []:
         if isinstance(item, list | tuple) and len(item) >= 3:
             source = item[2]
             if isinstance(source, list | tuple):  # (input, output) when output=True

@@ -154,6 +154,8 @@ class InteractiveConsole:
         finally:
             cell, self._cell = self._cell, None
             self.ui.last_duration = time.monotonic() - started
+            if not cell.done():  # we are being cancelled: stop waiting for the reply too
+                cell.cancel()
         await self.term.settle()
         if cell.cancelled():
             self.notice("Stopped waiting for the cell; it may still be running in the kernel.")
@@ -187,8 +189,12 @@ class InteractiveConsole:
                 raise _Exit
 
     def _cell_output(self, message: Message) -> None:
-        if message.msg_type != "execute_input":  # our own input is already on screen
-            self.term.call(lambda: self.renderer.render(message))
+        if message.msg_type == "execute_input":  # our own input is already on screen
+            count = message.content.get("execution_count")
+            if isinstance(count, int):
+                self.count = count + 1  # in case we stop waiting for the reply
+            return
+        self.term.call(lambda: self.renderer.render(message))
 
     def _foreign_output(self, message: Message, own_session: bool) -> None:
         if message.msg_type == "execute_input":

@@ -120,7 +120,8 @@ class KernelLink:
 
     def _on_status(self, state: str, message: Message) -> None:
         parent_type = message.parent_header.get("msg_type")
-        relevant = state == STARTING or parent_type == "execute_request"
+        # After "starting" any status counts: a fresh kernel may run no cell for a while.
+        relevant = STARTING in (state, self._kernel_state) or parent_type == "execute_request"
         if relevant and state != self._kernel_state:
             self._kernel_state = state
             self.on_change()
@@ -215,11 +216,12 @@ class KernelLink:
         """
         if self.manager is None:
             raise KernelError("this console did not start the kernel, so it cannot restart it")
-        dead = self.is_dead
+        # A dead or silent kernel cannot answer a shutdown_request: do not wait for it.
+        silent = self._override in (DEAD, NOT_RESPONDING)
         self._running.clear()
         self._set_override(RESTARTING)
         try:
-            await self.manager.restart(self.client, now=dead or self._override == NOT_RESPONDING)
+            await self.manager.restart(self.client, now=silent)
         except BaseException:
             self._set_override(DEAD)
             raise

@@ -115,11 +115,27 @@ class OutputRenderer:
     def separate(self) -> None:
         """A blank line before the next prompt (IPython's look).
 
-        It does not end the last display's claim to be last on screen: an
-        update erases and rewrites the separator along with the display.
+        Output arriving while that prompt is up (background output) goes
+        *above* the blank line: the separator is erased and rewritten after
+        it, and does not end the last display's claim to be last on screen.
         """
         self._write("\n")
         self._trailing += 1
+
+    def _take_separator(self) -> int:
+        """Erase the blank lines :meth:`separate` wrote; return how many there were."""
+        count = self._trailing
+        if not count or not self.ansi or self.column:
+            return 0
+        self._erase_rows(count)
+        self._trailing = 0
+        return count
+
+    def _restore_separator(self, count: int) -> None:
+        if count:
+            self.ensure_newline()
+            self._write("\n" * count)
+            self._trailing = count
 
     # -- messages -------------------------------------------------------------
 
@@ -135,9 +151,14 @@ class OutputRenderer:
             return
         if kind not in _SHOWN:
             return
+        separator = self._take_separator()
         if self._pending_clear:
             self._pending_clear = False
             self._clear()
+        self._dispatch(kind, content)
+        self._restore_separator(separator)
+
+    def _dispatch(self, kind: str, content: JSONDict) -> None:
         if kind == "stream":
             self._stream(content)
         elif kind == "execute_result":
@@ -174,18 +195,16 @@ class OutputRenderer:
         text = _with_newline(text)
         transient: Any = content.get("transient") or {}
         display_id = transient.get("display_id") if isinstance(transient, dict) else None
-        last, trailing = self._last_display, self._trailing
+        last = self._last_display
         if (
             update
             and self.ansi
             and last is not None
             and last[0] == display_id
             and not self.column
-            and last[1] + trailing < shutil.get_terminal_size().lines
+            and last[1] < shutil.get_terminal_size().lines
         ):
-            self._erase_rows(last[1] + trailing)
-        else:
-            trailing = 0
+            self._erase_rows(last[1])
         self._forget()
         self.ensure_newline()
         before = self._cell_rows
@@ -193,9 +212,6 @@ class OutputRenderer:
         rows = self._cell_rows
         if isinstance(display_id, str) and rows is not None and before is not None:
             self._last_display = (display_id, rows - before)
-        if trailing:
-            self._write("\n" * trailing)
-            self._trailing = trailing
 
     def _error(self, content: JSONDict) -> None:
         lines = content.get("traceback") or []
@@ -219,9 +235,11 @@ class OutputRenderer:
 
     def notice(self, text: str) -> None:
         """A message from the console itself, on lines of its own."""
+        separator = self._take_separator()
         self._forget()
         self.ensure_newline()
         self._write(_with_newline(text))
+        self._restore_separator(separator)
 
     # -- low level ------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.lexers import Lexer, PygmentsLexer
@@ -116,6 +117,21 @@ class ConsoleUI:
             return False
         return default if not answer else answer.startswith("y")
 
+    def reload_history(self) -> None:
+        """Make history added meanwhile (the kernel's) searchable at the live prompt.
+
+        The prompt copies the history into its buffer when it starts; resetting
+        the buffer (keeping its text and cursor) makes it copy again. Skipped
+        while the user is browsing the history, so nothing jumps under them.
+        """
+        app = self.session.app
+        buffer = self.session.default_buffer
+        lines = getattr(buffer, "_working_lines", None)
+        if not app.is_running or lines is None or buffer.working_index != len(lines) - 1:
+            return
+        buffer.reset(Document(buffer.text, buffer.cursor_position))
+        app.invalidate()
+
     def invalidate(self) -> None:
         """Redraw the prompt (e.g. the toolbar after a state change), if one is up."""
         app = self.session.app
@@ -169,7 +185,9 @@ class ConsoleUI:
         found = reply.get("status") == "ok" and reply.get("found")
         body = page_text(reply.get("data") or {}) if found else "No help found at the cursor."
         async with in_terminal():
-            page(body, self.stdout, interactive=True)
+            page(body.rstrip("\n") + "\n", self.stdout, interactive=True)
+            self.stdout.write("\n")  # a blank line between the help and the prompt
+            self.stdout.flush()
 
 
 def _lexer_for(kernel_info: dict[str, Any]) -> Lexer | None:

@@ -8,6 +8,7 @@ could not run). That is the one reason this is a separate thread.
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import zmq
@@ -19,6 +20,8 @@ def start_heartbeat(socket: zmq.Socket[bytes]) -> threading.Thread:
     """Start echoing on ``socket`` (already bound) until the context terminates."""
 
     def echo() -> None:
+        # SIGINT is for the main thread (see _iothread._send): never let this thread take it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             zmq.proxy(socket, socket)
         except zmq.ContextTerminated:

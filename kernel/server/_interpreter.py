@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import inspect
 import linecache
+import os
 import signal
 import traceback
 from collections.abc import Callable
@@ -77,6 +78,10 @@ class Interpreter:
         # the moment its code starts: an interrupt sent as the cell begins is not lost.
         self._in_cell = False
         self._interrupt_pending = False
+        #: Readable once the SIGINT handler has run (an eventfd: safe to write from a
+        #: signal handler, and other threads can wait on it with a timeout).
+        #: Created by :meth:`install_sigint_handler`.
+        self.sigint_fd: int | None = None
         self.magics = Magics(self)
         self._reset_namespace()
 
@@ -102,8 +107,8 @@ class Interpreter:
 
     @property
     def is_busy(self) -> bool:
-        """True while a cell is running (synchronously or as a task)."""
-        return self._running_sync or self._cell_task is not None
+        """True while a cell is running (synchronously or as a task) or about to."""
+        return self._running_sync or self._cell_task is not None or self._in_cell
 
     def magic_names(self) -> list[str]:
         """Names of the available magics (``%x``, ``%%x``), for completion."""
@@ -140,6 +145,8 @@ class Interpreter:
 
     def install_sigint_handler(self) -> None:
         """SIGINT interrupts user code; between cells it is ignored (never kills the loop)."""
+        if self.sigint_fd is None:
+            self.sigint_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def arm_interrupt(self) -> None:
@@ -151,6 +158,8 @@ class Interpreter:
         self._in_cell, self._interrupt_pending = True, False
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.sigint_fd is not None:
+            os.eventfd_write(self.sigint_fd, 1)
         if self._running_sync:
             raise KeyboardInterrupt
         task = self._cell_task

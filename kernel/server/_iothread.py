@@ -25,10 +25,12 @@ alone.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # no stubs; see IOThread._send
 import codecs
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -149,7 +151,22 @@ class IOThread:
     # -- internals (lock held) -----------------------------------------------
 
     def _send(self, message: Message) -> None:
-        self._iopub.send_multipart(self.session.serialize(message))
+        frames = self.session.serialize(message)
+        if threading.current_thread() is not threading.main_thread():
+            self._iopub.send_multipart(frames)
+            return
+        # pyzmq runs signal handlers after every frame it sends: a SIGINT there raises
+        # KeyboardInterrupt between the frames of one message, and the half-sent multipart
+        # message corrupts the next one. Hold SIGINT back during the send; it is delivered
+        # when the mask is restored. (The helper threads block SIGINT for good, so it
+        # cannot be taken by one of them meanwhile.)
+        # _signal's C function, not signal's Python wrapper: the deferred KeyboardInterrupt
+        # then lands in a hidden kernel frame, so the user's traceback shows their own line.
+        blocked = _signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._iopub.send_multipart(frames)
+        finally:
+            _signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _seal(self, name: str) -> None:
         buf = self._streams.pop(name)
@@ -202,6 +219,7 @@ class IOThread:
     # -- the thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # SIGINT is the main thread's
         poller = zmq.Poller()
         iopub_fd = self._iopub.getsockopt(zmq.FD)
         poller.register(self._wake_fd, zmq.POLLIN)

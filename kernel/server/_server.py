@@ -19,8 +19,10 @@ cell blocks the main thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -46,6 +48,10 @@ log = logging.getLogger("loom.kernel")
 ABORT_GRACE = 0.05
 #: On shutdown, how long the request in progress may take to finish (seconds).
 STOP_GRACE = 2.0
+#: An interrupt sends SIGINT up to this many times, this many seconds apart,
+#: until the main thread's handler has run (see ``_sigint_main_thread``).
+SIGINT_ATTEMPTS = 10
+SIGINT_RETRY = 0.05
 
 HandlerResult = JSONDict | tuple[JSONDict, JSONDict] | None
 Handler = Callable[[Message, list[bytes]], Awaitable[HandlerResult]]
@@ -307,8 +313,28 @@ class KernelServer:
     # -- interrupt and shutdown (called on the I/O thread) ----------------------------
 
     def _interrupt_from_control(self, request: Message) -> JSONDict:
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        self._sigint_main_thread()
         return {"status": "ok"}
+
+    def _sigint_main_thread(self) -> None:
+        """Send SIGINT to the main thread, again while its handler has not run (<= ~0.5 s).
+
+        A signal that lands while the main thread waits for the GIL is handled at
+        its next bytecode boundary; if it is just entering a blocking call such as
+        ``time.sleep(60)``, that is after the call, and the interrupt is lost for
+        its duration. A second signal arriving during the call interrupts it (EINTR).
+        """
+        main = threading.main_thread().ident or 0
+        handled = self.interpreter.sigint_fd
+        if handled is None:  # not serving: no handler of ours to wait for
+            signal.pthread_kill(main, signal.SIGINT)
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(handled)  # forget earlier signals
+        for _ in range(SIGINT_ATTEMPTS):
+            signal.pthread_kill(main, signal.SIGINT)
+            if select.select([handled], [], [], SIGINT_RETRY)[0]:
+                return
 
     def _shutdown_from_control(self, request: Message) -> JSONDict:
         restart = bool(request.content.get("restart", False))
@@ -318,7 +344,7 @@ class KernelServer:
         self._loop.call_soon_threadsafe(self.stop)
         if self.interpreter.is_busy:
             # A cell holds the main thread: interrupt it so the loop can stop.
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            self._sigint_main_thread()
             threading.Timer(3.0, os._exit, args=(0,)).start()
         return content
 

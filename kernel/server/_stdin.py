@@ -47,7 +47,10 @@ class StdinBridge:
                 reply = self._session.deserialize(frames).message
             except ProtocolError:
                 continue
-            if reply.msg_type == "input_reply":
+            # A late answer to an abandoned request can still arrive now; clients
+            # that set no parent (jupyter_client's ``input()``) are taken at their word.
+            answers = reply.parent_header.get("msg_id", msg.msg_id)
+            if reply.msg_type == "input_reply" and answers == msg.msg_id:
                 return str(reply.content.get("value", ""))
 
     @contextmanager

@@ -8,8 +8,8 @@ covered by ``test_message_schemas.py`` and ``test_jupyter_console.py``.)
 
 from __future__ import annotations
 
-import pytest
 import jupyter_kernel_test as jkt
+import pytest
 
 pytestmark = pytest.mark.peer
 
@@ -23,7 +23,7 @@ class TestLoomKernel(jkt.KernelTests):
     code_hello_world = "print('hello, world')"
     code_stderr = "import sys; print('oops', file=sys.stderr)"
 
-    completion_samples = [  # noqa: RUF012
+    completion_samples = [
         {"text": "zi", "matches": {"zip"}},
         {"text": "impo", "matches": {"import"}},
         {"text": "import o", "matches": {"opcode", "operator", "optparse", "os", "ossaudiodev"}},
@@ -36,12 +36,12 @@ class TestLoomKernel(jkt.KernelTests):
     code_page_something = "len?"
     code_generate_error = "raise RuntimeError('boom')"
 
-    code_execute_result = [  # noqa: RUF012
+    code_execute_result = [
         {"code": "1+2+3", "result": "6"},
         {"code": "[n * n for n in range(4)]", "result": "[0, 1, 4, 9]"},
         {"code": "'ab' * 2", "result": "'abab'"},
     ]
-    code_display_data = [  # noqa: RUF012
+    code_display_data = [
         {"code": "display('plain')", "mime": "text/plain"},
         {"code": "display({'text/html': '<b>raw</b>'}, raw=True)", "mime": "text/html"},
         {

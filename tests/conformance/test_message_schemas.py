@@ -112,7 +112,8 @@ class Transcript:
         return [
             m
             for ch, m in self.received
-            if ch == "iopub" and (parent_id is None or m["parent_header"].get("msg_id") == parent_id)
+            if ch == "iopub"
+            and (parent_id is None or m["parent_header"].get("msg_id") == parent_id)
         ]
 
     def outputs(self, step: str) -> list[Msg]:
@@ -183,6 +184,11 @@ class Driver:
         self.kc.shell_channel.send(msg)
         return self.sent(step, msg["header"]["msg_id"], msg_type)
 
+    def stdin_request(self) -> Msg:
+        request = self.kc.get_stdin_msg(timeout=TIMEOUT)
+        self.t.received.append(("stdin", request))
+        return request
+
     def execute(self, step: str, code: str, **kwargs: Any) -> Msg:
         return self.shell(step, "execute_request", self.kc.execute(code, **kwargs))
 
@@ -192,9 +198,11 @@ class Driver:
     def wait_for_text(self, step: str, text: str) -> None:
         msg_id = self.t.steps[step][0]
         self.pump_iopub(
-            lambda m: m["msg_type"] == "stream"
-            and m["parent_header"].get("msg_id") == msg_id
-            and text in m["content"]["text"]
+            lambda m: (
+                m["msg_type"] == "stream"
+                and m["parent_header"].get("msg_id") == msg_id
+                and text in m["content"]["text"]
+            )
         )
 
 
@@ -231,9 +239,12 @@ def run_scenario(km: KernelManager, kc: BlockingKernelClient) -> Transcript:
     d.execute("silent", "print('quiet'); 1", silent=True)
     d.execute("user_expressions", "y = 2", user_expressions={"y2": "y * 2", "bad": "1/0"})
     d.execute("error", "1 / 0")
-    # The second request is queued while the first runs; stop_on_error aborts it.
-    d.start_execute("error_then_abort", "import time; time.sleep(0.5); 1 / 0")
+    # The second request is queued while the first waits for input; when the first fails,
+    # stop_on_error aborts it.
+    d.start_execute("error_then_abort", "input('go? '); 1 / 0")
+    d.stdin_request()
     d.start_execute("aborted", "print('never')")
+    kc.input("")
     d.finish("error_then_abort")
     d.finish("aborted")
 
@@ -258,14 +269,15 @@ def run_scenario(km: KernelManager, kc: BlockingKernelClient) -> Transcript:
     d.wait_idle(d.send_shell("comm_open", "comm_open", comm_open))
 
     d.start_execute("input", "x = input('name? ')")
-    request = kc.get_stdin_msg(timeout=TIMEOUT)
-    t.received.append(("stdin", request))
+    d.stdin_request()
     kc.input("bob")
     d.finish("input")
     d.execute("input_echo", "print(x)")
 
     # Interrupt by signal (jupyter_client's KernelManager, interrupt_mode "signal").
-    d.start_execute("interrupt_signal", "import time; print('sleeping', flush=True); time.sleep(10)")
+    d.start_execute(
+        "interrupt_signal", "import time; print('sleeping', flush=True); time.sleep(10)"
+    )
     d.wait_for_text("interrupt_signal", "sleeping")
     km.interrupt_kernel()
     d.finish("interrupt_signal")
@@ -278,7 +290,7 @@ def run_scenario(km: KernelManager, kc: BlockingKernelClient) -> Transcript:
 
     t.raw_welcome = receive_welcome(km)
 
-    process = km.provisioner.process  # type: ignore[union-attr]
+    process = km.provisioner.process
     d.sent("shutdown", kc.shutdown(), "shutdown_request")
     d.finish("shutdown", "control")
     t.kernel_exit_code = process.wait(timeout=TIMEOUT)
@@ -377,17 +389,18 @@ def test_replies_and_outputs(transcript: Transcript) -> None:
     assert display[1]["content"]["data"] == {"text/html": "<b>b</b>"}
     shown, updated = t.outputs("update_display")
     assert (shown["msg_type"], updated["msg_type"]) == ("display_data", "update_display_data")
-    assert updated["content"]["transient"]["display_id"] == shown["content"]["transient"][
-        "display_id"
-    ]
+    assert (
+        updated["content"]["transient"]["display_id"] == shown["content"]["transient"]["display_id"]
+    )
     assert updated["content"]["data"]["text/plain"] == "'b'"
     assert [m["msg_type"] for m in t.outputs("clear_output")] == ["stream", "clear_output"]
     assert t.outputs("clear_output")[1]["content"]["wait"] is True
     (result,) = t.outputs("execute_result")
     assert result["content"]["data"]["text/plain"] == "42"
-    assert result["content"]["execution_count"] == t.reply("execute_result")["content"][
-        "execution_count"
-    ]
+    assert (
+        result["content"]["execution_count"]
+        == t.reply("execute_result")["content"]["execution_count"]
+    )
     # silent: no execute_input, no execute_result (stream output is still published).
     assert all(m["msg_type"] == "stream" for m in t.iopub(t.steps["silent"][0])[1:-1])
     expressions = t.reply("user_expressions")["content"]["user_expressions"]
@@ -398,6 +411,18 @@ def test_replies_and_outputs(transcript: Transcript) -> None:
     assert t.reply("error_then_abort")["content"]["status"] == "error"
     assert t.reply("aborted")["content"]["status"] == "aborted"
     assert t.outputs("aborted") == []
+
+
+def test_queued_request_is_aborted_after_the_failed_one_finishes(transcript: Transcript) -> None:
+    failed, aborted = (transcript.steps[step][0] for step in ("error_then_abort", "aborted"))
+    replies = [m["parent_header"]["msg_id"] for ch, m in transcript.received if ch == "shell"]
+    assert replies.index(failed) < replies.index(aborted)
+    statuses = [
+        (m["parent_header"]["msg_id"], m["content"]["execution_state"])
+        for m in transcript.iopub()
+        if m["msg_type"] == "status"
+    ]
+    assert statuses.index((failed, "idle")) < statuses.index((aborted, "busy"))
 
 
 def test_introspection_replies(transcript: Transcript) -> None:
@@ -430,9 +455,13 @@ def test_comm_open_to_unknown_target_is_closed(transcript: Transcript) -> None:
 
 
 def test_stdin_round_trip(transcript: Transcript) -> None:
-    (request,) = [m for ch, m in transcript.received if ch == "stdin"]
+    msg_id = transcript.steps["input"][0]
+    (request,) = [
+        m
+        for ch, m in transcript.received
+        if ch == "stdin" and m["parent_header"]["msg_id"] == msg_id
+    ]
     assert request["content"] == {"prompt": "name? ", "password": False}
-    assert request["parent_header"]["msg_id"] == transcript.steps["input"][0]
     assert transcript.reply("input")["content"]["status"] == "ok"
     assert [m["content"]["text"] for m in transcript.outputs("input_echo")] == ["bob\n"]
 

@@ -6,9 +6,6 @@ by PID afterwards, whatever happened. Waits are for events (a message, a
 process exit), each with a timeout; nothing sleeps in place of an event.
 """
 
-# Scenarios read /proc and write small files inline: these calls return at once.
-# ruff: noqa: ASYNC230, ASYNC240
-
 from __future__ import annotations
 
 import asyncio
@@ -166,20 +163,23 @@ def assert_bracketed(log: IopubLog, reply: Message) -> list[Message]:
     seen = log.for_parent(reply.parent_id or "")
     states = [m.content["execution_state"] for m in seen if m.msg_type == "status"]
     assert states == ["busy", "idle"], (reply.parent_header.get("msg_type"), states)
-    assert seen[0].msg_type == "status" and seen[0].content["execution_state"] == "busy"
-    assert seen[-1].msg_type == "status" and seen[-1].content["execution_state"] == "idle"
+    assert (seen[0].msg_type, seen[0].content.get("execution_state")) == ("status", "busy")
+    assert (seen[-1].msg_type, seen[-1].content.get("execution_state")) == ("status", "idle")
     return seen[1:-1]
 
 
 def kill_and_reap(popen: subprocess.Popen[bytes]) -> None:
+    """Kill ``popen`` by PID unless it is already reaped; close our end of its stdin."""
     if popen.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(popen.pid, signal.SIGKILL)
         popen.wait()
+    if popen.stdin is not None:
+        popen.stdin.close()
 
 
 async def wait_exit(pid: int, timeout: float) -> None:
-    """Return once process ``pid`` (our child or not) has exited; ``TimeoutError`` after ``timeout``."""
+    """Return once process ``pid`` (a child or not) has exited; else ``TimeoutError``."""
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -206,7 +206,7 @@ async def read_line(stream: asyncio.StreamReader, timeout: float) -> str:
 async def pipe_reader(pipe: Any) -> asyncio.StreamReader:
     """An asyncio reader for a subprocess pipe (no child watcher, hence no thread)."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
+    reader = asyncio.StreamReader(limit=64 << 20)  # JSON reports are long lines
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     return reader
 
@@ -250,7 +250,5 @@ def raw_socket(info: ConnectionInfo, channel: str, kind: int = zmq.DEALER) -> zm
 
 def stream_text(messages: list[Message], name: str = "stdout") -> str:
     return "".join(
-        m.content["text"]
-        for m in messages
-        if m.msg_type == "stream" and m.content["name"] == name
+        m.content["text"] for m in messages if m.msg_type == "stream" and m.content["name"] == name
     )

@@ -6,7 +6,7 @@ complete the picture (docs/architecture.md, "Kernel: user code on the main threa
 """
 
 # Scenarios read /proc inline: these calls return at once.
-# ruff: noqa: ASYNC230, ASYNC240
+# ruff: noqa: ASYNC240
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _kernel_e2e import (
     Kernel,
     Reaper,
@@ -29,6 +28,7 @@ from _kernel_e2e import (
     run,
     stream_text,
 )
+
 from kernel import KernelDied
 from kernel.protocol import Message
 
@@ -177,7 +177,7 @@ def test_heartbeat_answers_while_the_main_thread_sleeps_or_holds_the_gil() -> No
             changes: list[bool] = []
             k.client.on_heartbeat = changes.append
             # time.sleep releases the GIL; sum() over a range is one C call that never does.
-            for code in ("import time\ntime.sleep(8)", "sum(range(4 * 10**8))"):
+            for code in ("import time\ntime.sleep(8)", "sum(range(3 * 10**8))"):
                 task = start_cell(k, code)
                 await cell_started(k, code)
                 await hb_ping(k.info)
@@ -312,20 +312,20 @@ def test_the_idle_kernel_runs_only_the_documented_threads() -> None:
     async def scenario(reaper: Reaper) -> None:
         async with loom_kernel(reaper) as k:
             reply = await k.client.execute(
-                "import threading\n"
-                "sorted((t.name, t.native_id) for t in threading.enumerate())",
+                "import threading\nsorted((t.name, t.native_id) for t in threading.enumerate())",
                 on_output=k.log.add,
                 timeout=TIMEOUT,
             )
             outputs = assert_bracketed(k.log, reply)
-            python_threads = dict(eval(outputs[-1].content["data"]["text/plain"]))  # noqa: S307
+            python_threads = dict(eval(outputs[-1].content["data"]["text/plain"]))
             assert sorted(python_threads) == ["MainThread", "loom-heartbeat", "loom-io"]
             tasks = Path(f"/proc/{k.pid}/task")
             comm = {int(t.name): (t / "comm").read_text().strip() for t in tasks.iterdir()}
             # each Python thread is one OS thread; all others are libzmq's
             assert set(python_threads.values()) <= set(comm)
             others = {tid: name for tid, name in comm.items() if tid not in python_threads.values()}
-            assert others and all(name.startswith("ZMQbg/") for name in others.values()), comm
+            assert others, comm
+            assert all(name.startswith("ZMQbg/") for name in others.values()), comm
             assert len(comm) - len(others) <= 3
             assert python_threads["MainThread"] == k.pid
 

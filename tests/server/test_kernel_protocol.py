@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.asyncio
-
 from _kernel_e2e import (
     IopubLog,
     Kernel,
@@ -27,6 +26,7 @@ from _kernel_e2e import (
     spawn_kernel,
     wait_exit,
 )
+
 from kernel import connect_client
 from kernel.protocol import DELIMITER, ConnectionInfo, Message, Session
 
@@ -58,7 +58,10 @@ def test_execute_counts_inputs_results_and_expressions() -> None:
             assert reply.content["status"] == "ok"
             assert reply.content["execution_count"] == 1
             assert types(outputs) == ["execute_input", "stream", "execute_result"]
-            assert outputs[0].content == {"code": "x = 6\nprint('seen')\nx * 7", "execution_count": 1}
+            assert outputs[0].content == {
+                "code": "x = 6\nprint('seen')\nx * 7",
+                "execution_count": 1,
+            }
             assert outputs[1].content == {"name": "stdout", "text": "seen\n"}
             assert outputs[2].content["execution_count"] == 1
             assert outputs[2].content["data"]["text/plain"] == "42"
@@ -115,10 +118,10 @@ def test_introspection_replies() -> None:
             assert (completion["cursor_start"], completion["cursor_end"]) == (0, 6)
 
             found = await c.inspect("my_variable_abc", timeout=TIMEOUT)
-            assert found["status"] == "ok" and found["found"] is True
+            assert (found["status"], found["found"]) == ("ok", True)
             assert "[1, 2]" in found["data"]["text/plain"]
             missing = await c.inspect("no_such_name_xyz", timeout=TIMEOUT)
-            assert missing["status"] == "ok" and missing["found"] is False
+            assert (missing["status"], missing["found"]) == ("ok", False)
 
             assert (await c.is_complete("x = 1", timeout=TIMEOUT))["status"] == "complete"
             block = await c.is_complete("for i in range(3):", timeout=TIMEOUT)
@@ -128,9 +131,7 @@ def test_introspection_replies() -> None:
 
             history = await c.history("tail", n=1, timeout=TIMEOUT)
             assert history["status"] == "ok"
-            assert [entry[1:] for entry in history["history"]] == [
-                [1, "my_variable_abc = [1, 2]"]
-            ]
+            assert [entry[1:] for entry in history["history"]] == [[1, "my_variable_abc = [1, 2]"]]
 
             assert await c.comm_info(timeout=TIMEOUT) == {"status": "ok", "comms": {}}
             assert await c.comm_info("some.target", timeout=TIMEOUT) == {
@@ -175,7 +176,7 @@ def test_stop_on_error_aborts_the_queued_cells() -> None:
             assert third.content["status"] == "aborted"
             for reply in (first, second, third):
                 assert_bracketed(k.log, reply)
-            check, outputs = await execute(k, "'a' in dir(), 'b' in dir()")
+            _, outputs = await execute(k, "'a' in dir(), 'b' in dir()")
             assert outputs[-1].content["data"]["text/plain"] == "(False, False)"
 
             first, second, third = await asyncio.gather(
@@ -187,7 +188,9 @@ def test_stop_on_error_aborts_the_queued_cells() -> None:
             assert second.content["status"] == "ok"
             assert third.content["status"] == "ok"
             reply = await c.execute("a + b", on_output=k.log.add, timeout=TIMEOUT)
-            result = [m for m in k.log.for_parent(reply.parent_id or "") if m.msg_type == "execute_result"]
+            result = [
+                m for m in k.log.for_parent(reply.parent_id or "") if m.msg_type == "execute_result"
+            ]
             assert result[0].content["data"]["text/plain"] == "3"
 
     run(scenario)
@@ -313,9 +316,7 @@ def test_a_flood_of_forged_messages_neither_stops_the_kernel_nor_floods_its_log(
                             await sock.send_multipart(forger.serialize(msg))
                     finally:
                         sock.close(linger=0)
-                reply = await client.execute(
-                    "print('alive')", on_output=log.add, timeout=TIMEOUT
-                )
+                reply = await client.execute("print('alive')", on_output=log.add, timeout=TIMEOUT)
                 assert reply.content["status"] == "ok"
                 assert reply.content["execution_count"] == 1  # no forged cell ran
                 assert_bracketed(log, reply)
@@ -332,4 +333,3 @@ def test_a_flood_of_forged_messages_neither_stops_the_kernel_nor_floods_its_log(
         assert b"invalid HMAC signature" in stderr_path.read_bytes()
 
     run(scenario, timeout=90)
-

@@ -51,6 +51,7 @@ class Harness:
     ui: ConsoleUI
     console: InteractiveConsole
     task: asyncio.Task[int]
+    kernel_pid: int
 
     def send(self, text: str) -> None:
         self.keys.send_text(text)
@@ -81,16 +82,26 @@ class Harness:
 
 
 @asynccontextmanager
-async def console_on(kernel: str, history: History | None = None) -> AsyncIterator[Harness]:
-    async with start_kernel(kernel) as (_, client):
+async def console_on(
+    kernel: str, history: History | None = None, *, vi_mode: bool = False
+) -> AsyncIterator[Harness]:
+    async with start_kernel(kernel) as (manager, client):
+        assert manager.process is not None
         link = KernelLink(client, None, kernel)
         with create_pipe_input() as keys:
             out = io.StringIO()
-            ui = ConsoleUI(link, history=history, input=keys, output=DummyOutput(), stdout=out)
+            ui = ConsoleUI(
+                link,
+                history=history,
+                vi_mode=vi_mode,
+                input=keys,
+                output=DummyOutput(),
+                stdout=out,
+            )
             renderer = OutputRenderer(out, ansi=False)
             console = InteractiveConsole(link, ui, renderer, Terminal(out))
             task = asyncio.ensure_future(console.run())
-            harness = Harness(keys, out, ui, console, task)
+            harness = Harness(keys, out, ui, console, task, manager.process.pid)
             try:
                 await harness.until(lambda: harness.at_prompt(1))
                 yield harness

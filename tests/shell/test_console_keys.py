@@ -6,6 +6,11 @@ what the kernel ran (its outputs and execution counts).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -131,7 +136,8 @@ def test_background_output_appears_above_the_live_prompt(kernel: str) -> None:
             await h.until(lambda: h.at_prompt(2))
             h.send("abc")  # the prompt is live, with text typed
             await h.until(lambda: "bg-output" in h.output)
-            assert h.at_prompt(2) and h.buffer.text == "abc"  # untouched
+            assert h.at_prompt(2)
+            assert h.buffer.text == "abc"  # untouched
 
     run(scenario)
 
@@ -166,5 +172,127 @@ def test_input_is_answered_at_a_nested_prompt() -> None:
             h.send("bob\r")
             await h.until(lambda: h.at_prompt(2))
             assert h.lines() == ["hello bob"]
+
+    run(scenario)
+
+
+def test_ctrl_r_searches_history_backwards() -> None:
+    history = InMemoryHistory()
+    for entry in ["print('first-entry')", "x = 1", "print('second')"]:
+        history.append_string(entry)
+
+    async def scenario() -> None:
+        async with console_on("loom", history=history) as h:
+            h.send("\x12first")  # Ctrl-R, then the text to find
+            app = h.ui.session.app
+            await h.until(lambda: app.current_buffer.text == "first")  # the search field
+            h.send("\r")  # accept the match into the line
+            await h.until(lambda: h.buffer.text == "print('first-entry')")
+            assert app.layout.has_focus(h.buffer)
+            h.send("\r")
+            await h.until(lambda: h.at_prompt(2))
+            assert h.lines() == ["first-entry"]
+
+    run(scenario)
+
+
+def test_front_end_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\necho "print(\'from-editor\')" > "$1"\n')
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no clipboard tool can be found
+
+    async def scenario() -> None:
+        async with console_on("loom") as h:
+            h.send("%cpaste\r")
+            await h.until(lambda: h.ui._aux is not None and h.ui._aux.app.is_running)
+            h.send("a = 20\rprint('pasted', a + 1)\r--\r")
+            await h.until(lambda: h.at_prompt(2))
+            assert h.lines()[-1] == "pasted 21"
+            h.send("%edit\r")
+            await h.until(lambda: h.at_prompt(3))
+            assert h.lines()[-1] == "from-editor"
+            h.send("%paste\r")
+            await h.until(lambda: "no clipboard tool found" in h.output)
+            h.send("%connect_info\r")
+            await h.until(lambda: '"shell_port"' in h.output)
+            h.send("%restart\r")  # not ours to restart: says so, kernel untouched
+            await h.until(lambda: "cannot restart it" in h.output)
+            h.send("print('count', a)\r")
+            await h.until(lambda: h.at_prompt(4))
+            assert h.lines()[-1] == "count 20"
+            h.send("exit\r")
+            async with asyncio.timeout(10):
+                assert await h.task == 0
+
+    run(scenario)
+
+
+def test_enter_falls_back_to_a_local_guess_while_the_kernel_is_slow() -> None:
+    async def scenario() -> None:
+        async with console_on("loom") as h:
+            os.kill(h.kernel_pid, signal.SIGSTOP)  # silent, but not yet "not responding"
+            try:
+                started = time.monotonic()
+                h.send("def f():\r")
+                await h.until(lambda: h.buffer.text == "def f():\n    ")
+                h.send("return 1\r")  # the local guess dedents after return...
+                await h.until(lambda: h.buffer.text == "def f():\n    return 1\n")
+                assert time.monotonic() - started < 2.0  # two Enters, ~0.3 s each
+            finally:
+                os.kill(h.kernel_pid, signal.SIGCONT)
+            h.send("\x03def g():\rreturn 2\r")
+            # ...the kernel keeps the indent: it is asked again, not given up on.
+            await h.until(lambda: h.buffer.text == "def g():\n    return 2\n    ")
+
+    run(scenario)
+
+
+def test_enter_uses_the_local_guess_at_once_while_the_kernel_is_busy() -> None:
+    async def scenario() -> None:
+        async with console_on("loom") as h:
+            # Another request keeps the kernel busy (as another client's cell would).
+            client = h.console.link.client
+            busy = asyncio.ensure_future(client.execute("import time; time.sleep(3)"))
+            await h.until(lambda: h.console.link.state == "busy")
+            started = time.monotonic()
+            h.send("x = [\r")
+            await h.until(lambda: h.buffer.text == "x = [\n")
+            assert time.monotonic() - started < 0.25  # no wait for the kernel at all
+            await busy
+
+    run(scenario)
+
+
+def test_output_streams_while_the_cell_runs_and_toolbar_reports_it() -> None:
+    async def scenario() -> None:
+        async with console_on("loom") as h:
+            h.send("import time; print('fir' + 'st'); time.sleep(1.5); print('second')\r")
+            await h.until(lambda: "first" in h.output)
+            assert "second" not in h.output  # shown before the cell ended
+            assert not h.at_prompt(2)
+            await h.until(lambda: h.at_prompt(2))
+            toolbar = "".join(text for _, text, *_ in h.ui._toolbar())
+            assert "loom" in toolbar
+            assert "idle" in toolbar
+            assert re.search(r"last cell 1\.\d\d s", toolbar), toolbar
+
+    run(scenario)
+
+
+def test_vi_mode() -> None:
+    async def scenario() -> None:
+        async with console_on("loom", vi_mode=True) as h:
+            h.send("print('vi' + 'm')\x1b")  # Escape: navigation mode
+            await h.until(lambda: h.buffer.text == "print('vi' + 'm')")
+            h.send("0xi#\x1b")  # to the start, delete 'p', insert '#': now a comment
+            await h.until(lambda: h.buffer.text == "#rint('vi' + 'm')")
+            h.send("uu")  # undo twice: back to the original line
+            await h.until(lambda: h.buffer.text == "print('vi' + 'm')")
+            h.send("\r")  # Enter runs the cell from navigation mode too
+            await h.until(lambda: h.at_prompt(2))
+            assert h.lines() == ["vim"]
 
     run(scenario)

@@ -80,7 +80,16 @@ def test_update_rewrites_the_separator_before_the_prompt() -> None:
     r.render(msg("display_data", data={"text/plain": "a\nb"}, transient=display))
     r.separate()  # the blank line before the next prompt
     r.render(msg("update_display_data", data={"text/plain": "c"}, transient=display))
-    assert out.getvalue() == "a\nb\n\n\x1b[3F\x1b[Jc\n\n"
+    # Up over the separator, then over the display; the separator comes back after it.
+    assert out.getvalue() == "a\nb\n\n\x1b[1F\x1b[J\x1b[2F\x1b[Jc\n\n"
+
+
+def test_background_output_goes_above_the_separator() -> None:
+    r, out = renderer(ansi=True)
+    r.render(msg("stream", name="stdout", text="cell output\n"))
+    r.separate()
+    r.render(msg("stream", name="stdout", text="late\n"))
+    assert out.getvalue() == "cell output\n\n\x1b[1F\x1b[Jlate\n\n"
 
 
 def test_plain_mode_never_moves_the_cursor() -> None:
@@ -133,7 +142,8 @@ def test_images_are_saved_to_a_file_without_terminal_support() -> None:
 def test_inline_image_protocols() -> None:
     payload = base64.b64encode(b"x" * 5000).decode()
     kitty = render_image(payload, "image/png", "kitty")
-    assert kitty.startswith("\x1b_Ga=T,f=100,m=1;") and kitty.count("\x1b_G") == 2
+    assert kitty.startswith("\x1b_Ga=T,f=100,m=1;")
+    assert kitty.count("\x1b_G") == 2
     assert ANSI_RE.sub("", kitty) == "\n"
     iterm = render_image(payload, "image/png", "iterm")
     assert iterm.startswith("\x1b]1337;File=inline=1;size=5000")
@@ -161,7 +171,8 @@ def test_html_to_text_keeps_structure() -> None:
 
 
 def test_markdown_to_text_drops_markers() -> None:
-    source = "# Head\nSome **bold**, *it* and `code`, [link](http://a.b).\n\n- x\n  * y\n```\ncode\n```"
+    source = "# Head\nSome **bold**, *it* and `code`, [link](http://a.b).\n\n- x\n  * y\n"
+    source += "```\ncode\n```"
     assert markdown_to_text(source) == (
         "Head\n====\nSome bold, it and code, link (http://a.b).\n\n• x\n  • y\n    code"
     )
