@@ -30,7 +30,7 @@ _META_WIDTH = 40
 
 
 class KernelCompleter(Completer):
-    """Completes from ``link``'s kernel; no completions while it is unusable."""
+    """Completes from ``link``'s kernel; no completions while it is busy or unusable."""
 
     def __init__(self, link: KernelLink, timeout: float = COMPLETE_TIMEOUT) -> None:
         self.link = link
@@ -45,8 +45,8 @@ class KernelCompleter(Completer):
     async def get_completions_async(
         self, document: Document, complete_event: CompleteEvent
     ) -> AsyncGenerator[Completion, None]:
-        if not self.link.is_usable or not document.text.strip():
-            return
+        if not self.link.is_usable or self.link.state == "busy" or not document.text.strip():
+            return  # a busy kernel answers only after its cell: do not queue up requests
         self._generation += 1
         generation = self._generation
         try:

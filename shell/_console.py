@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +70,42 @@ async def run_console(
     when stdin and stdout are terminals, plain mode otherwise.
     """
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    with _cancelled_by_signals() as terminated:
+        try:
+            return await _run(kernel_name, existing, vi_mode, interactive)
+        except asyncio.CancelledError:
+            if terminated:
+                return 128 + terminated[0]
+            raise
+
+
+@contextmanager
+def _cancelled_by_signals() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP (the terminal closed) cancel the console's task, so the
+    cleanup (shutting down a kernel we started) runs instead of the process
+    just vanishing. Yields the list the signal number is recorded in."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not received and task is not None:
+            received.append(signum)
+            task.cancel()
+
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        yield received
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _run(
+    kernel_name: str | None, existing: str | None, vi_mode: bool | None, interactive: bool
+) -> int:
     async with AsyncExitStack() as stack:
         try:
             link, path = await _open_link(stack, kernel_name, existing, interactive)

@@ -83,6 +83,8 @@ class InteractiveConsole:
         self._first_prompt = True
         link.on_notice = self.notice
         link.on_change = ui.invalidate
+        if link.owns_kernel:
+            link.death_hint = "Type %restart (or run a cell) to start a new one."
         link.client.on_foreign_output = self._foreign_output
         link.client.input_handler = self._answer_input
 

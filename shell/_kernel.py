@@ -81,6 +81,8 @@ class KernelLink:
         self.name = name
         self.on_notice = on_notice or (lambda text: None)
         self.on_change = on_change or (lambda: None)
+        #: Appended to the death notice (the interactive console says how to restart).
+        self.death_hint = ""
         self._kernel_state = IDLE
         self._override: str | None = None
         # Set while a process we expect to live runs; cleared around restart/shutdown,
@@ -152,8 +154,7 @@ class KernelLink:
         self._kernel_state = IDLE
         self._set_override(DEAD)
         self.client.fail_pending(KernelDied(what))
-        hint = "Type %restart (or run a cell) to start a new one." if self.owns_kernel else ""
-        self.on_notice(f"{what} {hint}".strip())
+        self.on_notice(f"{what} {self.death_hint}".strip())
 
     def _on_heartbeat(self, responsive: bool) -> None:
         if not responsive:

@@ -162,6 +162,8 @@ async def run_plain(link: KernelLink, renderer: OutputRenderer, reader: LineRead
                 return 0
             if code.strip() in ("exit", "quit", "exit()", "quit()", "%exit", "%quit"):
                 return 0
+            if link.is_dead:
+                return 1  # the notice has said why; nothing could run this cell
             interrupts = 0
             report_threads("cell")
             cell = asyncio.ensure_future(client.execute(code, on_output=show))
@@ -172,7 +174,8 @@ async def run_plain(link: KernelLink, renderer: OutputRenderer, reader: LineRead
             exc = cell.exception()
             if isinstance(exc, KernelDied):
                 renderer.ensure_newline()
-                print(f"loom: {exc}", file=sys.stderr, flush=True)
+                if not link.is_dead:  # else the death notice has said it already
+                    print(f"loom: {exc}", file=sys.stderr, flush=True)
                 return 1
             if exc is not None:
                 raise exc

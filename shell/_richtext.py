@@ -125,18 +125,16 @@ class _TextBuilder(HTMLParser):
             self.parts.append(re.sub(r"\s+", " ", data))
 
     def text(self) -> str:
-        # Whitespace we mean to keep (list indentation, <pre> contents) was
-        # written as NO-BREAK SPACE, so every other leading/trailing space,
-        # left over from collapsing the source's whitespace, can go.
-        lines = ["".join(line.strip(" \t")).replace("\xa0", " ") for line in self._lines()]
+        """The text so far, with single blank lines between blocks."""
         out: list[str] = []
-        for line in lines:
-            if line.strip() or (out and out[-1] != ""):
-                out.append(line.rstrip() if line.strip() else "")
+        for raw in "".join(self.parts).split("\n"):
+            # Whitespace we mean to keep (list indentation, <pre> contents) was
+            # written as NO-BREAK SPACE, so other leading/trailing spaces (left
+            # over from collapsing the source's whitespace) can go.
+            line = raw.strip(" \t").replace("\xa0", " ").rstrip()
+            if line or (out and out[-1]):
+                out.append(line)
         return "\n".join(out).strip("\n")
-
-    def _lines(self) -> list[str]:
-        return "".join(self.parts).split("\n")
 
 
 def html_to_text(source: str) -> str:

@@ -46,7 +46,7 @@ def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str) -> int:
 
 def run_kernel(connection_file: str | None = None) -> int:
     """Run a kernel; with no file, write a fresh one and print where it is."""
-    logging.basicConfig(level=logging.WARNING, format="[loom kernel] %(levelname)s %(message)s")
+    _configure_log()
     if connection_file and Path(connection_file).exists():
         try:
             info = ConnectionInfo.read(connection_file)
@@ -124,18 +124,32 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
     os._exit(0)
 
 
+def _configure_log() -> None:
+    """The kernel's own ``loom.*`` loggers write to stderr; the root logger stays the user's.
+
+    A cell's ``logging.warning()`` then reaches the cell's output (through
+    ``logging.lastResort`` and ``sys.stderr``), as in IPython, not the kernel's log.
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[loom kernel] %(levelname)s %(message)s"))
+    loom = logging.getLogger("loom")
+    loom.addHandler(handler)
+    loom.setLevel(logging.WARNING)
+    loom.propagate = False
+
+
 def _log_to_original_stderr(iothread: IOThread) -> None:
     """Keep the kernel's own log out of cell output.
 
     fd 2 is now the capture pipe, whose text reaches clients as ``stream``
-    output of whatever request is current; the log handlers (which write to
+    output of whatever request is current; the log handler (which writes to
     fd 2) must write to the real stderr instead, which the I/O thread kept.
     """
     fd = iothread.original_fds.get("stderr")
     if fd is None:
         return
     stream = open(fd, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-    for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger("loom").handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(stream)
 

@@ -146,6 +146,10 @@ class HistoryStore:
         """
         self._busy_timeout = busy_timeout
         self._closed = False
+        #: When true, :meth:`store` only buffers; the owner calls :meth:`flush` when the
+        #: commit is off its critical path (the kernel: after a reply has gone out).
+        self.defer_writes = False
+        self._unwritten: list[tuple[int, int, str, str, str | None]] = []
         self.warning = None
         if path is None or os.fspath(path) == _MEMORY:
             self.path = None
@@ -171,15 +175,23 @@ class HistoryStore:
         """
         if self._closed:
             raise ValueError("history store is closed")
-        row = (self.session, line, source, source if raw is None else raw, output)
-        try:
-            # A single statement is its own write transaction: the shortest lock possible.
-            self._conn.execute(_INSERT, row)
-        except sqlite3.Error as exc:
-            if self.path is None:
-                raise  # memory itself failed: nothing left to fall back on
-            self._use_memory(f"writing history file {self.path} failed: {exc}", self.session)
-            self._conn.execute(_INSERT, row)
+        self._unwritten.append((self.session, line, source, source if raw is None else raw, output))
+        if not self.defer_writes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the cells :meth:`store` buffered (with ``defer_writes``); every query flushes
+        first, so readers never miss a stored cell."""
+        while self._unwritten:
+            row = self._unwritten.pop(0)
+            try:
+                # A single statement is its own write transaction: the shortest lock possible.
+                self._conn.execute(_INSERT, row)
+            except sqlite3.Error as exc:
+                if self.path is None:
+                    raise  # memory itself failed: nothing left to fall back on
+                self._use_memory(f"writing history file {self.path} failed: {exc}", self.session)
+                self._conn.execute(_INSERT, row)
 
     def close(self) -> None:
         """Record the session's end time and close the database. Idempotent; never raises."""
@@ -187,6 +199,7 @@ class HistoryStore:
             return
         self._closed = True
         try:
+            self.flush()
             self._conn.execute(
                 'UPDATE sessions SET "end" = ? WHERE session = ?', (_now(), self.session)
             )
@@ -297,6 +310,7 @@ class HistoryStore:
     def _select(
         self, clauses: str, params: tuple[Any, ...], raw: bool, output: bool
     ) -> list[HistoryEntry]:
+        self.flush()
         column = "source_raw" if raw else "source"
         out = "output" if output else "NULL"
         sql = f"SELECT session, line, {column}, {out} FROM history {clauses}"

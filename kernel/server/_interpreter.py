@@ -186,8 +186,10 @@ class Interpreter:
         self.payload = []
         if store_history:
             self.user_ns["In"].append(raw)
-            # Written once the reply is out: SQLite's commit is off the round trip.
-            asyncio.get_running_loop().call_soon(self.history.store, count, raw)
+            # Committed once the reply is out: SQLite's commit is off the round trip.
+            self.history.defer_writes = True
+            self.history.store(count, raw)
+            asyncio.get_running_loop().call_soon(self.history.flush)
         linecache.cache[filename] = (len(raw), None, raw.splitlines(True), filename)
         outcome = CellOutcome()
         self._in_cell = True  # keeps an interrupt that arrived since arm_interrupt()

@@ -273,6 +273,9 @@ def test_garbage_forgeries_replays_and_oversized_frames_are_dropped() -> None:
                 "status"
             ] == "ok"
             await hb_ping(info)
+            # the kernel's complaints go to its own stderr, never into cell output
+            leaked = [m for m in k.log.messages if m.msg_type == "stream"]
+            assert not [m for m in leaked if "loom kernel" in m.content["text"]]
 
     run(scenario)
 

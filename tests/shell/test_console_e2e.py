@@ -93,6 +93,7 @@ class Console:
         self.run("import os; os.getpid()")
         self.expect(rf"Out\[{count}\]: {_SGR}(\d+)")
         pid = int(self.child.match.group(1))
+        assert pid > 1, pid  # never let a parsing slip signal a process group or init
         self.kernel_pids.append(pid)
         return pid
 
@@ -422,3 +423,20 @@ def test_second_ctrl_c_stops_waiting_for_a_wedged_kernel(
     c.run("print('usable', 'again')")
     c.expect("usable again")
     finish(c)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "hangup"])
+def test_terminated_console_leaves_no_kernel_behind(
+    how: str, tmp_path: Path, console: list[Console]
+) -> None:
+    c = open_console(console, tmp_path)
+    pid = c.kernel_pid(1)
+    c.expect(prompt_re(2))
+    if how == "SIGTERM":
+        c.child.kill(signal.SIGTERM)
+        c.child.expect(pexpect.EOF, timeout=15)
+        c.child.close()
+        assert c.child.exitstatus == 128 + signal.SIGTERM
+    else:
+        c.child.close(force=False)  # the terminal goes away: SIGHUP
+    assert is_gone(pid), "the kernel outlived its console"

@@ -17,6 +17,8 @@ import pytest
 from _console_harness import KERNELS, console_on, isolate, run
 from prompt_toolkit.history import InMemoryHistory
 
+from kernel import connect_client
+
 pytestmark = pytest.mark.peer
 
 UP = "\x1b[A"
@@ -294,5 +296,21 @@ def test_vi_mode() -> None:
             h.send("\r")  # Enter runs the cell from navigation mode too
             await h.until(lambda: h.at_prompt(2))
             assert h.lines() == ["vim"]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_other_clients_cells_appear_with_their_input(kernel: str) -> None:
+    async def scenario() -> None:
+        async with console_on(kernel) as h:
+            h.send("abc")  # at a live prompt, text typed
+            await h.until(lambda: h.buffer.text == "abc")
+            async with connect_client(h.console.link.client.info) as other:
+                await other.execute("print('from' + '-other')")
+            await h.until(lambda: "from-other" in h.output)
+            assert "[another client] In [1]: print('from' + '-other')" in h.lines()
+            await h.until(lambda: h.at_prompt(2))  # the prompt number follows the kernel
+            assert h.buffer.text == "abc"
 
     run(scenario)

@@ -17,6 +17,7 @@ from shell._images import image_protocol, render_image
 from shell._kernel import describe_exit
 from shell._multiline import guess_complete
 from shell._output import ANSI_RE, OutputRenderer, format_bundle
+from shell._pager import page
 from shell._richtext import html_to_text, markdown_to_text
 
 
@@ -250,3 +251,22 @@ def test_history_merges_kernel_entries_behind_the_file(tmp_path: Path) -> None:
 def test_describe_exit() -> None:
     assert describe_exit(-9) == "was killed by SIGKILL"
     assert describe_exit(3) == "exited with code 3"
+
+
+def test_long_text_goes_through_the_pager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = tmp_path / "paged.txt"
+    pager = tmp_path / "pager.sh"
+    pager.write_text(f"#!/bin/sh\ncat > {seen}\n")
+    pager.chmod(0o755)
+    monkeypatch.setenv("PAGER", str(pager))
+    monkeypatch.delenv("LOOM_PAGER", raising=False)
+    monkeypatch.setenv("LINES", "10")
+    out = io.StringIO()
+    page("short\n", out, interactive=True)
+    assert out.getvalue() == "short\n"
+    long_text = "".join(f"line {i}\n" for i in range(30))
+    page(long_text, out, interactive=True)
+    assert seen.read_text() == long_text
+    assert out.getvalue() == "short\n"  # the pager showed it, not the stream
+    page("\x1b[31m" + long_text, out, interactive=False)  # plain mode: never paged, no escapes
+    assert out.getvalue() == "short\n" + long_text
