@@ -112,6 +112,7 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
     _log_to_original_stderr(iothread)
     sys.stdout = OutStream(iothread, "stdout", 1)
     sys.stderr = OutStream(iothread, "stderr", 2)
+    iothread.on_parent_exit = server.stop_from_thread
     iothread.start()
     try:
         await server.serve()

@@ -94,6 +94,9 @@ class IOThread:
         if capture_fds:
             self._capture_fds()
         self._thread = threading.Thread(target=self._run, name="loom-io", daemon=True)
+        #: Called on this thread when the process that started the kernel exits.
+        self.on_parent_exit: Callable[[], None] | None = None
+        self._parent_fd = _open_parent_pidfd()
 
     # -- API for any thread ---------------------------------------------------------
 
@@ -227,6 +230,8 @@ class IOThread:
         poller.register(iopub_fd, zmq.POLLIN)
         for fd in self._pipes:
             poller.register(fd, zmq.POLLIN)
+        if self._parent_fd is not None:
+            poller.register(self._parent_fd, zmq.POLLIN)
         while True:
             timeout = self._next_flush_in()
             events = dict(poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1)))
@@ -235,6 +240,16 @@ class IOThread:
                     os.eventfd_read(self._wake_fd)
             if self._control in events:
                 self._serve_control()
+            if self._parent_fd is not None and self._parent_fd in events:
+                # Our parent (the console or manager that started us) is gone, maybe
+                # killed: nobody can shut us down any more, so stop now (ipykernel
+                # does the same, with a polling thread).
+                poller.unregister(self._parent_fd)
+                os.close(self._parent_fd)
+                self._parent_fd = None
+                log.warning("the process that started this kernel exited; shutting down")
+                if self.on_parent_exit is not None:
+                    self.on_parent_exit()
             for fd in self._pipes:
                 if fd in events:
                     self._drain_pipe(fd)
@@ -295,3 +310,17 @@ class IOThread:
             reply = self.session.message(reply_type, content, parent=request)
             self._control.send_multipart(self.session.serialize(reply, identities))
         self.publish_new("status", {"execution_state": "idle"}, request.header)
+
+
+def _open_parent_pidfd() -> int | None:
+    """A pidfd for ``$JPY_PARENT_PID`` (set by kernel managers), or None.
+
+    A pidfd becomes readable when that process exits; this needs no polling.
+    """
+    value = os.environ.get("JPY_PARENT_PID", "")
+    if not value.isdigit() or int(value) <= 1:
+        return None
+    try:
+        return os.pidfd_open(int(value))
+    except OSError:  # already gone, or no pidfd support: nothing to watch
+        return None

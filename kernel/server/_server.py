@@ -341,12 +341,17 @@ class KernelServer:
         content = {"status": "ok", "restart": restart}
         # The spec (5.4+) also broadcasts the reply on iopub.
         self.io.publish_new("shutdown_reply", content, request.header)
+        self.stop_from_thread()
+        return content
+
+    def stop_from_thread(self) -> None:
+        """Stop serving, from a thread other than the main one (control, parent watch)."""
         self._loop.call_soon_threadsafe(self.stop)
         if self.interpreter.is_busy:
-            # A cell holds the main thread: interrupt it so the loop can stop.
+            # A cell holds the main thread: interrupt it so the loop can stop; if
+            # the cell swallows the interrupt, leave anyway after a grace period.
             self._sigint_main_thread()
             threading.Timer(3.0, os._exit, args=(0,)).start()
-        return content
 
     async def _shutdown_on_shell(self, request: Message, identities: list[bytes]) -> HandlerResult:
         # Old clients send shutdown on shell; honour it the same way.
