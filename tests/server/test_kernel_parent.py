@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -73,7 +74,5 @@ def test_kernel_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
             if pipe is not None:
                 pipe.close()
         if kernel_pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(kernel_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
