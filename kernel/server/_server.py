@@ -199,6 +199,8 @@ class KernelServer:
         silent = bool(content.get("silent", False))
         # Messaging spec, execute_request: "silent=True forces store_history to be False".
         store_history = not silent and bool(content.get("store_history", True))
+        if not code.strip():
+            store_history = False  # like IPython: an empty cell does not use a number
         interp = self.interpreter
         started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         count = interp.execution_count
@@ -208,7 +210,10 @@ class KernelServer:
         allow_stdin = bool(content.get("allow_stdin", False))
         with self.stdin.installed(allow_stdin, request.header, identities):
             outcome = await interp.run_cell(code, silent=silent, store_history=store_history)
-        reply: JSONDict = {"status": outcome.status, "execution_count": count}
+        # Like ipykernel: the number this cell used, or for a cell that used none
+        # (silent, empty, store_history=False) the last one used, so that a front
+        # end's next prompt is always execution_count + 1.
+        reply: JSONDict = {"status": outcome.status, "execution_count": interp.execution_count - 1}
         if outcome.error is not None:
             reply.update(outcome.error)
         reply["user_expressions"] = interp.eval_user_expressions(

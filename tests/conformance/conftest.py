@@ -27,8 +27,8 @@ def loom_kernelspec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Install the ``loom`` kernelspec into a temporary prefix for the whole session.
 
     Returns the kernelspec directory. The environment (``JUPYTER_PATH`` and the other
-    Jupyter/IPython directories, ``LOOM_HISTORY_FILE``, ``PYTHONPATH``) is patched until the
-    session ends and then restored.
+    Jupyter/IPython directories, ``LOOM_HISTORY_FILE``, ``XDG_CACHE_HOME``, ``PYTHONPATH``)
+    is patched until the session ends and then restored.
     """
     root = tmp_path_factory.mktemp("conformance")
     prefix = root / "prefix"
@@ -41,6 +41,7 @@ def loom_kernelspec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("JUPYTER_CONFIG_DIR", str(root / "config"))
         mp.setenv("IPYTHONDIR", str(root / "ipython"))
         mp.setenv("LOOM_HISTORY_FILE", str(root / "history.sqlite"))
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))  # jedi's cache (completion, inspection)
         pythonpath = os.environ.get("PYTHONPATH")
         mp.setenv(
             "PYTHONPATH",

@@ -77,7 +77,8 @@ def test_execute_counts_inputs_results_and_expressions() -> None:
             assert types(outputs) == ["stream"]
             reply, outputs = await execute(k, "x", store_history=False)
             assert reply.content["status"] == "ok"
-            assert reply.content["execution_count"] == 3
+            # As ipykernel: a cell that uses no number reports the last one used.
+            assert reply.content["execution_count"] == 2
             assert types(outputs) == ["execute_input", "execute_result"]
             reply, _ = await execute(k, "pass")
             assert reply.content["execution_count"] == 3
