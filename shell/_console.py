@@ -206,8 +206,8 @@ async def _merge_kernel_history(link: KernelLink, history: ConsoleHistory, ui: C
 async def _learn_count(link: KernelLink, console: InteractiveConsole) -> None:
     """An attached kernel's next execution count, for the first prompt.
 
-    A silent execute reports the counter without running anything. ipykernel
-    reports the *last* count there; Loom's kernel the *next* one.
+    A silent execute reports the counter without running anything: the
+    *last* count used (ipykernel and Loom's kernel agree), so the next is +1.
     """
     try:
         reply = await link.client.execute("", silent=True, store_history=False, timeout=10.0)
@@ -215,6 +215,5 @@ async def _learn_count(link: KernelLink, console: InteractiveConsole) -> None:
         return
     count = reply.content.get("execution_count")
     if isinstance(count, int) and console.count == 1:
-        next_count = count if link.client.kernel_info.get("implementation") == "loom" else count + 1
-        console.count = console.ui.count = max(next_count, 1)
+        console.count = console.ui.count = max(count + 1, 1)
         console.ui.invalidate()

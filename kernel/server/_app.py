@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import zmq
-import zmq.asyncio
 
+from .._transport import MessageSocket
 from ..protocol import ConnectionFileError, ConnectionInfo, Session
 from ._heartbeat import start_heartbeat
 from ._history import HistoryStore, default_history_path
@@ -55,9 +55,9 @@ def run_kernel(connection_file: str | None = None) -> int:
             return 2
     else:
         info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
-    ctx = zmq.asyncio.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sockets: dict[str, zmq.Socket[bytes]] = {
-        "shell": ctx.socket(zmq.ROUTER),  # type: ignore[dict-item]  # the one asyncio socket
+        "shell": zmq.Socket(ctx, zmq.ROUTER),
         "control": zmq.Socket(ctx, zmq.ROUTER),
         "stdin": zmq.Socket(ctx, zmq.ROUTER),
         "iopub": zmq.Socket(ctx, zmq.XPUB),
@@ -103,7 +103,7 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
     )
     server = KernelServer(
         session,
-        sockets["shell"],  # type: ignore[arg-type]  # created from the asyncio context
+        MessageSocket(sockets["shell"], session, "shell"),
         sockets["stdin"],
         iothread,
         interpreter=interpreter,

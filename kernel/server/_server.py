@@ -30,10 +30,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import zmq
-import zmq.asyncio
 
-from .._transport import RateLimitedLog
-from ..protocol import JSONDict, Message, ProtocolError, Session
+from .._transport import MessageSocket, RateLimitedLog
+from ..protocol import JSONDict, Message, Received, Session
 from ._comms import CommManager
 from ._interpreter import Interpreter
 from ._iothread import IOThread
@@ -63,7 +62,7 @@ class KernelServer:
     def __init__(
         self,
         session: Session,
-        shell: zmq.asyncio.Socket,
+        shell: MessageSocket,
         stdin: zmq.Socket[bytes],
         iothread: IOThread,
         *,
@@ -80,7 +79,7 @@ class KernelServer:
         self._rejected = RateLimitedLog(log)
         #: Set by a failed execute with ``stop_on_error``: abort the queue once it has replied.
         self._abort_pending = False
-        self._abort_frames: list[list[bytes]] = []
+        self._abort_frames: list[Received] = []
         self._dispatching = False
         self.shell_handlers: dict[str, Handler] = {
             "execute_request": self._execute,
@@ -134,12 +133,7 @@ class KernelServer:
 
     async def _serve_shell(self) -> None:
         while not self._stopped.is_set():
-            frames = await self.shell.recv_multipart()
-            try:
-                received = self.session.deserialize(frames)
-            except ProtocolError as exc:
-                self._rejected.warning("dropped invalid message on shell: %s", exc)
-                continue
+            received = await self.shell.recv()
             self._dispatching = True
             try:
                 await self.dispatch(received.message, received.identities)
@@ -179,7 +173,7 @@ class KernelServer:
                 content, metadata = result if isinstance(result, tuple) else (result, {})
                 reply_type = request.msg_type.removesuffix("_request") + "_reply"
                 reply = self.session.message(reply_type, content, parent=request, metadata=metadata)
-                await self.shell.send_multipart(self.session.serialize(reply, identities))
+                await self.shell.send(reply, identities)
         finally:
             self.io.drain_fds()
             sys.stdout.flush()
@@ -228,27 +222,24 @@ class KernelServer:
             self._abort_pending = True  # done by dispatch() once this request is finished
         return reply, metadata
 
-    async def _take_queued(self) -> list[list[bytes]]:
+    async def _take_queued(self) -> list[Received]:
         """Read the shell messages already sent, waiting ``ABORT_GRACE`` for stragglers.
 
         Cells a client sends back to back ("run all") may reach the socket a
         little after a fast failing cell has finished; the grace catches them.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ABORT_GRACE
-        queued: list[list[bytes]] = []
-        while await self.shell.poll(max(0.0, deadline - loop.time()) * 1000):
-            queued.append(await self.shell.recv_multipart())
-        return queued
+        queued: list[Received] = []
+        try:
+            async with asyncio.timeout(ABORT_GRACE):
+                while True:
+                    queued.append(await self.shell.recv())
+        except TimeoutError:
+            return queued
 
     async def _abort_queued(self) -> None:
         """After an error, answer every execute_request queued at the error with ``aborted``."""
         queued, self._abort_frames = self._abort_frames, []
-        for frames in queued:
-            try:
-                received = self.session.deserialize(frames)
-            except ProtocolError:
-                continue
+        for received in queued:
             request = received.message
             if request.msg_type != "execute_request":
                 await self.dispatch(request, received.identities)
@@ -260,7 +251,7 @@ class KernelServer:
                 parent=request,
                 metadata={"status": "aborted", "dependencies_met": False},
             )
-            await self.shell.send_multipart(self.session.serialize(reply, received.identities))
+            await self.shell.send(reply, received.identities)
             self.publish("status", {"execution_state": "idle"}, request)
 
     # -- introspection -------------------------------------------------------------
