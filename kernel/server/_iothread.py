@@ -47,6 +47,9 @@ log = logging.getLogger("loom.kernel")
 
 #: Stream text is held at most this long before it is published (seconds).
 FLUSH_INTERVAL = 0.02
+#: Before the first subscription, hold at most this many iopub messages, this long.
+HOLD_MESSAGES = 10_000
+HOLD_SECONDS = 30.0
 #: A stream message is sealed once it holds this much text, bounding message size.
 MAX_STREAM_CHUNK = 1 << 20
 #: ``drain_fds`` reads at most this many 64 KiB chunks per captured fd.
@@ -84,6 +87,12 @@ class IOThread:
         #: Parent header for output that has no better parent (fd output, threads).
         self.current_parent: JSONDict = {}
         self._lock = threading.Lock()  # guards _streams and every use of _iopub
+        # Until the first client subscribes, iopub messages are held rather than
+        # dropped by XPUB: a client that sends a request as soon as it has a
+        # kernel_info reply (jupyter console does) may not have subscribed yet,
+        # and would wait forever for the idle it never saw.
+        self._held: list[list[bytes]] | None = []
+        self._hold_until = time.monotonic() + HOLD_SECONDS
         self._streams: dict[str, _StreamBuffer] = {}
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
@@ -155,6 +164,19 @@ class IOThread:
 
     def _send(self, message: Message) -> None:
         frames = self.session.serialize(message)
+        if self._held is not None:
+            if len(self._held) < HOLD_MESSAGES and time.monotonic() < self._hold_until:
+                self._held.append(frames)
+                return
+            self._release_held()  # nobody came in time: stop holding
+        self._send_frames(frames)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held or [], None
+        for frames in held:
+            self._send_frames(frames)
+
+    def _send_frames(self, frames: list[bytes]) -> None:
         if threading.current_thread() is not threading.main_thread():
             self._iopub.send_multipart(frames)
             return
@@ -279,7 +301,9 @@ class IOThread:
             if frame[:1] == b"\x01":
                 topic = frame[1:].decode("utf-8", "replace")
                 # The greeting answers this subscription, not a request: no parent.
-                self._send(self.session.message("iopub_welcome", {"subscription": topic}))
+                welcome = self.session.message("iopub_welcome", {"subscription": topic})
+                self._send_frames(self.session.serialize(welcome))
+                self._release_held()
 
     def _serve_control(self) -> None:
         while True:
