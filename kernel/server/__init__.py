@@ -2,13 +2,37 @@
 
 ``KernelServer`` serves the shell channel with a handler table,
 ``IOThread`` owns iopub and control, ``Interpreter`` runs cells.
+Names load lazily: starting a kernel imports only what answering the first
+``kernel_info_request`` needs.
 """
 
 from __future__ import annotations
 
-from ._app import run_kernel
-from ._interpreter import CellOutcome, Interpreter
-from ._iothread import IOThread
-from ._server import Handler, KernelServer
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["CellOutcome", "Handler", "IOThread", "Interpreter", "KernelServer", "run_kernel"]
+
+_EXPORTS = {
+    "run_kernel": "._app",
+    "CellOutcome": "._interpreter",
+    "Interpreter": "._interpreter",
+    "IOThread": "._iothread",
+    "Handler": "._server",
+    "KernelServer": "._server",
+}
+
+if TYPE_CHECKING:
+    from ._app import run_kernel
+    from ._interpreter import CellOutcome, Interpreter
+    from ._iothread import IOThread
+    from ._server import Handler, KernelServer
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kernel.server' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

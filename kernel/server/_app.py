@@ -7,14 +7,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
+
+if TYPE_CHECKING:
+    from ._interpreter import Interpreter
 
 from .._transport import MessageSocket
 from ..protocol import ConnectionFileError, ConnectionInfo, Session
 from ._heartbeat import start_heartbeat
-from ._history import HistoryStore, default_history_path
-from ._interpreter import Interpreter
 from ._iothread import IOThread
 from ._server import KernelServer
 from ._streams import OutStream
@@ -97,16 +99,24 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
     iothread = IOThread(
         session, sockets["iopub"], sockets["control"], control_session=session.fork()
     )
-    interpreter = Interpreter(
-        lambda msg_type, content: server.publish(msg_type, content, server.current),
-        history=HistoryStore(default_history_path()),
-    )
+
+    def make_interpreter() -> Interpreter:
+        # Imported here: the interpreter (magics, display, history) is built after
+        # the first kernel_info reply, keeping it off the start-up path.
+        from ._history import HistoryStore, default_history_path
+        from ._interpreter import Interpreter
+
+        return Interpreter(
+            lambda msg_type, content: server.publish(msg_type, content, server.current),
+            history=HistoryStore(default_history_path()),
+        )
+
     server = KernelServer(
         session,
         MessageSocket(sockets["shell"], session, "shell"),
         sockets["stdin"],
         iothread,
-        interpreter=interpreter,
+        make_interpreter=make_interpreter,
     )
     server.bind_loop(asyncio.get_running_loop())
     _log_to_original_stderr(iothread)

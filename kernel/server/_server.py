@@ -28,16 +28,19 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import zmq
 
 from .._transport import MessageSocket, RateLimitedLog
 from ..protocol import JSONDict, Message, Received, Session
 from ._comms import CommManager
-from ._interpreter import Interpreter
 from ._iothread import IOThread
 from ._kernel_info import kernel_info_content
 from ._stdin import StdinBridge
+
+if TYPE_CHECKING:
+    from ._interpreter import Interpreter
 
 __all__ = ["Handler", "KernelServer"]
 
@@ -47,6 +50,8 @@ log = logging.getLogger("loom.kernel")
 ABORT_GRACE = 0.05
 #: On shutdown, how long the request in progress may take to finish (seconds).
 STOP_GRACE = 2.0
+#: Build the interpreter this long after start even if no request came first.
+WARM_UP_DELAY = 0.2
 #: An interrupt sends SIGINT up to this many times, this many seconds apart,
 #: until the main thread's handler has run (see ``_sigint_main_thread``).
 SIGINT_ATTEMPTS = 10
@@ -66,12 +71,13 @@ class KernelServer:
         stdin: zmq.Socket[bytes],
         iothread: IOThread,
         *,
-        interpreter: Interpreter | None = None,
+        make_interpreter: Callable[[], Interpreter] | None = None,
     ) -> None:
         self.session = session
         self.shell = shell
         self.io = iothread
-        self.interpreter = interpreter or Interpreter(self._publish_for_current)
+        self._make_interpreter = make_interpreter or self._default_interpreter
+        self._interpreter: Interpreter | None = None
         self.stdin = StdinBridge(stdin, session.fork())
         self.comms = CommManager(self._publish_for_current)
         self.current: Message | None = None
@@ -100,6 +106,23 @@ class KernelServer:
             shutdown_request=self._shutdown_from_control,
         )
 
+    @property
+    def interpreter(self) -> Interpreter:
+        """The Python session, built on first use (on the main thread only)."""
+        if self._interpreter is None:
+            self._interpreter = self._make_interpreter()
+            self._interpreter.install_sigint_handler()
+        return self._interpreter
+
+    def _default_interpreter(self) -> Interpreter:
+        from ._interpreter import Interpreter
+
+        return Interpreter(self._publish_for_current)
+
+    def _warm_up(self) -> None:
+        if not self._stopped.is_set() and not self._dispatching:
+            self.interpreter  # noqa: B018 - built for its side effect
+
     # -- publishing ------------------------------------------------------------
 
     def publish(self, msg_type: str, content: JSONDict, parent: Message | None) -> None:
@@ -112,7 +135,11 @@ class KernelServer:
 
     async def serve(self) -> None:
         """Serve shell requests until a shutdown request arrives."""
-        self.interpreter.install_sigint_handler()
+        # Until the interpreter exists no user code can run: ignore SIGINT.
+        signal.signal(signal.SIGINT, lambda signum, frame: None)
+        # Build the interpreter (magics, display, history...) once the first
+        # kernel_info is answered, not before: start-up latency is what clients see.
+        asyncio.get_running_loop().call_later(WARM_UP_DELAY, self._warm_up)
         reader = asyncio.ensure_future(self._serve_shell())
         stopped = asyncio.ensure_future(self._stopped.wait())
         try:
@@ -179,6 +206,8 @@ class KernelServer:
             sys.stdout.flush()
             sys.stderr.flush()
             self.publish("status", {"execution_state": "idle"}, request)
+        if self._interpreter is None:
+            asyncio.get_running_loop().call_soon(self._warm_up)
         if self._abort_pending:
             # After the failed request's reply and idle, as ipykernel does: replies stay in
             # request order and busy/idle never nest.
@@ -321,7 +350,8 @@ class KernelServer:
         its duration. A second signal arriving during the call interrupts it (EINTR).
         """
         main = threading.main_thread().ident or 0
-        handled = self.interpreter.sigint_fd
+        interpreter = self._interpreter  # never build it from another thread
+        handled = interpreter.sigint_fd if interpreter is not None else None
         if handled is None:  # not serving: no handler of ours to wait for
             signal.pthread_kill(main, signal.SIGINT)
             return
@@ -343,7 +373,7 @@ class KernelServer:
     def stop_from_thread(self) -> None:
         """Stop serving, from a thread other than the main one (control, parent watch)."""
         self._loop.call_soon_threadsafe(self.stop)
-        if self.interpreter.is_busy:
+        if self._interpreter is not None and self._interpreter.is_busy:
             # A cell holds the main thread: interrupt it so the loop can stop; if
             # the cell swallows the interrupt, leave anyway after a grace period.
             self._sigint_main_thread()
