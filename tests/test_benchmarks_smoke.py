@@ -1,7 +1,8 @@
 """The benchmarks run and report: ``--quick`` smoke runs, checking their ``BENCH_JSON``.
 
-This proves only that each benchmark works (starts both kernels, measures, cleans up and
-prints a parsable report), never how fast anything is: speed lives in the printed ratios.
+This proves only that each benchmark works (starts its processes, measures, cleans up
+and prints a parsable report), never how fast anything is: speed lives in the printed
+ratios. One test per ``tests/benchmarks/bench_*.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,33 +26,77 @@ KERNEL_METRICS = {
     "complete_attr_ms",
     "idle_rss_mib",
 }
+CONSOLE_METRICS = ("start_s", "enter_pass_ms", "lines_20k_s")
 
 
-def _bench_json(stdout: str) -> dict[str, object]:
-    lines = [line for line in stdout.splitlines() if line.startswith("BENCH_JSON ")]
-    assert len(lines) == 1, stdout
+def run_quick(name: str, cwd: Path, timeout: float) -> tuple[str, dict[str, Any]]:
+    """Run ``benchmarks/bench_<name>.py --quick`` from ``cwd``: its stdout and ``BENCH_JSON``.
+
+    The benchmark must exit 0 within ``timeout`` seconds and print exactly one
+    ``BENCH_JSON`` line: a JSON object that names it and says it was a quick run.
+    """
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"bench_{name}.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+    assert len(lines) == 1, proc.stdout
     report = json.loads(lines[0].removeprefix("BENCH_JSON "))
     assert isinstance(report, dict)
-    return report
+    assert report["benchmark"] == name
+    assert report["quick"] is True
+    return proc.stdout, report
+
+
+def assert_positive(metrics: dict[str, Any], names: Iterable[str], fields: Iterable[str]) -> None:
+    """Every ``metrics[name][field]`` is a number above 0."""
+    for name in names:
+        for field in fields:
+            value = metrics[name][field]
+            assert isinstance(value, int | float), (name, field, value)
+            assert value > 0, (name, field, value)
 
 
 @pytest.mark.peer
 @pytest.mark.timeout(150)
 def test_bench_kernel_quick_reports_every_metric(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_kernel.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    metrics = _bench_json(proc.stdout)["metrics"]
+    _, report = run_quick("kernel", tmp_path, timeout=120)
+    metrics = report["metrics"]
     assert isinstance(metrics, dict)
     assert set(metrics) >= KERNEL_METRICS
-    for name in KERNEL_METRICS:
-        for field in ("loom", "ipykernel", "ratio"):
-            value = metrics[name][field]
-            assert isinstance(value, int | float), (name, field, value)
-            assert value > 0, (name, field, value)
+    assert_positive(metrics, KERNEL_METRICS, ("loom", "ipykernel", "ratio"))
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(150)
+def test_bench_client_quick(tmp_path: Path) -> None:
+    stdout, report = run_quick("client", tmp_path, timeout=120)
+    fields = ("loom", "jupyter_client", "jupyter_client_interactive", "jupyter_client_loop")
+    assert_positive(report["metrics"], ["execute_pass_ms"], fields)
+    metric = report["metrics"]["execute_pass_ms"]
+    assert metric["jupyter_client"] == min(
+        metric["jupyter_client_interactive"], metric["jupyter_client_loop"]
+    )
+    assert metric["jupyter_client_way"] in ("jc_interactive", "jc_loop")
+    assert metric["ratio"] == pytest.approx(metric["loom"] / metric["jupyter_client"])
+    assert isinstance(metric["met"], bool)
+    assert ("MISSED" in stdout) is not metric["met"]
+    assert metric["n"] > 0
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(300)
+def test_bench_console_quick(tmp_path: Path) -> None:
+    """The ratios and ``MISSED`` markers are not checked, so a loaded machine cannot fail it."""
+    stdout, report = run_quick("console", tmp_path, timeout=240)
+    assert report["kernel"] == "python3"
+    metrics = report["metrics"]
+    assert_positive(metrics, CONSOLE_METRICS, ("loom", "jupyter_console", "ratio"))
+    for name in CONSOLE_METRICS:
+        assert isinstance(metrics[name]["met"], bool), (name, metrics[name])
+    assert report["output_complete"]["python3"] is True, stdout

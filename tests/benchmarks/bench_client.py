@@ -42,13 +42,9 @@ Run: ``python tests/benchmarks/bench_client.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -64,12 +60,11 @@ import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import write_connection_file
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # runnable without installing Loom or setting PYTHONPATH
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _bench_common, from any cwd
+import _bench_common as bench  # it also puts the repository on sys.path
 
-from kernel import KernelClient, connect_client  # noqa: E402
-from kernel.protocol import ConnectionInfo  # noqa: E402
+from kernel import KernelClient, connect_client
+from kernel.protocol import ConnectionInfo
 
 TARGET = 1.0  # loom / jupyter_client must be below this
 REQUEST_TIMEOUT_S = 30.0
@@ -90,9 +85,9 @@ class Settings:
     block_warmup: int  # untimed round trips after (re)connecting
     kernel_warmup: int  # untimed round trips before the first round
 
-    @classmethod
-    def for_run(cls, quick: bool) -> Settings:
-        return cls(3, 20, 3, 10) if quick else cls(10, 100, 5, 50)
+
+QUICK = Settings(3, 20, 3, 10)  # --quick: a smoke run
+FULL = Settings(10, 100, 5, 50)
 
 
 class BenchError(Exception):
@@ -107,58 +102,13 @@ def spawn_kernel(path: Path, workdir: Path) -> subprocess.Popen[bytes]:
     env["IPYTHONDIR"] = str(workdir / "ipython")
     env.pop("PYTHONSTARTUP", None)
     env.pop("PYTHONASYNCIODEBUG", None)  # ipykernel 7 cannot shut down in asyncio debug mode
-    return subprocess.Popen(
-        [sys.executable, "-m", "ipykernel_launcher", "-f", str(path)],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``proc`` and its process group (led by its PID), then reap it."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)  # a SIGKILLed child is reapable at once
-
-
-async def exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait (pidfd, no thread, no polling) until ``proc`` exits; False on timeout."""
-    if proc.poll() is not None:
-        return True
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:
-        return True
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def on_readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(fd, on_readable)
-    try:
-        async with asyncio.timeout(timeout):
-            await exited
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
+    return bench.spawn([sys.executable, "-m", "ipykernel_launcher", "-f", str(path)], workdir, env)
 
 
 async def until_exit(proc: subprocess.Popen[bytes], work: Awaitable[Any]) -> Any:
     """Await ``work``, raising :class:`BenchError` at once if the kernel exits meanwhile."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(exited_within(proc, float("inf")))
+    watcher = asyncio.ensure_future(bench.exited_within(proc, float("inf")))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
@@ -301,7 +251,7 @@ async def shut_down(path: Path, proc: subprocess.Popen[bytes]) -> None:
         async with asyncio.timeout(GRACEFUL_EXIT_S):
             async with connect_client(ConnectionInfo.read(path), wait_ready=False) as client:
                 await client.shutdown()
-    await exited_within(proc, GRACEFUL_EXIT_S)
+    await bench.exited_within(proc, GRACEFUL_EXIT_S)
 
 
 async def run(s: Settings, workdir: Path) -> dict[str, list[float]]:
@@ -314,7 +264,7 @@ async def run(s: Settings, workdir: Path) -> dict[str, list[float]]:
         finally:
             await shut_down(path, proc)
     finally:
-        kill(proc)
+        bench.kill(proc)
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -364,16 +314,7 @@ def report_lines(samples: dict[str, list[float]], report: dict[str, Any]) -> lis
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke run)")
-    args = parser.parse_args()
-    settings = Settings.for_run(args.quick)
-    print(
-        f"bench_client: Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-        f"{'quick' if args.quick else 'full'} run, {settings}",
-        flush=True,
-    )
+    quick, settings = bench.start_run("bench_client", __doc__, QUICK, FULL)
     try:
         with tempfile.TemporaryDirectory(prefix="loom-bench-client-") as tmp:
             samples = asyncio.run(run(settings, Path(tmp)))
@@ -381,10 +322,10 @@ def main() -> int:
         # RuntimeError: what jupyter_client's wait_for_ready raises for a silent kernel.
         print(f"bench_client: FAILED: {type(exc).__name__}: {exc}", flush=True)
         return 1
-    report = summarize(samples, args.quick)
+    report = summarize(samples, quick)
     for line in report_lines(samples, report):
         print(line)
-    print("BENCH_JSON " + json.dumps(report), flush=True)
+    bench.print_bench_json(report)
     return 0
 
 

@@ -59,16 +59,11 @@ Run: ``python tests/benchmarks/bench_console.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
-import json
 import os
-import platform
 import re
 import select
-import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -80,11 +75,10 @@ from typing import Any
 
 import pexpect
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # runnable without installing Loom or setting PYTHONPATH
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _bench_common, from any cwd
+import _bench_common as bench  # it also puts the repository on sys.path
 
-from kernel import install_kernelspec  # noqa: E402
+from kernel import install_kernelspec
 
 CONSOLES: dict[str, Callable[[str], list[str]]] = {
     "loom": lambda k: [sys.executable, "-m", "shell", "--kernel", k],
@@ -129,11 +123,9 @@ class Settings:
     pass_iterations: int
     flood_trials: int
 
-    @classmethod
-    def for_run(cls, quick: bool) -> Settings:
-        if quick:
-            return cls(3, 5, 20, 1)
-        return cls(7, 10, 100, 5)
+
+QUICK = Settings(3, 5, 20, 1)  # --quick: a smoke run
+FULL = Settings(7, 10, 100, 5)
 
 
 @dataclass
@@ -200,14 +192,6 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def sigkill_tree(pid: int) -> None:
-    """SIGKILL ``pid`` and, if it leads a process group, the whole group."""
-    with contextlib.suppress(ProcessLookupError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        os.kill(pid, signal.SIGKILL)
-
-
 def wait_gone(pids: list[int], what: str) -> None:
     """Wait until every one of ``pids`` has exited (reaping those that are ours)."""
     for pid in pids:
@@ -229,7 +213,7 @@ def kill_leftovers() -> list[int]:
     """Last safety net: SIGKILL and reap whatever we started that is still alive."""
     left = descendants(os.getpid())
     for pid in left:
-        sigkill_tree(pid)
+        bench.sigkill_group(pid)
     with contextlib.suppress(BenchError):
         wait_gone(left, "leftover")
     return left
@@ -317,7 +301,7 @@ class Console:
         """SIGKILL the console and everything it started; check that all of it is gone."""
         tree = descendants(self.child.pid)
         for pid in [*tree, self.child.pid]:
-            sigkill_tree(pid)
+            bench.sigkill_group(pid)
         self.child.wait()  # reaps the console; its unreaped children are then ours
         self.child.close(force=True)
         wait_gone(tree, str(self))
@@ -423,12 +407,6 @@ def flood(c: Console, key: str, out: Samples, problems: list[str]) -> None:
     out.flood_s[key].append(elapsed)
 
 
-def _rounds(consoles: list[Console], count: int) -> Iterator[Console]:
-    """``count`` rounds over ``consoles``, the order alternating from round to round."""
-    for round_no in range(count):
-        yield from consoles if round_no % 2 == 0 else consoles[::-1]
-
-
 def steady_state(
     kind: str, s: Settings, workdir: Path, env: dict[str, str], samples: dict[str, Samples]
 ) -> list[str]:
@@ -443,9 +421,9 @@ def steady_state(
         for c in consoles:
             enter_passes(c, s.pass_warmup, None)
         blocks = max(1, s.pass_iterations // PASS_BLOCK)
-        for c in _rounds(consoles, blocks):
+        for c in bench.alternating(consoles, blocks):
             enter_passes(c, s.pass_iterations // blocks, samples[c.name].enter_s)
-        for c in _rounds(consoles, s.flood_trials):
+        for c in bench.alternating(consoles, s.flood_trials):
             for key in FLOODS:
                 found: list[str] = []
                 flood(c, key, samples[c.name], found)
@@ -457,11 +435,8 @@ def run_kind(
     kind: str, s: Settings, workdir: Path, env: dict[str, str]
 ) -> tuple[dict[str, Samples], list[str]]:
     samples = {name: Samples() for name in CONSOLES}
-    names = list(CONSOLES)
-    for round_no in range(1 + s.startup_trials):  # round 0 is the discarded warm-up
-        order = names if round_no % 2 else names[::-1]
-        for name in order:
-            startup_trial(name, kind, workdir, env, samples[name], record=round_no > 0)
+    for name, record in bench.startup_rounds(list(CONSOLES), s.startup_trials):
+        startup_trial(name, kind, workdir, env, samples[name], record=record)
     problems = steady_state(kind, s, workdir, env, samples)
     return samples, problems
 
@@ -469,76 +444,39 @@ def run_kind(
 # -- report ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str
-    scale: float  # displayed value = raw median * scale
-    target: float | None  # on the ratio loom/jupyter console, lower is better; None: shown
-    pick: Callable[[Samples], list[float]]
-
-
-METRICS = (
-    Metric("start_s", "start -> prompt visible", "s", 1, 0.4, lambda x: x.start_s),
-    Metric("first_result_s", "start -> first result (1+1)", "s", 1, None,
-           lambda x: x.first_result_s),
-    Metric("enter_pass_ms", "Enter on 'pass' -> next prompt", "ms", 1e3, 0.15,
-           lambda x: x.enter_s),
-    Metric("lines_20k_s", "20k lines (print loop) -> prompt", "s", 1, 0.5,
-           lambda x: x.flood_s["lines_20k_s"]),
-    Metric("lines_20k_join_s", "20k lines (one print) -> prompt", "s", 1, 0.5,
-           lambda x: x.flood_s["lines_20k_join_s"]),
+METRICS: tuple[bench.Metric[Samples], ...] = (  # targets on the ratio loom/jupyter console
+    bench.Metric("start_s", "start -> prompt visible", "s", 1, 0.4, lambda x: x.start_s),
+    bench.Metric("first_result_s", "start -> first result (1+1)", "s", 1, None,
+                 lambda x: x.first_result_s),
+    bench.Metric("enter_pass_ms", "Enter on 'pass' -> next prompt", "ms", 1e3, 0.15,
+                 lambda x: x.enter_s),
+    bench.Metric("lines_20k_s", "20k lines (print loop) -> prompt", "s", 1, 0.5,
+                 lambda x: x.flood_s["lines_20k_s"]),
+    bench.Metric("lines_20k_join_s", "20k lines (one print) -> prompt", "s", 1, 0.5,
+                 lambda x: x.flood_s["lines_20k_join_s"]),
 )  # fmt: skip
 
 
-def summarize(samples: dict[str, Samples]) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = {}
-    for m in METRICS:
-        loom = statistics.median(m.pick(samples["loom"])) * m.scale
-        jc = statistics.median(m.pick(samples["jupyter_console"])) * m.scale
-        ratio = loom / jc
-        result[m.key] = {
-            "unit": m.unit,
-            "loom": loom,
-            "jupyter_console": jc,
-            "ratio": ratio,
-            "target": None if m.target is None else f"<= {m.target}x",
-            "met": None if m.target is None else ratio <= m.target,
-            "n": len(m.pick(samples["loom"])),
-        }
-    return result
-
-
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
-
-
-def table_lines(kind: str, summary: dict[str, dict[str, Any]]) -> Iterator[str]:
-    head = f"{'metric':<34} {'n':>4} {'loom':>10} {'jupyter':>10} {'unit':<5} {'ratio':>7}  target"
+def report_lines(kind: str, summary: dict[str, dict[str, Any]]) -> Iterator[str]:
+    """The table of one kernel kind, under a line that names it."""
     yield f"kernel {kind!r} in both consoles (ratio = loom / jupyter console):"
-    yield head
-    yield "-" * (len(head) + 8)
-    for m in METRICS:
-        r = summary[m.key]
-        target = "(informative)" if r["target"] is None else r["target"]
-        verdict = "  MISSED" if r["met"] is False else ""
-        yield (
-            f"{m.label:<34} {r['n']:>4} {_fmt(r['loom']):>10} {_fmt(r['jupyter_console']):>10} "
-            f"{m.unit:<5} {r['ratio']:>6.3f}x  {target}{verdict}"
-        )
+    yield from bench.table_lines(
+        METRICS, summary, "jupyter_console", "jupyter", bench.Columns(4, 10, 5)
+    )
 
 
-def child_env(workdir: Path) -> dict[str, str]:
-    """The consoles' environment: config, data, runtime and history all in ``workdir``."""
-    env = dict(os.environ)
-    for name in ("PYTHONSTARTUP", "PYTHONDONTWRITEBYTECODE", "COLUMNS", "LINES", "NO_COLOR"):
+def console_env(workdir: Path) -> dict[str, str]:
+    """The consoles' environment: config, data, runtime and history all in ``workdir``.
+
+    Based on :func:`_bench_common.child_env`: Loom importable, ``PYTHONPYCACHEPREFIX``
+    set for a fair startup (see ``bench_kernel.py``).
+    """
+    env = bench.child_env(workdir)
+    for name in ("COLUMNS", "LINES", "NO_COLOR", "LOOM_EDITING_MODE", "LOOM_PAGER"):
         env.pop(name, None)
-    for name in ("LOOM_EDITING_MODE", "LOOM_PAGER", "JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH"):
+    for name in ("JUPYTER_PATH", "JUPYTER_PREFER_ENV_PATH"):
         env.pop(name, None)
     env["TERM"] = "xterm-256color"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")  # fair startup: see bench_kernel.py
     spec_prefix = workdir / "prefix"
     install_kernelspec(prefix=str(spec_prefix))  # one 'loom' spec for both consoles
     env["JUPYTER_PATH"] = str(spec_prefix / "share" / "jupyter")
@@ -554,23 +492,8 @@ def child_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke run)")
-    args = parser.parse_args()
-    settings = Settings.for_run(args.quick)
-    print(
-        f"bench_console: Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-        f"{'quick' if args.quick else 'full'} run, {settings}",
-        flush=True,
-    )
+    quick, settings = bench.start_run("bench_console", __doc__, QUICK, FULL)
     become_subreaper()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     errors: dict[str, str] = {}
@@ -579,18 +502,18 @@ def main() -> int:
     status = 0
     with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
         workdir = Path(tmp)
-        env = child_env(workdir)
+        env = console_env(workdir)
         for kind in KINDS:
             try:
                 samples, problems[kind] = run_kind(kind, settings, workdir, env)
             except Exception as exc:  # could not measure (crash, hang, wrong output): say why
                 traceback.print_exc()
-                exc = _unwrap(exc)
-                errors[kind] = f"{type(exc).__name__}: {exc}"
+                cause = bench.unwrap(exc)
+                errors[kind] = f"{type(cause).__name__}: {cause}"
                 print(f"bench_console: kernel {kind!r}: FAILED: {errors[kind]}", flush=True)
                 # Only jupyter console failing on a kernel other than the headline one is
                 # "not available"; anything else means the benchmark could not measure.
-                peer_only = isinstance(exc, BenchError) and exc.console.startswith("jupyter")
+                peer_only = isinstance(cause, BenchError) and cause.console.startswith("jupyter")
                 if kind == KINDS[0] or not peer_only:
                     status = 1
                 continue
@@ -598,8 +521,8 @@ def main() -> int:
                 left = kill_leftovers()
                 if left:
                     print(f"bench_console: killed leftover processes {left}", flush=True)
-            results[kind] = summarize(samples)
-            for line in table_lines(kind, results[kind]):
+            results[kind] = bench.summarize(METRICS, samples, "jupyter_console")
+            for line in report_lines(kind, results[kind]):
                 print(line)
             for name, s in samples.items():
                 print(f"  {name} started: {s.kernel_cmd}")
@@ -617,7 +540,7 @@ def main() -> int:
         print(f"note: {note}")
     report = {
         "benchmark": "console",
-        "quick": args.quick,
+        "quick": quick,
         "kernel": KINDS[0],
         "metrics": results.get(KINDS[0], {}),
         "by_kernel": results,
@@ -625,7 +548,7 @@ def main() -> int:
         "output_complete": {k: not v for k, v in problems.items()},
         "first_cell_hangs": hangs,
     }
-    print("BENCH_JSON " + json.dumps(report), flush=True)
+    bench.print_bench_json(report)
     return status
 
 

@@ -39,13 +39,9 @@ Run: ``python tests/benchmarks/bench_kernel.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -61,12 +57,11 @@ import zmq
 import zmq.asyncio
 from jupyter_client.connect import write_connection_file
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # runnable without installing Loom or setting PYTHONPATH
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _bench_common, from any cwd
+import _bench_common as bench  # it also puts the repository on sys.path
 
-from kernel import KernelClient, connect_client  # noqa: E402
-from kernel.protocol import ConnectionInfo, Message  # noqa: E402
+from kernel import KernelClient, connect_client
+from kernel.protocol import ConnectionInfo, Message
 
 KERNELS: dict[str, Callable[[str], list[str]]] = {
     "loom": lambda f: [sys.executable, "-m", "kernel", "-f", f],
@@ -87,11 +82,9 @@ class Settings:
     complete_warmup: int
     complete_trials: int
 
-    @classmethod
-    def for_run(cls, quick: bool) -> Settings:
-        if quick:
-            return cls(3, 20, 200, 1, 3, 10)
-        return cls(7, 50, 1000, 3, 3, 50)
+
+QUICK = Settings(3, 20, 200, 1, 3, 10)  # --quick: a smoke run
+FULL = Settings(7, 50, 1000, 3, 3, 50)
 
 
 @dataclass
@@ -114,66 +107,6 @@ class BenchError(Exception):
 
 # -- processes -----------------------------------------------------------------------
 
-#: Every process this run started and has not reaped yet, by PID: the last safety net.
-_LIVE: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _spawn(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _LIVE[proc.pid] = proc
-    return proc
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``proc`` (and its session's process group, led by its PID) and reap it."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)  # a SIGKILLed child is reapable at once
-    _LIVE.pop(proc.pid, None)
-
-
-def _kill_all_left() -> None:
-    for proc in list(_LIVE.values()):
-        _kill(proc)
-
-
-async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait (without threads or polling) until ``proc`` exits; ``False`` on timeout."""
-    if proc.poll() is not None:
-        return True
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:
-        return True
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def on_exit() -> None:  # a pidfd turns readable once the process has exited
-        if not exited.done():
-            exited.set_result(None)
-
-    loop.add_reader(fd, on_exit)
-    try:
-        async with asyncio.timeout(timeout):
-            await exited
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
 
 @dataclass
 class Kernel:
@@ -191,7 +124,7 @@ async def open_kernel(name: str, workdir: Path, env: dict[str, str]) -> AsyncIte
     info = ConnectionInfo.read(path)
     async with connect_client(info, wait_ready=False) as client:
         spawned_at = time.perf_counter()
-        proc = _spawn(KERNELS[name](str(path)), workdir, env)
+        proc = bench.spawn(KERNELS[name](str(path)), workdir, env)
         try:
             yield Kernel(name, proc, client, spawned_at)
         finally:
@@ -203,9 +136,9 @@ async def _shut_down(client: KernelClient, proc: subprocess.Popen[bytes]) -> Non
         if proc.poll() is None:
             with contextlib.suppress(Exception):
                 await client.shutdown(timeout=GRACEFUL_EXIT_S)
-            await _wait_exit(proc, GRACEFUL_EXIT_S)
+            await bench.exited_within(proc, GRACEFUL_EXIT_S)
     finally:
-        _kill(proc)
+        bench.kill(proc)
 
 
 # -- measurements ------------------------------------------------------------------------
@@ -305,12 +238,6 @@ async def prepare(k: Kernel, s: Settings) -> None:
         await complete_pair(k, None)
 
 
-def _rounds(kernels: list[Kernel], count: int) -> Iterator[Kernel]:
-    """``count`` rounds over ``kernels``, the order alternating from round to round."""
-    for round_no in range(count):
-        yield from kernels if round_no % 2 == 0 else kernels[::-1]
-
-
 async def steady_state(
     s: Settings, workdir: Path, env: dict[str, str], samples: dict[str, Samples]
 ) -> None:
@@ -326,23 +253,20 @@ async def steady_state(
                 await prepare(k, s)
         blocks = max(1, s.execute_iterations // EXECUTE_BLOCK)
         async with asyncio.timeout(60 + 0.1 * s.execute_iterations):
-            for k in _rounds(kernels, blocks):
+            for k in bench.alternating(kernels, blocks):
                 await execute_passes(k, s.execute_iterations // blocks, samples[k.name].execute_s)
         async with asyncio.timeout(60 + 2.0 * s.complete_trials):
-            for k in _rounds(kernels, s.complete_trials):
+            for k in bench.alternating(kernels, s.complete_trials):
                 await complete_pair(k, samples[k.name])
         async with asyncio.timeout(300 * s.stdout_trials):
-            for k in _rounds(kernels, s.stdout_trials):
+            for k in bench.alternating(kernels, s.stdout_trials):
                 await print_flood(k, samples[k.name])
 
 
 async def run(s: Settings, workdir: Path, env: dict[str, str]) -> dict[str, Samples]:
     samples = {name: Samples() for name in KERNELS}
-    names = list(KERNELS)
-    for round_no in range(1 + s.startup_trials):  # round 0 is the discarded warm-up
-        order = names if round_no % 2 else names[::-1]
-        for name in order:
-            await startup_trial(name, workdir, env, samples[name] if round_no else None)
+    for name, record in bench.startup_rounds(list(KERNELS), s.startup_trials):
+        await startup_trial(name, workdir, env, samples[name] if record else None)
     await steady_state(s, workdir, env, samples)
     return samples
 
@@ -350,68 +274,26 @@ async def run(s: Settings, workdir: Path, env: dict[str, str]) -> dict[str, Samp
 # -- report ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str
-    scale: float  # displayed value = raw median * scale
-    higher_is_better: bool
-    target: float  # on the ratio loom/ipykernel
-    pick: Callable[[Samples], list[float]]
-
-
-METRICS = (
-    Metric("startup_s", "start -> kernel_info_reply", "s", 1, False, 0.4, lambda x: x.startup_s),
-    Metric("execute_pass_ms", "execute('pass') round trip", "ms", 1e3, False, 0.2,
-           lambda x: x.execute_s),
-    Metric("stdout_lines_per_s", f"stdout: print {STDOUT_LINES} lines", "lines/s", 1, True, 2.0,
-           lambda x: x.stdout_lines_per_s),
-    Metric("complete_import_ms", "warm complete 'import o'", "ms", 1e3, False, 1.0,
-           lambda x: x.complete_import_s),
-    Metric("complete_attr_ms", "warm complete 'os.pa'", "ms", 1e3, False, 1.0,
-           lambda x: x.complete_attr_s),
-    Metric("idle_rss_mib", "idle RSS (startup + 1 execute)", "MiB", 1 / 1024, False, 0.6,
-           lambda x: [float(v) for v in x.rss_kib]),
+METRICS: tuple[bench.Metric[Samples], ...] = (  # targets on the ratio loom/ipykernel
+    bench.Metric("startup_s", "start -> kernel_info_reply", "s", 1, 0.4, lambda x: x.startup_s),
+    bench.Metric("execute_pass_ms", "execute('pass') round trip", "ms", 1e3, 0.2,
+                 lambda x: x.execute_s),
+    bench.Metric("stdout_lines_per_s", f"stdout: print {STDOUT_LINES} lines", "lines/s", 1, 2.0,
+                 lambda x: x.stdout_lines_per_s, higher_is_better=True),
+    bench.Metric("complete_import_ms", "warm complete 'import o'", "ms", 1e3, 1.0,
+                 lambda x: x.complete_import_s),
+    bench.Metric("complete_attr_ms", "warm complete 'os.pa'", "ms", 1e3, 1.0,
+                 lambda x: x.complete_attr_s),
+    bench.Metric("idle_rss_mib", "idle RSS (startup + 1 execute)", "MiB", 1 / 1024, 0.6,
+                 lambda x: [float(v) for v in x.rss_kib]),
 )  # fmt: skip
 
 
-def summarize(samples: dict[str, Samples]) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = {}
-    for m in METRICS:
-        loom = statistics.median(m.pick(samples["loom"])) * m.scale
-        ipy = statistics.median(m.pick(samples["ipykernel"])) * m.scale
-        ratio = loom / ipy
-        met = ratio >= m.target if m.higher_is_better else ratio <= m.target
-        result[m.key] = {
-            "unit": m.unit,
-            "loom": loom,
-            "ipykernel": ipy,
-            "ratio": ratio,
-            "target": f"{'>=' if m.higher_is_better else '<='} {m.target}x",
-            "met": met,
-            "n": len(m.pick(samples["loom"])),
-        }
-    return result
-
-
-def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
-
-
-def table_lines(summary: dict[str, dict[str, Any]], samples: dict[str, Samples]) -> Iterator[str]:
-    head = (
-        f"{'metric':<34} {'n':>5} {'loom':>12} {'ipykernel':>12} {'unit':<8} {'ratio':>7}  target"
+def report_lines(summary: dict[str, dict[str, Any]], samples: dict[str, Samples]) -> Iterator[str]:
+    """The table, and a last row for the OS threads (informative)."""
+    yield from bench.table_lines(
+        METRICS, summary, "ipykernel", "ipykernel", bench.Columns(5, 12, 8)
     )
-    yield head
-    yield "-" * (len(head) + 8)
-    for m in METRICS:
-        r = summary[m.key]
-        verdict = "" if r["met"] else "  MISSED"
-        yield (
-            f"{m.label:<34} {r['n']:>5} {_fmt(r['loom']):>12} {_fmt(r['ipykernel']):>12} "
-            f"{m.unit:<8} {r['ratio']:>6.3f}x  {r['target']}{verdict}"
-        )
     threads = {k: statistics.median(v.threads) for k, v in samples.items()}
     yield (
         f"{'OS threads of idle kernel':<34} {len(samples['loom'].threads):>5} "
@@ -420,55 +302,42 @@ def table_lines(summary: dict[str, dict[str, Any]], samples: dict[str, Samples])
     )
 
 
-def child_env(workdir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+def kernel_env(workdir: Path) -> dict[str, str]:
+    """The kernels' environment: :func:`_bench_common.child_env`, history in ``workdir``."""
+    env = bench.child_env(workdir)
     # Keep the benchmark's history out of the user's (unless the caller chose a file).
     env.setdefault("LOOM_HISTORY_FILE", str(workdir / "loom-history.sqlite"))
-    env.pop("PYTHONSTARTUP", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # fair startup: see the module docstring
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     return env
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke run)")
-    args = parser.parse_args()
-    settings = Settings.for_run(args.quick)
+    quick, settings = bench.start_run("bench_kernel", __doc__, QUICK, FULL)
     # The client's sockets are created from this (shared) context: see the module docstring.
     zmq.asyncio.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
-    print(
-        f"bench_kernel: Python {platform.python_version()} on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-        f"{'quick' if args.quick else 'full'} run, {settings}",
-        flush=True,
-    )
     try:
         with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
-            samples = asyncio.run(run(settings, Path(tmp), child_env(Path(tmp))))
+            samples = asyncio.run(run(settings, Path(tmp), kernel_env(Path(tmp))))
     except Exception as exc:  # could not measure (crash, hang, wrong answer): say why
         traceback.print_exc()
-        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]  # the task groups of the clients wrap what the body raised
-        print(f"bench_kernel: FAILED: {type(exc).__name__}: {exc}", flush=True)
+        cause = bench.unwrap(exc)  # the task groups of the clients wrap what the body raised
+        print(f"bench_kernel: FAILED: {type(cause).__name__}: {cause}", flush=True)
         return 1
     finally:
-        _kill_all_left()
-    summary = summarize(samples)
-    for line in table_lines(summary, samples):
+        bench.kill_all_left()
+    summary = bench.summarize(METRICS, samples, "ipykernel")
+    for line in report_lines(summary, samples):
         print(line)
     problems = {k: v.stdout_problems for k, v in samples.items() if v.stdout_problems}
     for name, found in problems.items():
         print(f"stdout LOST OUTPUT in {name}: {'; '.join(found)}")
     report = {
         "benchmark": "kernel",
-        "quick": args.quick,
+        "quick": quick,
         "metrics": summary,
         "threads": {k: statistics.median(v.threads) for k, v in samples.items()},
         "stdout_complete": {k: not v.stdout_problems for k, v in samples.items()},
     }
-    print("BENCH_JSON " + json.dumps(report), flush=True)
+    bench.print_bench_json(report)
     return 0
 
 

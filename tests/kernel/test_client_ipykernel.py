@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import is_gone, sigkill_and_reap
 
 from kernel import (
     KernelClient,
@@ -42,21 +43,10 @@ pytestmark = pytest.mark.peer
 Scenario = Callable[[KernelManager, KernelClient], Coroutine[Any, Any, None]]
 
 
-def is_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def kill_by_pid(proc: KernelProcess | None) -> None:
     """Last safety net: SIGKILL the kernel's process group and reap it by PID."""
     if proc is not None and proc.returncode is None:  # never signal a reaped PID
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(proc.pid, 0)
+        sigkill_and_reap(proc.pid)
 
 
 def assert_only_main_thread() -> None:

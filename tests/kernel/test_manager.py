@@ -1,9 +1,9 @@
 """KernelManager against the real ipykernel: start, execute, interrupt, restart, death, shutdown.
 
 Each scenario runs in a fresh event loop bounded by ``asyncio.timeout``; every
-kernel process is registered with a :class:`Reaper` that SIGKILLs and reaps it
-by PID whatever happens, and afterwards no Python thread but the main one may
-exist (the manager and the client must not start any).
+kernel process is registered with a :class:`~_support.Reaper` that SIGKILLs and
+reaps it by PID whatever happens, and afterwards no Python thread but the main one
+may exist (the manager and the client must not start any): see ``tests/_support.py``.
 """
 
 # Scenarios stat files and wait on a stopped child inline: these calls return
@@ -13,27 +13,24 @@ exist (the manager and the client must not start any).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 import signal
 import socket
 import stat
 import sys
-import threading
 import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import Reaper, is_gone, run
 
 import kernel._manager as manager_module
 from kernel import (
     KernelDied,
     KernelError,
     KernelManager,
-    KernelProcess,
     KernelSpec,
     KernelStartError,
     get_kernel_spec,
@@ -42,52 +39,6 @@ from kernel import (
 from kernel.protocol import Message
 
 pytestmark = pytest.mark.peer
-
-Scenario = Callable[["Reaper"], Coroutine[Any, Any, None]]
-
-
-class Reaper:
-    """Remembers kernel processes so a test can always kill them by PID."""
-
-    def __init__(self) -> None:
-        self.processes: list[KernelProcess] = []
-
-    def track(self, manager: KernelManager) -> int:
-        proc = manager.process
-        assert proc is not None
-        self.processes.append(proc)
-        return proc.pid
-
-    def kill_all(self) -> None:
-        for proc in self.processes:
-            if proc.returncode is None:  # never signal a PID we have already reaped
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(proc.pid, 0)
-
-
-def run(scenario: Scenario, *, timeout: float = 60.0) -> None:
-    """Run ``scenario`` in a new loop, kill what it started, and check no thread remains."""
-    reaper = Reaper()
-
-    async def bounded() -> None:
-        async with asyncio.timeout(timeout):
-            await scenario(reaper)
-
-    try:
-        asyncio.run(bounded())
-    finally:
-        reaper.kill_all()
-    assert threading.enumerate() == [threading.main_thread()]
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def tiny_spec(tmp_path: Path, code: str, **kw: Any) -> KernelSpec:
@@ -110,7 +61,7 @@ def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_start_execute_shutdown(runtime_dir: Path) -> None:
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel() as (km, kc):
-            pid = reaper.track(km)
+            pid = reaper.track_manager(km)
             path = km.connection_file
             assert path.parent == runtime_dir
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -131,7 +82,7 @@ def test_start_execute_shutdown(runtime_dir: Path) -> None:
 def test_shutdown_without_client_is_graceful_and_idempotent(runtime_dir: Path) -> None:
     async def scenario(reaper: Reaper) -> None:
         async with KernelManager() as km:
-            pid = reaper.track(km)
+            pid = reaper.track_manager(km)
             assert km.is_alive()
             await km.shutdown()  # asks through a short-lived client of its own
             assert await km.wait_exit() == 0
@@ -147,7 +98,7 @@ def test_shutdown_without_client_is_graceful_and_idempotent(runtime_dir: Path) -
 def test_interrupt_by_signal_stops_a_sleeping_cell() -> None:
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel() as (km, kc):
-            reaper.track(km)
+            reaper.track_manager(km)
             sleeping = asyncio.Event()
 
             def on_output(msg: Message) -> None:
@@ -178,7 +129,7 @@ def test_interrupt_by_message() -> None:
 
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel(spec=spec) as (km, kc):
-            reaper.track(km)
+            reaper.track_manager(km)
             with pytest.raises(KernelError, match="a client is needed"):
                 await km.interrupt()
             sleeping = asyncio.Event()
@@ -203,11 +154,11 @@ def test_interrupt_by_message() -> None:
 def test_restart_keeps_connection_and_clears_state() -> None:
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel() as (km, kc):
-            old_pid = reaper.track(km)
+            old_pid = reaper.track_manager(km)
             info, path = km.info, km.connection_file
             await kc.execute("x = 1", timeout=10)
             assert await km.restart(kc) == info
-            new_pid = reaper.track(km)
+            new_pid = reaper.track_manager(km)
             assert new_pid != old_pid
             assert is_gone(old_pid)
             assert km.connection_file == path
@@ -224,7 +175,7 @@ def test_restart_keeps_connection_and_clears_state() -> None:
 def test_restart_now_fails_pending_requests() -> None:
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel() as (km, kc):
-            reaper.track(km)
+            reaper.track_manager(km)
             busy = asyncio.Event()
             code = "import time; print('sleeping', flush=True); time.sleep(60)"
             cell = asyncio.ensure_future(
@@ -233,7 +184,7 @@ def test_restart_now_fails_pending_requests() -> None:
             try:
                 await busy.wait()
                 await km.restart(kc, now=True)
-                reaper.track(km)
+                reaper.track_manager(km)
                 with pytest.raises(KernelDied):
                     await cell
             finally:
@@ -246,7 +197,7 @@ def test_restart_now_fails_pending_requests() -> None:
 def test_wait_exit_learns_of_sigkill_promptly(runtime_dir: Path) -> None:
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel() as (km, _client):
-            pid = reaper.track(km)
+            pid = reaper.track_manager(km)
             os.kill(pid, signal.SIGKILL)
             async with asyncio.timeout(2):
                 code = await km.wait_exit()
@@ -263,7 +214,7 @@ def test_wait_exit_learns_of_sigkill_promptly(runtime_dir: Path) -> None:
 def test_stopped_kernel_is_recognised_and_still_shut_down() -> None:
     async def scenario(reaper: Reaper) -> None:
         async with start_kernel(shutdown_timeout=2) as (km, _client):
-            pid = reaper.track(km)
+            pid = reaper.track_manager(km)
             proc = km.process
             assert proc is not None
             assert not proc.is_stopped()
@@ -343,7 +294,7 @@ def test_start_retries_when_a_port_was_taken(monkeypatch: pytest.MonkeyPatch) ->
         km = KernelManager()
         try:
             info = await km.start()
-            reaper.track(km)
+            reaper.track_manager(km)
             assert len(picks) == 2
             assert info.shell_port != taken
         finally:
@@ -359,7 +310,7 @@ def test_extra_env_and_cwd_reach_the_kernel(tmp_path: Path) -> None:
     async def scenario(reaper: Reaper) -> None:
         env = {"LOOM_TEST_VALUE": "hello"}
         async with start_kernel(extra_env=env, cwd=str(tmp_path)) as (km, kc):
-            reaper.track(km)
+            reaper.track_manager(km)
             code = (
                 "import os; "
                 "print(os.environ['LOOM_TEST_VALUE'], os.getcwd(), os.getpgid(0) == os.getpid())"

@@ -1,9 +1,10 @@
 """Shared harness for the end-to-end tests of Loom's kernel (``test_kernel_*.py``).
 
-Every test runs one scenario in a fresh event loop bounded by ``asyncio.timeout``;
-each kernel process it starts is registered with a :class:`Reaper` that kills it
-by PID afterwards, whatever happened. Waits are for events (a message, a
-process exit), each with a timeout; nothing sleeps in place of an event.
+Every test runs one scenario in a fresh event loop bounded by ``asyncio.timeout``
+(``run`` from ``tests/_support.py``); each kernel process it starts is registered
+with a ``Reaper`` (from there too) that kills it by PID afterwards, whatever
+happened. Waits are for events (a message, a process exit), each with a timeout;
+nothing sleeps in place of an event.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +24,12 @@ from typing import Any
 import pytest
 import zmq
 import zmq.asyncio
+from _support import Reaper, is_gone
 
 from kernel import KernelClient, KernelManager, builtin_loom_spec, start_kernel
 from kernel.protocol import ConnectionInfo, Message
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-Scenario = Callable[["Reaper"], Coroutine[Any, Any, None]]
 
 
 def isolate_kernel_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -40,57 +39,6 @@ def isolate_kernel_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PYTHONASYNCIODEBUG", raising=False)
     path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO_ROOT), path) if p))
-
-
-class Reaper:
-    """Remembers the PIDs of processes a test started, to kill them whatever happens."""
-
-    def __init__(self) -> None:
-        self._alive: list[Callable[[], bool]] = []
-        self._pids: list[int] = []
-
-    def track_manager(self, manager: KernelManager) -> int:
-        proc = manager.process
-        assert proc is not None
-        self._pids.append(proc.pid)
-        self._alive.append(lambda: proc.returncode is None)
-        return proc.pid
-
-    def track_popen(self, popen: subprocess.Popen[bytes]) -> int:
-        self._pids.append(popen.pid)
-        self._alive.append(lambda: popen.poll() is None)
-        return popen.pid
-
-    def kill_all(self) -> None:
-        for pid, alive in zip(self._pids, self._alive, strict=True):
-            if alive():  # never signal a PID that is already reaped (it may be reused)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-
-
-def run(scenario: Scenario, *, timeout: float = 60.0) -> None:
-    """Run ``scenario`` in a new loop; kill what it started; no Python thread may remain."""
-    reaper = Reaper()
-
-    async def bounded() -> None:
-        async with asyncio.timeout(timeout):
-            await scenario(reaper)
-
-    try:
-        asyncio.run(bounded())
-    finally:
-        reaper.kill_all()
-    assert threading.enumerate() == [threading.main_thread()]
-
-
-def is_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 @dataclass

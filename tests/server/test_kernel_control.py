@@ -20,14 +20,13 @@ from pathlib import Path
 import pytest
 from _kernel_e2e import (
     Kernel,
-    Reaper,
     assert_bracketed,
     hb_ping,
     isolate_kernel_env,
     loom_kernel,
-    run,
     stream_text,
 )
+from _support import Reaper, run
 
 from kernel import KernelDied
 from kernel.protocol import Message

@@ -14,7 +14,6 @@ import zmq
 from _kernel_e2e import (
     REPO_ROOT,
     Kernel,
-    Reaper,
     assert_bracketed,
     isolate_kernel_env,
     kill_and_reap,
@@ -22,9 +21,9 @@ from _kernel_e2e import (
     pipe_reader,
     raw_socket,
     read_line,
-    run,
     wait_exit,
 )
+from _support import Reaper, run
 
 from kernel.protocol import Message, Session
 

@@ -12,20 +12,18 @@ import zmq.asyncio
 from _kernel_e2e import (
     IopubLog,
     Kernel,
-    Reaper,
     assert_bracketed,
     hb_ping,
-    is_gone,
     isolate_kernel_env,
     kill_and_reap,
     loom_kernel,
     pipe_reader,
     raw_socket,
     read_line,
-    run,
     spawn_kernel,
     wait_exit,
 )
+from _support import Reaper, is_gone, run
 
 from kernel import connect_client
 from kernel.protocol import DELIMITER, ConnectionInfo, Message, Session
