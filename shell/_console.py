@@ -1,9 +1,14 @@
 """``run_console``: connect to a kernel and run the interactive or plain console.
 
 Start-up is arranged for a fast first prompt: the kernel process is launched
-first, and only then are prompt_toolkit and pygments imported (the slowest
-part of our own start-up), while the kernel boots in parallel. History (the
-file and the kernel's) loads in the background after the prompt is up.
+first, and only then is prompt_toolkit imported (the slowest part of our own
+start-up), while the kernel boots in parallel. The prompt does not wait for
+the kernel: it is shown (and takes typing) at once, with ``starting`` in the
+toolbar; a cell entered before the kernel answers waits for it, then runs,
+and the kernel's banner is printed above the prompt when it answers. If the
+kernel cannot start, the console says why and exits with status 1. History
+(the file and the kernel's) and the syntax highlighter load in the background
+after the prompt is up.
 
 With ``--existing`` the console attaches to a running kernel: it can then
 interrupt it (``interrupt_request``) but neither restart nor stop it, and
@@ -14,6 +19,7 @@ the console exits, whatever the reason.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -51,9 +57,12 @@ def newest_connection_file() -> Path:
 
 
 def _preload_ui() -> None:
-    """Import what the interactive console needs (done while the kernel starts)."""
+    """Import what the first prompt needs (done while the kernel starts).
+
+    Pygments' lexers are not among them: the highlighter is loaded once the
+    first prompt is on screen (see ``ConsoleUI``).
+    """
     import prompt_toolkit.shortcuts  # noqa: F401
-    import pygments.lexers  # noqa: F401
 
     from . import _interactive  # noqa: F401
 
@@ -113,14 +122,26 @@ async def _run(
             print(f"loom: {exc}", file=sys.stderr)
             return 1
         async with asyncio.TaskGroup() as tg:
+            if not link.is_ready:
+                tg.create_task(link.serve(), name="loom-kernel-start")
+                await asyncio.sleep(0)  # let serve() launch the kernel before we import...
+                if interactive:
+                    _preload_ui()  # ...so this runs while the kernel boots
             watcher = tg.create_task(link.watch(), name="loom-kernel-watch")
             try:
                 if interactive:
                     if vi_mode is None:
                         vi_mode = os.environ.get("LOOM_EDITING_MODE", "").lower() == "vi"
                     return await _run_interactive(link, path, vi_mode)
+                _end_startup()
+                try:
+                    await link.wait_ready()
+                except KernelError as exc:
+                    print(f"loom: {exc}", file=sys.stderr)
+                    return 1
                 return await _run_plain(link)
             finally:
+                await link.shutdown()  # graceful, through the client; ends serve()
                 watcher.cancel()
     raise AssertionError("unreachable")
 
@@ -128,7 +149,11 @@ async def _run(
 async def _open_link(
     stack: AsyncExitStack, kernel_name: str | None, existing: str | None, preload: bool
 ) -> tuple[KernelLink, Path | None]:
-    """Start or attach to the kernel; cleanup is registered on ``stack``."""
+    """Attach to a kernel (ready on return), or a link to start one (see ``serve``).
+
+    Cleanup is registered on ``stack``. An unknown kernelspec raises here, before
+    any prompt is shown.
+    """
     if existing is not None:
         path = Path(existing) if existing else newest_connection_file()
         info = ConnectionInfo.read(path)
@@ -141,21 +166,9 @@ async def _open_link(
         return KernelLink(client, None, info.kernel_name or "kernel"), path
     name = kernel_name or DEFAULT_KERNEL
     manager = KernelManager(name)
-    starting = asyncio.ensure_future(manager.start())
-    await asyncio.sleep(0)  # let start() launch the process before we import...
-    if preload:
-        try:
-            _preload_ui()  # ...so this runs while the kernel boots
-        except BaseException:
-            starting.cancel()
-            raise
-    info = await starting
+    _ = manager.spec  # KernelSpecError now, not at the first prompt
     stack.push_async_callback(manager.shutdown, now=True)  # last resort; no-op normally
-    client = await stack.enter_async_context(connect_client(info, wait_ready=False))
-    await manager.wait_ready(client)
-    link = KernelLink(client, manager, name)
-    stack.push_async_callback(link.shutdown)  # graceful, through the client
-    return link, manager.connection_file
+    return KernelLink.starting(manager, name), None
 
 
 async def _run_plain(link: KernelLink) -> int:
@@ -166,6 +179,8 @@ async def _run_plain(link: KernelLink) -> int:
 
 
 async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -> int:
+    """The prompt is shown at once; a kernel still starting is waited for by the
+    first cell that runs. If it cannot start, the console ends with status 1."""
     from ._history import ConsoleHistory
     from ._interactive import InteractiveConsole
     from ._prompt import ConsoleUI
@@ -174,21 +189,61 @@ async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -
     term = Terminal(sys.stdout)
     renderer = OutputRenderer(sys.stdout, ansi=True, images=image_protocol())
     ui = ConsoleUI(link, history=history, vi_mode=vi_mode)
+    ui.after_drawn(_end_startup)
     console = InteractiveConsole(link, ui, renderer, term, connection_file=path)
-    banner = str(link.client.kernel_info.get("banner", "")).rstrip()
     attached = "" if link.owns_kernel else f" (attached to {path})"
-    print(f"{banner}\n\nLoom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n")
+    intro = f"Loom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n"
+    if link.is_ready:
+        print(f"{_banner(link)}\n\n{intro}")
+    else:  # the banner is printed above the prompt when the kernel answers
+        print(intro)
     background = [asyncio.ensure_future(_merge_kernel_history(link, history, ui))]
     if not link.owns_kernel:
         background.append(asyncio.ensure_future(_learn_count(link, console)))
+    else:
+        background.append(asyncio.ensure_future(_announce_ready(link, console)))
+    run = asyncio.ensure_future(console.run())
+    ready = asyncio.ensure_future(link.wait_ready())
     try:
-        status = await console.run()
+        await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+        failed = link.start_error
+        if failed is not None:  # the kernel could not start: leave the prompt
+            if not run.done():
+                run.cancel()
+                await asyncio.wait({run})
+            elif not run.cancelled():
+                run.exception()  # the same error, raised by a cell that waited for it
+            renderer.ensure_newline()
+            print(f"loom: {failed}", file=sys.stderr)
+            return 1
+        status = await run
     finally:
-        for task in background:
+        for task in (run, ready, *background):
             task.cancel()
     if not link.owns_kernel:
         print(f"The kernel is still running; attach again with: loom --existing {path}")
     return status
+
+
+def _end_startup() -> None:
+    """Start-up is over: garbage collection, off since ``loom`` started (see
+    ``shell.cli``), resumes; what start-up allocated (modules, classes) is moved
+    out of the way of later collections (``gc.freeze``)."""
+    gc.freeze()
+    gc.enable()
+
+
+def _banner(link: KernelLink) -> str:
+    return str(link.kernel_info.get("banner", "")).rstrip()
+
+
+async def _announce_ready(link: KernelLink, console: InteractiveConsole) -> None:
+    """Once a kernel we started answers, tell the console (it prints the banner)."""
+    try:
+        await link.wait_ready()
+    except KernelError:
+        return
+    console.kernel_answered()
 
 
 async def _merge_kernel_history(link: KernelLink, history: ConsoleHistory, ui: ConsoleUI) -> None:
@@ -196,6 +251,7 @@ async def _merge_kernel_history(link: KernelLink, history: ConsoleHistory, ui: C
     from ._history import kernel_history_entries
 
     try:
+        await link.wait_ready()
         reply = await link.client.history("tail", n=KERNEL_HISTORY_ENTRIES, timeout=10.0)
     except (KernelError, TimeoutError):
         return

@@ -10,15 +10,26 @@ protect while a cell runs, except an ``input()`` prompt, which
 still printing after their cell, other clients' cells — arrives through
 ``on_foreign_output`` at any time and goes above the live prompt at once.
 
+Stream output is coalesced: ``stream`` messages that arrive in one turn of
+the event loop (the client dispatches everything a socket read returned in
+one go) are joined per stream name and written with one ``write`` + ``flush``
+at the end of that turn, so an output flood costs one write per burst, not
+one per message. Any other output first flushes what is pending, so the
+order on screen is the kernel's.
+
+A kernel the console started may still be booting when the first prompt is
+up (the link's state is ``starting``). A cell entered meanwhile waits for it
+(Ctrl-C stops the wait without disturbing the booting kernel), then runs.
+
 SIGINT: while a prompt is up, prompt_toolkit owns the terminal in raw mode
 and Ctrl-C is a key (it clears the line). While a cell runs the terminal is
 in cooked mode and Ctrl-C is a signal, caught with ``loop.add_signal_handler``
 and turned into an interrupt of the *kernel* (the kernel runs in its own
-session, so the terminal's signal never reaches it directly). prompt_toolkit
-removes the loop's SIGINT handler when a prompt ends, so the console
-re-installs its own after every prompt. A second Ctrl-C a second or more
-after the first stops waiting for an unresponsive kernel: the console is
-never wedged; the cell's late output shows up like any background output.
+session, so the terminal's signal never reaches it directly). The prompts
+leave the loop's SIGINT handler alone (``handle_sigint=False``), so the
+console installs its own once. A second Ctrl-C a second or more after the
+first stops waiting for an unresponsive kernel: the console is never wedged;
+the cell's late output shows up like any background output.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +55,7 @@ from ._commands import (
 )
 from ._debug import report_threads
 from ._kernel import KernelLink
-from ._output import OutputRenderer
+from ._output import OutputRenderer, merge_streams
 from ._pager import page, page_text
 from ._prompt import ConsoleUI
 from ._terminal import Terminal
@@ -52,10 +64,21 @@ __all__ = ["InteractiveConsole"]
 
 #: Seconds after the first Ctrl-C from which another one stops waiting for the cell.
 ABANDON_AFTER = 1.0
+#: Seconds a cell waits for a starting kernel before the console says it is waiting.
+WAIT_NOTICE_AFTER = 0.5
 
 
 class _Exit(Exception):
     """Leave the loop (``exit``, Ctrl-D confirmed, an ``ask_exit`` payload)."""
+
+
+@dataclass(slots=True)
+class _EarlyCell:
+    """A cell sent when Enter accepted it, before the prompt returned it."""
+
+    code: str
+    task: asyncio.Task[Message]
+    started: float
 
 
 class InteractiveConsole:
@@ -81,12 +104,16 @@ class InteractiveConsole:
         self._interrupts: list[float] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._first_prompt = True
+        self._cells_run = 0
+        self._pending: list[Message] = []  # stream output of this loop turn, not yet written
+        self._flush_scheduled = False
+        self._early: _EarlyCell | None = None
+        ui.on_accept = self._accepted
         link.on_notice = self.notice
         link.on_change = ui.invalidate
         if link.owns_kernel:
             link.death_hint = "Type %restart (or run a cell) to start a new one."
-        link.client.on_foreign_output = self._foreign_output
-        link.client.input_handler = self._answer_input
+        link.set_handlers(foreign_output=self._foreign_output, input_handler=self._answer_input)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -103,6 +130,8 @@ class InteractiveConsole:
                     return 0
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            if self._early is not None:
+                self._early.task.cancel()
             for task in list(self._tasks):
                 task.cancel()
 
@@ -124,8 +153,8 @@ class InteractiveConsole:
                 raise _Exit from None
             return ""
         finally:
-            self._install_sigint()
-            self.renderer.begin_cell()
+            if self._early is None:  # else begun when the cell was sent
+                self.renderer.begin_cell()
         return code
 
     async def _handle(self, code: str) -> None:
@@ -142,15 +171,40 @@ class InteractiveConsole:
 
     # -- running cells ------------------------------------------------------------
 
-    async def run_cell(self, code: str) -> None:
-        """Run ``code``, streaming its output; deal with a kernel that dies meanwhile."""
-        if self.link.is_dead and not await self._offer_restart("The kernel is dead."):
+    def _accepted(self, code: str) -> None:
+        """Enter accepted ``code``: send a cell to a ready kernel at once.
+
+        prompt_toolkit still has to redraw the finished prompt (a millisecond
+        or two) before :meth:`ConsoleUI.read_cell` returns; the kernel works on
+        the cell meanwhile. No output can be drawn before that redraw: replies
+        need another turn of the event loop. Front-end commands, and cells for
+        a kernel that is starting or dead, go the ordinary way.
+        """
+        if not code or parse_command(code) is not None:
             return
-        started = time.monotonic()
+        if not self.link.is_ready or self.link.is_dead:
+            return
+        self.renderer.begin_cell()
+        task = asyncio.ensure_future(self._send(code))
+        self._early = _EarlyCell(code, task, time.monotonic())
+
+    async def run_cell(self, code: str) -> None:
+        """Run ``code``, streaming its output; deal with a kernel that dies meanwhile.
+
+        A kernel still starting is waited for first; if it cannot start, its
+        :class:`~kernel.KernelError` is raised (the console then ends).
+        """
+        early, self._early = self._early, None
+        if early is not None and early.code != code:  # not what was sent: forget it
+            early.task.cancel()
+            early = None
+        dead = early is None and self.link.is_dead
+        if dead and not await self._offer_restart("The kernel is dead."):
+            return
+        started = early.started if early is not None else time.monotonic()
         self._interrupts = []
-        self._cell = asyncio.ensure_future(
-            self.link.client.execute(code, on_output=self._cell_output)
-        )
+        self._cells_run += 1
+        self._cell = early.task if early is not None else asyncio.ensure_future(self._execute(code))
         try:
             await asyncio.wait({self._cell})
         finally:
@@ -158,9 +212,13 @@ class InteractiveConsole:
             self.ui.last_duration = time.monotonic() - started
             if not cell.done():  # we are being cancelled: stop waiting for the reply too
                 cell.cancel()
+            self.flush_output()
         await self.term.settle()
         if cell.cancelled():
-            self.notice("Stopped waiting for the cell; it may still be running in the kernel.")
+            if self.link.is_ready:
+                self.notice("Stopped waiting for the cell; it may still be running in the kernel.")
+            else:
+                self.notice("Not run: the kernel is still starting.")
             return
         exc = cell.exception()
         if isinstance(exc, KernelDied):
@@ -172,6 +230,25 @@ class InteractiveConsole:
         if exc is not None:
             raise exc
         self._after_reply(cell.result())
+
+    async def _execute(self, code: str) -> Message:
+        if not self.link.is_ready:
+            await self._kernel_ready()
+        return await self._send(code)
+
+    async def _send(self, code: str) -> Message:
+        return await self.link.client.execute(code, on_output=self._cell_output)
+
+    async def _kernel_ready(self) -> None:
+        """Wait for a starting kernel, saying so if that takes a while."""
+        try:
+            async with asyncio.timeout(WAIT_NOTICE_AFTER):
+                await self.link.wait_ready()
+                return
+        except TimeoutError:
+            pass
+        self.notice(f"Waiting for kernel {self.link.name} to start...")
+        await self.link.wait_ready()
 
     def _after_reply(self, reply: Message) -> None:
         content = reply.content
@@ -196,7 +273,7 @@ class InteractiveConsole:
             if isinstance(count, int):
                 self.count = count + 1  # in case we stop waiting for the reply
             return
-        self.term.call(lambda: self.renderer.render(message))
+        self._show(message)
 
     def _foreign_output(self, message: Message, own_session: bool) -> None:
         if message.msg_type == "execute_input":
@@ -206,7 +283,42 @@ class InteractiveConsole:
                 self.ui.invalidate()
             if own_session:
                 return
+        self._show(message)
+
+    def _show(self, message: Message) -> None:
+        """Render ``message`` above any prompt, coalescing stream output (module doc)."""
+        if message.msg_type == "stream":
+            self._pending.append(message)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush_output)
+            return
+        self.flush_output()
         self.term.call(lambda: self.renderer.render(message))
+
+    def flush_output(self) -> None:
+        """Write the stream output still pending (one write per run of one stream)."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        merged = merge_streams(self._pending)
+        self._pending = []
+        self.term.call(lambda: self._render_all(merged))
+
+    def _render_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.renderer.render(message)
+
+    def kernel_answered(self) -> None:
+        """A kernel we started answers: print its banner above the prompt and load
+        the highlighter, unless a cell was entered meanwhile (the next prompt
+        then loads the highlighter; the banner is skipped)."""
+        if self._cells_run or not self.ui.is_live:
+            return
+        banner = str(self.link.kernel_info.get("banner", "")).rstrip()
+        if banner:
+            self.term.call(lambda: self.renderer.notice(banner + "\n\n"))
+        asyncio.get_running_loop().call_soon(self.ui.load_lexer)
 
     async def _answer_input(self, prompt: str, password: bool) -> str:
         """The kernel's ``input()``/``getpass()``: a nested prompt with line editing."""
@@ -221,7 +333,6 @@ class InteractiveConsole:
             return ""
         finally:
             self.renderer.column = 0
-            self._install_sigint()
 
     # -- Ctrl-C -------------------------------------------------------------------
 
@@ -232,6 +343,9 @@ class InteractiveConsole:
         cell = self._cell
         if cell is None or cell.done():
             return  # between prompts: nothing to interrupt
+        if not self.link.is_ready:
+            cell.cancel()  # only waiting for a starting kernel: a signal could kill it
+            return
         now = time.monotonic()
         self._interrupts.append(now)
         if len(self._interrupts) > 1 and now - self._interrupts[0] >= ABANDON_AFTER:
@@ -270,6 +384,8 @@ class InteractiveConsole:
         name = command.name
         if name == "exit":
             raise _Exit
+        if name in ("restart", "connect_info") and not self.link.is_ready:
+            await self._kernel_ready()
         if name == "restart":
             if not self.link.owns_kernel:
                 self.notice("This console did not start the kernel, so it cannot restart it.")
@@ -277,7 +393,8 @@ class InteractiveConsole:
                 await self._restart()
             return
         if name == "connect_info":
-            self.notice(connect_info_text(self.link.client.info, self.connection_file))
+            path = self.connection_file or self.link.connection_file
+            self.notice(connect_info_text(self.link.client.info, path))
             return
         try:
             code = await self._command_code(command)

@@ -10,7 +10,8 @@ console can show and act on:
 ``starting``, ``idle``, ``busy``
     what the kernel itself says on iopub (``status`` messages whose parent is
     an ``execute_request``: our completion and ``is_complete`` requests would
-    otherwise make the toolbar flicker).
+    otherwise make the toolbar flicker). ``starting`` is also the state of a
+    link whose kernel is still being launched (see below).
 ``restarting``
     while :meth:`KernelLink.restart` runs.
 ``dead``
@@ -26,6 +27,14 @@ console can show and act on:
 On death every outstanding request is failed with :class:`~kernel.KernelDied`
 (``client.fail_pending``), so no caller waits forever. State changes and
 notices go to ``on_notice(text)`` and ``on_change()``; the link prints nothing.
+
+A link can exist before its kernel answers (:meth:`KernelLink.starting`), so
+the console can show its first prompt while the kernel boots: :meth:`serve`
+(a task for the link's lifetime) launches the kernel, connects the client,
+waits until it answers, and keeps the client open until :meth:`shutdown`.
+Until then :attr:`~KernelLink.client` raises :class:`~kernel.KernelError`,
+:attr:`~KernelLink.is_usable` is False (so completion and ``is_complete``
+do not wait for it) and :meth:`wait_ready` is how a cell waits for it.
 """
 
 from __future__ import annotations
@@ -35,11 +44,19 @@ import contextlib
 import ipaddress
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
-from kernel import KernelClient, KernelDied, KernelError, KernelManager
-from kernel.protocol import Message
+from kernel import (
+    InputHandler,
+    KernelClient,
+    KernelDied,
+    KernelError,
+    KernelManager,
+    connect_client,
+)
+from kernel.protocol import JSONDict, Message
 
 __all__ = ["KernelLink", "describe_exit"]
 
@@ -64,35 +81,163 @@ class KernelLink:
 
     ``manager`` is None for an attached kernel (``--existing``): it is then
     interrupted by ``interrupt_request`` and can be neither restarted nor shut
-    down by the console. Call :meth:`watch` as a task for the link's lifetime.
+    down by the console. Call :meth:`watch` as a task for the link's lifetime
+    (and :meth:`serve` too, for a link made by :meth:`starting`).
     """
 
     def __init__(
         self,
-        client: KernelClient,
+        client: KernelClient | None,
         manager: KernelManager | None,
         name: str,
         *,
         on_notice: Callable[[str], None] | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self.client = client
         self.manager = manager
         self.name = name
         self.on_notice = on_notice or (lambda text: None)
         self.on_change = on_change or (lambda: None)
         #: Appended to the death notice (the interactive console says how to restart).
         self.death_hint = ""
+        self._client: KernelClient | None = None
         self._kernel_state = IDLE
         self._override: str | None = None
         # Set while a process we expect to live runs; cleared around restart/shutdown,
         # so the watcher can tell an exit we caused from a death.
         self._running = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._start: Callable[[], Awaitable[Any]] | None = None
+        self._serving: asyncio.Task[Any] | None = None
+        self._closed = asyncio.Event()
+        self._foreign_output: Callable[[Message, bool], None] | None = None
+        self._input_handler: InputHandler | None = None
+        if client is not None:
+            self._connect(client)
+            self._became_ready()
+
+    @classmethod
+    def starting(cls, manager: KernelManager, name: str) -> KernelLink:
+        """A link to a kernel that :meth:`serve` is yet to launch (state ``starting``)."""
+        link = cls(None, manager, name)
+        link._override = STARTING
+        link._start = manager.start
+        return link
+
+    # -- the client -------------------------------------------------------------
+
+    @property
+    def client(self) -> KernelClient:
+        """The connected client; :class:`KernelError` while the kernel is starting."""
+        if self._client is None:
+            raise KernelError(f"kernel {self.name!r} is still starting")
+        return self._client
+
+    @property
+    def is_ready(self) -> bool:
+        """True once the kernel has answered (the client is usable)."""
+        return self._ready.done() and self._ready.exception() is None
+
+    @property
+    def start_error(self) -> KernelError | None:
+        """Why the kernel of a :meth:`starting` link could not start (None: it did, or
+        is still starting)."""
+        if not self._ready.done():
+            return None
+        exc = self._ready.exception()
+        return exc if isinstance(exc, KernelError) else None
+
+    @property
+    def kernel_info(self) -> JSONDict:
+        """The ``kernel_info_reply`` content; empty while the kernel is starting."""
+        return self._client.kernel_info if self._client is not None else {}
+
+    @property
+    def language(self) -> str:
+        """The kernel's language: from ``kernel_info`` once known, else its kernelspec."""
+        info = self.kernel_info.get("language_info") or {}
+        name = info.get("name") if isinstance(info, dict) else None
+        if not name and self.manager is not None:
+            with contextlib.suppress(KernelError):
+                name = self.manager.spec.language
+        return str(name or "").lower()
+
+    @property
+    def connection_file(self) -> Path | None:
+        """The connection file of a kernel we started (None while it is starting)."""
+        if self.manager is None:
+            return None
+        try:
+            return self.manager.connection_file
+        except KernelError:
+            return None
+
+    async def wait_ready(self) -> None:
+        """Return once the kernel answers requests.
+
+        Raises the :class:`KernelError` (e.g. :class:`~kernel.KernelStartError`)
+        that stopped it from starting.
+        """
+        await asyncio.shield(self._ready)
+
+    def set_handlers(
+        self,
+        *,
+        foreign_output: Callable[[Message, bool], None] | None = None,
+        input_handler: InputHandler | None = None,
+    ) -> None:
+        """The client's ``on_foreign_output`` and ``input_handler``, now or once connected."""
+        self._foreign_output = foreign_output
+        self._input_handler = input_handler
+        if self._client is not None:
+            self._client.on_foreign_output = foreign_output
+            self._client.input_handler = input_handler
+
+    def _connect(self, client: KernelClient) -> None:
+        self._client = client
         client.on_status = self._on_status
         client.on_heartbeat = self._on_heartbeat
-        if manager is not None and manager.is_alive():
+        if self._foreign_output is not None or self._input_handler is not None:
+            client.on_foreign_output = self._foreign_output
+            client.input_handler = self._input_handler
+
+    def _became_ready(self) -> None:
+        if self.manager is not None and self.manager.is_alive():
             self._running.set()
+        if not self._ready.done():
+            self._ready.set_result(None)
+
+    async def serve(self) -> None:
+        """Launch the kernel of a :meth:`starting` link, connect, and stay connected.
+
+        Returns after :meth:`shutdown`. A kernel that cannot start makes the
+        link ``dead`` and :meth:`wait_ready` raise why; this then returns.
+        """
+        if self._start is None or self.manager is None:
+            raise KernelError("serve() is for links made by KernelLink.starting()")
+        self._serving = asyncio.current_task()
+        manager = self.manager
+        try:
+            info = await self._start()
+            async with connect_client(info, wait_ready=False) as client:
+                self._connect(client)
+                await manager.wait_ready(client)
+                if self._override == STARTING:
+                    self._kernel_state = IDLE
+                    self._set_override(None)
+                self._became_ready()
+                await self._closed.wait()
+        except KernelError as exc:
+            self._override = DEAD
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            self.on_change()
+        finally:
+            if not self._ready.done():  # cancelled before the kernel answered
+                self._ready.set_exception(KernelError(f"kernel {self.name!r} was not started"))
+            self._ready.exception()  # retrieved: nobody need be waiting for it
+            self._client = None
 
     # -- state ------------------------------------------------------------------
 
@@ -126,7 +271,8 @@ class KernelLink:
         relevant = STARTING in (state, self._kernel_state) or parent_type == "execute_request"
         if relevant and state != self._kernel_state:
             self._kernel_state = state
-            self.on_change()
+            if self._override is None:
+                self.on_change()
 
     # -- watching -----------------------------------------------------------------
 
@@ -153,7 +299,8 @@ class KernelLink:
     def _declare_dead(self, what: str) -> None:
         self._kernel_state = IDLE
         self._set_override(DEAD)
-        self.client.fail_pending(KernelDied(what))
+        if self._client is not None:
+            self._client.fail_pending(KernelDied(what))
         self.on_notice(f"{what} {self.death_hint}".strip())
 
     def _on_heartbeat(self, responsive: bool) -> None:
@@ -217,12 +364,13 @@ class KernelLink:
         """
         if self.manager is None:
             raise KernelError("this console did not start the kernel, so it cannot restart it")
+        client = self.client  # KernelError while the kernel is still starting
         # A dead or silent kernel cannot answer a shutdown_request: do not wait for it.
         silent = self._override in (DEAD, NOT_RESPONDING)
         self._running.clear()
         self._set_override(RESTARTING)
         try:
-            await self.manager.restart(self.client, now=silent)
+            await self.manager.restart(client, now=silent)
         except BaseException:
             self._set_override(DEAD)
             raise
@@ -231,12 +379,27 @@ class KernelLink:
         self._set_override(None)
 
     async def shutdown(self) -> None:
-        """Stop a kernel we started (politely, then by force); no-op when attached."""
+        """Stop a kernel we started (politely, then by force); no-op when attached.
+
+        A kernel still starting is not waited for: its launch is cancelled
+        (which kills it) and :meth:`serve` returns.
+        """
         self._running.clear()
         for task in list(self._tasks):
             task.cancel()
-        if self.manager is not None:
-            await self.manager.shutdown(self.client, timeout=2.0, now=self.is_dead)
+        serving = self._serving
+        try:
+            if self.manager is None:
+                return
+            if not self.is_ready and serving is not None and not serving.done():
+                serving.cancel()
+                await asyncio.wait({serving})
+            if self._client is not None:
+                await self.manager.shutdown(self._client, timeout=2.0, now=self.is_dead)
+            else:
+                await self.manager.shutdown(now=True)
+        finally:
+            self._closed.set()
 
 
 async def _port_refuses(host: str, port: int) -> bool:

@@ -9,13 +9,20 @@ F2        show the kernel's help for the name under the cursor
 
 Ctrl-C (clear the line), Ctrl-D (exit on an empty line), Ctrl-R (reverse
 history search), Up/Down (prefix history search) and Tab are prompt_toolkit's.
+So is the handling of the terminal's cursor position reports (the answer to
+the request prompt_toolkit sends with every prompt), except that a report
+triggers a redraw only when it changes the layout: at the bottom of the
+screen, where a console in use spends its time, it never does.
 
-Enter asks the kernel (``is_complete_request``), which takes a moment. So
-that keys typed meanwhile are handled *after* that decision, as if Enter had
-been handled at once, the handler holds them back: it takes what is queued in
-the key processor and stops reading the terminal (``input.detach()``) until
-it has decided, then feeds the held keys back in. If Enter ran the cell, the
-held keys become prompt_toolkit's type-ahead for the next prompt.
+A single line that is complete by itself (the ``runs_at_once`` predicate,
+:func:`shell._multiline.is_complete_line` for Python kernels) runs at once.
+Otherwise Enter asks the kernel (``is_complete_request``), which takes a
+moment. So that keys typed meanwhile are handled *after* that decision, as if
+Enter had been handled at once, the handler holds them back: it takes what is
+queued in the key processor and stops reading the terminal
+(``input.detach()``) until it has decided, then feeds the held keys back in.
+If Enter ran the cell, the held keys become prompt_toolkit's type-ahead for
+the next prompt (as they do when the line runs at once).
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from typing import TYPE_CHECKING
 from prompt_toolkit.enums import DEFAULT_BUFFER
 from prompt_toolkit.filters import has_completions, has_focus, has_selection
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
 
 if TYPE_CHECKING:
     from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.key_binding.key_bindings import NotImplementedOrNone
     from prompt_toolkit.key_binding.key_processor import KeyPress
 
 __all__ = ["load_console_bindings"]
@@ -38,9 +47,13 @@ __all__ = ["load_console_bindings"]
 CompletenessCheck = Callable[[str], Awaitable[tuple[str, str]]]
 #: ``inspect(text, cursor)``: show help for the name at ``cursor``.
 Inspector = Callable[[str, int], Awaitable[None]]
+#: ``runs_at_once(text)``: True when ``text`` is complete without asking the kernel.
+LocalCheck = Callable[[str], bool]
 
 
-def load_console_bindings(check: CompletenessCheck, inspect: Inspector) -> KeyBindings:
+def load_console_bindings(
+    check: CompletenessCheck, inspect: Inspector, runs_at_once: LocalCheck | None = None
+) -> KeyBindings:
     """The console's bindings; they take priority over prompt_toolkit's defaults."""
     bindings = KeyBindings()
     in_input = has_focus(DEFAULT_BUFFER) & ~has_selection
@@ -60,6 +73,9 @@ def load_console_bindings(check: CompletenessCheck, inspect: Inspector) -> KeyBi
         if not buffer.text.strip():
             buffer.validate_and_handle()  # an empty line: just a fresh prompt
             return
+        if runs_at_once is not None and runs_at_once(buffer.text):
+            buffer.validate_and_handle()  # no round trip: keys after Enter are type-ahead
+            return
         # Synchronously, before the key processor moves on to the next key:
         # hold back what is queued and stop reading the terminal.
         app = event.app
@@ -78,7 +94,29 @@ def load_console_bindings(check: CompletenessCheck, inspect: Inspector) -> KeyBi
         doc = event.current_buffer.document
         await inspect(doc.text, doc.cursor_position)
 
+    @bindings.add(Keys.CPRResponse, save_before=lambda event: False)
+    def _cursor_position(event: KeyPressEvent) -> NotImplementedOrNone:
+        return _report_cursor_row(event)
+
     return bindings
+
+
+def _report_cursor_row(event: KeyPressEvent) -> NotImplementedOrNone:
+    """prompt_toolkit's handler of a cursor position report (``ESC [ row ; col R``).
+
+    The row tells the renderer how many rows lie below the prompt, which the
+    layout may then fill (the toolbar goes to the bottom of the screen). If the
+    last drawing already filled them, a redraw would draw the same screen:
+    returning ``NotImplemented`` tells prompt_toolkit not to invalidate.
+    """
+    row = int(event.data[2:-1].split(";")[0])
+    renderer = event.app.renderer
+    screen = renderer.last_rendered_screen
+    renderer.report_absolute_cursor_row(row)
+    rows_below = event.app.output.get_size().rows - row + 1
+    if screen is not None and rows_below <= screen.height:
+        return NotImplemented
+    return None
 
 
 async def _decide(

@@ -2,14 +2,22 @@
 
 The kernel is the authority (``is_complete_request``: it knows its magics
 and its language), but Enter must never wait long for it. If the kernel is
-not usable (busy with another client's cell, dead, silent) or takes longer
-than ``timeout``, :func:`guess_complete` decides for this one keypress; the
-next keypress asks the kernel again, so a slow moment does not degrade the
-console for good.
+not usable (busy with another client's cell, dead, silent, still starting)
+or takes longer than ``timeout``, :func:`guess_complete` decides for this
+one keypress; the next keypress asks the kernel again, so a slow moment does
+not degrade the console for good.
+
+One case needs no question at all: a single line that Python compiles as it
+stands (:func:`is_complete_line`). No kernel could call it incomplete, as
+IPython's own terminal decides such lines locally too, so a Python kernel is
+not asked and Enter runs it at once. Everything else (several lines, anything
+that does not compile, such as ``%magic``, ``!cmd``, ``obj?``, an open
+bracket or block) still goes to the kernel.
 """
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import codeop
 import re
@@ -19,11 +27,12 @@ from kernel import KernelError
 
 from ._kernel import KernelLink
 
-__all__ = ["check_complete", "guess_complete"]
+__all__ = ["check_complete", "guess_complete", "is_complete_line"]
 
 #: Seconds Enter waits for the kernel's answer before guessing locally.
 IS_COMPLETE_TIMEOUT = 0.3
 _DEDENT = re.compile(r"^\s*(return|pass|break|continue|raise)\b")
+_PARSE_ONLY = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
 
 async def check_complete(
@@ -42,6 +51,26 @@ async def check_complete(
             if status != "unknown":
                 return status, str(reply.get("indent", ""))
     return guess_complete(text)
+
+
+def is_complete_line(text: str) -> bool:
+    """True when ``text`` is one line of Python source that is complete as it stands.
+
+    That is: no line break, not indented, and it parses (top-level ``await``
+    allowed), so it cannot end inside a bracket, a string, a block header or a
+    backslash continuation. A one-line compound statement (``for i in x: f(i)``)
+    counts, as in IPython. Only parsed, never compiled to bytecode (tens of
+    microseconds for a typical line).
+    """
+    if not text.strip() or "\n" in text or "\r" in text or text[:1].isspace():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning for invalid escapes
+            compile(text, "<input>", "exec", _PARSE_ONLY, dont_inherit=True)
+    except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def guess_complete(text: str) -> tuple[str, str]:

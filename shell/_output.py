@@ -17,6 +17,7 @@ after anything of unknown height (an inline image) nothing is overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import unicodedata
@@ -25,9 +26,8 @@ from typing import Any, TextIO
 from kernel.protocol import JSONDict, Message
 
 from ._images import render_image
-from ._richtext import html_to_text, markdown_to_text
 
-__all__ = ["ANSI_RE", "OutputRenderer", "format_bundle"]
+__all__ = ["ANSI_RE", "OutputRenderer", "format_bundle", "merge_streams"]
 
 #: CSI and OSC escape sequences (to measure or strip text).
 ANSI_RE = re.compile(
@@ -58,14 +58,42 @@ def format_bundle(data: JSONDict, images: str) -> tuple[str, bool]:
             return render_image(data[mime], mime, images), images != "file"
     plain_is_placeholder = not isinstance(plain, str) or bool(_OBJECT_REPR.match(plain.strip()))
     if isinstance(data.get("text/markdown"), str) and plain_is_placeholder:
+        from ._richtext import markdown_to_text
+
         return markdown_to_text(data["text/markdown"]), False
     if isinstance(data.get("text/html"), str) and plain_is_placeholder:
+        from ._richtext import html_to_text
+
         return html_to_text(data["text/html"]), False
     if isinstance(plain, str):
         return plain, False
     if isinstance(data.get("text/latex"), str):
         return data["text/latex"], False
     return f"[output of type {', '.join(sorted(data)) or 'none'}]", False
+
+
+def merge_streams(messages: list[Message]) -> list[Message]:
+    """``messages`` with each run of consecutive ``stream`` messages of one stream
+    (``stdout`` or ``stderr``) joined into one; other messages are kept as they are."""
+    runs: list[tuple[Message, list[str]]] = []
+    for message in messages:
+        text = message.content.get("text")
+        last = runs[-1][0] if runs else None
+        if (
+            last is not None
+            and message.msg_type == "stream" == last.msg_type
+            and message.content.get("name") == last.content.get("name")
+            and isinstance(text, str)
+        ):
+            runs[-1][1].append(text)
+        else:
+            runs.append((message, [text] if isinstance(text, str) else []))
+    return [
+        message
+        if message.msg_type != "stream" or len(texts) < 2
+        else dataclasses.replace(message, content={**message.content, "text": "".join(texts)})
+        for message, texts in runs
+    ]
 
 
 class OutputRenderer:
@@ -264,27 +292,38 @@ class OutputRenderer:
         """Move :attr:`column` over ``text``; return the screen rows it completed.
 
         An estimate: a carriage return restarts the row, wide characters count
-        two cells, and a line longer than the terminal wraps.
+        two cells, and a line longer than the terminal wraps. Text with more
+        lines than the terminal has rows only needs a lower bound (nothing that
+        tall is ever redrawn in place), so a flood is not measured line by line.
         """
         if not self.ansi:  # no cursor movement in plain mode: only line ends matter
             _, newline, tail = text.rpartition("\n")
             self.column = len(tail) if newline else self.column + len(tail)
             return text.count("\n")
-        width = max(shutil.get_terminal_size().columns, 1)
+        size = shutil.get_terminal_size()
+        width = max(size.columns, 1)
+        newlines = text.count("\n")
+        if newlines >= size.lines:
+            tail = ANSI_RE.sub("", text.rpartition("\n")[2])
+            self.column = 0
+            return newlines + self._advance_segment(tail, width, ended=False)
         rows = 0
         segments = ANSI_RE.sub("", text).split("\n")
         for index, segment in enumerate(segments):
-            if "\r" in segment:
-                self.column = 0
-                segment = segment.rsplit("\r", 1)[1]
-            col = self.column + _cells(segment)
-            if index < len(segments) - 1:  # a newline ends this segment
-                rows += 1 + max(col - 1, 0) // width
-                self.column = 0
-            else:
-                rows += col // width
-                self.column = col % width
+            rows += self._advance_segment(segment, width, ended=index < len(segments) - 1)
         return rows
+
+    def _advance_segment(self, segment: str, width: int, *, ended: bool) -> int:
+        """Move :attr:`column` over one line's text (no escapes); ``ended``: a newline follows."""
+        if "\r" in segment:
+            self.column = 0
+            segment = segment.rsplit("\r", 1)[1]
+        col = self.column + _cells(segment)
+        if ended:
+            self.column = 0
+            return 1 + max(col - 1, 0) // width
+        self.column = col % width
+        return col // width
 
     def _erase_rows(self, rows: int) -> None:
         """Move up ``rows`` rows to column 0 and erase to the end of the screen."""

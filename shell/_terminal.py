@@ -45,9 +45,21 @@ class Terminal:
             return
         self._queue.append(func)
         if self._draining is None or self._draining.done():
-            from prompt_toolkit.application import run_in_terminal
+            self._draining = asyncio.ensure_future(self._drain_above_prompt())
 
-            self._draining = asyncio.ensure_future(run_in_terminal(self._drain))
+    async def _drain_above_prompt(self) -> None:
+        from prompt_toolkit.application import get_app_or_none, run_in_terminal
+
+        app = get_app_or_none()
+        if app is not None and app.is_running and app.output.responds_to_cpr:
+            # run_in_terminal first waits for outstanding cursor position reports,
+            # then erases the prompt even if Enter finished it meanwhile, wiping the
+            # finished input line. Wait here instead, and look again.
+            await app.renderer.wait_for_cpr_responses()
+        if _prompt_is_live(self.interactive):
+            await run_in_terminal(self._drain)
+        else:
+            self._drain()
 
     def _drain(self) -> None:
         while self._queue:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import gc
 import sys
 from collections.abc import Sequence
 
 from kernel import __version__
 
-from ._batch import add_run_arguments
-
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser; ``loom run``'s options (and their imports) only when ``run`` is used."""
     parser = argparse.ArgumentParser(
         prog="loom",
         description="Loom: a terminal-first interactive Python environment for Jupyter kernels.",
@@ -38,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--prefix", metavar="PREFIX", help="install into PREFIX/share/jupyter")
 
     run = sub.add_parser("run", help="run a script or notebook non-interactively")
-    add_run_arguments(run)
+    if "run" in argv:  # importing the batch runner would slow the console's start
+        from ._batch import add_run_arguments
+
+        add_run_arguments(run)
 
     kernel = sub.add_parser("kernel", help="run a Loom kernel")
     kernel.add_argument(
@@ -75,7 +77,9 @@ def _add_console_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _parser(argv).parse_args(argv)
     if args.command == "kernelspec":
         return _kernelspec(args)
     if args.command == "run":
@@ -86,14 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kernel.server import run_kernel
 
         return run_kernel(args.connection_file)
-    from ._console import run_console
-
+    # Start-up allocates much and frees little, so collecting meanwhile only costs
+    # time; the console resumes collecting once its first prompt is up.
+    gc.disable()
     try:
+        import asyncio
+
+        from ._console import run_console
+
         return asyncio.run(
             run_console(kernel_name=args.kernel, existing=args.existing, vi_mode=args.vi)
         )
     except KeyboardInterrupt:
         return 130
+    finally:
+        gc.enable()
 
 
 def _kernelspec(args: argparse.Namespace) -> int:

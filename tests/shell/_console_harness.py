@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -42,6 +43,20 @@ def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOM_CONSOLE_HISTORY", str(tmp_path / "console_history"))
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.delenv("PYTHONASYNCIODEBUG", raising=False)
+
+
+def slow_kernelspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float) -> str:
+    """Register kernelspec ``slowloom``: Loom's kernel, started after ``seconds`` of sleep."""
+    code = (
+        f"import sys, time; time.sleep({seconds}); "
+        "from kernel.server import run_kernel; sys.exit(run_kernel(sys.argv[1]))"
+    )
+    spec_dir = tmp_path / "jupyter" / "kernels" / "slowloom"
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": ["python", "-c", code, "{connection_file}"], "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps({**spec, "display_name": "slow"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "slowloom"
 
 
 @dataclass

@@ -273,6 +273,50 @@ def test_stopped_kernel_is_not_responding_then_recovers(
     finish(c)
 
 
+def write_kernelspec(tmp_path: Path, name: str, code: str) -> dict[str, str]:
+    """A Python kernelspec running ``code`` (``sys.argv[1]``: the connection file);
+    returns the environment that makes it findable."""
+    spec_dir = tmp_path / "jupyter" / "kernels" / name
+    spec_dir.mkdir(parents=True)
+    spec = {"argv": ["python", "-c", code, "{connection_file}"], "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps({**spec, "display_name": name}))
+    return {"JUPYTER_PATH": str(tmp_path / "jupyter")}
+
+
+SLOW_KERNEL = (  # Loom's kernel, after 1.5 s of doing nothing
+    "import sys, time; time.sleep(1.5); "
+    "from kernel.server import run_kernel; sys.exit(run_kernel(sys.argv[1]))"
+)
+
+
+def test_prompt_comes_before_the_kernel_and_an_early_cell_waits_for_it(
+    tmp_path: Path, console: list[Console]
+) -> None:
+    env = write_kernelspec(tmp_path, "slowloom", SLOW_KERNEL)
+    c = open_console(console, tmp_path, "--kernel", "slowloom", **env)
+    c.expect(prompt_re(1), timeout=1.4)  # while the kernel still sleeps
+    started = time.monotonic()
+    c.run("print('early' + ' bird')")  # typed and entered before the kernel answers
+    c.expect("Waiting for kernel slowloom to start")
+    c.expect("early bird")
+    assert time.monotonic() - started > 0.5  # it did wait for the kernel
+    c.kernel_pid(2)
+    c.expect(prompt_re(3))
+    c.run("print('count', 2 + 1)")
+    c.expect("count 3")
+    finish(c)
+
+
+def test_kernel_that_cannot_start_ends_the_console(tmp_path: Path, console: list[Console]) -> None:
+    env = write_kernelspec(tmp_path, "broken", "import sys, time; time.sleep(0.3); sys.exit(3)")
+    c = open_console(console, tmp_path, "--kernel", "broken", **env)
+    c.expect(prompt_re(1), timeout=1.0)  # the prompt does not wait for the kernel
+    c.expect(r"loom: kernel 'broken' exited with code 3")
+    c.child.expect(pexpect.EOF, timeout=15)
+    c.child.close()
+    assert c.child.exitstatus == 1
+
+
 def test_restart_magic_starts_a_new_kernel(tmp_path: Path, console: list[Console]) -> None:
     c = open_console(console, tmp_path)  # the default kernel: loom
     pid = c.kernel_pid(1)
@@ -390,12 +434,14 @@ def test_history_persists_across_sessions(
         else {"IPYTHONDIR": str(tmp_path / "other_ipython")}
     )
     second = open_console(console, tmp_path, "--kernel", kernel, **fresh)
-    second.expect(prompt_re(1))
+    # The kernel's history is merged once the kernel answers (the prompt does not
+    # wait for it): run a cell first, which answers after the history request.
+    second.kernel_pid(1)
+    second.expect(prompt_re(2))
     second.child.send("print('pers")
     second.child.send("\x1b[A")  # Up: prefix search
     second.child.send("\r")
     second.expect("persisted-entry")
-    second.kernel_pid(2)
     finish(second)
 
 

@@ -7,17 +7,30 @@ what the kernel ran (its outputs and execution counts).
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from _console_harness import KERNELS, console_on, isolate, run
+from _console_harness import KERNELS, console_on, isolate, run, slow_kernelspec
 from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
 
-from kernel import connect_client
+from kernel import KernelManager, connect_client
+from kernel.protocol import JSONDict
+from shell._interactive import InteractiveConsole
+from shell._kernel import KernelLink
+from shell._output import OutputRenderer
+from shell._prompt import ConsoleUI
+from shell._terminal import Terminal
 
 pytestmark = pytest.mark.peer
 
@@ -312,5 +325,114 @@ def test_other_clients_cells_appear_with_their_input(kernel: str) -> None:
             assert "[another client] In [1]: print('from' + '-other')" in h.lines()
             await h.until(lambda: h.at_prompt(2))  # the prompt number follows the kernel
             assert h.buffer.text == "abc"
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_complete_single_line_runs_without_asking_the_kernel(kernel: str) -> None:
+    async def scenario() -> None:
+        async with console_on(kernel) as h:
+            client = h.console.link.client
+            asked: list[str] = []
+            is_complete = client.is_complete
+
+            async def counting(code: str, **kw: Any) -> JSONDict:
+                asked.append(code)
+                return await is_complete(code, **kw)
+
+            client.is_complete = counting  # type: ignore[method-assign]
+            h.send("x = 40 + 2\r")
+            await h.until(lambda: h.at_prompt(2))
+            h.send("for i in range(2): print(i + x)\r")  # a one-line block runs at once too
+            await h.until(lambda: h.at_prompt(3))
+            assert asked == []
+            assert h.lines() == ["42", "43"]
+            h.send("%time y = 1\r")  # IPython syntax: the kernel decides
+            await h.until(lambda: h.at_prompt(4))
+            h.send("if x:\r")  # an open block: the kernel decides, and indents
+            await h.until(lambda: h.buffer.text == "if x:\n    ")
+            assert asked == ["%time y = 1", "if x:"]
+
+    run(scenario)
+
+
+@dataclass
+class Starting:
+    """A console on a kernel that is still starting (see :func:`starting_console`)."""
+
+    link: KernelLink
+    ui: ConsoleUI
+    console: InteractiveConsole
+    keys: PipeInput
+    out: io.StringIO
+    task: asyncio.Task[int]
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                if self.task.done():
+                    self.task.result()
+                    raise AssertionError("the console loop ended")
+                await asyncio.sleep(0.005)
+
+
+@asynccontextmanager
+async def starting_console(name: str) -> AsyncIterator[Starting]:
+    """The console as ``loom --kernel NAME`` builds it: the prompt up before the kernel."""
+    link = KernelLink.starting(KernelManager(name), name)
+    serving = asyncio.ensure_future(link.serve())
+    try:
+        with create_pipe_input() as keys:
+            out = io.StringIO()
+            ui = ConsoleUI(link, input=keys, output=DummyOutput(), stdout=out)
+            renderer = OutputRenderer(out, ansi=False)
+            console = InteractiveConsole(link, ui, renderer, Terminal(out))
+            task = asyncio.ensure_future(console.run())
+            s = Starting(link, ui, console, keys, out, task)
+            await s.until(lambda: ui.is_live)
+            yield s
+            keys.send_text("exit\r")
+            async with asyncio.timeout(10):
+                assert await task == 0
+    finally:
+        await link.shutdown()
+        await serving
+
+
+def test_a_cell_entered_while_the_kernel_starts_runs_once_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = slow_kernelspec(tmp_path, monkeypatch, seconds=1.0)
+
+    async def scenario() -> None:
+        async with starting_console(name) as s:
+            toolbar = "".join(text for _, text, *_ in s.ui._toolbar())
+            assert "starting" in toolbar  # the prompt is up, the kernel is not
+            s.keys.send_text("print('ran', 6 * 7)\r")
+            await s.until(lambda: s.console._cell is not None)
+            assert not s.link.is_ready  # the cell waits...
+            await s.until(lambda: s.ui.is_live and s.ui.count == 2)
+            assert s.link.is_ready  # ...and ran once the kernel answered
+            assert "ran 42" in s.out.getvalue()
+
+    run(scenario)
+
+
+def test_ctrl_c_stops_a_cell_waiting_for_a_starting_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = slow_kernelspec(tmp_path, monkeypatch, seconds=1.0)
+
+    async def scenario() -> None:
+        async with starting_console(name) as s:
+            s.keys.send_text("print('never')\r")
+            await s.until(lambda: s.console._cell is not None)
+            os.kill(os.getpid(), signal.SIGINT)  # as the terminal's Ctrl-C would
+            await s.until(lambda: "still starting" in s.out.getvalue())
+            await s.link.wait_ready()  # the booting kernel was not disturbed
+            s.keys.send_text("print('after', 1)\r")
+            await s.until(lambda: "after 1" in s.out.getvalue())
+            assert "never" not in s.out.getvalue()
 
     run(scenario)

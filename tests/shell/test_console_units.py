@@ -15,8 +15,8 @@ from shell._completion import completions_from_reply
 from shell._history import ConsoleHistory, kernel_history_entries
 from shell._images import image_protocol, render_image
 from shell._kernel import describe_exit
-from shell._multiline import guess_complete
-from shell._output import ANSI_RE, OutputRenderer, format_bundle
+from shell._multiline import guess_complete, is_complete_line
+from shell._output import ANSI_RE, OutputRenderer, format_bundle, merge_streams
 from shell._pager import page
 from shell._richtext import html_to_text, markdown_to_text
 
@@ -200,6 +200,70 @@ def test_markdown_to_text_drops_markers() -> None:
 )
 def test_guess_complete(text: str, expected: tuple[str, str]) -> None:
     assert guess_complete(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pass", True),
+        ("x = 1; y = 2", True),
+        ("print('a:b')", True),
+        ("for i in range(3): print(i)", True),  # one line, as IPython runs it
+        ("await asyncio.sleep(0)", True),  # top-level await is allowed
+        ("x = '\\d'", True),  # a SyntaxWarning is not an error
+        ("# just a comment", True),
+        ("", False),
+        ("   ", False),
+        ("  x = 1", False),  # indented: the kernel may dedent it
+        ("for i in range(3):", False),  # opens a block
+        ("x = (1,", False),  # open bracket
+        ('s = """abc', False),  # open string
+        ("x = 1 + \\", False),  # continuation
+        ("%time x = 1", False),  # IPython syntax: the kernel knows
+        ("!ls", False),
+        ("len?", False),
+        ("x = 1\ny = 2", False),  # more than one line: the kernel decides
+        ("@decorator", False),
+        ("a b c", False),  # invalid: let the kernel say so
+    ],
+)
+def test_is_complete_line(text: str, expected: bool) -> None:
+    assert is_complete_line(text) is expected
+
+
+# -- output batching ------------------------------------------------------------------------
+
+
+def test_merge_streams_joins_runs_of_one_stream_only() -> None:
+    merged = merge_streams(
+        [
+            msg("stream", name="stdout", text="a\n"),
+            msg("stream", name="stdout", text="b\n"),
+            msg("stream", name="stderr", text="oops\n"),
+            msg("stream", name="stdout", text="c\n"),
+            msg("display_data", data={"text/plain": "d"}),
+            msg("stream", name="stdout", text="e"),
+            msg("stream", name="stdout", text="f\n"),
+        ]
+    )
+    assert [(m.msg_type, m.content.get("name"), m.content.get("text")) for m in merged] == [
+        ("stream", "stdout", "a\nb\n"),
+        ("stream", "stderr", "oops\n"),
+        ("stream", "stdout", "c\n"),
+        ("display_data", None, None),
+        ("stream", "stdout", "ef\n"),
+    ]
+
+
+def test_a_flood_is_counted_without_measuring_every_line() -> None:
+    r, out = renderer(ansi=True)
+    lines = 5000
+    r.render(msg("stream", name="stdout", text="".join(f"{i}\n" for i in range(lines)) + "tail"))
+    assert r.column == len("tail")
+    assert r._cell_rows is not None
+    assert r._cell_rows >= lines  # a lower bound is enough
+    r.render(msg("clear_output", wait=False))  # too tall to erase: nothing moves up
+    assert "\x1b[" not in out.getvalue().split("tail", 1)[1].replace("\r\x1b[K", "")
 
 
 # -- commands, completion, history ---------------------------------------------------------
