@@ -47,6 +47,9 @@ log = logging.getLogger("loom.kernel")
 
 #: Stream text is held at most this long before it is published (seconds).
 FLUSH_INTERVAL = 0.02
+#: Text that starts a burst (none sent for ``FLUSH_INTERVAL``) goes out after only
+#: this long: a front end sees the first line at once, a flood is still batched.
+FIRST_FLUSH = 0.002
 #: Before the first subscription, hold at most this many iopub messages, this long.
 HOLD_MESSAGES = 10_000
 HOLD_SECONDS = 30.0
@@ -61,7 +64,7 @@ class _StreamBuffer:
     parent: JSONDict
     chunks: list[str] = field(default_factory=list)
     size: int = 0
-    since: float = 0.0
+    due: float = 0.0
 
 
 ControlHandler = Callable[[Message], JSONDict | None]
@@ -94,6 +97,7 @@ class IOThread:
         self._held: list[list[bytes]] | None = []
         self._hold_until = time.monotonic() + HOLD_SECONDS
         self._streams: dict[str, _StreamBuffer] = {}
+        self._last_stream_at = 0.0
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
         self._rejected = RateLimitedLog(log)
@@ -139,7 +143,10 @@ class IOThread:
                 self._seal(name)
                 buf = None
             if buf is None:
-                buf = self._streams[name] = _StreamBuffer(parent, since=time.monotonic())
+                now = time.monotonic()
+                quiet = now - self._last_stream_at >= FLUSH_INTERVAL
+                due = now + (FIRST_FLUSH if quiet else FLUSH_INTERVAL)
+                buf = self._streams[name] = _StreamBuffer(parent, due=due)
                 wake = True  # the thread must arm its flush timer
             buf.chunks.append(text)
             buf.size += len(text)
@@ -194,6 +201,7 @@ class IOThread:
             _signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _seal(self, name: str) -> None:
+        self._last_stream_at = time.monotonic()
         buf = self._streams.pop(name)
         content = {"name": name, "text": "".join(buf.chunks)}
         self._send(self.session.message("stream", content, parent=buf.parent))
@@ -285,13 +293,13 @@ class IOThread:
         with self._lock:
             if not self._streams:
                 return None
-            oldest = min(buf.since for buf in self._streams.values())
-        return oldest + FLUSH_INTERVAL - time.monotonic()
+            due = min(buf.due for buf in self._streams.values())
+        return due - time.monotonic()
 
     def _flush_due(self, everything: bool = False) -> None:
         now = time.monotonic()
         for name, buf in list(self._streams.items()):
-            if everything or now - buf.since >= FLUSH_INTERVAL:
+            if everything or now >= buf.due:
                 self._seal(name)
 
     def _greet_subscribers(self) -> None:
