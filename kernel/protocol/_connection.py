@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +58,7 @@ class ConnectionInfo:
     @staticmethod
     def new_key() -> bytes:
         """A fresh random key in the form jupyter_client generates (a UUID-like hex string)."""
-        return secrets.token_hex(16).encode("ascii")
+        return os.urandom(16).hex().encode("ascii")
 
     def port(self, channel: str) -> int:
         return int(getattr(self, f"{channel}_port"))
@@ -147,11 +145,13 @@ class ConnectionInfo:
         if path is None:
             directory = runtime_dir()
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            target = directory / f"kernel-loom-{secrets.token_hex(6)}.json"
+            target = directory / f"kernel-loom-{os.urandom(6).hex()}.json"
         else:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # mkstemp creates the file 0600 before any secret is written to it.
+        import tempfile  # only writers need it; kernels that are given a file start faster
+
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".connection-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
