@@ -70,6 +70,9 @@ class MessageSocket:
     """
 
     def __init__(self, socket: zmq.Socket[bytes], session: Session, channel: str) -> None:
+        if socket.sndhwm != 0:
+            # send() is synchronous: only a socket that queues without limit never blocks it.
+            raise ValueError(f"{channel} socket needs sndhwm=0 to be used by MessageSocket")
         self.socket = socket
         self.session = session
         self.channel = channel
@@ -114,15 +117,9 @@ class MessageSocket:
             self._readable.set()
 
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
-        """Send at once; with no high-water mark a DEALER or SUB never blocks."""
+        """Send at once: with no send high-water mark (see ``__init__``) it never blocks."""
         self._watch()
-        frames = self.session.serialize(message, identities or ())
-        while True:
-            try:
-                self.socket.send_multipart(frames, zmq.NOBLOCK)
-                break
-            except zmq.Again:  # only a socket with a high-water mark gets here
-                await asyncio.sleep(0.001)
+        self.socket.send_multipart(self.session.serialize(message, identities or ()))
         self._maybe_readable()
 
     async def recv(self) -> Received:
