@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _support import wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,20 +28,6 @@ PARENT = textwrap.dedent(
     sys.stdin.read()  # wait to be killed
     """
 )
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait for ``pid`` to exit, using a pidfd (no polling)."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.timeout(60)
@@ -63,10 +50,10 @@ def test_kernel_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         assert parent.stdout is not None
         kernel_pid = int(parent.stdout.readline())
         # The kernel is up once it has written its connection file.
-        assert not _wait_gone(kernel_pid, 0.5)
+        assert not wait_gone(kernel_pid, 0.5)
         parent.kill()
         parent.wait(10)
-        assert _wait_gone(kernel_pid, 15), "kernel outlived its killed parent"
+        assert wait_gone(kernel_pid, 15), "kernel outlived its killed parent"
     finally:
         parent.kill()
         parent.wait(10)

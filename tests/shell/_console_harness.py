@@ -88,12 +88,23 @@ class Harness:
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         """Wait until ``predicate()`` holds (checked as the loop turns)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                if self.task.done():
-                    self.task.result()  # surface the console's exception
-                    raise AssertionError("the console loop ended")
-                await asyncio.sleep(0.005)
+        await wait_until(self.task, predicate, timeout)
+
+
+async def wait_until(
+    task: asyncio.Task[int], predicate: Callable[[], bool], timeout: float
+) -> None:
+    """Wait until ``predicate()`` holds while the console ``task`` runs.
+
+    The console's state changes only as its loop turns, so the predicate is
+    re-checked every few milliseconds; the console ending first is an error.
+    """
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            if task.done():
+                task.result()  # surface the console's exception
+                raise AssertionError("the console loop ended")
+            await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from _support import wait_gone
 
 pytestmark = pytest.mark.peer
 
@@ -136,21 +137,10 @@ def finish(c: Console) -> None:
     c.child.close()
     assert c.child.exitstatus == 0
     for pid in c.kernel_pids:
-        assert is_gone(pid), f"kernel {pid} is still running"
+        assert wait_gone(pid, 5), f"kernel {pid} is still running"
     counts = c.thread_counts()
     assert counts, "LOOM_DEBUG_THREADS recorded nothing"
     assert set(counts) == {1}, f"the console ran other Python threads: {counts}"
-
-
-def is_gone(pid: int) -> bool:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- scenarios ------------------------------------------------------------------------
@@ -324,7 +314,7 @@ def test_restart_magic_starts_a_new_kernel(tmp_path: Path, console: list[Console
     c.run("%restart")
     c.expect("Kernel restarted")
     assert c.kernel_pid(1) != pid
-    assert is_gone(pid)
+    assert wait_gone(pid, 5)
     finish(c)
 
 
@@ -485,4 +475,4 @@ def test_terminated_console_leaves_no_kernel_behind(
         assert c.child.exitstatus == 128 + signal.SIGTERM
     else:
         c.child.close(force=False)  # the terminal goes away: SIGHUP
-    assert is_gone(pid), "the kernel outlived its console"
+    assert wait_gone(pid, 5), "the kernel outlived its console"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _console_harness import KERNELS, console_on, isolate, run, slow_kernelspec
+from _console_harness import KERNELS, console_on, isolate, run, slow_kernelspec, wait_until
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -369,12 +369,7 @@ class Starting:
     task: asyncio.Task[int]
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                if self.task.done():
-                    self.task.result()
-                    raise AssertionError("the console loop ended")
-                await asyncio.sleep(0.005)
+        await wait_until(self.task, predicate, timeout)
 
 
 @asynccontextmanager
