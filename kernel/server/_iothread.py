@@ -284,8 +284,10 @@ class IOThread:
                 if fd in events:
                     self._drain_pipe(fd)
             with self._lock:
-                self._greet_subscribers()
                 self._flush_due(everything=self._stopping)
+                # After the flush: its sends may have consumed the edge announcing a
+                # subscription, and greeting drains until ZMQ_EVENTS shows none left.
+                self._greet_subscribers()
             if self._stopping:
                 return
 

@@ -206,9 +206,10 @@ def test_output_before_a_long_call_arrives_at_once() -> None:
             )
             replied = time.monotonic()
             assert reply.content["status"] == "ok"
-            streams = [(t, m) for t, m in arrivals if m.msg_type == "stream"]
-            assert streams[0][1].content["text"] == "before\n"
-            assert replied - streams[0][0] > 2
+            # print() writes text and newline separately: a loaded kernel may send two
+            # stream messages, but both long before the cell ends
+            early = [m for t, m in arrivals if m.msg_type == "stream" and replied - t > 2]
+            assert "".join(m.content["text"] for m in early) == "before\n"
 
     run(scenario)
 
