@@ -1,11 +1,21 @@
-"""Inline images: the kitty graphics protocol, iTerm2's, or a file path.
+"""Inline images: the kitty graphics protocol, iTerm2's, sixel, or a file path.
 
 Detection is by environment only (asking the terminal would need a round
 trip through the tty while a prompt may own it): kitty sets ``TERM=xterm-kitty``
 and ``KITTY_WINDOW_ID``; iTerm2 sets ``TERM_PROGRAM=iTerm.app`` (WezTerm
-understands the iTerm2 protocol and says ``TERM_PROGRAM=WezTerm``).
-``LOOM_IMAGES=kitty|iterm|file`` overrides the guess. Elsewhere, and always
-in plain mode, the image is saved to a temporary file whose path is printed.
+understands the iTerm2 protocol and says ``TERM_PROGRAM=WezTerm``). Sixel is
+assumed where it works out of the box: foot, mlterm, contour and yaft (by
+``TERM``), Konsole 22.04 or later (``KONSOLE_VERSION``) and Windows Terminal
+(``WT_SESSION``). The last two variables are inherited from the outer
+terminal, so they are not trusted inside tmux or screen, which may not pass
+sixels through (and would then show nothing at all, not even a path).
+``LOOM_IMAGES=kitty|iterm|sixel|file`` overrides the guess. Elsewhere, and
+always in plain mode, the image is saved to a temporary file whose path is
+printed.
+
+Sixel needs pixels, so PNGs are decoded (:mod:`._png`) and re-encoded
+(:mod:`._sixel`) here; a PNG that cannot be decoded is saved to a file
+instead, with the reason.
 """
 
 from __future__ import annotations
@@ -15,30 +25,55 @@ import os
 import tempfile
 from collections.abc import Mapping
 
+from ._png import PNGError, decode_png
+from ._sixel import encode_sixel
+
 __all__ = ["image_protocol", "render_image"]
 
 _KITTY_CHUNK = 4096  # the protocol's maximum payload per escape sequence
+_PROTOCOLS = ("kitty", "iterm", "sixel", "file")
+_SIXEL_TERMS = ("foot", "mlterm", "contour", "yaft")  # TERM prefixes, e.g. foot-extra
+_KONSOLE_SIXEL = 220400  # KONSOLE_VERSION is YYMMPP; sixel arrived in 22.04
+# Decoding and encoding run on the console's only thread, a few hundred ms per megapixel
+# for a figure: larger images are saved to a file rather than freeze the prompt.
+_SIXEL_MAX_PIXELS = 4_000_000
 
 
 def image_protocol(env: Mapping[str, str] | None = None) -> str:
-    """``"kitty"``, ``"iterm"`` or ``"file"`` for the terminal described by ``env``."""
+    """``"kitty"``, ``"iterm"``, ``"sixel"`` or ``"file"`` for the terminal described by ``env``."""
     env = os.environ if env is None else env
     forced = env.get("LOOM_IMAGES", "").lower()
-    if forced in ("kitty", "iterm", "file"):
+    if forced in _PROTOCOLS:
         return forced
     if env.get("TERM") == "xterm-kitty" or "KITTY_WINDOW_ID" in env:
         return "kitty"
     if env.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
         return "iterm"
+    if env.get("TERM", "").startswith(_SIXEL_TERMS):
+        return "sixel"
+    if not _multiplexed(env) and (_konsole_with_sixel(env) or "WT_SESSION" in env):
+        return "sixel"
     return "file"
+
+
+def _multiplexed(env: Mapping[str, str]) -> bool:
+    """Whether tmux or screen sits between us and the terminal."""
+    return "TMUX" in env or "STY" in env or env.get("TERM", "").startswith(("screen", "tmux"))
+
+
+def _konsole_with_sixel(env: Mapping[str, str]) -> bool:
+    version = env.get("KONSOLE_VERSION", "")
+    return version.isdigit() and int(version) >= _KONSOLE_SIXEL
 
 
 def render_image(data_b64: str, mime: str, protocol: str) -> str:
     """Text that shows the base64 image ``data_b64`` (of type ``mime``).
 
-    For ``kitty`` and ``iterm`` the text is escape sequences followed by a
-    newline; for ``file`` it is ``[image/png saved to PATH]``. Only PNG can be
-    sent to kitty directly (``f=100``); other types fall back to a file.
+    For ``kitty``, ``iterm`` and ``sixel`` the text is escape sequences
+    followed by a newline; for ``file`` it is ``[image/png saved to PATH]``.
+    Only PNG can be sent to kitty directly (``f=100``) or decoded for sixel;
+    other types fall back to a file, and so does a PNG the sixel encoder
+    cannot read (``[image/png saved to PATH (not shown inline: REASON)]``).
     """
     payload = "".join(data_b64.split())
     if protocol == "kitty" and mime == "image/png":
@@ -46,6 +81,12 @@ def render_image(data_b64: str, mime: str, protocol: str) -> str:
     if protocol == "iterm":
         size = len(base64.b64decode(payload))
         return f"\x1b]1337;File=inline=1;size={size};preserveAspectRatio=1:{payload}\x07\n"
+    if protocol == "sixel" and mime == "image/png":
+        try:
+            image = decode_png(base64.b64decode(payload), max_pixels=_SIXEL_MAX_PIXELS)
+        except PNGError as exc:
+            return f"[{mime} saved to {_save(payload, mime)} (not shown inline: {exc})]\n"
+        return encode_sixel(image.width, image.height, image.rgba) + "\n"
     return f"[{mime} saved to {_save(payload, mime)}]\n"
 
 
