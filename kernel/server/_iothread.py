@@ -12,6 +12,13 @@ thread owns the sockets that must stay live meanwhile:
 * **captured file descriptors 1 and 2**: output that C extensions and child
   processes write straight to the fds arrives as ``stream`` messages.
 
+Stream text is the hot path (a ``print`` loop writes twice per line): writers
+append to a :class:`StreamSink` without taking the lock, and whoever seals it
+(this thread on its timer, a writer whose text passed ``MAX_STREAM_CHUNK``, or
+``publish``) drains it under the lock. Taking the lock per write cost more than
+the rest of ``print`` together, and a writer preempted while holding it made
+this thread's flush wait for the GIL twice.
+
 Sending on iopub happens under one lock, from whichever thread publishes:
 the main thread sends its messages itself instead of handing them over.
 Waking this thread for every message made the two threads trade the GIL
@@ -33,15 +40,15 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import zmq
 
 from .._transport import RateLimitedLog
 from ..protocol import JSONDict, Message, ProtocolError, Session
 
-__all__ = ["FLUSH_INTERVAL", "IOThread"]
+__all__ = ["FLUSH_INTERVAL", "IOThread", "StreamSink"]
 
 log = logging.getLogger("loom.kernel")
 
@@ -53,18 +60,35 @@ FIRST_FLUSH = 0.002
 #: Before the first subscription, hold at most this many iopub messages, this long.
 HOLD_MESSAGES = 10_000
 HOLD_SECONDS = 30.0
-#: A stream message is sealed once it holds this much text, bounding message size.
-MAX_STREAM_CHUNK = 1 << 20
+#: A stream message is sealed once it holds this much text (characters), by the
+#: writer itself: it bounds message size, and a flood reaches a terminal in pieces
+#: it can show while the rest is still being printed.
+MAX_STREAM_CHUNK = 1 << 16
 #: ``drain_fds`` reads at most this many 64 KiB chunks per captured fd.
 _MAX_DRAIN_READS = 64
 
 
-@dataclass(slots=True)
-class _StreamBuffer:
-    parent: JSONDict
-    chunks: list[str] = field(default_factory=list)
-    size: int = 0
-    due: float = 0.0
+class StreamSink:
+    """The text written to one stream (``stdout``/``stderr``) and not yet published.
+
+    Writers call :meth:`IOThread.write_to`, which appends without a lock; a
+    ``deque`` because appending and popping from its two ends are atomic, so a
+    seal in another thread never loses a chunk appended meanwhile. ``armed``
+    says the I/O thread has a flush timer for this text (due at ``due``); it is
+    cleared *before* a seal drains, and a writer checks it *after* appending, so
+    text is never left behind without a timer. ``size`` is approximate: a
+    writer and a seal may race on it, which only moves a size-triggered seal.
+    """
+
+    __slots__ = ("armed", "chunks", "due", "name", "parent", "size")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.chunks: deque[str] = deque()
+        self.size = 0
+        self.parent: JSONDict = {}
+        self.armed = False
+        self.due = 0.0
 
 
 ControlHandler = Callable[[Message], JSONDict | None]
@@ -89,14 +113,14 @@ class IOThread:
         self.control_handlers: dict[str, ControlHandler] = {}
         #: Parent header for output that has no better parent (fd output, threads).
         self.current_parent: JSONDict = {}
-        self._lock = threading.Lock()  # guards _streams and every use of _iopub
+        self._lock = threading.Lock()  # guards sealing and every use of _iopub
         # Until the first client subscribes, iopub messages are held rather than
         # dropped by XPUB: a client that sends a request as soon as it has a
         # kernel_info reply (jupyter console does) may not have subscribed yet,
         # and would wait forever for the idle it never saw.
         self._held: list[list[bytes]] | None = []
         self._hold_until = time.monotonic() + HOLD_SECONDS
-        self._streams: dict[str, _StreamBuffer] = {}
+        self._sinks = {name: StreamSink(name) for name in ("stdout", "stderr")}
         self._last_stream_at = 0.0
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
@@ -130,30 +154,33 @@ class IOThread:
     def publish_new(self, msg_type: str, content: JSONDict, parent: JSONDict) -> None:
         self.publish(self.session.message(msg_type, content, parent=parent))
 
-    def write_stream(self, name: str, text: str, parent: JSONDict | None = None) -> None:
-        """Buffer stream text; it is published within ``FLUSH_INTERVAL``."""
-        if not text:
-            return
-        if parent is None:
-            parent = self.current_parent
-        wake = False
-        with self._lock:
-            buf = self._streams.get(name)
-            if buf is not None and buf.parent is not parent:
-                self._seal(name)
-                buf = None
-            if buf is None:
-                now = time.monotonic()
-                quiet = now - self._last_stream_at >= FLUSH_INTERVAL
-                due = now + (FIRST_FLUSH if quiet else FLUSH_INTERVAL)
-                buf = self._streams[name] = _StreamBuffer(parent, due=due)
-                wake = True  # the thread must arm its flush timer
-            buf.chunks.append(text)
-            buf.size += len(text)
-            if buf.size >= MAX_STREAM_CHUNK:
-                self._seal(name)
-        if wake:
-            self._wake()
+    def sink(self, name: str) -> StreamSink:
+        """The sink of stream ``name`` (``stdout`` or ``stderr``)."""
+        return self._sinks[name]
+
+    def write_to(self, sink: StreamSink, text: str) -> None:
+        """Buffer stream text for the current parent; it is published within ``FLUSH_INTERVAL``.
+
+        Called for every write to ``sys.stdout``/``sys.stderr``: no lock unless
+        the parent changed, the text grew past ``MAX_STREAM_CHUNK`` or the flush
+        timer must be armed.
+        """
+        if sink.parent is not self.current_parent:
+            with self._lock:
+                self._seal(sink)  # earlier text belongs to the earlier request
+                sink.parent = self.current_parent
+                self._last_stream_at = 0.0  # a request's first line goes out at once
+        sink.chunks.append(text)
+        sink.size += len(text)
+        if sink.size >= MAX_STREAM_CHUNK:
+            with self._lock:
+                self._seal(sink)
+        elif not sink.armed:
+            now = time.monotonic()
+            quiet = now - self._last_stream_at >= FLUSH_INTERVAL
+            sink.due = now + (FIRST_FLUSH if quiet else FLUSH_INTERVAL)
+            sink.armed = True
+            self._wake()  # the thread must arm its flush timer
 
     def flush(self) -> None:
         """Publish buffered stream text now (without waiting for the timer)."""
@@ -200,15 +227,22 @@ class IOThread:
         finally:
             _signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
-    def _seal(self, name: str) -> None:
+    def _seal(self, sink: StreamSink) -> None:
+        """Publish what ``sink`` holds (the order of these steps is what keeps it lock-free
+        for writers: see :class:`StreamSink`)."""
+        sink.armed = False
+        chunks = sink.chunks
+        parts = [chunks.popleft() for _ in range(len(chunks))]
+        sink.size = 0
+        if not parts:
+            return
         self._last_stream_at = time.monotonic()
-        buf = self._streams.pop(name)
-        content = {"name": name, "text": "".join(buf.chunks)}
-        self._send(self.session.message("stream", content, parent=buf.parent))
+        content = {"name": sink.name, "text": "".join(parts)}
+        self._send(self.session.message("stream", content, parent=sink.parent))
 
     def _seal_all(self) -> None:
-        for name in list(self._streams):
-            self._seal(name)
+        for sink in self._sinks.values():
+            self._seal(sink)
 
     def _wake(self) -> None:
         os.eventfd_write(self._wake_fd, 1)
@@ -246,7 +280,9 @@ class IOThread:
                 data = os.read(fd, 1 << 16)
             except BlockingIOError:
                 return False
-            self.write_stream(name, decoder.decode(data))
+            text = decoder.decode(data)
+            if text:
+                self.write_to(self._sinks[name], text)
         return bool(data)
 
     # -- the thread -------------------------------------------------------------
@@ -292,17 +328,14 @@ class IOThread:
                 return
 
     def _next_flush_in(self) -> float | None:
-        with self._lock:
-            if not self._streams:
-                return None
-            due = min(buf.due for buf in self._streams.values())
-        return due - time.monotonic()
+        dues = [sink.due for sink in self._sinks.values() if sink.armed]
+        return min(dues) - time.monotonic() if dues else None
 
     def _flush_due(self, everything: bool = False) -> None:
         now = time.monotonic()
-        for name, buf in list(self._streams.items()):
-            if everything or now >= buf.due:
-                self._seal(name)
+        for sink in self._sinks.values():
+            if everything or (sink.armed and now >= sink.due):
+                self._seal(sink)
 
     def _greet_subscribers(self) -> None:
         # The iopub fd signals edges, not levels: drain everything readable.

@@ -1,8 +1,9 @@
 """``sys.stdout``/``sys.stderr`` replacements that feed the I/O thread.
 
-A ``write`` is a lock, a list append and (for the first write of a batch) one
-eventfd write; the I/O thread publishes the text within ``FLUSH_INTERVAL``,
-so text printed just before a long computation still reaches the client.
+A ``write`` is a deque append (see :class:`~kernel.server._iothread.StreamSink`)
+and, for the first write of a batch, one eventfd write; the I/O thread publishes
+the text within ``FLUSH_INTERVAL``, so text printed just before a long
+computation still reaches the client.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class OutStream(io.TextIOBase):
         super().__init__()
         self._io = iothread
         self._name = name
+        self._sink = iothread.sink(name)
         self._fileno = fileno
 
     name = property(lambda self: f"<{self._name}>")
@@ -41,9 +43,10 @@ class OutStream(io.TextIOBase):
         return self._fileno
 
     def write(self, text: str) -> int:
-        if not isinstance(text, str):
+        if text.__class__ is not str and not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._io.write_stream(self._name, text)
+        if text:
+            self._io.write_to(self._sink, text)
         return len(text)
 
     def flush(self) -> None:

@@ -214,6 +214,46 @@ def test_output_before_a_long_call_arrives_at_once() -> None:
     run(scenario)
 
 
+THREADED_FLOOD = """
+import sys, threading
+sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+def flood(tag, stream):
+    for i in range(30000):
+        stream.write(f"{tag}:{i}\\n")
+threads = [threading.Thread(target=flood, args=(t, sys.stdout)) for t in "abc"]
+threads.append(threading.Thread(target=flood, args=("e", sys.stderr)))
+for t in threads: t.start()
+flood("m", sys.stdout)
+for t in threads: t.join()
+sys.setswitchinterval(0.005)
+"""
+
+
+def test_threads_writing_at_once_lose_and_reorder_nothing() -> None:
+    # Writers append to the stream buffers without a lock while seals drain them
+    # (by size, on the I/O thread's timer): every line must arrive exactly once, and
+    # each writer's lines in the order it wrote them.
+    async def scenario(reaper: Reaper) -> None:
+        async with loom_kernel(reaper) as k:
+            texts: dict[str, list[str]] = {"stdout": [], "stderr": []}
+
+            def record(message: Message) -> None:
+                if message.msg_type == "stream":
+                    texts[message.content["name"]].append(message.content["text"])
+
+            reply = await k.client.execute(THREADED_FLOOD, on_output=record, timeout=60)
+            assert reply.content["status"] == "ok"
+            for name, tags in (("stdout", "abcm"), ("stderr", "e")):
+                lines = "".join(texts[name]).splitlines()
+                assert len(lines) == 30000 * len(tags)
+                for tag in tags:
+                    mine = [line for line in lines if line.startswith(tag + ":")]
+                    assert mine == [f"{tag}:{i}" for i in range(30000)]
+            assert len(texts["stdout"]) > 4  # sealed in many pieces, not one
+
+    run(scenario)
+
+
 def test_fd_level_and_child_process_output_is_captured() -> None:
     async def scenario(reaper: Reaper) -> None:
         async with loom_kernel(reaper) as k:
