@@ -14,10 +14,10 @@ thread owns the sockets that must stay live meanwhile:
 
 Stream text is the hot path (a ``print`` loop writes twice per line): writers
 append to a :class:`StreamSink` without taking the lock, and whoever seals it
-(this thread on its timer, a writer whose text passed ``MAX_STREAM_CHUNK``, or
-``publish``) drains it under the lock. Taking the lock per write cost more than
-the rest of ``print`` together, and a writer preempted while holding it made
-this thread's flush wait for the GIL twice.
+(this thread on its timer, a writer whose text is due or passed
+``MAX_STREAM_CHUNK``, or ``publish``) drains it under the lock. Taking the
+lock per write cost more than the rest of ``print`` together, and a writer
+preempted while holding it made this thread's flush wait for the GIL twice.
 
 Sending on iopub happens under one lock, from whichever thread publishes:
 the main thread sends its messages itself instead of handing them over.
@@ -63,7 +63,9 @@ HOLD_SECONDS = 30.0
 #: A stream message is sealed once it holds this much text (characters), by the
 #: writer itself: it bounds message size, and a flood reaches a terminal in pieces
 #: it can show while the rest is still being printed.
-MAX_STREAM_CHUNK = 1 << 16
+MAX_STREAM_CHUNK = 1 << 15
+#: A writer checks whether its text is due every this many characters.
+_CHECK_EVERY = 4096
 #: ``drain_fds`` reads at most this many 64 KiB chunks per captured fd.
 _MAX_DRAIN_READS = 64
 
@@ -71,7 +73,7 @@ _MAX_DRAIN_READS = 64
 class StreamSink:
     """The text written to one stream (``stdout``/``stderr``) and not yet published.
 
-    Writers call :meth:`IOThread.write_to`, which appends without a lock; a
+    Writers call a :meth:`IOThread.writer` function, which appends without a lock; a
     ``deque`` because appending and popping from its two ends are atomic, so a
     seal in another thread never loses a chunk appended meanwhile. ``armed``
     says the I/O thread has a flush timer for this text (due at ``due``); it is
@@ -80,7 +82,7 @@ class StreamSink:
     writer and a seal may race on it, which only moves a size-triggered seal.
     """
 
-    __slots__ = ("armed", "chunks", "due", "name", "parent", "size")
+    __slots__ = ("armed", "checkpoint", "chunks", "due", "name", "parent", "size")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -89,6 +91,7 @@ class StreamSink:
         self.parent: JSONDict = {}
         self.armed = False
         self.due = 0.0
+        self.checkpoint = 0  # the size at which the writer next looks at the clock
 
 
 ControlHandler = Callable[[Message], JSONDict | None]
@@ -121,6 +124,7 @@ class IOThread:
         self._held: list[list[bytes]] | None = []
         self._hold_until = time.monotonic() + HOLD_SECONDS
         self._sinks = {name: StreamSink(name) for name in ("stdout", "stderr")}
+        self._pipe_writers = {name: self.writer(name) for name in self._sinks}
         self._last_stream_at = 0.0
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
@@ -154,33 +158,57 @@ class IOThread:
     def publish_new(self, msg_type: str, content: JSONDict, parent: JSONDict) -> None:
         self.publish(self.session.message(msg_type, content, parent=parent))
 
-    def sink(self, name: str) -> StreamSink:
-        """The sink of stream ``name`` (``stdout`` or ``stderr``)."""
-        return self._sinks[name]
+    def writer(self, name: str) -> Callable[[str], int]:
+        """A function that buffers text for stream ``name`` (``stdout``/``stderr``), for the
+        current parent; the text is published within ``FLUSH_INTERVAL``.
 
-    def write_to(self, sink: StreamSink, text: str) -> None:
-        """Buffer stream text for the current parent; it is published within ``FLUSH_INTERVAL``.
-
-        Called for every write to ``sys.stdout``/``sys.stderr``: no lock unless
-        the parent changed, the text grew past ``MAX_STREAM_CHUNK`` or the flush
-        timer must be armed.
+        It is called for every write to ``sys.stdout``/``sys.stderr``, so it is a
+        closure (no attribute lookups on the hot path) that takes no lock unless
+        the parent changed or the text must be sealed now.
         """
-        if sink.parent is not self.current_parent:
-            with self._lock:
-                self._seal(sink)  # earlier text belongs to the earlier request
-                sink.parent = self.current_parent
-                self._last_stream_at = 0.0  # a request's first line goes out at once
-        sink.chunks.append(text)
-        sink.size += len(text)
-        if sink.size >= MAX_STREAM_CHUNK:
+        sink = self._sinks[name]
+        append = sink.chunks.append
+
+        def write(text: str) -> int:
+            if text.__class__ is not str and not isinstance(text, str):
+                raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+            if not text:
+                return 0
+            if sink.parent is not self.current_parent:
+                self._reparent(sink)
+            append(text)
+            size = sink.size = sink.size + len(text)
+            if not sink.armed:
+                self._arm(sink)
+            elif size >= sink.checkpoint:
+                self._checkpoint(sink)
+            return len(text)
+
+        return write
+
+    def _reparent(self, sink: StreamSink) -> None:
+        with self._lock:
+            self._seal(sink)  # earlier text belongs to the earlier request
+            sink.parent = self.current_parent
+            self._last_stream_at = 0.0  # a request's first line goes out at once
+
+    def _arm(self, sink: StreamSink) -> None:
+        now = time.monotonic()
+        quiet = now - self._last_stream_at >= FLUSH_INTERVAL
+        sink.due = now + (FIRST_FLUSH if quiet else FLUSH_INTERVAL)
+        sink.checkpoint = sink.size + _CHECK_EVERY
+        sink.armed = True
+        self._wake()  # the thread must arm its flush timer
+
+    def _checkpoint(self, sink: StreamSink) -> None:
+        # A writer that keeps writing holds the GIL: the thread's timer would fire a
+        # switch interval (5 ms) late, twice (to re-arm, then to flush). So the writer
+        # checks the clock itself, every _CHECK_EVERY characters.
+        if sink.size >= MAX_STREAM_CHUNK or time.monotonic() >= sink.due:
             with self._lock:
                 self._seal(sink)
-        elif not sink.armed:
-            now = time.monotonic()
-            quiet = now - self._last_stream_at >= FLUSH_INTERVAL
-            sink.due = now + (FIRST_FLUSH if quiet else FLUSH_INTERVAL)
-            sink.armed = True
-            self._wake()  # the thread must arm its flush timer
+        else:
+            sink.checkpoint = sink.size + _CHECK_EVERY
 
     def flush(self) -> None:
         """Publish buffered stream text now (without waiting for the timer)."""
@@ -282,7 +310,7 @@ class IOThread:
                 return False
             text = decoder.decode(data)
             if text:
-                self.write_to(self._sinks[name], text)
+                self._pipe_writers[name](text)
         return bool(data)
 
     # -- the thread -------------------------------------------------------------
