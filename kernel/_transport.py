@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from ._ratelimit import RateLimitedLog
 from .protocol import Message, ProtocolError, Received, Session
 
 __all__ = ["MessageSocket", "RateLimitedLog", "shared_context"]
@@ -27,34 +27,6 @@ log = logging.getLogger("loom.transport")
 def shared_context() -> zmq.asyncio.Context:
     """The process-wide asyncio ZeroMQ context (one context, one set of libzmq I/O threads)."""
     return zmq.asyncio.Context.instance()
-
-
-class RateLimitedLog:
-    """Logs at most ``burst`` warnings per ``interval`` seconds, then one summary.
-
-    ipykernel logs a full traceback per forged message; a flood of them must
-    not turn into megabytes of log.
-    """
-
-    def __init__(self, logger: logging.Logger, *, burst: int = 5, interval: float = 10.0) -> None:
-        self._logger = logger
-        self._burst = burst
-        self._interval = interval
-        self._window_start = 0.0
-        self._count = 0
-        self._suppressed = 0
-
-    def warning(self, fmt: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._window_start >= self._interval:
-            if self._suppressed:
-                self._logger.warning("suppressed %d similar messages", self._suppressed)
-            self._window_start, self._count, self._suppressed = now, 0, 0
-        if self._count < self._burst:
-            self._count += 1
-            self._logger.warning(fmt, *args)
-        else:
-            self._suppressed += 1
 
 
 class MessageSocket:
@@ -132,6 +104,10 @@ class MessageSocket:
             await self._readable.wait()
             self._readable.clear()
         return self._inbox.popleft()
+
+    def requeue(self, received: list[Received]) -> None:
+        """Put messages that someone else read from this socket first in line."""
+        self._inbox.extendleft(reversed(received))
 
     def _drain(self) -> None:
         while True:

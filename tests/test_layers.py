@@ -39,3 +39,11 @@ def test_kernel_server_start_imports_stay_light() -> None:
     # Start-up time matters (kernel_info within ~100 ms): heavy modules load lazily.
     loaded = _top(_modules_after_import("kernel.server"))
     assert not loaded & {"jedi", "pygments", "jupyter_client", "IPython"}
+
+
+def test_the_kernel_starts_answering_before_asyncio_is_imported() -> None:
+    # kernel.server._app binds and starts the I/O thread (which answers kernel_info)
+    # with only these imports; asyncio and the server come after (module docstring).
+    loaded = _top(_modules_after_import("kernel.server._app"))
+    assert not loaded & {"asyncio", "jedi", "pygments", "sqlite3"}
+    assert "zmq" in loaded

@@ -1,8 +1,13 @@
-"""``loom kernel``: bind the five sockets and serve until shut down."""
+"""``loom kernel``: bind the five sockets and serve until shut down.
+
+Start-up is what clients wait for, and half of it is importing asyncio and the
+server. So the sockets are bound and the I/O thread started first, with only
+zmq and the protocol imported: it answers ``kernel_info_request`` on shell
+while the main thread imports the rest, then hands shell over to the server.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -14,12 +19,9 @@ import zmq
 if TYPE_CHECKING:
     from ._interpreter import Interpreter
 
-from .._transport import MessageSocket
 from ..protocol import ConnectionFileError, ConnectionInfo, Session
 from ._heartbeat import start_heartbeat
 from ._iothread import IOThread
-from ._server import KernelServer
-from ._streams import OutStream
 
 __all__ = ["run_kernel"]
 
@@ -90,15 +92,31 @@ def run_kernel(connection_file: str | None = None) -> int:
             f"    loom --existing {path}",
             flush=True,
         )
-    return asyncio.run(_serve(info, sockets))
-
-
-async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) -> int:
     session = Session(info.key, info.signature_scheme)
     start_heartbeat(sockets["hb"])
     iothread = IOThread(
-        session, sockets["iopub"], sockets["control"], control_session=session.fork()
+        session,
+        sockets["iopub"],
+        sockets["control"],
+        control_session=session.fork(),
+        shell=sockets["shell"],
+        shell_session=session.fork(),
     )
+    iothread.start()  # answers kernel_info from here on
+    import asyncio  # only now: see the module docstring
+
+    return asyncio.run(_serve(sockets, iothread))
+
+
+async def _serve(sockets: dict[str, zmq.Socket[bytes]], iothread: IOThread) -> int:
+    # The server's imports, here so that the I/O thread runs before them.
+    import asyncio
+
+    from .._transport import MessageSocket
+    from ._server import KernelServer
+    from ._streams import OutStream
+
+    session = iothread.session
 
     def make_interpreter() -> Interpreter:
         # Imported here: the interpreter (magics, display, history) is built after
@@ -111,19 +129,15 @@ async def _serve(info: ConnectionInfo, sockets: dict[str, zmq.Socket[bytes]]) ->
             history=HistoryStore(default_history_path()),
         )
 
+    shell = MessageSocket(sockets["shell"], iothread.shell_session, "shell")
     server = KernelServer(
-        session,
-        MessageSocket(sockets["shell"], session, "shell"),
-        sockets["stdin"],
-        iothread,
-        make_interpreter=make_interpreter,
+        session, shell, sockets["stdin"], iothread, make_interpreter=make_interpreter
     )
     server.bind_loop(asyncio.get_running_loop())
     _log_to_original_stderr(iothread)
     sys.stdout = OutStream(iothread, "stdout", 1)
     sys.stderr = OutStream(iothread, "stderr", 2)
-    iothread.on_parent_exit = server.stop_from_thread
-    iothread.start()
+    shell.requeue(iothread.hand_over(on_parent_exit=server.stop_from_thread))
     try:
         await server.serve()
     finally:

@@ -11,6 +11,12 @@ thread owns the sockets that must stay live meanwhile:
   ``shutdown_request`` are answered here, never queued behind a running cell.
 * **captured file descriptors 1 and 2**: output that C extensions and child
   processes write straight to the fds arrives as ``stream`` messages.
+* **shell, while the kernel starts**: the thread starts before the main thread
+  imports asyncio and the server (half of the start-up time), answers
+  ``kernel_info_request`` on shell meanwhile, and queues anything else; the
+  server then takes the socket and the queue over (:meth:`IOThread.hand_over`).
+  Control and the parent-process watch begin at the hand-over, when their
+  handlers exist.
 
 Stream text is the hot path (a ``print`` loop writes twice per line): writers
 append to a :class:`StreamSink` without taking the lock, and whoever seals it
@@ -45,8 +51,9 @@ from collections.abc import Callable
 
 import zmq
 
-from .._transport import RateLimitedLog
-from ..protocol import JSONDict, Message, ProtocolError, Session
+from .._ratelimit import RateLimitedLog
+from ..protocol import JSONDict, Message, ProtocolError, Received, Session
+from ._kernel_info import kernel_info_content
 
 __all__ = ["FLUSH_INTERVAL", "IOThread", "StreamSink"]
 
@@ -107,10 +114,18 @@ class IOThread:
         control: zmq.Socket[bytes],
         *,
         control_session: Session,
+        shell: zmq.Socket[bytes] | None = None,
+        shell_session: Session | None = None,
         capture_fds: bool = True,
     ) -> None:
         self.session = session
         self._control_session = control_session
+        # Shell until the hand-over: requests queued for the server, in arrival order.
+        self._shell = shell
+        self.shell_session = shell_session or session
+        self._shell_queue: list[Received] = []
+        self._handing_over = False
+        self._handed_over = threading.Event()
         self._iopub = iopub
         self._control = control
         self.control_handlers: dict[str, ControlHandler] = {}
@@ -143,6 +158,23 @@ class IOThread:
 
     def start(self) -> None:
         self._thread.start()
+
+    def hand_over(
+        self, on_parent_exit: Callable[[], None], timeout: float = 10.0
+    ) -> list[Received]:
+        """The server is ready: stop serving shell and return the requests queued on it.
+
+        From now on this thread also serves control (``control_handlers`` must be
+        set) and calls ``on_parent_exit`` when the process that started the kernel
+        exits. The shell socket belongs to the caller once this returns.
+        """
+        self.on_parent_exit = on_parent_exit
+        self._handing_over = True
+        self._wake()
+        if not self._handed_over.wait(timeout):
+            raise RuntimeError("the I/O thread did not hand the shell socket over")
+        queue, self._shell_queue = self._shell_queue, []
+        return queue
 
     def publish(self, message: Message) -> None:
         """Send ``message`` on iopub now, after any stream text written before it."""
@@ -320,18 +352,27 @@ class IOThread:
         poller = zmq.Poller()
         iopub_fd = self._iopub.getsockopt(zmq.FD)
         poller.register(self._wake_fd, zmq.POLLIN)
-        poller.register(self._control, zmq.POLLIN)
         poller.register(iopub_fd, zmq.POLLIN)
         for fd in self._pipes:
             poller.register(fd, zmq.POLLIN)
-        if self._parent_fd is not None:
-            poller.register(self._parent_fd, zmq.POLLIN)
+        shell = self._shell
+        if shell is not None:
+            poller.register(shell, zmq.POLLIN)
+        else:
+            self._begin_serving(poller)
         while True:
             timeout = self._next_flush_in()
             events = dict(poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1)))
             if self._wake_fd in events:
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake_fd)
+            if shell is not None and (shell in events or self._handing_over):
+                self._serve_early_shell(shell)
+                if self._handing_over:
+                    poller.unregister(shell)
+                    self._shell = shell = None
+                    self._begin_serving(poller)
+                    self._handed_over.set()  # a memory barrier: the socket moves threads
             if self._control in events:
                 self._serve_control()
             if self._parent_fd is not None and self._parent_fd in events:
@@ -354,6 +395,11 @@ class IOThread:
                 self._greet_subscribers()
             if self._stopping:
                 return
+
+    def _begin_serving(self, poller: zmq.Poller) -> None:
+        poller.register(self._control, zmq.POLLIN)
+        if self._parent_fd is not None:
+            poller.register(self._parent_fd, zmq.POLLIN)
 
     def _next_flush_in(self) -> float | None:
         dues = [sink.due for sink in self._sinks.values() if sink.armed]
@@ -387,23 +433,49 @@ class IOThread:
             except ProtocolError as exc:
                 self._rejected.warning("dropped invalid message on control: %s", exc)
                 continue
-            self._handle_control(received.identities, received.message)
+            handler = self.control_handlers.get(received.message.msg_type)
+            if handler is None:
+                self._rejected.warning("unsupported control message %r", received.message.msg_type)
+                continue
+            self._answer(self._control, self._control_session, received, handler)
 
-    def _handle_control(self, identities: list[bytes], request: Message) -> None:
-        handler = self.control_handlers.get(request.msg_type)
-        if handler is None:
-            self._rejected.warning("unsupported control message %r", request.msg_type)
-            return
+    def _serve_early_shell(self, shell: zmq.Socket[bytes]) -> None:
+        """Answer ``kernel_info`` until anything else arrives; queue the rest for the server."""
+        while True:
+            try:
+                frames = shell.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                received = self.shell_session.deserialize(frames)
+            except ProtocolError as exc:
+                self._rejected.warning("dropped invalid message on shell: %s", exc)
+                continue
+            early = received.message.msg_type == "kernel_info_request"
+            if early and not self._shell_queue:  # nothing may overtake a queued request
+                self._answer(shell, self.shell_session, received, lambda _: kernel_info_content())
+            else:
+                self._shell_queue.append(received)
+
+    def _answer(
+        self,
+        sock: zmq.Socket[bytes],
+        session: Session,
+        received: Received,
+        handler: ControlHandler,
+    ) -> None:
+        """Run ``handler`` for a request and reply on ``sock``, between busy and idle."""
+        identities, request = received.identities, received.message
         self.publish_new("status", {"execution_state": "busy"}, request.header)
         try:
             content = handler(request)
         except Exception as exc:  # a handler bug must not end the control thread
-            log.exception("control handler %s failed", request.msg_type)
+            log.exception("handler for %s failed", request.msg_type)
             content = {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
         if content is not None:
             reply_type = request.msg_type.removesuffix("_request") + "_reply"
-            reply = self.session.message(reply_type, content, parent=request)
-            self._control.send_multipart(self.session.serialize(reply, identities))
+            reply = session.message(reply_type, content, parent=request)
+            sock.send_multipart(session.serialize(reply, identities))
         self.publish_new("status", {"execution_state": "idle"}, request.header)
 
 

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from .._transport import MessageSocket, RateLimitedLog
+from .._ratelimit import RateLimitedLog
+from .._transport import MessageSocket
 from ..protocol import JSONDict, Message, Received, Session
 from ._comms import CommManager
 from ._iothread import IOThread

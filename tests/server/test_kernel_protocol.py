@@ -335,3 +335,69 @@ def test_a_flood_of_forged_messages_neither_stops_the_kernel_nor_floods_its_log(
         assert b"invalid HMAC signature" in stderr_path.read_bytes()
 
     run(scenario, timeout=90)
+
+
+def test_requests_sent_while_the_kernel_starts_are_answered_in_order(tmp_path: Path) -> None:
+    # The I/O thread answers kernel_info on shell while the main thread still imports
+    # the server; anything else is queued and handed over. Requests sent the moment the
+    # connection file exists must all be answered, in the order sent, each bracketed.
+    connection_file = tmp_path / "kernel.json"
+    stderr_path = tmp_path / "kernel-stderr.log"
+
+    async def scenario(reaper: Reaper) -> None:
+        popen = spawn_kernel(connection_file, stderr_path, reaper)
+        try:
+            stdout = await pipe_reader(popen.stdout)
+            assert "Loom kernel started" in await read_line(stdout, 30)
+            info = ConnectionInfo.read(connection_file)
+            async with connect_client(info, wait_ready=False) as client:
+                log = IopubLog.attach(client)
+                answered: list[str] = []
+
+                async def ask(kind: str, code: str = "") -> Message:
+                    if kind == "execute":
+                        reply = await client.execute(code, on_output=log.add, timeout=TIMEOUT)
+                    else:
+                        reply = await client.request(
+                            "kernel_info_request", channel=kind, timeout=TIMEOUT
+                        )
+                    answered.append(f"{kind} {code}".strip())
+                    return reply
+
+                replies = await asyncio.gather(
+                    ask("shell"),
+                    ask("shell"),
+                    ask("execute", "a = 20"),
+                    ask("shell"),
+                    ask("execute", "a + 22"),
+                    ask("control"),
+                )
+                shell_order = [name for name in answered if not name.startswith("control")]
+                assert shell_order == [
+                    "shell",
+                    "shell",
+                    "execute a = 20",
+                    "shell",
+                    "execute a + 22",
+                ]
+                assert all(r.content["status"] == "ok" for r in replies)
+                assert replies[0].content["language_info"]["name"] == "python"
+                assert [
+                    replies[2].content["execution_count"],
+                    replies[4].content["execution_count"],
+                ] == [1, 2]
+                result = [
+                    m
+                    for m in log.for_parent(replies[4].parent_id)
+                    if m.msg_type == "execute_result"
+                ]
+                assert result[0].content["data"]["text/plain"] == "42"
+                for reply in replies:
+                    assert_bracketed(log, reply)
+                await client.shutdown(timeout=TIMEOUT)
+            await wait_exit(popen.pid, TIMEOUT)
+            assert popen.wait() == 0
+        finally:
+            kill_and_reap(popen)
+
+    run(scenario, timeout=60)
