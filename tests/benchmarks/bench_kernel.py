@@ -18,10 +18,11 @@ The last three run on one long-lived kernel of each kind, both up at once and me
 in alternating blocks (100 round trips, one completion pair, one print loop), so that a
 change in the machine's background load cannot favour one of them.
 
-The client is connected *before* the kernel process is spawned, so its own setup is not
-timed. libzmq retries a refused TCP connect every ``RECONNECT_IVL`` (100 ms by default),
-which would round every startup up to a 100 ms step; the benchmark's context lowers
-that to 10 ms for both kernels alike.
+Startup is measured the way Loom's ``KernelManager`` starts a kernel: spawn, wait until
+the heartbeat echoes (a probe socket whose refused connects libzmq retries every 10 ms),
+then connect the client and send ``kernel_info_request``. A client connected before the
+kernel binds would instead wait for libzmq's own retry of its refused connects, every
+100 ms, which rounded every start up to a 100 ms step.
 
 Kernels run with ``PYTHONPYCACHEPREFIX`` set to the run's temporary directory (and
 ``PYTHONDONTWRITEBYTECODE`` unset): otherwise, where bytecode writing is disabled, Loom's
@@ -53,21 +54,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zmq
-import zmq.asyncio
 from jupyter_client.connect import write_connection_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _bench_common, from any cwd
 import _bench_common as bench  # it also puts the repository on sys.path
 
 from kernel import KernelClient, connect_client
+from kernel._heartbeat import wait_for_heartbeat
 from kernel.protocol import ConnectionInfo, Message
 
 KERNELS: dict[str, Callable[[str], list[str]]] = {
     "loom": lambda f: [sys.executable, "-m", "kernel", "-f", f],
     "ipykernel": lambda f: [sys.executable, "-m", "ipykernel_launcher", "-f", f],
 }
-RECONNECT_IVL_MS = 10
 STDOUT_LINES = 100_000
 GRACEFUL_EXIT_S = 5.0
 EXECUTE_BLOCK = 100  # round trips per kernel before switching to the other
@@ -118,17 +117,23 @@ class Kernel:
 
 @contextlib.asynccontextmanager
 async def open_kernel(name: str, workdir: Path, env: dict[str, str]) -> AsyncIterator[Kernel]:
-    """Connect a client, then spawn the kernel; on exit shut it down, SIGKILL if need be."""
+    """Spawn the kernel, wait for its heartbeat, connect a client (see the module docstring);
+    on exit shut it down, SIGKILL if need be."""
     path = workdir / f"{name}-{time.monotonic_ns()}.json"
     write_connection_file(str(path), ip="127.0.0.1", key=ConnectionInfo.new_key())
     info = ConnectionInfo.read(path)
-    async with connect_client(info, wait_ready=False) as client:
-        spawned_at = time.perf_counter()
-        proc = bench.spawn(KERNELS[name](str(path)), workdir, env)
-        try:
-            yield Kernel(name, proc, client, spawned_at)
-        finally:
-            await _shut_down(client, proc)
+    spawned_at = time.perf_counter()
+    proc = bench.spawn(KERNELS[name](str(path)), workdir, env)
+    try:
+        async with asyncio.timeout(60):
+            await wait_for_heartbeat(info.url("hb"))
+        async with connect_client(info, wait_ready=False) as client:
+            try:
+                yield Kernel(name, proc, client, spawned_at)
+            finally:
+                await _shut_down(client, proc)
+    finally:
+        bench.kill(proc)
 
 
 async def _shut_down(client: KernelClient, proc: subprocess.Popen[bytes]) -> None:
@@ -312,8 +317,6 @@ def kernel_env(workdir: Path) -> dict[str, str]:
 
 def main() -> int:
     quick, settings = bench.start_run("bench_kernel", __doc__, QUICK, FULL)
-    # The client's sockets are created from this (shared) context: see the module docstring.
-    zmq.asyncio.Context.instance().setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     try:
         with tempfile.TemporaryDirectory(prefix="loom-bench-") as tmp:
             samples = asyncio.run(run(settings, Path(tmp), kernel_env(Path(tmp))))
