@@ -22,8 +22,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     console = sub.add_parser("console", help="start the interactive console (the default)")
-    _add_console_args(console)
     _add_console_args(parser)
+    # Before or after `console` (`loom --vi console`, `loom console --vi`): the
+    # subcommand's copies leave unset options alone rather than reset them to defaults.
+    _add_console_args(console, defaults=False)
 
     spec = sub.add_parser("kernelspec", help="list installed kernelspecs")
     spec_sub = spec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)
@@ -53,11 +55,12 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_console_args(parser: argparse.ArgumentParser) -> None:
+def _add_console_args(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    default = None if defaults else argparse.SUPPRESS
     parser.add_argument(
         "--kernel",
         metavar="NAME",
-        default=None,
+        default=default,
         help="kernelspec to start (see `loom kernelspec list`)",
     )
     parser.add_argument(
@@ -65,13 +68,13 @@ def _add_console_args(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         nargs="?",
         const="",
-        default=None,
+        default=default,
         help="attach to a running kernel (default: the newest connection file)",
     )
     parser.add_argument(
         "--vi",
         action="store_true",
-        default=None,
+        default=default,
         help="vi key bindings at the prompt (also: LOOM_EDITING_MODE=vi)",
     )
 
