@@ -87,8 +87,26 @@ class Harness:
         return self.ui.session.app.is_running and self.ui.count == count
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        """Wait until ``predicate()`` holds (checked as the loop turns)."""
-        await wait_until(self.task, predicate, timeout)
+        """Wait until ``predicate()`` holds (checked as the loop turns).
+
+        On a timeout, says what the console was doing: a rare CI-only timeout
+        waiting for another client's output could not be reproduced locally.
+        """
+        try:
+            await wait_until(self.task, predicate, timeout)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout} s; {self.describe()}") from None
+
+    def describe(self) -> str:
+        app = self.ui.session.app
+        term = self.console.term
+        pending_f = app._running_in_terminal_f  # prompt_toolkit's chain of output calls
+        return (
+            f"prompt running={app.is_running} count={self.ui.count}; "
+            f"terminal queue={len(term._queue)} draining={term._draining!r}; "
+            f"run_in_terminal pending={pending_f is not None and not pending_f.done()}; "
+            f"kernel state={self.console.link.state!r}; output tail={self.output[-300:]!r}"
+        )
 
 
 async def wait_until(
