@@ -176,6 +176,22 @@ def spawn_kernel(
     return popen
 
 
+@asynccontextmanager
+async def spawned_kernel(
+    tmp_path: Path, reaper: Reaper
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], ConnectionInfo]]:
+    """``python -m kernel -f`` on a connection file the kernel writes itself (stderr to
+    ``tmp_path / "kernel-stderr.log"``), once it says it started; killed and reaped after."""
+    connection_file = tmp_path / "kernel.json"
+    popen = spawn_kernel(connection_file, tmp_path / "kernel-stderr.log", reaper)
+    try:
+        stdout = await pipe_reader(popen.stdout)
+        assert "Loom kernel started" in await read_line(stdout, 30)
+        yield popen, ConnectionInfo.read(connection_file)
+    finally:
+        kill_and_reap(popen)
+
+
 async def hb_ping(info: ConnectionInfo, payload: bytes = b"ping", timeout: float = 1.0) -> None:
     """A fresh REQ socket's ping is echoed by the kernel's heartbeat within ``timeout``."""
     sock = zmq.asyncio.Context.instance().socket(zmq.REQ)

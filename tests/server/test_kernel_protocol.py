@@ -15,18 +15,15 @@ from _kernel_e2e import (
     assert_bracketed,
     hb_ping,
     isolate_kernel_env,
-    kill_and_reap,
     loom_kernel,
-    pipe_reader,
     raw_socket,
-    read_line,
-    spawn_kernel,
+    spawned_kernel,
     wait_exit,
 )
 from _support import Reaper, is_gone, run
 
 from kernel import connect_client
-from kernel.protocol import DELIMITER, ConnectionInfo, Message, Session
+from kernel.protocol import DELIMITER, Message, Session
 
 TIMEOUT = 10.0
 
@@ -298,15 +295,8 @@ FORGED = 30_000
 def test_a_flood_of_forged_messages_neither_stops_the_kernel_nor_floods_its_log(
     tmp_path: Path,
 ) -> None:
-    connection_file = tmp_path / "kernel.json"
-    stderr_path = tmp_path / "kernel-stderr.log"
-
     async def scenario(reaper: Reaper) -> None:
-        popen = spawn_kernel(connection_file, stderr_path, reaper)
-        try:
-            stdout = await pipe_reader(popen.stdout)
-            assert "Loom kernel started" in await read_line(stdout, 30)
-            info = ConnectionInfo.read(connection_file)
+        async with spawned_kernel(tmp_path, reaper) as (popen, info):
             forger = Session(b"not the key")
             async with connect_client(info, ready_timeout=30) as client:
                 log = IopubLog.attach(client)
@@ -327,9 +317,8 @@ def test_a_flood_of_forged_messages_neither_stops_the_kernel_nor_floods_its_log(
                 await client.shutdown(timeout=TIMEOUT)
             await wait_exit(popen.pid, TIMEOUT)
             assert popen.wait() == 0
-        finally:
-            kill_and_reap(popen)
         assert is_gone(popen.pid)
+        stderr_path = tmp_path / "kernel-stderr.log"
         size = stderr_path.stat().st_size
         assert size < 50 * 1024, f"kernel stderr grew to {size} bytes"
         assert b"invalid HMAC signature" in stderr_path.read_bytes()
@@ -341,15 +330,8 @@ def test_requests_sent_while_the_kernel_starts_are_answered_in_order(tmp_path: P
     # The I/O thread answers kernel_info on shell while the main thread still imports
     # the server; anything else is queued and handed over. Requests sent the moment the
     # connection file exists must all be answered, in the order sent, each bracketed.
-    connection_file = tmp_path / "kernel.json"
-    stderr_path = tmp_path / "kernel-stderr.log"
-
     async def scenario(reaper: Reaper) -> None:
-        popen = spawn_kernel(connection_file, stderr_path, reaper)
-        try:
-            stdout = await pipe_reader(popen.stdout)
-            assert "Loom kernel started" in await read_line(stdout, 30)
-            info = ConnectionInfo.read(connection_file)
+        async with spawned_kernel(tmp_path, reaper) as (popen, info):
             async with connect_client(info, wait_ready=False) as client:
                 log = IopubLog.attach(client)
                 answered: list[str] = []
@@ -397,7 +379,5 @@ def test_requests_sent_while_the_kernel_starts_are_answered_in_order(tmp_path: P
                 await client.shutdown(timeout=TIMEOUT)
             await wait_exit(popen.pid, TIMEOUT)
             assert popen.wait() == 0
-        finally:
-            kill_and_reap(popen)
 
     run(scenario, timeout=60)
