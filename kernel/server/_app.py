@@ -102,6 +102,7 @@ def run_kernel(connection_file: str | None = None) -> int:
         shell=sockets["shell"],
         shell_session=session.fork(),
     )
+    _log_to_original_stderr(iothread)  # before the thread logs a rejected message
     iothread.start()  # answers kernel_info from here on
     import asyncio  # only now: see the module docstring
 
@@ -134,7 +135,6 @@ async def _serve(sockets: dict[str, zmq.Socket[bytes]], iothread: IOThread) -> i
         session, shell, sockets["stdin"], iothread, make_interpreter=make_interpreter
     )
     server.bind_loop(asyncio.get_running_loop())
-    _log_to_original_stderr(iothread)
     sys.stdout = OutStream(iothread, "stdout", 1)
     sys.stderr = OutStream(iothread, "stderr", 2)
     shell.requeue(iothread.hand_over(on_parent_exit=server.stop_from_thread))

@@ -335,6 +335,10 @@ def test_requests_sent_while_the_kernel_starts_are_answered_in_order(tmp_path: P
             async with connect_client(info, wait_ready=False) as client:
                 log = IopubLog.attach(client)
                 answered: list[str] = []
+                # Garbage too: the I/O thread logs it while fd 2 is already captured,
+                # and the log must go to the real stderr, not out as a cell's output.
+                garbage = raw_socket(info, "shell")
+                await garbage.send_multipart([b"<IDS|MSG>", b"not a message"])
 
                 async def ask(kind: str, code: str = "") -> Message:
                     if kind == "execute":
@@ -376,6 +380,8 @@ def test_requests_sent_while_the_kernel_starts_are_answered_in_order(tmp_path: P
                 assert result[0].content["data"]["text/plain"] == "42"
                 for reply in replies:
                     assert_bracketed(log, reply)
+                garbage.close(linger=0)
+                assert [m for m in log.messages if m.msg_type == "stream"] == []
                 await client.shutdown(timeout=TIMEOUT)
             await wait_exit(popen.pid, TIMEOUT)
             assert popen.wait() == 0
