@@ -50,16 +50,20 @@ class Terminal:
     async def _drain_above_prompt(self) -> None:
         from prompt_toolkit.application import get_app_or_none, run_in_terminal
 
-        app = get_app_or_none()
-        if app is not None and app.is_running and app.output.responds_to_cpr:
-            # run_in_terminal first waits for outstanding cursor position reports,
-            # then erases the prompt even if Enter finished it meanwhile, wiping the
-            # finished input line. Wait here instead, and look again.
-            await app.renderer.wait_for_cpr_responses()
-        if _prompt_is_live(self.interactive):
-            await run_in_terminal(self._drain)
-        else:
-            self._drain()
+        # Loop until the queue is empty: run_in_terminal drains in a task of its
+        # own, and a call made after that drain but before this task ends finds
+        # this task still running, so it starts no drain of its own.
+        while self._queue:
+            app = get_app_or_none()
+            if app is not None and app.is_running and app.output.responds_to_cpr:
+                # run_in_terminal first waits for outstanding cursor position reports,
+                # then erases the prompt even if Enter finished it meanwhile, wiping
+                # the finished input line. Wait here instead, and look again.
+                await app.renderer.wait_for_cpr_responses()
+            if _prompt_is_live(self.interactive):
+                await run_in_terminal(self._drain)
+            else:
+                self._drain()
 
     def _drain(self) -> None:
         while self._queue:

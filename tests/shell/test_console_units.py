@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
 from pathlib import Path
 
 import pytest
+from prompt_toolkit import PromptSession
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
 
 from kernel.protocol import Message
 from shell._commands import Command, parse_command
@@ -19,6 +23,7 @@ from shell._multiline import guess_complete, is_complete_line
 from shell._output import ANSI_RE, OutputRenderer, format_bundle, merge_streams
 from shell._pager import page
 from shell._richtext import html_to_text, markdown_to_text
+from shell._terminal import Terminal
 
 
 def msg(msg_type: str, **content: object) -> Message:
@@ -264,6 +269,37 @@ def test_a_flood_is_counted_without_measuring_every_line() -> None:
     assert r._cell_rows >= lines  # a lower bound is enough
     r.render(msg("clear_output", wait=False))  # too tall to erase: nothing moves up
     assert "\x1b[" not in out.getvalue().split("tail", 1)[1].replace("\r\x1b[K", "")
+
+
+def test_output_queued_as_a_drain_above_the_prompt_ends_is_written_too() -> None:
+    """A write queued after prompt_toolkit's run_in_terminal drained the queue, but
+    before the draining task ended, found that task still running and so started
+    none of its own: it waited for the next write (other clients' stream output
+    was lost this way until some later output came)."""
+    written: list[str] = []
+
+    async def scenario() -> None:
+        term = Terminal(io.StringIO())
+        loop = asyncio.get_running_loop()
+
+        def first() -> None:
+            written.append("first")
+            # Runs after the drain, before the draining task sees it is done.
+            loop.call_soon(term.call, lambda: written.append("second"))
+
+        with create_pipe_input() as keys:
+            session: PromptSession[str] = PromptSession(input=keys, output=DummyOutput())
+            live = asyncio.Event()
+            prompt = asyncio.ensure_future(session.prompt_async("> ", pre_run=live.set))
+            async with asyncio.timeout(10):
+                await live.wait()
+                term.call(first)
+                await term.settle()
+                keys.send_text("\r")
+                await prompt
+
+    asyncio.run(scenario())
+    assert written == ["first", "second"]
 
 
 # -- commands, completion, history ---------------------------------------------------------
