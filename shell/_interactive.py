@@ -109,6 +109,7 @@ class InteractiveConsole:
         self._flush_scheduled = False
         self._early: _EarlyCell | None = None
         ui.on_accept = self._accepted
+        ui.write_above = term.call  # help (F2) queues with the kernel's output
         link.on_notice = self.notice
         link.on_change = ui.invalidate
         if link.owns_kernel:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -37,6 +36,7 @@ from ._completion import KernelCompleter
 from ._keys import load_console_bindings
 from ._multiline import check_complete, is_complete_line
 from ._pager import page, page_text
+from ._terminal import Terminal
 
 if TYPE_CHECKING:
     from prompt_toolkit.application import Application
@@ -110,6 +110,9 @@ class ConsoleUI:
         #: Enter accepts it, before the prompt is redrawn as finished.
         self.on_accept: Callable[[str], None] | None = None
         self._watch_accept(self.session.default_buffer)
+        #: Runs a function that writes to the screen above the live prompt; the
+        #: console points it at its ordered :meth:`Terminal.call`.
+        self.write_above: Callable[[Callable[[], None]], None] = Terminal(self.stdout).call
         self._aux: PromptSession[str] | None = None
 
     # -- reading --------------------------------------------------------------
@@ -242,10 +245,16 @@ class ConsoleUI:
             return
         found = reply.get("status") == "ok" and reply.get("found")
         body = page_text(reply.get("data") or {}) if found else "No help found at the cursor."
-        async with in_terminal():
+
+        def show() -> None:
             page(body.rstrip("\n") + "\n", self.stdout, interactive=True)
             self.stdout.write("\n")  # a blank line between the help and the prompt
             self.stdout.flush()
+
+        # Not drawn in this task: prompt_toolkit cancels a key's task when the prompt
+        # ends, and a run_in_terminal cancelled while it waits for an earlier one
+        # never releases the ones queued behind it (all later output would wait).
+        self.write_above(show)
 
 
 def _call_all(callbacks: list[Callable[[], None]]) -> None:
