@@ -25,9 +25,6 @@ import os
 import tempfile
 from collections.abc import Mapping
 
-from ._png import PNGError, decode_png
-from ._sixel import encode_sixel
-
 __all__ = ["image_protocol", "render_image"]
 
 _KITTY_CHUNK = 4096  # the protocol's maximum payload per escape sequence
@@ -82,6 +79,9 @@ def render_image(data_b64: str, mime: str, protocol: str) -> str:
         size = len(base64.b64decode(payload))
         return f"\x1b]1337;File=inline=1;size={size};preserveAspectRatio=1:{payload}\x07\n"
     if protocol == "sixel" and mime == "image/png":
+        from ._png import PNGError, decode_png  # imported on first use: start-up
+        from ._sixel import encode_sixel
+
         try:
             image = decode_png(base64.b64decode(payload), max_pixels=_SIXEL_MAX_PIXELS)
         except PNGError as exc:
