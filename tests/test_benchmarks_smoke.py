@@ -100,3 +100,7 @@ def test_bench_console_quick(tmp_path: Path) -> None:
     for name in CONSOLE_METRICS:
         assert isinstance(metrics[name]["met"], bool), (name, metrics[name])
     assert report["output_complete"]["python3"] is True, stdout
+    alone = report["kernel_alone"]["python3"]  # the kernel's own time: the floor
+    assert sorted(alone) == ["enter_pass_ms", "lines_20k_join_s", "lines_20k_s"]
+    assert_positive(alone, list(alone), ("loom", "jupyter_console", "ratio"))
+    assert "the kernel alone, output discarded" in stdout

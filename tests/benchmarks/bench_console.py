@@ -29,6 +29,12 @@ answers the consoles' cursor position requests (``ESC [6n``; prompt_toolkit othe
 waits for a reply, then warns), always with the bottom row: a console in use has its
 prompt at the bottom of the screen.
 
+**The kernel alone** (no target; the floor no console can go below): after the consoles
+are gone, a fresh kernel of the same kind runs the same cells for Loom's client
+(``kernel.start_kernel``), which discards the output; each figure is shown with its
+ratio to jupyter console's. Where that ratio is already above a target, the target
+cannot be met with that kernel by any front end, and the table says so.
+
 jupyter console shows its first prompt once its ``kernel_info_request`` is answered,
 without waiting for its iopub subscription to arrive: a cell typed at once can then run
 before the kernel publishes to it, and jupyter console waits for that cell's ``status:
@@ -59,6 +65,7 @@ Run: ``python tests/benchmarks/bench_console.py [--quick]``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -72,13 +79,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pexpect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _bench_common, from any cwd
 import _bench_common as bench  # it also puts the repository on sys.path
 
-from kernel import install_kernelspec
+from kernel import install_kernelspec, start_kernel
+from kernel.protocol import Message
 
 CONSOLES: dict[str, Callable[[str], list[str]]] = {
     "loom": lambda k: [sys.executable, "-m", "shell", "--kernel", k],
@@ -431,6 +440,39 @@ def steady_state(
     return problems
 
 
+def kernel_alone(kind: str, s: Settings, env: dict[str, str]) -> Samples:
+    """The steady-state cells on a fresh kernel of ``kind``, for a client that
+    discards the output: what the kernel itself takes (see the module doc)."""
+    floor = Samples()
+
+    async def measure() -> None:
+        lines = 0
+
+        def count(message: Message) -> None:
+            nonlocal lines
+            lines += str(message.content.get("text", "")).count("\n")
+
+        async with start_kernel(kind) as (_, client):
+            for i in range(s.pass_warmup + s.pass_iterations):
+                t0 = time.perf_counter()
+                await client.execute("pass")
+                if i >= s.pass_warmup:
+                    floor.enter_s.append(time.perf_counter() - t0)
+            for _ in range(s.flood_trials):
+                for key, code in FLOODS.items():
+                    lines = 0
+                    t0 = time.perf_counter()
+                    await client.execute(code, on_output=count)
+                    floor.flood_s[key].append(time.perf_counter() - t0)
+                    if lines != LINES:
+                        raise BenchError("the kernel alone", f"{key}: {lines} of {LINES} lines")
+
+    # The consoles' environment (it holds the 'loom' spec's JUPYTER_PATH) for the kernel.
+    with mock.patch.dict(os.environ, env, clear=True):
+        asyncio.run(measure())
+    return floor
+
+
 def run_kind(
     kind: str, s: Settings, workdir: Path, env: dict[str, str]
 ) -> tuple[dict[str, Samples], list[str]]:
@@ -438,6 +480,7 @@ def run_kind(
     for name, record in bench.startup_rounds(list(CONSOLES), s.startup_trials):
         startup_trial(name, kind, workdir, env, samples[name], record=record)
     problems = steady_state(kind, s, workdir, env, samples)
+    samples[ALONE] = kernel_alone(kind, s, env)
     return samples, problems
 
 
@@ -457,12 +500,32 @@ METRICS: tuple[bench.Metric[Samples], ...] = (  # targets on the ratio loom/jupy
 )  # fmt: skip
 
 
-def report_lines(kind: str, summary: dict[str, dict[str, Any]]) -> Iterator[str]:
-    """The table of one kernel kind, under a line that names it."""
+ALONE = "kernel_alone"  # the samples key of :func:`kernel_alone`'s figures
+ALONE_METRICS = tuple(m for m in METRICS if m.key in ("enter_pass_ms", *FLOODS))
+
+
+def alone_summary(samples: dict[str, Samples]) -> dict[str, dict[str, Any]]:
+    """The kernel-alone figures, each against jupyter console's (its ``loom`` field
+    holds the kernel's figure)."""
+    return bench.summarize(ALONE_METRICS, {**samples, "loom": samples[ALONE]}, "jupyter_console")
+
+
+def report_lines(
+    kind: str, summary: dict[str, dict[str, Any]], alone: dict[str, dict[str, Any]]
+) -> Iterator[str]:
+    """The table of one kernel kind, under a line that names it, then the kernel alone."""
     yield f"kernel {kind!r} in both consoles (ratio = loom / jupyter console):"
     yield from bench.table_lines(
         METRICS, summary, "jupyter_console", "jupyter", bench.Columns(4, 10, 5)
     )
+    yield "  the kernel alone, output discarded (ratio = kernel / jupyter console):"
+    for m in ALONE_METRICS:
+        row = alone[m.key]
+        value = bench.fmt_value(row["loom"])
+        line = f"    {m.label:<34} {value:>10} {m.unit:<3} {row['ratio']:.3f}x"
+        if m.target is not None and row["ratio"] > m.target:
+            line += f"  above the {m.target}x target: no front end can meet it on this kernel"
+        yield line
 
 
 def console_env(workdir: Path) -> dict[str, str]:
@@ -496,6 +559,7 @@ def main() -> int:
     quick, settings = bench.start_run("bench_console", __doc__, QUICK, FULL)
     become_subreaper()
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    floors: dict[str, dict[str, dict[str, Any]]] = {}
     errors: dict[str, str] = {}
     problems: dict[str, list[str]] = {}
     hangs: dict[str, dict[str, dict[str, int]]] = {}
@@ -522,12 +586,14 @@ def main() -> int:
                 if left:
                     print(f"bench_console: killed leftover processes {left}", flush=True)
             results[kind] = bench.summarize(METRICS, samples, "jupyter_console")
-            for line in report_lines(kind, results[kind]):
+            floors[kind] = alone_summary(samples)
+            for line in report_lines(kind, results[kind], floors[kind]):
                 print(line)
-            for name, s in samples.items():
+            consoles = {name: samples[name] for name in CONSOLES}
+            for name, s in consoles.items():
                 print(f"  {name} started: {s.kernel_cmd}")
-            hangs[kind] = {n: {"hangs": s.hangs, "starts": s.starts} for n, s in samples.items()}
-            for name, s in samples.items():
+            hangs[kind] = {n: {"hangs": s.hangs, "starts": s.starts} for n, s in consoles.items()}
+            for name, s in consoles.items():
                 if s.hangs:
                     print(
                         f"  {name}: the first cell, typed as soon as In [1]: showed, hung in "
@@ -544,6 +610,7 @@ def main() -> int:
         "kernel": KINDS[0],
         "metrics": results.get(KINDS[0], {}),
         "by_kernel": results,
+        "kernel_alone": floors,
         "errors": errors,
         "output_complete": {k: not v for k, v in problems.items()},
         "first_cell_hangs": hangs,
