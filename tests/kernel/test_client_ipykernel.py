@@ -504,14 +504,18 @@ def test_late_output_of_own_cell_is_foreign_own_session(
 # -- timeouts ------------------------------------------------------------------------------
 
 
-def test_request_timeout_raises_and_client_keeps_working(shared: SharedKernel) -> None:
+def test_request_timeout_raises_and_client_keeps_working(
+    shared: SharedKernel, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"  # the cell cannot end before this exists
+
     async def scenario(km: KernelManager, kc: KernelClient) -> None:
-        started = time.monotonic()
+        wait = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)"
         with pytest.raises(TimeoutError):
-            await kc.execute("import time; time.sleep(1)", timeout=0.2)
-        assert time.monotonic() - started < 1
+            await kc.execute(wait, timeout=0.2)
         assert kc.pending_requests == frozenset()  # the request was forgotten
-        # It queues behind the sleeping cell and is answered once it ends.
+        go.touch()
+        # The next request queues behind that cell and is answered once it ends.
         outputs: list[Message] = []
         reply = await kc.execute("1", on_output=outputs.append, timeout=15)
         assert reply.content["status"] == "ok"

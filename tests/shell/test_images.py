@@ -18,7 +18,7 @@ import re
 import shutil
 import struct
 import subprocess
-import time
+import tracemalloc
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -466,9 +466,13 @@ def test_oversized_images_are_refused_before_decompression() -> None:
 def test_decompression_stops_at_the_size_the_header_gives() -> None:
     flood = zlib.compress(b"\0\1\2\3" + bytes(50_000_000))  # 50 MB for a 1x1 image
     png = png_from_chunks([(b"IHDR", one_pixel_ihdr()), (b"IDAT", flood), (b"IEND", b"")])
-    started = time.perf_counter()
-    assert decode_png(png).rgba == b"\1\2\3\xff"
-    assert time.perf_counter() - started < 0.5
+    tracemalloc.start()
+    try:
+        assert decode_png(png).rgba == b"\1\2\3\xff"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # never the 50 MB the stream would inflate to
 
 
 # -- sixel, checked by libsixel -------------------------------------------------------
@@ -525,9 +529,7 @@ def test_palette_with_transparency_through_sixel(sixel2png: str) -> None:
 def test_matplotlib_figure_through_sixel(sixel2png: str) -> None:
     png, _ = matplotlib_figure()
     image = decode_png(png)
-    started = time.perf_counter()
     text = render_image(base64.b64encode(png).decode(), "image/png", "sixel")
-    elapsed = time.perf_counter() - started
     shown = through_libsixel(sixel2png, text[:-1])
     errors = colour_errors(image, shown)
     # Antialiasing makes some 2400 colours for 255 registers, so a few edge
@@ -540,7 +542,6 @@ def test_matplotlib_figure_through_sixel(sixel2png: str) -> None:
     for colour, _ in pixels.most_common(12):
         where = [i for i in range(0, len(image.rgba), 4) if image.rgba[i : i + 4] == colour]
         assert max(max_difference(shown.rgba[i : i + 3], colour[:3]) for i in where) <= 2
-    assert elapsed < 2.5  # ~0.2 s in CPython 3.11; the bound only catches a collapse
 
 
 def test_many_colours_go_through_median_cut(sixel2png: str) -> None:
@@ -562,9 +563,7 @@ def test_noise_is_reduced_to_five_bits_before_median_cut(sixel2png: str) -> None
     rgba = bytearray(random.Random(3).randbytes(4 * width * height))
     rgba[3::4] = b"\xff" * (width * height)
     image = Image(width, height, bytes(rgba))
-    started = time.perf_counter()
     escape = encode_sixel(width, height, image.rgba)
-    assert time.perf_counter() - started < 5
     errors = colour_errors(image, through_libsixel(sixel2png, escape))
     assert sum(errors) / len(errors) < 24  # 255 colours for noise: only roughly right (18)
 
