@@ -79,7 +79,7 @@ def render_image(data_b64: str, mime: str, protocol: str) -> str:
         size = len(base64.b64decode(payload))
         return f"\x1b]1337;File=inline=1;size={size};preserveAspectRatio=1:{payload}\x07\n"
     if protocol == "sixel" and mime == "image/png":
-        from ._png import PNGError, decode_png  # imported on first use: start-up
+        from ._png import PNGError, decode_png  # on first use: kept out of start-up
         from ._sixel import encode_sixel
 
         try:
