@@ -23,7 +23,7 @@ from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from kernel import KernelManager, connect_client
+from kernel import KernelClient, KernelManager, connect_client
 from kernel.protocol import JSONDict
 from shell._interactive import InteractiveConsole
 from shell._kernel import KernelLink
@@ -244,6 +244,19 @@ def test_front_end_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     run(scenario)
 
 
+def record_is_complete(client: KernelClient) -> list[str]:
+    """The code of every ``is_complete`` request ``client`` sends from now on."""
+    asked: list[str] = []
+    is_complete = client.is_complete
+
+    async def recording(code: str, **kw: Any) -> JSONDict:
+        asked.append(code)
+        return await is_complete(code, **kw)
+
+    client.is_complete = recording  # type: ignore[method-assign]
+    return asked
+
+
 def test_enter_falls_back_to_a_local_guess_while_the_kernel_is_slow() -> None:
     async def scenario() -> None:
         async with console_on("loom") as h:
@@ -268,14 +281,7 @@ def test_enter_uses_the_local_guess_at_once_while_the_kernel_is_busy() -> None:
         async with console_on("loom") as h:
             # Another request keeps the kernel busy (as another client's cell would).
             client = h.console.link.client
-            asked: list[str] = []
-            is_complete = client.is_complete
-
-            async def counting(code: str, **kw: Any) -> JSONDict:
-                asked.append(code)
-                return await is_complete(code, **kw)
-
-            client.is_complete = counting  # type: ignore[method-assign]
+            asked = record_is_complete(client)
             busy = asyncio.ensure_future(client.execute("import time; time.sleep(3)"))
             await h.until(lambda: h.console.link.state == "busy")
             h.send("x = [\r")
@@ -339,15 +345,7 @@ def test_other_clients_cells_appear_with_their_input(kernel: str) -> None:
 def test_a_complete_single_line_runs_without_asking_the_kernel(kernel: str) -> None:
     async def scenario() -> None:
         async with console_on(kernel) as h:
-            client = h.console.link.client
-            asked: list[str] = []
-            is_complete = client.is_complete
-
-            async def counting(code: str, **kw: Any) -> JSONDict:
-                asked.append(code)
-                return await is_complete(code, **kw)
-
-            client.is_complete = counting  # type: ignore[method-assign]
+            asked = record_is_complete(h.console.link.client)
             h.send("x = 40 + 2\r")
             await h.until(lambda: h.at_prompt(2))
             h.send("for i in range(2): print(i + x)\r")  # a one-line block runs at once too
