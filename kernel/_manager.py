@@ -11,6 +11,9 @@ during startup, and ``start`` retries with new ports (``_START_ATTEMPTS`` in
 all) before raising :class:`KernelStartError` with the exit status and the
 tail of the kernel's output. (If only the heartbeat port is stolen, ipykernel
 survives with a dead heartbeat thread; ``start`` then times out.)
+``launch`` does the spawning part alone, synchronously and without importing
+pyzmq, so a caller can let the kernel boot while it does work of its own;
+``start`` then only waits.
 
 Every wait on the kernel races its exit, learnt from a pidfd without threads
 (see :mod:`kernel._process`), so a kernel that dies is noticed at once rather
@@ -35,13 +38,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from string import Template
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from ._client import KernelClient, connect_client
 from ._errors import KernelDied, KernelError, KernelStartError
-from ._heartbeat import wait_for_heartbeat
 from ._kernelspec import KernelSpec, format_kernel_cmd, get_kernel_spec
 from ._process import KernelProcess, ProcessExited, describe_exit, exited_within, until_exit
-from .protocol import ConnectionInfo, JSONDict
+from .protocol import ConnectionInfo
+
+if TYPE_CHECKING:
+    from ._client import KernelClient
+    from .protocol import JSONDict
 
 __all__ = ["KernelManager", "start_kernel"]
 
@@ -106,6 +112,7 @@ class KernelManager:
         self._connection_file: Path | None = None
         self._process: KernelProcess | None = None
         self._last_returncode: int | None = None
+        self._launched = False  # by launch(), and start() has yet to wait for it
 
     # -- state ----------------------------------------------------------------
 
@@ -155,10 +162,31 @@ class KernelManager:
 
     # -- start ----------------------------------------------------------------
 
+    def launch(self) -> ConnectionInfo:
+        """Spawn the kernel now and return at once, without waiting for it.
+
+        :meth:`start` then only waits (retrying with new ports as usual if the
+        kernel exits during startup). This is for callers with work of their
+        own to do while the kernel boots: the console launches its kernel
+        before it imports its UI. Imports no pyzmq (the manager imports it
+        when it first talks to the kernel), so it is cheap to call early.
+        Raises :class:`KernelSpecError`, or :class:`KernelStartError` if the
+        command cannot be spawned (nothing is left behind).
+        """
+        if self._process is not None:
+            raise KernelError("the kernel is already running")
+        try:
+            info = self._spawn(self.spec)
+        except BaseException:
+            self._abandon_start()
+            raise
+        self._launched = True
+        return info
+
     # A budget, not a plain deadline: running out kills the kernel and reports its
     # output, which a caller's asyncio.timeout could not do (hence ASYNC109 off).
     async def start(self, timeout: float = 60.0) -> ConnectionInfo:
-        """Launch the kernel and return once its ports are bound.
+        """Launch the kernel (unless :meth:`launch` did) and return once its ports are bound.
 
         Returns the connection info (also written to :attr:`connection_file`).
         The kernel may still be initializing: :meth:`wait_ready` with a client
@@ -166,27 +194,16 @@ class KernelManager:
         :class:`KernelStartError` if it cannot be launched, exits during
         startup ``_START_ATTEMPTS`` times, or its heartbeat is silent for ``timeout``.
         """
-        if self._process is not None:
+        launched, self._launched = self._launched, False
+        if self._process is not None and not launched:
             raise KernelError("the kernel is already running")
         spec = self.spec
         try:
             async with asyncio.timeout(timeout):
                 for attempt in range(1, _START_ATTEMPTS + 1):
-                    shell, iopub, stdin, control, hb = pick_ports(self.ip)
-                    info = ConnectionInfo(
-                        ip=self.ip,
-                        shell_port=shell,
-                        iopub_port=iopub,
-                        stdin_port=stdin,
-                        control_port=control,
-                        hb_port=hb,
-                        key=ConnectionInfo.new_key(),
-                        kernel_name=spec.name,
-                    )
-                    self._connection_file = info.write(self._connection_file)
-                    self._info = info
+                    info = self.info if launched and attempt == 1 else self._spawn(spec)
                     try:
-                        await self._launch(spec, info, f" (attempt {attempt} of {_START_ATTEMPTS})")
+                        await self._until_bound(info, f" (attempt {attempt} of {_START_ATTEMPTS})")
                         return info
                     except ProcessExitedDuringStart as exc:
                         if attempt == _START_ATTEMPTS:
@@ -205,19 +222,42 @@ class KernelManager:
         self._discard_process()
         self._remove_connection_file()
 
-    async def _launch(self, spec: KernelSpec, info: ConnectionInfo, note: str = "") -> None:
-        """Start the kernel process on our connection file and wait for its heartbeat.
+    def _spawn(self, spec: KernelSpec, info: ConnectionInfo | None = None) -> ConnectionInfo:
+        """Start the kernel process on ``info`` (default: new ports, a new connection file).
 
-        Raises :class:`KernelStartError` (and leaves no process) if it cannot be
-        spawned or exits first.
+        Raises :class:`KernelStartError` if it cannot be spawned.
         """
+        if info is None:
+            shell, iopub, stdin, control, hb = pick_ports(self.ip)
+            info = ConnectionInfo(
+                ip=self.ip,
+                shell_port=shell,
+                iopub_port=iopub,
+                stdin_port=stdin,
+                control_port=control,
+                hb_port=hb,
+                key=ConnectionInfo.new_key(),
+                kernel_name=spec.name,
+            )
+            self._connection_file = info.write(self._connection_file)
+            self._info = info
         argv = format_kernel_cmd(spec, self.connection_file)
         try:
-            self._process = proc = KernelProcess(argv, env=self._kernel_env(spec), cwd=self.cwd)
+            self._process = KernelProcess(argv, env=self._kernel_env(spec), cwd=self.cwd)
         except OSError as exc:
             raise KernelStartError(
                 f"cannot launch kernel {spec.name!r} ({argv[0]}): {exc}"
             ) from exc
+        return info
+
+    async def _until_bound(self, info: ConnectionInfo, note: str = "") -> None:
+        """Wait for the heartbeat of the process just spawned.
+
+        Raises :class:`ProcessExitedDuringStart` (and leaves no process) if it exits first.
+        """
+        from ._heartbeat import wait_for_heartbeat  # pyzmq: not needed by launch()
+
+        proc = self._require_process()
         try:
             await until_exit(proc, wait_for_heartbeat(info.url("hb")))
         except ProcessExited as exc:
@@ -335,7 +375,8 @@ class KernelManager:
         info.write(path)  # rewrite in case the old kernel or someone else removed it
         try:
             async with asyncio.timeout(timeout):
-                await self._launch(spec, info)
+                self._spawn(spec, info)
+                await self._until_bound(info)
                 if client is not None:
                     await self.wait_ready(client, timeout)
         except TimeoutError:
@@ -378,6 +419,8 @@ class KernelManager:
         """
 
         async def request() -> None:
+            from ._client import connect_client
+
             if client is not None:
                 await client.shutdown(restart=restart)
             else:
@@ -441,6 +484,8 @@ async def start_kernel(
     connection file removed, whatever happened inside. Raises
     :class:`KernelSpecError` or :class:`KernelStartError` if it cannot start.
     """
+    from ._client import connect_client
+
     manager = KernelManager(kernel_name, spec=spec, extra_env=extra_env, cwd=cwd, ip=ip)
     await manager.start(startup_timeout)
     try:

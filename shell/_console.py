@@ -1,11 +1,14 @@
 """``run_console``: connect to a kernel and run the interactive or plain console.
 
 Start-up is arranged for a fast first prompt: the kernel process is launched
-first, and only then is prompt_toolkit imported (the slowest part of our own
-start-up), while the kernel boots in parallel. The prompt does not wait for
-the kernel: it is shown (and takes typing) at once, with ``starting`` in the
-toolbar; a cell entered before the kernel answers waits for it, then runs,
-and the kernel's banner is printed above the prompt when it answers. If the
+first (``KernelManager.launch``: a spawn, no pyzmq), and prompt_toolkit (the
+slowest part of our own start-up) is imported while the kernel boots in
+parallel. The prompt does not wait for the kernel: it is shown (and takes
+typing) at once, with ``starting`` in the toolbar. Only once it is drawn does
+the console connect to the kernel, which is when pyzmq is imported (some
+20 ms the prompt need not wait for). A cell entered before the kernel answers
+waits for it, then runs, and the kernel's banner is printed above the prompt
+when it answers. If the
 kernel cannot start, the console says why and exits with status 1. History
 (the file and the kernel's) and the syntax highlighter load in the background
 after the prompt is up.
@@ -23,12 +26,12 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kernel import KernelError, KernelManager, connect_client
+from kernel import KernelError, KernelManager
 from kernel.protocol import ConnectionFileError, ConnectionInfo, runtime_dir
 
 from ._images import image_protocol
@@ -122,17 +125,21 @@ async def _run(
             print(f"loom: {exc}", file=sys.stderr)
             return 1
         async with asyncio.TaskGroup() as tg:
-            if not link.is_ready:
-                tg.create_task(link.serve(), name="loom-kernel-start")
-                await asyncio.sleep(0)  # let serve() launch the kernel before we import...
-                if interactive:
-                    _preload_ui()  # ...so this runs while the kernel boots
+
+            def connect() -> None:
+                """Connect to the kernel we launched (see :meth:`KernelLink.serve`)."""
+                if not link.is_ready:
+                    tg.create_task(link.serve(), name="loom-kernel-start")
+
             watcher = tg.create_task(link.watch(), name="loom-kernel-watch")
             try:
                 if interactive:
+                    if not link.is_ready:
+                        _preload_ui()  # while the kernel boots
                     if vi_mode is None:
                         vi_mode = os.environ.get("LOOM_EDITING_MODE", "").lower() == "vi"
-                    return await _run_interactive(link, path, vi_mode)
+                    return await _run_interactive(link, path, vi_mode, connect)
+                connect()
                 _end_startup()
                 try:
                     await link.wait_ready()
@@ -149,12 +156,14 @@ async def _run(
 async def _open_link(
     stack: AsyncExitStack, kernel_name: str | None, existing: str | None, preload: bool
 ) -> tuple[KernelLink, Path | None]:
-    """Attach to a kernel (ready on return), or a link to start one (see ``serve``).
+    """Attach to a kernel (ready on return), or launch one (``serve`` connects to it).
 
-    Cleanup is registered on ``stack``. An unknown kernelspec raises here, before
-    any prompt is shown.
+    Cleanup is registered on ``stack``. An unknown kernelspec or a command that
+    cannot be spawned raises here, before any prompt is shown.
     """
     if existing is not None:
+        from kernel import connect_client
+
         path = Path(existing) if existing else newest_connection_file()
         info = ConnectionInfo.read(path)
         if preload:
@@ -166,7 +175,7 @@ async def _open_link(
         return KernelLink(client, None, info.kernel_name or "kernel"), path
     name = kernel_name or DEFAULT_KERNEL
     manager = KernelManager(name)
-    _ = manager.spec  # KernelSpecError now, not at the first prompt
+    manager.launch()
     stack.push_async_callback(manager.shutdown, now=True)  # last resort; no-op normally
     return KernelLink.starting(manager, name), None
 
@@ -178,9 +187,12 @@ async def _run_plain(link: KernelLink) -> int:
     return await run_plain(link, renderer, LineReader())
 
 
-async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -> int:
-    """The prompt is shown at once; a kernel still starting is waited for by the
-    first cell that runs. If it cannot start, the console ends with status 1."""
+async def _run_interactive(
+    link: KernelLink, path: Path | None, vi_mode: bool, connect: Callable[[], None]
+) -> int:
+    """The prompt is shown at once, and ``connect`` called once it is drawn; a
+    kernel still starting is waited for by the first cell that runs. If it
+    cannot start, the console ends with status 1."""
     from ._history import ConsoleHistory
     from ._interactive import InteractiveConsole
     from ._prompt import ConsoleUI
@@ -190,6 +202,7 @@ async def _run_interactive(link: KernelLink, path: Path | None, vi_mode: bool) -
     renderer = OutputRenderer(sys.stdout, ansi=True, images=image_protocol())
     ui = ConsoleUI(link, history=history, vi_mode=vi_mode)
     ui.after_drawn(_end_startup)
+    ui.after_drawn(connect)
     console = InteractiveConsole(link, ui, renderer, term, connection_file=path)
     attached = "" if link.owns_kernel else f" (attached to {path})"
     intro = f"Loom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n"

@@ -18,10 +18,12 @@ import contextlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prompt_toolkit.history import FileHistory
 
-from kernel.protocol import JSONDict
+if TYPE_CHECKING:
+    from kernel.protocol import JSONDict
 
 __all__ = ["ConsoleHistory", "history_path", "kernel_history_entries"]
 

@@ -40,10 +40,9 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernel import KernelDied, KernelError
-from kernel.protocol import Message
 
 from ._commands import (
     Command,
@@ -59,6 +58,9 @@ from ._output import OutputRenderer, merge_streams
 from ._pager import page, page_text
 from ._prompt import ConsoleUI
 from ._terminal import Terminal
+
+if TYPE_CHECKING:
+    from kernel.protocol import Message
 
 __all__ = ["InteractiveConsole"]
 

@@ -46,17 +46,13 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kernel import (
-    InputHandler,
-    KernelClient,
-    KernelDied,
-    KernelError,
-    KernelManager,
-    connect_client,
-)
-from kernel.protocol import JSONDict, Message
+from kernel import KernelDied, KernelError
+
+if TYPE_CHECKING:
+    from kernel import InputHandler, KernelClient, KernelManager
+    from kernel.protocol import JSONDict, Message
 
 __all__ = ["KernelLink", "describe_exit"]
 
@@ -216,6 +212,10 @@ class KernelLink:
         """
         if self._start is None or self.manager is None:
             raise KernelError("serve() is for links made by KernelLink.starting()")
+        # pyzmq is imported here, not with this module: the console's first
+        # prompt does not need it (see shell._console).
+        from kernel import connect_client
+
         self._serving = asyncio.current_task()
         manager = self.manager
         try:

@@ -21,9 +21,10 @@ import dataclasses
 import re
 import shutil
 import unicodedata
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from kernel.protocol import JSONDict, Message
+if TYPE_CHECKING:
+    from kernel.protocol import JSONDict, Message
 
 from ._images import render_image
 

@@ -47,3 +47,13 @@ def test_the_kernel_starts_answering_before_asyncio_is_imported() -> None:
     loaded = _top(_modules_after_import("kernel.server._app"))
     assert not loaded & {"asyncio", "jedi", "pygments", "sqlite3"}
     assert "zmq" in loaded
+
+
+def test_the_console_draws_its_first_prompt_without_pyzmq() -> None:
+    # Everything the console imports before its first prompt is drawn (the kernel is
+    # launched, not yet connected to: shell._console's docstring). pyzmq and the
+    # protocol's message modules come after, when it connects.
+    loaded = _modules_after_import("shell.cli, shell._console, shell._interactive, kernel._manager")
+    assert "prompt_toolkit" in _top(loaded)
+    assert "zmq" not in _top(loaded)
+    assert not loaded & {"kernel._client", "kernel.protocol._session", "kernel.protocol._tracker"}

@@ -6,6 +6,12 @@ and ``parallel``. See ``docs/protocol.md`` for what is implemented.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Connection files and errors are loaded at once; messages, sessions and the
+# tracker on first use (PEP 562): launching a kernel needs only the former, and
+# the console launches its kernel before anything else (see shell._console).
 from ._connection import CHANNELS, ConnectionInfo, runtime_dir
 from ._errors import (
     ConnectionFileError,
@@ -14,20 +20,44 @@ from ._errors import (
     ReplayedMessage,
     SignatureError,
 )
-from ._message import PROTOCOL_VERSION, JSONDict, Message, new_id, utc_now_iso
-from ._session import DEFAULT_MAX_JSON_FRAME, DELIMITER, Received, Session
-from ._signing import Signer
-from ._tracker import (
-    ForeignOutput,
-    InputRequested,
-    KernelStatus,
-    OutputReceived,
-    ReplyReceived,
-    RequestFinished,
-    RequestTracker,
-    TrackerEvent,
-    UnexpectedReply,
-)
+
+_LAZY = {
+    "JSONDict": "._message",
+    "Message": "._message",
+    "PROTOCOL_VERSION": "._message",
+    "new_id": "._message",
+    "utc_now_iso": "._message",
+    "DEFAULT_MAX_JSON_FRAME": "._session",
+    "DELIMITER": "._session",
+    "Received": "._session",
+    "Session": "._session",
+    "Signer": "._signing",
+    "ForeignOutput": "._tracker",
+    "InputRequested": "._tracker",
+    "KernelStatus": "._tracker",
+    "OutputReceived": "._tracker",
+    "ReplyReceived": "._tracker",
+    "RequestFinished": "._tracker",
+    "RequestTracker": "._tracker",
+    "TrackerEvent": "._tracker",
+    "UnexpectedReply": "._tracker",
+}
+
+if TYPE_CHECKING:
+    from ._message import PROTOCOL_VERSION, JSONDict, Message, new_id, utc_now_iso
+    from ._session import DEFAULT_MAX_JSON_FRAME, DELIMITER, Received, Session
+    from ._signing import Signer
+    from ._tracker import (
+        ForeignOutput,
+        InputRequested,
+        KernelStatus,
+        OutputReceived,
+        ReplyReceived,
+        RequestFinished,
+        RequestTracker,
+        TrackerEvent,
+        UnexpectedReply,
+    )
 
 __all__ = [
     "CHANNELS",
@@ -58,3 +88,12 @@ __all__ = [
     "runtime_dir",
     "utc_now_iso",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kernel.protocol' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

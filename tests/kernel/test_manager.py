@@ -33,6 +33,7 @@ from kernel import (
     KernelManager,
     KernelSpec,
     KernelStartError,
+    connect_client,
     get_kernel_spec,
     start_kernel,
 )
@@ -272,7 +273,10 @@ def test_missing_executable_raises_start_error(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_start_retries_when_a_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("launched", [False, True], ids=["started", "launched-then-started"])
+def test_start_retries_when_a_port_was_taken(
+    monkeypatch: pytest.MonkeyPatch, launched: bool
+) -> None:
     """Simulate losing the port race: the first shell port is already bound by someone else."""
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
@@ -293,6 +297,9 @@ def test_start_retries_when_a_port_was_taken(monkeypatch: pytest.MonkeyPatch) ->
     async def scenario(reaper: Reaper) -> None:
         km = KernelManager()
         try:
+            if launched:
+                km.launch()
+                reaper.track_manager(km)
             info = await km.start()
             reaper.track_manager(km)
             assert len(picks) == 2
@@ -304,6 +311,44 @@ def test_start_retries_when_a_port_was_taken(monkeypatch: pytest.MonkeyPatch) ->
         run(scenario)
     finally:
         blocker.close()
+
+
+def test_launch_spawns_at_once_and_start_waits_for_that_kernel(runtime_dir: Path) -> None:
+    async def scenario(reaper: Reaper) -> None:
+        km = KernelManager()
+        info = km.launch()  # synchronous: the process runs on return
+        pid = reaper.track_manager(km)
+        assert km.is_alive()
+        assert km.connection_file.exists()
+        with pytest.raises(KernelError, match="already running"):
+            km.launch()
+        try:
+            assert await km.start() == info  # waited for, not launched again
+            assert km.process is not None
+            assert km.process.pid == pid
+            with pytest.raises(KernelError, match="already running"):
+                await km.start()
+            async with connect_client(info) as kc:
+                reply = await kc.execute("x = 1", timeout=10)
+                assert reply.content["status"] == "ok"
+                await km.shutdown(kc)
+        finally:
+            await km.shutdown(now=True)
+        assert is_gone(pid)
+        assert list(runtime_dir.iterdir()) == []
+
+    run(scenario)
+
+
+def test_launch_of_a_missing_executable_raises_and_leaves_nothing(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    spec = KernelSpec("nope", tmp_path, [str(tmp_path / "no-such-kernel"), "{connection_file}"])
+    km = KernelManager(spec=spec)
+    with pytest.raises(KernelStartError, match="cannot launch kernel 'nope'"):
+        km.launch()
+    assert km.process is None
+    assert not runtime_dir.exists() or list(runtime_dir.iterdir()) == []
 
 
 def test_extra_env_and_cwd_reach_the_kernel(tmp_path: Path) -> None:

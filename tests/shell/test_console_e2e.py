@@ -263,12 +263,14 @@ def test_stopped_kernel_is_not_responding_then_recovers(
     finish(c)
 
 
-def write_kernelspec(tmp_path: Path, name: str, code: str) -> dict[str, str]:
+def write_kernelspec(
+    tmp_path: Path, name: str, code: str, *, executable: str = "python"
+) -> dict[str, str]:
     """A Python kernelspec running ``code`` (``sys.argv[1]``: the connection file);
     returns the environment that makes it findable."""
     spec_dir = tmp_path / "jupyter" / "kernels" / name
     spec_dir.mkdir(parents=True)
-    spec = {"argv": ["python", "-c", code, "{connection_file}"], "language": "python"}
+    spec = {"argv": [executable, "-c", code, "{connection_file}"], "language": "python"}
     (spec_dir / "kernel.json").write_text(json.dumps({**spec, "display_name": name}))
     return {"JUPYTER_PATH": str(tmp_path / "jupyter")}
 
@@ -305,6 +307,19 @@ def test_kernel_that_cannot_start_ends_the_console(tmp_path: Path, console: list
     c.child.expect(pexpect.EOF, timeout=15)
     c.child.close()
     assert c.child.exitstatus == 1
+
+
+def test_kernel_command_that_cannot_be_spawned_is_reported_before_any_prompt(
+    tmp_path: Path, console: list[Console]
+) -> None:
+    env = write_kernelspec(tmp_path, "ghost", "", executable=str(tmp_path / "no-such-kernel"))
+    c = open_console(console, tmp_path, "--kernel", "ghost", **env)
+    c.expect(r"loom: cannot launch kernel 'ghost' \(.*no-such-kernel\)")
+    c.child.expect(pexpect.EOF, timeout=15)
+    c.child.close()
+    assert c.child.exitstatus == 1
+    c.log.flush()
+    assert "In [" not in (tmp_path / "pty.log").read_text()  # it failed before any prompt
 
 
 def test_restart_magic_starts_a_new_kernel(tmp_path: Path, console: list[Console]) -> None:
