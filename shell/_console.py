@@ -8,10 +8,9 @@ typing) at once, with ``starting`` in the toolbar. Only once it is drawn does
 the console connect to the kernel, which is when pyzmq is imported (some
 20 ms the prompt need not wait for). A cell entered before the kernel answers
 waits for it, then runs, and the kernel's banner is printed above the prompt
-when it answers. If the
-kernel cannot start, the console says why and exits with status 1. History
-(the file and the kernel's) and the syntax highlighter load in the background
-after the prompt is up.
+when it answers. If the kernel cannot start, the console says why and exits
+with status 1. History (the file and the kernel's) and the syntax highlighter
+load in the background after the prompt is up.
 
 With ``--existing`` the console attaches to a running kernel: it can then
 interrupt it (``interrupt_request``) but neither restart nor stop it, and

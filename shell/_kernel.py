@@ -30,8 +30,9 @@ notices go to ``on_notice(text)`` and ``on_change()``; the link prints nothing.
 
 A link can exist before its kernel answers (:meth:`KernelLink.starting`), so
 the console can show its first prompt while the kernel boots: :meth:`serve`
-(a task for the link's lifetime) launches the kernel, connects the client,
-waits until it answers, and keeps the client open until :meth:`shutdown`.
+(a task for the link's lifetime) launches the kernel (unless the manager's
+``launch`` did), connects the client, waits until it answers, and keeps the
+client open until :meth:`shutdown`.
 Until then :attr:`~KernelLink.client` raises :class:`~kernel.KernelError`,
 :attr:`~KernelLink.is_usable` is False (so completion and ``is_complete``
 do not wait for it) and :meth:`wait_ready` is how a cell waits for it.
@@ -115,7 +116,8 @@ class KernelLink:
 
     @classmethod
     def starting(cls, manager: KernelManager, name: str) -> KernelLink:
-        """A link to a kernel that :meth:`serve` is yet to launch (state ``starting``)."""
+        """A link to a kernel that :meth:`serve` is yet to connect to, launching it
+        first unless ``manager.launch()`` did (state ``starting``)."""
         link = cls(None, manager, name)
         link._override = STARTING
         link._start = manager.start
