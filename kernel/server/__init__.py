@@ -8,8 +8,9 @@ Names load lazily: starting a kernel imports only what answering the first
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 __all__ = ["CellOutcome", "Handler", "IOThread", "Interpreter", "KernelServer", "run_kernel"]
 
@@ -29,10 +30,4 @@ if TYPE_CHECKING:
     from ._server import Handler, KernelServer
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kernel.server' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
