@@ -13,24 +13,24 @@ from ._lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "InputHandler": "._client",
-    "KernelClient": "._client",
-    "OutputHandler": "._client",
-    "connect_client": "._client",
-    "KernelDied": "._errors",
-    "KernelError": "._errors",
-    "KernelSpecError": "._errors",
-    "KernelStartError": "._errors",
-    "install_kernelspec": "._install",
-    "KernelSpec": "._kernelspec",
-    "builtin_loom_spec": "._kernelspec",
-    "find_kernel_specs": "._kernelspec",
-    "format_kernel_cmd": "._kernelspec",
-    "format_kernelspec_list": "._kernelspec",
-    "get_kernel_spec": "._kernelspec",
-    "KernelManager": "._manager",
-    "start_kernel": "._manager",
-    "KernelProcess": "._process",
+    "InputHandler": ".client._client",
+    "KernelClient": ".client._client",
+    "OutputHandler": ".client._client",
+    "connect_client": ".client._client",
+    "KernelDied": ".client._errors",
+    "KernelError": ".client._errors",
+    "KernelSpecError": ".client._errors",
+    "KernelStartError": ".client._errors",
+    "install_kernelspec": ".client._install",
+    "KernelSpec": ".client._kernelspec",
+    "builtin_loom_spec": ".client._kernelspec",
+    "find_kernel_specs": ".client._kernelspec",
+    "format_kernel_cmd": ".client._kernelspec",
+    "format_kernelspec_list": ".client._kernelspec",
+    "get_kernel_spec": ".client._kernelspec",
+    "KernelManager": ".client._manager",
+    "start_kernel": ".client._manager",
+    "KernelProcess": ".client._process",
 }
 
 __all__ = [
@@ -56,10 +56,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._client import InputHandler, KernelClient, OutputHandler, connect_client
-    from ._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
-    from ._install import install_kernelspec
-    from ._kernelspec import (
+    from kernel.client._client import InputHandler, KernelClient, OutputHandler, connect_client
+    from kernel.client._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
+    from kernel.client._install import install_kernelspec
+    from kernel.client._kernelspec import (
         KernelSpec,
         builtin_loom_spec,
         find_kernel_specs,
@@ -67,8 +67,8 @@ if TYPE_CHECKING:
         format_kernelspec_list,
         get_kernel_spec,
     )
-    from ._manager import KernelManager, start_kernel
-    from ._process import KernelProcess
+    from kernel.client._manager import KernelManager, start_kernel
+    from kernel.client._process import KernelProcess
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -40,7 +40,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a script or notebook non-interactively")
     if "run" in argv:  # importing the batch runner would slow the console's start
-        from ._batch import add_run_arguments
+        from shell.batch._run import add_run_arguments
 
         add_run_arguments(run)
 
@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "kernelspec":
         return _kernelspec(args)
     if args.command == "run":
-        from ._batch import run_batch
+        from shell.batch._run import run_batch
 
         return run_batch(args)
     if args.command == "kernel":
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import asyncio
 
-        from ._console import run_console
+        from shell.console._startup import run_console
 
         return asyncio.run(
             run_console(kernel_name=args.kernel, existing=args.existing, vi_mode=args.vi)

@@ -1,15 +1,131 @@
-"""The import direction of docs/architecture.md, checked in fresh interpreters."""
+"""The rooms of docs/architecture.md and their import rules.
+
+Two kinds of check:
+- *static*: every ``import`` statement in the packages, including imports inside
+  functions and under ``TYPE_CHECKING``, is read with ``ast`` and held against the
+  room rules (a function-local import that breaks a layer fails here);
+- *start-up budgets*: a module is imported in a fresh interpreter and ``sys.modules``
+  is checked, because what start-up pays for is what is actually loaded.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("kernel", "shell", "parallel")
+
+
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every module ``module`` imports, anywhere in its file, as absolute names."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+MODULES = _modules()
+IMPORTS = {module: _imports(module, path) for module, path in MODULES.items()}
+
+
+def _importers_of(target: str) -> set[str]:
+    return {
+        module
+        for module, names in IMPORTS.items()
+        if any(name == target or name.startswith(target + ".") for name in names)
+    }
+
+
+def _in(module: str, *rooms: str) -> bool:
+    return any(module == room or module.startswith(room + ".") for room in rooms)
+
+
+def test_only_the_channels_room_imports_threading() -> None:
+    # Thread affinity is a folder: code that runs on a helper thread lives in
+    # kernel/server/channels/. The console's LOOM_DEBUG_THREADS check reads
+    # threading.enumerate() to prove there are no threads; it starts none.
+    allowed = ("kernel.server.channels", "shell.console._debug")
+    assert {m for m in _importers_of("threading") if not _in(m, *allowed)} == set()
+
+
+def test_only_the_console_imports_prompt_toolkit() -> None:
+    assert {m for m in _importers_of("prompt_toolkit") if not _in(m, "shell.console")} == set()
+
+
+def test_zmq_stays_in_transport_client_server_and_parallel() -> None:
+    allowed = (
+        "kernel.transport",
+        "kernel.client",
+        "kernel.server._app",
+        "kernel.server._server",
+        "kernel.server.channels",
+        "parallel",
+    )
+    assert {m for m in _importers_of("zmq") if not _in(m, *allowed)} == set()
+
+
+def test_the_protocol_imports_only_the_stdlib_and_itself() -> None:
+    ours = {m for m in MODULES if _in(m, "kernel.protocol")}
+    for module in ours:
+        project = {n for n in IMPORTS[module] if n.split(".")[0] in PACKAGES}
+        assert {n for n in project if not _in(n, "kernel.protocol", "kernel._lazy")} == set()
+
+
+def test_the_kernel_never_imports_front_ends_or_parallel() -> None:
+    kernel = {m for m in MODULES if _in(m, "kernel")}
+    for module in kernel:
+        assert not any(_in(n, "shell", "parallel", "prompt_toolkit") for n in IMPORTS[module])
+
+
+def test_cell_running_rooms_import_no_zmq_and_no_asyncio_sockets() -> None:
+    rooms = (
+        "kernel.server.interpreter",
+        "kernel.server.introspection",
+        "kernel.server.magics",
+        "shell.render",
+    )
+    for module in (m for m in MODULES if _in(m, *rooms)):
+        assert not any(_in(n, "zmq", "kernel.transport", "kernel.client") for n in IMPORTS[module])
+
+
+def test_render_imports_no_prompt_toolkit_and_no_asyncio() -> None:
+    for module in (m for m in MODULES if _in(m, "shell.render")):
+        assert not any(_in(n, "prompt_toolkit", "asyncio") for n in IMPORTS[module]), module
+
+
+def test_no_two_modules_share_a_basename() -> None:
+    # Two _heartbeat.py with opposite roles were one file name for two things. Each
+    # layer's exception hierarchy is its _errors.py, which is one role, not two.
+    shared = {"__init__.py", "__main__.py", "_errors.py"}
+    counts = Counter(path.name for path in MODULES.values() if path.name not in shared)
+    assert [name for name, n in counts.items() if n > 1] == []
 
 
 def _modules_after_import(module: str) -> set[str]:
@@ -29,10 +145,30 @@ def test_protocol_is_pure_stdlib() -> None:
     assert not loaded & {"zmq", "asyncio", "prompt_toolkit", "shell", "parallel", "jupyter_core"}
 
 
-@pytest.mark.parametrize("module", ["kernel", "kernel.server"])
+@pytest.mark.parametrize("module", ["kernel", "kernel.server", "kernel.client"])
 def test_kernel_never_imports_front_ends(module: str) -> None:
     loaded = _top(_modules_after_import(module))
     assert not loaded & {"shell", "parallel", "prompt_toolkit"}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "kernel.server",
+        "kernel.server.channels",
+        "kernel.server.interpreter",
+        "kernel.server.introspection",
+        "kernel.server.magics",
+        "kernel.transport",
+        "shell.console",
+        "shell.render",
+        "shell.batch",
+    ],
+)
+def test_every_room_package_loads_lazily(module: str) -> None:
+    # A room's __init__ names its exports but imports none of them.
+    loaded = _modules_after_import(module)
+    assert not {m for m in loaded if _in(m, module) and m != module}
 
 
 def test_kernel_server_start_imports_stay_light() -> None:
@@ -51,9 +187,15 @@ def test_the_kernel_starts_answering_before_asyncio_is_imported() -> None:
 
 def test_the_console_draws_its_first_prompt_without_pyzmq() -> None:
     # Everything the console imports before its first prompt is drawn (the kernel is
-    # launched, not yet connected to: shell._console's docstring). pyzmq and the
-    # protocol's message modules come after, when it connects.
-    loaded = _modules_after_import("shell.cli, shell._console, shell._interactive, kernel._manager")
+    # launched, not yet connected to: shell.console._startup's docstring). pyzmq and
+    # the protocol's message modules come after, when it connects.
+    loaded = _modules_after_import(
+        "shell.cli, shell.console._startup, shell.console._repl, kernel.client._manager"
+    )
     assert "prompt_toolkit" in _top(loaded)
     assert "zmq" not in _top(loaded)
-    assert not loaded & {"kernel._client", "kernel.protocol._session", "kernel.protocol._tracker"}
+    assert not loaded & {
+        "kernel.client._client",
+        "kernel.protocol._session",
+        "kernel.protocol._tracker",
+    }

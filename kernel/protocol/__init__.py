@@ -12,7 +12,7 @@ from .._lazy import lazy_exports
 
 # Connection files and errors are loaded at once; messages, sessions and the
 # tracker on first use (PEP 562): launching a kernel needs only the former, and
-# the console launches its kernel before anything else (see shell._console).
+# the console launches its kernel before anything else (see shell.console._startup).
 from ._connection import CHANNELS, ConnectionInfo, runtime_dir
 from ._errors import (
     ConnectionFileError,

@@ -1,9 +1,10 @@
 """Loom's Python kernel: a Jupyter kernel server built from small parts.
 
-``KernelServer`` serves the shell channel with a handler table,
-``IOThread`` owns iopub and control, ``Interpreter`` runs cells.
-Names load lazily: starting a kernel imports only what answering the first
-``kernel_info_request`` needs.
+``KernelServer`` serves the shell channel with a handler table (``_server``),
+``channels/`` holds what runs on helper threads (``IOThread`` owns iopub and
+control), ``interpreter/`` runs cells, ``introspection/`` answers completion and
+inspection, ``magics/`` holds the ``%`` commands. Names load lazily: starting a
+kernel imports only what answering the first ``kernel_info_request`` needs.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ __all__ = ["CellOutcome", "Handler", "IOThread", "Interpreter", "KernelServer", 
 
 _EXPORTS = {
     "run_kernel": "._app",
-    "CellOutcome": "._interpreter",
-    "Interpreter": "._interpreter",
-    "IOThread": "._iothread",
+    "CellOutcome": ".interpreter._interpreter",
+    "Interpreter": ".interpreter._interpreter",
+    "IOThread": ".channels._iothread",
     "Handler": "._server",
     "KernelServer": "._server",
 }
 
 if TYPE_CHECKING:
     from ._app import run_kernel
-    from ._interpreter import CellOutcome, Interpreter
-    from ._iothread import IOThread
     from ._server import Handler, KernelServer
+    from .channels._iothread import IOThread
+    from .interpreter._interpreter import CellOutcome, Interpreter
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

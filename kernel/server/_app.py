@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 import zmq
 
 if TYPE_CHECKING:
-    from ._interpreter import Interpreter
+    from kernel.server.interpreter._interpreter import Interpreter
 
-from ..protocol import ConnectionFileError, ConnectionInfo, Session
-from ._heartbeat import start_heartbeat
-from ._iothread import IOThread
+from kernel.protocol import ConnectionFileError, ConnectionInfo, Session
+from kernel.server.channels._control import flush_sent
+from kernel.server.channels._heartbeat_echo import start_heartbeat
+from kernel.server.channels._iothread import IOThread
 
 __all__ = ["run_kernel"]
 
@@ -113,17 +114,18 @@ async def _serve(sockets: dict[str, zmq.Socket[bytes]], iothread: IOThread) -> i
     # The server's imports, here so that the I/O thread runs before them.
     import asyncio
 
-    from .._transport import MessageSocket
+    from kernel.server.channels._streams import OutStream
+    from kernel.transport._socket import MessageSocket
+
     from ._server import KernelServer
-    from ._streams import OutStream
 
     session = iothread.session
 
     def make_interpreter() -> Interpreter:
         # Imported here: the interpreter (magics, display, history) is built after
         # the first kernel_info reply, keeping it off the start-up path.
-        from ._history import HistoryStore, default_history_path
-        from ._interpreter import Interpreter
+        from kernel.server.interpreter._history_store import HistoryStore, default_history_path
+        from kernel.server.interpreter._interpreter import Interpreter
 
         return Interpreter(
             lambda msg_type, content: server.publish(msg_type, content, server.current),
@@ -145,7 +147,7 @@ async def _serve(sockets: dict[str, zmq.Socket[bytes]], iothread: IOThread) -> i
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         for name in ("shell", "stdin", "iopub", "control"):
             sockets[name].close(linger=200)
-        _flush_sent(sockets["iopub"].context)
+        flush_sent(sockets["iopub"].context)
     os._exit(0)
 
 
@@ -177,18 +179,3 @@ def _log_to_original_stderr(iothread: IOThread) -> None:
     for handler in logging.getLogger("loom").handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(stream)
-
-
-def _flush_sent(ctx: zmq.Context[zmq.Socket[bytes]], timeout: float = 2.0) -> None:
-    """Let libzmq deliver what is queued (the shutdown_reply, the last idle) before exiting.
-
-    ``close()`` returns at once and ``os._exit`` would drop unsent messages; terminating the
-    context waits for them (up to each socket's linger) and ends the heartbeat's proxy. It runs
-    on a throwaway thread, bounded by ``timeout``: a socket that user code opened on this
-    context and never closed would block it forever.
-    """
-    import threading
-
-    terminator = threading.Thread(target=ctx.term, name="loom-zmq-term", daemon=True)
-    terminator.start()
-    terminator.join(timeout)

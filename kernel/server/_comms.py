@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import JSONDict, new_id
+from kernel.protocol import JSONDict, new_id
 
 __all__ = ["Comm", "CommManager"]
 

@@ -6,7 +6,7 @@ import platform
 import sys
 from functools import cache
 
-from ..protocol import PROTOCOL_VERSION, JSONDict
+from kernel.protocol import PROTOCOL_VERSION, JSONDict
 
 __all__ = ["kernel_info_content"]
 

@@ -19,29 +19,27 @@ cell blocks the main thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import select
 import signal
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import zmq
 
-from .._ratelimit import RateLimitedLog
-from .._transport import MessageSocket
-from ..protocol import JSONDict, Message, Received, Session
+from kernel.protocol import JSONDict, Message, Received, Session
+from kernel.server.channels._control import exit_later, sigint_main_thread
+from kernel.server.channels._iothread import IOThread
+from kernel.server.channels._stdin import StdinBridge
+from kernel.transport._ratelimit import RateLimitedLog
+from kernel.transport._socket import MessageSocket
+
 from ._comms import CommManager
-from ._iothread import IOThread
 from ._kernel_info import kernel_info_content
-from ._stdin import StdinBridge
 
 if TYPE_CHECKING:
-    from ._interpreter import Interpreter
+    from kernel.server.interpreter._interpreter import Interpreter
 
 __all__ = ["Handler", "KernelServer"]
 
@@ -53,10 +51,9 @@ ABORT_GRACE = 0.05
 STOP_GRACE = 2.0
 #: Build the interpreter this long after start even if no request came first.
 WARM_UP_DELAY = 0.2
-#: An interrupt sends SIGINT up to this many times, this many seconds apart,
-#: until the main thread's handler has run (see ``_sigint_main_thread``).
-SIGINT_ATTEMPTS = 10
-SIGINT_RETRY = 0.05
+#: A shutdown that interrupted a running cell ends the process this late at most
+#: (seconds), even if the cell swallows the interrupt.
+SHUTDOWN_DEADLINE = 3.0
 
 HandlerResult = JSONDict | tuple[JSONDict, JSONDict] | None
 Handler = Callable[[Message, list[bytes]], Awaitable[HandlerResult]]
@@ -116,7 +113,7 @@ class KernelServer:
         return self._interpreter
 
     def _default_interpreter(self) -> Interpreter:
-        from ._interpreter import Interpreter
+        from kernel.server.interpreter._interpreter import Interpreter
 
         return Interpreter(self._publish_for_current)
 
@@ -290,7 +287,7 @@ class KernelServer:
         return kernel_info_content()
 
     async def _complete(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        from ._completion import complete
+        from kernel.server.introspection._completion import complete
 
         code = str(request.content.get("code", ""))
         pos = int(request.content.get("cursor_pos", len(code)))
@@ -300,7 +297,7 @@ class KernelServer:
         return {"status": "ok", **result}
 
     async def _inspect(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        from ._inspection import inspect
+        from kernel.server.introspection._inspection import inspect
 
         code = str(request.content.get("code", ""))
         pos = int(request.content.get("cursor_pos", len(code)))
@@ -308,7 +305,7 @@ class KernelServer:
         return {"status": "ok", **inspect(code, pos, level, self.interpreter.user_ns)}
 
     async def _is_complete(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        from ._is_complete import is_complete
+        from kernel.server.introspection._is_complete import is_complete
 
         return is_complete(str(request.content.get("code", "")))
 
@@ -343,25 +340,8 @@ class KernelServer:
         return {"status": "ok"}
 
     def _sigint_main_thread(self) -> None:
-        """Send SIGINT to the main thread, again while its handler has not run (<= ~0.5 s).
-
-        A signal that lands while the main thread waits for the GIL is handled at
-        its next bytecode boundary; if it is just entering a blocking call such as
-        ``time.sleep(60)``, that is after the call, and the interrupt is lost for
-        its duration. A second signal arriving during the call interrupts it (EINTR).
-        """
-        main = threading.main_thread().ident or 0
         interpreter = self._interpreter  # never build it from another thread
-        handled = interpreter.sigint_fd if interpreter is not None else None
-        if handled is None:  # not serving: no handler of ours to wait for
-            signal.pthread_kill(main, signal.SIGINT)
-            return
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(handled)  # forget earlier signals
-        for _ in range(SIGINT_ATTEMPTS):
-            signal.pthread_kill(main, signal.SIGINT)
-            if select.select([handled], [], [], SIGINT_RETRY)[0]:
-                return
+        sigint_main_thread(interpreter.sigint_fd if interpreter is not None else None)
 
     def _shutdown_from_control(self, request: Message) -> JSONDict:
         restart = bool(request.content.get("restart", False))
@@ -378,7 +358,7 @@ class KernelServer:
             # A cell holds the main thread: interrupt it so the loop can stop; if
             # the cell swallows the interrupt, leave anyway after a grace period.
             self._sigint_main_thread()
-            threading.Timer(3.0, os._exit, args=(0,)).start()
+            exit_later(SHUTDOWN_DEADLINE)
 
     async def _shutdown_on_shell(self, request: Message, identities: list[bytes]) -> HandlerResult:
         # Old clients send shutdown on shell; honour it the same way.

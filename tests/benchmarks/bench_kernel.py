@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _bench_common, from 
 import _bench_common as bench  # it also puts the repository on sys.path
 
 from kernel import KernelClient, connect_client
-from kernel._heartbeat import wait_for_heartbeat
+from kernel.client._heartbeat_monitor import wait_for_heartbeat
 from kernel.protocol import ConnectionInfo, Message
 
 KERNELS: dict[str, Callable[[str], list[str]]] = {

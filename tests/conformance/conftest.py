@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import kernel
-from kernel._install import LOOM_KERNEL_NAME, install_kernelspec
+from kernel.client._install import LOOM_KERNEL_NAME, install_kernelspec
 
 #: The directory that holds the ``kernel`` package, so kernel processes import this checkout.
 REPO_ROOT = Path(kernel.__file__).resolve().parent.parent

@@ -1,0 +1,83 @@
+"""The client side of kernels: connect to, launch, watch and stop any Jupyter kernel.
+
+asyncio only, no threads. ``kernel``'s own ``__init__`` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+__all__ = [
+    "HeartbeatMonitor",
+    "InputHandler",
+    "KernelClient",
+    "KernelDied",
+    "KernelError",
+    "KernelManager",
+    "KernelProcess",
+    "KernelSpec",
+    "KernelSpecError",
+    "KernelStartError",
+    "OutputHandler",
+    "ProcessExited",
+    "builtin_loom_spec",
+    "connect_client",
+    "describe_exit",
+    "exited_within",
+    "find_kernel_specs",
+    "format_kernel_cmd",
+    "format_kernelspec_list",
+    "get_kernel_spec",
+    "install_kernelspec",
+    "start_kernel",
+    "until_exit",
+    "wait_for_heartbeat",
+]
+
+_EXPORTS = {
+    "InputHandler": "._client",
+    "KernelClient": "._client",
+    "OutputHandler": "._client",
+    "connect_client": "._client",
+    "KernelDied": "._errors",
+    "KernelError": "._errors",
+    "KernelSpecError": "._errors",
+    "KernelStartError": "._errors",
+    "HeartbeatMonitor": "._heartbeat_monitor",
+    "wait_for_heartbeat": "._heartbeat_monitor",
+    "install_kernelspec": "._install",
+    "KernelSpec": "._kernelspec",
+    "builtin_loom_spec": "._kernelspec",
+    "find_kernel_specs": "._kernelspec",
+    "format_kernel_cmd": "._kernelspec",
+    "format_kernelspec_list": "._kernelspec",
+    "get_kernel_spec": "._kernelspec",
+    "KernelManager": "._manager",
+    "start_kernel": "._manager",
+    "KernelProcess": "._process",
+    "ProcessExited": "._process",
+    "describe_exit": "._process",
+    "exited_within": "._process",
+    "until_exit": "._process",
+}
+
+if TYPE_CHECKING:
+    from ._client import InputHandler, KernelClient, OutputHandler, connect_client
+    from ._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
+    from ._heartbeat_monitor import HeartbeatMonitor, wait_for_heartbeat
+    from ._install import install_kernelspec
+    from ._kernelspec import (
+        KernelSpec,
+        builtin_loom_spec,
+        find_kernel_specs,
+        format_kernel_cmd,
+        format_kernelspec_list,
+        get_kernel_spec,
+    )
+    from ._manager import KernelManager, start_kernel
+    from ._process import KernelProcess, ProcessExited, describe_exit, exited_within, until_exit
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,0 +1,350 @@
+"""Running cells: the user's namespace, execution count, results and errors.
+
+A cell is transformed (IPython syntax such as ``%magic`` and ``!cmd`` becomes
+plain Python), parsed, and compiled once with ``PyCF_ALLOW_TOP_LEVEL_AWAIT``.
+If the code object is a coroutine it is awaited as a task on the kernel's
+loop (top-level ``await``); otherwise it runs synchronously on the main
+thread. While synchronous user code runs, the loop is hidden from asyncio
+(``_set_running_loop(None)``) so ``asyncio.run()`` works inside a cell.
+
+The value of a trailing expression is displayed as ``Out[n]`` unless the cell
+ends with ``;``; ``_``, ``__``, ``___``, ``_N``, ``In`` and ``Out`` work as in
+IPython.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import inspect
+import linecache
+import os
+import signal
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+import kernel
+from kernel.protocol import JSONDict
+from kernel.server.magics._args import UsageError
+from kernel.server.magics._registry import Magics
+
+from ._display import Display, format_object
+from ._history_store import HistoryStore
+from ._traceback import format_exception
+from ._transform import transform_cell
+
+__all__ = ["CellOutcome", "Interpreter", "Publisher"]
+
+#: Frames from these files are the kernel's own and hidden from tracebacks. Derived from
+#: the package, not from this file's depth, so moving the module cannot change it.
+_KERNEL_DIR = str(Path(kernel.__file__).resolve().parent)
+_LAST_VALUE = "__loom_last_value__"
+
+Publisher = Callable[[str, JSONDict], None]
+Transformer = Callable[[str], str]
+
+
+@dataclass(slots=True)
+class CellOutcome:
+    """What running one cell produced, ready to become an ``execute_reply``."""
+
+    status: str = "ok"
+    error: JSONDict | None = None
+    payload: list[JSONDict] = field(default_factory=list)
+
+
+class Interpreter:
+    """One interactive Python session. Used from the main thread only."""
+
+    def __init__(
+        self,
+        publish: Publisher,
+        *,
+        history: HistoryStore | None = None,
+        transform: Transformer | None = None,
+    ) -> None:
+        self.publish = publish
+        self.history = history if history is not None else HistoryStore(None)
+        self.transform: Transformer = transform or transform_cell
+        self.display = Display(_DisplayAdapter(self))
+        self.execution_count = 1
+        self.user_ns: dict[str, Any] = {}
+        self.payload: list[JSONDict] = []
+        self._cell_task: asyncio.Task[Any] | None = None
+        self._running_sync = False
+        # SIGINT while a cell is being prepared (transformed, compiled) is kept for
+        # the moment its code starts: an interrupt sent as the cell begins is not lost.
+        self._in_cell = False
+        self._interrupt_pending = False
+        #: Readable once the SIGINT handler has run (an eventfd: safe to write from a
+        #: signal handler, and other threads can wait on it with a timeout).
+        #: Created by :meth:`install_sigint_handler`.
+        self.sigint_fd: int | None = None
+        self.magics = Magics(self)
+        self._reset_namespace()
+
+    def _reset_namespace(self) -> None:
+        self.user_ns.clear()
+        self.user_ns.update(
+            __name__="__main__",
+            __builtins__=builtins,
+            In=[""],
+            Out={},
+            _="",
+            __="",
+            ___="",
+            _ih=None,
+            _oh=None,
+            display=self.display.display,
+            update_display=self.display.update_display,
+            clear_output=self.display.clear_output,
+        )
+        self.user_ns["_ih"] = self.user_ns["In"]
+        self.user_ns["_oh"] = self.user_ns["Out"]
+        self.magics.install(self.user_ns)
+
+    @property
+    def is_busy(self) -> bool:
+        """True while a cell is running (synchronously or as a task) or about to."""
+        return self._running_sync or self._cell_task is not None or self._in_cell
+
+    def magic_names(self) -> list[str]:
+        """Names of the available magics (``%x``, ``%%x``), for completion."""
+        return self.magics.names()
+
+    def history_reply(self, request: JSONDict) -> list[list[Any]]:
+        """The ``history`` list of a ``history_reply`` for a ``history_request``'s content."""
+        output = bool(request.get("output", False))
+        raw = bool(request.get("raw", True))
+        kind = request.get("hist_access_type", "tail")
+        store = self.history
+        if kind == "range":
+            entries = store.range(
+                int(request.get("session", 0)),
+                int(request.get("start", 1)),
+                None if request.get("stop") is None else int(request["stop"]),
+                raw=raw,
+                output=output,
+            )
+        elif kind == "search":
+            n = request.get("n")
+            entries = store.search(
+                str(request.get("pattern", "*")),
+                None if n is None else int(n),
+                unique=bool(request.get("unique", False)),
+                raw=raw,
+                output=output,
+            )
+        else:
+            entries = store.tail(int(request.get("n", 10)), raw=raw, output=output)
+        return HistoryStore.to_reply(entries, output)
+
+    # -- interrupts -------------------------------------------------------------
+
+    def install_sigint_handler(self) -> None:
+        """SIGINT interrupts user code; between cells it is ignored (never kills the loop)."""
+        if self.sigint_fd is None:
+            self.sigint_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        signal.signal(signal.SIGINT, self._on_sigint)
+
+    def arm_interrupt(self) -> None:
+        """From now until the next cell ends, SIGINT interrupts that cell, even before it starts.
+
+        Call it before announcing a cell (``execute_input``): a front end may send
+        the interrupt as soon as it sees the announcement.
+        """
+        self._in_cell, self._interrupt_pending = True, False
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.sigint_fd is not None:
+            os.eventfd_write(self.sigint_fd, 1)
+        if self._running_sync:
+            raise KeyboardInterrupt
+        task = self._cell_task
+        if task is not None and not task.done():
+            # The loop may be asleep in its selector with nothing due for a long time
+            # (``await asyncio.sleep(60)``): a plain cancel() would not wake it.
+            # call_soon_threadsafe writes the loop's self-pipe, which does, and is
+            # safe in a signal handler (asyncio's own signal handling does the same).
+            task.get_loop().call_soon_threadsafe(task.cancel, "interrupted")
+        elif self._in_cell:
+            self._interrupt_pending = True
+
+    # -- running cells ------------------------------------------------------------
+
+    def cell_filename(self, count: int) -> str:
+        return f"<cell-{count}>"
+
+    async def run_cell(
+        self, raw: str, *, silent: bool = False, store_history: bool = True
+    ) -> CellOutcome:
+        """Run ``raw`` and return the outcome; never raises for user errors."""
+        count = self.execution_count
+        filename = self.cell_filename(count)
+        self.payload = []
+        if store_history:
+            self.user_ns["In"].append(raw)
+            # Committed once the reply is out: SQLite's commit is off the round trip.
+            self.history.defer_writes = True
+            self.history.store(count, raw)
+            asyncio.get_running_loop().call_soon(self.history.flush)
+        linecache.cache[filename] = (len(raw), None, raw.splitlines(True), filename)
+        outcome = CellOutcome()
+        self._in_cell = True  # keeps an interrupt that arrived since arm_interrupt()
+        try:
+            code, has_result = self._compile(raw, filename, display_last=not silent)
+            value = await self._execute(code)
+            if has_result and value is not None:
+                self._display_result(value, count, store_history)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                exc = KeyboardInterrupt()
+            outcome.status = "error"
+            outcome.error = self.report_error(exc)
+        finally:
+            self._in_cell, self._interrupt_pending = False, False
+            self.user_ns.pop(_LAST_VALUE, None)
+            if store_history:
+                self.execution_count += 1
+        try:
+            self.magics.run_post_execute()  # e.g. %matplotlib inline shows the cell's figures
+        except Exception as exc:
+            self.report_error(exc)
+        outcome.payload = self.payload
+        return outcome
+
+    def _compile(self, raw: str, filename: str, *, display_last: bool) -> tuple[CodeType, bool]:
+        source = self.transform(raw)
+        tree = ast.parse(source, filename=filename, mode="exec")
+        has_result = False
+        last = tree.body[-1] if tree.body else None
+        if display_last and isinstance(last, ast.Expr) and not _ends_with_semicolon(source):
+            assign = ast.Assign(
+                targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value
+            )
+            tree.body[-1] = ast.copy_location(assign, last)
+            ast.fix_missing_locations(tree)
+            has_result = True
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        return compile(tree, filename, "exec", flags=flags, dont_inherit=True), has_result
+
+    async def _execute(self, code: CodeType) -> Any:
+        if code.co_flags & inspect.CO_COROUTINE:
+            coro = eval(code, self.user_ns)
+            self._cell_task = asyncio.ensure_future(coro)
+            if self._interrupt_pending:
+                self._cell_task.cancel("interrupted")
+            try:
+                await self._cell_task
+            finally:
+                self._cell_task = None
+        else:
+            self._exec_sync(code)
+        return self.user_ns.get(_LAST_VALUE)
+
+    def _exec_sync(self, code: CodeType) -> None:
+        loop = asyncio.get_running_loop()
+        # Hide our loop so user code may call asyncio.run(); restore it after,
+        # since asyncio.run() also clears the thread's current event loop.
+        asyncio.events._set_running_loop(None)
+        self._running_sync = True
+        try:
+            if self._interrupt_pending:
+                raise KeyboardInterrupt
+            exec(code, self.user_ns)
+        finally:
+            self._running_sync = False
+            asyncio.events._set_running_loop(loop)
+            asyncio.set_event_loop(loop)
+
+    def _display_result(self, value: Any, count: int, store_history: bool) -> None:
+        if store_history:
+            ns = self.user_ns
+            ns["___"], ns["__"], ns["_"] = ns["__"], ns["_"], value
+            ns[f"_{count}"] = value
+            ns["Out"][count] = value
+        data, metadata = format_object(value)
+        self.publish(
+            "execute_result", {"execution_count": count, "data": data, "metadata": metadata}
+        )
+
+    # -- errors --------------------------------------------------------------------
+
+    def report_error(self, exc: BaseException) -> JSONDict:
+        """Publish an ``error`` message for ``exc`` and return the reply fields."""
+        if isinstance(exc, UsageError):
+            # Like IPython: a misused magic is the user's typo, not a crash; no traceback.
+            ename, evalue = "UsageError", str(exc)
+            content = {"ename": ename, "evalue": evalue, "traceback": [f"UsageError: {evalue}"]}
+            self.publish("error", content)
+            return content
+        try:
+            ename, evalue, tb = format_exception(
+                exc, cell_filenames=_cell_name, hidden_prefixes=[_KERNEL_DIR]
+            )
+        except Exception:  # the formatter must never take the kernel down
+            ename, evalue = type(exc).__name__, str(exc)
+            tb = traceback.format_exception(exc)
+        content = {"ename": ename, "evalue": evalue, "traceback": tb}
+        self.publish("error", content)
+        return content
+
+    # -- user expressions -------------------------------------------------------
+
+    def eval_user_expressions(self, expressions: JSONDict) -> JSONDict:
+        """Evaluate each expression; errors are reported per expression, never raised."""
+        results: JSONDict = {}
+        for key, expr in expressions.items():
+            try:
+                value = eval(str(expr), self.user_ns)
+                data, metadata = format_object(value)
+                results[key] = {"status": "ok", "data": data, "metadata": metadata}
+            except BaseException as exc:
+                results[key] = {
+                    "status": "error",
+                    "ename": type(exc).__name__,
+                    "evalue": str(exc),
+                    "traceback": [],
+                }
+        return results
+
+
+class _DisplayAdapter:
+    def __init__(self, interpreter: Interpreter) -> None:
+        self._interpreter = interpreter
+
+    def publish(self, msg_type: str, content: dict[str, Any]) -> None:
+        self._interpreter.publish(msg_type, content)
+
+
+def _cell_name(filename: str) -> str | None:
+    if filename.startswith("<cell-") and filename.endswith(">"):
+        return f"Cell In[{filename[6:-1]}]"
+    return None
+
+
+def _ends_with_semicolon(source: str) -> bool:
+    """True when the last code line ends with ``;`` (comments ignored), as IPython does."""
+    import io
+    import tokenize
+
+    last = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type not in (
+                tokenize.COMMENT,
+                tokenize.NL,
+                tokenize.NEWLINE,
+                tokenize.ENDMARKER,
+                tokenize.DEDENT,
+                tokenize.INDENT,
+            ):
+                last = tok
+    except (tokenize.TokenError, SyntaxError):
+        return source.rstrip().endswith(";")
+    return last is not None and last.string == ";"

@@ -1,0 +1,24 @@
+"""The kernel's ``%`` and ``%%`` commands: the registry and one module per family."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..._lazy import lazy_exports
+
+__all__ = [
+    "Magics",
+    "UsageError",
+]
+
+_EXPORTS = {
+    "Magics": "._registry",
+    "UsageError": "._args",
+}
+
+if TYPE_CHECKING:
+    from ._args import UsageError
+    from ._registry import Magics
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

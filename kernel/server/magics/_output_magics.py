@@ -1,0 +1,173 @@
+"""Output: ``%%capture`` a cell's output, ``%matplotlib inline`` figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kernel.server import interpreter
+from kernel.server.interpreter._compile import compile_body
+
+from ._args import UsageError, split_options
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
+    from ._registry import Magics
+
+__all__ = ["CapturedIO", "RichOutput", "load_output_magics"]
+
+#: The inline backend's name for matplotlib; the module itself imports matplotlib.
+#: Built from the interpreter package's name, as ``_mpl_inline.BACKEND`` is from its own.
+_MPL_BACKEND = f"module://{interpreter.__name__}._mpl_inline"
+
+
+@dataclass(slots=True)
+class RichOutput:
+    """One captured ``display_data``: displaying it shows the same output again."""
+
+    data: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    transient: dict[str, Any] = field(default_factory=dict)
+
+    def _repr_mimebundle_(
+        self, include: Collection[str] | None = None, exclude: Collection[str] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.data, self.metadata
+
+
+class CapturedIO:
+    """What ``%%capture`` caught: ``stdout`` and ``stderr`` text, and rich ``outputs``.
+
+    ``show()`` (or calling the object) replays all of it into the current output.
+    """
+
+    def __init__(
+        self,
+        stdout: str,
+        stderr: str,
+        outputs: list[RichOutput],
+        publish: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.outputs = outputs
+        self._publish = publish
+
+    def show(self) -> None:
+        """Write the captured text to ``sys.stdout``/``sys.stderr``, re-publish the outputs."""
+        if self.stdout:
+            sys.stdout.write(self.stdout)
+            sys.stdout.flush()
+        if self.stderr:
+            sys.stderr.write(self.stderr)
+            sys.stderr.flush()
+        for output in self.outputs:
+            content = {
+                "data": output.data,
+                "metadata": output.metadata,
+                "transient": output.transient,
+            }
+            self._publish("display_data", content)
+
+    __call__ = show
+
+    def __str__(self) -> str:
+        return self.stdout
+
+    def __repr__(self) -> str:
+        return f"<CapturedIO: {len(self.stdout)} chars stdout, {len(self.outputs)} outputs>"
+
+
+def load_output_magics(magics: Magics) -> None:
+    """Register ``%%capture`` and ``%matplotlib`` on ``magics``."""
+    output = _OutputMagics(magics)
+    magics.register_cell("capture", output.capture)
+    magics.register_line("matplotlib", output.matplotlib)
+
+
+class _OutputMagics:
+    def __init__(self, magics: Magics) -> None:
+        self._magics = magics
+
+    def capture(self, line: str, body: str) -> None:
+        """Run the cell, capturing its stdout, stderr and rich output instead of showing it.
+
+        Usage: ``%%capture [--no-stdout] [--no-stderr] [--no-display] [NAME]``
+
+        With NAME, a ``CapturedIO`` is stored under that name (even if the cell raises):
+        ``NAME.stdout``, ``NAME.stderr``, ``NAME.outputs``, and ``NAME.show()`` to replay.
+        The ``--no-*`` options let that kind of output through instead.
+        """
+        options, name = split_options(line, "", ("no-stdout", "no-stderr", "no-display"))
+        if name and not name.isidentifier():
+            raise UsageError(f"%%capture: {name!r} is not a valid variable name")
+        interp = self._magics.interpreter
+        site = self._magics.call_site
+        code = compile_body(body, site.filename, site.lineno + 1, want_value=True)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        outputs: list[RichOutput] = []
+        publish = interp.publish
+
+        def capturing_publish(msg_type: str, content: dict[str, Any]) -> None:
+            if msg_type == "display_data" and not options.get("no-display"):
+                outputs.append(
+                    RichOutput(
+                        dict(content.get("data", {})),
+                        dict(content.get("metadata", {})),
+                        dict(content.get("transient", {})),
+                    )
+                )
+            else:
+                publish(msg_type, content)
+
+        saved = sys.stdout, sys.stderr
+        if not options.get("no-stdout"):
+            sys.stdout = stdout
+        if not options.get("no-stderr"):
+            sys.stderr = stderr
+        interp.publish = capturing_publish
+        try:
+            value = code.run(site.globals, site.locals)
+            if value is not None:
+                interp.display.display(value)
+            self._magics.run_post_execute()  # e.g. the cell's figures, as IPython captures them
+        finally:
+            interp.publish = publish
+            sys.stdout, sys.stderr = saved
+            if name:
+                site.globals[name] = CapturedIO(
+                    stdout.getvalue(),
+                    stderr.getvalue(),
+                    outputs,
+                    lambda msg_type, content: interp.publish(msg_type, content),
+                )
+
+    def matplotlib(self, line: str) -> None:
+        """Show matplotlib figures as images in the output.
+
+        Usage: ``%matplotlib [inline]`` or ``%matplotlib --list``. Only ``inline`` exists:
+        ``plt.show()`` and the end of every cell render the open figures as PNG and close
+        them. Sets ``MPLBACKEND`` so later ``import matplotlib`` picks the backend up.
+        """
+        options, gui = split_options(line, "l", ("list",))
+        if options.get("l") or options.get("list"):
+            print("Available matplotlib backends: ['inline']")
+            return
+        if gui not in ("", "inline"):
+            raise UsageError(f"%matplotlib {gui}: Loom only provides the 'inline' backend")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("matplotlib is not installed; %pip install matplotlib")
+        os.environ["MPLBACKEND"] = _MPL_BACKEND
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        from kernel.server.interpreter import _mpl_inline
+
+        _mpl_inline.activate(self._magics.interpreter.display)
+        matplotlib.use(_mpl_inline.BACKEND)
+        if _mpl_inline.flush_figures not in self._magics.post_execute:
+            self._magics.post_execute.append(_mpl_inline.flush_figures)

@@ -1,0 +1,127 @@
+"""The ZeroMQ seam: the only module of the client side that imports zmq.
+
+:class:`MessageSocket` joins a ZeroMQ socket, read from the asyncio loop, to a protocol
+:class:`~kernel.protocol.Session`: ``send`` serializes and signs, ``recv``
+returns the next *valid* message. Invalid input is logged (rate-limited) and
+dropped, so a peer sending garbage can neither crash a reader nor flood a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from kernel.protocol import Message, ProtocolError, Received, Session
+
+from ._ratelimit import RateLimitedLog
+
+__all__ = ["MessageSocket", "RateLimitedLog", "shared_context"]
+
+log = logging.getLogger("loom.transport")
+
+
+def shared_context() -> zmq.asyncio.Context:
+    """The process-wide asyncio ZeroMQ context (one context, one set of libzmq I/O threads)."""
+    return zmq.asyncio.Context.instance()
+
+
+class MessageSocket:
+    """A ZeroMQ socket that speaks Jupyter messages on the running asyncio loop.
+
+    It uses a plain (synchronous) socket and the socket's file descriptor
+    directly: one reader callback drains every message that is ready, where
+    ``zmq.asyncio`` creates and resolves a future per message. A request's
+    reply and its iopub messages arrive in bursts, so this halves the
+    client's per-request cost. The descriptor is edge-triggered (it signals
+    that ``ZMQ_EVENTS`` may have changed), so we drain until ``EAGAIN`` and
+    re-check ``ZMQ_EVENTS`` after every send, which can consume an edge.
+    """
+
+    def __init__(self, socket: zmq.Socket[bytes], session: Session, channel: str) -> None:
+        if socket.sndhwm != 0:
+            # send() is synchronous: only a socket that queues without limit never blocks it.
+            raise ValueError(f"{channel} socket needs sndhwm=0 to be used by MessageSocket")
+        self.socket = socket
+        self.session = session
+        self.channel = channel
+        self._rejected = RateLimitedLog(log)
+        self._inbox: deque[Received] = deque()
+        self._readable = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = int(socket.getsockopt(zmq.FD))
+
+    @classmethod
+    def connect(
+        cls,
+        socket_type: int,
+        url: str,
+        session: Session,
+        channel: str,
+        *,
+        identity: bytes | None = None,
+        context: zmq.Context[Any] | None = None,
+    ) -> MessageSocket:
+        sock: zmq.Socket[bytes] = zmq.Socket(context or shared_context(), socket_type)
+        sock.linger = 0
+        # No high-water marks on the client side: a PUB or ROUTER peer silently
+        # drops what does not fit, and a lost reply or idle hangs a request.
+        # Everything queued here answers requests this client chose to send.
+        sock.rcvhwm = 0
+        sock.sndhwm = 0
+        if identity is not None:
+            sock.identity = identity
+        if socket_type == zmq.SUB:
+            sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(url)
+        return cls(sock, session, channel)
+
+    def _watch(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self._fd, self._readable.set)
+
+    def _maybe_readable(self) -> None:
+        if int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self._readable.set()
+
+    async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
+        """Send at once: with no send high-water mark (see ``__init__``) it never blocks."""
+        self._watch()
+        self.socket.send_multipart(self.session.serialize(message, identities or ()))
+        self._maybe_readable()
+
+    async def recv(self) -> Received:
+        """The next valid message; invalid ones are logged and skipped."""
+        self._watch()
+        while not self._inbox:
+            self._drain()
+            if self._inbox:
+                break
+            await self._readable.wait()
+            self._readable.clear()
+        return self._inbox.popleft()
+
+    def requeue(self, received: list[Received]) -> None:
+        """Put messages that someone else read from this socket first in line."""
+        self._inbox.extendleft(reversed(received))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._inbox.append(self.session.deserialize(frames))
+            except ProtocolError as exc:
+                self._rejected.warning("dropped invalid message on %s: %s", self.channel, exc)
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self.socket.close(linger=0)

@@ -1,0 +1,201 @@
+"""Plain mode: when stdin or stdout is not a terminal (``printf 'print(1)' | loom``).
+
+No prompts, no escape codes: lines are read from stdin, grouped into cells,
+run, and their outputs printed as plain text (results without ``Out[N]:``,
+errors and stderr on stderr, ANSI colours stripped). The exit status is 0 at
+end of input; 1 if the kernel dies; 130 after a second Ctrl-C.
+
+Grouping, as when pasting into a REPL: a line is added to the current cell
+and the cell runs once the kernel's ``is_complete`` says it is complete. A
+blank line ends a block. So that scripts without blank lines after their
+blocks work too, a line at column 0 that cannot continue the block (not
+``else``, ``elif``, ``except``, ``finally``) ends it when the cell before it
+is complete.
+
+stdin is read without blocking the event loop (``loop.add_reader`` for pipes
+and terminals; a regular file never blocks, so it is read directly), which
+keeps background output and ``input()`` requests flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+import re
+import signal
+import stat
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from kernel import KernelDied
+from kernel.protocol import Message
+from shell.render._output import ANSI_RE, OutputRenderer
+
+from ._debug import report_threads
+from ._link import KernelLink
+from ._multiline import check_complete
+from ._pager import page_text
+
+__all__ = ["LineReader", "read_cell", "run_plain"]
+
+_CONTINUES_BLOCK = re.compile(r"^(else|elif|except|finally)\b")
+#: Plain mode is not interactive: give the kernel time to answer is_complete.
+_IS_COMPLETE_TIMEOUT = 10.0
+
+
+class LineReader:
+    """Reads lines from a file descriptor on the event loop."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdin
+        self._fd = self._stream.fileno()
+        mode = os.fstat(self._fd).st_mode
+        self._selectable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._eof = False
+
+    async def readline(self) -> str:
+        """The next line with its newline; '' at end of input."""
+        if not self._selectable:
+            return self._stream.readline()
+        while "\n" not in self._buffer and not self._eof:
+            await self._wait_readable()
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                self._eof = True
+                self._buffer += self._decoder.decode(b"", final=True)
+            else:
+                self._buffer += self._decoder.decode(chunk)
+        line, newline, rest = self._buffer.partition("\n")
+        self._buffer = rest
+        return line + newline
+
+    async def _wait_readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self._fd, _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._fd)
+
+
+async def read_cell(reader: LineReader, link: KernelLink | None, pending: list[str]) -> str | None:
+    """The next cell from ``reader`` (None at end of input).
+
+    ``pending`` carries a line read ahead that starts the following cell.
+    """
+    lines: list[str] = []
+    if pending:
+        lines.append(pending.pop())
+        if await _status(link, lines) != "incomplete":
+            return "\n".join(lines)
+    while True:
+        raw = await reader.readline()
+        if not raw:
+            return "\n".join(lines) if lines else None
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            if lines:
+                return "\n".join(lines)
+            continue
+        if lines and _starts_statement(line) and await _status(link, [*lines, ""]) == "complete":
+            pending.append(line)
+            return "\n".join(lines)
+        lines.append(line)
+        if await _status(link, lines) != "incomplete":
+            return "\n".join(lines)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _starts_statement(line: str) -> bool:
+    return not line[:1].isspace() and not _CONTINUES_BLOCK.match(line) and line[:1] not in ")]}"
+
+
+async def _status(link: KernelLink | None, lines: list[str]) -> str:
+    status, _ = await check_complete(link, "\n".join(lines), _IS_COMPLETE_TIMEOUT)
+    return status
+
+
+async def run_plain(link: KernelLink, renderer: OutputRenderer, reader: LineReader) -> int:
+    """Run every cell of ``reader`` through ``link``; return the exit status."""
+    client = link.client
+    out = renderer.out
+    loop = asyncio.get_running_loop()
+    cell: asyncio.Task[Message] | None = None
+    interrupts = 0
+    interrupting: set[asyncio.Future[None]] = set()
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if cell is None or cell.done():
+            return
+        if interrupts == 1:
+            interrupting.add(asyncio.ensure_future(link.interrupt()))
+        else:
+            cell.cancel()
+
+    async def answer(prompt: str, password: bool) -> str:
+        out.write(prompt)
+        out.flush()
+        renderer.column = 0
+        return (await reader.readline()).rstrip("\r\n")
+
+    client.input_handler = answer
+    show = _show(renderer)
+    client.on_foreign_output = lambda message, own_session: show(message)
+    link.on_notice = lambda text: print(f"loom: {text}", file=sys.stderr, flush=True)
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    pending: list[str] = []
+    try:
+        while True:
+            code = await read_cell(reader, link, pending)
+            if code is None:
+                return 0
+            if code.strip() in ("exit", "quit", "exit()", "quit()", "%exit", "%quit"):
+                return 0
+            if link.is_dead:
+                return 1  # the notice has said why; nothing could run this cell
+            interrupts = 0
+            report_threads("cell")
+            cell = asyncio.ensure_future(client.execute(code, on_output=show))
+            await asyncio.wait({cell})
+            if cell.cancelled():
+                print("loom: interrupted", file=sys.stderr, flush=True)
+                return 130
+            exc = cell.exception()
+            if isinstance(exc, KernelDied):
+                renderer.ensure_newline()
+                if not link.is_dead:  # else the death notice has said it already
+                    print(f"loom: {exc}", file=sys.stderr, flush=True)
+                return 1
+            if exc is not None:
+                raise exc
+            reply = cell.result()
+            for payload in reply.content.get("payload") or []:
+                if isinstance(payload, dict) and payload.get("source") == "page":
+                    text = ANSI_RE.sub("", page_text(payload.get("data") or {}))
+                    renderer.notice(text)
+                if isinstance(payload, dict) and payload.get("source") == "ask_exit":
+                    return 0
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        renderer.ensure_newline()
+
+
+def _show(renderer: OutputRenderer) -> Callable[[Message], None]:
+    """Render outputs, but not inputs: plain mode echoes no code."""
+
+    def render(message: Message) -> None:
+        if message.msg_type != "execute_input":
+            renderer.render(message)
+
+    return render

@@ -1,0 +1,287 @@
+"""``run_console``: connect to a kernel and run the interactive or plain console.
+
+Start-up is arranged for a fast first prompt: the kernel process is launched
+first (``KernelManager.launch``: a spawn, no pyzmq), and prompt_toolkit (the
+slowest part of our own start-up) is imported while the kernel boots in
+parallel. The prompt does not wait for the kernel: it is shown (and takes
+typing) at once, with ``starting`` in the toolbar. Only once it is drawn does
+the console connect to the kernel, which is when pyzmq is imported (some
+20 ms the prompt need not wait for). A cell entered before the kernel answers
+waits for it, then runs, and the kernel's banner is printed above the prompt
+when it answers. If the kernel cannot start, the console says why and exits
+with status 1. History (the file and the kernel's) and the syntax highlighter
+load in the background after the prompt is up.
+
+With ``--existing`` the console attaches to a running kernel: it can then
+interrupt it (``interrupt_request``) but neither restart nor stop it, and
+leaves it running on exit. A kernel the console started is shut down when
+the console exits, whatever the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kernel import KernelError, KernelManager
+from kernel.protocol import ConnectionFileError, ConnectionInfo, runtime_dir
+from shell.render._images import image_protocol
+from shell.render._output import OutputRenderer
+
+from ._link import KernelLink
+from ._terminal import Terminal
+
+if TYPE_CHECKING:
+    from ._input_history import ConsoleHistory
+    from ._prompt import ConsoleUI
+    from ._repl import InteractiveConsole
+
+__all__ = ["DEFAULT_KERNEL", "newest_connection_file", "run_console"]
+
+DEFAULT_KERNEL = "loom"
+#: Entries of the kernel's history merged into the console's at start-up.
+KERNEL_HISTORY_ENTRIES = 1000
+
+
+def newest_connection_file() -> Path:
+    """The most recently modified ``kernel-*.json`` in the runtime directory."""
+    files = sorted(runtime_dir().glob("kernel-*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise ConnectionFileError(f"no connection files in {runtime_dir()}; start a kernel first")
+    return files[-1]
+
+
+def _preload_ui() -> None:
+    """Import what the first prompt needs (done while the kernel starts).
+
+    Pygments' lexers are not among them: the highlighter is loaded once the
+    first prompt is on screen (see ``ConsoleUI``).
+    """
+    import prompt_toolkit.shortcuts  # noqa: F401
+
+    from shell.console import _repl as _interactive  # noqa: F401
+
+
+async def run_console(
+    kernel_name: str | None = None,
+    existing: str | None = None,
+    *,
+    vi_mode: bool | None = None,
+) -> int:
+    """Run the console until exit; return the process exit status.
+
+    ``existing`` is a connection file, or '' for the newest one. Interactive
+    when stdin and stdout are terminals, plain mode otherwise.
+    """
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    with _cancelled_by_signals() as terminated:
+        try:
+            return await _run(kernel_name, existing, vi_mode, interactive)
+        except asyncio.CancelledError:
+            if terminated:
+                return 128 + terminated[0]
+            raise
+
+
+@contextmanager
+def _cancelled_by_signals() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP (the terminal closed) cancel the console's task, so the
+    cleanup (shutting down a kernel we started) runs instead of the process
+    just vanishing. Yields the list the signal number is recorded in."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not received and task is not None:
+            received.append(signum)
+            task.cancel()
+
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        yield received
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _run(
+    kernel_name: str | None, existing: str | None, vi_mode: bool | None, interactive: bool
+) -> int:
+    async with AsyncExitStack() as stack:
+        try:
+            link, path = await _open_link(stack, kernel_name, existing, interactive)
+        except (KernelError, ConnectionFileError, OSError) as exc:
+            print(f"loom: {exc}", file=sys.stderr)
+            return 1
+        async with asyncio.TaskGroup() as tg:
+
+            def connect() -> None:
+                """Connect to the kernel we launched (see :meth:`KernelLink.serve`)."""
+                if not link.is_ready:
+                    tg.create_task(link.serve(), name="loom-kernel-start")
+
+            watcher = tg.create_task(link.watch(), name="loom-kernel-watch")
+            try:
+                if interactive:
+                    if not link.is_ready:
+                        _preload_ui()  # while the kernel boots
+                    if vi_mode is None:
+                        vi_mode = os.environ.get("LOOM_EDITING_MODE", "").lower() == "vi"
+                    return await _run_interactive(link, path, vi_mode, connect)
+                connect()
+                _end_startup()
+                try:
+                    await link.wait_ready()
+                except KernelError as exc:
+                    print(f"loom: {exc}", file=sys.stderr)
+                    return 1
+                return await _run_plain(link)
+            finally:
+                await link.shutdown()  # graceful, through the client; ends serve()
+                watcher.cancel()
+    raise AssertionError("unreachable")
+
+
+async def _open_link(
+    stack: AsyncExitStack, kernel_name: str | None, existing: str | None, preload: bool
+) -> tuple[KernelLink, Path | None]:
+    """Attach to a kernel (ready on return), or launch one (``serve`` connects to it).
+
+    Cleanup is registered on ``stack``. An unknown kernelspec or a command that
+    cannot be spawned raises here, before any prompt is shown.
+    """
+    if existing is not None:
+        from kernel import connect_client
+
+        path = Path(existing) if existing else newest_connection_file()
+        info = ConnectionInfo.read(path)
+        if preload:
+            _preload_ui()
+        try:
+            client = await stack.enter_async_context(connect_client(info, ready_timeout=10.0))
+        except TimeoutError:
+            raise KernelError(f"the kernel of {path} does not answer") from None
+        return KernelLink(client, None, info.kernel_name or "kernel"), path
+    name = kernel_name or DEFAULT_KERNEL
+    manager = KernelManager(name)
+    manager.launch()
+    stack.push_async_callback(manager.shutdown, now=True)  # last resort; no-op normally
+    return KernelLink.starting(manager, name), None
+
+
+async def _run_plain(link: KernelLink) -> int:
+    from ._plain import LineReader, run_plain
+
+    renderer = OutputRenderer(sys.stdout, sys.stderr, ansi=False, out_prompts=False)
+    return await run_plain(link, renderer, LineReader())
+
+
+async def _run_interactive(
+    link: KernelLink, path: Path | None, vi_mode: bool, connect: Callable[[], None]
+) -> int:
+    """The prompt is shown at once, and ``connect`` called once it is drawn; a
+    kernel still starting is waited for by the first cell that runs. If it
+    cannot start, the console ends with status 1."""
+    from ._input_history import ConsoleHistory
+    from ._prompt import ConsoleUI
+    from ._repl import InteractiveConsole
+
+    history = ConsoleHistory()
+    term = Terminal(sys.stdout)
+    renderer = OutputRenderer(sys.stdout, ansi=True, images=image_protocol())
+    ui = ConsoleUI(link, history=history, vi_mode=vi_mode)
+    ui.after_drawn(_end_startup)
+    ui.after_drawn(connect)
+    console = InteractiveConsole(link, ui, renderer, term, connection_file=path)
+    attached = "" if link.owns_kernel else f" (attached to {path})"
+    intro = f"Loom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n"
+    if link.is_ready:
+        print(f"{_banner(link)}\n\n{intro}")
+    else:  # the banner is printed above the prompt when the kernel answers
+        print(intro)
+    background = [asyncio.ensure_future(_merge_kernel_history(link, history, ui))]
+    if not link.owns_kernel:
+        background.append(asyncio.ensure_future(_learn_count(link, console)))
+    else:
+        background.append(asyncio.ensure_future(_announce_ready(link, console)))
+    run = asyncio.ensure_future(console.run())
+    ready = asyncio.ensure_future(link.wait_ready())
+    try:
+        await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+        failed = link.start_error
+        if failed is not None:  # the kernel could not start: leave the prompt
+            if not run.done():
+                run.cancel()
+                await asyncio.wait({run})
+            elif not run.cancelled():
+                run.exception()  # the same error, raised by a cell that waited for it
+            renderer.ensure_newline()
+            print(f"loom: {failed}", file=sys.stderr)
+            return 1
+        status = await run
+    finally:
+        for task in (run, ready, *background):
+            task.cancel()
+    if not link.owns_kernel:
+        print(f"The kernel is still running; attach again with: loom --existing {path}")
+    return status
+
+
+def _end_startup() -> None:
+    """Start-up is over: garbage collection, off since ``loom`` started (see
+    ``shell.cli``), resumes; what start-up allocated (modules, classes) is moved
+    out of the way of later collections (``gc.freeze``)."""
+    gc.freeze()
+    gc.enable()
+
+
+def _banner(link: KernelLink) -> str:
+    return str(link.kernel_info.get("banner", "")).rstrip()
+
+
+async def _announce_ready(link: KernelLink, console: InteractiveConsole) -> None:
+    """Once a kernel we started answers, tell the console (it prints the banner)."""
+    try:
+        await link.wait_ready()
+    except KernelError:
+        return
+    console.kernel_answered()
+
+
+async def _merge_kernel_history(link: KernelLink, history: ConsoleHistory, ui: ConsoleUI) -> None:
+    """Add the kernel's recent history behind the console's (in the background)."""
+    from ._input_history import kernel_history_entries
+
+    try:
+        await link.wait_ready()
+        reply = await link.client.history("tail", n=KERNEL_HISTORY_ENTRIES, timeout=10.0)
+    except (KernelError, TimeoutError):
+        return
+    history.add_kernel_entries(kernel_history_entries(reply))
+    ui.reload_history()
+
+
+async def _learn_count(link: KernelLink, console: InteractiveConsole) -> None:
+    """An attached kernel's next execution count, for the first prompt.
+
+    A silent execute reports the counter without running anything: the
+    *last* count used (ipykernel and Loom's kernel agree), so the next is +1.
+    """
+    try:
+        reply = await link.client.execute("", silent=True, store_history=False, timeout=10.0)
+    except (KernelError, TimeoutError):
+        return
+    count = reply.content.get("execution_count")
+    if isinstance(count, int) and console.count == 1:
+        console.count = console.ui.count = max(count + 1, 1)
+        console.ui.invalidate()
