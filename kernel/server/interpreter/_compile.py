@@ -8,13 +8,15 @@ may itself use IPython syntax: it goes through :func:`transform_cell` first.
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
 from ._transform import transform_cell
 
-__all__ = ["CompiledBody", "compile_body"]
+__all__ = ["CompiledBody", "compile_body", "ends_quietly", "parse_body"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,8 @@ def compile_body(source: str, filename: str, first_line: int, *, want_value: boo
     becomes :attr:`CompiledBody.expression`, as a cell's last expression becomes its result.
     """
     tree = parse_body(source, filename, first_line)
-    return split_last_expression(tree, filename, want_value and not _ends_quiet(source))
+    quiet = ends_quietly(transform_cell(source))
+    return split_last_expression(tree, filename, want_value and not quiet)
 
 
 def split_last_expression(tree: ast.Module, filename: str, want_value: bool) -> CompiledBody:
@@ -65,5 +68,29 @@ def split_last_expression(tree: ast.Module, filename: str, want_value: bool) -> 
     return CompiledBody(statements, expression)
 
 
-def _ends_quiet(source: str) -> bool:
-    return source.rstrip().endswith(";")
+def ends_quietly(source: str) -> bool:
+    """True when the last code token of ``source`` is ``;`` (comments ignored), as in IPython.
+
+    The one rule for "do not show the last expression's value", for cells and for the
+    bodies of ``%time``/``%%capture`` alike: ``x; # c`` is quiet, ``x  # note;`` is not.
+    """
+    last = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type not in _NOT_CODE:
+                last = tok
+    except (tokenize.TokenError, SyntaxError):
+        return source.rstrip().endswith(";")
+    return last is not None and last.string == ";"
+
+
+_NOT_CODE = frozenset(
+    {
+        tokenize.COMMENT,
+        tokenize.NL,
+        tokenize.NEWLINE,
+        tokenize.ENDMARKER,
+        tokenize.DEDENT,
+        tokenize.INDENT,
+    }
+)

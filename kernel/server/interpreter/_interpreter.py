@@ -33,6 +33,7 @@ from kernel.protocol import JSONDict
 from kernel.server.magics._args import UsageError
 from kernel.server.magics._registry import Magics
 
+from ._compile import ends_quietly
 from ._display import Display, format_object
 from ._history_store import HistoryStore
 from ._traceback import format_exception
@@ -223,7 +224,7 @@ class Interpreter:
         tree = ast.parse(source, filename=filename, mode="exec")
         has_result = False
         last = tree.body[-1] if tree.body else None
-        if display_last and isinstance(last, ast.Expr) and not _ends_with_semicolon(source):
+        if display_last and isinstance(last, ast.Expr) and not ends_quietly(source):
             assign = ast.Assign(
                 targets=[ast.Name(id=_LAST_VALUE, ctx=ast.Store())], value=last.value
             )
@@ -326,25 +327,3 @@ def _cell_name(filename: str) -> str | None:
     if filename.startswith("<cell-") and filename.endswith(">"):
         return f"Cell In[{filename[6:-1]}]"
     return None
-
-
-def _ends_with_semicolon(source: str) -> bool:
-    """True when the last code line ends with ``;`` (comments ignored), as IPython does."""
-    import io
-    import tokenize
-
-    last = None
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-            if tok.type not in (
-                tokenize.COMMENT,
-                tokenize.NL,
-                tokenize.NEWLINE,
-                tokenize.ENDMARKER,
-                tokenize.DEDENT,
-                tokenize.INDENT,
-            ):
-                last = tok
-    except (tokenize.TokenError, SyntaxError):
-        return source.rstrip().endswith(";")
-    return last is not None and last.string == ";"

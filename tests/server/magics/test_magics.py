@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from kernel.server.magics import _timing as _magic_timing
 from kernel.server.interpreter._interpreter import CellOutcome, Interpreter
 from kernel.server.interpreter._transform import transform_cell
+from kernel.server.magics import _timing as _magic_timing
 from kernel.server.magics._args import UsageError, expand_vars, split_options
 from kernel.server.magics._files import select_lines
 from kernel.server.magics._history_magics import parse_ranges
@@ -203,6 +203,21 @@ def test_time_cell_runs_the_body_with_ipython_syntax(
     assert session.ns["w"] == os.getcwd()
     assert "Wall time:" in capsys.readouterr().out
     assert session.error("%%time x = 1\npass")["ename"] == "UsageError"
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [("41 + 1", True), ("41 + 1;", False), ("41 + 1; # quiet", False), ("41 + 1  # note;", True)],
+)
+def test_a_cell_and_a_timed_body_agree_on_the_semicolon_rule(
+    session: Session, body: str, shown: bool
+) -> None:
+    # One rule (interpreter._compile.ends_quietly): `x; # c` was quiet as a cell but
+    # shown as a %%time body, and `x  # note;` the other way round.
+    session.ok(body)
+    assert session.results() == (["42"] if shown else [])
+    session.ok(f"%%time\n{body}")
+    assert session.results() == (["42"] if shown else [])
 
 
 def test_errors_in_timed_code_point_at_the_cell_line(session: Session) -> None:
