@@ -32,6 +32,12 @@ _LAZY = {
     "DELIMITER": "._session",
     "Received": "._session",
     "Session": "._session",
+    "Reply": "._replies",
+    "error_content": "._replies",
+    "reply_message": "._replies",
+    "reply_type": "._replies",
+    "status_content": "._replies",
+    "unknown_request_reply": "._replies",
     "Signer": "._signing",
     "ForeignOutput": "._tracker",
     "InputRequested": "._tracker",
@@ -46,6 +52,14 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from ._message import PROTOCOL_VERSION, JSONDict, Message, new_id, utc_now_iso
+    from ._replies import (
+        Reply,
+        error_content,
+        reply_message,
+        reply_type,
+        status_content,
+        unknown_request_reply,
+    )
     from ._session import DEFAULT_MAX_JSON_FRAME, DELIMITER, Received, Session
     from ._signing import Signer
     from ._tracker import (
@@ -77,6 +91,7 @@ __all__ = [
     "ProtocolError",
     "Received",
     "ReplayedMessage",
+    "Reply",
     "ReplyReceived",
     "RequestFinished",
     "RequestTracker",
@@ -85,8 +100,13 @@ __all__ = [
     "Signer",
     "TrackerEvent",
     "UnexpectedReply",
+    "error_content",
     "new_id",
+    "reply_message",
+    "reply_type",
     "runtime_dir",
+    "status_content",
+    "unknown_request_reply",
     "utc_now_iso",
 ]
 

@@ -28,13 +28,24 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from kernel.protocol import JSONDict, Message, Received, Session
+from kernel.protocol import (
+    JSONDict,
+    Message,
+    Received,
+    Reply,
+    Session,
+    error_content,
+    reply_message,
+    status_content,
+    unknown_request_reply,
+)
 from kernel.server.channels._control import exit_later, sigint_main_thread
 from kernel.server.channels._iothread import IOThread
 from kernel.server.channels._stdin import StdinBridge
 from kernel.transport._ratelimit import RateLimitedLog
 from kernel.transport._socket import MessageSocket
 
+from ._abort import AbortWindow, Dispatch
 from ._comms import CommManager
 from ._kernel_info import kernel_info_content
 
@@ -55,7 +66,7 @@ WARM_UP_DELAY = 0.2
 #: (seconds), even if the cell swallows the interrupt.
 SHUTDOWN_DEADLINE = 3.0
 
-HandlerResult = JSONDict | tuple[JSONDict, JSONDict] | None
+HandlerResult = Reply | None
 Handler = Callable[[Message, list[bytes]], Awaitable[HandlerResult]]
 
 
@@ -81,9 +92,8 @@ class KernelServer:
         self.current: Message | None = None
         self._stopped = asyncio.Event()
         self._rejected = RateLimitedLog(log)
-        #: Set by a failed execute with ``stop_on_error``: abort the queue once it has replied.
-        self._abort_pending = False
-        self._abort_frames: list[Received] = []
+        #: Opened by a failed execute with ``stop_on_error``; acted on once it has replied.
+        self._abort = AbortWindow()
         self._dispatching = False
         self.shell_handlers: dict[str, Handler] = {
             "execute_request": self._execute,
@@ -99,7 +109,7 @@ class KernelServer:
             "shutdown_request": self._shutdown_on_shell,
         }
         iothread.control_handlers.update(
-            kernel_info_request=lambda msg: kernel_info_content(),
+            kernel_info_request=lambda msg: Reply(kernel_info_content()),
             interrupt_request=self._interrupt_from_control,
             shutdown_request=self._shutdown_from_control,
         )
@@ -166,51 +176,34 @@ class KernelServer:
                 self._dispatching = False
 
     async def dispatch(self, request: Message, identities: list[bytes]) -> None:
-        handler = self.shell_handlers.get(request.msg_type)
+        """Answer one request between ``status: busy`` and ``status: idle``."""
         self.current = request
         self.io.current_parent = request.header
-        self.publish("status", {"execution_state": "busy"}, request)
+        self.publish("status", status_content("busy"), request)
         try:
-            if handler is None:
-                self._rejected.warning("unknown shell message type %r", request.msg_type)
-                result: HandlerResult = (
-                    {
-                        "status": "error",
-                        "ename": "UnknownMessageType",
-                        "evalue": request.msg_type,
-                        "traceback": [],
-                    }
-                    if request.msg_type.endswith("_request")
-                    else None
-                )
-            else:
-                try:
-                    result = await handler(request, identities)
-                except Exception as exc:
-                    log.exception("handler for %s failed", request.msg_type)
-                    result = {
-                        "status": "error",
-                        "ename": type(exc).__name__,
-                        "evalue": str(exc),
-                        "traceback": [],
-                    }
-            if result is not None:
-                content, metadata = result if isinstance(result, tuple) else (result, {})
-                reply_type = request.msg_type.removesuffix("_request") + "_reply"
-                reply = self.session.message(reply_type, content, parent=request, metadata=metadata)
-                await self.shell.send(reply, identities)
+            reply = await self._handle(request, identities)
+            if reply is not None:
+                await self.shell.send(reply_message(self.session, request, reply), identities)
         finally:
             self.io.drain_fds()
             sys.stdout.flush()
             sys.stderr.flush()
-            self.publish("status", {"execution_state": "idle"}, request)
+            self.publish("status", status_content("idle"), request)
         if self._interpreter is None:
             asyncio.get_running_loop().call_soon(self._warm_up)
-        if self._abort_pending:
-            # After the failed request's reply and idle, as ipykernel does: replies stay in
-            # request order and busy/idle never nest.
-            self._abort_pending = False
+        if self._abort.is_open:
             await self._abort_queued()
+
+    async def _handle(self, request: Message, identities: list[bytes]) -> Reply | None:
+        handler = self.shell_handlers.get(request.msg_type)
+        if handler is None:
+            self._rejected.warning("unknown shell message type %r", request.msg_type)
+            return unknown_request_reply(request)
+        try:
+            return await handler(request, identities)
+        except Exception as exc:
+            log.exception("handler for %s failed", request.msg_type)
+            return Reply(error_content(exc))
 
     # -- execute -------------------------------------------------------------------
 
@@ -245,9 +238,9 @@ class KernelServer:
         if outcome.status == "error" and content.get("stop_on_error", True):
             # Take what is queued *before* this reply goes out: a request sent in
             # reaction to the error (or to an abort) must run, not be aborted too.
-            self._abort_frames = await self._take_queued()
-            self._abort_pending = True  # done by dispatch() once this request is finished
-        return reply, metadata
+            # dispatch() acts on the window once this request is finished.
+            self._abort.opened(await self._take_queued())
+        return Reply(reply, metadata)
 
     async def _take_queued(self) -> list[Received]:
         """Read the shell messages already sent, waiting ``ABORT_GRACE`` for stragglers.
@@ -265,26 +258,23 @@ class KernelServer:
 
     async def _abort_queued(self) -> None:
         """After an error, answer every execute_request queued at the error with ``aborted``."""
-        queued, self._abort_frames = self._abort_frames, []
-        for received in queued:
-            request = received.message
-            if request.msg_type != "execute_request":
-                await self.dispatch(request, received.identities)
+        for action in self._abort.closed():
+            request, identities = action.received.message, action.received.identities
+            if isinstance(action, Dispatch):
+                await self.dispatch(request, identities)
                 continue
-            self.publish("status", {"execution_state": "busy"}, request)
-            reply = self.session.message(
-                "execute_reply",
+            self.publish("status", status_content("busy"), request)
+            aborted = Reply(
                 {"status": "aborted", "execution_count": self.interpreter.execution_count},
-                parent=request,
-                metadata={"status": "aborted", "dependencies_met": False},
+                {"status": "aborted", "dependencies_met": False},
             )
-            await self.shell.send(reply, received.identities)
-            self.publish("status", {"execution_state": "idle"}, request)
+            await self.shell.send(reply_message(self.session, request, aborted), identities)
+            self.publish("status", status_content("idle"), request)
 
     # -- introspection -------------------------------------------------------------
 
     async def _kernel_info(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        return kernel_info_content()
+        return Reply(kernel_info_content())
 
     async def _complete(self, request: Message, identities: list[bytes]) -> HandlerResult:
         from kernel.server.introspection._completion import complete
@@ -294,7 +284,7 @@ class KernelServer:
         result = complete(
             code, pos, self.interpreter.user_ns, magics=self.interpreter.magic_names()
         )
-        return {"status": "ok", **result}
+        return Reply({"status": "ok", **result})
 
     async def _inspect(self, request: Message, identities: list[bytes]) -> HandlerResult:
         from kernel.server.introspection._inspection import inspect
@@ -302,24 +292,22 @@ class KernelServer:
         code = str(request.content.get("code", ""))
         pos = int(request.content.get("cursor_pos", len(code)))
         level = int(request.content.get("detail_level", 0))
-        return {"status": "ok", **inspect(code, pos, level, self.interpreter.user_ns)}
+        return Reply({"status": "ok", **inspect(code, pos, level, self.interpreter.user_ns)})
 
     async def _is_complete(self, request: Message, identities: list[bytes]) -> HandlerResult:
         from kernel.server.introspection._is_complete import is_complete
 
-        return is_complete(str(request.content.get("code", "")))
+        return Reply(is_complete(str(request.content.get("code", ""))))
 
     async def _history(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        return {"status": "ok", "history": self.interpreter.history_reply(request.content)}
+        return Reply({"status": "ok", "history": self.interpreter.history_reply(request.content)})
 
     # -- comms ---------------------------------------------------------------------
 
     async def _comm_info(self, request: Message, identities: list[bytes]) -> HandlerResult:
         target = request.content.get("target_name")
-        return {
-            "status": "ok",
-            "comms": self.comms.info(target if isinstance(target, str) else None),
-        }
+        comms = self.comms.info(target if isinstance(target, str) else None)
+        return Reply({"status": "ok", "comms": comms})
 
     async def _comm_open(self, request: Message, identities: list[bytes]) -> HandlerResult:
         self.comms.handle_open(request.content)
@@ -335,21 +323,21 @@ class KernelServer:
 
     # -- interrupt and shutdown (called on the I/O thread) ----------------------------
 
-    def _interrupt_from_control(self, request: Message) -> JSONDict:
+    def _interrupt_from_control(self, request: Message) -> Reply:
         self._sigint_main_thread()
-        return {"status": "ok"}
+        return Reply({"status": "ok"})
 
     def _sigint_main_thread(self) -> None:
         interpreter = self._interpreter  # never build it from another thread
         sigint_main_thread(interpreter.sigint_fd if interpreter is not None else None)
 
-    def _shutdown_from_control(self, request: Message) -> JSONDict:
+    def _shutdown_from_control(self, request: Message) -> Reply:
         restart = bool(request.content.get("restart", False))
         content = {"status": "ok", "restart": restart}
         # The spec (5.4+) also broadcasts the reply on iopub.
         self.io.publish_new("shutdown_reply", content, request.header)
         self.stop_from_thread()
-        return content
+        return Reply(content)
 
     def stop_from_thread(self) -> None:
         """Stop serving, from a thread other than the main one (control, parent watch)."""
@@ -364,7 +352,7 @@ class KernelServer:
         # Old clients send shutdown on shell; honour it the same way.
         content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
         self.stop()
-        return content
+        return Reply(content)
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -51,7 +51,17 @@ from collections.abc import Callable
 
 import zmq
 
-from kernel.protocol import JSONDict, Message, ProtocolError, Received, Session
+from kernel.protocol import (
+    JSONDict,
+    Message,
+    ProtocolError,
+    Received,
+    Reply,
+    Session,
+    error_content,
+    reply_message,
+    status_content,
+)
 from kernel.server._kernel_info import kernel_info_content
 from kernel.transport._ratelimit import RateLimitedLog
 
@@ -101,7 +111,7 @@ class StreamSink:
         self.checkpoint = 0  # the size at which the writer next looks at the clock
 
 
-ControlHandler = Callable[[Message], JSONDict | None]
+ControlHandler = Callable[[Message], Reply | None]
 
 
 class IOThread:
@@ -453,7 +463,7 @@ class IOThread:
                 continue
             early = received.message.msg_type == "kernel_info_request"
             if early and not self._shell_queue:  # nothing may overtake a queued request
-                self._answer(shell, self.shell_session, received, lambda _: kernel_info_content())
+                self._answer(shell, self.shell_session, received, _early_kernel_info)
             else:
                 self._shell_queue.append(received)
 
@@ -466,17 +476,20 @@ class IOThread:
     ) -> None:
         """Run ``handler`` for a request and reply on ``sock``, between busy and idle."""
         identities, request = received.identities, received.message
-        self.publish_new("status", {"execution_state": "busy"}, request.header)
+        self.publish_new("status", status_content("busy"), request.header)
         try:
-            content = handler(request)
+            reply = handler(request)
         except Exception as exc:  # a handler bug must not end the control thread
             log.exception("handler for %s failed", request.msg_type)
-            content = {"status": "error", "ename": type(exc).__name__, "evalue": str(exc)}
-        if content is not None:
-            reply_type = request.msg_type.removesuffix("_request") + "_reply"
-            reply = session.message(reply_type, content, parent=request)
-            sock.send_multipart(session.serialize(reply, identities))
-        self.publish_new("status", {"execution_state": "idle"}, request.header)
+            reply = Reply(error_content(exc))
+        if reply is not None:
+            message = reply_message(session, request, reply)
+            sock.send_multipart(session.serialize(message, identities))
+        self.publish_new("status", status_content("idle"), request.header)
+
+
+def _early_kernel_info(request: Message) -> Reply:
+    return Reply(kernel_info_content())
 
 
 def _open_parent_pidfd() -> int | None:
