@@ -13,10 +13,19 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
 
-__all__ = ["CellOutcome", "Handler", "IOThread", "Interpreter", "KernelServer", "run_kernel"]
+__all__ = [
+    "CallOutcome",
+    "CellOutcome",
+    "Handler",
+    "IOThread",
+    "Interpreter",
+    "KernelServer",
+    "run_kernel",
+]
 
 _EXPORTS = {
     "run_kernel": "._app",
+    "CallOutcome": ".interpreter._interpreter",
     "CellOutcome": ".interpreter._interpreter",
     "Interpreter": ".interpreter._interpreter",
     "IOThread": ".channels._iothread",
@@ -28,7 +37,7 @@ if TYPE_CHECKING:
     from ._app import run_kernel
     from ._server import Handler, KernelServer
     from .channels._iothread import IOThread
-    from .interpreter._interpreter import CellOutcome, Interpreter
+    from .interpreter._interpreter import CallOutcome, CellOutcome, Interpreter
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

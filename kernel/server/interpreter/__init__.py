@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..._lazy import lazy_exports
 
 __all__ = [
+    "CallOutcome",
     "CellOutcome",
     "HistoryStore",
     "Interpreter",
@@ -17,6 +18,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "CallOutcome": "._interpreter",
     "CellOutcome": "._interpreter",
     "Interpreter": "._interpreter",
     "HistoryStore": "._history_store",
@@ -25,7 +27,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from ._history_store import HistoryStore
-    from ._interpreter import CellOutcome, Interpreter
+    from ._interpreter import CallOutcome, CellOutcome, Interpreter
     from ._transform import transform_cell
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
+import contextlib
 import inspect
 import linecache
 import os
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, FrameType
@@ -39,7 +40,7 @@ from ._history_store import HistoryStore
 from ._traceback import format_exception
 from ._transform import transform_cell
 
-__all__ = ["CellOutcome", "Interpreter", "Publisher"]
+__all__ = ["CallOutcome", "CellOutcome", "Interpreter", "Publisher"]
 
 #: Frames from these files are the kernel's own and hidden from tracebacks. Derived from
 #: the package, not from this file's depth, so moving the module cannot change it.
@@ -48,6 +49,17 @@ _LAST_VALUE = "__loom_last_value__"
 
 Publisher = Callable[[str, JSONDict], None]
 Transformer = Callable[[str], str]
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    """What calling a function as user code produced (:meth:`Interpreter.run_callable`)."""
+
+    status: str = "ok"
+    #: The function's return value (awaited if it was awaitable); ``None`` on error.
+    value: object = None
+    #: ``ename``, ``evalue``, ``traceback`` when ``status`` is ``"error"``.
+    error: JSONDict | None = None
 
 
 @dataclass(slots=True)
@@ -68,8 +80,11 @@ class Interpreter:
         *,
         history: HistoryStore | None = None,
         transform: Transformer | None = None,
+        hidden_prefixes: Sequence[str] = (_KERNEL_DIR,),
     ) -> None:
         self.publish = publish
+        #: Frames from files under these paths are the kernel's own: hidden from tracebacks.
+        self.hidden_prefixes = list(hidden_prefixes)
         self.history = history if history is not None else HistoryStore(None)
         self.transform: Transformer = transform or transform_cell
         self.display = Display(_DisplayAdapter(self))
@@ -236,19 +251,18 @@ class Interpreter:
 
     async def _execute(self, code: CodeType) -> Any:
         if code.co_flags & inspect.CO_COROUTINE:
-            coro = eval(code, self.user_ns)
-            self._cell_task = asyncio.ensure_future(coro)
-            if self._interrupt_pending:
-                self._cell_task.cancel("interrupted")
-            try:
-                await self._cell_task
-            finally:
-                self._cell_task = None
+            await self._await_as_cell(eval(code, self.user_ns))
         else:
             self._exec_sync(code)
         return self.user_ns.get(_LAST_VALUE)
 
     def _exec_sync(self, code: CodeType) -> None:
+        with self._user_code_on_this_thread():
+            exec(code, self.user_ns)
+
+    @contextlib.contextmanager
+    def _user_code_on_this_thread(self) -> Iterator[None]:
+        """While synchronous user code runs: SIGINT raises in it, and the loop is hidden."""
         loop = asyncio.get_running_loop()
         # Hide our loop so user code may call asyncio.run(); restore it after,
         # since asyncio.run() also clears the thread's current event loop.
@@ -257,11 +271,49 @@ class Interpreter:
         try:
             if self._interrupt_pending:
                 raise KeyboardInterrupt
-            exec(code, self.user_ns)
+            yield
         finally:
             self._running_sync = False
             asyncio.events._set_running_loop(loop)
             asyncio.set_event_loop(loop)
+
+    async def _await_as_cell(self, awaitable: Awaitable[Any]) -> Any:
+        """Await user code as a task that SIGINT cancels (see :meth:`_on_sigint`)."""
+        self._cell_task = asyncio.ensure_future(awaitable)
+        if self._interrupt_pending:
+            self._cell_task.cancel("interrupted")
+        try:
+            return await self._cell_task
+        finally:
+            self._cell_task = None
+
+    # -- calling functions (the engine's apply) -----------------------------------
+
+    async def run_callable(
+        self, fn: Callable[..., object], args: Sequence[object], kwargs: dict[str, object]
+    ) -> CallOutcome:
+        """Call ``fn(*args, **kwargs)`` as user code, as :meth:`run_cell` runs a cell.
+
+        The same machinery applies: SIGINT (``interrupt_request``) raises
+        ``KeyboardInterrupt`` in it, ``asyncio.run()`` works inside it, an awaitable
+        result is awaited as a cancellable task, and an exception is published as an
+        ``error`` message (tracebacks without the kernel's frames) and returned in the
+        outcome. Never raises for errors of ``fn``. Output it prints goes to the current
+        request, like a cell's.
+        """
+        self.arm_interrupt()
+        try:
+            with self._user_code_on_this_thread():
+                value = fn(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await self._await_as_cell(value)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                exc = KeyboardInterrupt()
+            return CallOutcome(status="error", error=self.report_error(exc))
+        finally:
+            self._in_cell, self._interrupt_pending = False, False
+        return CallOutcome(value=value)
 
     def _display_result(self, value: Any, count: int, store_history: bool) -> None:
         if store_history:
@@ -286,7 +338,7 @@ class Interpreter:
             return content
         try:
             ename, evalue, tb = format_exception(
-                exc, cell_filenames=_cell_name, hidden_prefixes=[_KERNEL_DIR]
+                exc, cell_filenames=_cell_name, hidden_prefixes=self.hidden_prefixes
             )
         except Exception:  # the formatter must never take the kernel down
             ename, evalue = type(exc).__name__, str(exc)
