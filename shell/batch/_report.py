@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TextIO
 
 from kernel.protocol import JSONDict, Message
+from shell.render._mime import ANSI_RE, error_text, format_bundle, with_newline
 
 from ._notebook import display_id_of
 
@@ -29,9 +29,6 @@ __all__ = [
 ]
 
 Status = Literal["ok", "error", "kernel_died"]
-
-#: CSI escape sequences (colours in kernel tracebacks).
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 
 @dataclass(slots=True)
@@ -120,9 +117,21 @@ class Renderer(Protocol):
 
 
 class TextRenderer:
-    """Outputs as a terminal would show them: streams as written, ``text/plain`` of results.
+    """Outputs as a terminal would show them: streams as written, results as text.
 
-    Tracebacks go to stderr, without ANSI colours unless stderr is a terminal.
+    A result's or display's text, and an error's, are the console's
+    (:mod:`shell.render._mime`). The differences are deliberate, for a log
+    that may be a file or a pipe:
+
+    - no ``Out[N]:`` prompt;
+    - images are neither drawn nor saved: the text beside them is shown
+      (``<Figure size …>``), or ``[output of type image/png]`` if there is none;
+    - nothing is redrawn: ``update_display_data`` is printed anew and
+      ``clear_output`` is ignored, so the log keeps every version;
+    - what the cell printed (streams, results) keeps its escape codes, as
+      ``python script.py | cat`` would; only the colours the kernel adds to
+      tracebacks are stripped, unless stderr is a terminal without ``NO_COLOR``
+      (the console's plain mode strips every escape: it is not a log).
     """
 
     def __init__(self, writer: OutputWriter) -> None:
@@ -136,12 +145,12 @@ class TextRenderer:
                 write = self.writer.err if content.get("name") == "stderr" else self.writer.out
                 write(str(content.get("text", "")))
             case "execute_result" | "display_data" | "update_display_data":
-                self.writer.out(_plain_text(content.get("data", {})) + "\n")
+                data = content.get("data")
+                text, _ = format_bundle(data if isinstance(data, dict) else {}, None)
+                self.writer.out(with_newline(text))
             case "error":
-                text = "\n".join(str(line) for line in content.get("traceback", []))
-                if not text:
-                    text = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
-                self.writer.err((text if self.color else _ANSI.sub("", text)) + "\n")
+                text = error_text(content)
+                self.writer.err(with_newline(text if self.color else ANSI_RE.sub("", text)))
 
     def input_requested(self, cell: int, prompt: str, password: bool) -> None:
         # As Python's input() does when stdin is not a terminal: the prompt, no newline.
@@ -149,16 +158,6 @@ class TextRenderer:
 
     def finished(self, summary: RunSummary) -> None:
         pass
-
-
-def _plain_text(data: object) -> str:
-    """``text/plain`` of a mimebundle, or ``[image/png]`` naming what could not be shown."""
-    if not isinstance(data, dict):
-        return ""
-    if "text/plain" in data:
-        value = data["text/plain"]
-        return "".join(value) if isinstance(value, list) else str(value)
-    return "[" + ", ".join(sorted(data)) + "]" if data else ""
 
 
 class JsonRenderer:

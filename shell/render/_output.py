@@ -2,8 +2,8 @@
 
 It handles ``stream``, ``execute_result`` (``Out[N]:``), ``display_data``,
 ``update_display_data``, ``clear_output``, ``error`` and (for other clients'
-cells) ``execute_input``. Choosing among a MIME bundle's representations is
-:func:`format_bundle`'s job.
+cells) ``execute_input``. Which of a MIME bundle's representations is shown,
+and an error's text, come from :mod:`._mime`, which ``loom run`` shares.
 
 To redraw in place it counts the screen rows it has written: since the
 current cell began (for ``clear_output``) and since the last
@@ -18,7 +18,6 @@ after anything of unknown height (an inline image) nothing is overwritten.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 import unicodedata
 from typing import TYPE_CHECKING, Any, TextIO
@@ -26,51 +25,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from kernel.protocol import JSONDict, Message
 
-from ._images import render_image
+# ANSI_RE and format_bundle are re-exported: console modules import them from here.
+from ._mime import ANSI_RE, error_text, format_bundle, with_newline
 
 __all__ = ["ANSI_RE", "OutputRenderer", "format_bundle", "merge_streams"]
 
-#: CSI and OSC escape sequences (to measure or strip text).
-ANSI_RE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor movement
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC: titles, iTerm2 images
-    r"|\x1b_[^\x1b]*\x1b\\"  # APC: kitty images
-)
-# The default text/plain repr of display objects that only carry richer data.
-_OBJECT_REPR = re.compile(r"^<[\w.]+ object( at 0x[0-9a-fA-F]+)?>$")
-_IMAGES = ("image/png", "image/jpeg", "image/gif")
 _SHOWN = {
     "stream", "execute_result", "display_data", "update_display_data", "error", "execute_input",
 }  # fmt: skip
 _RED, _GREY, _RESET = "\x1b[31m", "\x1b[90m", "\x1b[0m"
-
-
-def format_bundle(data: JSONDict, images: str) -> tuple[str, bool]:
-    """The text to show for a MIME bundle, and whether its height is unknown.
-
-    Preference: an image (inline, or saved to a file), then Markdown, then
-    HTML when the plain text is missing or only an object's default repr,
-    then ``text/plain`` (so a DataFrame prints its text table), LaTeX source,
-    and finally a note listing the types that could not be shown.
-    """
-    plain = data.get("text/plain")
-    for mime in _IMAGES:
-        if isinstance(data.get(mime), str):
-            return render_image(data[mime], mime, images), images != "file"
-    plain_is_placeholder = not isinstance(plain, str) or bool(_OBJECT_REPR.match(plain.strip()))
-    if isinstance(data.get("text/markdown"), str) and plain_is_placeholder:
-        from ._richtext import markdown_to_text
-
-        return markdown_to_text(data["text/markdown"]), False
-    if isinstance(data.get("text/html"), str) and plain_is_placeholder:
-        from ._richtext import html_to_text
-
-        return html_to_text(data["text/html"]), False
-    if isinstance(plain, str):
-        return plain, False
-    if isinstance(data.get("text/latex"), str):
-        return data["text/latex"], False
-    return f"[output of type {', '.join(sorted(data)) or 'none'}]", False
 
 
 def merge_streams(messages: list[Message]) -> list[Message]:
@@ -217,11 +180,11 @@ class OutputRenderer:
                 prompt += "\n"
         self._forget()
         self.ensure_newline()
-        self._write(prompt + _with_newline(text), unknown=unknown)
+        self._write(prompt + with_newline(text), unknown=unknown)
 
     def _display(self, content: JSONDict, *, update: bool) -> None:
         text, unknown = format_bundle(content.get("data") or {}, self.images)
-        text = _with_newline(text)
+        text = with_newline(text)
         transient: Any = content.get("transient") or {}
         display_id = transient.get("display_id") if isinstance(transient, dict) else None
         last = self._last_display
@@ -243,13 +206,9 @@ class OutputRenderer:
             self._last_display = (display_id, rows - before)
 
     def _error(self, content: JSONDict) -> None:
-        lines = content.get("traceback") or []
-        text = "\n".join(str(line) for line in lines)
-        if not text:
-            text = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
         self._forget()
         self.ensure_newline()
-        self._write(_with_newline(text), err=True)
+        self._write(with_newline(error_text(content)), err=True)
 
     def _foreign_input(self, content: JSONDict) -> None:
         """Another client's cell: show it like an echoed input."""
@@ -267,7 +226,7 @@ class OutputRenderer:
         separator = self._take_separator()
         self._forget()
         self.ensure_newline()
-        self._write(_with_newline(text))
+        self._write(with_newline(text))
         self._restore_separator(separator)
 
     # -- low level ------------------------------------------------------------
@@ -354,7 +313,3 @@ def _cells(text: str) -> int:
     if text.isascii():
         return len(text)
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _with_newline(text: str) -> str:
-    return text if text.endswith("\n") else text + "\n"
