@@ -25,7 +25,7 @@ from kernel.server.interpreter._history_store import (
     default_history_path,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
