@@ -36,7 +36,7 @@ from shell.batch._report import json_record
 from shell.batch._run import main as batch_main
 from shell.batch._source import Cell, Document, split_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 KERNELS = ["loom", "python3"]
 DEADLINE = 60.0
 #: nbformat has no type hints; typed as Any so strict mypy accepts its calls.

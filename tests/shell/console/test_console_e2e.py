@@ -27,7 +27,7 @@ from _support import wait_gone
 
 pytestmark = pytest.mark.peer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 KERNELS = ["loom", "python3"]
 _SGR = r"(?:\x1b\[[0-9;]*m)*"
 
