@@ -69,7 +69,8 @@ def _add_console_args(parser: argparse.ArgumentParser, *, defaults: bool = True)
         nargs="?",
         const="",
         default=default,
-        help="attach to a running kernel (default: the newest connection file)",
+        help="attach to a running kernel by its connection file: a path, or a name or part "
+        "of one in the Jupyter runtime dir (default: the newest)",
     )
     parser.add_argument(
         "--vi",

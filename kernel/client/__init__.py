@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 __all__ = [
+    "DEFAULT_KERNEL_NAME",
     "HeartbeatMonitor",
     "InputHandler",
     "KernelClient",
@@ -26,6 +27,7 @@ __all__ = [
     "connect_client",
     "describe_exit",
     "exited_within",
+    "find_connection_file",
     "find_kernel_specs",
     "format_kernel_cmd",
     "format_kernelspec_list",
@@ -41,12 +43,14 @@ _EXPORTS = {
     "KernelClient": "._client",
     "OutputHandler": "._client",
     "connect_client": "._client",
+    "find_connection_file": "._connection_files",
     "KernelDied": "._errors",
     "KernelError": "._errors",
     "KernelSpecError": "._errors",
     "KernelStartError": "._errors",
     "HeartbeatMonitor": "._heartbeat_monitor",
     "wait_for_heartbeat": "._heartbeat_monitor",
+    "DEFAULT_KERNEL_NAME": "._install",
     "install_kernelspec": "._install",
     "KernelSpec": "._kernelspec",
     "builtin_loom_spec": "._kernelspec",
@@ -65,9 +69,10 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from ._client import InputHandler, KernelClient, OutputHandler, connect_client
+    from ._connection_files import find_connection_file
     from ._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
     from ._heartbeat_monitor import HeartbeatMonitor, wait_for_heartbeat
-    from ._install import install_kernelspec
+    from ._install import DEFAULT_KERNEL_NAME, install_kernelspec
     from ._kernelspec import (
         KernelSpec,
         builtin_loom_spec,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 __all__ = [
+    "DEFAULT_KERNEL_NAME",
     "LOOM_DISPLAY_NAME",
     "LOOM_KERNEL_NAME",
     "install_kernelspec",
@@ -15,7 +16,8 @@ __all__ = [
 ]
 
 LOOM_KERNEL_NAME = "loom"
-
+#: The kernelspec Loom's front ends (``loom``, ``loom run``) start when none is named.
+DEFAULT_KERNEL_NAME = LOOM_KERNEL_NAME
 
 LOOM_DISPLAY_NAME = "Loom (Python 3)"
 

@@ -6,11 +6,12 @@ import platform
 import sys
 from functools import cache
 
+from kernel import __version__
 from kernel.protocol import PROTOCOL_VERSION, JSONDict
 
 __all__ = ["kernel_info_content"]
 
-IMPLEMENTATION_VERSION = "0.1.0"
+IMPLEMENTATION_VERSION = __version__
 
 
 @cache

@@ -14,22 +14,15 @@ monitor's grace period (2.5 s).
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from kernel import KernelClient, KernelError, KernelManager, connect_client, start_kernel
-from kernel.protocol import ConnectionFileError, ConnectionInfo, JSONDict, runtime_dir
+from kernel.client import DEFAULT_KERNEL_NAME, describe_exit, find_connection_file
+from kernel.protocol import ConnectionFileError, ConnectionInfo, JSONDict
 
-__all__ = [
-    "BatchKernel",
-    "KernelTarget",
-    "KernelUnavailable",
-    "resolve_connection_file",
-    "run_on_kernel",
-]
+__all__ = ["BatchKernel", "KernelTarget", "KernelUnavailable", "run_on_kernel"]
 
 T = TypeVar("T")
 
@@ -47,9 +40,10 @@ class KernelUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class KernelTarget:
-    """Which kernel to run on: ``existing`` (a connection file, ``""`` = newest) or by name."""
+    """Which kernel to run on: ``existing`` (a connection file as
+    :func:`kernel.client.find_connection_file` takes it, ``""`` = newest) or by name."""
 
-    kernel_name: str = "loom"
+    kernel_name: str = DEFAULT_KERNEL_NAME
     existing: str | None = None
 
 
@@ -66,38 +60,6 @@ class BatchKernel:
     @property
     def language_info(self) -> object:
         return self.client.kernel_info.get("language_info")
-
-
-def describe_exit(code: int) -> str:
-    """``"it exited with code 3"`` or ``"it was killed by SIGKILL"``."""
-    if code >= 0:
-        return f"it exited with code {code}"
-    try:
-        return f"it was killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"it was killed by signal {-code}"
-
-
-def resolve_connection_file(existing: str) -> Path:
-    """The connection file ``--existing`` names.
-
-    ``""`` means the newest ``kernel-*.json`` in the Jupyter runtime dir; a bare
-    name that is not a file here is looked up there too (``kernel-1234.json``,
-    or just ``1234``), as ``jupyter console --existing`` does. Raises
-    :class:`ConnectionFileError` if there is nothing to pick.
-    """
-    if not existing:
-        files = sorted(runtime_dir().glob("kernel-*.json"), key=lambda p: p.stat().st_mtime)
-        if not files:
-            raise ConnectionFileError(f"no connection files in {runtime_dir()}")
-        return files[-1]
-    path = Path(existing)
-    if path.exists() or path.name != existing:
-        return path
-    for candidate in (runtime_dir() / existing, runtime_dir() / f"kernel-{existing}.json"):
-        if candidate.exists():
-            return candidate
-    return path
 
 
 async def run_on_kernel(target: KernelTarget, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
@@ -151,11 +113,11 @@ async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]]) ->
 
 
 async def _process_death(manager: KernelManager) -> str:
-    return describe_exit(await manager.wait_exit())
+    return f"it {describe_exit(await manager.wait_exit())}"
 
 
 async def _on_existing(existing: str, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
-    path = resolve_connection_file(existing)
+    path = find_connection_file(existing)
     info = ConnectionInfo.read(path)
     async with connect_client(info, wait_ready=False) as client:
         died: asyncio.Future[str] = asyncio.get_running_loop().create_future()

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kernel.client import DEFAULT_KERNEL_NAME
+
 from ._notebook import NotebookRecorder
 from ._report import OutputWriter, RunSummary, make_renderer
 from ._source import BatchInputError, Document, is_notebook_path, load_document
@@ -33,10 +35,7 @@ from ._source import BatchInputError, Document, is_notebook_path, load_document
 if TYPE_CHECKING:
     from ._kernel_target import BatchKernel
 
-__all__ = ["DEFAULT_KERNEL", "BatchOptions", "add_run_arguments", "main", "run_batch"]
-
-#: The kernelspec ``loom run`` starts without ``--kernel`` or ``--existing``.
-DEFAULT_KERNEL = "loom"
+__all__ = ["BatchOptions", "add_run_arguments", "main", "run_batch"]
 
 
 def _seconds(text: str) -> float:
@@ -63,14 +62,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel",
         metavar="NAME",
         default=None,
-        help=f"kernelspec to start (default: {DEFAULT_KERNEL}); it is shut down at the end",
+        help=f"kernelspec to start (default: {DEFAULT_KERNEL_NAME}); it is shut down at the end",
     )
     kernel.add_argument(
         "--existing",
         metavar="FILE",
         default=None,
-        help="run on a running kernel given by its connection file (a path, or a name in "
-        "the Jupyter runtime dir; '' for the newest); it is left running",
+        help="run on a running kernel given by its connection file: a path, or a name or "
+        "part of one in the Jupyter runtime dir ('' for the newest); it is left running",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -114,7 +113,7 @@ class BatchOptions:
     """The validated options of one run."""
 
     source: str
-    kernel_name: str = DEFAULT_KERNEL
+    kernel_name: str = DEFAULT_KERNEL_NAME
     existing: str | None = None
     output: Path | None = None
     split: bool = True
@@ -135,7 +134,7 @@ class BatchOptions:
             raise BatchInputError(f"cannot write {output}: its directory does not exist")
         return cls(
             source=source,
-            kernel_name=args.kernel or DEFAULT_KERNEL,
+            kernel_name=args.kernel or DEFAULT_KERNEL_NAME,
             existing=args.existing,
             output=output,
             split=not args.no_split,

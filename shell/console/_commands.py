@@ -23,16 +23,19 @@ from kernel.protocol import ConnectionInfo
 
 __all__ = [
     "COMMANDS",
+    "EXIT_WORDS",
     "Command",
     "CommandError",
     "connect_info_text",
     "edit_text",
+    "is_exit",
     "parse_command",
     "read_clipboard",
 ]
 
 COMMANDS = ("exit", "restart", "connect_info", "paste", "cpaste", "edit")
-_EXIT_WORDS = {"exit", "quit", "exit()", "quit()", "%exit", "%quit"}
+#: Inputs that leave the console, in interactive and plain mode alike.
+EXIT_WORDS = frozenset({"exit", "quit", "exit()", "quit()", "%exit", "%quit"})
 #: Clipboard readers tried in order (X11, X11, Wayland, macOS).
 _CLIPBOARD = (
     ["xclip", "-selection", "clipboard", "-o"],
@@ -61,7 +64,7 @@ def parse_command(code: str) -> Command | None:
     text = code.strip()
     if "\n" in text or not text:
         return None
-    if text in _EXIT_WORDS:
+    if is_exit(text):
         return Command("exit")
     if not text.startswith("%"):
         return None
@@ -69,6 +72,11 @@ def parse_command(code: str) -> Command | None:
     if name in ("restart", "connect_info", "paste", "cpaste", "edit"):
         return Command(name, arg.strip())
     return None
+
+
+def is_exit(code: str) -> bool:
+    """True when ``code`` is one of :data:`EXIT_WORDS` (surrounding blanks ignored)."""
+    return code.strip() in EXIT_WORDS
 
 
 def read_clipboard() -> str:

@@ -43,34 +43,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kernel import KernelDied, KernelError
+from kernel.client import describe_exit
 
 if TYPE_CHECKING:
     from kernel import InputHandler, KernelClient, KernelManager
     from kernel.protocol import JSONDict, Message
 
-__all__ = ["KernelLink", "describe_exit"]
+__all__ = ["KernelLink"]
 
 #: Lifecycle states that override what the kernel's own status says.
 STARTING, IDLE, BUSY = "starting", "idle", "busy"
 RESTARTING, DEAD, NOT_RESPONDING = "restarting", "dead", "not responding"
-
-
-def describe_exit(code: int) -> str:
-    """``exited with code 1`` / ``was killed by SIGKILL`` for a process exit status."""
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    return f"exited with code {code}"
 
 
 class KernelLink:

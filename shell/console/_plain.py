@@ -33,6 +33,7 @@ from kernel import KernelDied
 from kernel.protocol import Message
 from shell.render._output import ANSI_RE, OutputRenderer
 
+from ._commands import is_exit
 from ._debug import report_threads
 from ._link import KernelLink
 from ._multiline import check_complete
@@ -160,7 +161,7 @@ async def run_plain(link: KernelLink, renderer: OutputRenderer, reader: LineRead
             code = await read_cell(reader, link, pending)
             if code is None:
                 return 0
-            if code.strip() in ("exit", "quit", "exit()", "quit()", "%exit", "%quit"):
+            if is_exit(code):
                 return 0
             if link.is_dead:
                 return 1  # the notice has said why; nothing could run this cell

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kernel import KernelError, KernelManager
-from kernel.protocol import ConnectionFileError, ConnectionInfo, runtime_dir
+from kernel.client import DEFAULT_KERNEL_NAME, find_connection_file
+from kernel.protocol import ConnectionFileError, ConnectionInfo
 from shell.render._images import image_protocol
 from shell.render._output import OutputRenderer
 
@@ -43,19 +44,10 @@ if TYPE_CHECKING:
     from ._prompt import ConsoleUI
     from ._repl import InteractiveConsole
 
-__all__ = ["DEFAULT_KERNEL", "newest_connection_file", "run_console"]
+__all__ = ["run_console"]
 
-DEFAULT_KERNEL = "loom"
 #: Entries of the kernel's history merged into the console's at start-up.
 KERNEL_HISTORY_ENTRIES = 1000
-
-
-def newest_connection_file() -> Path:
-    """The most recently modified ``kernel-*.json`` in the runtime directory."""
-    files = sorted(runtime_dir().glob("kernel-*.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise ConnectionFileError(f"no connection files in {runtime_dir()}; start a kernel first")
-    return files[-1]
 
 
 def _preload_ui() -> None:
@@ -77,7 +69,8 @@ async def run_console(
 ) -> int:
     """Run the console until exit; return the process exit status.
 
-    ``existing`` is a connection file, or '' for the newest one. Interactive
+    ``existing`` names a connection file as :func:`kernel.client.find_connection_file`
+    takes it ('' for the newest one). Interactive
     when stdin and stdout are terminals, plain mode otherwise.
     """
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -163,7 +156,7 @@ async def _open_link(
     if existing is not None:
         from kernel import connect_client
 
-        path = Path(existing) if existing else newest_connection_file()
+        path = find_connection_file(existing)
         info = ConnectionInfo.read(path)
         if preload:
             _preload_ui()
@@ -172,7 +165,7 @@ async def _open_link(
         except TimeoutError:
             raise KernelError(f"the kernel of {path} does not answer") from None
         return KernelLink(client, None, info.kernel_name or "kernel"), path
-    name = kernel_name or DEFAULT_KERNEL
+    name = kernel_name or DEFAULT_KERNEL_NAME
     manager = KernelManager(name)
     manager.launch()
     stack.push_async_callback(manager.shutdown, now=True)  # last resort; no-op normally

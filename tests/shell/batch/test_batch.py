@@ -29,8 +29,7 @@ import pytest
 
 from kernel import connect_client
 from kernel.client._manager import pick_ports
-from kernel.protocol import ConnectionFileError, ConnectionInfo, Message
-from shell.batch._kernel_target import resolve_connection_file
+from kernel.protocol import ConnectionInfo, Message
 from shell.batch._notebook import NotebookRecorder
 from shell.batch._report import json_record
 from shell.batch._run import main as batch_main
@@ -75,27 +74,6 @@ def test_no_markers_or_no_split_give_one_cell() -> None:
     text = "a = 1\n# %%\nb = 2\n"
     assert [c.source for c in split_script(text, split=False)] == ["a = 1\n# %%\nb = 2"]
     assert len(split_script("%%timeit\n# %%time\nx\n")) == 1  # magics are not markers
-
-
-def test_existing_names_a_file_or_one_in_the_runtime_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    runtime = tmp_path / "runtime"
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConnectionFileError):
-        resolve_connection_file("")  # nothing to pick
-    runtime.mkdir()
-    old, new = runtime / "kernel-old.json", runtime / "kernel-new.json"
-    old.write_text("{}")
-    new.write_text("{}")
-    os.utime(old, (1, 1))
-    assert resolve_connection_file("") == new
-    assert resolve_connection_file("kernel-old.json") == old
-    assert resolve_connection_file("old") == old
-    (tmp_path / "kernel-old.json").write_text("{}")
-    assert resolve_connection_file("kernel-old.json") == Path("kernel-old.json")  # here first
-    assert resolve_connection_file("sub/x.json") == Path("sub/x.json")
 
 
 def _message(msg_type: str, content: dict[str, Any]) -> Message:

@@ -13,11 +13,11 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from kernel.client import describe_exit
 from kernel.protocol import Message
-from shell.console._commands import Command, parse_command
+from shell.console._commands import EXIT_WORDS, Command, is_exit, parse_command
 from shell.console._completer import completions_from_reply
 from shell.console._input_history import ConsoleHistory, kernel_history_entries
-from shell.console._link import describe_exit
 from shell.console._multiline import guess_complete, is_complete_line
 from shell.console._pager import page
 from shell.console._terminal import Terminal
@@ -313,6 +313,14 @@ def test_parse_command() -> None:
     assert parse_command("exit = 3") is None
     assert parse_command("%timeit 1") is None
     assert parse_command("%paste\nx") is None
+
+
+@pytest.mark.parametrize("word", sorted(EXIT_WORDS))
+def test_exit_words_leave_both_modes(word: str) -> None:
+    # The interactive console (parse_command) and plain mode (is_exit) had two lists.
+    assert parse_command(f" {word} ") == Command("exit")
+    assert is_exit(f"{word}\n")
+    assert not is_exit(f"{word} = 1")
 
 
 def test_completions_carry_type_metadata_and_respect_text_after_cursor() -> None:
