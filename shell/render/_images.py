@@ -13,9 +13,9 @@ sixels through (and would then show nothing at all, not even a path).
 always in plain mode, the image is saved to a temporary file whose path is
 printed.
 
-Sixel needs pixels, so PNGs are decoded (:mod:`._png`) and re-encoded
-(:mod:`._sixel`) here; a PNG that cannot be decoded is saved to a file
-instead, with the reason.
+Sixel needs pixels, so PNGs are decoded (by Pillow, :mod:`._pixels`) and
+re-encoded (:mod:`._sixel`) here; a PNG that cannot be decoded (or any PNG,
+when Pillow is not installed) is saved to a file instead, with the reason.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ _KITTY_CHUNK = 4096  # the protocol's maximum payload per escape sequence
 _PROTOCOLS = ("kitty", "iterm", "sixel", "file")
 _SIXEL_TERMS = ("foot", "mlterm", "contour", "yaft")  # TERM prefixes, e.g. foot-extra
 _KONSOLE_SIXEL = 220400  # KONSOLE_VERSION is YYMMPP; sixel arrived in 22.04
-# Decoding and encoding run on the console's only thread, a few hundred ms per megapixel
-# for a figure: larger images are saved to a file rather than freeze the prompt.
+# Decoding and encoding run on the console's only thread; encoding, in Python, takes a
+# few hundred ms per megapixel for a figure: larger images are saved to a file rather
+# than freeze the prompt.
 _SIXEL_MAX_PIXELS = 4_000_000
 
 
@@ -79,12 +80,12 @@ def render_image(data_b64: str, mime: str, protocol: str) -> str:
         size = len(base64.b64decode(payload))
         return f"\x1b]1337;File=inline=1;size={size};preserveAspectRatio=1:{payload}\x07\n"
     if protocol == "sixel" and mime == "image/png":
-        from ._png import PNGError, decode_png  # on first use: kept out of start-up
+        from ._pixels import ImageUnreadable, decode_png  # on first use: kept out of start-up
         from ._sixel import encode_sixel
 
         try:
             image = decode_png(base64.b64decode(payload), max_pixels=_SIXEL_MAX_PIXELS)
-        except PNGError as exc:
+        except ImageUnreadable as exc:
             return f"[{mime} saved to {_save(payload, mime)} (not shown inline: {exc})]\n"
         return encode_sixel(image.width, image.height, image.rgba) + "\n"
     return f"[{mime} saved to {_save(payload, mime)}]\n"
