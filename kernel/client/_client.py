@@ -195,16 +195,20 @@ class KernelClient:
         on_input: InputHandler | None = None,
         wait_for_idle: bool = True,
         timeout: float | None = None,
+        metadata: JSONDict | None = None,
+        buffers: list[bytes] | None = None,
     ) -> Message:
         """Send a request and return its reply once the request is finished.
 
         Finished means the reply and ``status: idle`` have both arrived, so all
         output has been handed to ``on_output`` by the time this returns.
+        ``metadata`` and binary ``buffers`` travel with the request (an engine's
+        ``apply_request`` carries its pickled call in buffers).
         Raises ``TimeoutError`` (the request is then forgotten) or
         :class:`KernelDied` when :meth:`fail_pending` is called.
         """
         sock = self.control if channel == "control" else self.shell
-        msg = self.session.message(msg_type, content)
+        msg = self.session.message(msg_type, content, metadata=metadata, buffers=buffers)
         try:
             call = await self._send_tracked(
                 sock, msg, on_output, on_input, expects_idle=wait_for_idle

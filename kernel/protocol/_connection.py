@@ -63,12 +63,16 @@ class ConnectionInfo:
     def port(self, channel: str) -> int:
         return int(getattr(self, f"{channel}_port"))
 
+    @property
+    def tcp_host(self) -> str:
+        """``tcp://ip`` with an IPv6 address in brackets: the endpoint without its port."""
+        return f"tcp://[{self.ip}]" if ":" in self.ip else f"tcp://{self.ip}"
+
     def url(self, channel: str) -> str:
         """The ZeroMQ endpoint for ``channel`` (``tcp://ip:port`` or ``ipc://ip-port``)."""
         port = self.port(channel)
         if self.transport == "tcp":
-            host = f"[{self.ip}]" if ":" in self.ip else self.ip
-            return f"tcp://{host}:{port}"
+            return f"{self.tcp_host}:{port}"
         return f"ipc://{self.ip}-{port}"
 
     # -- JSON ---------------------------------------------------------------

@@ -21,10 +21,14 @@ __all__ = [
     "Interpreter",
     "KernelServer",
     "run_kernel",
+    "serve",
+    "start_io",
 ]
 
 _EXPORTS = {
     "run_kernel": "._app",
+    "serve": "._app",
+    "start_io": "._app",
     "CallOutcome": ".interpreter._interpreter",
     "CellOutcome": ".interpreter._interpreter",
     "Interpreter": ".interpreter._interpreter",
@@ -34,7 +38,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from ._app import run_kernel
+    from ._app import run_kernel, serve, start_io
     from ._server import Handler, KernelServer
     from .channels._iothread import IOThread
     from .interpreter._interpreter import CallOutcome, CellOutcome, Interpreter

@@ -8,49 +8,41 @@ while the main thread imports the rest, then hands shell over to the server.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import zmq
-
-if TYPE_CHECKING:
-    from kernel.server.interpreter._interpreter import Interpreter
 
 from kernel.protocol import ConnectionFileError, ConnectionInfo, Session
 from kernel.server.channels._control import flush_sent
 from kernel.server.channels._heartbeat_echo import start_heartbeat
 from kernel.server.channels._iothread import IOThread
+from kernel.transport._ports import KernelSockets, open_kernel_sockets
 
-__all__ = ["run_kernel"]
+if TYPE_CHECKING:
+    from kernel.server.interpreter._interpreter import Interpreter
+
+    from ._server import KernelServer
+
+__all__ = ["run_kernel", "serve", "start_io"]
 
 log = logging.getLogger("loom.kernel")
 
-# Enough buffered iopub messages that a client reading slowly through an
-# output flood loses nothing (stream text is batched into large messages).
-IOPUB_SNDHWM = 100_000
-
-
-def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str) -> int:
-    port = info.port(channel)
-    if info.transport == "ipc":
-        sock.bind(info.url(channel))
-        return port
-    host = f"tcp://[{info.ip}]" if ":" in info.ip else f"tcp://{info.ip}"
-    if ":" in info.ip:
-        sock.ipv6 = True
-    if port:
-        sock.bind(f"{host}:{port}")
-        return port
-    # No port given: let the OS choose while binding, so there is no window in
-    # which another process can take the port (ipykernel's race).
-    return sock.bind_to_random_port(host)
-
 
 def run_kernel(connection_file: str | None = None) -> int:
-    """Run a kernel; with no file, write a fresh one and print where it is."""
+    """The ``python -m kernel`` process: serve until shut down, then end the process.
+
+    With no file (or one that does not exist yet), bind free ports, write a fresh
+    connection file and print where it is. Returns 2 for an unreadable connection file;
+    otherwise never returns: the process ends with ``os._exit`` once the last messages
+    are flushed, so threads user code left running cannot keep a shut-down kernel alive.
+    Library users (the parallel engine) compose :func:`open_kernel_sockets`,
+    :func:`start_io` and :func:`serve` instead.
+    """
     _configure_log()
     if connection_file and Path(connection_file).exists():
         try:
@@ -60,39 +52,30 @@ def run_kernel(connection_file: str | None = None) -> int:
             return 2
     else:
         info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-    sockets: dict[str, zmq.Socket[bytes]] = {
-        "shell": zmq.Socket(ctx, zmq.ROUTER),
-        "control": zmq.Socket(ctx, zmq.ROUTER),
-        "stdin": zmq.Socket(ctx, zmq.ROUTER),
-        "iopub": zmq.Socket(ctx, zmq.XPUB),
-        "hb": zmq.Socket(ctx, zmq.ROUTER),
-    }
-    sockets["iopub"].setsockopt(zmq.XPUB_VERBOSE, 1)
-    sockets["iopub"].sndhwm = IOPUB_SNDHWM
-    for name, sock in sockets.items():
-        sock.linger = 1000
-        if name != "iopub":
-            # ROUTER drops replies that exceed the high-water mark; replies are
-            # small and bounded by what clients asked, so never drop them.
-            sock.sndhwm = 0
-            sock.rcvhwm = 0
-    ports = {f"{ch}_port": _bind(sock, info, ch) for ch, sock in sockets.items()}
-    if not all(info.port(ch) for ch in sockets):
-        info = ConnectionInfo(
-            ip=info.ip,
-            transport=info.transport,
-            key=info.key,
-            signature_scheme=info.signature_scheme,
-            kernel_name=info.kernel_name or "loom",
-            **ports,
-        )
-        path = info.write(connection_file)
+    sockets = open_kernel_sockets(info)
+    if sockets.info != info:  # ports were chosen while binding: announce them
+        path = sockets.info.write(connection_file)
         print(
             f"Loom kernel started. To connect another client to this kernel, use:\n"
             f"    loom --existing {path}",
             flush=True,
         )
+    iothread = start_io(sockets)  # answers kernel_info from here on
+    import asyncio  # only now: see the module docstring
+
+    code = asyncio.run(serve(sockets, iothread))
+    sockets.close()
+    flush_sent(sockets["iopub"].context)
+    os._exit(code)
+
+
+def start_io(sockets: KernelSockets) -> IOThread:
+    """Start the heartbeat echo and the I/O thread on bound ``sockets``.
+
+    From this call on, the kernel answers ``kernel_info`` on shell and captures fds 1
+    and 2, before asyncio and the server are imported (the module docstring says why).
+    """
+    info = sockets.info
     session = Session(info.key, info.signature_scheme)
     start_heartbeat(sockets["hb"])
     iothread = IOThread(
@@ -104,22 +87,27 @@ def run_kernel(connection_file: str | None = None) -> int:
         shell_session=session.fork(),
     )
     _log_to_original_stderr(iothread)  # before the thread logs a rejected message
-    iothread.start()  # answers kernel_info from here on
-    import asyncio  # only now: see the module docstring
-
-    return asyncio.run(_serve(sockets, iothread))
+    iothread.start()
+    return iothread
 
 
-async def _serve(sockets: dict[str, zmq.Socket[bytes]], iothread: IOThread) -> int:
+async def serve(
+    sockets: KernelSockets,
+    iothread: IOThread,
+    *,
+    setup: Callable[[KernelServer], None] | None = None,
+) -> int:
+    """Serve shell requests until a shutdown request; return the exit status (0).
+
+    ``setup`` is called with the server before it serves: the parallel engine adds its
+    ``apply_request`` handler there (composition, not subclassing). The process-wide
+    effects of a kernel are installed here for the duration and undone before this
+    returns (see :func:`_process_effects`); the sockets stay open for the caller.
+    """
     # The server's imports, here so that the I/O thread runs before them.
-    import asyncio
-
-    from kernel.server.channels._streams import OutStream
     from kernel.transport._socket import MessageSocket
 
     from ._server import KernelServer
-
-    session = iothread.session
 
     def make_interpreter() -> Interpreter:
         # Imported here: the interpreter (magics, display, history) is built after
@@ -134,21 +122,48 @@ async def _serve(sockets: dict[str, zmq.Socket[bytes]], iothread: IOThread) -> i
 
     shell = MessageSocket(sockets["shell"], iothread.shell_session, "shell")
     server = KernelServer(
-        session, shell, sockets["stdin"], iothread, make_interpreter=make_interpreter
+        iothread.session, shell, sockets["stdin"], iothread, make_interpreter=make_interpreter
     )
-    server.bind_loop(asyncio.get_running_loop())
+    if setup is not None:
+        setup(server)
+    with _process_effects(iothread):
+        shell.requeue(iothread.hand_over(on_parent_exit=server.stop_from_thread))
+        try:
+            await server.serve()
+        finally:
+            iothread.stop()
+    return 0
+
+
+@contextlib.contextmanager
+def _process_effects(iothread: IOThread) -> Iterator[None]:
+    """Every process-wide change a serving kernel makes, and its undoing, in one place.
+
+    - ``sys.stdout``/``sys.stderr`` become streams that publish on iopub (fds 1 and 2
+      were already redirected into the I/O thread's pipes by :func:`start_io`; they are
+      put back here too);
+    - SIGINT is ignored until the interpreter exists, then the interpreter's handler
+      turns it into ``KeyboardInterrupt`` while user code runs;
+    - per cell, ``input()``/``getpass()`` are swapped by ``StdinBridge.installed``,
+      which undoes that itself when the cell ends.
+    """
+    from kernel.server.channels._streams import OutStream
+
+    # A Python no-op rather than SIG_IGN: ignored dispositions survive exec() into the
+    # children user code starts (``!cmd``), a Python handler does not.
+    previous_sigint = signal.signal(signal.SIGINT, _ignore_signal)
     sys.stdout = OutStream(iothread, "stdout", 1)
     sys.stderr = OutStream(iothread, "stderr", 2)
-    shell.requeue(iothread.hand_over(on_parent_exit=server.stop_from_thread))
     try:
-        await server.serve()
+        yield
     finally:
-        iothread.stop()
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        for name in ("shell", "stdin", "iopub", "control"):
-            sockets[name].close(linger=200)
-        flush_sent(sockets["iopub"].context)
-    os._exit(0)
+        iothread.restore_fds()
+        signal.signal(signal.SIGINT, previous_sigint)
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """SIGINT before the interpreter exists: no user code runs, so nothing to interrupt."""
 
 
 def _configure_log() -> None:

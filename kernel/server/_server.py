@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -90,6 +89,8 @@ class KernelServer:
         self.stdin = StdinBridge(stdin, session.fork())
         self.comms = CommManager(self._publish_for_current)
         self.current: Message | None = None
+        #: The loop serving shell; other threads reach it through :meth:`stop_from_thread`.
+        self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._rejected = RateLimitedLog(log)
         #: Opened by a failed execute with ``stop_on_error``; acted on once it has replied.
@@ -143,8 +144,6 @@ class KernelServer:
 
     async def serve(self) -> None:
         """Serve shell requests until a shutdown request arrives."""
-        # Until the interpreter exists no user code can run: ignore SIGINT.
-        signal.signal(signal.SIGINT, lambda signum, frame: None)
         # Build the interpreter (magics, display, history...) once the first
         # kernel_info is answered, not before: start-up latency is what clients see.
         asyncio.get_running_loop().call_later(WARM_UP_DELAY, self._warm_up)
@@ -353,6 +352,3 @@ class KernelServer:
         content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
         self.stop()
         return Reply(content)
-
-    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop

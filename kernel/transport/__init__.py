@@ -11,18 +11,23 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 __all__ = [
+    "KernelSockets",
     "MessageSocket",
     "RateLimitedLog",
+    "open_kernel_sockets",
     "shared_context",
 ]
 
 _EXPORTS = {
+    "KernelSockets": "._ports",
+    "open_kernel_sockets": "._ports",
     "MessageSocket": "._socket",
     "shared_context": "._socket",
     "RateLimitedLog": "._ratelimit",
 }
 
 if TYPE_CHECKING:
+    from ._ports import KernelSockets, open_kernel_sockets
     from ._ratelimit import RateLimitedLog
     from ._socket import MessageSocket, shared_context
 

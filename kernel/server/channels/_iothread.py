@@ -329,6 +329,13 @@ class IOThread:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             self._pipes[read_end] = (name, decoder)
 
+    def restore_fds(self) -> None:
+        """Point fds 1 and 2 at what they were before capture (after :meth:`stop`)."""
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            original = self.original_fds.get(name)
+            if original is not None:
+                os.dup2(original, fd)
+
     def drain_fds(self) -> None:
         """Publish now what was written to fds 1 and 2 so far (by C code, child processes).
 
