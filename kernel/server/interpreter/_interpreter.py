@@ -86,7 +86,7 @@ class Interpreter:
         #: Frames from files under these paths are the kernel's own: hidden from tracebacks.
         self.hidden_prefixes = list(hidden_prefixes)
         self.history = history if history is not None else HistoryStore(None)
-        self.transform: Transformer = transform or transform_cell
+        self.transform: Transformer = transform or self._transform
         self.display = Display(_DisplayAdapter(self))
         self.execution_count = 1
         self.user_ns: dict[str, Any] = {}
@@ -128,6 +128,9 @@ class Interpreter:
     def is_busy(self) -> bool:
         """True while a cell is running (synchronously or as a task) or about to."""
         return self._running_sync or self._cell_task is not None or self._in_cell
+
+    def _transform(self, raw: str) -> str:
+        return transform_cell(raw, async_magics=self.magics.async_names)
 
     def magic_names(self) -> list[str]:
         """Names of the available magics (``%x``, ``%%x``), for completion."""

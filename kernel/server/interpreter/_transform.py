@@ -9,6 +9,7 @@ functions that :class:`~kernel.server.magics._registry.Magics` puts in the user 
 ``%%name args`` + body     ``_loom_cell_magic_('name', 'args', 'body')``
 ``!cmd``                   ``_loom_system_('cmd')``
 ``!!cmd`` / ``x = !cmd``   ``_loom_getoutput_('cmd')`` / ``x = _loom_getoutput_('cmd')``
+``%name args`` (async)     ``(await _loom_magic_('name', 'args'))``
 ``obj?`` / ``?obj``        ``_loom_help_('obj', 0)``
 ``obj??`` / ``??obj``      ``_loom_help_('obj', 1)``
 ``%name?`` / ``%%name?``   ``_loom_help_('%name', 0)`` / ``_loom_help_('%%name', 0)``
@@ -27,6 +28,10 @@ and continuations across lines; it never needs to tokenize the special lines the
 are not Python. Everywhere else the text is left alone, so ``a % b``, ``x %= 3``, ``a != b``,
 ``'?'`` and ``# %comment`` are untouched and a cell of plain Python comes back identical.
 
+Magics registered as async (``Magics.register_line(..., is_async=True)``) are named in
+``async_magics`` (``"%name"``, ``"%%name"``); their calls are awaited, which makes the cell a
+top-level-await cell that the interpreter runs as a task on the kernel's loop.
+
 ``{expr}`` and ``$name`` in shell commands and magic arguments are *not* expanded here: the
 helpers expand them at run time in the caller's namespace.
 """
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 __all__ = ["transform_cell"]
@@ -49,8 +55,10 @@ _STRING_PREFIXES = frozenset({"", "r", "u", "b", "f", "br", "rb", "fr", "rf"})
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 
 
-def transform_cell(code: str) -> str:
+def transform_cell(code: str, *, async_magics: Collection[str] = ()) -> str:
     """Return ``code`` with IPython syntax rewritten as Python calls of the ``_loom_*_`` helpers.
+
+    Calls of the magics named in ``async_magics`` (``"%name"``, ``"%%name"``) are awaited.
 
     The result has the same number of newlines as ``code``; text that contains no IPython
     syntax is returned unchanged. Never raises: text this function does not understand is left
@@ -61,23 +69,25 @@ def transform_cell(code: str) -> str:
     lines = code.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None and _is_cell_magic_line(lines[first]):
-        return _transform_cell_magic(lines, first)
-    return "\n".join(_transform_lines(lines))
+        return _transform_cell_magic(lines, first, async_magics)
+    return "\n".join(_transform_lines(lines, async_magics))
 
 
 def _is_cell_magic_line(line: str) -> bool:
     return line.startswith("%%") and _HELP_END.fullmatch(line.rstrip()) is None
 
 
-def _transform_cell_magic(lines: list[str], first: int) -> str:
+def _transform_cell_magic(lines: list[str], first: int, async_magics: Collection[str]) -> str:
     """The whole cell as one ``_loom_cell_magic_`` call on the ``%%`` line."""
     name, _, args = lines[first][2:].rstrip().partition(" ")
     body = "\n".join(lines[first + 1 :])
     call = f"_loom_cell_magic_({name!r}, {args!r}, {body!r})"
+    if f"%%{name}" in async_magics:
+        call = f"await {call}"
     return "\n" * first + call + "\n" * (len(lines) - 1 - first)
 
 
-def _transform_lines(lines: list[str]) -> list[str]:
+def _transform_lines(lines: list[str], async_magics: Collection[str]) -> list[str]:
     out: list[str] = []
     lexer = _Lexer()
     i = 0
@@ -85,7 +95,7 @@ def _transform_lines(lines: list[str]) -> list[str]:
         line = lines[i]
         if lexer.at_statement_start and _may_be_special(line):
             end = _end_of_continuation(lines, i)
-            replacement = _transform_statement(_join_continued(lines[i : end + 1]))
+            replacement = _transform_statement(_join_continued(lines[i : end + 1]), async_magics)
             if replacement is not None:
                 out.append(replacement + _eol(line))
                 out.extend(_eol(extra) for extra in lines[i + 1 : end + 1])
@@ -121,7 +131,7 @@ def _join_continued(parts: list[str]) -> str:
     return " ".join([piece[:-1] for piece in pieces[:-1]] + [pieces[-1]])
 
 
-def _transform_statement(line: str) -> str | None:
+def _transform_statement(line: str, async_magics: Collection[str] = ()) -> str | None:
     """The Python replacing one logical line, or ``None`` if it holds no IPython syntax."""
     content = line.strip()
     indent = line[: len(line) - len(line.lstrip())]
@@ -140,24 +150,25 @@ def _transform_statement(line: str) -> str | None:
     if content.startswith("!"):
         return f"{indent}_loom_system_({content[1:]!r})"
     if content.startswith("%"):
-        return indent + _magic_call(content[1:])
+        return indent + _magic_call(content[1:], async_magics)
     assignment = _split_special_assignment(content)
     if assignment is None:
         return None
     lhs, rhs = assignment
     if rhs.startswith("!"):
         return f"{indent}{lhs}_loom_getoutput_({rhs[1:]!r})"
-    return indent + lhs + _magic_call(rhs[1:])
+    return indent + lhs + _magic_call(rhs[1:], async_magics)
 
 
-def _magic_call(content: str) -> str:
-    """``_loom_magic_`` call for ``content``, the text after ``%``.
+def _magic_call(content: str, async_magics: Collection[str]) -> str:
+    """``_loom_magic_`` call for ``content``, the text after ``%``; awaited if async.
 
     ``%%name`` on a later line than the first keeps its second ``%`` in the name, so the
     registry can say that cell magics belong on the first line.
     """
     name, _, args = content.partition(" ")
-    return f"_loom_magic_({name!r}, {args!r})"
+    call = f"_loom_magic_({name!r}, {args!r})"
+    return f"(await {call})" if f"%{name}" in async_magics else call
 
 
 def _split_special_assignment(content: str) -> tuple[str, str] | None:

@@ -7,9 +7,10 @@ file name and line, and its namespaces), expands ``{expr}``/``$name`` in the arg
 and dispatches to the registered function. Magics that run Python (``%time``, ``%%capture``...)
 compile it at the call site's file and line, so tracebacks point at the user's cell.
 
-The built-in magics live in one module per job (``_magic_timing``, ``_magic_shell``,
-``_magic_namespace``, ``_magic_files``, ``_magic_history``, ``_magic_output``); each has a
-``load_*_magics(magics)`` function that registers its magics here.
+The built-in magics live in one module per job (``_timing``, ``_system``, ``_namespace``,
+``_files``, ``_history_magics``, ``_output_magics``, ``_extensions``); each has a
+``load_*_magics(magics)`` function that registers its magics here. Other packages add
+theirs through ``%load_ext`` (see ``_extensions``), so ``kernel`` never imports them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kernel.server.introspection._inspection import format_help
 from kernel.server.introspection._lookup import resolve
 
 from ._args import UsageError, expand_vars
+from ._extensions import load_extension_magics
 from ._files import load_file_magics
 from ._history_magics import load_history_magics
 from ._namespace import load_namespace_magics
@@ -35,7 +37,7 @@ from ._system import SList, getoutput, load_shell_magics, system
 from ._timing import load_timing_magics
 
 if TYPE_CHECKING:
-    from kernel.server.interpreter._interpreter import Interpreter
+    from ._context import MagicContext
 
 __all__ = ["HELPERS", "CallSite", "CellMagic", "LineMagic", "Magics", "SList", "UsageError"]
 
@@ -84,22 +86,27 @@ class Magics:
 
     Construction registers the built-in magics. Attributes:
 
-    - ``interpreter``: the :class:`~kernel.server.interpreter._interpreter.Interpreter`
-      magics act on.
+    - ``interpreter``: what magics act on (a :class:`~._context.MagicContext`: the
+      interpreter's namespace, payload, history, display and publisher).
     - ``line`` / ``cell``: the registries; add to them with :meth:`register_line` /
       :meth:`register_cell`.
+    - ``async_names``: the magics registered with ``is_async=True`` (``"%name"``,
+      ``"%%name"``); the interpreter's transform awaits their calls.
     - ``hidden``: name -> object of what the namespace held when :meth:`install` ran; ``%who``
       skips a name while it is still bound to that object, and ``%reset`` restores them.
     - ``post_execute``: callables the kernel must call after every cell (``%matplotlib inline``
       adds one that shows and closes the cell's figures); see :meth:`run_post_execute`.
     """
 
-    def __init__(self, interpreter: Interpreter) -> None:
+    def __init__(self, interpreter: MagicContext) -> None:
         self.interpreter = interpreter
         self.line: dict[str, LineMagic] = {}
         self.cell: dict[str, CellMagic] = {}
+        self.async_names: set[str] = set()
         self.hidden: dict[str, object] = {}
         self.post_execute: list[Callable[[], None]] = []
+        #: Modules loaded with ``%load_ext`` (see ``_extensions``).
+        self.loaded_extensions: set[str] = set()
         self._no_expand: set[str] = set()
         self._sites: list[CallSite] = []
         self._helpers: dict[str, Callable[..., object]] = {
@@ -117,34 +124,46 @@ class Magics:
             load_file_magics,
             load_history_magics,
             load_output_magics,
+            load_extension_magics,
         ):
             load(self)
 
     # -- registry ----------------------------------------------------------------------------
 
-    def register_line(self, name: str, fn: LineMagic, *, expand: bool = True) -> None:
+    def register_line(
+        self, name: str, fn: LineMagic, *, expand: bool = True, is_async: bool = False
+    ) -> None:
         """Make ``%name args`` call ``fn(args)``, replacing any magic of that name.
 
         With ``expand=False`` the arguments reach ``fn`` exactly as typed (for magics whose
         argument is Python code, like ``%time``); otherwise ``{expr}`` and ``$name`` are
-        expanded first.
+        expanded first. With ``is_async``, ``fn`` returns an awaitable that the cell awaits:
+        the cell then runs as a task on the kernel's loop, so control requests (interrupt,
+        shutdown) stay answered and Ctrl-C cancels it, as for a top-level ``await``.
         """
         self.line[name] = fn
-        self._set_expand(f"%{name}", expand)
+        self._set_flags(f"%{name}", expand, is_async)
 
-    def register_cell(self, name: str, fn: CellMagic, *, expand: bool = True) -> None:
+    def register_cell(
+        self, name: str, fn: CellMagic, *, expand: bool = True, is_async: bool = False
+    ) -> None:
         """Make a cell starting ``%%name args`` call ``fn(args, body)``.
 
-        ``expand`` applies to ``args`` only; the body is always passed as typed.
+        ``expand`` applies to ``args`` only; the body is always passed as typed. ``is_async``
+        as for :meth:`register_line`.
         """
         self.cell[name] = fn
-        self._set_expand(f"%%{name}", expand)
+        self._set_flags(f"%%{name}", expand, is_async)
 
-    def _set_expand(self, key: str, expand: bool) -> None:
+    def _set_flags(self, key: str, expand: bool, is_async: bool) -> None:
         if expand:
             self._no_expand.discard(key)
         else:
             self._no_expand.add(key)
+        if is_async:
+            self.async_names.add(key)
+        else:
+            self.async_names.discard(key)
 
     def names(self) -> list[str]:
         """Every magic as completion offers it: ``%line`` names, then ``%%cell`` names, sorted."""
@@ -197,13 +216,17 @@ class Magics:
             raise UsageError(self._line_not_found(name))
         site = site or self.call_site
         args = self._expand(f"%{name}", args, site)
+        if f"%{name}" in self.async_names:
+            return self._awaited_at(site, lambda: fn(args))
         self._sites.append(site)
         try:
             return fn(args)
         finally:
             self._sites.pop()
 
-    def run_cell(self, name: str, args: str, body: str, site: CallSite | None = None) -> object:
+    def run_cell_magic(
+        self, name: str, args: str, body: str, site: CallSite | None = None
+    ) -> object:
         """Run ``%%name args`` + ``body``; return its value. Errors as :meth:`run_line`."""
         fn = self.cell.get(name)
         if fn is None:
@@ -215,9 +238,20 @@ class Magics:
             raise UsageError(f"Cell magic `%%{name}` not found.")
         site = site or self.call_site
         args = self._expand(f"%%{name}", args, site)
+        if f"%%{name}" in self.async_names:
+            return self._awaited_at(site, lambda: fn(args, body))
         self._sites.append(site)
         try:
             return fn(args, body)
+        finally:
+            self._sites.pop()
+
+    async def _awaited_at(self, site: CallSite, call: Callable[[], object]) -> object:
+        """Run an async magic with ``site`` as its call site for as long as it is awaited."""
+        self._sites.append(site)
+        try:
+            result = call()
+            return await result if inspect.isawaitable(result) else result
         finally:
             self._sites.pop()
 
@@ -253,7 +287,7 @@ class Magics:
         return self.run_line(name, args, CallSite.from_frame(sys._getframe(1)))
 
     def _helper_cell_magic(self, name: str, args: str, body: str) -> object:
-        return self.run_cell(name, args, body, CallSite.from_frame(sys._getframe(1)))
+        return self.run_cell_magic(name, args, body, CallSite.from_frame(sys._getframe(1)))
 
     def _helper_system(self, cmd: str) -> None:
         site = CallSite.from_frame(sys._getframe(1))
