@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from prompt_toolkit.history import FileHistory
 
+from ._ptk_private import add_older_history
+
 if TYPE_CHECKING:
     from kernel.protocol import JSONDict
 
@@ -66,11 +68,11 @@ class ConsoleHistory(FileHistory):
 
         Entries already present are skipped. Takes effect at the next prompt.
         """
-        known = set(self._loaded_strings) | set(self._kernel_entries)
+        known = set(self.get_strings()) | set(self._kernel_entries)
         fresh = [e for e in dict.fromkeys(entries) if e.strip() and e not in known]
         self._kernel_entries = fresh + self._kernel_entries
-        if self._loaded:
-            self._loaded_strings.extend(reversed(fresh))
+        # Once loaded, prompt_toolkit reads its own list, not load_history_strings.
+        add_older_history(self, reversed(fresh))
 
 
 def kernel_history_entries(reply: JSONDict) -> list[str]:

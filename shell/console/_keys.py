@@ -12,7 +12,8 @@ history search), Up/Down (prefix history search) and Tab are prompt_toolkit's.
 So is the handling of the terminal's cursor position reports (the answer to
 the request prompt_toolkit sends with every prompt), except that a report
 triggers a redraw only when it changes the layout: at the bottom of the
-screen, where a console in use spends its time, it never does.
+screen, where a console in use spends its time, it never does
+(:func:`shell.console._ptk_private.report_cursor_row`).
 
 A single line that is complete by itself (the ``runs_at_once`` predicate,
 :func:`shell.console._multiline.is_complete_line` for Python kernels) runs at once.
@@ -36,9 +37,10 @@ from prompt_toolkit.filters import has_completions, has_focus, has_selection
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.keys import Keys
 
+from ._ptk_private import report_cursor_row
+
 if TYPE_CHECKING:
     from prompt_toolkit.buffer import Buffer
-    from prompt_toolkit.key_binding.key_bindings import NotImplementedOrNone
     from prompt_toolkit.key_binding.key_processor import KeyPress
 
 __all__ = ["load_console_bindings"]
@@ -94,29 +96,9 @@ def load_console_bindings(
         doc = event.current_buffer.document
         await inspect(doc.text, doc.cursor_position)
 
-    @bindings.add(Keys.CPRResponse, save_before=lambda event: False)
-    def _cursor_position(event: KeyPressEvent) -> NotImplementedOrNone:
-        return _report_cursor_row(event)
-
+    # prompt_toolkit's own handler, except that it redraws less (see _ptk_private).
+    bindings.add(Keys.CPRResponse, save_before=lambda event: False)(report_cursor_row)
     return bindings
-
-
-def _report_cursor_row(event: KeyPressEvent) -> NotImplementedOrNone:
-    """prompt_toolkit's handler of a cursor position report (``ESC [ row ; col R``).
-
-    The row tells the renderer how many rows lie below the prompt, which the
-    layout may then fill (the toolbar goes to the bottom of the screen). If the
-    last drawing already filled them, a redraw would draw the same screen:
-    returning ``NotImplemented`` tells prompt_toolkit not to invalidate.
-    """
-    row = int(event.data[2:-1].split(";")[0])
-    renderer = event.app.renderer
-    screen = renderer.last_rendered_screen
-    renderer.report_absolute_cursor_row(row)
-    rows_below = event.app.output.get_size().rows - row + 1
-    if screen is not None and rows_below <= screen.height:
-        return NotImplemented
-    return None
 
 
 async def _decide(

@@ -26,7 +26,6 @@ from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import History, InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindingsBase
 from prompt_toolkit.lexers import DynamicLexer, Lexer, PygmentsLexer
 from prompt_toolkit.styles import Style
 
@@ -36,13 +35,13 @@ from ._completer import KernelCompleter
 from ._keys import load_console_bindings
 from ._multiline import check_complete, is_complete_line
 from ._pager import page, page_text
+from ._ptk_private import install_focus_cached_bindings, is_editing_newest_line
 from ._terminal import Terminal
 
 if TYPE_CHECKING:
     from prompt_toolkit.application import Application
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.input import Input
-    from prompt_toolkit.key_binding.key_bindings import Binding, KeysTuple
     from prompt_toolkit.output import Output
 
     from ._link import KernelLink
@@ -183,8 +182,7 @@ class ConsoleUI:
         """
         app = self.session.app
         buffer = self.session.default_buffer
-        lines = getattr(buffer, "_working_lines", None)
-        if not app.is_running or lines is None or buffer.working_index != len(lines) - 1:
+        if not app.is_running or not is_editing_newest_line(buffer):
             return
         buffer.reset(Document(buffer.text, buffer.cursor_position))
         app.invalidate()
@@ -289,55 +287,7 @@ def _tune(app: Application[Any]) -> None:
     """Settings of prompt_toolkit's ``Application`` that ``PromptSession`` does not take."""
     # Resizes come with SIGWINCH; no need to poll the size twice a second.
     app.terminal_size_polling_interval = None
-    _FocusCachedBindings.install(app)
-
-
-class _FocusCachedBindings(KeyBindingsBase):
-    """prompt_toolkit's merged key bindings, looked up by the focused window only.
-
-    For every key press prompt_toolkit builds a cache key from the focused
-    window *and the set of all controls in the layout*, walking the whole
-    layout to find them (twice per key): with ``PromptSession``'s layout that
-    is about 0.1 ms per key, 4 ms for a 40-character line typed ahead (or sent
-    by a script). A ``PromptSession`` layout is fixed (its parts are shown and
-    hidden by filters, never added or removed), so the merged bindings depend
-    on the focused window alone; they are computed by prompt_toolkit as
-    before, once per window. Installed only if the key processor holds the
-    registry this was written against; otherwise nothing changes.
-    """
-
-    def __init__(self, app: Application[Any], registry: Any) -> None:
-        self._app = app
-        self._registry = registry
-        self._by_window: dict[object, KeyBindingsBase] = {}
-
-    @classmethod
-    def install(cls, app: Application[Any]) -> None:
-        processor = app.key_processor
-        registry = getattr(processor, "_bindings", None)
-        if type(registry).__name__ == "_CombinedRegistry" and hasattr(registry, "_key_bindings"):
-            processor._bindings = cls(app, registry)
-
-    def _merged(self) -> KeyBindingsBase:
-        window = self._app.layout.current_window
-        merged = self._by_window.get(window)
-        if merged is None:
-            merged = self._by_window[window] = self._registry._key_bindings
-        return merged
-
-    def get_bindings_for_keys(self, keys: KeysTuple) -> list[Binding]:
-        return self._merged().get_bindings_for_keys(keys)
-
-    def get_bindings_starting_with_keys(self, keys: KeysTuple) -> list[Binding]:
-        return self._merged().get_bindings_starting_with_keys(keys)
-
-    @property
-    def _version(self) -> Any:
-        raise NotImplementedError  # as prompt_toolkit's registry: never wrapped again
-
-    @property
-    def bindings(self) -> list[Binding]:
-        raise NotImplementedError
+    install_focus_cached_bindings(app)  # a fixed layout: bindings depend on focus alone
 
 
 def _duration(seconds: float) -> str:

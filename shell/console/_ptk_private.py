@@ -1,0 +1,170 @@
+"""Every use of prompt_toolkit's internals, in one place, and what it mirrors.
+
+The console reaches below prompt_toolkit's public API in the places below:
+for speed (the key-binding lookup, cursor position reports) and to merge
+history that arrives while a prompt is up. Each hook first checks that the
+internals it touches are there and otherwise does nothing, so an upgrade that
+renames them costs the improvement in the last column, never the console.
+``tests/shell/console/test_ptk_private.py`` is the canary: on the installed
+prompt_toolkit it asserts that every hook is active. ``pyproject.toml`` pins
+``prompt_toolkit>=3.0.40,<3.1`` for them. When the canary fails after an
+upgrade, re-read the lines named here, then update the hook and this table.
+
+Written against prompt_toolkit 3.0.53 (paths under ``prompt_toolkit/``):
+
+=========================  ===================================  ===============================
+hook (caller)              touches / mirrors                    if it breaks
+=========================  ===================================  ===============================
+install_focus_cached_      replaces ``KeyProcessor._bindings``  not installed: prompt_toolkit's
+bindings                   (key_binding/key_processor.py:94),   own lookup, which walks the
+(``_prompt._tune``)        a ``_CombinedRegistry``              whole layout twice per key
+                           (application/application.py:325,     (~0.1 ms a key)
+                           :1426-1519), whose ``_key_bindings``
+                           it reads
+is_editing_newest_line     reads ``Buffer._working_lines``      False: the kernel's history is
+(``ConsoleUI.              (buffer.py:367; ``reset`` at :305,   searchable from the next prompt
+reload_history``)          reloaded by layout/controls.py:734)  instead of the live one
+add_older_history          reads ``History._loaded``, extends   nothing added once the file is
+(``ConsoleHistory.         ``History._loaded_strings``          loaded: the kernel's entries
+add_kernel_entries``)      (history.py:39-65)                   miss this session's Up/Ctrl-R
+report_cursor_row          a copy of the CPR handler            (public calls only) if upstream's
+(``_keys``, CPR binding)   (key_binding/bindings/cpr.py:18-28)  handler does more, ours does not:
+                           returning ``NotImplemented`` (no     the canary checks the names its
+                           redraw, key_bindings.py:122-137)     code uses
+Terminal._drain_above_     ``in_terminal`` waits for CPR        (not moved here) a finished
+prompt (``_terminal.py``)  replies, then erases the prompt      input line wiped by output that
+                           even if Enter finished it            arrives just after Enter
+                           (application/run_in_terminal.py:
+                           87-97): waits for them first
+type-ahead after Enter     keys fed back after                  keys typed while the kernel
+(``_keys._decide``)        ``validate_and_handle`` are stored   decides are lost (tested by
+                           as type-ahead when the app exits     test_console_keys.py::test_keys_
+                           (application/application.py:781)     typed_while_the_kernel_decides…)
+=========================  ===================================  ===============================
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prompt_toolkit.key_binding import KeyBindingsBase
+
+if TYPE_CHECKING:
+    from prompt_toolkit.application import Application
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.history import History
+    from prompt_toolkit.key_binding import KeyPressEvent
+    from prompt_toolkit.key_binding.key_bindings import Binding, KeysTuple, NotImplementedOrNone
+
+__all__ = [
+    "FocusCachedBindings",
+    "add_older_history",
+    "has_focus_cached_bindings",
+    "install_focus_cached_bindings",
+    "is_editing_newest_line",
+    "report_cursor_row",
+]
+
+#: The class prompt_toolkit's key processor is built with (application.py:325).
+_REGISTRY_CLASS = "_CombinedRegistry"
+
+
+class FocusCachedBindings(KeyBindingsBase):
+    """prompt_toolkit's merged key bindings, looked up by the focused window only.
+
+    For every key press prompt_toolkit builds a cache key from the focused
+    window *and the set of all controls in the layout*, walking the whole
+    layout to find them (twice per key): with ``PromptSession``'s layout that
+    is about 0.1 ms per key, 4 ms for a 40-character line typed ahead (or sent
+    by a script). A ``PromptSession`` layout is fixed (its parts are shown and
+    hidden by filters, never added or removed), so the merged bindings depend
+    on the focused window alone; they are computed by prompt_toolkit as
+    before, once per window.
+    """
+
+    def __init__(self, app: Application[Any], registry: Any) -> None:
+        self._app = app
+        self._registry = registry
+        self._by_window: dict[object, KeyBindingsBase] = {}
+
+    def _merged(self) -> KeyBindingsBase:
+        window = self._app.layout.current_window
+        merged = self._by_window.get(window)
+        if merged is None:
+            merged = self._by_window[window] = self._registry._key_bindings
+        return merged
+
+    def get_bindings_for_keys(self, keys: KeysTuple) -> list[Binding]:
+        return self._merged().get_bindings_for_keys(keys)
+
+    def get_bindings_starting_with_keys(self, keys: KeysTuple) -> list[Binding]:
+        return self._merged().get_bindings_starting_with_keys(keys)
+
+    @property
+    def _version(self) -> Any:
+        raise NotImplementedError  # as prompt_toolkit's registry: never wrapped again
+
+    @property
+    def bindings(self) -> list[Binding]:
+        raise NotImplementedError
+
+
+def install_focus_cached_bindings(app: Application[Any]) -> bool:
+    """Make ``app``'s key processor look bindings up by focused window (see
+    :class:`FocusCachedBindings`); return whether it was installed.
+
+    Installed only on a fixed layout (a ``PromptSession``'s) whose key processor
+    holds the registry this was written against; otherwise nothing changes.
+    """
+    processor = app.key_processor
+    registry = getattr(processor, "_bindings", None)
+    if type(registry).__name__ != _REGISTRY_CLASS or not hasattr(registry, "_key_bindings"):
+        return False
+    processor._bindings = FocusCachedBindings(app, registry)
+    return True
+
+
+def has_focus_cached_bindings(app: Application[Any]) -> bool:
+    """Whether :func:`install_focus_cached_bindings` is in effect on ``app``."""
+    return isinstance(getattr(app.key_processor, "_bindings", None), FocusCachedBindings)
+
+
+def is_editing_newest_line(buffer: Buffer) -> bool:
+    """Whether ``buffer`` shows the input being typed, not an older history entry.
+
+    False too when the buffer's working lines cannot be read: callers then
+    leave the buffer alone.
+    """
+    lines = getattr(buffer, "_working_lines", None)
+    return isinstance(lines, deque) and buffer.working_index == len(lines) - 1
+
+
+def add_older_history(history: History, older: Iterable[str]) -> None:
+    """Put ``older`` (newest first) behind the entries ``history`` has loaded.
+
+    Nothing happens before ``history`` has loaded (its ``load_history_strings``
+    must yield them then), nor when its loaded list cannot be found.
+    """
+    loaded = getattr(history, "_loaded_strings", None)
+    if getattr(history, "_loaded", False) is True and isinstance(loaded, list):
+        loaded.extend(older)
+
+
+def report_cursor_row(event: KeyPressEvent) -> NotImplementedOrNone:
+    """prompt_toolkit's handler of a cursor position report (``ESC [ row ; col R``).
+
+    The row tells the renderer how many rows lie below the prompt, which the
+    layout may then fill (the toolbar goes to the bottom of the screen). If the
+    last drawing already filled them, a redraw would draw the same screen:
+    returning ``NotImplemented`` tells prompt_toolkit not to invalidate.
+    """
+    row = int(event.data[2:-1].split(";")[0])
+    renderer = event.app.renderer
+    screen = renderer.last_rendered_screen
+    renderer.report_absolute_cursor_row(row)
+    rows_below = event.app.output.get_size().rows - row + 1
+    if screen is not None and rows_below <= screen.height:
+        return NotImplemented
+    return None

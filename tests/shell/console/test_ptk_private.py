@@ -1,0 +1,207 @@
+"""Canary: every hook into prompt_toolkit's internals is active on the installed version.
+
+``shell/console/_ptk_private.py`` degrades silently when prompt_toolkit renames
+what it touches; these tests make that loud. A failure after an upgrade means:
+re-read the source lines the module's table names, then fix the hook or the
+table. Real ``PromptSession``s run with ``create_pipe_input()`` + ``DummyOutput()``
+(prompt_toolkit's own tests/test_cli.py pattern); no kernel is involved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import deque
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prompt_toolkit import PromptSession
+from prompt_toolkit.application import Application, in_terminal
+from prompt_toolkit.application.application import _CombinedRegistry
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.key_binding.bindings.cpr import load_cpr_bindings
+from prompt_toolkit.key_binding.key_bindings import Binding
+from prompt_toolkit.keys import Keys
+from prompt_toolkit.output import DummyOutput
+
+from shell.console._input_history import ConsoleHistory
+from shell.console._link import KernelLink
+from shell.console._prompt import ConsoleUI
+from shell.console._ptk_private import (
+    FocusCachedBindings,
+    has_focus_cached_bindings,
+    install_focus_cached_bindings,
+    is_editing_newest_line,
+    report_cursor_row,
+)
+
+UP, DOWN, F11, F12 = "\x1b[A", "\x1b[B", "\x1b[23~", "\x1b[24~"
+#: What prompt_toolkit's CPR handler (key_binding/bindings/cpr.py) uses; report_cursor_row
+#: copies it, so anything new there must be looked at.
+CPR_HANDLER_NAMES = ("map", "int", "data", "split", "app", "renderer", "report_absolute_cursor_row")
+
+
+def console_ui(keys: PipeInput, history: ConsoleHistory | None = None) -> ConsoleUI:
+    """The console's prompt as ``loom`` builds it, on a link with no kernel (call in a loop)."""
+    link = KernelLink(None, None, "canary")
+    return ConsoleUI(link, history=history, input=keys, output=DummyOutput())
+
+
+async def until(task: asyncio.Task[Any], predicate: Any, timeout: float = 10.0) -> None:
+    """Wait for ``predicate()`` while the prompt ``task`` runs (re-checked as the loop turns)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            assert not task.done(), task
+            await asyncio.sleep(0.005)
+
+
+# -- the focus-cached key bindings ---------------------------------------------------------
+
+
+def test_the_key_processor_holds_the_registry_the_hook_replaces() -> None:
+    with create_pipe_input() as keys:
+        app = PromptSession[str](input=keys, output=DummyOutput()).app
+        registry = app.key_processor._bindings
+        assert type(registry) is _CombinedRegistry
+        assert isinstance(inspect.getattr_static(_CombinedRegistry, "_key_bindings"), property)
+        assert install_focus_cached_bindings(app)
+        assert isinstance(app.key_processor._bindings, FocusCachedBindings)
+        assert not install_focus_cached_bindings(app)  # never wrapped twice
+
+
+def test_the_console_prompt_looks_bindings_up_by_focus() -> None:
+    async def check() -> None:  # a KernelLink is made on a running loop
+        with create_pipe_input() as keys:
+            app = console_ui(keys).session.app
+            assert has_focus_cached_bindings(app)
+            # The cached registry still merges the console's bindings over the defaults.
+            lookup = app.key_processor._bindings
+            assert lookup.get_bindings_for_keys((Keys.Enter,))[-1].handler.__name__ == "_enter"
+            cpr = lookup.get_bindings_for_keys((Keys.CPRResponse,))
+            assert cpr[-1].handler is report_cursor_row  # the console's handler wins
+
+    asyncio.run(check())
+
+
+def test_typing_goes_through_the_cached_bindings() -> None:
+    async def typed() -> str:
+        with create_pipe_input() as keys:
+            session = PromptSession[str](input=keys, output=DummyOutput())
+            assert install_focus_cached_bindings(session.app)
+            keys.send_text("abc\x01x\r")  # Ctrl-A: to the start of the line
+            return await session.prompt_async()
+
+    assert asyncio.run(typed()) == "xabc"
+
+
+# -- the buffer's working lines ------------------------------------------------------------
+
+
+def test_working_lines_tell_history_browsing_from_typing() -> None:
+    seen: list[bool] = []
+    bindings = KeyBindings()
+
+    @bindings.add("f12")
+    def _record(event: KeyPressEvent) -> None:
+        seen.append(is_editing_newest_line(event.current_buffer))
+
+    @bindings.add("f11")
+    def _done(event: KeyPressEvent) -> None:
+        event.app.exit(result="")
+
+    async def browse() -> None:
+        with create_pipe_input() as keys:
+            history = InMemoryHistory(["older"])
+            session = PromptSession[str](
+                history=history, input=keys, output=DummyOutput(), key_bindings=bindings
+            )
+            task = asyncio.ensure_future(session.prompt_async())
+            buffer = session.default_buffer
+            await until(task, lambda: buffer.working_index == 1)  # history loaded
+            assert isinstance(buffer._working_lines, deque)
+            keys.send_text(F12 + UP + F12 + DOWN + F12 + F11)
+            await task
+
+    asyncio.run(browse())
+    assert seen == [True, False, True]
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def test_history_internals_have_the_expected_types() -> None:
+    history = InMemoryHistory(["a"])
+    assert history._loaded is False
+    assert isinstance(history._loaded_strings, list)
+
+
+def test_kernel_entries_reach_a_loaded_history(tmp_path: Path) -> None:
+    history = ConsoleHistory(tmp_path / "history")
+    history.store_string("local")
+
+    async def load() -> list[str]:
+        return [entry async for entry in history.load()]
+
+    assert asyncio.run(load()) == ["local"]
+    assert history._loaded is True
+    history.add_kernel_entries(["kernel 1", "local", "kernel 2"])
+    assert history.get_strings() == ["kernel 1", "kernel 2", "local"]  # oldest first
+    assert asyncio.run(load()) == ["local", "kernel 2", "kernel 1"]
+
+
+def test_reload_history_makes_kernel_entries_searchable_at_the_live_prompt(
+    tmp_path: Path,
+) -> None:
+    history = ConsoleHistory(tmp_path / "history")
+    history.store_string("local")
+
+    async def scenario() -> None:
+        with create_pipe_input() as keys:
+            ui = console_ui(keys, history)
+            task = asyncio.ensure_future(ui.read_cell(1))
+            buffer = ui.session.default_buffer
+            await until(task, lambda: buffer.working_index == 1)  # the file is loaded
+            history.add_kernel_entries(["from kernel"])
+            ui.reload_history()
+            await until(task, lambda: buffer.working_index == 2)  # reloaded, with it
+            keys.send_text(UP + UP)
+            await until(task, lambda: buffer.text == "from kernel")
+            keys.send_text("\x15\r")  # Ctrl-U empties the line; Enter ends the prompt
+            assert await task == ""
+
+    asyncio.run(scenario())
+
+
+# -- cursor position reports -------------------------------------------------------------
+
+
+def test_prompt_toolkits_cpr_handler_is_still_the_one_copied() -> None:
+    (binding,) = load_cpr_bindings().bindings
+    assert binding.keys == (Keys.CPRResponse,)
+    assert binding.save_before(SimpleNamespace()) is False  # type: ignore[arg-type]
+    assert binding.handler.__code__.co_names == CPR_HANDLER_NAMES
+
+
+@pytest.mark.parametrize(("returned", "redraws"), [(NotImplemented, 0), (None, 1)])
+def test_a_handler_returning_notimplemented_does_not_redraw(returned: object, redraws: int) -> None:
+    invalidated: list[None] = []
+    app = SimpleNamespace(invalidate=lambda: invalidated.append(None))
+    binding = Binding((Keys.CPRResponse,), lambda event: returned)
+    binding.call(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    assert len(invalidated) == redraws
+
+
+def test_in_terminal_waits_for_cpr_replies_then_erases_the_prompt() -> None:
+    # shell/console/_terminal.py waits for the replies itself before run_in_terminal.
+    source = inspect.getsource(in_terminal)
+    assert source.index("wait_for_cpr_responses()") < source.index("renderer.erase()")
+
+
+def test_queued_keys_become_type_ahead_when_the_app_exits() -> None:
+    # shell/console/_keys.py::_decide feeds held keys back after Enter ran the cell.
+    source = inspect.getsource(Application.run_async)
+    assert "store_typeahead(self.input, self.key_processor.empty_queue())" in source
