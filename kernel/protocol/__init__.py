@@ -13,7 +13,13 @@ from .._lazy import lazy_exports
 # Connection files and errors are loaded at once; messages, sessions and the
 # tracker on first use (PEP 562): launching a kernel needs only the former, and
 # the console launches its kernel before anything else (see shell.console._startup).
-from ._connection import CHANNELS, ConnectionInfo, runtime_dir
+from ._connection import (
+    CHANNELS,
+    ConnectionInfo,
+    read_json_object,
+    runtime_dir,
+    write_private_json,
+)
 from ._errors import (
     ConnectionFileError,
     MalformedMessage,
@@ -102,12 +108,14 @@ __all__ = [
     "UnexpectedReply",
     "error_content",
     "new_id",
+    "read_json_object",
     "reply_message",
     "reply_type",
     "runtime_dir",
     "status_content",
     "unknown_request_reply",
     "utc_now_iso",
+    "write_private_json",
 ]
 
 

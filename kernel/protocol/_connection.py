@@ -16,7 +16,13 @@ from typing import Any, Literal
 
 from ._errors import ConnectionFileError
 
-__all__ = ["CHANNELS", "ConnectionInfo", "runtime_dir"]
+__all__ = [
+    "CHANNELS",
+    "ConnectionInfo",
+    "read_json_object",
+    "runtime_dir",
+    "write_private_json",
+]
 
 #: The five channels, in the spec's spelling; ``<channel>_port`` keys exist for each.
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
@@ -122,20 +128,7 @@ class ConnectionInfo:
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> ConnectionInfo:
         """Load a connection file; raises :class:`ConnectionFileError` with the reason."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConnectionFileError(
-                f"cannot read connection file {path}: {exc.strerror}"
-            ) from exc
-        except UnicodeDecodeError as exc:
-            raise ConnectionFileError(f"connection file {path} is not valid UTF-8: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ConnectionFileError(f"connection file {path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConnectionFileError(f"connection file {path} must hold a JSON object")
+        data = read_json_object(path, "connection file")
         try:
             return cls.from_dict(data)
         except ConnectionFileError as exc:
@@ -153,15 +146,43 @@ class ConnectionInfo:
         else:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # mkstemp creates the file 0600 before any secret is written to it.
-        import tempfile  # only writers need it; kernels that are given a file start faster
-
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".connection-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_json(target, self.to_dict())
         return target
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; raises :class:`ConnectionFileError` saying what is wrong.
+
+    ``what`` names the file in messages ("connection file", "cluster file").
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConnectionFileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConnectionFileError(f"{what} {path} is not valid UTF-8: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConnectionFileError(f"{what} {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConnectionFileError(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def write_private_json(target: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` to ``target`` atomically, readable by its owner only (0600).
+
+    The file holds a key: mkstemp creates it 0600 before any secret is written to it, and
+    a reader never sees it half-written.
+    """
+    import tempfile  # only writers need it; kernels that are given a file start faster
+
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".connection-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
