@@ -11,18 +11,23 @@ from .._lazy import lazy_exports
 
 __all__ = [
     "DEFAULT_KERNEL_NAME",
+    "HeartbeatBack",
+    "HeartbeatLost",
     "HeartbeatMonitor",
     "InputHandler",
     "KernelClient",
     "KernelDied",
     "KernelError",
+    "KernelExited",
     "KernelManager",
     "KernelProcess",
     "KernelSpec",
     "KernelSpecError",
     "KernelStartError",
+    "KernelWatcher",
     "OutputHandler",
     "ProcessExited",
+    "WatchEvent",
     "builtin_loom_spec",
     "connect_client",
     "describe_exit",
@@ -65,6 +70,11 @@ _EXPORTS = {
     "describe_exit": "._process",
     "exited_within": "._process",
     "until_exit": "._process",
+    "HeartbeatBack": "._watch",
+    "HeartbeatLost": "._watch",
+    "KernelExited": "._watch",
+    "KernelWatcher": "._watch",
+    "WatchEvent": "._watch",
 }
 
 if TYPE_CHECKING:
@@ -83,6 +93,7 @@ if TYPE_CHECKING:
     )
     from ._manager import KernelManager, start_kernel
     from ._process import KernelProcess, ProcessExited, describe_exit, exited_within, until_exit
+    from ._watch import HeartbeatBack, HeartbeatLost, KernelExited, KernelWatcher, WatchEvent
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -4,22 +4,35 @@
 run, and cleans up whatever happens: a kernel it started is shut down (by
 ``start_kernel``); an ``--existing`` kernel is left running.
 
-A :class:`BatchKernel` knows when its kernel dies, so no wait on it can hang:
-``died`` resolves with a reason as soon as a started kernel's process exits
-(``KernelManager.wait_exit``, learnt from a pidfd) or, for an ``--existing``
-kernel (whose process is not ours), once its heartbeat has been silent for the
-monitor's grace period (2.5 s).
+A :class:`BatchKernel` knows when its kernel dies, so no wait on it can hang.
+Whether it died is :class:`kernel.client.KernelWatcher`'s call, the same the
+console makes: ``died`` resolves with the reason as soon as a started kernel's
+process exits (learnt from a pidfd) or, for an ``--existing`` kernel (whose
+process is not ours), once its heartbeat has been silent for the monitor's
+grace period (2.5 s) *and* its heartbeat port refuses connections. A kernel
+that is silent but still there (stopped, say) is *not responding*: the run
+says so on stderr and waits for it (``--timeout`` bounds that wait).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from kernel import KernelClient, KernelError, KernelManager, connect_client, start_kernel
-from kernel.client import DEFAULT_KERNEL_NAME, describe_exit, find_connection_file
+from kernel import KernelClient, KernelError, connect_client, start_kernel
+from kernel.client import (
+    DEFAULT_KERNEL_NAME,
+    HeartbeatBack,
+    HeartbeatLost,
+    KernelExited,
+    KernelProcess,
+    KernelWatcher,
+    WatchEvent,
+    find_connection_file,
+)
 from kernel.protocol import ConnectionFileError, ConnectionInfo, JSONDict
 
 __all__ = ["BatchKernel", "KernelTarget", "KernelUnavailable", "run_on_kernel"]
@@ -62,19 +75,29 @@ class BatchKernel:
         return self.client.kernel_info.get("language_info")
 
 
-async def run_on_kernel(target: KernelTarget, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
+#: Says something about the kernel on the side (``OutputWriter.note``): not responding...
+Notice = Callable[[str], None]
+
+
+async def run_on_kernel(
+    target: KernelTarget,
+    body: Callable[[BatchKernel], Awaitable[T]],
+    *,
+    notice: Notice = lambda text: None,
+) -> T:
     """Run ``body`` with a ready kernel and return its result.
 
-    Raises :class:`KernelUnavailable` if the kernel cannot be started, its
-    connection file is unusable, or it does not become ready. ``body`` must
+    ``notice`` is told when the kernel stops responding and when it answers
+    again. Raises :class:`KernelUnavailable` if the kernel cannot be started,
+    its connection file is unusable, or it does not become ready. ``body`` must
     handle its own errors: anything it raises leaves the client's task group
     wrapped in an ``ExceptionGroup``.
     """
     reason = "the kernel is unavailable"
     try:
         if target.existing is not None:
-            return await _on_existing(target.existing, body)
-        return await _on_started(target.kernel_name, body)
+            return await _on_existing(target.existing, body, notice)
+        return await _on_started(target.kernel_name, body, notice)
     # start_kernel raises some errors from inside the client's task group (as a group).
     except* (KernelError, ConnectionFileError, KernelUnavailable) as group:
         reason = _first_message(group)
@@ -88,7 +111,7 @@ def _first_message(group: BaseExceptionGroup[Exception]) -> str:
     return str(leaf)
 
 
-async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
+async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]], notice: Notice) -> T:
     async with start_kernel(name, startup_timeout=STARTUP_TIMEOUT) as (manager, client):
         spec = manager.spec
         kernelspec = {"name": spec.name, "display_name": spec.display_name or spec.name}
@@ -98,9 +121,9 @@ async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]]) ->
         async def interrupt() -> None:
             await manager.interrupt(client)
 
-        async with asyncio.TaskGroup() as tg:
-            died = tg.create_task(_process_death(manager), name="loom-run-kernel-exit")
-            kernel = BatchKernel(client, f"kernel {name!r}", died, interrupt, kernelspec)
+        label = f"kernel {name!r}"
+        async with _watched(client, label, notice, manager.process) as died:
+            kernel = BatchKernel(client, label, died, interrupt, kernelspec)
             try:
                 return await body(kernel)
             except asyncio.CancelledError:
@@ -108,36 +131,55 @@ async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]]) ->
                 # shutdown_request, which a kernel busy in a cell may sit on for seconds.
                 await manager.shutdown(client, now=True)
                 raise
-            finally:
-                died.cancel()
 
 
-async def _process_death(manager: KernelManager) -> str:
-    return f"it {describe_exit(await manager.wait_exit())}"
-
-
-async def _on_existing(existing: str, body: Callable[[BatchKernel], Awaitable[T]]) -> T:
+async def _on_existing(
+    existing: str, body: Callable[[BatchKernel], Awaitable[T]], notice: Notice
+) -> T:
     path = find_connection_file(existing)
     info = ConnectionInfo.read(path)
     async with connect_client(info, wait_ready=False) as client:
-        died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-        def heartbeat_changed(responsive: bool) -> None:
-            if not responsive and not died.done():
-                died.set_result("it stopped answering its heartbeat")
-
-        client.on_heartbeat = heartbeat_changed
 
         async def interrupt() -> None:
             # Not our process: ask by message (ipykernel and Loom both accept it).
             await client.interrupt(timeout=INTERRUPT_REPLY_TIMEOUT)
 
-        kernel = BatchKernel(client, f"kernel at {path}", died, interrupt)
-        await _until_ready(kernel)
-        try:
+        label = f"kernel at {path}"
+        async with _watched(client, label, notice) as died:
+            kernel = BatchKernel(client, label, died, interrupt)
+            await _until_ready(kernel)
             return await body(kernel)
+
+
+@asynccontextmanager
+async def _watched(
+    client: KernelClient, label: str, notice: Notice, process: KernelProcess | None = None
+) -> AsyncIterator[asyncio.Future[str]]:
+    """Watch the kernel (its ``process`` if ours) while the body runs.
+
+    Yields the future that resolves with why it died (``"it was killed by SIGKILL"``).
+    """
+    died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def report(event: WatchEvent) -> None:
+        match event:
+            case KernelExited(reason):
+                if not died.done():
+                    died.set_result(f"it {reason}")
+            case HeartbeatLost(reason):
+                notice(f"the {label} is not responding: it {reason}")
+            case HeartbeatBack():
+                notice(f"the {label} is answering again")
+
+    watcher = KernelWatcher(report, info=None if process else client.info, process=process)
+    client.on_heartbeat = watcher.heartbeat_changed
+    async with asyncio.TaskGroup() as tg:
+        watching = tg.create_task(watcher.run(), name="loom-run-watch")
+        try:
+            yield died
         finally:
             client.on_heartbeat = None
+            watching.cancel()
             died.cancel()
 
 

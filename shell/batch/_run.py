@@ -186,7 +186,7 @@ async def _run(
 
     try:
         target = KernelTarget(options.kernel_name, options.existing)
-        summary = await run_on_kernel(target, body)
+        summary = await run_on_kernel(target, body, notice=writer.note)
     except KernelUnavailable as exc:
         verb = "start" if options.existing is None else "connect to"
         summary = RunSummary(status="kernel_died", message=f"cannot {verb} the kernel: {exc}")

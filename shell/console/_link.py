@@ -42,17 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kernel import KernelDied, KernelError
-from kernel.client import describe_exit
+from kernel.client._watch import HeartbeatBack, HeartbeatLost, KernelExited, KernelWatcher
 
 if TYPE_CHECKING:
     from kernel import InputHandler, KernelClient, KernelManager
+    from kernel.client import WatchEvent
     from kernel.protocol import JSONDict, Message
 
 __all__ = ["KernelLink"]
@@ -92,7 +91,8 @@ class KernelLink:
         # Set while a process we expect to live runs; cleared around restart/shutdown,
         # so the watcher can tell an exit we caused from a death.
         self._running = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Attached: the heartbeat port is probed; started: the process is watched once ready.
+        self._watcher = KernelWatcher(self._on_watch, info=client.info if client else None)
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._start: Callable[[], Awaitable[Any]] | None = None
         self._serving: asyncio.Task[Any] | None = None
@@ -184,13 +184,14 @@ class KernelLink:
     def _connect(self, client: KernelClient) -> None:
         self._client = client
         client.on_status = self._on_status
-        client.on_heartbeat = self._on_heartbeat
+        client.on_heartbeat = self._watcher.heartbeat_changed
         if self._foreign_output is not None or self._input_handler is not None:
             client.on_foreign_output = self._foreign_output
             client.input_handler = self._input_handler
 
     def _became_ready(self) -> None:
         if self.manager is not None and self.manager.is_alive():
+            self._watcher.watch_process(self.manager.process)
             self._running.set()
         if not self._ready.done():
             self._ready.set_result(None)
@@ -268,24 +269,36 @@ class KernelLink:
     # -- watching -----------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Report the death of a kernel we started; run until cancelled.
+        """Watch the kernel for death (:class:`~kernel.client.KernelWatcher`: the
+        process of a kernel we started, the heartbeat and its port for an
+        attached one); run as a task for the link's lifetime, until cancelled.
 
         Exits caused by :meth:`restart` or :meth:`shutdown` are not deaths:
         those clear ``_running`` before they stop the process.
         """
-        if self.manager is None:
-            await asyncio.Future()  # attached: the heartbeat is all we have
-            return
-        while True:
-            await self._running.wait()
-            proc = self.manager.process
-            if proc is None:
+        await self._watcher.run()
+
+    def _on_watch(self, event: WatchEvent) -> None:
+        match event:
+            case KernelExited(reason, code):
+                if self.owns_kernel and not self._running.is_set():
+                    return  # an exit we caused
                 self._running.clear()
-                continue
-            code = await proc.wait()
-            if self._running.is_set():
-                self._running.clear()
-                self._declare_dead(f"Kernel {describe_exit(code)}.")
+                self._declare_dead(
+                    f"Kernel {reason}." if code is not None else f"The kernel {reason}: it died."
+                )
+            case HeartbeatLost(reason):
+                if self._override is None:
+                    self._set_override(NOT_RESPONDING)
+                    self.on_notice(f"The kernel is not responding: it {reason}.")
+            case HeartbeatBack():
+                if self._override == NOT_RESPONDING:
+                    self._set_override(None)
+                    self.on_notice("The kernel is answering again.")
+                elif self._override == DEAD and not self.owns_kernel:
+                    # An attached kernel's owner may restart it on the same ports.
+                    self._set_override(None)
+                    self.on_notice("The kernel is answering again (restarted by its owner?).")
 
     def _declare_dead(self, what: str) -> None:
         self._kernel_state = IDLE
@@ -293,40 +306,6 @@ class KernelLink:
         if self._client is not None:
             self._client.fail_pending(KernelDied(what))
         self.on_notice(f"{what} {self.death_hint}".strip())
-
-    def _on_heartbeat(self, responsive: bool) -> None:
-        if not responsive:
-            if self._override is None:
-                self._spawn(self._diagnose_silence())
-        elif self._override == NOT_RESPONDING:
-            self._set_override(None)
-            self.on_notice("The kernel is answering again.")
-        elif self._override == DEAD and not self.owns_kernel:
-            # An attached kernel's owner may restart it on the same ports.
-            self._set_override(None)
-            self.on_notice("The kernel is answering again (restarted by its owner?).")
-
-    async def _diagnose_silence(self) -> None:
-        """The heartbeat stopped: decide between dead and not responding."""
-        if self.manager is not None:
-            proc = self.manager.process
-            if proc is None or not proc.is_alive() or not self._running.is_set():
-                return  # watch() reports the exit
-            self._set_override(NOT_RESPONDING)
-            why = "it is stopped (SIGSTOP?)" if proc.is_stopped() else "its heartbeat is silent"
-            self.on_notice(f"The kernel is not responding: {why}.")
-            return
-        info = self.client.info
-        if info.transport == "tcp" and await _port_refuses(info.ip, info.hb_port):
-            self._declare_dead("The kernel stopped answering and its ports are closed: it died.")
-        else:
-            self._set_override(NOT_RESPONDING)
-            self.on_notice("The kernel is not responding (its heartbeat is silent).")
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- actions ------------------------------------------------------------------
 
@@ -359,6 +338,7 @@ class KernelLink:
         # A dead or silent kernel cannot answer a shutdown_request: do not wait for it.
         silent = self._override in (DEAD, NOT_RESPONDING)
         self._running.clear()
+        self._watcher.watch_process(None)
         self._set_override(RESTARTING)
         try:
             await self.manager.restart(client, now=silent)
@@ -366,6 +346,7 @@ class KernelLink:
             self._set_override(DEAD)
             raise
         self._kernel_state = IDLE
+        self._watcher.watch_process(self.manager.process)
         self._running.set()
         self._set_override(None)
 
@@ -376,8 +357,7 @@ class KernelLink:
         (which kills it) and :meth:`serve` returns.
         """
         self._running.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        self._watcher.watch_process(None)
         serving = self._serving
         try:
             if self.manager is None:
@@ -391,31 +371,3 @@ class KernelLink:
                 await self.manager.shutdown(now=True)
         finally:
             self._closed.set()
-
-
-async def _port_refuses(host: str, port: int) -> bool:
-    """True if nothing accepts TCP connections on ``host:port`` (within a second).
-
-    A stopped process still has its listening sockets, and the operating
-    system completes the handshake for it; a dead one has none.
-    """
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        # asyncio would resolve a name in its thread pool: resolve it here
-        # instead (once, when the heartbeat is lost; blocking briefly is fine).
-        try:
-            host = socket.gethostbyname(host)
-        except OSError:
-            return False
-    try:
-        async with asyncio.timeout(1.0):
-            _, writer = await asyncio.open_connection(host, port)
-    except TimeoutError:
-        return False
-    except OSError:
-        return True
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return False

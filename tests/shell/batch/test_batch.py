@@ -550,6 +550,48 @@ def test_existing_kernel_dying_exits_2(tmp_path: Path) -> None:
         assert_clean_stderr(again.stderr)
 
 
+def read_until(proc: subprocess.Popen[str], marker: str) -> str:
+    """What ``proc`` writes to stdout up to and including ``marker`` (raw reads of the
+    pipe, so nothing waits in a text buffer where ``select`` cannot see it)."""
+    assert proc.stdout is not None
+    fd, seen = proc.stdout.fileno(), b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while marker.encode() not in seen:
+            assert selector.select(timeout=DEADLINE), f"no {marker!r} in {seen!r}"
+            chunk = os.read(fd, 65536)
+            assert chunk, f"end of output before {marker!r}: {seen!r}"
+            seen += chunk
+    return seen.decode()
+
+
+@peer
+def test_existing_kernel_stopped_is_not_responding_not_dead(tmp_path: Path) -> None:
+    """Silence alone meant death for an --existing kernel; the console said "not
+    responding" if its port still accepts connections. Both now ask the same watcher."""
+    with separate_kernel(tmp_path, "loom") as (kernel, path):
+        # The cell runs until the test says so (the file "go"), so its reply cannot end
+        # the run before the kernel is seen to answer again.
+        name = script(
+            tmp_path,
+            "import os, time\nprint('nap' + 'ping', flush=True)\n"
+            "while not os.path.exists('go'):\n    time.sleep(0.05)\n",
+        )
+        with spawn(tmp_path, name, "--existing", str(path), merge=True) as proc:
+            read_until(proc, "napping")
+            os.kill(kernel.pid, signal.SIGSTOP)
+            try:
+                read_until(proc, f"the kernel at {path} is not responding")
+            finally:
+                os.kill(kernel.pid, signal.SIGCONT)
+            assert proc.stdout is not None
+            rest = read_until(proc, "answering again")
+            (tmp_path / "go").touch()
+            rest += proc.stdout.read()
+            assert proc.wait(timeout=DEADLINE) == 0, rest
+            assert "died" not in rest
+
+
 # -- Ctrl-C and a closed stdout ------------------------------------------------------
 
 
