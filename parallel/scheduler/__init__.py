@@ -1,4 +1,10 @@
-"""Where tasks run, decided purely: the load-balancing schemes (``_schemes``) so far."""
+"""Where tasks run, decided purely: events in, instructions out.
+
+``SchedulerState`` (``_state``) places tasks on engines (``_pool``), moving
+them through the transition table of ``_tasks``; ``_schemes`` holds the
+load-balancing choosers. Standard library only, no I/O, no clocks: a
+controller's async driver feeds the events and carries out the instructions.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,29 @@ from kernel._lazy import lazy_exports
 
 __all__ = [
     "SCHEMES",
+    "TRANSITIONS",
+    "AbortOnEngine",
+    "EngineId",
+    "EngineLost",
+    "EngineRegistered",
+    "FailTask",
+    "FailureKind",
+    "ForgetEngine",
+    "Instruction",
+    "ReplyToClient",
+    "RetryOn",
+    "SchedulerError",
+    "SchedulerEvent",
+    "SchedulerState",
     "Scheme",
+    "SendTask",
+    "TaskAbortRequested",
+    "TaskFinished",
+    "TaskState",
+    "TaskStatus",
+    "TaskSubmitted",
+    "Tick",
+    "Trigger",
     "leastload",
     "lru",
     "plainrandom",
@@ -17,6 +45,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "SchedulerError": ".._errors",
     "SCHEMES": "._schemes",
     "Scheme": "._schemes",
     "leastload": "._schemes",
@@ -24,9 +53,52 @@ _EXPORTS = {
     "plainrandom": "._schemes",
     "twobin": "._schemes",
     "weighted": "._schemes",
+    "SchedulerState": "._state",
+    "TRANSITIONS": "._tasks",
+    "TaskState": "._tasks",
+    "Trigger": "._tasks",
+    "AbortOnEngine": "._events",
+    "EngineId": "._events",
+    "EngineLost": "._events",
+    "EngineRegistered": "._events",
+    "FailTask": "._events",
+    "FailureKind": "._events",
+    "ForgetEngine": "._events",
+    "Instruction": "._events",
+    "ReplyToClient": "._events",
+    "RetryOn": "._events",
+    "SchedulerEvent": "._events",
+    "SendTask": "._events",
+    "TaskAbortRequested": "._events",
+    "TaskFinished": "._events",
+    "TaskStatus": "._events",
+    "TaskSubmitted": "._events",
+    "Tick": "._events",
 }
 
 if TYPE_CHECKING:
+    from .._errors import SchedulerError
+    from ._events import (
+        AbortOnEngine,
+        EngineId,
+        EngineLost,
+        EngineRegistered,
+        FailTask,
+        FailureKind,
+        ForgetEngine,
+        Instruction,
+        ReplyToClient,
+        RetryOn,
+        SchedulerEvent,
+        SendTask,
+        TaskAbortRequested,
+        TaskFinished,
+        TaskStatus,
+        TaskSubmitted,
+        Tick,
+    )
     from ._schemes import SCHEMES, Scheme, leastload, lru, plainrandom, twobin, weighted
+    from ._state import SchedulerState
+    from ._tasks import TRANSITIONS, TaskState, Trigger
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,0 +1,388 @@
+"""The task scheduler as a pure state machine: events in, instructions out.
+
+Theory of operation
+-------------------
+A driver feeds facts (:mod:`._events`) to :meth:`SchedulerState.handle` and
+carries out the instructions it returns. The state is mutated **only through
+``handle``**; there are no clocks (time arrives as ``Tick``), no randomness but
+the injected ``random.Random``, no I/O. Every task is in exactly one state::
+
+    WAITING --deps-met--> READY --send--> ASSIGNED --finished-ok-----> DONE
+       |                    |  ^             |  \\---finished-failed--> FAILED
+       |                    |  \\---retry-----/  \\---engine-died------> FAILED
+       \\--dependency-failed, unsatisfiable, abort, timeout--> FAILED
+
+:data:`._tasks.TRANSITIONS` is that picture as a table. A stimulus it has no
+entry for raises :class:`SchedulerError` and changes nothing: it is never
+silently ignored. The one exception is a *stale* reply, a ``TaskFinished``
+from an engine lost while it held the task (since re-run or failed): it is
+counted in ``stale`` and dropped.
+
+Rules:
+
+* A task enters WAITING. It fails at once as ``unsatisfiable`` if ``after``
+  names a task never submitted, or if it cannot run anywhere: none of its
+  ``targets`` is live, or (``targets=None``) engines have registered and all
+  are lost. A ``targets=None`` task submitted before the first engine ever
+  registered waits: engines may still be starting (a ``deadline`` bounds that).
+  It fails as ``dependency-failed`` when a task in ``after`` ends in FAILED
+  (ipyparallel's default ``success=True, failure=False``), and goes READY once
+  all of them are DONE.
+* A ``direct`` task is sent to its engine the moment it is READY, whatever
+  ``hwm`` says (the engine queues it); it still counts towards that engine's
+  load. After every event, the other READY tasks are offered to engines in the
+  order they became READY (a retried task joins the back of the line), until
+  no engine has room. A task may go to the live engines in its ``targets``
+  (any, if ``None``), preferring those that have not already failed it, and
+  skipping those that hold ``hwm`` tasks (``hwm=0``: no limit); if none is
+  left it stays READY. With several candidates, listed least recently used
+  first, the scheme picks one (:mod:`._schemes`); with one, the scheme is not
+  asked and ``rng`` is not drawn from.
+* An ``error`` reply with retries left and ``retry_on="any"`` sends the task
+  back to READY (to run on another engine if there is one); otherwise the
+  reply is relayed and the task ends.
+* When an engine is lost, every task on it is re-run if it has retries left,
+  was not being aborted, has not killed ``poison_after`` engines and still has
+  an engine it may run on; otherwise it fails as ``engine-died`` (reason
+  ``"task killed 3 engines"`` for a poison task). WAITING and
+  READY tasks left with no engine fail as ``unsatisfiable``.
+* An abort fails a WAITING/READY task as ``aborted``; for an ASSIGNED task it
+  asks the engine (``AbortOnEngine``) and disables retries.
+* A ``Tick`` fails WAITING/READY tasks whose ``deadline`` has passed (``timeout``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from .._errors import SchedulerError
+from ._events import (
+    AbortOnEngine,
+    EngineId,
+    EngineLost,
+    EngineRegistered,
+    FailTask,
+    ForgetEngine,
+    Instruction,
+    ReplyToClient,
+    SchedulerEvent,
+    SendTask,
+    TaskAbortRequested,
+    TaskFinished,
+    TaskSubmitted,
+    Tick,
+)
+from ._pool import EnginePool
+from ._schemes import Scheme, leastload
+from ._tasks import FAILURE_KINDS, TaskBook, TaskRecord, TaskState, Trigger
+
+__all__ = ["SchedulerState"]
+
+_W, _R, _A = TaskState.WAITING, TaskState.READY, TaskState.ASSIGNED
+_D, _F = TaskState.DONE, TaskState.FAILED
+
+
+class SchedulerState:
+    """Decides where tasks run. Pure: mutate only through :meth:`handle`."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        scheme: Scheme = leastload,
+        hwm: int = 0,
+        poison_after: int = 3,
+        log_size: int = 10_000,
+    ) -> None:
+        if hwm < 0 or poison_after < 1:
+            raise ValueError("hwm must be >= 0 and poison_after >= 1")
+        #: The only source of randomness, handed to ``scheme``.
+        self.rng = rng
+        #: Picks one of several candidate engines (``parallel.scheduler._schemes``).
+        self.scheme = scheme
+        #: Most tasks a load-balanced task may find on its engine; 0 means no limit.
+        self.hwm = hwm
+        #: A task that was on this many engines when they died fails instead of retrying.
+        self.poison_after = poison_after
+        #: The last ``log_size`` events handled (rejected ones too), oldest first.
+        self.stimulus_log: deque[SchedulerEvent] = deque(maxlen=log_size)
+        #: How many stale ``TaskFinished`` events were dropped (module docstring).
+        self.stale = 0
+        #: Every task ever submitted, filed by state.
+        self._tasks = TaskBook()
+        #: Live engines, their loads and least-recently-used order.
+        self._engines = EnginePool()
+
+    # -- public surface ---------------------------------------------------------
+
+    def handle(self, *events: SchedulerEvent) -> list[Instruction]:
+        """Apply ``events`` in order and return the instructions they call for.
+
+        Raises :class:`SchedulerError` for an event the tables do not allow; that
+        event changed nothing, and the error's ``applied`` holds the instructions
+        of the events before it, which were applied.
+        """
+        out: list[Instruction] = []
+        for event in events:
+            self.stimulus_log.append(event)
+            done = len(out)
+            try:
+                self._handle(event, out)
+            except SchedulerError as exc:
+                exc.applied = tuple(out[:done])
+                raise
+        return out
+
+    def state_of(self, task_id: str) -> TaskState:
+        """The state of a submitted task; :class:`SchedulerError` if it is unknown."""
+        state = self._tasks.get(task_id).state
+        assert state is not None  # filed by TaskBook.add
+        return state
+
+    def load(self, engine: EngineId) -> int:
+        """How many tasks live ``engine`` holds; :class:`SchedulerError` if it is not live."""
+        return self._engines.load(engine)
+
+    @property
+    def live_engines(self) -> frozenset[EngineId]:
+        """The engines that may be given tasks now."""
+        return frozenset(self._engines)
+
+    def validate(self) -> None:
+        """Check the invariants; raise :class:`SchedulerError` naming the first broken one.
+
+        Each task is in exactly one state; WAITING tasks wait on unfinished tasks
+        and READY ones on none; a task is ASSIGNED exactly when a live engine
+        holds it, and each engine's load counts exactly the tasks it holds.
+        """
+        self._tasks.validate()
+        held = {
+            task_id: engine for engine in self._engines for task_id in self._engines.held(engine)
+        }
+        for task in self._tasks.records():
+            if (task.state is _A) != (task.task_id in held) or held.get(
+                task.task_id
+            ) != task.engine:
+                raise SchedulerError(f"task {task.task_id!r} is {task.state} on {task.engine}")
+        if len(held) != sum(self._engines.load(engine) for engine in self._engines):
+            raise SchedulerError("a task is counted on two engines")
+
+    # -- events ---------------------------------------------------------------------
+
+    def _handle(self, event: SchedulerEvent, out: list[Instruction]) -> None:
+        match event:
+            case EngineRegistered():
+                self._engines.add(event.engine)
+            case EngineLost():
+                self._on_lost(event, out)
+            case TaskSubmitted():
+                self._on_submitted(event, out)
+            case TaskFinished():
+                self._on_finished(event, out)
+            case TaskAbortRequested():
+                self._on_abort(event, out)
+            case Tick():
+                self._on_tick(event, out)
+            case _:
+                raise SchedulerError(f"the scheduler does not handle {type(event).__name__}")
+        self._send_ready(event.stimulus_id, out)
+
+    def _on_lost(self, event: EngineLost, out: list[Instruction]) -> None:
+        held = self._engines.remove(event.engine)
+        out.append(ForgetEngine(engine=event.engine, stimulus_id=event.stimulus_id))
+        for task_id in held:
+            self._strand(self._tasks.get(task_id), event, out)
+        for task in self._tasks.in_state(_W, _R):
+            reason = self._unsatisfiable(task)
+            if reason is not None and task.state in (_W, _R):  # not failed by a dependency
+                self._fail(task, "unsatisfiable", reason, event.stimulus_id, out)
+
+    def _strand(self, task: TaskRecord, event: EngineLost, out: list[Instruction]) -> None:
+        """``task`` was on ``event.engine`` when it was lost: re-run it or fail it."""
+        task.engine = None
+        task.killed.add(event.engine)
+        cause = f"engine {event.engine} died while running task {task.task_id!r}"
+        if task.abort_requested:
+            reason: str | None = f"{cause} (it was being aborted): {event.reason}"
+        elif len(task.killed) >= self.poison_after:
+            reason = f"task killed {len(task.killed)} engines"
+        elif task.retries_left == 0 or not self._candidates(task):
+            reason = f"{cause}: {event.reason}"
+        else:
+            reason = None
+        if reason is None:
+            task.retries_left -= 1
+            self._make_ready(task, "retry", event.stimulus_id, out)
+        else:
+            self._fail(task, "engine-died", reason, event.stimulus_id, out)
+
+    def _on_submitted(self, event: TaskSubmitted, out: list[Instruction]) -> None:
+        if event.direct and (event.targets is None or len(event.targets) != 1):
+            raise SchedulerError(f"direct task {event.task_id!r} needs exactly one target")
+        if event.retries < 0:
+            raise SchedulerError(f"task {event.task_id!r} has negative retries")
+        unknown = sorted(d for d in event.after if d not in self._tasks)
+        task = self._tasks.add(event)
+        sid = event.stimulus_id
+        if unknown:
+            self._fail(task, "unsatisfiable", f"unknown dependency {unknown}", sid, out)
+            return
+        after = [self._tasks.get(d) for d in sorted(event.after)]
+        failed = [d.task_id for d in after if d.state is _F]
+        if failed:
+            self._fail(task, "dependency-failed", f"dependency {failed[0]!r} failed", sid, out)
+            return
+        for dependency in after:
+            if dependency.state is not _D:
+                task.pending.add(dependency.task_id)
+                dependency.dependents.append(task.task_id)
+        self._advance(task, sid, out)
+
+    def _on_finished(self, event: TaskFinished, out: list[Instruction]) -> None:
+        task = self._tasks.get(event.task_id)
+        if task.engine != event.engine:
+            if event.engine in task.killed:
+                self.stale += 1
+                return
+            state = task.state.value if task.state else "new"
+            raise SchedulerError(f"task {task.task_id!r} is {state}, not on engine {event.engine}")
+        self._engines.release(event.engine, task.task_id)
+        task.engine = None
+        if event.status == "error" and self._retries_errors(task):
+            task.retries_left -= 1
+            task.failed_on.add(event.engine)
+            self._make_ready(task, "retry", event.stimulus_id, out)
+            return
+        self._tasks.move(task, "finished-ok" if event.status == "ok" else "finished-failed")
+        sid, status = event.stimulus_id, event.status
+        out.append(
+            ReplyToClient(task_id=task.task_id, engine=event.engine, status=status, stimulus_id=sid)
+        )
+        if event.status == "ok":
+            self._release_dependents(task, sid, out)
+        else:
+            self._fail_dependents(task, sid, out)
+
+    def _on_abort(self, event: TaskAbortRequested, out: list[Instruction]) -> None:
+        task = self._tasks.get(event.task_id)
+        sid = event.stimulus_id
+        if task.engine is None:
+            self._fail(task, "abort", "aborted before it was sent to an engine", sid, out)
+            return
+        self._tasks.move(task, "abort")
+        task.abort_requested = True
+        out.append(AbortOnEngine(task_id=task.task_id, engine=task.engine, stimulus_id=sid))
+
+    def _on_tick(self, event: Tick, out: list[Instruction]) -> None:
+        for task in self._tasks.in_state(_W, _R):
+            deadline = task.spec.deadline
+            if deadline is not None and deadline <= event.now and task.state in (_W, _R):
+                reason = f"not sent to an engine by its deadline {deadline}"
+                self._fail(task, "timeout", reason, event.stimulus_id, out)
+
+    # -- decisions --------------------------------------------------------------------
+
+    def _retries_errors(self, task: TaskRecord) -> bool:
+        return task.retries_left > 0 and task.spec.retry_on == "any" and not task.abort_requested
+
+    def _unsatisfiable(self, task: TaskRecord) -> str | None:
+        """Why ``task`` can never run now, or ``None`` (module docstring, first rule)."""
+        targets = task.spec.targets
+        if targets is None:
+            lost_all = self._engines.ever_had_engines and not self._engines
+            return "every registered engine was lost" if lost_all else None
+        if targets.isdisjoint(self._engines):
+            return f"no live engine among targets {sorted(targets)}"
+        return None
+
+    def _candidates(self, task: TaskRecord) -> list[EngineId]:
+        targets = task.spec.targets
+        return [engine for engine in self._engines if targets is None or engine in targets]
+
+    def _choose(self, task: TaskRecord) -> EngineId | None:
+        """The engine ``task`` should go to now, or ``None`` to leave it READY."""
+        candidates = self._candidates(task)
+        pool = [e for e in candidates if e not in task.failed_on] or candidates
+        if not task.spec.direct:
+            pool = self._engines.with_room(pool, self.hwm)
+        if len(pool) <= 1:
+            return pool[0] if pool else None
+        pool = self._engines.least_recently_used(pool)
+        index = self.scheme([self._engines.load(e) for e in pool], self.rng)
+        if not 0 <= index < len(pool):
+            raise SchedulerError(f"the scheme chose candidate {index} of {len(pool)}")
+        return pool[index]
+
+    def _next_placement(self) -> tuple[TaskRecord, EngineId] | None:
+        for task in self._tasks.queue(_R):
+            engine = self._choose(task)
+            if engine is not None:
+                return task, engine
+        return None
+
+    def _send_ready(self, sid: str, out: list[Instruction]) -> None:
+        """Place READY tasks, oldest READY first, until none fits or no engine has room."""
+        while self._engines.has_room(self.hwm):
+            placement = self._next_placement()
+            if placement is None:
+                return
+            self._send(*placement, sid, out)
+
+    def _send(self, task: TaskRecord, engine: EngineId, sid: str, out: list[Instruction]) -> None:
+        self._tasks.move(task, "send")
+        task.engine = engine
+        self._engines.assign(engine, task.task_id)
+        out.append(SendTask(task_id=task.task_id, engine=engine, stimulus_id=sid))
+
+    # -- moving tasks -----------------------------------------------------------------
+
+    def _advance(self, task: TaskRecord, sid: str, out: list[Instruction]) -> None:
+        """A WAITING task whose dependencies changed: fail it, keep it, or make it READY."""
+        reason = self._unsatisfiable(task)
+        if reason is not None:
+            self._fail(task, "unsatisfiable", reason, sid, out)
+        elif not task.pending:
+            self._make_ready(task, "deps-met", sid, out)
+
+    def _make_ready(
+        self, task: TaskRecord, trigger: Trigger, sid: str, out: list[Instruction]
+    ) -> None:
+        """Move ``task`` to READY; a direct task goes on to its (live) engine at once."""
+        self._tasks.move(task, trigger)
+        if task.spec.direct:
+            assert task.spec.targets is not None  # checked at submission
+            (engine,) = task.spec.targets
+            self._send(task, engine, sid, out)
+
+    def _fail(
+        self, task: TaskRecord, trigger: Trigger, reason: str, sid: str, out: list[Instruction]
+    ) -> None:
+        """Move ``task`` to FAILED by ``trigger``, tell the client, then fail its dependents."""
+        self._tasks.move(task, trigger)
+        kind = FAILURE_KINDS[trigger]
+        out.append(FailTask(task_id=task.task_id, kind=kind, reason=reason, stimulus_id=sid))
+        self._fail_dependents(task, sid, out)
+
+    def _fail_dependents(self, task: TaskRecord, sid: str, out: list[Instruction]) -> None:
+        """Fail every WAITING task that (transitively) waits on FAILED ``task``, breadth first."""
+        queue = deque([task])
+        while queue:
+            failed = queue.popleft()
+            for dependent in map(self._tasks.get, failed.dependents):
+                if dependent.state is not _W:
+                    continue
+                self._tasks.move(dependent, "dependency-failed")
+                reason = f"dependency {failed.task_id!r} failed"
+                kind = FAILURE_KINDS["dependency-failed"]
+                out.append(
+                    FailTask(task_id=dependent.task_id, kind=kind, reason=reason, stimulus_id=sid)
+                )
+                queue.append(dependent)
+
+    def _release_dependents(self, task: TaskRecord, sid: str, out: list[Instruction]) -> None:
+        """``task`` is DONE: each WAITING dependent has one dependency fewer to wait for."""
+        for dependent in map(self._tasks.get, task.dependents):
+            if dependent.state is _W:
+                dependent.pending.discard(task.task_id)
+                self._advance(dependent, sid, out)

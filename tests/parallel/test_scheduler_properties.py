@@ -1,0 +1,128 @@
+"""SchedulerState under random event streams: invariants hold, every task is answered once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from random import Random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parallel import SchedulerError
+from parallel.scheduler import (
+    SCHEMES,
+    EngineLost,
+    EngineRegistered,
+    FailTask,
+    ForgetEngine,
+    Instruction,
+    ReplyToClient,
+    SchedulerEvent,
+    SchedulerState,
+    SendTask,
+    TaskAbortRequested,
+    TaskFinished,
+    TaskState,
+    TaskSubmitted,
+    Tick,
+)
+
+FINAL = (TaskState.DONE, TaskState.FAILED)
+
+
+class _World:
+    """What a driver would know: which engines exist and where each task was sent."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.state = state
+        self.live: set[int] = set()
+        self.lost: set[int] = set()
+        self.tasks: list[str] = []
+        self.where: dict[str, int] = {}
+        self.answers: Counter[str] = Counter()
+        self.now = 0.0
+
+    def apply(self, instructions: list[Instruction]) -> None:
+        for instruction in instructions:
+            match instruction:
+                case SendTask(task_id=task, engine=engine):
+                    assert engine in self.live
+                    self.where[task] = engine
+                case ReplyToClient(task_id=task) | FailTask(task_id=task):
+                    self.answers[task] += 1
+                    self.where.pop(task, None)
+                case ForgetEngine(engine=engine):
+                    self.where = {t: e for t, e in self.where.items() if e != engine}
+
+
+def _event(world: _World, data: st.DataObject, step: int) -> SchedulerEvent | None:
+    sid = f"s{step}"
+    action = data.draw(st.sampled_from(["register", "lose", "submit", "finish", "abort", "tick"]))
+    if action == "register":
+        engine = data.draw(st.sampled_from([len(world.live | world.lost), *sorted(world.lost)]))
+        world.lost.discard(engine)
+        world.live.add(engine)
+        return EngineRegistered(engine=engine, stimulus_id=sid)
+    if action == "lose" and world.live:
+        engine = data.draw(st.sampled_from(sorted(world.live)))
+        world.live.remove(engine)
+        world.lost.add(engine)
+        return EngineLost(engine=engine, reason="test", stimulus_id=sid)
+    if action == "submit":
+        return _submission(world, data, sid)
+    if action == "finish" and world.where:
+        task = data.draw(st.sampled_from(sorted(world.where)))
+        status = data.draw(st.sampled_from(["ok", "error", "aborted"]))
+        return TaskFinished(task_id=task, engine=world.where[task], status=status, stimulus_id=sid)
+    if action == "abort" and world.tasks:
+        return TaskAbortRequested(task_id=data.draw(st.sampled_from(world.tasks)), stimulus_id=sid)
+    if action == "tick":
+        world.now += data.draw(st.floats(0, 5))
+        return Tick(now=world.now, stimulus_id=sid)
+    return None
+
+
+def _submission(world: _World, data: st.DataObject, sid: str) -> TaskSubmitted:
+    task = f"t{len(world.tasks)}"
+    world.tasks.append(task)
+    engines = st.integers(0, len(world.live | world.lost) + 1)
+    targets = data.draw(st.none() | st.frozensets(engines, min_size=1, max_size=3))
+    after = data.draw(st.frozensets(st.sampled_from([*world.tasks[:-1], "ghost"]), max_size=2))
+    return TaskSubmitted(
+        task_id=task,
+        targets=targets,
+        direct=targets is not None and len(targets) == 1 and data.draw(st.booleans()),
+        after=after,
+        retries=data.draw(st.integers(0, 2)),
+        retry_on=data.draw(st.sampled_from(["any", "engine-death"])),
+        deadline=data.draw(st.none() | st.floats(0, 20)),
+        stimulus_id=sid,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_random_event_streams_keep_the_invariants_and_answer_every_task_once(
+    data: st.DataObject,
+) -> None:
+    state = SchedulerState(
+        rng=Random(data.draw(st.integers(0, 99))),
+        scheme=data.draw(st.sampled_from(list(SCHEMES.values()))),
+        hwm=data.draw(st.integers(0, 2)),
+        poison_after=data.draw(st.integers(1, 3)),
+    )
+    world = _World(state)
+    for step in range(data.draw(st.integers(1, 60))):
+        event = _event(world, data, step)
+        if event is None:
+            continue
+        try:
+            world.apply(state.handle(event))
+        except SchedulerError:
+            # the only refusal a well-behaved driver meets: aborting a finished task
+            assert isinstance(event, TaskAbortRequested)
+            assert state.state_of(event.task_id) in FINAL
+        state.validate()
+    for task in world.tasks:
+        assert world.answers[task] == (1 if state.state_of(task) in FINAL else 0), task
+        assert (task in world.where) == (state.state_of(task) is TaskState.ASSIGNED), task
