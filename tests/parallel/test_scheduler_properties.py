@@ -73,7 +73,8 @@ def _event(world: _World, data: st.DataObject, step: int) -> SchedulerEvent | No
     if action == "finish" and world.where:
         task = data.draw(st.sampled_from(sorted(world.where)))
         status = data.draw(st.sampled_from(["ok", "error", "aborted"]))
-        return TaskFinished(task_id=task, engine=world.where[task], status=status, stimulus_id=sid)
+        engine = world.where.pop(task)  # it replied: the engine no longer holds it
+        return TaskFinished(task_id=task, engine=engine, status=status, stimulus_id=sid)
     if action == "abort" and world.tasks:
         return TaskAbortRequested(task_id=data.draw(st.sampled_from(world.tasks)), stimulus_id=sid)
     if action == "tick":
