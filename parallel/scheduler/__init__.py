@@ -1,9 +1,11 @@
 """Where tasks run, decided purely: events in, instructions out.
 
 ``SchedulerState`` (``_state``) places tasks on engines (``_pool``), moving
-them through the transition table of ``_tasks``; ``_schemes`` holds the
-load-balancing choosers. Standard library only, no I/O, no clocks: a
-controller's async driver feeds the events and carries out the instructions.
+them through the transition table of ``_tasks``; ``EngineRegistry`` and
+``HeartState`` (``_engines``) turn registrations and heartbeats into the
+engine events it consumes; ``_schemes`` holds the load-balancing choosers.
+Standard library only, no I/O, no clocks: a controller's async driver feeds
+the events and carries out the instructions (``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ __all__ = [
     "EngineId",
     "EngineLost",
     "EngineRegistered",
+    "EngineRegistry",
     "FailTask",
     "FailureKind",
     "ForgetEngine",
+    "HeartState",
+    "HeartbeatAnswered",
     "Instruction",
+    "RegistrationReceived",
     "ReplyToClient",
     "RetryOn",
     "SchedulerError",
@@ -46,6 +52,10 @@ __all__ = [
 
 _EXPORTS = {
     "SchedulerError": ".._errors",
+    "EngineRegistry": "._engines",
+    "HeartState": "._engines",
+    "HeartbeatAnswered": "._engines",
+    "RegistrationReceived": "._engines",
     "SCHEMES": "._schemes",
     "Scheme": "._schemes",
     "leastload": "._schemes",
@@ -78,6 +88,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .._errors import SchedulerError
+    from ._engines import EngineRegistry, HeartbeatAnswered, HeartState, RegistrationReceived
     from ._events import (
         AbortOnEngine,
         EngineId,
