@@ -10,7 +10,17 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-__all__ = ["ParallelError", "SchedulerError"]
+__all__ = [
+    "ClusterUnavailable",
+    "CompositeError",
+    "EngineError",
+    "NoEnginesRegistered",
+    "ParallelError",
+    "RemoteError",
+    "SchedulerError",
+    "SerializationError",
+    "TimeoutError",
+]
 
 
 class ParallelError(Exception):
@@ -29,6 +39,14 @@ class SchedulerError(ParallelError):
         super().__init__(message)
         #: Instructions of the earlier events of the same ``handle`` call.
         self.applied: tuple[object, ...] = tuple(applied)
+
+
+class SerializationError(ParallelError):
+    """An object cannot be turned into frames, or frames into an object.
+
+    Raised ``from`` the underlying pickle, import or attribute error, which
+    stays available as ``__cause__``.
+    """
 
 
 class ClusterUnavailable(ParallelError):

@@ -49,6 +49,7 @@ class KernelProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         # Owned by this object (closed in close()), so no context manager.
         self._output = tempfile.TemporaryFile(prefix="loom-kernel-")  # noqa: SIM115
@@ -61,6 +62,7 @@ class KernelProcess:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                pass_fds=tuple(pass_fds),  # e.g. a pipe on which the child says it is ready
             )
         except BaseException:
             self._output.close()

@@ -20,12 +20,14 @@ __all__ = [
     "IOThread",
     "Interpreter",
     "KernelServer",
+    "end_process",
     "run_kernel",
     "serve",
     "start_io",
 ]
 
 _EXPORTS = {
+    "end_process": "._app",
     "run_kernel": "._app",
     "serve": "._app",
     "start_io": "._app",
@@ -38,7 +40,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from ._app import run_kernel, serve, start_io
+    from ._app import end_process, run_kernel, serve, start_io
     from ._server import Handler, KernelServer
     from .channels._iothread import IOThread
     from .interpreter._interpreter import CallOutcome, CellOutcome, Interpreter

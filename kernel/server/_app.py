@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kernel.protocol import ConnectionFileError, ConnectionInfo, Session
 from kernel.server.channels._control import flush_sent
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ._server import KernelServer
 
-__all__ = ["run_kernel", "serve", "start_io"]
+__all__ = ["end_process", "run_kernel", "serve", "start_io"]
 
 log = logging.getLogger("loom.kernel")
 
@@ -63,7 +63,15 @@ def run_kernel(connection_file: str | None = None) -> int:
     iothread = start_io(sockets)  # answers kernel_info from here on
     import asyncio  # only now: see the module docstring
 
-    code = asyncio.run(serve(sockets, iothread))
+    end_process(sockets, asyncio.run(serve(sockets, iothread)))
+
+
+def end_process(sockets: KernelSockets, code: int) -> NoReturn:
+    """End a served kernel process: close ``sockets``, deliver what is queued, exit ``code``.
+
+    ``os._exit``: threads user code left running cannot keep a shut-down kernel alive, and
+    atexit handlers of user code cannot block it.
+    """
     sockets.close()
     flush_sent(sockets["iopub"].context)
     os._exit(code)

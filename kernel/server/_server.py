@@ -323,8 +323,12 @@ class KernelServer:
     # -- interrupt and shutdown (called on the I/O thread) ----------------------------
 
     def _interrupt_from_control(self, request: Message) -> Reply:
-        self._sigint_main_thread()
+        self.interrupt()
         return Reply({"status": "ok"})
+
+    def interrupt(self) -> None:
+        """Interrupt the running cell or task (``KeyboardInterrupt``); from any thread."""
+        self._sigint_main_thread()
 
     def _sigint_main_thread(self) -> None:
         interpreter = self._interpreter  # never build it from another thread

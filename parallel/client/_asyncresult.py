@@ -1,0 +1,250 @@
+"""``AsyncResult``: the pending result of one request to one or more engines.
+
+Theory of operation
+-------------------
+A request (an ``apply``, an ``execute``, a ``map``) becomes one message per task,
+identified by ``msg_ids``. The client feeds each task's outputs and its finish into the
+result as it reads them from the engines (``_output``, ``_finish``, ``_fail``); once every
+task is finished the result settles, exactly once: its value (one per task, or one for a
+single target, or the tasks' values combined by ``reducer`` for a ``map``), or its error
+(the task's :class:`RemoteError` for a single task, a :class:`CompositeError` naming each
+failure otherwise).
+
+Nothing reads sockets behind the caller's back (the client has no thread): ``get``,
+``wait``, ``result`` and iteration pump the client's sockets until the answer is in or
+the timeout passes, and ``await ar`` waits on the caller's loop. An ``AsyncResult`` is a
+``concurrent.futures.Future``: callbacks, ``done()`` and ``exception()`` work as usual.
+The client holds results weakly: a dropped result's late replies are discarded, so
+memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kernel.protocol import JSONDict, Message
+
+from .._errors import CompositeError, RemoteError, TimeoutError
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["AsyncResult", "ExecuteReply"]
+
+
+@dataclass(slots=True)
+class ExecuteReply:
+    """What ``execute`` gives per engine: the cell's number and its displayed result."""
+
+    execution_count: int
+    #: The ``execute_result`` MIME bundle, ``{}`` when the code displayed no value.
+    data: JSONDict = field(default_factory=dict)
+    metadata: JSONDict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        text = self.data.get("text/plain")
+        return (
+            f"<ExecuteReply[{self.execution_count}]: {text}>"
+            if text
+            else (f"<ExecuteReply[{self.execution_count}]>")
+        )
+
+
+@dataclass(slots=True)
+class _Task:
+    engine: int | None = None
+    done: bool = False
+    value: object = None
+    error: RemoteError | None = None
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    outputs: list[JSONDict] = field(default_factory=list)
+
+
+class AsyncResult(concurrent.futures.Future[Any]):
+    """The pending result of a request to engines; see the module docstring."""
+
+    def __init__(
+        self,
+        client: Client,
+        msg_ids: Sequence[str],
+        *,
+        fname: str = "unknown",
+        single: bool = False,
+        reducer: Callable[[list[object]], object] | None = None,
+    ) -> None:
+        super().__init__()
+        self.set_running_or_notify_cancel()
+        self._client = client
+        self.msg_ids = list(msg_ids)
+        self._tasks = {msg_id: _Task() for msg_id in self.msg_ids}
+        self._single = single
+        self._reducer = reducer
+        self._fname = fname
+        self._submitted = time.monotonic()
+        self._completed: float | None = None
+        if not self.msg_ids:  # nothing to wait for (a map over an empty sequence)
+            self._settle()
+
+    def __repr__(self) -> str:
+        state = "finished" if self.done() else "pending"
+        return f"<AsyncResult({self._fname}): {state}>"
+
+    # -- fed by the client ------------------------------------------------------------
+
+    def _output(self, msg_id: str, engine: int, message: Message) -> None:
+        task = self._tasks[msg_id]
+        task.engine = engine
+        content = message.content
+        if message.msg_type == "stream":
+            target = task.stderr if content.get("name") == "stderr" else task.stdout
+            target.append(str(content.get("text", "")))
+        elif message.msg_type in ("display_data", "execute_result", "update_display_data"):
+            task.outputs.append({"msg_type": message.msg_type, **content})
+
+    def _finish(self, msg_id: str, engine: int, value: object, error: RemoteError | None) -> None:
+        task = self._tasks.get(msg_id)
+        if task is None or task.done:
+            return
+        task.engine, task.value, task.error, task.done = engine, value, error, True
+        if all(t.done for t in self._tasks.values()):
+            self._settle()
+
+    def _settle(self) -> None:
+        self._completed = time.monotonic()
+        errors = [t.error for t in self._tasks.values() if t.error is not None]
+        if errors:
+            if self._single and len(errors) == 1:
+                self.set_exception(errors[0])
+            else:
+                self.set_exception(CompositeError(f"{len(errors)} of {len(self._tasks)}", errors))
+            return
+        values = [t.value for t in self._tasks.values()]
+        if self._reducer is not None:
+            self.set_result(self._reducer(values))
+        else:
+            self.set_result(values[0] if self._single else values)
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = -1) -> bool:
+        """Pump until finished or ``timeout`` seconds (negative or None: no limit); done()?"""
+        limit = None if timeout is None or timeout < 0 else timeout
+        return self._client._pump.pump_until(self.done, limit)
+
+    def get(self, timeout: float | None = -1) -> Any:
+        """The result, waiting up to ``timeout`` seconds (negative or None: no limit).
+
+        Raises :class:`TimeoutError` if it is not in by then, and the remote error
+        (:class:`RemoteError`, :class:`CompositeError`, :class:`EngineError`) if a task failed.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"Result not ready after {timeout} s: {self._progress_text()}")
+        return super().result(0)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """As :meth:`get` (``concurrent.futures.Future.result``'s signature)."""
+        return self.get(-1 if timeout is None else timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self.wait(-1 if timeout is None else timeout):
+            raise TimeoutError(f"Result not ready after {timeout} s")
+        return super().exception(0)
+
+    def ready(self) -> bool:
+        """Finished? Reads what has arrived so far, never blocks."""
+        self._client._pump.drain()
+        return self.done()
+
+    def successful(self) -> bool:
+        """Finished without error. Raises ``AssertionError`` if not finished yet."""
+        if not self.ready():  # ipyparallel's contract, kept under python -O too
+            raise AssertionError("the result is not ready yet")
+        return super().exception(0) is None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._await().__await__()
+
+    async def _await(self) -> Any:
+        await self._client._pump.wait_until(self.done)
+        return super().result(0)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Each task's value in order, as it arrives (a map's elements, unchunked)."""
+        self.get()  # ipyparallel semantics: errors surface here, as in get()
+        value = super().result(0)
+        yield from (value if isinstance(value, list) else [value])
+
+    def __len__(self) -> int:
+        return len(self.msg_ids)
+
+    # -- what the tasks produced ------------------------------------------------------
+
+    @property
+    def progress(self) -> int:
+        """How many tasks have finished."""
+        return sum(t.done for t in self._tasks.values())
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since submission, until completion once finished."""
+        end = self._completed if self._completed is not None else time.monotonic()
+        return end - self._submitted
+
+    @property
+    def engine_id(self) -> Any:
+        return self._per_task(lambda t: t.engine)
+
+    @property
+    def stdout(self) -> Any:
+        """What each task printed to stdout (a string for a single task)."""
+        return self._per_task(lambda t: "".join(t.stdout))
+
+    @property
+    def stderr(self) -> Any:
+        """What each task printed to stderr (a string for a single task)."""
+        return self._per_task(lambda t: "".join(t.stderr))
+
+    @property
+    def outputs(self) -> Any:
+        """Each task's displayed outputs (``display_data``/``execute_result`` contents)."""
+        return self._per_task(lambda t: list(t.outputs))
+
+    def _per_task(self, get: Callable[[_Task], Any]) -> Any:
+        values = [get(t) for t in self._tasks.values()]
+        return values[0] if self._single else values  # one task's, or a list per task
+
+    def display_outputs(self) -> None:
+        """Print each task's stdout, stderr and displayed text, headed by its engine."""
+        for task in self._tasks.values():
+            label = task.engine if task.engine is not None else "?"
+            for name, chunks in (("stdout", task.stdout), ("stderr", task.stderr)):
+                if chunks:
+                    stream = sys.stderr if name == "stderr" else sys.stdout
+                    print(f"[{name}:{label}] {''.join(chunks)}", end="", file=stream)
+            for output in task.outputs:
+                text = output.get("data", {}).get("text/plain")
+                if text:
+                    print(f"[output:{label}] {text}")
+
+    def wait_interactive(self, interval: float = 0.1, timeout: float = -1) -> None:
+        """Wait, showing ``done/total tasks finished after N s`` until finished."""
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        while not self.done():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self._client._pump.pump_until(self.done, interval)
+            print(f"\r{self._progress_text()}", end="", flush=True)
+        print(f"\r{self._progress_text()}")
+
+    def _progress_text(self) -> str:
+        return f"{self.progress}/{len(self.msg_ids)} tasks finished after {self.elapsed:.0f} s"
+
+    def abort(self) -> None:
+        """Abort the tasks that have not started (``Client.abort``)."""
+        self._client.abort(self.msg_ids)

@@ -1,0 +1,161 @@
+"""Load balancing on the client: the pure scheduler, driven by this client's requests.
+
+Theory of operation
+-------------------
+A load-balanced task is submitted to :class:`~parallel.scheduler.SchedulerState`
+(``TaskSubmitted``), which answers with instructions: ``SendTask`` (the driver sends
+the ``apply_request`` to that engine), ``ReplyToClient`` (the engine's reply stands),
+``FailTask`` (the scheduler's own error: the engine died with no retries left, no engine
+can take it, ...). Replies come back as ``TaskFinished``, engine deaths as
+``EngineLost``; a retry is a new ``SendTask`` for the same task id, sent as a new message
+whose reply the client maps back to the task.
+
+The task id is the msg_id the caller's ``AsyncResult`` knows; each attempt has its own
+msg_id on the wire. The client runs tasks on engines directly, so the balancing is per
+client: two clients sharing a cluster balance independently (``docs/parallel.md``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from kernel.protocol import new_id
+from parallel.scheduler import (
+    EngineLost,
+    EngineRegistered,
+    FailTask,
+    ReplyToClient,
+    SchedulerState,
+    SendTask,
+    TaskAbortRequested,
+    TaskFinished,
+    TaskStatus,
+    TaskSubmitted,
+    leastload,
+)
+
+from .._errors import EngineError, RemoteError
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["Balancer"]
+
+#: Most tasks queued on one engine at once; the rest wait in the scheduler, so a late
+#: engine or a freed one still gets work (ipyparallel's hwm, whose default is 1).
+HWM = 2
+
+
+class Balancer:
+    """Runs load-balanced tasks for one client; see the module docstring."""
+
+    def __init__(self, client: Client, engines: list[int]) -> None:
+        self._client = client
+        self.state = SchedulerState(scheme=leastload, rng=random.Random(0), hwm=HWM)
+        #: task id -> what to send for it.
+        self._buffers: dict[str, list[bytes]] = {}
+        #: msg_id of the attempt on the wire -> task id.
+        self._attempts: dict[str, str] = {}
+        #: task id -> the error of its latest failed attempt (what the task fails with).
+        self._errors: dict[str, RemoteError] = {}
+        #: task id -> (engine, value) of the attempt whose reply may stand.
+        self._values: dict[str, tuple[int, object]] = {}
+        #: Outcomes decided before the caller tracked the task's result (``FailTask`` at
+        #: submission), delivered by :meth:`deliver_early`.
+        self._early: dict[str, tuple[int | None, object, RemoteError | None]] = {}
+        self._run(*(EngineRegistered(engine=e, stimulus_id=f"known-{e}") for e in engines))
+
+    def submit(
+        self, buffers: list[bytes], targets: frozenset[int] | None, *, retries: int, retry_on: str
+    ) -> str:
+        """Queue a task; its id (what its ``AsyncResult`` waits for)."""
+        task_id = new_id()
+        self._buffers[task_id] = buffers
+        event = TaskSubmitted(
+            task_id=task_id,
+            targets=targets,
+            retries=retries,
+            retry_on="engine-death" if retry_on == "engine-death" else "any",
+            stimulus_id=task_id,
+        )
+        self._run(event)
+        return task_id
+
+    def engine_registered(self, engine: int) -> None:
+        self._run(EngineRegistered(engine=engine, stimulus_id=f"registered-{engine}"))
+
+    def engine_lost(self, engine: int, reason: str) -> None:
+        self._run(EngineLost(engine=engine, reason=reason, stimulus_id=f"lost-{engine}"))
+
+    def finished(self, msg_id: str, engine: int, value: object, error: RemoteError | None) -> bool:
+        """An attempt finished; True if it was one of ours (the balancer settles the task)."""
+        task_id = self._attempts.pop(msg_id, None)
+        if task_id is None:
+            return False
+        if isinstance(error, EngineError):
+            return True  # the EngineLost event that follows decides: retry or FailTask
+        if error is None:
+            self._errors.pop(task_id, None)  # an earlier attempt's error no longer stands
+        else:
+            self._errors[task_id] = error
+        self._values[task_id] = (engine, value)
+        status: TaskStatus = "ok"
+        if error is not None:
+            status = "aborted" if error.ename == "TaskAborted" else "error"
+        self._run(TaskFinished(task_id=task_id, engine=engine, status=status, stimulus_id=msg_id))
+        return True
+
+    def deliver_early(self, task_id: str) -> None:
+        """Settle a just-tracked result whose task was decided at submission."""
+        outcome = self._early.pop(task_id, None)
+        if outcome is not None:
+            self._deliver(task_id, *outcome)
+
+    def abort(self, ids: list[str]) -> list[str]:
+        """Abort tasks still queued here; the ids left for engines to abort."""
+        left = []
+        for task_id in ids:
+            if task_id in self._buffers:
+                self._run(TaskAbortRequested(task_id=task_id, stimulus_id=f"abort-{task_id}"))
+            else:
+                left.append(task_id)
+        return left
+
+    def _run(self, *events: object) -> None:
+        for instruction in self.state.handle(*events):  # type: ignore[arg-type]
+            match instruction:
+                case SendTask(task_id=task_id, engine=engine):
+                    msg_id = self._client.send_request(
+                        engine, "apply_request", {}, self._buffers[task_id]
+                    )
+                    self._attempts[msg_id] = task_id
+                case ReplyToClient(task_id=task_id):
+                    self._settle(task_id)
+                case FailTask(task_id=task_id, kind=kind, reason=reason):
+                    self._values.pop(task_id, None)
+                    error = self._errors.get(task_id) or _scheduler_error(kind, reason)
+                    self._settle(task_id, error)
+
+    def _settle(self, task_id: str, error: RemoteError | None = None) -> None:
+        engine, value = self._values.pop(task_id, (None, None))
+        error = error if error is not None else self._errors.get(task_id)
+        self._buffers.pop(task_id, None)
+        self._errors.pop(task_id, None)
+        if task_id not in self._client._results:
+            self._early[task_id] = (engine, value, error)
+            return
+        self._deliver(task_id, engine, value, error)
+
+    def _deliver(
+        self, task_id: str, engine: int | None, value: object, error: RemoteError | None
+    ) -> None:
+        result = self._client._results.pop(task_id, None)
+        if result is not None:
+            result._finish(task_id, -1 if engine is None else engine, value, error)
+
+
+def _scheduler_error(kind: str, reason: str) -> RemoteError:
+    if kind == "engine-died":
+        return EngineError(reason)
+    return RemoteError(f"Task{kind.title().replace('-', '')}", reason)

@@ -1,0 +1,348 @@
+"""``Client``: a connection to a cluster, its engines, and the results of their work.
+
+Theory of operation
+-------------------
+The client reads the cluster file, asks the controller's hub for the engines
+(``connection_request``) and subscribes to its notifications, then talks to every
+engine *directly*: an engine is a kernel, and its shell, iopub and control sockets are
+one :class:`~._engine_link.EngineLink` each. The controller is not in the data path of
+a task. Every request is tracked per engine by the pure ``RequestTracker``; the client
+routes what the tracker reports to the :class:`~._asyncresult.AsyncResult` the request
+belongs to (held weakly: a result nobody holds is not kept alive by its replies).
+
+There is no thread and no loop of the client's own: blocking calls pump the sockets
+(``Pump.pump``), ``await`` waits on the caller's loop (``Pump.wait_until``). So the same
+client works in a script, inside a running kernel's cell, and in async code.
+
+Engines that die are reported by the hub (``unregistration_notification``, within its
+heartbeat grace): their pending tasks fail with :class:`EngineError`; load-balanced
+tasks with retries left run again elsewhere (``_balancer``).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import zmq
+
+from kernel.protocol import (
+    ConnectionFileError,
+    JSONDict,
+    Message,
+    OutputReceived,
+    ProtocolError,
+    RequestFinished,
+    Session,
+    TrackerEvent,
+)
+from kernel.transport import shared_context
+
+from .._errors import ClusterUnavailable, EngineError, NoEnginesRegistered, RemoteError
+from .._errors import TimeoutError as ParallelTimeout
+from ..protocol._controller_info import ControllerInfo, newest_cluster_file
+from ..protocol._hub import EngineRecord
+from ._asyncresult import AsyncResult, ExecuteReply
+from ._engine_link import EngineLink, _socket
+from ._pump import Pump
+
+if TYPE_CHECKING:
+    from ._balancer import Balancer
+    from ._views import DirectView, LoadBalancedView
+
+__all__ = ["Client"]
+
+Targets = int | slice | Sequence[int] | str | None
+
+
+class Client:
+    """A connection to a Loom cluster; see the module docstring.
+
+    ``Client()`` connects to the cluster started last (``loom cluster start``);
+    ``Client(path)`` to the cluster file at ``path``. Raises :class:`ClusterUnavailable`
+    when there is no cluster file or its controller does not answer within ``timeout``.
+    """
+
+    def __init__(self, url_file: str | os.PathLike[str] | None = None, *, timeout: float = 10.0):
+        try:
+            self.cluster_file = Path(url_file) if url_file else newest_cluster_file()
+            self._info = ControllerInfo.read(self.cluster_file)
+        except ConnectionFileError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        self.session = Session(self._info.key, self._info.signature_scheme)
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()  # type: ignore[assignment]
+        self._pump = Pump()
+        self._links: dict[int, EngineLink] = {}
+        self._lost: dict[int, str] = {}
+        self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
+        self._kinds: dict[str, str] = {}
+        self._hub_replies: dict[str, Message] = {}
+        self._balancer: Balancer | None = None
+        self._hub = _socket(self._ctx, zmq.DEALER, self._info.hub_url)
+        self._notify = _socket(self._ctx, zmq.SUB, self._info.notify_url)
+        self._pump.add(self._hub, self._on_hub)
+        self._pump.add(self._notify, self._on_notify)
+        self._closed = False
+        self._refresh(timeout)
+
+    # -- engines ------------------------------------------------------------------------
+
+    @property
+    def ids(self) -> list[int]:
+        """The ids of the registered engines, in order."""
+        self._pump.drain()
+        return sorted(self._links)
+
+    def wait_for_engines(self, n: int | None = None, *, timeout: float = -1) -> None:
+        """Block until ``n`` engines are registered (``None``: the ones known now).
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds (negative: no limit).
+        """
+        target = len(self._links) if n is None else n
+        limit = None if timeout < 0 else timeout
+        if not self._pump.pump_until(lambda: len(self._links) >= target, limit):
+            raise ParallelTimeout(
+                f"{len(self._links)} of {target} engines registered after {timeout:g} s"
+            )
+
+    def _refresh(self, timeout: float) -> None:
+        reply = self._hub_request("connection_request", {}, timeout)
+        for content in reply.content.get("engines", []):
+            self._add_engine(EngineRecord.from_content(content))
+
+    def _hub_request(self, msg_type: str, content: JSONDict, timeout: float) -> Message:
+        message = self.session.message(msg_type, content)
+        self._hub.send_multipart(self.session.serialize(message))
+        self._pump.sent_on(self._hub)
+        if not self._pump.pump_until(lambda: message.msg_id in self._hub_replies, timeout):
+            raise ClusterUnavailable(
+                f"the controller at {self._info.hub_url} did not answer within {timeout:g} s"
+                f" (cluster file {self.cluster_file}); is the cluster still running?"
+            )
+        return self._hub_replies.pop(message.msg_id)
+
+    def _on_hub(self, frames: list[bytes]) -> None:
+        try:
+            message = self.session.deserialize(frames).message
+        except ProtocolError:
+            return
+        if message.parent_id is not None:
+            self._hub_replies[message.parent_id] = message
+
+    def _on_notify(self, frames: list[bytes]) -> None:
+        try:
+            message = self.session.deserialize(frames).message
+            if message.msg_type == "registration_notification":
+                self._add_engine(EngineRecord.from_content(message.content))
+            elif message.msg_type == "unregistration_notification":
+                engine_id = int(message.content["id"])
+                self._lose_engine(engine_id, str(message.content.get("reason", "lost")))
+        except (ProtocolError, KeyError, TypeError, ValueError):
+            return
+
+    def _add_engine(self, record: EngineRecord) -> None:
+        if record.id in self._links:
+            return
+        info = self._info.engine_connection(record.ports)
+        link = EngineLink(record.id, info, self.session, self._ctx, self._pump, self._on_event)
+        self._links[record.id] = link
+        self._lost.pop(record.id, None)
+        if self._balancer is not None:
+            self._balancer.engine_registered(record.id)
+
+    def _lose_engine(self, engine_id: int, reason: str) -> None:
+        link = self._links.pop(engine_id, None)
+        if link is None:
+            return
+        self._lost[engine_id] = reason
+        for msg_id in link.tracker.pending:
+            self._finished(
+                engine_id, msg_id, None, EngineError(f"engine {engine_id} {reason}", engine_id)
+            )
+        link.close()
+        if self._balancer is not None:
+            self._balancer.engine_lost(engine_id, reason)
+
+    def link(self, engine_id: int) -> EngineLink:
+        """The connection to a registered engine; :class:`NoEnginesRegistered` otherwise."""
+        link = self._links.get(engine_id)
+        if link is None:
+            lost = self._lost.get(engine_id)
+            why = f" (it was lost: {lost})" if lost else ""
+            raise NoEnginesRegistered(f"engine {engine_id} is not registered{why}")
+        return link
+
+    def resolve_targets(self, targets: Targets) -> list[int]:
+        """Engine ids for ``targets`` (``"all"``/``None``, an id, a slice, a list of ids)."""
+        ids = self.ids
+        if targets is None or targets == "all":
+            chosen = ids
+        elif isinstance(targets, int):
+            chosen = [ids[targets] if targets < 0 and ids else targets]
+        elif isinstance(targets, slice):
+            chosen = ids[targets]
+        elif isinstance(targets, str):
+            raise TypeError(f"targets must be 'all', an int, a slice or ints, not {targets!r}")
+        else:
+            chosen = list(targets)
+        if not chosen:
+            raise NoEnginesRegistered("no engines are registered: start some or wait_for_engines()")
+        for engine_id in chosen:
+            self.link(engine_id)
+        return chosen
+
+    # -- requests --------------------------------------------------------------------------
+
+    def send_request(
+        self, engine_id: int, msg_type: str, content: JSONDict, buffers: list[bytes] | None = None
+    ) -> str:
+        """Send a shell request to an engine; its msg_id. Results are routed by msg_id."""
+        message = self.session.message(msg_type, content, buffers=buffers)
+        self._kinds[message.msg_id] = msg_type
+        self.link(engine_id).send("shell", message)
+        return message.msg_id
+
+    def track(self, result: AsyncResult) -> AsyncResult:
+        """Route the replies to ``result``'s msg_ids to it (held weakly)."""
+        for msg_id in result.msg_ids:
+            self._results[msg_id] = result
+            if self._balancer is not None:
+                self._balancer.deliver_early(msg_id)
+        return result
+
+    def _on_event(self, engine_id: int, event: TrackerEvent) -> None:
+        if isinstance(event, OutputReceived):
+            result = self._results.get(event.request_id)
+            if result is not None:
+                result._output(event.request_id, engine_id, event.message)
+        elif isinstance(event, RequestFinished):
+            value, error = self._decode(engine_id, event.request_id, event.reply)
+            self._finished(engine_id, event.request_id, value, error)
+
+    def _finished(
+        self, engine_id: int, msg_id: str, value: object, error: RemoteError | None
+    ) -> None:
+        self._kinds.pop(msg_id, None)
+        if self._balancer is not None and self._balancer.finished(msg_id, engine_id, value, error):
+            return  # an attempt of a load-balanced task: the balancer settles the task
+        result = self._results.pop(msg_id, None)
+        if result is not None:
+            result._finish(msg_id, engine_id, value, error)
+
+    def _decode(
+        self, engine_id: int, msg_id: str, reply: Message
+    ) -> tuple[object, RemoteError | None]:
+        content = reply.content
+        status = content.get("status")
+        if status == "error":
+            error = RemoteError(
+                str(content.get("ename", "Error")),
+                str(content.get("evalue", "")),
+                [str(line) for line in content.get("traceback", [])],
+                engine_id,
+            )
+            return None, error
+        if status == "aborted":
+            return None, RemoteError("TaskAborted", "the task was aborted", (), engine_id)
+        if self._kinds.get(msg_id) == "execute_request":
+            return ExecuteReply(int(content.get("execution_count", 0))), None
+        from ..protocol._serialize import deserialize_object
+
+        try:
+            return deserialize_object(reply.buffers), None
+        except Exception as exc:  # a result this process cannot unpickle
+            return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def __getitem__(self, key: Targets) -> DirectView:
+        return self.direct_view(key)
+
+    def direct_view(self, targets: Targets = "all") -> DirectView:
+        """A view on ``targets``; an int gives single results, anything else lists."""
+        from ._views import DirectView
+
+        return DirectView(self, targets)
+
+    def load_balanced_view(self, targets: Targets = None) -> LoadBalancedView:
+        """A view that runs each task on whichever of ``targets`` (default: all) is free."""
+        from ._views import LoadBalancedView
+
+        return LoadBalancedView(self, targets)
+
+    @property
+    def balancer(self) -> Balancer:
+        if self._balancer is None:
+            from ._balancer import Balancer
+
+            self._balancer = Balancer(self, sorted(self._links))
+        return self._balancer
+
+    # -- waiting and control ---------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> set[str]:
+        """msg_ids of requests this client sent that have not finished."""
+        return {msg_id for link in self._links.values() for msg_id in link.tracker.pending}
+
+    def wait(self, jobs: Iterable[AsyncResult | str] | None = None, timeout: float = -1) -> bool:
+        """Wait for ``jobs`` (results or msg_ids; default: everything outstanding); done?"""
+        if jobs is None:
+            pending: set[str] = self.outstanding
+        else:
+            pending = set()
+            for job in jobs:
+                pending |= set(job.msg_ids) if isinstance(job, AsyncResult) else {job}
+        limit = None if timeout < 0 else timeout
+        return self._pump.pump_until(lambda: not (pending & self.outstanding), limit)
+
+    def abort(self, jobs: Iterable[str] | None = None) -> None:
+        """Abort tasks that have not started (default: every outstanding one)."""
+        ids = list(self.outstanding if jobs is None else jobs)
+        if self._balancer is not None:
+            ids = self._balancer.abort(ids)
+        for link in list(self._links.values()):
+            mine = [msg_id for msg_id in ids if link.tracker.is_pending(msg_id)]
+            if mine:
+                message = self.session.message("abort_request", {"msg_ids": mine})
+                link.send("control", message, expects_idle=False)
+
+    def send_signal(self, sig: int, targets: Targets = None) -> None:
+        """Send signal ``sig`` to the engines' processes (SIGINT interrupts their task)."""
+        for engine_id in self.resolve_targets(targets):
+            message = self.session.message("signal_request", {"sig": int(sig)})
+            self.link(engine_id).send("control", message, expects_idle=False)
+
+    def shutdown(self, targets: Targets = "all", hub: bool = False, timeout: float = 10.0) -> None:
+        """Stop engines (``targets``) and, with ``hub=True``, the controller and its cluster."""
+        ids = None if targets in ("all", None) and hub else self.resolve_targets(targets)
+        self._hub_request("shutdown_request", {"targets": ids, "hub": hub}, timeout)
+
+    def close(self, linger: int | None = None) -> None:
+        """Close every socket; the client cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pump.unwatch()
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+        for sock in (self._hub, self._notify):
+            self._pump.remove(sock)
+            sock.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client cluster={self._info.cluster_id} engines={sorted(self._links)}>"
+
+    @property
+    def info(self) -> ControllerInfo:
+        return self._info

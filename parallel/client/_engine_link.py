@@ -1,0 +1,123 @@
+"""The client's connection to one engine: its shell, iopub and control sockets.
+
+An engine is a kernel, so this is what ``kernel.client.KernelClient`` does for one kernel,
+on plain sockets read by the client's :class:`~._pump.Pump` (no loop needed), with the
+same pure :class:`~kernel.protocol.RequestTracker`: a request is finished when its reply
+and its ``idle`` are both in, so every output it printed has arrived by then.
+
+IOPub is a PUB socket: what it publishes before our subscription reaches it is lost. A
+Loom engine greets each new subscriber with ``iopub_welcome`` (messaging spec 5.5), so
+requests wait in :attr:`EngineLink._held` until the welcome arrives; none can lose its
+``busy``/``idle``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+
+import zmq
+
+from kernel.protocol import (
+    ConnectionInfo,
+    ForeignOutput,
+    Message,
+    ProtocolError,
+    RequestTracker,
+    Session,
+    TrackerEvent,
+)
+from kernel.transport import RateLimitedLog
+
+from ._pump import Pump
+
+__all__ = ["EngineLink"]
+
+log = logging.getLogger("loom.parallel")
+
+EventHandler = Callable[[int, TrackerEvent], None]
+
+
+class EngineLink:
+    """Sockets, tracker and pending sends for one engine; see the module docstring."""
+
+    def __init__(
+        self,
+        engine_id: int,
+        info: ConnectionInfo,
+        session: Session,
+        ctx: zmq.Context[zmq.Socket[bytes]],
+        pump: Pump,
+        on_event: EventHandler,
+    ) -> None:
+        self.id = engine_id
+        self.info = info
+        self._session = session
+        self._pump = pump
+        self._on_event = on_event
+        self.tracker = RequestTracker(session.session_id)
+        self._rejected = RateLimitedLog(log)
+        #: Requests sent before iopub was known to be subscribed; ``None`` once it is.
+        self._held: list[tuple[str, Message]] | None = []
+        self.sockets = {
+            "shell": _socket(ctx, zmq.DEALER, info.url("shell")),
+            "control": _socket(ctx, zmq.DEALER, info.url("control")),
+            "iopub": _socket(ctx, zmq.SUB, info.url("iopub")),
+        }
+        for channel, sock in self.sockets.items():
+            pump.add(sock, partial(self._on_frames, channel))
+
+    @property
+    def is_subscribed(self) -> bool:
+        return self._held is None
+
+    def send(self, channel: str, message: Message, *, expects_idle: bool = True) -> None:
+        """Send a request on ``channel`` and track it (sent at once, or once subscribed)."""
+        self.tracker.track(message.msg_id, channel, expects_idle=expects_idle)
+        if self._held is not None:
+            self._held.append((channel, message))
+            return
+        self._send_now(channel, message)
+
+    def _send_now(self, channel: str, message: Message) -> None:
+        sock = self.sockets[channel]
+        sock.send_multipart(self._session.serialize(message))
+        self._pump.sent_on(sock)
+
+    def _on_frames(self, channel: str, frames: list[bytes]) -> None:
+        try:
+            message = self._session.deserialize(frames).message
+        except ProtocolError as exc:
+            self._rejected.warning(
+                "engine %d: dropped invalid %s message: %s", self.id, channel, exc
+            )
+            return
+        for event in self.tracker.receive(channel, message):
+            if isinstance(event, ForeignOutput) and message.msg_type == "iopub_welcome":
+                self._subscribed()
+                continue
+            self._on_event(self.id, event)
+
+    def _subscribed(self) -> None:
+        held, self._held = self._held, None
+        for channel, message in held or ():
+            self._send_now(channel, message)
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            self._pump.remove(sock)
+            sock.close(linger=0)
+
+
+def _socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, url: str) -> zmq.Socket[bytes]:
+    sock: zmq.Socket[bytes] = zmq.Socket(ctx, kind)
+    sock.linger = 0
+    # No high-water marks: everything queued answers a request this client sent, and a
+    # dropped reply or idle would leave a request pending forever.
+    sock.sndhwm = 0
+    sock.rcvhwm = 0
+    if kind == zmq.SUB:
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(url)
+    return sock

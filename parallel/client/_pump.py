@@ -1,0 +1,149 @@
+"""Reading the client's sockets without a thread: blocking, or on the caller's loop.
+
+Theory of operation
+-------------------
+The client owns plain ZeroMQ sockets (no ``zmq.asyncio``: they must work with no loop
+at all). Each socket has a handler for the frames it receives. Two drivers read them:
+
+- :meth:`Pump.pump` blocks in ``zmq.Poller.poll`` until a socket is readable or the
+  timeout passes, then drains the readable sockets: what ``AsyncResult.get()`` and the
+  ``*_sync`` methods use, in a script or inside a running kernel cell alike;
+- :meth:`Pump.wait_until` runs on the caller's asyncio loop: it watches the sockets'
+  file descriptors with ``loop.add_reader`` and drains when one fires: what ``await``
+  uses. ZeroMQ descriptors are edge-triggered (they signal that ``ZMQ_EVENTS`` may have
+  changed), so every wake drains each socket until ``EAGAIN`` and looks again.
+
+Handlers run on the caller's thread, inside ``pump``/``wait_until``; they must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import zmq
+
+__all__ = ["FrameHandler", "Pump"]
+
+FrameHandler = Callable[[list[bytes]], None]
+
+#: At most this many messages are read from one socket per drain before moving on to
+#: the next, so one busy engine cannot starve the others.
+DRAIN_BATCH = 256
+
+
+class Pump:
+    """The sockets a client reads, and the two ways to read them."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[zmq.Socket[bytes], FrameHandler] = {}
+        self._poller = zmq.Poller()
+        #: Futures of ``wait_until`` calls asleep on the loop.
+        self._sleepers: set[asyncio.Future[None]] = set()
+        #: The loop whose selector watches the sockets' descriptors, if any.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, sock: zmq.Socket[bytes], handler: FrameHandler) -> None:
+        self._handlers[sock] = handler
+        self._poller.register(sock, zmq.POLLIN)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(int(sock.getsockopt(zmq.FD)), self._on_readable)
+
+    def remove(self, sock: zmq.Socket[bytes]) -> None:
+        if self._handlers.pop(sock, None) is not None:
+            self._poller.unregister(sock)
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(int(sock.getsockopt(zmq.FD)))
+
+    def sent_on(self, sock: zmq.Socket[bytes]) -> None:
+        """Call after sending on ``sock``: a send can consume the edge that announced input,
+        so if input is waiting, wake the loop's waiters to drain it."""
+        if self._loop is not None and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            self._loop.call_soon(self._on_readable)
+
+    def drain(self) -> int:
+        """Read every message that is ready on every socket; how many were read."""
+        count = 0
+        more = True
+        while more:
+            more = False
+            for sock, handler in list(self._handlers.items()):
+                n = _drain_one(sock, handler)
+                count += n
+                more = more or n == DRAIN_BATCH
+        return count
+
+    def pump(self, timeout: float | None) -> int:
+        """Wait up to ``timeout`` seconds (``None``: no limit) for input, then drain it."""
+        count = self.drain()
+        if count:
+            return count
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        if self._poller.poll(ms):
+            return self.drain()
+        return 0
+
+    def pump_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
+        """Pump until ``done()`` or ``timeout`` seconds passed; returns ``done()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self.pump(remaining)
+        return done()
+
+    async def wait_until(self, done: Callable[[], bool]) -> None:
+        """On the running loop, drain whenever a socket may be readable, until ``done()``.
+
+        Bound it with ``asyncio.timeout``; cancelling leaves every socket as it was.
+        """
+        self._watch(asyncio.get_running_loop())
+        while True:
+            self.drain()
+            if done():
+                return
+            woken = asyncio.get_running_loop().create_future()
+            self._sleepers.add(woken)
+            try:
+                await woken
+            finally:
+                self._sleepers.discard(woken)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drain from ``loop`` whenever a socket's descriptor fires (once per loop)."""
+        if self._loop is loop:
+            return
+        self.unwatch()
+        self._loop = loop
+        for sock in self._handlers:
+            loop.add_reader(int(sock.getsockopt(zmq.FD)), self._on_readable)
+
+    def unwatch(self) -> None:
+        """Stop watching the descriptors (closing, or the loop is gone)."""
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            for sock in self._handlers:
+                loop.remove_reader(int(sock.getsockopt(zmq.FD)))
+
+    def _on_readable(self) -> None:
+        # Draining here, not in the waiter, reads ZMQ_EVENTS and so re-arms the descriptor:
+        # left readable, it would make the (level-triggered) selector spin.
+        self.drain()
+        self._wake()
+
+    def _wake(self) -> None:
+        for sleeper in self._sleepers:
+            if not sleeper.done():
+                sleeper.set_result(None)
+
+
+def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler) -> int:
+    for count in range(DRAIN_BATCH):
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return count
+        handler(frames)
+    return DRAIN_BATCH

@@ -1,0 +1,365 @@
+"""Views: ``DirectView`` (named engines) and ``LoadBalancedView`` (whichever is free).
+
+ipyparallel's surface, same names and semantics. Every call makes an
+:class:`~._asyncresult.AsyncResult`; ``block=True`` (or a ``*_sync`` method) only waits
+for it. A target given as an int gives single results; anything else gives a list, one
+per engine, in target order.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._asyncresult import AsyncResult
+from ._remote import map_chunk, pull_names, push_names
+
+if TYPE_CHECKING:
+    from ._client import Client, Targets
+
+__all__ = ["DirectView", "LoadBalancedView"]
+
+
+def _serialize(
+    fn: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
+) -> list[bytes]:
+    from ..protocol._serialize import serialize_call
+
+    frames: list[bytes] = serialize_call(fn, tuple(args), kwargs)
+    return frames
+
+
+def _name(fn: object) -> str:
+    return str(getattr(fn, "__name__", type(fn).__name__))
+
+
+class _View:
+    """What both views share: flags, ``apply*`` and ``map*``."""
+
+    _flag_names: tuple[str, ...] = ("block",)
+
+    def __init__(self, client: Client, targets: Targets) -> None:
+        self.client = client
+        self.targets = targets
+        self.block = False
+
+    def set_flags(self, **flags: Any) -> None:
+        """Set view flags (``block``; ``retries``, ``timeout`` on load-balanced views)."""
+        for name, value in flags.items():
+            if name not in self._flag_names:
+                raise KeyError(f"invalid flag {name!r}; valid: {', '.join(self._flag_names)}")
+            setattr(self, name, value)
+
+    @contextlib.contextmanager
+    def temp_flags(self, **flags: Any) -> Iterator[None]:
+        """Set flags for the duration of a ``with`` block."""
+        saved = {name: getattr(self, name) for name in flags}
+        self.set_flags(**flags)
+        try:
+            yield
+        finally:
+            self.set_flags(**saved)
+
+    def _finish(self, result: AsyncResult, block: bool | None) -> Any:
+        return result.get() if (self.block if block is None else block) else result
+
+    def apply(self, f: Callable[..., object], *args: object, **kwargs: object) -> Any:
+        """Call ``f(*args, **kwargs)`` remotely; blocks if ``view.block``."""
+        return self._finish(self._apply(f, args, kwargs), None)
+
+    def apply_sync(self, f: Callable[..., object], *args: object, **kwargs: object) -> Any:
+        return self._apply(f, args, kwargs).get()
+
+    def apply_async(self, f: Callable[..., object], *args: object, **kwargs: object) -> AsyncResult:
+        return self._apply(f, args, kwargs)
+
+    def map(
+        self,
+        f: Callable[..., object],
+        *sequences: Sequence[object],
+        block: bool | None = None,
+        **flags: Any,
+    ) -> Any:
+        """``map(f, *sequences)`` on the engines; a list in sequence order."""
+        return self._finish(self._map(f, sequences, **flags), block)
+
+    def map_sync(self, f: Callable[..., object], *sequences: Sequence[object], **flags: Any) -> Any:
+        return self._map(f, sequences, **flags).get()
+
+    def map_async(
+        self, f: Callable[..., object], *sequences: Sequence[object], **flags: Any
+    ) -> AsyncResult:
+        return self._map(f, sequences, **flags)
+
+    def _apply(
+        self, f: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
+    ) -> AsyncResult:
+        raise NotImplementedError
+
+    def _map(
+        self, f: Callable[..., object], sequences: Sequence[Sequence[object]], **flags: Any
+    ) -> AsyncResult:
+        raise NotImplementedError
+
+
+class DirectView(_View):
+    """A view on named engines: each call runs on every target."""
+
+    def __repr__(self) -> str:
+        return f"<DirectView {self.targets!r}>"
+
+    def _ids(self, targets: Targets = None) -> list[int]:
+        return self.client.resolve_targets(self.targets if targets is None else targets)
+
+    def _single(self, targets: Targets = None) -> bool:
+        return isinstance(self.targets if targets is None else targets, int)
+
+    def _apply(
+        self,
+        f: Callable[..., object],
+        args: Sequence[object],
+        kwargs: dict[str, Any],
+        targets: Targets = None,
+    ) -> AsyncResult:
+        ids = self._ids(targets)
+        buffers = _serialize(f, args, kwargs)  # before sending: unpicklable -> error here
+        msg_ids = [self.client.send_request(i, "apply_request", {}, buffers) for i in ids]
+        result = AsyncResult(self.client, msg_ids, fname=_name(f), single=self._single(targets))
+        return self.client.track(result)
+
+    def _map(
+        self, f: Callable[..., object], sequences: Sequence[Sequence[object]], **flags: Any
+    ) -> AsyncResult:
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        ids = self._ids()
+        length = min(len(seq) for seq in sequences)
+        msg_ids = []
+        for index, engine_id in enumerate(ids):
+            lo, hi = _block(length, len(ids), index)
+            if lo == hi:
+                continue
+            chunks = [list(seq[lo:hi]) for seq in sequences]
+            buffers = _serialize(map_chunk, [f, *chunks], {})
+            msg_ids.append(self.client.send_request(engine_id, "apply_request", {}, buffers))
+        result = AsyncResult(self.client, msg_ids, fname=_name(f), reducer=_concatenate)
+        return self.client.track(result)
+
+    def execute(
+        self, code: str, silent: bool = True, targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Run ``code`` on the engines as a cell (``execute_request``)."""
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": False,
+        }
+        ids = self._ids(targets)
+        msg_ids = [self.client.send_request(i, "execute_request", content) for i in ids]
+        result = AsyncResult(self.client, msg_ids, fname="execute", single=self._single(targets))
+        return self._finish(self.client.track(result), block)
+
+    def run(self, filename: str, targets: Targets = None, block: bool | None = None) -> Any:
+        """Execute the code of file ``filename`` on the engines."""
+        return self.execute(
+            Path(filename).read_text(encoding="utf-8"), targets=targets, block=block
+        )
+
+    def push(
+        self, ns: dict[str, object], targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Put the names of ``ns`` in the engines' namespaces."""
+        return self._finish(self._apply(push_names, [ns], {}, targets), block)
+
+    def pull(
+        self, names: str | Sequence[str], targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """The value of ``names`` (a name or a list of names) on each engine."""
+        single_name = isinstance(names, str)
+        wanted = [names] if isinstance(names, str) else list(names)
+        result = self._apply(pull_names, [wanted], {}, targets)
+        if single_name:
+            result._reducer = _first_of_each if not result._single else None
+            if result._single:
+                result._reducer = lambda values: values[0][0]  # type: ignore[index]
+        return self._finish(result, block)
+
+    def scatter(
+        self, key: str, seq: Sequence[object], targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Partition ``seq`` into contiguous blocks and push block i as ``key`` to engine i."""
+        ids = self._ids(targets)
+        msg_ids = []
+        for index, engine_id in enumerate(ids):
+            lo, hi = _block(len(seq), len(ids), index)
+            buffers = _serialize(push_names, [{key: list(seq[lo:hi])}], {})
+            msg_ids.append(self.client.send_request(engine_id, "apply_request", {}, buffers))
+        return self._finish(
+            self.client.track(AsyncResult(self.client, msg_ids, fname="scatter")), block
+        )
+
+    def gather(self, key: str, targets: Targets = None, block: bool | None = None) -> Any:
+        """Concatenate ``key`` from each engine, in target order (undoes ``scatter``)."""
+        result = self._apply(pull_names, [[key]], {}, targets)
+        result._reducer = lambda values: [x for value in values for x in value[0]]  # type: ignore[index]
+        result._single = False
+        return self._finish(result, block)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.pull(key, block=True)
+
+    def __setitem__(self, key: str, value: object) -> None:
+        self.push({key: value}, block=True)
+
+    def remote(
+        self, block: bool | None = None
+    ) -> Callable[[Callable[..., object]], Callable[..., Any]]:
+        """Decorator: calling the function runs it on the view's engines."""
+
+        def decorate(fn: Callable[..., object]) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def call(*args: object, **kwargs: object) -> Any:
+                return self._finish(self._apply(fn, args, kwargs), block)
+
+            return call
+
+        return decorate
+
+    def parallel(self, block: bool | None = None) -> Callable[[Callable[..., object]], Any]:
+        """Decorator: ``f.map(seq)`` maps the function over the engines."""
+
+        def decorate(fn: Callable[..., object]) -> Any:
+            @functools.wraps(fn)
+            def call(*sequences: Sequence[object]) -> Any:
+                return self.map(fn, *sequences, block=block)
+
+            call.map = call  # type: ignore[attr-defined]
+            return call
+
+        return decorate
+
+    @contextlib.contextmanager
+    def sync_imports(self, local: bool = True, quiet: bool = False) -> Iterator[None]:
+        """Imports inside the ``with`` block run here (if ``local``) and on the engines."""
+        imported: list[str] = []
+        real_import = builtins.__import__
+
+        def recording(
+            name: str, globals_: Any = None, locals_: Any = None, fromlist: Any = (), level: int = 0
+        ) -> Any:
+            if level == 0:  # absolute imports only: relative ones mean nothing remotely
+                names = ", ".join(fromlist or ())
+                statement = f"from {name} import {names}" if names else f"import {name}"
+                if statement not in imported:
+                    imported.append(statement)
+            if not local:
+                return None
+            builtins.__import__ = real_import  # what the module imports is not recorded
+            try:
+                return real_import(name, globals_, locals_, fromlist, level)
+            finally:
+                builtins.__import__ = recording  # type: ignore[assignment]
+
+        builtins.__import__ = recording  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            builtins.__import__ = real_import
+        for statement in imported:
+            if not quiet:
+                print(f"importing {statement.split(' ', 1)[1]} on engine(s)")
+            self.execute(statement, block=True)
+
+
+class LoadBalancedView(_View):
+    """A view whose tasks each run on one engine, chosen when the task can start."""
+
+    _flag_names = ("block", "retries", "timeout", "retry_on")
+
+    def __init__(self, client: Client, targets: Targets) -> None:
+        super().__init__(client, targets)
+        self.retries = 0
+        self.retry_on = "any"
+        self.timeout: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<LoadBalancedView {self.targets!r}>"
+
+    def _target_set(self) -> frozenset[int] | None:
+        if self.targets is None or self.targets == "all":
+            return None
+        return frozenset(self.client.resolve_targets(self.targets))
+
+    def _apply(
+        self, f: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
+    ) -> AsyncResult:
+        buffers = _serialize(f, args, kwargs)
+        balancer = self.client.balancer
+        msg_id = balancer.submit(
+            buffers, self._target_set(), retries=self.retries, retry_on=self.retry_on
+        )
+        return self.client.track(AsyncResult(self.client, [msg_id], fname=_name(f), single=True))
+
+    def _map(
+        self,
+        f: Callable[..., object],
+        sequences: Sequence[Sequence[object]],
+        *,
+        chunksize: int = 1,
+        ordered: bool = True,
+        **flags: Any,
+    ) -> AsyncResult:
+        if not sequences:
+            raise TypeError("map() needs at least one sequence")
+        if chunksize < 1:
+            raise ValueError("chunksize must be at least 1")
+        length = min(len(seq) for seq in sequences)
+        balancer = self.client.balancer
+        targets = self._target_set()
+        msg_ids = []
+        for lo in range(0, length, chunksize):
+            chunks = [list(seq[lo : lo + chunksize]) for seq in sequences]
+            buffers = _serialize(map_chunk, [f, *chunks], {})
+            msg_ids.append(
+                balancer.submit(buffers, targets, retries=self.retries, retry_on=self.retry_on)
+            )
+        result = AsyncResult(self.client, msg_ids, fname=_name(f), reducer=_concatenate)
+        return self.client.track(result)
+
+    def imap(
+        self,
+        f: Callable[..., object],
+        *sequences: Sequence[object],
+        ordered: bool = True,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """Yield ``f``'s results one by one, as a map's chunks finish (in order if ``ordered``)."""
+        result = self._map(f, sequences, chunksize=chunksize)
+        for msg_id in result.msg_ids:
+            task = result._tasks[msg_id]
+            self.client._pump.pump_until(functools.partial(getattr, task, "done"), None)
+            if task.error is not None:
+                raise task.error
+            yield from task.value  # type: ignore[misc]
+
+
+def _block(length: int, parts: int, index: int) -> tuple[int, int]:
+    """Bounds of block ``index`` of ``parts`` nearly equal contiguous blocks of ``length``."""
+    size, extra = divmod(length, parts)
+    lo = index * size + min(index, extra)
+    return lo, lo + size + (1 if index < extra else 0)
+
+
+def _concatenate(values: list[object]) -> list[object]:
+    return [item for value in values for item in value]  # type: ignore[attr-defined]
+
+
+def _first_of_each(values: list[object]) -> list[object]:
+    return [value[0] for value in values]  # type: ignore[index]

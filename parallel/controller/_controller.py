@@ -1,0 +1,165 @@
+"""A controller process: the hub, its notification PUB and, optionally, local engines.
+
+Theory of operation
+-------------------
+``run_controller`` binds the hub ROUTER and the notification PUB on free ports (chosen
+while binding), writes the cluster file (0600, the Jupyter runtime directory), prints
+``loom controller ready <path>`` on stdout (what a launcher waits for), starts the local
+engines it was asked for, and serves until a ``shutdown_request`` with ``hub: true``,
+SIGTERM or SIGINT. Then it stops the engines it started, closes its sockets and removes
+the cluster file. Every task belongs to one ``TaskGroup``; there are no threads.
+
+With ``parent_pid`` (set by ``Cluster`` for a controller that belongs to a script) the
+controller also stops when that process exits, so a killed script leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import zmq
+
+from kernel.protocol import Session
+from kernel.transport import MessageSocket, shared_context
+
+from ..protocol._controller_info import ControllerInfo
+from ._hub import Hub
+from ._local_engines import LocalEngines
+
+__all__ = ["READY_LINE", "run_controller"]
+
+log = logging.getLogger("loom.controller")
+
+#: What the controller prints, followed by the cluster file's path, once it serves.
+READY_LINE = "loom controller ready"
+
+
+async def run_controller(
+    *,
+    ip: str = "127.0.0.1",
+    engines: int = 0,
+    cluster_file: str | os.PathLike[str] | None = None,
+    parent_pid: int | None = None,
+    ready_fd: int | None = None,
+) -> int:
+    """Serve a cluster until told to stop; returns the exit status (0).
+
+    Once serving, the cluster file's path is written as one line to stdout and, if given,
+    to ``ready_fd`` (then closed): a launcher waits for that line, not for a file to appear.
+    """
+    info, hub_sock, notify = _bind(ip)
+    path = info.write(cluster_file)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            hub = Hub(info, hub_sock, notify, tg, on_shutdown=stop.set)
+            local = LocalEngines(path, tg, on_exit=lambda pid, how: _lost(hub, pid, how))
+            serving = [tg.create_task(hub.serve(), name="loom-hub")]
+            if parent_pid:
+                serving.append(tg.create_task(_stop_with(parent_pid, stop), name="loom-parent"))
+            local.start(engines)
+            _announce(path, ready_fd)
+            await stop.wait()
+            await local.stop()
+            for task in serving:
+                task.cancel()
+            hub.close()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        hub_sock.close()
+        notify.close(linger=100)
+        path.unlink(missing_ok=True)
+    return 0
+
+
+def _bind(ip: str) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
+    key = ControllerInfo.new_key()
+    ctx = shared_context()
+    host = f"tcp://[{ip}]" if ":" in ip else f"tcp://{ip}"
+    router: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
+    notify: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.PUB)
+    for sock in (router, notify):
+        sock.linger = 0
+        sock.sndhwm = 0  # replies and notifications are small and must not be dropped
+        sock.ipv6 = ":" in ip
+    router.rcvhwm = 0
+    info = ControllerInfo(
+        cluster_id=uuid.uuid4().hex[:12],
+        key=key,
+        ip=ip,
+        hub_port=router.bind_to_random_port(host),
+        notify_port=notify.bind_to_random_port(host),
+        pid=os.getpid(),
+    )
+    session = Session(key)
+    return info, MessageSocket(router, session, "hub"), notify
+
+
+def _announce(path: Path, ready_fd: int | None) -> None:
+    print(f"{READY_LINE} {path}", flush=True)
+    if ready_fd is not None:
+        with contextlib.suppress(OSError), open(ready_fd, "w", encoding="utf-8") as pipe:
+            pipe.write(f"{path}\n")
+
+
+def _lost(hub: Hub, pid: int, how: str) -> None:
+    for record in list(hub.engines.values()):
+        if record.pid == pid:
+            hub.lose(record.id, f"its process {how}")
+
+
+async def _stop_with(pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` when process ``pid`` exits (a pidfd: no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        stop.set()
+        return
+    exited = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, exited.set)
+    try:
+        await exited.wait()
+        stop.set()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m parallel.controller [-n N] [--ip IP] [--file PATH] [--parent PID]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m parallel.controller", description="Run a Loom cluster's controller."
+    )
+    parser.add_argument("-n", "--engines", type=int, default=0, help="local engines to start")
+    parser.add_argument("--ip", default="127.0.0.1")
+    parser.add_argument("-f", "--file", default=None, help="where to write the cluster file")
+    parser.add_argument("--parent", type=int, default=None, help="stop when this PID exits")
+    parser.add_argument("--ready-fd", type=int, default=None, help="write the file's path here")
+    args = parser.parse_args(argv)
+    if args.engines < 0:
+        parser.error("-n must be 0 or more")
+    logging.basicConfig(format="[loom controller] %(levelname)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(
+            run_controller(
+                ip=args.ip,
+                engines=args.engines,
+                cluster_file=args.file,
+                parent_pid=args.parent,
+                ready_fd=args.ready_fd,
+            )
+        )
+    return 130

@@ -1,0 +1,145 @@
+"""An engine process: Loom's kernel server, one more handler, registered with a controller.
+
+Theory of operation
+-------------------
+1. Read the cluster file: the controller's address and the cluster key.
+2. Bind the five kernel sockets on free ports (``open_kernel_sockets``: no port race),
+   signed with the cluster key.
+3. Register: one ``registration_request`` with the uuid, pid and ports on a short-lived
+   DEALER to the hub; the ``registration_reply`` gives the engine its id. This happens
+   before asyncio and the server are imported, so an engine is announced as early as it
+   can be; requests that clients send meanwhile wait in the bound sockets.
+4. ``start_io`` + ``serve(setup=make_engine)``: the kernel as ``python -m kernel`` runs
+   it, plus the ``apply_request`` handler (composition: nothing is subclassed).
+
+Started by a controller, an engine carries ``JPY_PARENT_PID``: the kernel's parent watch
+ends it when the controller dies, so no engine outlives its cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import uuid as uuidlib
+from functools import partial
+from typing import TYPE_CHECKING
+
+import zmq
+
+from kernel.protocol import (
+    ConnectionFileError,
+    Message,
+    ProtocolError,
+    Reply,
+    Session,
+    error_content,
+)
+
+from ..protocol._controller_info import ControllerInfo
+from ._abort_list import AbortList
+from ._apply import EngineIdentity, handle_apply
+
+if TYPE_CHECKING:
+    from kernel.server import KernelServer
+
+__all__ = ["EngineStartError", "make_engine", "register", "run_engine"]
+
+#: How long an engine waits for the controller to answer its registration (seconds).
+REGISTRATION_TIMEOUT = 30.0
+
+
+class EngineStartError(Exception):
+    """The engine could not join its cluster (no controller answer, or a refusal)."""
+
+
+def make_engine(server: KernelServer, *, engine: EngineIdentity) -> None:
+    """Turn a Loom kernel server into an engine: handlers added, nothing subclassed.
+
+    Shell: ``apply_request``. Control (answered on the I/O thread even while a task
+    runs): ``abort_request`` (ipyparallel messaging: the listed requests, when they come
+    up, are answered ``aborted`` instead of run) and ``signal_request`` (send a signal to
+    the engine; SIGINT interrupts the running task as ``interrupt_request`` does).
+    """
+    aborted = AbortList()
+    apply = partial(handle_apply, server, engine)
+    server.shell_handlers["apply_request"] = aborted.guard(apply)
+    server.shell_handlers["execute_request"] = aborted.guard(
+        server.shell_handlers["execute_request"]
+    )
+    server.io.control_handlers["abort_request"] = aborted.on_abort_request
+    server.io.control_handlers["signal_request"] = partial(_on_signal_request, server)
+
+
+def _on_signal_request(server: KernelServer, request: Message) -> Reply:
+    sig = request.content.get("sig")
+    if not isinstance(sig, int) or sig not in set(signal.Signals):
+        return Reply(error_content(ValueError(f"not a signal number: {sig!r}")))
+    if sig == signal.SIGINT:
+        server.interrupt()
+    else:
+        os.kill(os.getpid(), sig)
+    return Reply({"status": "ok"})
+
+
+def register(
+    controller: ControllerInfo, ports: dict[str, int], engine_uuid: str, timeout: float
+) -> int:
+    """Register with the controller's hub; the engine id it gives.
+
+    Raises :class:`EngineStartError` if the hub does not answer within ``timeout``
+    seconds or refuses.
+    """
+    session = Session(controller.key, controller.signature_scheme)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(controller.hub_url)
+        content = {"uuid": engine_uuid, "pid": os.getpid(), "ports": ports}
+        sock.send_multipart(session.serialize(session.message("registration_request", content)))
+        if not sock.poll(int(timeout * 1000)):
+            raise EngineStartError(
+                f"the controller at {controller.hub_url} did not answer within {timeout:g} s"
+            )
+        try:
+            reply = session.deserialize(sock.recv_multipart()).message
+        except ProtocolError as exc:
+            raise EngineStartError(f"the controller's answer was invalid: {exc}") from exc
+    finally:
+        sock.close()
+    engine_id = reply.content.get("id")
+    if reply.content.get("status") != "ok" or not isinstance(engine_id, int):
+        reason = reply.content.get("evalue", reply.content)
+        raise EngineStartError(f"the controller refused the engine: {reason}")
+    return engine_id
+
+
+def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> int:
+    """Run an engine of the cluster in ``cluster_file`` until shut down; ends the process.
+
+    Returns 2 (with a message on stderr) if the cluster file is unreadable and 3 if the
+    engine could not register; otherwise the process ends when the engine stops.
+    """
+    from kernel.server import end_process, serve, start_io
+    from kernel.transport import open_kernel_sockets
+
+    try:
+        controller = ControllerInfo.read(cluster_file)
+    except ConnectionFileError as exc:
+        print(f"loom engine: {exc}", file=sys.stderr)
+        return 2
+    sockets = open_kernel_sockets(controller.engine_connection())
+    info = sockets.info
+    ports = {f"{ch}_port": info.port(ch) for ch in ("shell", "iopub", "stdin", "control", "hb")}
+    engine_uuid = str(uuidlib.uuid4())
+    try:
+        engine_id = register(controller, ports, engine_uuid, timeout)
+    except EngineStartError as exc:
+        print(f"loom engine: {exc}", file=sys.stderr)
+        sockets.close(linger=0)
+        return 3
+    iothread = start_io(sockets)
+    import asyncio  # after registration and start_io, as in run_kernel
+
+    setup = partial(make_engine, engine=EngineIdentity(engine_id, engine_uuid))
+    end_process(sockets, asyncio.run(serve(sockets, iothread, setup=setup)))

@@ -1,0 +1,145 @@
+"""The cluster file: where a controller listens and the key its cluster signs with.
+
+Like a kernel's connection file (``kernel.protocol.ConnectionInfo``): JSON, written
+atomically and owner-only (0600) in the Jupyter runtime directory, removed when the
+controller stops. Engines read it to register; clients read it to connect. Engines use
+the cluster's key for their own five kernel sockets, so no key ever travels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernel.protocol import (
+    ConnectionFileError,
+    ConnectionInfo,
+    read_json_object,
+    runtime_dir,
+    write_private_json,
+)
+
+__all__ = ["CLUSTER_FILE_GLOB", "ControllerInfo", "newest_cluster_file"]
+
+#: Cluster files in the runtime directory.
+CLUSTER_FILE_GLOB = "loom-cluster-*.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerInfo:
+    """A controller's address, ports and key; the content of a cluster file."""
+
+    cluster_id: str
+    key: bytes = field(repr=False)
+    ip: str = "127.0.0.1"
+    #: The hub ROUTER: engines register, clients ask for engines and shutdowns.
+    hub_port: int = 0
+    #: The PUB on which the controller announces engines joining and leaving.
+    notify_port: int = 0
+    signature_scheme: str = "hmac-sha256"
+    #: The controller's process id (0 when unknown), for ``loom cluster list`` and stop.
+    pid: int = 0
+
+    @staticmethod
+    def new_key() -> bytes:
+        return ConnectionInfo.new_key()
+
+    @property
+    def tcp_host(self) -> str:
+        return f"tcp://[{self.ip}]" if ":" in self.ip else f"tcp://{self.ip}"
+
+    @property
+    def hub_url(self) -> str:
+        return f"{self.tcp_host}:{self.hub_port}"
+
+    @property
+    def notify_url(self) -> str:
+        return f"{self.tcp_host}:{self.notify_port}"
+
+    @property
+    def default_path(self) -> Path:
+        """Where this cluster's file lives unless told otherwise."""
+        return runtime_dir() / f"loom-cluster-{self.cluster_id}.json"
+
+    def engine_connection(self, ports: Mapping[str, int] | None = None) -> ConnectionInfo:
+        """An engine's kernel connection info: this cluster's address and key, ``ports``
+        (``shell_port``...; all 0, "choose while binding", by default)."""
+        ports = ports or {}
+        return ConnectionInfo(
+            ip=self.ip,
+            key=self.key,
+            signature_scheme=self.signature_scheme,
+            kernel_name="loom-engine",
+            shell_port=ports.get("shell_port", 0),
+            iopub_port=ports.get("iopub_port", 0),
+            stdin_port=ports.get("stdin_port", 0),
+            control_port=ports.get("control_port", 0),
+            hb_port=ports.get("hb_port", 0),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster_id": self.cluster_id,
+            "ip": self.ip,
+            "hub_port": self.hub_port,
+            "notify_port": self.notify_port,
+            "key": self.key.decode("utf-8"),
+            "signature_scheme": self.signature_scheme,
+            "pid": self.pid,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ControllerInfo:
+        """Validate a parsed cluster file; unknown keys are ignored."""
+        for name in ("cluster_id", "ip", "key", "signature_scheme"):
+            if not isinstance(data.get(name), str):
+                raise ConnectionFileError(f"{name} must be a string, got {data.get(name)!r}")
+        ports = {}
+        for name in ("hub_port", "notify_port"):
+            value = data.get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+                raise ConnectionFileError(f"{name} must be a port number, got {value!r}")
+            ports[name] = value
+        pid = data.get("pid", 0)
+        return cls(
+            cluster_id=data["cluster_id"],
+            key=data["key"].encode("utf-8"),
+            ip=data["ip"],
+            signature_scheme=data["signature_scheme"],
+            pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
+            **ports,
+        )
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> ControllerInfo:
+        """Load a cluster file; raises :class:`ConnectionFileError` with the reason."""
+        data = read_json_object(path, "cluster file")
+        try:
+            return cls.from_dict(data)
+        except ConnectionFileError as exc:
+            raise ConnectionFileError(f"cluster file {path}: {exc}") from None
+
+    def write(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the cluster file (0600, atomically); :attr:`default_path` by default."""
+        target = Path(path) if path is not None else self.default_path
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private_json(target, self.to_dict())
+        return target
+
+
+def newest_cluster_file() -> Path:
+    """The most recently written cluster file in the runtime directory.
+
+    Raises :class:`ConnectionFileError` naming the directory when there is none.
+    """
+    directory = runtime_dir()
+    files = sorted(directory.glob(CLUSTER_FILE_GLOB), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise ConnectionFileError(
+            f"no running cluster: no {CLUSTER_FILE_GLOB} in {directory}; "
+            "start one with `loom cluster start -n 4` or parallel.Cluster(n=4)"
+        )
+    return files[-1]

@@ -1,0 +1,69 @@
+"""Messages between the controller's hub and its engines and clients (pure).
+
+They travel in the Jupyter wire format (``kernel.protocol.Session``: signed, replay
+checked) on the hub ROUTER and the notification PUB. The names follow ipyparallel's
+messaging (``registration_request``, ``connection_request``, ``shutdown_request``,
+``registration_notification``, ``unregistration_notification``); the contents are
+Loom's own, because an engine here is a whole kernel with five ports:
+
+=============================  ============================================================
+``registration_request``       ``{"uuid", "pid", "ports": {shell_port..hb_port}}`` (engine)
+``registration_reply``         ``{"status": "ok", "id": N}``
+``connection_request``         ``{}`` (client)
+``connection_reply``           ``{"status": "ok", "engines": [engine record...]}``
+``shutdown_request``           ``{"targets": [ids] | null, "hub": bool}`` (client)
+``registration_notification``  an engine record (PUB)
+``unregistration_notification``  ``{"id", "uuid", "reason"}`` (PUB)
+=============================  ============================================================
+
+An engine record is ``{"id", "uuid", "pid", "ports"}``; the address and key are the
+cluster's (``ControllerInfo.engine_connection``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kernel.protocol import CHANNELS, JSONDict, MalformedMessage
+
+__all__ = ["EngineRecord", "ports_of"]
+
+
+def ports_of(data: object) -> dict[str, int]:
+    """The five ``*_port`` numbers in ``data``; raises :class:`MalformedMessage`."""
+    if not isinstance(data, Mapping):
+        raise MalformedMessage("ports must be an object")
+    ports: dict[str, int] = {}
+    for channel in CHANNELS:
+        value = data.get(f"{channel}_port")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise MalformedMessage(f"{channel}_port must be a port number, got {value!r}")
+        ports[f"{channel}_port"] = value
+    return ports
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRecord:
+    """One registered engine as the hub knows it."""
+
+    id: int
+    uuid: str
+    pid: int
+    ports: dict[str, int]
+
+    def to_content(self) -> JSONDict:
+        return {"id": self.id, "uuid": self.uuid, "pid": self.pid, "ports": dict(self.ports)}
+
+    @classmethod
+    def from_content(cls, content: Mapping[str, Any]) -> EngineRecord:
+        """Validate a record a peer sent; raises :class:`MalformedMessage`."""
+        engine_id, uuid, pid = content.get("id"), content.get("uuid"), content.get("pid", 0)
+        if not isinstance(engine_id, int) or isinstance(engine_id, bool) or engine_id < 0:
+            raise MalformedMessage(f"engine id must be a non-negative integer, got {engine_id!r}")
+        if not isinstance(uuid, str) or not uuid:
+            raise MalformedMessage("engine uuid must be a non-empty string")
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            raise MalformedMessage("engine pid must be an integer")
+        return cls(engine_id, uuid, pid, ports_of(content.get("ports")))
