@@ -3,26 +3,20 @@
 Theory of operation
 -------------------
 The console talks to a kernel through a :class:`~kernel.KernelClient`; if it
-started the kernel it also holds the :class:`~kernel.KernelManager`. This
-module turns the raw signals both provide into one *state* the rest of the
-console can show and act on:
+started the kernel it also holds the :class:`~kernel.KernelManager`. A link
+turns what both report into one *state* the rest of the console can show and
+act on. It decides nothing itself: it is the thin driver of two deciders.
 
-``starting``, ``idle``, ``busy``
-    what the kernel itself says on iopub (``status`` messages whose parent is
-    an ``execute_request``: our completion and ``is_complete`` requests would
-    otherwise make the toolbar flicker). ``starting`` is also the state of a
-    link whose kernel is still being launched (see below).
-``restarting``
-    while :meth:`KernelLink.restart` runs.
-``dead``
-    a kernel we started exited without being asked (learnt within
-    milliseconds from the process's pidfd via ``manager.wait_exit``), or an
-    attached kernel's heartbeat stopped *and* its heartbeat port refuses TCP
-    connections (nothing listens there any more).
-``not responding``
-    the heartbeat stopped but the process is alive: stopped by a signal
-    (``process.is_stopped()``), or for an attached kernel its port still
-    accepts connections. This state ends by itself when the echo resumes.
+:class:`~shell.console._link_state.LinkState`
+    the lifecycle as a pure state machine (``starting``, ``idle``, ``busy``,
+    ``restarting``, ``dead``, ``not responding``: its module docstring has the
+    rules and the transition table). The link feeds it past-tense events and
+    carries out the actions it returns (:meth:`KernelLink._perform`).
+:class:`~kernel.client.KernelWatcher`
+    whether the kernel died, the same policy ``loom run`` uses: the pidfd of a
+    kernel we started, the heartbeat plus a TCP probe of the heartbeat port for
+    an attached one. Its reports become ``ProcessExited``, ``HeartbeatLost`` and
+    ``HeartbeatBack`` events.
 
 On death every outstanding request is failed with :class:`~kernel.KernelDied`
 (``client.fail_pending``), so no caller waits forever. State changes and
@@ -46,19 +40,37 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import kernel.client as kernel_client
 from kernel import KernelDied, KernelError
-from kernel.client._watch import HeartbeatBack, HeartbeatLost, KernelExited, KernelWatcher
+
+from ._link_state import (
+    FailPending,
+    HeartbeatBack,
+    HeartbeatLost,
+    KernelAnswered,
+    LaunchFailed,
+    LaunchStarted,
+    LinkAction,
+    LinkEvent,
+    LinkState,
+    ProcessExited,
+    ReportChange,
+    RestartBegun,
+    RestartFailed,
+    RestartFinished,
+    ShowNotice,
+    ShutdownBegun,
+    Status,
+    StatusChanged,
+    UnwatchProcess,
+    WatchProcess,
+)
 
 if TYPE_CHECKING:
     from kernel import InputHandler, KernelClient, KernelManager
-    from kernel.client import WatchEvent
     from kernel.protocol import JSONDict, Message
 
 __all__ = ["KernelLink"]
-
-#: Lifecycle states that override what the kernel's own status says.
-STARTING, IDLE, BUSY = "starting", "idle", "busy"
-RESTARTING, DEAD, NOT_RESPONDING = "restarting", "dead", "not responding"
 
 
 class KernelLink:
@@ -83,16 +95,11 @@ class KernelLink:
         self.name = name
         self.on_notice = on_notice or (lambda text: None)
         self.on_change = on_change or (lambda: None)
-        #: Appended to the death notice (the interactive console says how to restart).
-        self.death_hint = ""
+        self._state = LinkState(owns_kernel=manager is not None)
         self._client: KernelClient | None = None
-        self._kernel_state = IDLE
-        self._override: str | None = None
-        # Set while a process we expect to live runs; cleared around restart/shutdown,
-        # so the watcher can tell an exit we caused from a death.
-        self._running = asyncio.Event()
-        # Attached: the heartbeat port is probed; started: the process is watched once ready.
-        self._watcher = KernelWatcher(self._on_watch, info=client.info if client else None)
+        # Attached: its heartbeat port is probed; ours: the process is watched once it answers.
+        info = client.info if client is not None and manager is None else None
+        self._watcher = kernel_client.KernelWatcher(self._on_watch, info=info)
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._start: Callable[[], Awaitable[Any]] | None = None
         self._serving: asyncio.Task[Any] | None = None
@@ -108,8 +115,8 @@ class KernelLink:
         """A link to a kernel that :meth:`serve` is yet to connect to, launching it
         first unless ``manager.launch()`` did (state ``starting``)."""
         link = cls(None, manager, name)
-        link._override = STARTING
         link._start = manager.start
+        link._apply(LaunchStarted())
         return link
 
     # -- the client -------------------------------------------------------------
@@ -190,9 +197,7 @@ class KernelLink:
             client.input_handler = self._input_handler
 
     def _became_ready(self) -> None:
-        if self.manager is not None and self.manager.is_alive():
-            self._watcher.watch_process(self.manager.process)
-            self._running.set()
+        self._apply(KernelAnswered())
         if not self._ready.done():
             self._ready.set_result(None)
 
@@ -215,16 +220,12 @@ class KernelLink:
             async with connect_client(info, wait_ready=False) as client:
                 self._connect(client)
                 await manager.wait_ready(client)
-                if self._override == STARTING:
-                    self._kernel_state = IDLE
-                    self._set_override(None)
                 self._became_ready()
                 await self._closed.wait()
         except KernelError as exc:
-            self._override = DEAD
+            self._apply(LaunchFailed())
             if not self._ready.done():
                 self._ready.set_exception(exc)
-            self.on_change()
         finally:
             if not self._ready.done():  # cancelled before the kernel answered
                 self._ready.set_exception(KernelError(f"kernel {self.name!r} was not started"))
@@ -239,73 +240,65 @@ class KernelLink:
         return self.manager is not None
 
     @property
-    def state(self) -> str:
-        """One of the module's states (see the module docstring)."""
-        return self._override or self._kernel_state
+    def state(self) -> Status:
+        """What to show for the kernel (a ``str``; see :class:`LinkState`)."""
+        return self._state.status
 
     @property
     def is_dead(self) -> bool:
-        return self._override == DEAD
+        return self._state.is_dead
 
     @property
     def is_usable(self) -> bool:
         """True when requests can be expected to be answered promptly."""
-        return self._override is None
+        return self._state.is_usable
 
-    def _set_override(self, value: str | None) -> None:
-        if value != self._override:
-            self._override = value
-            self.on_change()
+    @property
+    def death_hint(self) -> str:
+        """Appended to the death notice (the interactive console says how to restart)."""
+        return self._state.death_hint
+
+    @death_hint.setter
+    def death_hint(self, text: str) -> None:
+        self._state.death_hint = text
+
+    def _apply(self, event: LinkEvent) -> None:
+        """Feed ``event`` to the state machine and carry out what it says."""
+        for action in self._state.handle(event):
+            self._perform(action)
+
+    def _perform(self, action: LinkAction) -> None:
+        match action:
+            case ReportChange():
+                self.on_change()
+            case ShowNotice(text):
+                self.on_notice(text)
+            case FailPending(reason):
+                if self._client is not None:
+                    self._client.fail_pending(KernelDied(reason))
+            case WatchProcess():
+                self._watcher.watch_process(self.manager.process if self.manager else None)
+            case UnwatchProcess():
+                self._watcher.watch_process(None)
 
     def _on_status(self, state: str, message: Message) -> None:
-        parent_type = message.parent_header.get("msg_type")
-        # After "starting" any status counts: a fresh kernel may run no cell for a while.
-        relevant = STARTING in (state, self._kernel_state) or parent_type == "execute_request"
-        if relevant and state != self._kernel_state:
-            self._kernel_state = state
-            if self._override is None:
-                self.on_change()
+        self._apply(StatusChanged(state, message.parent_header.get("msg_type")))
 
     # -- watching -----------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Watch the kernel for death (:class:`~kernel.client.KernelWatcher`: the
-        process of a kernel we started, the heartbeat and its port for an
-        attached one); run as a task for the link's lifetime, until cancelled.
-
-        Exits caused by :meth:`restart` or :meth:`shutdown` are not deaths:
-        those clear ``_running`` before they stop the process.
-        """
+        """Watch the kernel for death (:class:`~kernel.client.KernelWatcher`); run
+        as a task for the link's lifetime, until cancelled."""
         await self._watcher.run()
 
-    def _on_watch(self, event: WatchEvent) -> None:
+    def _on_watch(self, event: kernel_client.WatchEvent) -> None:
         match event:
-            case KernelExited(reason, code):
-                if self.owns_kernel and not self._running.is_set():
-                    return  # an exit we caused
-                self._running.clear()
-                self._declare_dead(
-                    f"Kernel {reason}." if code is not None else f"The kernel {reason}: it died."
-                )
-            case HeartbeatLost(reason):
-                if self._override is None:
-                    self._set_override(NOT_RESPONDING)
-                    self.on_notice(f"The kernel is not responding: it {reason}.")
-            case HeartbeatBack():
-                if self._override == NOT_RESPONDING:
-                    self._set_override(None)
-                    self.on_notice("The kernel is answering again.")
-                elif self._override == DEAD and not self.owns_kernel:
-                    # An attached kernel's owner may restart it on the same ports.
-                    self._set_override(None)
-                    self.on_notice("The kernel is answering again (restarted by its owner?).")
-
-    def _declare_dead(self, what: str) -> None:
-        self._kernel_state = IDLE
-        self._set_override(DEAD)
-        if self._client is not None:
-            self._client.fail_pending(KernelDied(what))
-        self.on_notice(f"{what} {self.death_hint}".strip())
+            case kernel_client.KernelExited(reason, exit_code):
+                self._apply(ProcessExited(reason, exit_code))
+            case kernel_client.HeartbeatLost(reason):
+                self._apply(HeartbeatLost(reason))
+            case kernel_client.HeartbeatBack():
+                self._apply(HeartbeatBack())
 
     # -- actions ------------------------------------------------------------------
 
@@ -336,19 +329,14 @@ class KernelLink:
             raise KernelError("this console did not start the kernel, so it cannot restart it")
         client = self.client  # KernelError while the kernel is still starting
         # A dead or silent kernel cannot answer a shutdown_request: do not wait for it.
-        silent = self._override in (DEAD, NOT_RESPONDING)
-        self._running.clear()
-        self._watcher.watch_process(None)
-        self._set_override(RESTARTING)
+        now = self._state.is_silent
+        self._apply(RestartBegun())
         try:
-            await self.manager.restart(client, now=silent)
+            await self.manager.restart(client, now=now)
         except BaseException:
-            self._set_override(DEAD)
+            self._apply(RestartFailed())
             raise
-        self._kernel_state = IDLE
-        self._watcher.watch_process(self.manager.process)
-        self._running.set()
-        self._set_override(None)
+        self._apply(RestartFinished())
 
     async def shutdown(self) -> None:
         """Stop a kernel we started (politely, then by force); no-op when attached.
@@ -356,8 +344,7 @@ class KernelLink:
         A kernel still starting is not waited for: its launch is cancelled
         (which kills it) and :meth:`serve` returns.
         """
-        self._running.clear()
-        self._watcher.watch_process(None)
+        self._apply(ShutdownBegun())
         serving = self._serving
         try:
             if self.manager is None:
