@@ -76,6 +76,8 @@ class Client:
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()  # type: ignore[assignment]
         self._pump = Pump()
         self._links: dict[int, EngineLink] = {}
+        #: What the hub said of each live engine (its pid, ports).
+        self._records: dict[int, EngineRecord] = {}
         self._lost: dict[int, str] = {}
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
         self._kinds: dict[str, str] = {}
@@ -86,7 +88,11 @@ class Client:
         self._pump.add(self._hub, self._on_hub)
         self._pump.add(self._notify, self._on_notify)
         self._closed = False
-        self._refresh(timeout)
+        try:
+            self._refresh(timeout)
+        except BaseException:
+            self.close()
+            raise
 
     # -- engines ------------------------------------------------------------------------
 
@@ -149,12 +155,14 @@ class Client:
         info = self._info.engine_connection(record.ports)
         link = EngineLink(record.id, info, self.session, self._ctx, self._pump, self._on_event)
         self._links[record.id] = link
+        self._records[record.id] = record
         self._lost.pop(record.id, None)
         if self._balancer is not None:
             self._balancer.engine_registered(record.id)
 
     def _lose_engine(self, engine_id: int, reason: str) -> None:
         link = self._links.pop(engine_id, None)
+        self._records.pop(engine_id, None)
         if link is None:
             return
         self._lost[engine_id] = reason

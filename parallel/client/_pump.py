@@ -69,6 +69,8 @@ class Pump:
         while more:
             more = False
             for sock, handler in list(self._handlers.items()):
+                if sock not in self._handlers:  # a handler before it removed it (and closed it)
+                    continue
                 n = _drain_one(sock, handler)
                 count += n
                 more = more or n == DRAIN_BATCH
@@ -141,6 +143,8 @@ class Pump:
 
 def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler) -> int:
     for count in range(DRAIN_BATCH):
+        if sock.closed:  # its own handler closed it (an engine was lost)
+            return count
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
