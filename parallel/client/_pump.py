@@ -77,14 +77,18 @@ class Pump:
         return count
 
     def pump(self, timeout: float | None) -> int:
-        """Wait up to ``timeout`` seconds (``None``: no limit) for input, then drain it."""
-        count = self.drain()
-        if count:
-            return count
+        """Wait up to ``timeout`` seconds (``None``: no limit) for input, then read it.
+
+        ``zmq_poll`` looks at the sockets' queues, not at edges, so only the sockets it
+        reports are read.
+        """
         ms = None if timeout is None else max(0, int(timeout * 1000))
-        if self._poller.poll(ms):
-            return self.drain()
-        return 0
+        count = 0
+        for sock, _ in self._poller.poll(ms):
+            handler = self._handlers.get(sock)
+            if handler is not None:
+                count += _drain_one(sock, handler)
+        return count
 
     def pump_until(self, done: Callable[[], bool], timeout: float | None) -> bool:
         """Pump until ``done()`` or ``timeout`` seconds passed; returns ``done()``."""
@@ -143,8 +147,9 @@ class Pump:
 
 def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler) -> int:
     for count in range(DRAIN_BATCH):
-        if sock.closed:  # its own handler closed it (an engine was lost)
-            return count
+        # Asking ZMQ_EVENTS first is much cheaper than a recv that raises zmq.Again.
+        if sock.closed or not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            return count  # (closed: its own handler closed it, an engine was lost)
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
