@@ -1,7 +1,7 @@
 """Where tasks run, decided purely: events in, instructions out.
 
 ``SchedulerState`` (``_state``) places tasks on engines (``_pool``), moving
-them through the transition table of ``_tasks``; ``EngineRegistry`` and
+them through the transition table of ``_task_book``; ``EngineRegistry`` and
 ``HeartState`` (``_engines``) turn registrations and heartbeats into the
 engine events it consumes; ``_schemes`` holds the load-balancing choosers.
 Standard library only, no I/O, no clocks: a controller's async driver feeds
@@ -64,9 +64,9 @@ _EXPORTS = {
     "twobin": "._schemes",
     "weighted": "._schemes",
     "SchedulerState": "._state",
-    "TRANSITIONS": "._tasks",
-    "TaskState": "._tasks",
-    "Trigger": "._tasks",
+    "TRANSITIONS": "._task_book",
+    "TaskState": "._task_book",
+    "Trigger": "._task_book",
     "AbortOnEngine": "._events",
     "EngineId": "._events",
     "EngineLost": "._events",
@@ -110,6 +110,6 @@ if TYPE_CHECKING:
     )
     from ._schemes import SCHEMES, Scheme, leastload, lru, plainrandom, twobin, weighted
     from ._state import SchedulerState
-    from ._tasks import TRANSITIONS, TaskState, Trigger
+    from ._task_book import TRANSITIONS, TaskState, Trigger
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

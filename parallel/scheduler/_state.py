@@ -12,7 +12,7 @@ the injected ``random.Random``, no I/O. Every task is in exactly one state::
        |                    |  \\---retry-----/  \\---engine-died------> FAILED
        \\--dependency-failed, unsatisfiable, abort, timeout--> FAILED
 
-:data:`._tasks.TRANSITIONS` is that picture as a table. A stimulus it has no
+:data:`._task_book.TRANSITIONS` is that picture as a table. A stimulus it has no
 entry for raises :class:`SchedulerError` and changes nothing: it is never
 silently ignored. The one exception is a *stale* reply, a ``TaskFinished``
 from an engine lost while it held the task (since re-run or failed): it is
@@ -75,7 +75,7 @@ from ._events import (
 )
 from ._pool import EnginePool
 from ._schemes import Scheme, leastload
-from ._tasks import FAILURE_KINDS, TaskBook, TaskRecord, TaskState, Trigger
+from ._task_book import FAILURE_KINDS, TaskBook, TaskRecord, TaskState, Trigger
 
 __all__ = ["SchedulerState"]
 
