@@ -1,0 +1,132 @@
+"""One set of scenarios, run with ``import ipyparallel as ipp`` and ``import parallel as ipp``.
+
+Each scenario uses only ipyparallel's public surface; passing with both modules is what
+"change the import and the code keeps working" means. The real ipyparallel (installed as
+a test dependency) runs its own controller and engines.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from _cluster_support import main_function
+
+ENGINES = 2
+
+
+def L(source: str) -> Any:
+    """A lambda defined in ``__main__``, as one typed in a script or notebook."""
+    return main_function(f"f = {source}", "f")
+
+
+@pytest.fixture(scope="module", params=["ipyparallel", "parallel"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ModuleType, Any]]:
+    ipp = importlib.import_module(request.param)
+    home = tmp_path_factory.mktemp(request.param)
+    saved = {k: os.environ.get(k) for k in ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "HOME")}
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(home / "runtime")
+    os.environ["IPYTHONDIR"] = str(home / "ipython")
+    pool = ipp.Cluster(n=ENGINES)
+    try:
+        rc = pool.start_and_connect_sync()
+        rc.wait_for_engines(ENGINES, timeout=60)
+        yield ipp, rc
+        rc.close()
+    finally:
+        pool.stop_cluster_sync()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_ids_views_and_apply(cluster: tuple[ModuleType, Any]) -> None:
+    ipp, rc = cluster
+    assert rc.ids == list(range(ENGINES))
+    view = rc[:]
+    assert view.apply_sync(L("lambda x: x + 1"), 1) == [2] * ENGINES
+    assert rc[0].apply_sync(L("lambda: 'one'")) == "one"
+    result = view.apply_async(L("lambda: 3"))
+    assert isinstance(result, ipp.AsyncResult)
+    assert result.get(timeout=30) == [3] * ENGINES
+    assert result.ready()
+    assert result.successful()
+
+
+def test_push_pull_execute_and_dict_access(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    view = rc[:]
+    view.block = True
+    view.push({"shared": 7})
+    assert view.pull("shared") == [7] * ENGINES
+    view.execute("doubled = shared * 2")
+    assert view["doubled"] == [14] * ENGINES
+    view["named"] = "x"
+    assert view.pull(["shared", "named"]) == [[7, "x"]] * ENGINES
+    reads = main_function("def reads():\n    return shared + doubled", "reads")
+    assert view.apply(reads) == [21] * ENGINES
+
+
+def test_scatter_gather_and_map(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    view = rc[:]
+    view.scatter("part", list(range(10)), block=True)
+    assert view.gather("part", block=True) == list(range(10))
+    assert view.map_sync(L("lambda x: x * 10"), range(6)) == [0, 10, 20, 30, 40, 50]
+    lview = rc.load_balanced_view()
+    assert lview.map_sync(L("lambda x: x - 1"), range(8)) == list(range(-1, 7))
+    assert lview.map_sync(L("lambda x: x"), range(9), chunksize=4) == list(range(9))
+    assert lview.apply_sync(L("lambda: 'lb'")) == "lb"
+
+
+def test_remote_errors(cluster: tuple[ModuleType, Any]) -> None:
+    ipp, rc = cluster
+    with pytest.raises(ipp.error.RemoteError) as one:
+        rc[0].apply_sync(L("lambda: 1 / 0"))
+    assert one.value.ename == "ZeroDivisionError"
+    with pytest.raises(ipp.error.CompositeError):
+        rc[:].apply_sync(L("lambda: 1 / 0"))
+
+
+def test_remote_and_parallel_decorators(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    view = rc[:]
+
+    where = view.remote(block=True)(main_function("def where():\n    return 'e'", "where"))
+    assert where() == ["e"] * ENGINES
+    plus_one = view.parallel(block=True)(L("lambda x: x + 1"))
+    assert list(plus_one.map(range(4))) == [1, 2, 3, 4]
+
+
+def test_sync_imports_runs_imports_on_the_engines(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    view = rc[:]
+    with view.sync_imports(quiet=True):
+        import json  # noqa: F401
+    uses_json = main_function("def uses():\n    return json.dumps([1])", "uses")
+    assert view.apply_sync(uses_json) == ["[1]"] * ENGINES
+
+
+def test_stdout_of_a_task(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    result = rc[0].apply_async(print, "hi")
+    result.get(timeout=30)
+    assert result.stdout == "hi\n"
+
+
+def test_temp_flags_and_wait(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    view = rc[:]
+    with view.temp_flags(block=True):
+        assert view.apply(L("lambda: 5")) == [5] * ENGINES
+    results = [view.apply_async(L("lambda: 1")) for _ in range(3)]
+    assert rc.wait(results, timeout=30)
+    assert all(r.ready() for r in results)
