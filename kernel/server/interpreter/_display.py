@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pprint
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
+
+from ._pretty import pretty
 
 __all__ = [
     "HTML",
@@ -33,17 +34,21 @@ __all__ = [
     "Markdown",
     "MimeBundle",
     "Pretty",
+    "TypeFormatter",
+    "call_ipython_display",
     "format_object",
+    "register_type_formatter",
 ]
 
 #: MIME type -> JSON-able payload (binary payloads base64-encoded), as sent in ``data``.
 MimeBundle = dict[str, Any]
 
-#: IPython's pretty-printing width: containers whose repr is longer get ``pprint``-ed.
-_PRETTY_WIDTH = 79
-#: Above this repr length, ``pprint`` costs more than it helps; the plain repr is kept.
-_PRETTY_LIMIT = 100_000
-_CONTAINERS = (dict, list, set, frozenset, tuple)
+#: Types whose ``text/plain`` is their repr, as the pretty printer would write it anyway.
+_PLAIN_REPR_TYPES = frozenset({int, float, str, bool, type(None)})
+
+#: Given an object, ``(data, metadata)`` to add to its bundle, or ``None`` to add nothing.
+TypeFormatter = Callable[[Any], tuple[MimeBundle, dict[str, Any]] | None]
+_type_formatters: list[tuple[type, TypeFormatter]] = []
 
 #: ``_repr_*_`` methods in IPython's formatter order, with the MIME type each produces.
 _REPR_METHODS: tuple[tuple[str, str], ...] = (
@@ -78,9 +83,11 @@ def format_object(
 ) -> tuple[MimeBundle, dict[str, Any]]:
     """The ``(data, metadata)`` pair that displays ``obj``.
 
-    ``data`` always has ``"text/plain"`` (the repr; long containers pretty-printed at width 79)
-    unless ``include``/``exclude`` filter it out. ``_repr_mimebundle_(include=, exclude=)``
-    comes first; the ``_repr_*_`` methods fill in the MIME types it did not give. A method that
+    ``data`` always has ``"text/plain"`` (as IPython's pretty printer writes the object: see
+    ``_pretty``) unless ``include``/``exclude`` filter it out.
+    ``_repr_mimebundle_(include=, exclude=)`` comes first, then formatters registered with
+    :func:`register_type_formatter`; the ``_repr_*_`` methods fill in the MIME types they did
+    not give. A method that
     returns ``None``, returns something of the wrong type, or raises ``Exception`` is skipped.
     Classes are never asked (their ``_repr_*_`` are unbound methods). Everything returned is
     JSON-able. Never raises ``Exception``.
@@ -89,12 +96,59 @@ def format_object(
     metadata: dict[str, Any] = {}
     if _is_trusted(obj):
         _add_mimebundle(obj, data, metadata, include, exclude)
+        _add_type_formatted(obj, data, metadata, include, exclude)
         for name, mime in _REPR_METHODS:
             if mime not in data and _is_wanted(mime, include, exclude):
                 _add_repr(obj, name, mime, data, metadata)
     if "text/plain" not in data and _is_wanted("text/plain", include, exclude):
         data["text/plain"] = _plain_text(obj)
     return data, metadata
+
+
+def register_type_formatter(cls: type, formatter: TypeFormatter) -> None:
+    """Format instances of ``cls`` (and subclasses) with ``formatter`` too, as IPython's
+    ``for_type``: its MIME types come after ``_repr_mimebundle_``'s and before ``_repr_*_``'s.
+
+    Registering a formatter again for the same class replaces it.
+    """
+    _type_formatters[:] = [(c, f) for c, f in _type_formatters if c is not cls]
+    _type_formatters.append((cls, formatter))
+
+
+def call_ipython_display(obj: object) -> bool:
+    """If ``obj`` displays itself (IPython's ``_ipython_display_()``), call that; return
+    whether it did. IPython then publishes nothing else for the object. What the method
+    raises propagates."""
+    if not _is_trusted(obj):
+        return False
+    method = _method(obj, "_ipython_display_")
+    if method is None:
+        return False
+    method()
+    return True
+
+
+def _add_type_formatted(
+    obj: object,
+    data: MimeBundle,
+    metadata: dict[str, Any],
+    include: Collection[str] | None,
+    exclude: Collection[str] | None,
+) -> None:
+    for cls, formatter in list(_type_formatters):
+        if not isinstance(obj, cls):
+            continue
+        try:
+            result = formatter(obj)
+        except Exception:
+            continue
+        if result is None:
+            continue
+        for mime, value in result[0].items():
+            if mime not in data and _is_wanted(mime, include, exclude):
+                data[mime] = _encode_bytes(value)
+        for key, value in result[1].items():
+            metadata.setdefault(key, value)
 
 
 def _is_wanted(mime: str, include: Collection[str] | None, exclude: Collection[str] | None) -> bool:
@@ -196,16 +250,11 @@ def _is_jsonable(value: object) -> bool:
 
 
 def _plain_text(obj: object) -> str:
+    """What IPython's pretty printer writes for ``obj`` (see ``_pretty``)."""
     try:
-        text = repr(obj)
+        return repr(obj) if type(obj) in _PLAIN_REPR_TYPES else pretty(obj)
     except Exception:
         return _fallback_repr(obj)
-    if issubclass(type(obj), _CONTAINERS) and _PRETTY_WIDTH < len(text) < _PRETTY_LIMIT:
-        try:
-            return pprint.pformat(obj, width=_PRETTY_WIDTH, sort_dicts=False)
-        except Exception:
-            return text
-    return text
 
 
 def _fallback_repr(obj: object) -> str:
@@ -274,7 +323,8 @@ class Display:
         all replaced by a later update). With an id and no objects, an empty output is
         published as a placeholder to update later. ``raw=True``: objects are already MIME
         bundles (bytes values get base64-encoded). ``clear=True``: ``clear_output(wait=True)``
-        first. Objects whose bundle comes out empty publish nothing. Returns a
+        first. Objects whose bundle comes out empty, and objects that display themselves
+        (``_ipython_display_``), publish nothing. Returns a
         :class:`DisplayHandle` when a display id was given or made, else ``None``.
         """
         resolved = _new_display_id() if display_id is True else display_id or None
@@ -327,6 +377,8 @@ class Display:
             data: MimeBundle = {str(k): _encode_bytes(v) for k, v in obj.items()}
             md: dict[str, Any] = {}
         else:
+            if call_ipython_display(obj):
+                return
             data, md = format_object(obj, include=include, exclude=exclude)
             if not data:
                 return

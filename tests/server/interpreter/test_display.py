@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import collections
 import json
-import pprint
+import re
+import types
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,10 @@ from kernel.server.interpreter._display import (
     Pretty,
     format_object,
 )
+
+# IPython's own pretty printer, the reference (imported at collection, before any Loom
+# interpreter exists in this process).
+ipython_pretty = pytest.importorskip("IPython.lib.pretty").pretty
 
 PNG = b"\x89PNG\r\n\x1a\n-fake-png-bytes"
 JPEG = b"\xff\xd8\xff\xe0-fake-jpeg-bytes"
@@ -67,7 +73,7 @@ def test_long_container_is_pretty_printed_at_width_79() -> None:
     value = {f"key{i}": list(range(i)) for i in range(12)}
     data, _ = format_object(value)
     text = data["text/plain"]
-    assert text == pprint.pformat(value, width=79, sort_dicts=False)
+    assert text == ipython_pretty(value)
     assert "\n" in text
     assert text.index("key0") < text.index("key11")  # insertion order kept, not sorted
 
@@ -91,12 +97,75 @@ def test_repr_that_raises_falls_back_to_object_repr() -> None:
     )
 )
 @settings(database=None)  # keep the example database out of the working tree
-def test_plain_text_of_any_json_value_is_repr_or_pformat(value: object) -> None:
+def test_plain_text_of_any_json_value_is_what_ipython_prints(value: object) -> None:
     data, metadata = format_object(value)
     assert set(data) == {"text/plain"}
-    assert data["text/plain"] in (repr(value), pprint.pformat(value, width=79, sort_dicts=False))
+    assert data["text/plain"] == ipython_pretty(value)
     json.dumps(data)
     assert metadata == {}
+
+
+class Plain:
+    pass
+
+
+class Pretty2:
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        with p.group(4, "Pretty2(", ")"):
+            p.text("a,")
+            p.breakable()
+            p.pretty(list(range(30)))
+
+
+def _function(x: int, *args: int, key: str = "k") -> None:
+    pass
+
+
+def _cycle() -> list[object]:
+    loop: list[object] = [1]
+    loop.append(loop)
+    return loop
+
+
+PRETTY_CASES = [
+    Plain(),
+    Plain,
+    int,
+    len,
+    _function,
+    {"b", "a", "c"},
+    frozenset({3, 1}),
+    set(),
+    (1,),
+    list(range(2000)),
+    {f"k{i}": "v" * i for i in range(12)},
+    [[i] * i for i in range(12)],
+    collections.OrderedDict(a=1),
+    collections.Counter("aab"),
+    collections.defaultdict(list, {"x": [1]}),
+    collections.deque([1, 2], maxlen=3),
+    ValueError("x", 2),
+    re.compile("a+", re.IGNORECASE),
+    types.SimpleNamespace(a=1, b=[1] * 40),
+    Pretty2(),
+    _cycle(),
+    super(Plain, Plain()),
+    Plain().__sizeof__,
+    "x" * 200,
+    b"bytes",
+    range(3),
+]
+
+
+@pytest.mark.parametrize("value", PRETTY_CASES, ids=lambda v: type(v).__name__)
+def test_plain_text_is_what_ipython_pretty_printer_writes(value: object) -> None:
+    # IPython's PlainTextFormatter output, which ipykernel sends as text/plain.
+    assert format_object(value)[0]["text/plain"] == ipython_pretty(value)
+
+
+def test_objects_without_their_own_repr_show_as_ipython_shows_them() -> None:
+    obj = Plain()
+    assert format_object(obj)[0]["text/plain"] == f"<{__name__}.Plain at {hex(id(obj))}>"
 
 
 # -- _repr_*_ methods ----------------------------------------------------------------------
@@ -200,7 +269,7 @@ def test_classes_are_not_asked_for_rich_reprs() -> None:
             return {"text/html": "<i>bundle</i>"}
 
     data, _ = format_object(WithHtml)
-    assert data == {"text/plain": repr(WithHtml)}
+    assert data == {"text/plain": ipython_pretty(WithHtml)}  # module.Qualname, as IPython
     assert calls == []
     assert "text/html" in format_object(WithHtml())[0]
 
