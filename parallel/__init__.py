@@ -35,7 +35,7 @@ __all__ = [
 _EXPORTS = {
     "AsyncResult": ".client._asyncresult",
     "ExecuteReply": ".client._asyncresult",
-    "Client": ".client._client",
+    "Client": ".client._pool_client",
     "interactive": ".client._remote",
     "DirectView": ".client._views",
     "LoadBalancedView": ".client._views",
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         TimeoutError,
     )
     from .client._asyncresult import AsyncResult, ExecuteReply
-    from .client._client import Client
+    from .client._pool_client import Client
     from .client._remote import interactive
     from .client._views import DirectView, LoadBalancedView
     from .cluster._cluster import Cluster

@@ -11,14 +11,14 @@ __all__ = ["AsyncResult", "Client", "DirectView", "ExecuteReply", "LoadBalancedV
 _EXPORTS = {
     "AsyncResult": "._asyncresult",
     "ExecuteReply": "._asyncresult",
-    "Client": "._client",
+    "Client": "._pool_client",
     "DirectView": "._views",
     "LoadBalancedView": "._views",
 }
 
 if TYPE_CHECKING:
     from ._asyncresult import AsyncResult, ExecuteReply
-    from ._client import Client
+    from ._pool_client import Client
     from ._views import DirectView, LoadBalancedView
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

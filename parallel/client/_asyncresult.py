@@ -32,7 +32,7 @@ from kernel.protocol import JSONDict, Message
 from .._errors import CompositeError, RemoteError, TimeoutError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._pool_client import Client
 
 __all__ = ["AsyncResult", "ExecuteReply"]
 
@@ -155,6 +155,11 @@ class AsyncResult(concurrent.futures.Future[Any]):
         if not self.wait(-1 if timeout is None else timeout):
             raise TimeoutError(f"Result not ready after {timeout} s")
         return super().exception(0)
+
+    def wait_for_output(self, timeout: float | None = -1) -> bool:
+        """Wait until every task's output is in: here that is when the result is (a task
+        finishes only after its ``idle``, which follows all its output). True if in."""
+        return self.wait(timeout)
 
     def ready(self) -> bool:
         """Finished? Reads what has arrived so far, never blocks."""

@@ -22,14 +22,18 @@ from typing import TYPE_CHECKING
 
 from kernel.protocol import new_id
 from parallel.scheduler import (
+    AbortOnEngine,
     EngineLost,
     EngineRegistered,
     FailTask,
+    Instruction,
     ReplyToClient,
+    SchedulerEvent,
     SchedulerState,
     SendTask,
     TaskAbortRequested,
     TaskFinished,
+    TaskForgotten,
     TaskStatus,
     TaskSubmitted,
     leastload,
@@ -38,7 +42,7 @@ from parallel.scheduler import (
 from .._errors import EngineError, RemoteError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._pool_client import Client
 
 __all__ = ["Balancer"]
 
@@ -61,6 +65,8 @@ class Balancer:
         self._errors: dict[str, RemoteError] = {}
         #: task id -> (engine, value) of the attempt whose reply may stand.
         self._values: dict[str, tuple[int, object]] = {}
+        #: Tasks settled while handling events, dropped from the scheduler right after.
+        self._forget: list[str] = []
         #: Outcomes decided before the caller tracked the task's result (``FailTask`` at
         #: submission), delivered by :meth:`deliver_early`.
         self._early: dict[str, tuple[int | None, object, RemoteError | None]] = {}
@@ -86,7 +92,8 @@ class Balancer:
         self._run(EngineRegistered(engine=engine, stimulus_id=f"registered-{engine}"))
 
     def engine_lost(self, engine: int, reason: str) -> None:
-        self._run(EngineLost(engine=engine, reason=reason, stimulus_id=f"lost-{engine}"))
+        if engine in self.state.live_engines:  # the scheduler refuses a second report
+            self._run(EngineLost(engine=engine, reason=reason, stimulus_id=f"lost-{engine}"))
 
     def finished(self, msg_id: str, engine: int, value: object, error: RemoteError | None) -> bool:
         """An attempt finished; True if it was one of ours (the balancer settles the task)."""
@@ -122,14 +129,25 @@ class Balancer:
                 left.append(task_id)
         return left
 
-    def _run(self, *events: object) -> None:
-        for instruction in self.state.handle(*events):  # type: ignore[arg-type]
+    def _run(self, *events: SchedulerEvent) -> None:
+        self._execute(self.state.handle(*events))
+        while self._forget:  # settled tasks leave the scheduler: memory stays bounded
+            forgotten, self._forget = self._forget, []
+            self._execute(
+                self.state.handle(*(TaskForgotten(task_id=t, stimulus_id=t) for t in forgotten))
+            )
+
+    def _execute(self, instructions: list[Instruction]) -> None:
+        for instruction in instructions:
             match instruction:
                 case SendTask(task_id=task_id, engine=engine):
                     msg_id = self._client.send_request(
                         engine, "apply_request", {}, self._buffers[task_id]
                     )
                     self._attempts[msg_id] = task_id
+                case AbortOnEngine(task_id=task_id, engine=engine):
+                    attempts = [m for m, t in self._attempts.items() if t == task_id]
+                    self._client.abort_on_engine(engine, attempts)
                 case ReplyToClient(task_id=task_id):
                     self._settle(task_id)
                 case FailTask(task_id=task_id, kind=kind, reason=reason):
@@ -138,6 +156,7 @@ class Balancer:
                     self._settle(task_id, error)
 
     def _settle(self, task_id: str, error: RemoteError | None = None) -> None:
+        self._forget.append(task_id)
         engine, value = self._values.pop(task_id, (None, None))
         error = error if error is not None else self._errors.get(task_id)
         self._buffers.pop(task_id, None)

@@ -44,7 +44,7 @@ from kernel.transport import shared_context
 from .._errors import ClusterUnavailable, EngineError, NoEnginesRegistered, RemoteError
 from .._errors import TimeoutError as ParallelTimeout
 from ..protocol._controller_info import ControllerInfo, newest_cluster_file
-from ..protocol._hub import EngineRecord
+from ..protocol._hub_messages import EngineRecord
 from ._asyncresult import AsyncResult, ExecuteReply
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
@@ -312,11 +312,15 @@ class Client:
         ids = list(self.outstanding if jobs is None else jobs)
         if self._balancer is not None:
             ids = self._balancer.abort(ids)
-        for link in list(self._links.values()):
-            mine = [msg_id for msg_id in ids if link.tracker.is_pending(msg_id)]
-            if mine:
-                message = self.session.message("abort_request", {"msg_ids": mine})
-                link.send("control", message, expects_idle=False)
+        for engine_id, link in list(self._links.items()):
+            self.abort_on_engine(engine_id, [m for m in ids if link.tracker.is_pending(m)])
+
+    def abort_on_engine(self, engine_id: int, msg_ids: list[str]) -> None:
+        """Ask an engine to answer ``msg_ids`` with ``aborted`` if it has not run them."""
+        link = self._links.get(engine_id)
+        if link is not None and msg_ids:
+            message = self.session.message("abort_request", {"msg_ids": msg_ids})
+            link.send("control", message, expects_idle=False)
 
     def send_signal(self, sig: int, targets: Targets = None) -> None:
         """Send signal ``sig`` to the engines' processes (SIGINT interrupts their task)."""

@@ -19,7 +19,7 @@ from ._asyncresult import AsyncResult
 from ._remote import map_chunk, pull_names, push_names
 
 if TYPE_CHECKING:
-    from ._client import Client, Targets
+    from ._pool_client import Client, Targets
 
 __all__ = ["DirectView", "LoadBalancedView"]
 

@@ -42,7 +42,7 @@ from kernel.transport import MessageSocket, RateLimitedLog
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
 
 from ..protocol._controller_info import ControllerInfo
-from ..protocol._hub import EngineRecord, ports_of
+from ..protocol._hub_messages import EngineRecord, ports_of
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
 

@@ -27,6 +27,7 @@ __all__ = [
     "SendTask",
     "TaskAbortRequested",
     "TaskFinished",
+    "TaskForgotten",
     "TaskStatus",
     "TaskSubmitted",
     "Tick",
@@ -100,6 +101,17 @@ class TaskFinished(SchedulerEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskAbortRequested(SchedulerEvent):
     """A client asked for ``task_id`` to be aborted (ipyparallel messaging, abort_request)."""
+
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskForgotten(SchedulerEvent):
+    """The client has the outcome of finished ``task_id``: the scheduler may drop it.
+
+    Later tasks can no longer name it in ``after`` (they fail as ``unsatisfiable``);
+    without this, memory would grow with every task ever run.
+    """
 
     task_id: str
 

@@ -70,6 +70,7 @@ from ._events import (
     SendTask,
     TaskAbortRequested,
     TaskFinished,
+    TaskForgotten,
     TaskSubmitted,
     Tick,
 )
@@ -182,6 +183,8 @@ class SchedulerState:
                 self._on_finished(event, out)
             case TaskAbortRequested():
                 self._on_abort(event, out)
+            case TaskForgotten():
+                self._tasks.forget(self._tasks.get(event.task_id))
             case Tick():
                 self._on_tick(event, out)
             case _:

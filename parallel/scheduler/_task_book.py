@@ -116,6 +116,8 @@ class TaskBook:
         self._tasks: dict[str, TaskRecord] = {}
         #: The ids filed under each state (checked by :meth:`validate`).
         self._in: dict[TaskState, dict[str, None]] = {state: {} for state in TaskState}
+        #: Submission counter (``TaskRecord.seq``): never reused, even after :meth:`forget`.
+        self._submitted = 0
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._tasks
@@ -127,10 +129,18 @@ class TaskBook:
         """File a new task as WAITING; a known ``task_id`` raises :class:`SchedulerError`."""
         if spec.task_id in self._tasks:
             self.expect(self._tasks[spec.task_id], "submit")
-        task = TaskRecord(spec=spec, seq=len(self._tasks), retries_left=spec.retries)
+        task = TaskRecord(spec=spec, seq=self._submitted, retries_left=spec.retries)
+        self._submitted += 1
         self._tasks[spec.task_id] = task
         self.move(task, "submit")
         return task
+
+    def forget(self, task: TaskRecord) -> None:
+        """Drop a finished (DONE or FAILED) task; :class:`SchedulerError` for any other."""
+        if task.state not in (TaskState.DONE, TaskState.FAILED):
+            raise SchedulerError(f"task {task.task_id!r} is {task.state}: it cannot be forgotten")
+        del self._in[task.state][task.task_id]
+        del self._tasks[task.task_id]
 
     def get(self, task_id: str) -> TaskRecord:
         """The task called ``task_id``; :class:`SchedulerError` if it was never submitted."""

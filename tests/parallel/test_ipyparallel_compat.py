@@ -119,6 +119,7 @@ def test_stdout_of_a_task(cluster: tuple[ModuleType, Any]) -> None:
     _, rc = cluster
     result = rc[0].apply_async(print, "hi")
     result.get(timeout=30)
+    result.wait_for_output(timeout=30)  # ipyparallel's output may trail its result
     assert result.stdout == "hi\n"
 
 

@@ -580,3 +580,20 @@ def test_bad_options_are_refused() -> None:
         _state(hwm=-1)
     with pytest.raises(ValueError, match="poison_after"):
         _state(poison_after=0)
+
+
+def test_a_forgotten_task_is_dropped_and_only_finished_tasks_can_be() -> None:
+    from parallel.scheduler import TaskForgotten
+
+    state = SchedulerState(rng=Random(0))
+    state.handle(EngineRegistered(engine=0, stimulus_id="r0"))
+    assert state.handle(TaskSubmitted(task_id="a", targets=None, stimulus_id="s")) == [
+        SendTask(task_id="a", engine=0, stimulus_id="s")
+    ]
+    with pytest.raises(SchedulerError, match="cannot be forgotten"):
+        state.handle(TaskForgotten(task_id="a", stimulus_id="f0"))
+    state.handle(TaskFinished(task_id="a", engine=0, status="ok", stimulus_id="m"))
+    assert state.handle(TaskForgotten(task_id="a", stimulus_id="f1")) == []
+    state.validate()
+    with pytest.raises(SchedulerError, match="unknown task"):
+        state.state_of("a")
