@@ -114,8 +114,14 @@ class Session:
 
     # -- to the wire ------------------------------------------------------
 
-    def serialize(self, message: Message, identities: Sequence[bytes] = ()) -> list[bytes]:
-        """The frame list for ``message``, signed, preceded by ``identities``."""
+    def serialize(
+        self, message: Message, identities: Sequence[bytes] = (), *, copy_buffers: bool = True
+    ) -> list[bytes]:
+        """The frame list for ``message``, signed, preceded by ``identities``.
+
+        Buffers become ``bytes`` unless ``copy_buffers`` is False: then a memoryview (a
+        numpy array's data) is passed on as it is, for a zero-copy send.
+        """
         json_frames = [
             _dumps(message.header),
             _dumps(message.parent_header),
@@ -127,7 +133,8 @@ class Session:
             DELIMITER,
             self.signer.sign(json_frames),
             *json_frames,
-            *(bytes(b) for b in message.buffers),
+            # The signature does not cover buffers (Signer.sign_buffers does, on request).
+            *(message.buffers if not copy_buffers else (bytes(b) for b in message.buffers)),
         ]
 
     # -- from the wire ----------------------------------------------------

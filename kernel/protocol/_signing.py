@@ -71,6 +71,34 @@ class Signer:
             mac.update(frame)
         return mac.hexdigest().encode("ascii")
 
+    def sign_buffers(self, buffers: Iterable[bytes | memoryview]) -> str:
+        """An HMAC (hex) over binary ``buffers``, or ``""`` when unsigned.
+
+        The Jupyter signature covers only the four JSON frames; a sender that wants its
+        buffers authenticated (the parallel layer's pickles) puts this digest in the
+        (signed) metadata and the receiver checks it with :meth:`verify_buffers`. Each
+        buffer is length-prefixed, so frames cannot be re-split without detection.
+        """
+        if not self._key:
+            return ""
+        mac = hmac.new(self._key, _BUFFERS_DOMAIN, digestmod=self._digest)
+        for buffer in buffers:
+            view = memoryview(buffer)
+            mac.update(view.nbytes.to_bytes(8, "big"))
+            mac.update(view)
+        return mac.hexdigest()
+
+    def verify_buffers(self, buffers: Iterable[bytes | memoryview], digest: object) -> None:
+        """Check :meth:`sign_buffers`' digest in constant time; :class:`SignatureError` if wrong."""
+        if not self._key:
+            return
+        if not isinstance(digest, str) or not digest:
+            raise SignatureError(
+                "the message's buffers carry no digest but this connection has a key"
+            )
+        if not hmac.compare_digest(digest, self.sign_buffers(buffers)):
+            raise SignatureError("the message's buffers do not match their digest")
+
     def verify(self, signature: bytes, frames: Iterable[bytes]) -> None:
         """Check ``signature`` in constant time and remember it to reject replays."""
         if not self._key:
@@ -85,6 +113,9 @@ class Signer:
         self._seen[signature] = None
         if len(self._seen) > self._seen_limit:
             self._seen.popitem(last=False)
+
+
+_BUFFERS_DOMAIN = b"loom-buffers-v1\0"
 
 
 def _is_hmac_digest(name: str) -> bool:

@@ -208,7 +208,8 @@ class Client:
         self, engine_id: int, msg_type: str, content: JSONDict, buffers: list[bytes] | None = None
     ) -> str:
         """Send a shell request to an engine; its msg_id. Results are routed by msg_id."""
-        message = self.session.message(msg_type, content, buffers=buffers)
+        metadata = {"buffers_hmac": self.session.signer.sign_buffers(buffers)} if buffers else {}
+        message = self.session.message(msg_type, content, metadata=metadata, buffers=buffers)
         self._kinds[message.msg_id] = msg_type
         self.link(engine_id).send("shell", message)
         return message.msg_id
@@ -260,6 +261,8 @@ class Client:
         from ..protocol._serialize import deserialize_object
 
         try:
+            # Unpickling runs code: only buffers the engine signed (the key) are loaded.
+            self.session.signer.verify_buffers(reply.buffers, reply.metadata.get("buffers_hmac"))
             return deserialize_object(reply.buffers), None
         except Exception as exc:  # a result this process cannot unpickle
             return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)

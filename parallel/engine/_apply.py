@@ -23,7 +23,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kernel.protocol import JSONDict, Message, Reply, utc_now_iso
+from kernel.protocol import JSONDict, Message, Reply, SignatureError, utc_now_iso
 
 from .._errors import SerializationError
 
@@ -50,9 +50,12 @@ async def handle_apply(
 
     interpreter = server.interpreter
     metadata: JSONDict = {"engine": engine.uuid, "engine_id": engine.id, "started": utc_now_iso()}
+    signer = server.session.signer
     try:
+        # Unpickling runs code: only buffers signed with the cluster's key are loaded.
+        signer.verify_buffers(request.buffers, request.metadata.get("buffers_hmac"))
         fn, args, kwargs = deserialize_call(request.buffers)
-    except SerializationError as exc:
+    except (SerializationError, SignatureError) as exc:
         return _failed(interpreter.report_error(exc), metadata)
     namespace = interpreter.user_ns
     fn = interactive_in(fn, namespace) if isinstance(fn, types.FunctionType) else fn
@@ -67,7 +70,7 @@ async def handle_apply(
         buffers = serialize_object(outcome.value)
     except SerializationError as exc:  # an unpicklable result: say what, keep serving
         return _failed(interpreter.report_error(exc), metadata)
-    metadata.update(status="ok", completed=utc_now_iso())
+    metadata.update(status="ok", completed=utc_now_iso(), buffers_hmac=signer.sign_buffers(buffers))
     return Reply({"status": "ok"}, metadata, buffers)
 
 
