@@ -34,8 +34,10 @@ from kernel.protocol import JSONDict
 from kernel.server.magics._args import UsageError
 from kernel.server.magics._registry import Magics
 
+from . import _inline_figures, _ipython_shell
 from ._compile import ends_quietly
-from ._display import Display, format_object
+from ._display import Display, call_ipython_display, format_object
+from ._history_requests import history_reply
 from ._history_store import HistoryStore
 from ._traceback import format_exception
 from ._transform import transform_cell
@@ -87,7 +89,7 @@ class Interpreter:
         self.hidden_prefixes = list(hidden_prefixes)
         self.history = history if history is not None else HistoryStore(None)
         self.transform: Transformer = transform or self._transform
-        self.display = Display(_DisplayAdapter(self))
+        self.display = Display(self)  # publishes through self.publish, whatever it is then
         self.execution_count = 1
         self.user_ns: dict[str, Any] = {}
         self.payload: list[JSONDict] = []
@@ -101,8 +103,21 @@ class Interpreter:
         #: signal handler, and other threads can wait on it with a timeout).
         #: Created by :meth:`install_sigint_handler`.
         self.sigint_fd: int | None = None
+        #: IPython's exception reporting mode (``%xmode``): Plain, Context, Verbose, Minimal.
+        self.xmode = "Context"
+        #: The running (or last) cell's source, error and result, for ``post_run_cell``.
+        self.cell_source = ""
+        self.cell_error: BaseException | None = None
+        self.cell_result: object = None
+        #: ``text/plain`` of each ``Out[n]`` of this session (history requests' outputs).
+        self.output_texts: dict[int, str] = {}
         self.magics = Magics(self)
         self._reset_namespace()
+        # The code written for IPython: its display API and inline figures, set up only
+        # when user code imports IPython or matplotlib.
+        _ipython_shell.install(self)
+        _inline_figures.enable_by_default(self.display)
+        self.magics.post_execute.append(_inline_figures.flush_figures)
 
     def _reset_namespace(self) -> None:
         self.user_ns.clear()
@@ -119,6 +134,7 @@ class Interpreter:
             display=self.display.display,
             update_display=self.display.update_display,
             clear_output=self.display.clear_output,
+            get_ipython=_ipython_shell.current_shell,
         )
         self.user_ns["_ih"] = self.user_ns["In"]
         self.user_ns["_oh"] = self.user_ns["Out"]
@@ -137,31 +153,11 @@ class Interpreter:
         return self.magics.names()
 
     def history_reply(self, request: JSONDict) -> list[list[Any]]:
-        """The ``history`` list of a ``history_reply`` for a ``history_request``'s content."""
-        output = bool(request.get("output", False))
-        raw = bool(request.get("raw", True))
-        kind = request.get("hist_access_type", "tail")
-        store = self.history
-        if kind == "range":
-            entries = store.range(
-                int(request.get("session", 0)),
-                int(request.get("start", 1)),
-                None if request.get("stop") is None else int(request["stop"]),
-                raw=raw,
-                output=output,
-            )
-        elif kind == "search":
-            n = request.get("n")
-            entries = store.search(
-                str(request.get("pattern", "*")),
-                None if n is None else int(n),
-                unique=bool(request.get("unique", False)),
-                raw=raw,
-                output=output,
-            )
-        else:
-            entries = store.tail(int(request.get("n", 10)), raw=raw, output=output)
-        return HistoryStore.to_reply(entries, output)
+        """The ``history`` list of a ``history_reply`` for a ``history_request``'s content.
+
+        Outputs (``output=True``) are those of this session's results, as in IPython.
+        """
+        return history_reply(self.history, request, self.output_texts)
 
     # -- interrupts -------------------------------------------------------------
 
@@ -215,6 +211,7 @@ class Interpreter:
         linecache.cache[filename] = (len(raw), None, raw.splitlines(True), filename)
         outcome = CellOutcome()
         self._in_cell = True  # keeps an interrupt that arrived since arm_interrupt()
+        self._run_hooks(self.magics.run_pre_execute, raw)  # e.g. autoreload
         try:
             code, has_result = self._compile(raw, filename, display_last=not silent)
             value = await self._execute(code)
@@ -225,17 +222,25 @@ class Interpreter:
                 exc = KeyboardInterrupt()
             outcome.status = "error"
             outcome.error = self.report_error(exc)
+            self.cell_error = exc
         finally:
             self._in_cell, self._interrupt_pending = False, False
             self.user_ns.pop(_LAST_VALUE, None)
             if store_history:
                 self.execution_count += 1
-        try:
-            self.magics.run_post_execute()  # e.g. %matplotlib inline shows the cell's figures
-        except Exception as exc:
-            self.report_error(exc)
+        self._run_hooks(self.magics.run_post_execute)  # e.g. the cell's figures
         outcome.payload = self.payload
         return outcome
+
+    def _run_hooks(self, run: Callable[[], None], source: str | None = None) -> None:
+        """Run the pre- or post-execute callbacks (``source``: a cell is about to start);
+        an exception they raise is reported, and the cell goes on."""
+        if source is not None:
+            self.cell_source, self.cell_error, self.cell_result = source, None, None
+        try:
+            run()
+        except Exception as exc:
+            self.report_error(exc)
 
     def _compile(self, raw: str, filename: str, *, display_last: bool) -> tuple[CodeType, bool]:
         source = self.transform(raw)
@@ -319,12 +324,17 @@ class Interpreter:
         return CallOutcome(value=value)
 
     def _display_result(self, value: Any, count: int, store_history: bool) -> None:
+        self.cell_result = value
         if store_history:
             ns = self.user_ns
             ns["___"], ns["__"], ns["_"] = ns["__"], ns["_"], value
             ns[f"_{count}"] = value
             ns["Out"][count] = value
+        if call_ipython_display(value):
+            return  # it displayed itself, as IPython's _ipython_display_ does
         data, metadata = format_object(value)
+        if store_history and isinstance(data.get("text/plain"), str):
+            self.output_texts[count] = data["text/plain"]
         self.publish(
             "execute_result", {"execution_count": count, "data": data, "metadata": metadata}
         )
@@ -341,7 +351,10 @@ class Interpreter:
             return content
         try:
             ename, evalue, tb = format_exception(
-                exc, cell_filenames=_cell_name, hidden_prefixes=self.hidden_prefixes
+                exc,
+                cell_filenames=_cell_name,
+                hidden_prefixes=self.hidden_prefixes,
+                mode=self.xmode,
             )
         except Exception:  # the formatter must never take the kernel down
             ename, evalue = type(exc).__name__, str(exc)
@@ -368,14 +381,6 @@ class Interpreter:
                     "traceback": [],
                 }
         return results
-
-
-class _DisplayAdapter:
-    def __init__(self, interpreter: Interpreter) -> None:
-        self._interpreter = interpreter
-
-    def publish(self, msg_type: str, content: dict[str, Any]) -> None:
-        self._interpreter.publish(msg_type, content)
 
 
 def _cell_name(filename: str) -> str | None:

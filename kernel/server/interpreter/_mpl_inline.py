@@ -1,59 +1,66 @@
-"""A matplotlib backend that shows figures as PNG images in the kernel's output (``inline``).
+"""A matplotlib backend that shows figures in the kernel's output (``inline``), as ipykernel's.
 
-Selected by ``%matplotlib inline`` as ``module://kernel.server.interpreter._mpl_inline``.
-Figures are rendered with Agg and published as ``display_data`` (``image/png`` plus a
-``text/plain`` repr) through the :class:`~kernel.server.interpreter._display.Display` that
-:func:`activate` set, then closed: by ``plt.show()`` (:func:`show`), and after every cell
-by :func:`flush_figures`, which ``%matplotlib inline`` adds to the kernel's post-execute
-callbacks. Needs matplotlib, never IPython.
+matplotlib's default in the kernel (see ``_inline_figures``), and what ``%matplotlib inline``
+selects, as ``module://kernel.server.interpreter._mpl_inline``. Figures are rendered with Agg
+and published as ``display_data`` through the display ``_inline_figures.activate`` recorded:
+one output per figure, with the formats of ``%config InlineBackend.figure_formats`` (PNG by
+default) and a ``text/plain`` repr, as ipykernel sends them. ``plt.show()`` (:func:`show`)
+publishes and closes every open figure; so does :func:`flush_figures` after every cell. A
+figure that is a cell's value is shown too, as IPython does (a type formatter). A figure with
+nothing drawn has only its ``text/plain``. Needs matplotlib, never IPython.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import struct
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matplotlib._pylab_helpers import Gcf  # type: ignore[import-not-found, unused-ignore]
 from matplotlib.backends.backend_agg import (  # type: ignore[import-not-found, unused-ignore]
     FigureCanvasAgg,
 )
+from matplotlib.figure import Figure  # type: ignore[import-not-found, unused-ignore]
 
-if TYPE_CHECKING:
-    from ._display import Display
+from ._display import register_type_formatter
+from ._inline_figures import BACKEND, config, current_display
 
-__all__ = ["BACKEND", "FigureCanvas", "activate", "flush_figures", "show"]
-
-BACKEND = f"module://{__name__}"
-"""The name matplotlib knows this backend by (``MPLBACKEND``, ``matplotlib.use``)."""
+__all__ = ["BACKEND", "FigureCanvas", "figure_bundle", "flush_figures", "show"]
 
 #: The canvas class matplotlib builds figure managers from (Agg: renders to a pixel buffer).
 FigureCanvas = FigureCanvasAgg
 
-_display: Display | None = None
-
-
-def activate(display: Display) -> None:
-    """Publish figures through ``display`` from now on."""
-    global _display
-    _display = display
+#: Format -> (MIME type, ``savefig`` format, whether the payload is text).
+_FORMATS = {
+    "png": ("image/png", "png", False),
+    "retina": ("image/png", "png", False),
+    "jpeg": ("image/jpeg", "jpeg", False),
+    "svg": ("image/svg+xml", "svg", True),
+    "pdf": ("application/pdf", "pdf", False),
+}
 
 
 def show(*, block: bool | None = None) -> None:
     """``plt.show()``: publish every open figure, then close them all. ``block`` is ignored."""
     managers = Gcf.get_all_fig_managers()
     try:
+        display = current_display()
         for manager in managers:
-            _publish(manager.canvas.figure)
+            figure = manager.canvas.figure
+            if display is not None:
+                data, metadata = figure_bundle(figure)
+                display.display(data, metadata=metadata, raw=True)
     finally:
-        if managers:
+        if managers and config.close_figures:
             Gcf.destroy_all()
 
 
 def flush_figures() -> None:
     """After a cell: show the figures it left open (as :func:`show`). Never raises: a figure
     that fails to render is reported on stderr."""
-    if _display is None or not Gcf.get_all_fig_managers():
+    if current_display() is None or not Gcf.get_all_fig_managers():
         return
     try:
         show()
@@ -61,9 +68,36 @@ def flush_figures() -> None:
         print(f"Error rendering a figure: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-def _publish(figure: Any) -> None:
-    if _display is None:
-        return
+def figure_bundle(figure: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data, metadata)`` of ``figure`` in the configured formats, binary ones base64."""
+    data: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    if figure.axes or figure.lines:  # as IPython: an empty figure is not rendered
+        for name in sorted(config.figure_formats, key=list(_FORMATS).index):
+            mime, fmt, is_text = _FORMATS[name]
+            if mime in data:
+                continue
+            payload = _render(figure, fmt, 2.0 if name == "retina" else 1.0)
+            if name == "retina":
+                width, height = struct.unpack(">II", payload[16:24])  # the PNG header
+                metadata[mime] = {"width": width // 2, "height": height // 2}
+            data[mime] = payload.decode("utf-8") if is_text else base64.b64encode(payload).decode()
+    data["text/plain"] = repr(figure)
+    return data, metadata
+
+
+def _render(figure: Any, fmt: str, scale: float) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    _display.display({"image/png": buffer.getvalue(), "text/plain": repr(figure)}, raw=True)
+    options = dict(config.print_figure_kwargs)
+    dpi = options.pop("dpi", None) or figure.dpi
+    figure.canvas.print_figure(buffer, format=fmt, dpi=dpi * scale, **options)
+    return buffer.getvalue()
+
+
+def _as_value(figure: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    data, metadata = figure_bundle(figure)
+    del data["text/plain"]  # the formatter's own repr is the pretty printer's
+    return data, metadata
+
+
+register_type_formatter(Figure, _as_value)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from kernel.server import interpreter
 from kernel.server.interpreter._compile import compile_body
 
 from ._args import UsageError, split_options
@@ -20,10 +18,6 @@ if TYPE_CHECKING:
     from ._registry import Magics
 
 __all__ = ["CapturedIO", "RichOutput", "load_output_magics"]
-
-#: The inline backend's name for matplotlib; the module itself imports matplotlib.
-#: Built from the interpreter package's name, as ``_mpl_inline.BACKEND`` is from its own.
-_MPL_BACKEND = f"module://{interpreter.__name__}._mpl_inline"
 
 
 @dataclass(slots=True)
@@ -150,9 +144,10 @@ class _OutputMagics:
     def matplotlib(self, line: str) -> None:
         """Show matplotlib figures as images in the output.
 
-        Usage: ``%matplotlib [inline]`` or ``%matplotlib --list``. Only ``inline`` exists:
-        ``plt.show()`` and the end of every cell render the open figures as PNG and close
-        them. Sets ``MPLBACKEND`` so later ``import matplotlib`` picks the backend up.
+        Usage: ``%matplotlib [inline]`` or ``%matplotlib --list``. Only ``inline`` exists,
+        and it is already matplotlib's default in this kernel unless ``MPLBACKEND`` says
+        otherwise: ``plt.show()`` and the end of every cell render the open figures (PNG, or
+        the formats of ``%config InlineBackend.figure_formats``) and close them.
         """
         options, gui = split_options(line, "l", ("list",))
         if options.get("l") or options.get("list"):
@@ -162,12 +157,11 @@ class _OutputMagics:
             raise UsageError(f"%matplotlib {gui}: Loom only provides the 'inline' backend")
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("matplotlib is not installed; %pip install matplotlib")
-        os.environ["MPLBACKEND"] = _MPL_BACKEND
         import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
-        from kernel.server.interpreter import _mpl_inline
+        from kernel.server.interpreter import _inline_figures
 
-        _mpl_inline.activate(self._magics.interpreter.display)
-        matplotlib.use(_mpl_inline.BACKEND)
-        if _mpl_inline.flush_figures not in self._magics.post_execute:
-            self._magics.post_execute.append(_mpl_inline.flush_figures)
+        _inline_figures.activate(self._magics.interpreter.display)
+        matplotlib.use(_inline_figures.BACKEND)
+        if _inline_figures.flush_figures not in self._magics.post_execute:
+            self._magics.post_execute.append(_inline_figures.flush_figures)

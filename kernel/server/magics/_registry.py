@@ -94,8 +94,9 @@ class Magics:
       ``"%%name"``); the interpreter's transform awaits their calls.
     - ``hidden``: name -> object of what the namespace held when :meth:`install` ran; ``%who``
       skips a name while it is still bound to that object, and ``%reset`` restores them.
-    - ``post_execute``: callables the kernel must call after every cell (``%matplotlib inline``
-      adds one that shows and closes the cell's figures); see :meth:`run_post_execute`.
+    - ``pre_execute`` / ``post_execute``: callables the kernel calls before / after every
+      cell (``autoreload`` reloads edited modules before; the inline backend shows and closes
+      the cell's figures after); see :meth:`run_pre_execute` / :meth:`run_post_execute`.
     """
 
     def __init__(self, interpreter: MagicContext) -> None:
@@ -104,7 +105,8 @@ class Magics:
         self.cell: dict[str, CellMagic] = {}
         self.async_names: set[str] = set()
         self.hidden: dict[str, object] = {}
-        self.post_execute: list[Callable[[], None]] = []
+        self.pre_execute: list[Callable[[], object]] = []
+        self.post_execute: list[Callable[[], object]] = []
         #: Modules loaded with ``%load_ext`` (see ``_extensions``).
         self.loaded_extensions: set[str] = set()
         self._no_expand: set[str] = set()
@@ -182,19 +184,19 @@ class Magics:
         than the interpreter's that run transformed code (``%run`` of an ``.ipy`` file)."""
         return dict(self._helpers)
 
-    def run_post_execute(self) -> None:
-        """Run the :attr:`post_execute` callables; the kernel calls this after every cell.
+    def run_pre_execute(self) -> None:
+        """Run the :attr:`pre_execute` callables; the kernel calls this before every cell.
 
         Exceptions propagate (after the remaining callables have run, the first one is raised).
         """
-        first: BaseException | None = None
-        for callback in list(self.post_execute):
-            try:
-                callback()
-            except Exception as exc:
-                first = first or exc
-        if first is not None:
-            raise first
+        _run_callbacks(self.pre_execute)
+
+    def run_post_execute(self) -> None:
+        """Run the :attr:`post_execute` callables; the kernel calls this after every cell.
+
+        Exceptions propagate as for :meth:`run_pre_execute`.
+        """
+        _run_callbacks(self.post_execute)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -329,6 +331,19 @@ class Magics:
         cell = "  ".join(f"%%{name}" for name in sorted(self.cell))
         print(f"Available line magics:\n{line}\n\nAvailable cell magics:\n{cell}")
         print("\nAutomagic is OFF, % prefix IS needed for line magics.")
+
+
+def _run_callbacks(callbacks: list[Callable[[], object]]) -> None:
+    """Call each of ``callbacks`` (a copy: one may unregister itself); then raise the first
+    exception one of them raised, if any."""
+    first: BaseException | None = None
+    for callback in list(callbacks):
+        try:
+            callback()
+        except Exception as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _search_names(pattern: str, namespace: dict[str, Any]) -> str | None:
