@@ -12,16 +12,20 @@ Cells are compiled under synthetic filenames whose source lives in :mod:`linecac
 
 from __future__ import annotations
 
-import functools
+import inspect
 import itertools
 import linecache
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any
 
-__all__ = ["format_exception"]
+from ._traceback_colour import highlight_python, paint
+
+__all__ = ["MODES", "format_exception"]
+
+MODES = ("Plain", "Context", "Verbose", "Minimal", "Docs")
+"""IPython's exception reporting modes (``%xmode``); Loom shows ``Docs`` as ``Context``."""
 
 CellNamer = Callable[[str], str | None]
 
@@ -34,8 +38,9 @@ _RECURSIVE_CUTOFF = 3
 _MAX_GROUP_WIDTH = 15
 _MAX_GROUP_DEPTH = 10
 _HEADER_WIDTH = 75
+#: Argument values longer than this are cut (Verbose mode).
+_MAX_REPR = 200
 _TRACEBACK_TITLE = "Traceback (most recent call last)"
-_EMPTY_COLOUR = re.compile(r"\x1b\[[0-9;]*m\x1b\[39;49;00m")
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n"
 _CONTEXT_MESSAGE = "\nDuring handling of the above exception, another exception occurred:\n"
 
@@ -46,6 +51,7 @@ def format_exception(
     cell_filenames: Mapping[str, str] | Callable[[str], str | None],
     hidden_prefixes: Sequence[str],
     color: bool = True,
+    mode: str = "Context",
 ) -> tuple[str, str, list[str]]:
     """``(ename, evalue, traceback)`` describing ``exc`` for an ``error`` message.
 
@@ -56,13 +62,18 @@ def format_exception(
     an arrow at the failing one. ``color`` adds ANSI colours (pygments); without it the text
     has no escape sequences. A ``KeyboardInterrupt`` shows only its innermost frame; a
     ``SyntaxError`` in a cell shows no frames (how the parser was reached is not the user's).
+
+    ``mode`` is one of :data:`MODES`, as IPython's ``%xmode``: ``Context`` as above;
+    ``Verbose`` adds each function's arguments and shows frames from their first line;
+    ``Plain`` is Python's own layout (``Traceback (most recent call last):``, one line of
+    source a frame); ``Minimal`` only the final ``Name: message`` line of the last exception.
     Never raises ``Exception``: a failure while formatting falls back to the final line only.
     """
     namer = _make_namer(cell_filenames)
     ename = type(exc).__name__
     evalue = _evalue(exc, namer)
     try:
-        lines = _Formatter(namer, tuple(hidden_prefixes), color).render(exc)
+        lines = _Formatter(namer, tuple(hidden_prefixes), color, mode).render(exc)
     except Exception:
         lines = [f"{ename}: {evalue}" if evalue else ename]
     return ename, evalue, lines
@@ -109,10 +120,37 @@ class _Frame:
     name: str
     first_line: int
     module_globals: dict[str, Any]
+    #: ``name=value, ...`` of the function's arguments (Verbose mode only).
+    arguments: str | None = None
 
     @property
     def key(self) -> tuple[str, int | None, str]:
         return self.filename, self.lineno, self.name
+
+
+def _arguments(code: CodeType, values: Mapping[str, object]) -> str:
+    """``x=1, k=3, *a=(2,)``: a function's arguments and their values, as IPython's Verbose."""
+    count = code.co_argcount + code.co_kwonlyargcount
+    names = list(code.co_varnames[:count])
+    stars: dict[str, str] = {}
+    if code.co_flags & inspect.CO_VARARGS:
+        stars[code.co_varnames[count]] = "*"
+        count += 1
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        stars[code.co_varnames[count]] = "**"
+    parts: list[str] = []
+    for name in [*names, *stars]:
+        shown = _safe_repr(values[name]) if name in values else "<unavailable>"
+        parts.append(f"{stars.get(name, '')}{name}={shown}")
+    return ", ".join(parts)
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__} object>"
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
 def _position(code: CodeType, lasti: int) -> tuple[int | None, int | None, int | None, int | None]:
@@ -125,13 +163,17 @@ def _position(code: CodeType, lasti: int) -> tuple[int | None, int | None, int |
 class _Formatter:
     """Renders one exception (with its chain and groups) into traceback elements."""
 
-    def __init__(self, namer: CellNamer, hidden: tuple[str, ...], color: bool) -> None:
+    def __init__(self, namer: CellNamer, hidden: tuple[str, ...], color: bool, mode: str) -> None:
         self._namer = namer
         self._hidden = hidden
         self._color = color
+        self._mode = mode if mode in MODES else "Context"
         self._seen: set[int] = set()
 
     def render(self, exc: BaseException, depth: int = 0) -> list[str]:
+        if self._mode == "Minimal":
+            text = self._syntax_error(exc) if isinstance(exc, SyntaxError) else None
+            return [(text or self._final_line(exc, _safe_str(exc))) + "\n"]
         chain: list[tuple[BaseException, str | None]] = []  # newest first
         current: BaseException | None = exc
         separator: str | None = None
@@ -158,15 +200,19 @@ class _Formatter:
         elif isinstance(exc, SyntaxError) and self._is_cell(exc.filename):
             frames = []  # a cell that does not parse: the path into the parser is noise
         out: list[str] = []
-        if frames:
+        plain = self._mode == "Plain"
+        if frames and plain:
+            out.append(f"{_TRACEBACK_TITLE}:\n")
+            out.extend(self._render_plain_frame(f) for f in frames)
+        elif frames:
             name = self._paint("*red*", type(exc).__name__)
             pad = " " * max(1, _HEADER_WIDTH - len(type(exc).__name__) - len(_TRACEBACK_TITLE))
             out.append(f"{name}{pad}{_TRACEBACK_TITLE}")
             out.extend(self._render_frames(frames))
         if isinstance(exc, SyntaxError):
-            out.append(self._syntax_error(exc))
+            out.append(self._syntax_error(exc) + "\n" * plain)
         else:
-            out.append(self._final_line(exc, _safe_str(exc)))
+            out.append(self._final_line(exc, _safe_str(exc)) + "\n" * plain)
         if isinstance(exc, BaseExceptionGroup):
             out.extend(self._render_group(exc, depth))
         return out
@@ -191,6 +237,7 @@ class _Formatter:
                         code.co_qualname,
                         code.co_firstlineno,
                         frame.f_globals,
+                        _arguments(code, frame.f_locals) if self._mode == "Verbose" else None,
                     )
                 )
             tb = tb.tb_next
@@ -218,7 +265,18 @@ class _Formatter:
         location = self._location(frame.filename, frame.lineno)
         if frame.name != "<module>":
             location += f", in {self._paint('cyan', frame.name)}"
+            if frame.arguments is not None:
+                location += f"({frame.arguments})"
         return "\n".join([location, *self._source(frame)]) + "\n"
+
+    def _render_plain_frame(self, frame: _Frame) -> str:
+        """``  Cell In[3], line 2 in f`` and the failing line, as IPython's Plain mode."""
+        location = "  " + self._location(frame.filename, frame.lineno)
+        if frame.name != "<module>":
+            location += f" in {frame.name}"
+        line = linecache.getline(frame.filename, frame.lineno or 0, frame.module_globals)
+        source = f"    {self._highlight([line.strip()])[0]}\n" if line.strip() else ""
+        return f"{location}\n{source}"
 
     def _is_cell(self, filename: object) -> bool:
         return isinstance(filename, str) and self._namer(filename) is not None
@@ -239,6 +297,8 @@ class _Formatter:
         if not 0 < frame.lineno <= len(lines):
             return []
         start = max(1, min(frame.first_line, frame.lineno), frame.lineno - _CONTEXT)
+        if self._mode == "Verbose":  # the whole function (or cell) up to the failing line
+            start = max(1, min(frame.first_line, frame.lineno))
         last = max(frame.lineno, min(frame.end_lineno or 0, frame.lineno + _MAX_CONTINUATION))
         last = min(last, len(lines))
         plain = [line.rstrip("\r\n") for line in lines[start - 1 : last]]
@@ -320,43 +380,7 @@ class _Formatter:
     # -- colour -----------------------------------------------------------------------------
 
     def _paint(self, style: str, text: str) -> str:
-        if not self._color:
-            return text
-        try:
-            return str(_pygments_console().ansiformat(style, text))
-        except Exception:
-            return text
+        return paint(style, text) if self._color else text
 
     def _highlight(self, lines: list[str]) -> list[str]:
-        """``lines`` of Python highlighted together (so multi-line tokens lex right)."""
-        if not self._color or not lines:
-            return lines
-        try:
-            lexer, formatter, highlight = _pygments_highlighter()
-            coloured = str(highlight("\n".join(lines), lexer, formatter))
-        except Exception:
-            return lines
-        # TerminalFormatter wraps bare whitespace in an empty colour pair: pure noise.
-        result = _EMPTY_COLOUR.sub("", coloured).split("\n")
-        if result and result[-1] == "" and len(result) == len(lines) + 1:
-            result.pop()
-        return result if len(result) == len(lines) else lines
-
-
-# Pygments is imported on first coloured traceback only: kernel start-up stays fast.
-@functools.cache
-def _pygments_console() -> Any:
-    import pygments.console  # type: ignore[import-untyped, unused-ignore]
-
-    return pygments.console
-
-
-@functools.cache
-def _pygments_highlighter() -> tuple[Any, Any, Any]:
-    from pygments import highlight  # type: ignore[import-untyped, unused-ignore]
-    from pygments.formatters import (  # type: ignore[import-untyped, unused-ignore]
-        TerminalFormatter,
-    )
-    from pygments.lexers import PythonLexer  # type: ignore[import-untyped, unused-ignore]
-
-    return PythonLexer(stripnl=False, ensurenl=False), TerminalFormatter(bg="dark"), highlight
+        return highlight_python(lines) if self._color else lines

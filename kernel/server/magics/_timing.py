@@ -23,12 +23,11 @@ __all__ = ["TimeitResult", "format_time", "load_timing_magics"]
 
 #: %timeit picks the loop count that makes one run last at least this long (as IPython).
 MIN_RUN_TIME = 0.2
-#: Without ``-r``, %timeit stops repeating once the runs have taken about this long.
-TIME_BUDGET = 2.0
 DEFAULT_REPEAT = 7
 #: %time reports the compile time when it exceeds this many seconds.
 _REPORT_COMPILE_TIME = 0.1
 
+_TIMEIT_OPTIONS = "n:r:p:tcqo"
 _TIMEIT_TEMPLATE = """\
 def inner(_it, _timer):
     pass
@@ -165,21 +164,24 @@ class _TimingMagics:
     def timeit(self, line: str) -> TimeitResult | None:
         """Time a Python statement by running it many times.
 
-        Usage, as a line magic: ``%timeit [-n N -r R -p P -q -o] statement``
-        and as a cell magic: ``%%timeit [-n N -r R -p P -q -o] setup_statement``
+        Usage, as a line magic: ``%timeit [-n N -r R -p P -t -c -q -o] statement``
+        and as a cell magic: ``%%timeit [-n N -r R -p P -t -c -q -o] setup_statement``
         (the rest of the cell is the statement timed; the setup runs before each run).
 
-        Options:
+        Options, as IPython's:
           -n N  loops per run; by default the smallest power of 10 making a run last 0.2 s
-          -r R  number of runs (default 7, fewer if the runs would exceed about 2 s)
+                (that calibration run is not one of the runs)
+          -r R  number of runs (default 7)
           -p P  significant digits in the output (default 3)
+          -t    time with ``time.time`` (wall clock) instead of ``time.perf_counter``
+          -c    time with ``time.process_time`` (CPU time of this process)
           -q    quiet: print nothing
           -o    return a TimeitResult (loops, all_runs, timings, average, stdev, best, worst)
 
         Prints, like IPython: ``1.23 µs ± 45.6 ns per loop (mean ± std. dev. of 7 runs,
         1,000,000 loops each)``.
         """
-        options, stmt = split_options(line, "n:r:p:qo")
+        options, stmt = split_options(line, _TIMEIT_OPTIONS)
         site = self._magics.call_site
         return self._timeit(options, stmt, "pass", site, site.lineno, site.lineno)
 
@@ -188,7 +190,7 @@ class _TimingMagics:
 
         See ``%timeit?``.
         """
-        options, setup = split_options(line, "n:r:p:qo")
+        options, setup = split_options(line, _TIMEIT_OPTIONS)
         site = self._magics.call_site
         return self._timeit(options, body, setup or "pass", site, site.lineno + 1, site.lineno)
 
@@ -209,7 +211,9 @@ class _TimingMagics:
         started = time.perf_counter()
         inner = _make_inner(stmt, setup, site, stmt_line, setup_line)
         compile_time = time.perf_counter() - started
-        loops, runs = _measure(inner, number, repeat)
+        timer = time.process_time if options.get("c") else time.perf_counter
+        timer = time.time if options.get("t") else timer
+        loops, runs = _measure(inner, number, repeat or DEFAULT_REPEAT, timer)
         result = TimeitResult(loops, len(runs), runs, compile_time, precision)
         if not options.get("q"):
             if result.worst > 4 * result.best and result.best > 0 and result.worst > 1e-6:
@@ -259,32 +263,27 @@ def _make_inner(stmt: str, setup: str, site: CallSite, stmt_line: int, setup_lin
     return inner
 
 
-def _measure(inner: Inner, number: int | None, repeat: int | None) -> tuple[int, list[float]]:
-    """``(loops, run times)``. Chooses the loop count (IPython's rule) and, without ``repeat``,
-    stops early once the runs exceed :data:`TIME_BUDGET`; the calibration run counts."""
-    runs: list[float] = []
+def _measure(
+    inner: Inner, number: int | None, repeat: int, timer: Callable[[], float]
+) -> tuple[int, list[float]]:
+    """``(loops, run times)``: ``repeat`` runs of ``number`` loops. Without ``number``, the
+    loop count is IPython's: the smallest power of ten making one run last ``MIN_RUN_TIME``
+    (the calibration runs are not counted)."""
     if number is None:
         for exponent in range(10):
             number = 10**exponent
-            elapsed = _run(inner, number)
-            if elapsed >= MIN_RUN_TIME:
+            if _run(inner, number, timer) >= MIN_RUN_TIME:
                 break
-        runs.append(elapsed)
     assert number is not None
-    target = repeat or DEFAULT_REPEAT
-    while len(runs) < target:
-        if repeat is None and runs and sum(runs) + runs[-1] > TIME_BUDGET:
-            break
-        runs.append(_run(inner, number))
-    return number, runs
+    return number, [_run(inner, number, timer) for _ in range(repeat)]
 
 
-def _run(inner: Inner, number: int) -> float:
+def _run(inner: Inner, number: int, timer: Callable[[], float]) -> float:
     """One run of ``number`` loops with the garbage collector off, as :mod:`timeit` does."""
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return inner(itertools.repeat(None, number), time.perf_counter)
+        return inner(itertools.repeat(None, number), timer)
     finally:
         if gc_was_enabled:
             gc.enable()
