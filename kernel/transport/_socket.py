@@ -92,7 +92,13 @@ class MessageSocket:
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
         """Send at once: with no send high-water mark (see ``__init__``) it never blocks."""
         self._watch()
-        self.socket.send_multipart(self.session.serialize(message, identities or ()))
+        if message.buffers:
+            # Large buffers (a result array) go out without a copy: pyzmq copies frames
+            # below its copy_threshold anyway, and passes larger ones to libzmq as they are.
+            frames = self.session.serialize(message, identities or (), copy_buffers=False)
+            self.socket.send_multipart(frames, copy=False)
+        else:
+            self.socket.send_multipart(self.session.serialize(message, identities or ()))
         self._maybe_readable()
 
     async def recv(self) -> Received:

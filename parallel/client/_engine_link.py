@@ -82,7 +82,11 @@ class EngineLink:
 
     def _send_now(self, channel: str, message: Message) -> None:
         sock = self.sockets[channel]
-        sock.send_multipart(self._session.serialize(message))
+        if message.buffers:  # zero-copy for large buffers (see MessageSocket.send)
+            frames = self._session.serialize(message, copy_buffers=False)
+            sock.send_multipart(frames, copy=False)
+        else:
+            sock.send_multipart(self._session.serialize(message))
         self._pump.sent_on(sock)
 
     def _on_frames(self, channel: str, frames: list[bytes]) -> None:

@@ -29,9 +29,10 @@ The second rule is a pass over the top level rather than a pickle hook:
 triple the cost of pickling a large list (measured), and ``bytes`` never
 reach ``reducer_override``.
 
-Frames are ``bytes``, since ``Message.buffers`` and ``Session`` take bytes. A
-``bytes`` object is its own frame, not copied; any other buffer is copied once
-into one, the copy ``Session`` would otherwise make. Arrays received on
+Out-of-band frames are views of the data (a numpy array, a bytearray), not copies,
+and a ``bytes`` object is its own frame; the sender passes them to ZeroMQ as they are
+(``Session.serialize(copy_buffers=False)``), so the data must not change until the
+message is sent. Only data that is not C-contiguous is copied once. Arrays received on
 immutable frames are read-only, as in ipyparallel.
 
 Unpickling runs code: deserialize only frames from an authenticated message
@@ -163,9 +164,29 @@ def _out_of_band(frames: list[bytes], buffer: pickle.PickleBuffer) -> bool:
         if view.nbytes < OUT_OF_BAND_MIN:
             return True
         owner = view.obj
-        whole = type(owner) is bytes and view.nbytes == len(owner)  # a bytes object: no copy
-        frames.append(owner if type(owner) is bytes and whole else view.tobytes())
+        if type(owner) is bytes and view.nbytes == len(owner):
+            frames.append(owner)  # a bytes object is its own frame
+        else:
+            frames.append(_flat_view(owner, view))
     return False
+
+
+def _flat_view(owner: object, view: memoryview) -> bytes:
+    """A byte view of ``owner``'s data that outlives ``view`` (no copy when possible).
+
+    The frame must not be a view of the ``PickleBuffer`` (all of those are released
+    after the dump: see ``_pickle``), so it is a fresh export of the owner itself, e.g.
+    a numpy array: sent without a copy (``Session.serialize(copy_buffers=False)``). The
+    caller must not change the array until the message is sent, as with ipyparallel.
+    """
+    try:
+        fresh = memoryview(owner).cast("B")  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # not C-contiguous or no buffer: copy it
+        return view.tobytes()
+    if fresh.nbytes != view.nbytes:
+        fresh.release()
+        return view.tobytes()
+    return fresh  # type: ignore[return-value]  # a bytes-like frame
 
 
 #: Builds what to pickle, given the function that cans one value.
