@@ -58,7 +58,10 @@ def open_kernel_sockets(
     sockets = {channel: zmq.Socket(ctx, _SOCKET_TYPES[channel]) for channel in CHANNELS}
     try:
         _configure(sockets)
-        ports = {channel: _bind(sockets[channel], info, channel) for channel in CHANNELS}
+        ports = {
+            channel: _bind(sockets[channel], info, channel, index + 1)
+            for index, channel in enumerate(CHANNELS)
+        }
     except zmq.ZMQError:
         for sock in sockets.values():
             sock.close(linger=0)
@@ -86,10 +89,12 @@ def _configure(sockets: dict[str, zmq.Socket[bytes]]) -> None:
             sock.rcvhwm = 0
 
 
-def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str) -> int:
+def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str, number: int) -> int:
     port = info.port(channel)
     if info.transport == "ipc":
-        sock.bind(info.url(channel))
+        # An ipc "port" only tells the five socket files (``<ip>-<port>``) apart.
+        port = port or number
+        sock.bind(f"ipc://{info.ip}-{port}")
         return port
     if ":" in info.ip:
         sock.ipv6 = True

@@ -152,7 +152,7 @@ class Client:
     def _add_engine(self, record: EngineRecord) -> None:
         if record.id in self._links:
             return
-        info = self._info.engine_connection(record.ports)
+        info = self._info.engine_connection(record.address, record.ports)
         link = EngineLink(record.id, info, self.session, self._ctx, self._pump, self._on_event)
         self._links[record.id] = link
         self._records[record.id] = record
@@ -208,7 +208,9 @@ class Client:
         self, engine_id: int, msg_type: str, content: JSONDict, buffers: list[bytes] | None = None
     ) -> str:
         """Send a shell request to an engine; its msg_id. Results are routed by msg_id."""
-        metadata = {"buffers_hmac": self.session.signer.sign_buffers(buffers)} if buffers else {}
+        metadata: JSONDict = {}
+        if buffers and not self._info.authenticates_peers:
+            metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         message = self.session.message(msg_type, content, metadata=metadata, buffers=buffers)
         self._kinds[message.msg_id] = msg_type
         self.link(engine_id).send("shell", message)
@@ -261,8 +263,11 @@ class Client:
         from ..protocol._serialize import deserialize_object
 
         try:
-            # Unpickling runs code: only buffers the engine signed (the key) are loaded.
-            self.session.signer.verify_buffers(reply.buffers, reply.metadata.get("buffers_hmac"))
+            # Unpickling runs code: only buffers the engine signed (the key) are loaded,
+            # unless the transport admits no one else (ControllerInfo.authenticates_peers).
+            if not self._info.authenticates_peers:
+                digest = reply.metadata.get("buffers_hmac")
+                self.session.signer.verify_buffers(reply.buffers, digest)
             return deserialize_object(reply.buffers), None
         except Exception as exc:  # a result this process cannot unpickle
             return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)

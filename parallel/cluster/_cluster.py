@@ -32,7 +32,7 @@ from kernel.client import KernelProcess, describe_exit
 from .._errors import ClusterUnavailable
 
 if TYPE_CHECKING:
-    from ..client._client import Client
+    from ..client._pool_client import Client
 
 __all__ = ["Cluster"]
 
@@ -49,9 +49,22 @@ class Cluster:
     stops everything it started on exit; so does ``async with``.
     """
 
-    def __init__(self, n: int | None = None, *, ip: str = "127.0.0.1", engines: str = "local"):
+    def __init__(
+        self,
+        n: int | None = None,
+        *,
+        ip: str = "127.0.0.1",
+        engines: str = "local",
+        transport: str = "ipc",
+    ):
+        """``transport="ipc"`` (the default for local engines): socket files in an
+        owner-only directory, so only this user can connect, and large buffers skip their
+        own digest; ``"tcp"``: sockets on ``ip``."""
         if engines != "local":
             raise ValueError(f"engines={engines!r}: only 'local' engines exist so far")
+        if transport not in ("ipc", "tcp"):
+            raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
+        self.transport = transport
         self.n = os.cpu_count() or 1 if n is None else n
         if self.n < 0:
             raise ValueError("n must be 0 or more")
@@ -73,7 +86,7 @@ class Cluster:
         read_fd, write_fd = os.pipe()
         argv = [
             sys.executable, "-P", "-m", "parallel.controller",
-            "-n", str(n), "--ip", self.ip,
+            "-n", str(n), "--ip", self.ip, "--transport", self.transport,
             "--parent", str(os.getpid()), "--ready-fd", str(write_fd),
         ]  # fmt: skip
         try:
@@ -133,7 +146,7 @@ class Cluster:
         self._read_ready()
 
     def _connect(self) -> Client:
-        from ..client._client import Client
+        from ..client._pool_client import Client
 
         assert self.cluster_file is not None
         self._client = Client(self.cluster_file)

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -43,6 +46,7 @@ READY_LINE = "loom controller ready"
 async def run_controller(
     *,
     ip: str = "127.0.0.1",
+    transport: str = "tcp",
     engines: int = 0,
     cluster_file: str | os.PathLike[str] | None = None,
     parent_pid: int | None = None,
@@ -53,7 +57,7 @@ async def run_controller(
     Once serving, the cluster file's path is written as one line to stdout and, if given,
     to ``ready_fd`` (then closed): a launcher waits for that line, not for a file to appear.
     """
-    info, hub_sock, notify = _bind(ip)
+    info, hub_sock, notify = _bind(ip, transport)
     path = info.write(cluster_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,13 +83,14 @@ async def run_controller(
         hub_sock.close()
         notify.close(linger=100)
         path.unlink(missing_ok=True)
+        if info.transport == "ipc":
+            shutil.rmtree(info.ip, ignore_errors=True)
     return 0
 
 
-def _bind(ip: str) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
-    key = ControllerInfo.new_key()
+def _bind(ip: str, transport: str) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
+    """Bind the hub and the notification PUB; ``ipc`` in a fresh 0700 directory."""
     ctx = shared_context()
-    host = f"tcp://[{ip}]" if ":" in ip else f"tcp://{ip}"
     router: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
     notify: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.PUB)
     for sock in (router, notify):
@@ -94,15 +99,19 @@ def _bind(ip: str) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
         sock.ipv6 = ":" in ip
     router.rcvhwm = 0
     info = ControllerInfo(
-        cluster_id=uuid.uuid4().hex[:12],
-        key=key,
-        ip=ip,
-        hub_port=router.bind_to_random_port(host),
-        notify_port=notify.bind_to_random_port(host),
-        pid=os.getpid(),
+        cluster_id=uuid.uuid4().hex[:12], key=ControllerInfo.new_key(), pid=os.getpid()
     )
-    session = Session(key)
-    return info, MessageSocket(router, session, "hub"), notify
+    if transport == "ipc":
+        # A short path (socket file names are limited to ~107 bytes), owner-only.
+        info = dataclasses.replace(info, transport="ipc", ip=tempfile.mkdtemp(prefix="loom-"))
+        info = dataclasses.replace(info, hub_port=1, notify_port=2)
+        router.bind(info.hub_url)
+        notify.bind(info.notify_url)
+    else:
+        host = f"tcp://[{ip}]" if ":" in ip else f"tcp://{ip}"
+        hub_port, notify_port = router.bind_to_random_port(host), notify.bind_to_random_port(host)
+        info = dataclasses.replace(info, ip=ip, hub_port=hub_port, notify_port=notify_port)
+    return info, MessageSocket(router, Session(info.key), "hub"), notify
 
 
 def _announce(path: Path, ready_fd: int | None) -> None:
@@ -145,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-n", "--engines", type=int, default=0, help="local engines to start")
     parser.add_argument("--ip", default="127.0.0.1")
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "ipc"),
+        default="tcp",
+        help="ipc: socket files in a private directory (one machine, this user only)",
+    )
     parser.add_argument("-f", "--file", default=None, help="where to write the cluster file")
     parser.add_argument("--parent", type=int, default=None, help="stop when this PID exits")
     parser.add_argument("--ready-fd", type=int, default=None, help="write the file's path here")
@@ -156,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_controller(
                 ip=args.ip,
+                transport=args.transport,
                 engines=args.engines,
                 cluster_file=args.file,
                 parent_pid=args.parent,

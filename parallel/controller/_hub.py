@@ -42,7 +42,7 @@ from kernel.transport import MessageSocket, RateLimitedLog
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
 
 from ..protocol._controller_info import ControllerInfo
-from ..protocol._hub_messages import EngineRecord, ports_of
+from ..protocol._hub_messages import EngineRecord, address_of, ports_of
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
 
@@ -113,6 +113,7 @@ class Hub:
         if not isinstance(uuid, str) or not uuid or not isinstance(pid, int):
             raise MalformedMessage("registration needs a uuid string and a pid number")
         ports = ports_of(request.content.get("ports"))
+        address = address_of(request.content)
         events = self.registry.handle(RegistrationReceived(uuid=uuid, stimulus_id=request.msg_id))
         engine_id = -1
         for event in events:
@@ -120,7 +121,7 @@ class Hub:
                 case EngineLost(engine=lost):
                     self._forget(lost, "it registered again (restarted)")
                 case EngineRegistered(engine=engine_id):
-                    record = EngineRecord(engine_id, uuid, pid, ports)
+                    record = EngineRecord(engine_id, uuid, pid, address, ports)
                     self.engines[engine_id] = record
                     self._watch(record)
                     self._publish("registration_notification", record.to_content())
@@ -145,7 +146,7 @@ class Hub:
             self._publish("unregistration_notification", content)
 
     def _watch(self, record: EngineRecord) -> None:
-        url = self.info.engine_connection(record.ports).url("hb")
+        url = self.info.engine_connection(record.address, record.ports).url("hb")
 
         def changed(responsive: bool) -> None:
             if not responsive:
@@ -172,7 +173,7 @@ class Hub:
 
     async def _stop_engine(self, record: EngineRecord) -> None:
         """Ask an engine to shut down on its control channel (messaging spec, shutdown)."""
-        info = self.info.engine_connection(record.ports)
+        info = self.info.engine_connection(record.address, record.ports)
         session = Session(self.info.key, self.info.signature_scheme)
         control = MessageSocket.connect(zmq.DEALER, info.url("control"), session, "control")
         try:

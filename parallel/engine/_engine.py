@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING
 import zmq
 
 from kernel.protocol import (
+    CHANNELS,
     ConnectionFileError,
+    ConnectionInfo,
     Message,
     ProtocolError,
     Reply,
@@ -83,7 +85,7 @@ def _on_signal_request(server: KernelServer, request: Message) -> Reply:
 
 
 def register(
-    controller: ControllerInfo, ports: dict[str, int], engine_uuid: str, timeout: float
+    controller: ControllerInfo, info: ConnectionInfo, engine_uuid: str, timeout: float
 ) -> int:
     """Register with the controller's hub; the engine id it gives.
 
@@ -95,7 +97,8 @@ def register(
     sock.linger = 0
     try:
         sock.connect(controller.hub_url)
-        content = {"uuid": engine_uuid, "pid": os.getpid(), "ports": ports}
+        ports = {f"{ch}_port": info.port(ch) for ch in CHANNELS}
+        content = {"uuid": engine_uuid, "pid": os.getpid(), "address": info.ip, "ports": ports}
         sock.send_multipart(session.serialize(session.message("registration_request", content)))
         if not sock.poll(int(timeout * 1000)):
             raise EngineStartError(
@@ -128,12 +131,11 @@ def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> i
     except ConnectionFileError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
-    sockets = open_kernel_sockets(controller.engine_connection())
-    info = sockets.info
-    ports = {f"{ch}_port": info.port(ch) for ch in ("shell", "iopub", "stdin", "control", "hb")}
     engine_uuid = str(uuidlib.uuid4())
+    address = controller.new_engine_address(engine_uuid[:8])
+    sockets = open_kernel_sockets(controller.engine_connection(address))
     try:
-        engine_id = register(controller, ports, engine_uuid, timeout)
+        engine_id = register(controller, sockets.info, engine_uuid, timeout)
     except EngineStartError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)
@@ -141,5 +143,6 @@ def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> i
     iothread = start_io(sockets)
     import asyncio  # after registration and start_io, as in run_kernel
 
-    setup = partial(make_engine, engine=EngineIdentity(engine_id, engine_uuid))
+    identity = EngineIdentity(engine_id, engine_uuid, not controller.authenticates_peers)
+    setup = partial(make_engine, engine=identity)
     end_process(sockets, asyncio.run(serve(sockets, iothread, setup=setup)))

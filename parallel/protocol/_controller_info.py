@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kernel.protocol import (
     ConnectionFileError,
@@ -34,6 +34,9 @@ class ControllerInfo:
 
     cluster_id: str
     key: bytes = field(repr=False)
+    #: ``tcp``: ``ip`` is an address. ``ipc``: ``ip`` is an owner-only (0700) directory
+    #: holding the cluster's socket files, so only this user can connect at all.
+    transport: Literal["tcp", "ipc"] = "tcp"
     ip: str = "127.0.0.1"
     #: The hub ROUTER: engines register, clients ask for engines and shutdowns.
     hub_port: int = 0
@@ -53,23 +56,42 @@ class ControllerInfo:
 
     @property
     def hub_url(self) -> str:
+        if self.transport == "ipc":
+            return f"ipc://{self.ip}/hub"
         return f"{self.tcp_host}:{self.hub_port}"
 
     @property
     def notify_url(self) -> str:
+        if self.transport == "ipc":
+            return f"ipc://{self.ip}/notify"
         return f"{self.tcp_host}:{self.notify_port}"
+
+    @property
+    def authenticates_peers(self) -> bool:
+        """True when the transport itself admits only this user (ipc in a 0700 directory):
+        then buffers need no digest of their own (``Signer.sign_buffers``)."""
+        return self.transport == "ipc"
+
+    def new_engine_address(self, name: str) -> str:
+        """Where an engine called ``name`` binds: this host's address, or for ipc a
+        socket-file prefix in the cluster's directory."""
+        return f"{self.ip}/e-{name}" if self.transport == "ipc" else self.ip
 
     @property
     def default_path(self) -> Path:
         """Where this cluster's file lives unless told otherwise."""
         return runtime_dir() / f"loom-cluster-{self.cluster_id}.json"
 
-    def engine_connection(self, ports: Mapping[str, int] | None = None) -> ConnectionInfo:
-        """An engine's kernel connection info: this cluster's address and key, ``ports``
-        (``shell_port``...; all 0, "choose while binding", by default)."""
+    def engine_connection(
+        self, address: str, ports: Mapping[str, int] | None = None
+    ) -> ConnectionInfo:
+        """An engine's kernel connection info: its ``address`` (an ip, or an ipc prefix),
+        ``ports`` (``shell_port``...; all 0, "choose while binding", by default) and this
+        cluster's transport and key."""
         ports = ports or {}
         return ConnectionInfo(
-            ip=self.ip,
+            ip=address,
+            transport=self.transport,
             key=self.key,
             signature_scheme=self.signature_scheme,
             kernel_name="loom-engine",
@@ -83,6 +105,7 @@ class ControllerInfo:
     def to_dict(self) -> dict[str, Any]:
         return {
             "cluster_id": self.cluster_id,
+            "transport": self.transport,
             "ip": self.ip,
             "hub_port": self.hub_port,
             "notify_port": self.notify_port,
@@ -104,8 +127,12 @@ class ControllerInfo:
                 raise ConnectionFileError(f"{name} must be a port number, got {value!r}")
             ports[name] = value
         pid = data.get("pid", 0)
+        transport = data.get("transport", "tcp")
+        if transport not in ("tcp", "ipc"):
+            raise ConnectionFileError(f"transport must be 'tcp' or 'ipc', not {transport!r}")
         return cls(
             cluster_id=data["cluster_id"],
+            transport=transport,
             key=data["key"].encode("utf-8"),
             ip=data["ip"],
             signature_scheme=data["signature_scheme"],

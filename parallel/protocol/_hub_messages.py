@@ -7,7 +7,7 @@ messaging (``registration_request``, ``connection_request``, ``shutdown_request`
 Loom's own, because an engine here is a whole kernel with five ports:
 
 =============================  ============================================================
-``registration_request``       ``{"uuid", "pid", "ports": {shell_port..hb_port}}`` (engine)
+``registration_request``       ``{"uuid", "pid", "address", "ports": {shell_port..}}`` (engine)
 ``registration_reply``         ``{"status": "ok", "id": N}``
 ``connection_request``         ``{}`` (client)
 ``connection_reply``           ``{"status": "ok", "engines": [engine record...]}``
@@ -16,8 +16,9 @@ Loom's own, because an engine here is a whole kernel with five ports:
 ``unregistration_notification``  ``{"id", "uuid", "reason"}`` (PUB)
 =============================  ============================================================
 
-An engine record is ``{"id", "uuid", "pid", "ports"}``; the address and key are the
-cluster's (``ControllerInfo.engine_connection``).
+An engine record is ``{"id", "uuid", "pid", "address", "ports"}``: ``address`` is the ip
+the engine bound (or, on an ipc cluster, its socket-file prefix); the transport and key
+are the cluster's (``ControllerInfo.engine_connection``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from kernel.protocol import CHANNELS, JSONDict, MalformedMessage
 
-__all__ = ["EngineRecord", "ports_of"]
+__all__ = ["EngineRecord", "address_of", "ports_of"]
 
 
 def ports_of(data: object) -> dict[str, int]:
@@ -51,10 +52,17 @@ class EngineRecord:
     id: int
     uuid: str
     pid: int
+    address: str
     ports: dict[str, int]
 
     def to_content(self) -> JSONDict:
-        return {"id": self.id, "uuid": self.uuid, "pid": self.pid, "ports": dict(self.ports)}
+        return {
+            "id": self.id,
+            "uuid": self.uuid,
+            "pid": self.pid,
+            "address": self.address,
+            "ports": dict(self.ports),
+        }
 
     @classmethod
     def from_content(cls, content: Mapping[str, Any]) -> EngineRecord:
@@ -66,4 +74,12 @@ class EngineRecord:
             raise MalformedMessage("engine uuid must be a non-empty string")
         if not isinstance(pid, int) or isinstance(pid, bool):
             raise MalformedMessage("engine pid must be an integer")
-        return cls(engine_id, uuid, pid, ports_of(content.get("ports")))
+        return cls(engine_id, uuid, pid, address_of(content), ports_of(content.get("ports")))
+
+
+def address_of(content: Mapping[str, Any]) -> str:
+    """The ``address`` in ``content``; raises :class:`MalformedMessage`."""
+    address = content.get("address")
+    if not isinstance(address, str) or not address or len(address) > 4096:
+        raise MalformedMessage("an engine's address must be a non-empty string")
+    return address

@@ -36,8 +36,10 @@ def _kill(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(n: int, *, timeout: float = 60.0) -> Iterator[tuple[Cluster, Client]]:
-    cluster = Cluster(n=n)
+def running_cluster(
+    n: int, *, timeout: float = 60.0, transport: str = "ipc"
+) -> Iterator[tuple[Cluster, Client]]:
+    cluster = Cluster(n=n, transport=transport)
     pids: set[int] = set()
     try:
         client = cluster.start_and_connect_sync(timeout=timeout)

@@ -66,8 +66,11 @@ def test_garbage_and_forged_hub_messages_are_dropped_and_the_hub_serves_on() -> 
 
 
 def test_an_engine_refuses_tampered_buffers_and_forged_requests_and_lives_on() -> None:
-    with running_cluster(1) as (_, rc):
-        info = rc.info.engine_connection(rc._records[0].ports)
+    # On tcp anyone on the host can connect: buffers carry a digest (on ipc, only this
+    # user can reach the socket files, and the transport is the authentication).
+    with running_cluster(1, transport="tcp") as (_, rc):
+        record = rc._records[0]
+        info = rc.info.engine_connection(record.address, record.ports)
         shell = _dealer(info.url("shell"))
         try:
             session = Session(rc.info.key)

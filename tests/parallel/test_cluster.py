@@ -40,6 +40,23 @@ def test_a_cluster_registers_its_engines_and_applies_on_each() -> None:
     assert not cluster.cluster_file.exists()  # removed on stop
 
 
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_a_clusters_sockets_are_private_to_its_user(transport: str) -> None:
+    with running_cluster(1, transport=transport) as (_, rc):
+        info = rc.info
+        assert info.transport == transport
+        if transport == "ipc":
+            directory = Path(info.ip)
+            assert directory.stat().st_mode & 0o777 == 0o700
+            assert (directory / "hub").is_socket()
+            assert rc._records[0].address.startswith(f"{directory}/e-")
+        else:
+            assert info.ip == "127.0.0.1"
+        assert rc[0].apply_sync(lambda: bytes(range(256)) * 8) == bytes(range(256)) * 8
+    if transport == "ipc":
+        assert not directory.exists()  # removed with the cluster
+
+
 def test_push_pull_execute_scatter_gather_and_map_share_the_engines_namespaces() -> None:
     with running_cluster(2) as (_, rc):
         view = rc[:]
