@@ -44,6 +44,14 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
         add_run_arguments(run)
 
+    cluster = sub.add_parser("cluster", help="start, stop and list engine clusters")
+    controller = sub.add_parser("controller", help="run a cluster's controller")
+    engine = sub.add_parser("engine", help="run one engine of a cluster")
+    if {"cluster", "controller", "engine"} & set(argv):  # keep parallel off the console's start
+        from parallel.cluster._commands import add_cluster_arguments
+
+        add_cluster_arguments(cluster, controller, engine)
+
     kernel = sub.add_parser("kernel", help="run a Loom kernel")
     kernel.add_argument(
         "-f",
@@ -90,6 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shell.batch._run import run_batch
 
         return run_batch(args)
+    if args.command == "cluster":
+        from parallel.cluster._commands import run_cluster_command
+
+        return run_cluster_command(args)
+    if args.command in ("controller", "engine"):
+        from parallel.cluster._commands import run_controller_command
+
+        return run_controller_command(args)
     if args.command == "kernel":
         from kernel.server import run_kernel
 

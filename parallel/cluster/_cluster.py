@@ -56,15 +56,18 @@ class Cluster:
         ip: str = "127.0.0.1",
         engines: str = "local",
         transport: str = "ipc",
+        detached: bool = False,
     ):
         """``transport="ipc"`` (the default for local engines): socket files in an
         owner-only directory, so only this user can connect, and large buffers skip their
-        own digest; ``"tcp"``: sockets on ``ip``."""
+        own digest; ``"tcp"``: sockets on ``ip``. ``detached``: the cluster outlives this
+        process (``loom cluster start``); otherwise it stops when this process exits."""
         if engines != "local":
             raise ValueError(f"engines={engines!r}: only 'local' engines exist so far")
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self.transport = transport
+        self.detached = detached
         self.n = os.cpu_count() or 1 if n is None else n
         if self.n < 0:
             raise ValueError("n must be 0 or more")
@@ -87,8 +90,10 @@ class Cluster:
         argv = [
             sys.executable, "-P", "-m", "parallel.controller",
             "-n", str(n), "--ip", self.ip, "--transport", self.transport,
-            "--parent", str(os.getpid()), "--ready-fd", str(write_fd),
+            "--ready-fd", str(write_fd),
         ]  # fmt: skip
+        if not self.detached:
+            argv += ["--parent", str(os.getpid())]
         try:
             self._process = KernelProcess(argv, pass_fds=[write_fd])
         except BaseException:
@@ -189,6 +194,15 @@ class Cluster:
         return len(client._links) >= count
 
     # -- stopping -------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Forget the (detached) controller without stopping it: it serves on."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        process, self._process = self._process, None
+        if process is not None:
+            process.close()
 
     def stop_cluster_sync(self) -> None:
         """Stop the controller and every engine it started; close the client."""

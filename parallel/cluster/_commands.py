@@ -1,0 +1,182 @@
+"""``loom cluster start|stop|list``, ``loom controller`` and ``loom engine``.
+
+``start`` returns once N engines are registered and leaves the cluster running in the
+background (its controller in a session of its own); ``stop`` asks the controller to stop
+(it stops the engines it started) and waits for it, killing it if it does not go; ``list``
+shows each cluster file of the runtime directory with its controller and engines, and
+flags files whose controller is gone. Every failure is one line on stderr and a non-zero
+exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from kernel.protocol import ConnectionFileError, runtime_dir
+
+from .._errors import ParallelError
+from ..protocol._controller_info import CLUSTER_FILE_GLOB, ControllerInfo, newest_cluster_file
+
+__all__ = ["add_cluster_arguments", "run_cluster_command", "run_controller_command"]
+
+#: How long ``stop`` waits for a controller to exit before SIGKILL (seconds).
+STOP_WAIT = 10.0
+
+
+def add_cluster_arguments(
+    cluster: argparse.ArgumentParser,
+    controller: argparse.ArgumentParser,
+    engine: argparse.ArgumentParser,
+) -> None:
+    """The options of ``loom cluster``, ``loom controller`` and ``loom engine``."""
+    actions = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    start = actions.add_parser("start", help="start a controller and N engines in the background")
+    start.add_argument("-n", type=int, default=os.cpu_count() or 1, help="number of engines")
+    start.add_argument("--transport", choices=("ipc", "tcp"), default="ipc")
+    start.add_argument("--ip", default="127.0.0.1", help="address to bind with --transport tcp")
+    start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for engines")
+    stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
+    stop.add_argument("file", nargs="?", help="its cluster file")
+    stop.add_argument("--all", action="store_true", help="stop every cluster")
+    actions.add_parser("list", help="list clusters, their controllers and engines")
+    controller.add_argument("-n", type=int, default=0, help="local engines to start")
+    controller.add_argument("--transport", choices=("ipc", "tcp"), default="tcp")
+    controller.add_argument("--ip", default="127.0.0.1")
+    controller.add_argument("-f", "--file", default=None, help="where to write the cluster file")
+    engine.add_argument("-f", "--file", required=True, help="the cluster file")
+
+
+def run_controller_command(args: argparse.Namespace) -> int:
+    if args.command == "engine":
+        from ..engine._engine import run_engine
+
+        return run_engine(args.file)
+    from ..controller._controller import main
+
+    argv = ["-n", str(args.n), "--transport", args.transport, "--ip", args.ip]
+    return main([*argv, *(["--file", args.file] if args.file else [])])
+
+
+def run_cluster_command(args: argparse.Namespace) -> int:
+    """Run ``loom cluster ACTION``; the exit status."""
+    try:
+        if args.cluster_command == "start":
+            return _start(args)
+        if args.cluster_command == "stop":
+            return _stop(args)
+        return _list()
+    except (ParallelError, ConnectionFileError) as exc:
+        print(f"loom cluster {args.cluster_command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _start(args: argparse.Namespace) -> int:
+    from .._errors import ClusterUnavailable
+    from ._cluster import Cluster
+
+    if args.n < 0:
+        raise ClusterUnavailable("-n must be 0 or more")
+    cluster = Cluster(n=args.n, ip=args.ip, transport=args.transport, detached=True)
+    client = cluster.start_and_connect_sync(timeout=args.timeout)
+    count = len(client.ids)
+    cluster.release()
+    print(f"Cluster started with {count} engines. Connect with parallel.Client() or:")
+    print(f"    parallel.Client({str(cluster.cluster_file)!r})")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    if args.all:
+        files = sorted(runtime_dir().glob(CLUSTER_FILE_GLOB))
+        if not files:
+            print("no clusters are running")
+        return max([_stop_one(path) for path in files], default=0)
+    return _stop_one(Path(args.file) if args.file else newest_cluster_file())
+
+
+def _stop_one(path: Path) -> int:
+    info = ControllerInfo.read(path)
+    if not _alive(info.pid):
+        _remove_leftovers(info, path)
+        print(
+            f"cluster {info.cluster_id}: its controller (pid {info.pid}) was already gone; "
+            f"removed {path}"
+        )
+        return 0
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGTERM)  # the controller stops its engines, then exits
+    if not _wait_gone(info.pid, STOP_WAIT):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(info.pid, signal.SIGKILL)
+        _remove_leftovers(info, path)
+        print(f"cluster {info.cluster_id}: the controller did not stop in {STOP_WAIT:g} s; killed")
+        return 1
+    print(f"cluster {info.cluster_id} stopped")
+    return 0
+
+
+def _remove_leftovers(info: ControllerInfo, path: Path) -> None:
+    """What a controller that could not clean up leaves: its file and its ipc directory."""
+    path.unlink(missing_ok=True)
+    if info.transport == "ipc" and Path(info.ip).name.startswith("loom-"):
+        shutil.rmtree(info.ip, ignore_errors=True)
+
+
+def _list() -> int:
+    from ..client._pool_client import Client
+
+    files = sorted(runtime_dir().glob(CLUSTER_FILE_GLOB), key=lambda p: p.stat().st_mtime)
+    if not files:
+        print("no clusters are running (start one with `loom cluster start -n 4`)")
+        return 0
+    for path in files:
+        info = ControllerInfo.read(path)
+        if not _alive(info.pid):
+            print(
+                f"{info.cluster_id}  controller pid {info.pid} is gone (stale file {path}; "
+                "remove it with `loom cluster stop FILE`)"
+            )
+            continue
+        try:
+            with Client(path, timeout=2.0) as client:
+                records = dict(client._records)
+        except ParallelError as exc:
+            print(f"{info.cluster_id}  controller pid {info.pid} not answering: {exc}")
+            continue
+        print(
+            f"{info.cluster_id}  controller pid {info.pid}  {info.transport}  "
+            f"{len(records)} engines  {path}"
+        )
+        for engine_id, record in sorted(records.items()):
+            print(f"    engine {engine_id}  pid {record.pid}  running")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie nobody reaped has exited: not alive)."""
+    if pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait for ``pid`` to exit (a pidfd: no polling); True if it did."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
