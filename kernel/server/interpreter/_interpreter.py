@@ -113,8 +113,11 @@ class Interpreter:
         self.output_texts: dict[int, str] = {}
         self.magics = Magics(self)
         self._reset_namespace()
-        # The code written for IPython: its display API and inline figures, set up only
-        # when user code imports IPython or matplotlib.
+        self._welcome_ipython_code()
+
+    def _welcome_ipython_code(self) -> None:
+        """Code written for IPython: its display API and inline figures by default, both set
+        up only when user code imports IPython or matplotlib."""
         _ipython_shell.install(self)
         _inline_figures.enable_by_default(self.display)
         self.magics.post_execute.append(_inline_figures.flush_figures)

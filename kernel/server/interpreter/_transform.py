@@ -81,6 +81,8 @@ def _transform_cell_magic(lines: list[str], first: int, async_magics: Collection
     """The whole cell as one ``_loom_cell_magic_`` call on the ``%%`` line."""
     name, _, args = lines[first][2:].rstrip().partition(" ")
     body = "\n".join(lines[first + 1 :])
+    if body and not body.endswith("\n"):
+        body += "\n"  # as IPython, which ends every cell with a newline: %%writefile files do
     call = f"_loom_cell_magic_({name!r}, {args!r}, {body!r})"
     if f"%%{name}" in async_magics:
         call = f"await {call}"

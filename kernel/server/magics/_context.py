@@ -34,6 +34,8 @@ class MagicContext(Protocol):
     execution_count: int
     #: Publish an iopub message, parented to the running request.
     publish: Callable[[str, JSONDict], None]
+    #: How errors are reported (``%xmode``): Plain, Context, Verbose, Minimal or Docs.
+    xmode: str
 
     def cell_filename(self, count: int) -> str:
         """The file name a cell's code is compiled under (``<cell-N>``)."""

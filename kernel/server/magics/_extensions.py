@@ -8,7 +8,9 @@ This is how other packages add to Loom's kernel without ``kernel`` importing the
 
 IPython's own extensions (``load_ipython_extension(ipython)``) expect an IPython
 ``InteractiveShell``, which Loom's kernel is not: loading one says so instead of failing
-inside it.
+inside it. The IPython extensions users load every day have Loom implementations under
+the same names (:data:`BUILTIN_EXTENSIONS`): ``%load_ext autoreload`` loads Loom's
+``autoreload``, as IPython prefers its bundled extensions to importable modules.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from ._args import UsageError
 if TYPE_CHECKING:
     from ._registry import Magics
 
-__all__ = ["load_extension", "load_extension_magics"]
+__all__ = ["BUILTIN_EXTENSIONS", "load_extension", "load_extension_magics"]
 
 LOAD = "load_loom_extension"
 UNLOAD = "unload_loom_extension"
+
+BUILTIN_EXTENSIONS = {"autoreload": f"{__package__}._autoreload"}
+"""Extension name -> the module that implements it in Loom (IPython's bundled extensions)."""
 
 
 def load_extension_magics(magics: Magics) -> None:
@@ -68,7 +73,7 @@ class _Extensions:
     def unload(self, name: str) -> None:
         if name not in self.loaded:
             raise UsageError(f"The {name} extension is not loaded.")
-        unload = getattr(sys.modules.get(name), UNLOAD, None)
+        unload = getattr(sys.modules.get(BUILTIN_EXTENSIONS.get(name, name)), UNLOAD, None)
         if callable(unload):
             unload(self._magics)
         self.loaded.discard(name)
@@ -100,8 +105,9 @@ class _Extensions:
         name = _one_name(args, "reload_ext")
         if name in self.loaded:
             self.unload(name)
-        if name in sys.modules:  # as IPython: re-import whatever was imported before
-            importlib.reload(sys.modules[name])
+        module = BUILTIN_EXTENSIONS.get(name, name)
+        if module in sys.modules:  # as IPython: re-import whatever was imported before
+            importlib.reload(sys.modules[module])
         self.load(name)
 
 
@@ -114,7 +120,7 @@ def _one_name(args: str, magic: str) -> str:
 
 def _import(name: str) -> ModuleType:
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(BUILTIN_EXTENSIONS.get(name, name))
     except ImportError as exc:
         raise UsageError(f"No module named {name!r}: cannot load it as an extension.") from exc
 

@@ -8,7 +8,8 @@ and dispatches to the registered function. Magics that run Python (``%time``, ``
 compile it at the call site's file and line, so tracebacks point at the user's cell.
 
 The built-in magics live in one module per job (``_timing``, ``_system``, ``_namespace``,
-``_files``, ``_history_magics``, ``_output_magics``, ``_extensions``); each has a
+``_files``, ``_history_magics``, ``_output_magics``, ``_extensions``, ``_display_magics``,
+``_script_magics``, ``_config_magics``, ``_profile_magics``); each has a
 ``load_*_magics(magics)`` function that registers its magics here. Other packages add
 theirs through ``%load_ext`` (see ``_extensions``), so ``kernel`` never imports them.
 """
@@ -28,11 +29,15 @@ from kernel.server.introspection._inspection import format_help
 from kernel.server.introspection._lookup import resolve
 
 from ._args import UsageError, expand_vars
+from ._config_magics import load_config_magics
+from ._display_magics import load_display_magics
 from ._extensions import load_extension_magics
 from ._files import load_file_magics
 from ._history_magics import load_history_magics
 from ._namespace import load_namespace_magics
 from ._output_magics import load_output_magics
+from ._profile_magics import load_profile_magics
+from ._script_magics import load_script_magics
 from ._system import SList, getoutput, load_shell_magics, system
 from ._timing import load_timing_magics
 
@@ -127,6 +132,10 @@ class Magics:
             load_history_magics,
             load_output_magics,
             load_extension_magics,
+            load_display_magics,
+            load_script_magics,
+            load_config_magics,
+            load_profile_magics,
         ):
             load(self)
 

@@ -1,5 +1,5 @@
-"""Shell commands: ``!cmd``, ``x = !cmd``, ``%%bash``, ``%%sh``, ``%cd``, ``%pwd``, ``%env``,
-``%pip``.
+"""Shell commands: ``!cmd``, ``x = !cmd``, ``%cd``, ``%pwd``, ``%env``, ``%pip``; and
+:func:`run_command`, which ``%%script`` and friends (``_script_magics``) use too.
 
 Theory of operation
 -------------------
@@ -11,7 +11,9 @@ has no file descriptor (``%%capture`` swapped in a ``StringIO``), the child's ou
 through a pipe that this thread copies to the stream while it waits, with a selector: no thread.
 
 The child runs in its own process group with stdin from ``/dev/null`` (a command reading its
-stdin ends instead of hanging the kernel). A ``KeyboardInterrupt`` while waiting (the kernel's
+stdin ends instead of hanging the kernel), or fed the text it is given (``%%script``), written
+by the same selector loop as it becomes writable, so a child that fills its output pipe
+before reading all of its input cannot deadlock. A ``KeyboardInterrupt`` while waiting (the kernel's
 interrupt) sends SIGINT to the whole group, then SIGKILL after :data:`INTERRUPT_GRACE` seconds,
 and is re-raised.
 """
@@ -110,26 +112,25 @@ def run_command(
     capture_stdout: bool = False,
     capture_stderr: bool = False,
     merge_stderr: bool = False,
+    input: str | None = None,
 ) -> tuple[int, str | None, str | None]:
     """Run a command; return ``(status, stdout, stderr)``, the texts ``None`` unless captured.
 
     Output not captured goes to ``sys.stdout``/``sys.stderr`` as described in the module
-    docstring; ``merge_stderr`` sends stderr wherever stdout goes. Raises ``OSError`` if the
-    command cannot be started and ``KeyboardInterrupt`` (after stopping the child) if
-    interrupted.
+    docstring; ``merge_stderr`` sends stderr wherever stdout goes. ``input`` is written to the
+    command's stdin (UTF-8), which is then closed; without it stdin is ``/dev/null``. Raises
+    ``OSError`` if the command cannot be started and ``KeyboardInterrupt`` (after stopping
+    the child) if interrupted.
     """
     sys.stdout.flush()
     sys.stderr.flush()
     out_target, out_sink = _target(sys.stdout, capture_stdout)
-    if merge_stderr:
-        err_target: int | None = subprocess.STDOUT
-        err_sink: TextIO | None = None
-    else:
-        err_target, err_sink = _target(sys.stderr, capture_stderr)
+    merged: tuple[int, TextIO | None] = (subprocess.STDOUT, None)
+    err_target, err_sink = merged if merge_stderr else _target(sys.stderr, capture_stderr)
     proc = subprocess.Popen(
         args,
         shell=shell,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
         stdout=out_target,
         stderr=err_target,
         process_group=0,
@@ -137,14 +138,15 @@ def run_command(
     captured: dict[int, list[str]] = {}
     try:
         pipes = [(1, proc.stdout, out_sink), (2, proc.stderr, err_sink)]
-        captured = _pump([(key, pipe, sink) for key, pipe, sink in pipes if pipe is not None])
+        feed = None if proc.stdin is None else (proc.stdin, (input or "").encode())
+        captured = _pump([(key, pipe, sink) for key, pipe, sink in pipes if pipe is not None], feed)
         status = proc.wait()
     except KeyboardInterrupt:
         _stop(proc)
         raise
     finally:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None and not pipe.closed:
                 pipe.close()
     out = "".join(captured[1]) if capture_stdout else None
     err = "".join(captured[2]) if capture_stderr and not merge_stderr else None
@@ -162,16 +164,25 @@ def _target(stream: TextIO, capture: bool) -> tuple[int, TextIO | None]:
         return subprocess.PIPE, stream
 
 
-def _pump(pipes: Iterable[tuple[int, IO[bytes], TextIO | None]]) -> dict[int, list[str]]:
+def _pump(
+    pipes: Iterable[tuple[int, IO[bytes], TextIO | None]],
+    feed: tuple[IO[bytes], bytes] | None = None,
+) -> dict[int, list[str]]:
     """Copy each pipe to its sink, or collect its text under its key when the sink is ``None``,
-    until every pipe reaches end of file."""
+    until every pipe reaches end of file; meanwhile write ``feed``'s bytes to its pipe."""
     collected: dict[int, list[str]] = {1: [], 2: []}
     with selectors.DefaultSelector() as selector:
         for key, pipe, sink in pipes:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             selector.register(pipe, selectors.EVENT_READ, (key, sink, decoder))
+        pending = memoryview(feed[1]) if feed is not None else memoryview(b"")
+        if feed is not None:
+            selector.register(feed[0], selectors.EVENT_WRITE, None)
         while selector.get_map():
             for selected, _ in selector.select():
+                if selected.data is None:
+                    pending = _feed(selector, selected.fileobj, pending)  # type: ignore[arg-type]
+                    continue
                 key, sink, decoder = selected.data
                 chunk = os.read(selected.fd, 65536)
                 text = decoder.decode(chunk, final=not chunk)
@@ -183,6 +194,20 @@ def _pump(pipes: Iterable[tuple[int, IO[bytes], TextIO | None]]) -> dict[int, li
                 elif text:
                     collected[key].append(text)
     return collected
+
+
+def _feed(selector: selectors.BaseSelector, pipe: IO[bytes], pending: memoryview) -> memoryview:
+    """Write what the pipe takes of ``pending``; close it when all is written (or the child
+    closed its end). Returns what is left."""
+    try:
+        written = os.write(pipe.fileno(), pending[:65536]) if pending else 0
+    except BrokenPipeError:
+        written = len(pending)
+    pending = pending[written:]
+    if not pending:
+        selector.unregister(pipe)
+        pipe.close()
+    return pending
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -201,14 +226,12 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def load_shell_magics(magics: Magics) -> None:
-    """Register ``%cd``, ``%pwd``, ``%env``, ``%pip``, ``%%bash`` and ``%%sh`` on ``magics``."""
+    """Register ``%cd``, ``%pwd``, ``%env`` and ``%pip`` on ``magics``."""
     shell = _ShellMagics(magics)
     magics.register_line("cd", shell.cd)
     magics.register_line("pwd", shell.pwd)
     magics.register_line("env", shell.env)
     magics.register_line("pip", shell.pip)
-    magics.register_cell("bash", shell.bash)
-    magics.register_cell("sh", shell.sh)
 
 
 class _ShellMagics:
@@ -284,35 +307,6 @@ class _ShellMagics:
         """
         system(f"{shlex.quote(sys.executable)} -m pip {line}")
         print("Note: you may need to restart the kernel to use updated packages.")
-
-    def bash(self, line: str, body: str) -> None:
-        """Run the cell with ``bash``, output streaming.
-
-        Usage: ``%%bash [--out VAR] [--err VAR] [--no-raise-error]``. ``--out``/``--err``
-        store the output text in a variable instead of showing it. A non-zero exit status
-        raises ``CalledProcessError`` unless ``--no-raise-error``.
-        """
-        self._script("bash", line, body)
-
-    def sh(self, line: str, body: str) -> None:
-        """Run the cell with ``sh``, output streaming; options as ``%%bash?``."""
-        self._script("sh", line, body)
-
-    def _script(self, program: str, line: str, body: str) -> None:
-        options, _ = split_options(line, "", ("out=", "err=", "no-raise-error"))
-        out_name, err_name = options.get("out"), options.get("err")
-        status, out, err = run_command(
-            [program, "-c", body],
-            capture_stdout=isinstance(out_name, str),
-            capture_stderr=isinstance(err_name, str),
-        )
-        namespace = self._magics.call_site.globals
-        if isinstance(out_name, str):
-            namespace[out_name] = out
-        if isinstance(err_name, str):
-            namespace[err_name] = err
-        if status != 0 and not options.get("no-raise-error"):
-            raise subprocess.CalledProcessError(status, body)
 
 
 def _looks_secret(name: str) -> bool:

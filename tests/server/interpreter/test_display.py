@@ -15,18 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.server.interpreter._display import (
+from kernel.server.interpreter._display import Display, DisplayHandle, format_object
+from kernel.server.interpreter._display_objects import (
     HTML,
     JSON,
     SVG,
-    Display,
-    DisplayHandle,
     Image,
     Javascript,
     Latex,
     Markdown,
     Pretty,
-    format_object,
 )
 
 # IPython's own pretty printer, the reference (imported at collection, before any Loom

@@ -49,9 +49,9 @@ REWRITTEN: list[tuple[str, str]] = [
     ("    obj?  ", "    _loom_help_('obj', 0)"),
     ("?", "_loom_help_('', 0)"),
     # cell magics
-    ("%%time\nx = 1\ny = 2", "_loom_cell_magic_('time', '', 'x = 1\\ny = 2')\n\n"),
+    ("%%time\nx = 1\ny = 2", "_loom_cell_magic_('time', '', 'x = 1\\ny = 2\\n')\n\n"),
     ("%%bash\necho hi\n", "_loom_cell_magic_('bash', '', 'echo hi\\n')\n\n"),
-    ("\n%%capture out\nprint(1)", "\n_loom_cell_magic_('capture', 'out', 'print(1)')\n"),
+    ("\n%%capture out\nprint(1)", "\n_loom_cell_magic_('capture', 'out', 'print(1)\\n')\n"),
     ("%%writefile f.py", "_loom_cell_magic_('writefile', 'f.py', '')"),
     # a cell magic below the first line is a (failing) line magic, with its second %
     ("x = 1\n%%time", "x = 1\n_loom_magic_('%time', '')"),

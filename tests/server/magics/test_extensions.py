@@ -80,7 +80,7 @@ def test_async_magic_calls_are_awaited_by_the_transform() -> None:
     assert transform_cell("%px a = 1", async_magics=names) == "(await _loom_magic_('px', 'a = 1'))"
     assert transform_cell("r = %px x", async_magics=names) == "r = (await _loom_magic_('px', 'x'))"
     assert transform_cell("%%px -t 0\nx", async_magics=names) == (
-        "await _loom_cell_magic_('px', '-t 0', 'x')\n"
+        "await _loom_cell_magic_('px', '-t 0', 'x\\n')\n"
     )
     assert transform_cell("%time x", async_magics=names) == "_loom_magic_('time', 'x')"
 

@@ -1,0 +1,120 @@
+"""Cells run by another program: ``%%script``, and ``%%bash``, ``%%sh``, ``%%python``,
+``%%python3``, ``%%perl``, ``%%ruby``, ``%%pypy`` as IPython has them.
+
+The program's output streams live into the cell's output (``_system.run_command``). As in
+IPython, ``%%script PROGRAM ARGS`` writes the cell to the program's stdin, and a non-zero
+exit status raises ``CalledProcessError`` unless ``--no-raise-error``; ``--out VAR`` /
+``--err VAR`` store a stream's text in a variable instead of showing it. ``%%bash`` and
+``%%sh`` pass the cell with ``-c`` (so the script's own stdin stays free). ``%%python``
+and ``%%python3`` run the kernel's own interpreter. IPython's ``--bg`` and ``--proc``
+(background processes) are refused with that reason.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+from ._args import UsageError, split_options
+from ._system import run_command
+
+if TYPE_CHECKING:
+    from ._registry import Magics
+
+__all__ = ["load_script_magics"]
+
+_OPTIONS = ("out=", "err=", "no-raise-error", "bg", "proc=")
+#: Shortcut cell magics and the command each runs (IPython's defaults).
+_SHORTCUTS = {
+    "python": sys.executable,
+    "python3": sys.executable,
+    "python2": "python2",
+    "perl": "perl",
+    "ruby": "ruby",
+    "pypy": "pypy",
+}
+
+
+def load_script_magics(magics: Magics) -> None:
+    """Register ``%%script``, ``%%bash``, ``%%sh`` and the interpreter shortcuts."""
+    scripts = _ScriptMagics(magics)
+    magics.register_cell("script", scripts.script)
+    magics.register_cell("bash", scripts.bash)
+    magics.register_cell("sh", scripts.sh)
+    for name, command in _SHORTCUTS.items():
+        magics.register_cell(name, scripts.shortcut(name, command))
+
+
+class _ScriptMagics:
+    def __init__(self, magics: Magics) -> None:
+        self._magics = magics
+
+    def script(self, line: str, body: str) -> None:
+        """Run the cell with a program, which reads it on its stdin.
+
+        Usage: ``%%script [--out VAR] [--err VAR] [--no-raise-error] PROGRAM [ARGS...]``,
+        e.g. ``%%script python3 -u``. The output streams live; ``--out``/``--err`` store it
+        in a variable instead. A non-zero exit status raises ``CalledProcessError`` unless
+        ``--no-raise-error``.
+        """
+        options, command = split_options(line, "", _OPTIONS)
+        if not command:
+            raise UsageError("%%script needs a program to run, e.g. %%script python3")
+        self._run(options, shlex.split(command), body)
+
+    def bash(self, line: str, body: str) -> None:
+        """Run the cell with ``bash``, output streaming.
+
+        Usage: ``%%bash [--out VAR] [--err VAR] [--no-raise-error]``. ``--out``/``--err``
+        store the output text in a variable instead of showing it. A non-zero exit status
+        raises ``CalledProcessError`` unless ``--no-raise-error``.
+        """
+        options, _ = split_options(line, "", _OPTIONS)
+        self._run(options, ["bash", "-c", body], None)
+
+    def sh(self, line: str, body: str) -> None:
+        """Run the cell with ``sh``, output streaming; options as ``%%bash?``."""
+        options, _ = split_options(line, "", _OPTIONS)
+        self._run(options, ["sh", "-c", body], None)
+
+    def shortcut(self, name: str, command: str) -> _Shortcut:
+        return _Shortcut(self, name, command)
+
+    def _run(self, options: dict[str, str | bool], argv: list[str], stdin: str | None) -> None:
+        if options.get("bg") or options.get("proc"):
+            raise UsageError("--bg and --proc are not supported: Loom runs scripts to the end")
+        out_name, err_name = options.get("out"), options.get("err")
+        try:
+            status, out, err = run_command(
+                argv,
+                capture_stdout=isinstance(out_name, str),
+                capture_stderr=isinstance(err_name, str),
+                input=stdin,
+            )
+        except FileNotFoundError:
+            raise UsageError(f"Couldn't find program: {argv[0]!r}") from None
+        namespace = self._magics.call_site.globals
+        if isinstance(out_name, str):
+            namespace[out_name] = out
+        if isinstance(err_name, str):
+            namespace[err_name] = err
+        if status != 0 and not options.get("no-raise-error"):
+            raise subprocess.CalledProcessError(status, stdin if stdin is not None else argv[-1])
+
+
+class _Shortcut:
+    """``%%python`` and friends: ``%%script COMMAND`` with the magic line's arguments."""
+
+    def __init__(self, scripts: _ScriptMagics, name: str, command: str) -> None:
+        self._scripts = scripts
+        self.__doc__ = (
+            f"Run the cell with {name} (``%%script {name}``); options as ``%%script?``.\n\n"
+            f"Usage: ``%%{name} [--out VAR] [--err VAR] [--no-raise-error] [ARGS...]``"
+        )
+        self._command = command
+
+    def __call__(self, line: str, body: str) -> None:
+        options, args = split_options(line, "", _OPTIONS)
+        self._scripts._run(options, [self._command, *shlex.split(args)], body)

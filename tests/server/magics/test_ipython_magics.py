@@ -1,0 +1,320 @@
+"""The IPython magics users type every day, on an in-process interpreter: %xmode, the
+display cell magics, %%script, %config, %prun, %load_ext autoreload, and history outputs.
+
+The same behaviours are compared with ipykernel's, output for output, by the differential
+notebook tests in ``tests/conformance/test_ipykernel_parity.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kernel.server.interpreter import _inline_figures
+from kernel.server.interpreter._interpreter import CellOutcome, Interpreter
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass
+class Session:
+    interp: Interpreter
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def run(self, code: str) -> CellOutcome:
+        self.messages.clear()
+        return asyncio.run(self.interp.run_cell(code))
+
+    def ok(self, code: str) -> CellOutcome:
+        outcome = self.run(code)
+        assert outcome.status == "ok", outcome.error
+        return outcome
+
+    def error(self, code: str) -> dict[str, Any]:
+        outcome = self.run(code)
+        assert outcome.status == "error"
+        assert outcome.error is not None
+        return outcome.error
+
+    def displays(self) -> list[dict[str, Any]]:
+        return [c for t, c in self.messages if t == "display_data"]
+
+    def results(self) -> list[str]:
+        return [c["data"]["text/plain"] for t, c in self.messages if t == "execute_result"]
+
+
+@pytest.fixture
+def session() -> Iterator[Session]:
+    messages: list[tuple[str, dict[str, Any]]] = []
+    interp = Interpreter(lambda msg_type, content: messages.append((msg_type, content)))
+    yield Session(interp, messages)
+    interp.history.close()
+
+
+def plain_traceback(error: dict[str, Any]) -> list[str]:
+    return [_ANSI.sub("", part) for part in error["traceback"]]
+
+
+# -- %xmode -----------------------------------------------------------------------------------
+
+
+def test_xmode_minimal_shows_only_the_last_line(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session.ok("%xmode Minimal")
+    assert capsys.readouterr().out == "Exception reporting mode: Minimal\n"
+    error = session.error("raise ValueError('a') from KeyError('b')")
+    assert plain_traceback(error) == ["ValueError: a\n"]
+
+
+def test_xmode_plain_is_pythons_layout_with_cell_names(session: Session) -> None:
+    session.ok("%xmode plain")
+    session.ok("def g():\n    return 1 / 0")
+    error = session.error("g()")
+    assert plain_traceback(error) == [
+        "Traceback (most recent call last):\n",
+        "  Cell In[3], line 1\n    g()\n",
+        "  Cell In[2], line 2 in g\n    return 1 / 0\n",
+        "ZeroDivisionError: division by zero\n",
+    ]
+
+
+def test_xmode_verbose_shows_arguments_and_whole_functions(session: Session) -> None:
+    session.ok("%xmode Verbose")
+    session.ok("def h(x, *rest, key=3):\n    y = x + 1\n    return y / 0")
+    text = "\n".join(plain_traceback(session.error("h(1, 2)")))
+    assert "in h(x=1, key=3, *rest=(2,))" in text
+    assert "      1 def h(x, *rest, key=3):" in text
+
+
+def test_xmode_without_a_mode_goes_to_the_next_and_rejects_unknown_ones(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session.ok("%xmode")
+    assert capsys.readouterr().out == "Exception reporting mode: Verbose\n"
+    assert session.error("%xmode Fancy")["ename"] == "UsageError"
+
+
+# -- display cell magics ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("magic", "mime"),
+    [
+        ("html", "text/html"),
+        ("markdown", "text/markdown"),
+        ("latex", "text/latex"),
+        ("javascript", "application/javascript"),
+        ("js", "application/javascript"),
+    ],
+)
+def test_display_cell_magics_show_the_cell_as_that_type(
+    session: Session, magic: str, mime: str
+) -> None:
+    session.ok(f"%%{magic}\nsome <b>text</b>")
+    [display] = session.displays()
+    assert display["data"][mime] == "some <b>text</b>\n"  # the body ends with a newline
+    assert "text/plain" in display["data"]
+
+
+def test_html_isolated_and_svg(session: Session) -> None:
+    session.ok("%%html --isolated\n<p>x</p>")
+    assert session.displays()[0]["metadata"] == {"text/html": {"isolated": True}}
+    session.ok("%%svg\n<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert "<svg" in session.displays()[0]["data"]["image/svg+xml"]
+
+
+# -- %%script ---------------------------------------------------------------------------------
+
+
+def test_script_feeds_the_cell_to_the_program_on_stdin(
+    session: Session, capfd: pytest.CaptureFixture[str]
+) -> None:
+    session.ok(f"%%script {sys.executable}\nimport sys\nprint('from', sys.stdin is not None)")
+    assert capfd.readouterr().out == "from True\n"
+    session.ok("%%script cat\nline one\nline two")
+    assert capfd.readouterr().out == "line one\nline two\n"
+
+
+def test_script_shortcuts_store_output_and_raise_on_failure(session: Session) -> None:
+    session.ok("%%python --out captured\nprint(6 * 7)")
+    assert session.interp.user_ns["captured"] == "42\n"
+    error = session.error("%%python3\nraise SystemExit(3)")
+    assert error["ename"] == "CalledProcessError"
+    session.ok("%%script --no-raise-error sh\nexit 3")
+    assert session.error("%%script --bg sh\necho")["ename"] == "UsageError"
+    assert session.error("%%script no-such-program-here\n")["ename"] == "UsageError"
+
+
+def test_script_input_larger_than_a_pipe_does_not_deadlock(session: Session) -> None:
+    # The child writes as it reads: both pipes fill unless stdin is fed as it drains.
+    body = "x" * 200_000 + "\n"
+    session.ok(f"%%script --out copy cat\n{body}")
+    assert session.interp.user_ns["copy"] == body
+
+
+# -- %config ----------------------------------------------------------------------------------
+
+
+def test_config_sets_inline_backend_formats_and_refuses_the_unknown(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        session.ok("%config InlineBackend.figure_formats = ['svg', 'png2x']")
+        assert _inline_figures.config.figure_formats == {"svg", "retina"}
+        session.ok("%config InlineBackend.figure_format = 'jpg'")
+        assert _inline_figures.config.figure_formats == {"jpeg"}
+        session.ok("%config InlineBackend")
+        assert "figure_formats" in capsys.readouterr().out
+        session.ok("%config InteractiveShell.xmode = 'Minimal'")
+        assert session.interp.xmode == "Minimal"
+        error = session.error("%config IPCompleter.greedy = True")
+        assert error["ename"] == "UsageError"
+        assert "not a setting of Loom's kernel" in error["evalue"]
+    finally:
+        _inline_figures.config.figure_formats = {"png"}
+
+
+def test_figures_use_the_configured_formats(session: Session) -> None:
+    pytest.importorskip("matplotlib")
+    try:
+        session.ok("%config InlineBackend.figure_formats = ['svg', 'retina']")
+        session.ok("%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])")
+        [figure] = session.displays()
+        assert set(figure["data"]) == {"image/svg+xml", "image/png", "text/plain"}
+        size = figure["metadata"]["image/png"]
+        assert size["width"] > 100
+        assert size["height"] > 100
+    finally:
+        _inline_figures.config.figure_formats = {"png"}
+
+
+# -- %prun ------------------------------------------------------------------------------------
+
+
+def test_prun_pages_the_statistics_and_can_return_them(session: Session) -> None:
+    outcome = session.ok("def work():\n    return sum(range(1000))\n%prun -l 3 work()")
+    [page] = outcome.payload
+    assert page["source"] == "page"
+    assert "function calls" in page["data"]["text/plain"]
+    assert "work" in page["data"]["text/plain"]
+    session.ok("stats = %prun -q -r work()")
+    assert session.interp.user_ns["stats"].total_calls >= 2
+
+
+# -- autoreload -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    name = f"loom_autoreload_{uuid.uuid4().hex[:8]}"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path / f"{name}.py", name
+    sys.modules.pop(name, None)
+
+
+def _write(path: Path, source: str) -> None:
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    if path.stat().st_mtime_ns <= before:  # a file system with coarse timestamps
+        os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_autoreload_2_reloads_edited_modules_and_updates_old_objects(
+    session: Session, module_dir: tuple[Path, str]
+) -> None:
+    path, name = module_dir
+    _write(path, "def f():\n    return 1\nclass C:\n    def m(self):\n        return 'old'\n")
+    session.ok("%load_ext autoreload\n%autoreload 2")
+    session.ok(f"import {name}\nfrom {name} import f\nobj = {name}.C()")
+    _write(path, "def f():\n    return 2\nclass C:\n    def m(self):\n        return 'new'\n")
+    session.ok(f"f(), obj.m(), {name}.f()")
+    assert session.results() == ["(2, 'new', 2)"]
+
+
+def test_autoreload_keeps_the_old_code_when_the_edit_does_not_compile(
+    session: Session, module_dir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, name = module_dir
+    _write(path, "def f():\n    return 1\n")
+    session.ok(f"%load_ext autoreload\n%autoreload 2\nimport {name}")
+    _write(path, "def f(:\n")
+    session.ok(f"{name}.f()")
+    assert session.results() == ["1"]
+    assert f"[autoreload of {name} failed" in capsys.readouterr().err
+
+
+def test_autoreload_1_reloads_only_aimported_modules_and_0_none(
+    session: Session, module_dir: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, name = module_dir
+    _write(path, "X = 1\n")
+    session.ok(f"%load_ext autoreload\n%autoreload 1\n%aimport {name}")
+    _write(path, "X = 2\n")
+    session.ok(f"{name}.X")
+    assert session.results() == ["2"]
+    session.ok("%aimport")
+    assert capsys.readouterr().out == f"Modules to reload:\n{name}\n\nModules to skip:\n\n"
+    session.ok("%autoreload 0")
+    _write(path, "X = 3\n")
+    session.ok(f"{name}.X")
+    assert session.results() == ["2"]
+    session.ok(f"%autoreload now\n{name}.X")
+    assert session.results() == ["3"]
+
+
+def test_unloading_autoreload_removes_its_magics_and_hooks(session: Session) -> None:
+    magics = session.interp.magics
+    hooks = len(magics.pre_execute)
+    session.ok("%load_ext autoreload")
+    assert "autoreload" in magics.line
+    assert len(magics.pre_execute) == hooks + 1
+    session.ok("%unload_ext autoreload")
+    assert "autoreload" not in magics.line
+    assert len(magics.pre_execute) == hooks
+
+
+# -- history outputs --------------------------------------------------------------------------
+
+
+def test_history_range_with_output_returns_this_sessions_results(session: Session) -> None:
+    session.ok("6 * 7")
+    session.ok("x = 1")
+    session.ok("'text'")
+    reply = session.interp.history_reply(
+        {"hist_access_type": "range", "session": 0, "start": 1, "stop": None, "output": True}
+    )
+    session_id = session.interp.history.session
+    assert reply == [
+        [session_id, 1, ["6 * 7", "42"]],
+        [session_id, 2, ["x = 1", None]],
+        [session_id, 3, ["'text'", "'text'"]],
+    ]
+
+
+def test_a_failing_pre_execute_hook_is_reported_and_the_cell_still_runs(
+    session: Session,
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("hook failed")
+
+    session.interp.magics.pre_execute.append(broken)
+    outcome = session.run("41 + 1")
+    assert outcome.status == "ok"
+    assert [t for t, _ in session.messages] == ["error", "execute_result"]
+
+
+def test_script_uses_a_real_child_process(session: Session) -> None:
+    # The cell really runs in another process, with the kernel's interpreter.
+    session.ok("%%python --out pid\nimport os; print(os.getpid())")
+    assert int(session.interp.user_ns["pid"]) != os.getpid()
