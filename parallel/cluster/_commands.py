@@ -125,6 +125,8 @@ def _stop_one(path: Path) -> int:
 def _remove_leftovers(info: ControllerInfo, path: Path) -> None:
     """What a controller that could not clean up leaves: its file and its ipc directory."""
     path.unlink(missing_ok=True)
+    for engine_file in runtime_dir().glob(f"kernel-engine-{info.cluster_id}-*.json"):
+        engine_file.unlink(missing_ok=True)
     if info.transport == "ipc" and Path(info.ip).name.startswith("loom-"):
         shutil.rmtree(info.ip, ignore_errors=True)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import zmq
 
-from kernel.protocol import Session
+from kernel.protocol import Session, runtime_dir
 from kernel.transport import MessageSocket, shared_context
 
 from ..protocol._controller_info import ControllerInfo
@@ -83,6 +83,8 @@ async def run_controller(
         hub_sock.close()
         notify.close(linger=100)
         path.unlink(missing_ok=True)
+        for engine_file in runtime_dir().glob(f"kernel-engine-{info.cluster_id}-*.json"):
+            engine_file.unlink(missing_ok=True)  # engines stopped by a signal leave theirs
         if info.transport == "ipc":
             shutil.rmtree(info.ip, ignore_errors=True)
     return 0

@@ -23,6 +23,7 @@ import signal
 import sys
 import uuid as uuidlib
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zmq
@@ -36,6 +37,7 @@ from kernel.protocol import (
     Reply,
     Session,
     error_content,
+    runtime_dir,
 )
 
 from ..protocol._controller_info import ControllerInfo
@@ -45,7 +47,13 @@ from ._apply import EngineIdentity, handle_apply
 if TYPE_CHECKING:
     from kernel.server import KernelServer
 
-__all__ = ["EngineStartError", "make_engine", "register", "run_engine"]
+__all__ = [
+    "EngineStartError",
+    "engine_connection_file",
+    "make_engine",
+    "register",
+    "run_engine",
+]
 
 #: How long an engine waits for the controller to answer its registration (seconds).
 REGISTRATION_TIMEOUT = 30.0
@@ -145,4 +153,15 @@ def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> i
 
     identity = EngineIdentity(engine_id, engine_uuid, not controller.authenticates_peers)
     setup = partial(make_engine, engine=identity)
-    end_process(sockets, asyncio.run(serve(sockets, iothread, setup=setup)))
+    # Any Jupyter client can attach: `loom console --existing kernel-engine-<cluster>-<id>.json`.
+    connection_file = sockets.info.write(engine_connection_file(controller, engine_id))
+    try:
+        code = asyncio.run(serve(sockets, iothread, setup=setup))
+    finally:
+        connection_file.unlink(missing_ok=True)
+    end_process(sockets, code)
+
+
+def engine_connection_file(controller: ControllerInfo, engine_id: int) -> Path:
+    """Where engine ``engine_id`` of a cluster writes its kernel connection file."""
+    return runtime_dir() / f"kernel-engine-{controller.cluster_id}-{engine_id}.json"
