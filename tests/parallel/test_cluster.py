@@ -240,3 +240,30 @@ def test_no_cluster_and_a_dead_controller_are_clear_errors_within_seconds(
     with pytest.raises(ipp.ClusterUnavailable, match="did not answer"):
         ipp.Client(copy, timeout=1)
     assert time.monotonic() - started < 3
+
+
+def test_results_report_progress_show_outputs_and_are_freed_when_dropped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import gc
+    import weakref
+
+    speaks = main_function("def speaks(x):\n    print('said', x)\n    return x", "speaks")
+    with running_cluster(2) as (_, rc):
+        result = rc[:].apply_async(speaks, 3)
+        result.wait_interactive(interval=0.01)
+        assert result.progress == 2
+        shown = capsys.readouterr().out
+        assert "2/2 tasks finished" in shown
+        result.display_outputs()
+        shown = capsys.readouterr().out
+        assert "[stdout:0] said 3\n" in shown
+        assert "[stdout:1] said 3\n" in shown
+        dropped = rc[:].apply_async(time.sleep, 0.2)
+        ids = dropped.msg_ids
+        ref = weakref.ref(dropped)
+        del dropped
+        gc.collect()
+        assert ref() is None  # the client holds results weakly
+        assert rc.wait(ids, timeout=30)  # its replies arrive and are discarded
+        assert not any(msg_id in rc._results for msg_id in ids)
