@@ -2,26 +2,5 @@
 
 from __future__ import annotations
 
-from ._errors import (
-    ClusterUnavailable,
-    CompositeError,
-    EngineError,
-    NoEnginesRegistered,
-    ParallelError,
-    RemoteError,
-    SchedulerError,
-    SerializationError,
-    TimeoutError,
-)
-
-__all__ = [
-    "ClusterUnavailable",
-    "CompositeError",
-    "EngineError",
-    "NoEnginesRegistered",
-    "ParallelError",
-    "RemoteError",
-    "SchedulerError",
-    "SerializationError",
-    "TimeoutError",
-]
+from ._errors import *  # noqa: F403 - this module is the public face of _errors
+from ._errors import __all__ as __all__

@@ -41,6 +41,7 @@ __all__ = [
     "start_kernel",
     "until_exit",
     "wait_for_heartbeat",
+    "wait_pid_exit",
 ]
 
 _EXPORTS = {
@@ -70,6 +71,7 @@ _EXPORTS = {
     "describe_exit": "._process",
     "exited_within": "._process",
     "until_exit": "._process",
+    "wait_pid_exit": "._process",
     "HeartbeatBack": "._watch",
     "HeartbeatLost": "._watch",
     "KernelExited": "._watch",
@@ -92,7 +94,14 @@ if TYPE_CHECKING:
         get_kernel_spec,
     )
     from ._manager import KernelManager, start_kernel
-    from ._process import KernelProcess, ProcessExited, describe_exit, exited_within, until_exit
+    from ._process import (
+        KernelProcess,
+        ProcessExited,
+        describe_exit,
+        exited_within,
+        until_exit,
+        wait_pid_exit,
+    )
     from ._watch import HeartbeatBack, HeartbeatLost, KernelExited, KernelWatcher, WatchEvent
 
 

@@ -31,7 +31,14 @@ from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["KernelProcess", "ProcessExited", "describe_exit", "exited_within", "until_exit"]
+__all__ = [
+    "KernelProcess",
+    "ProcessExited",
+    "describe_exit",
+    "exited_within",
+    "until_exit",
+    "wait_pid_exit",
+]
 
 T = TypeVar("T")
 
@@ -245,3 +252,18 @@ def describe_exit(code: int) -> str:
         return f"was killed by {signal.Signals(-code).name}"
     except ValueError:
         return f"was killed by signal {-code}"
+
+
+def wait_pid_exit(pid: int, timeout: float) -> bool:
+    """Block until process ``pid`` (a child or not) has exited, or ``timeout`` seconds
+    passed; True if it exited. A pidfd: no polling."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)

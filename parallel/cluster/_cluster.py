@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from kernel.client import KernelProcess, describe_exit
+from kernel.client import KernelProcess, describe_exit, wait_pid_exit
 
 from .._errors import ClusterUnavailable
 
@@ -224,7 +224,7 @@ class Cluster:
             return
         if process.is_alive():
             process.send_signal(signal.SIGTERM)  # the controller stops its engines
-            _wait_exit(process, STOP_TIMEOUT)
+            wait_pid_exit(process.pid, STOP_TIMEOUT)
         process.reap_blocking()  # SIGKILLs the group if it is still there
         process.close()
 
@@ -245,15 +245,3 @@ class Cluster:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop_cluster()
-
-
-def _wait_exit(process: KernelProcess, timeout: float) -> None:
-    """Block until ``process`` exits or ``timeout`` passes (a pidfd: no polling)."""
-    try:
-        fd = os.pidfd_open(process.pid)
-    except ProcessLookupError:
-        return
-    try:
-        select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)

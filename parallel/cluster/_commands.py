@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import select
 import shutil
 import signal
 import sys
 from pathlib import Path
 
+from kernel.client import wait_pid_exit
 from kernel.protocol import ConnectionFileError, runtime_dir
 
 from .._errors import ParallelError
@@ -112,7 +112,7 @@ def _stop_one(path: Path) -> int:
         return 0
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGTERM)  # the controller stops its engines, then exits
-    if not _wait_gone(info.pid, STOP_WAIT):
+    if not wait_pid_exit(info.pid, STOP_WAIT):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(info.pid, signal.SIGKILL)
         _remove_leftovers(info, path)
@@ -170,15 +170,3 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Wait for ``pid`` to exit (a pidfd: no polling); True if it did."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
