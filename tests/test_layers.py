@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -175,6 +176,24 @@ def test_kernel_server_start_imports_stay_light() -> None:
     # Start-up time matters (kernel_info within ~100 ms): heavy modules load lazily.
     loaded = _top(_modules_after_import("kernel.server"))
     assert not loaded & {"jedi", "pygments", "jupyter_client", "IPython"}
+
+
+def test_building_the_interpreter_imports_neither_ipython_nor_matplotlib() -> None:
+    # IPython's display API and inline figures are set up by import hooks: IPython and
+    # matplotlib load only when user code imports them (a third of a second otherwise).
+    code = (
+        "import json, sys, os\n"
+        "from kernel.server.interpreter._interpreter import Interpreter\n"
+        "Interpreter(lambda t, c: None, history=None)\n"
+        "print(json.dumps([sorted(sys.modules), os.environ.get('MPLBACKEND')]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    modules, backend = json.loads(out.stdout)
+    assert not _top(set(modules)) & {"IPython", "matplotlib", "traitlets"}
+    assert backend is None  # child processes are not told to use the kernel's backend
 
 
 def test_the_kernel_starts_answering_before_asyncio_is_imported() -> None:
