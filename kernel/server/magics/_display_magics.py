@@ -25,16 +25,19 @@ __all__ = ["load_display_magics"]
 #: Magic name -> the display class it uses.
 _KINDS = {
     "html": "HTML",
+    "HTML": "HTML",
     "markdown": "Markdown",
     "latex": "Latex",
     "svg": "SVG",
+    "SVG": "SVG",
     "javascript": "Javascript",
     "js": "Javascript",
 }
 
 
 def load_display_magics(magics: Magics) -> None:
-    """Register ``%%html``, ``%%markdown``, ``%%latex``, ``%%svg``, ``%%javascript``, ``%%js``."""
+    """Register ``%%html`` (``%%HTML``), ``%%markdown``, ``%%latex``, ``%%svg`` (``%%SVG``),
+    ``%%javascript`` and ``%%js``."""
     for name, kind in _KINDS.items():
         magics.register_cell(name, _DisplayMagic(magics, name, kind))
 
@@ -54,14 +57,14 @@ class _DisplayMagic:
         self._magics = magics
         self._name = name
         self._kind = kind
-        isolated = " [--isolated]" if name == "html" else ""
+        isolated = " [--isolated]" if kind == "HTML" else ""
         self.__doc__ = (
             f"Display the cell as {kind} ({_mime(kind)}).\n\nUsage: ``%%{name}{isolated}``"
             + ("; ``--isolated`` shows the HTML in an iframe." if isolated else "")
         )
 
     def __call__(self, line: str, body: str) -> None:
-        options, rest = split_options(line, "", ("isolated",) if self._name == "html" else ())
+        options, rest = split_options(line, "", ("isolated",) if self._kind == "HTML" else ())
         if rest:
             raise UsageError(f"%%{self._name} takes no arguments, not {rest!r}")
         obj = getattr(_display_module(), self._kind)(body)

@@ -28,6 +28,7 @@ def load_file_magics(magics: Magics) -> None:
     magics.register_line("run", files.run)
     magics.register_line("load", files.load)
     magics.register_cell("writefile", files.writefile)
+    magics.register_cell("file", files.writefile)  # IPython's alias
 
 
 class _FileMagics:
