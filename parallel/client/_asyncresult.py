@@ -14,8 +14,9 @@ Nothing reads sockets behind the caller's back (the client has no thread): ``get
 ``wait``, ``result`` and iteration pump the client's sockets until the answer is in or
 the timeout passes, and ``await ar`` waits on the caller's loop. An ``AsyncResult`` is a
 ``concurrent.futures.Future``: callbacks, ``done()`` and ``exception()`` work as usual.
-The client holds results weakly: a dropped result's late replies are discarded, so
-memory stays bounded.
+The standard library's ``concurrent.futures.wait()`` and ``as_completed()`` work too:
+they pump while they block (``_stdlib_waits``). The client holds results weakly: a
+dropped result's late replies are discarded, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kernel.protocol import JSONDict, Message
 
 from .._errors import CompositeError, RemoteError, TimeoutError
+from ._stdlib_waits import Waiters
 
 if TYPE_CHECKING:
     from ._pool_client import Client
@@ -79,6 +81,9 @@ class AsyncResult(concurrent.futures.Future[Any]):
         reducer: Callable[[list[object]], object] | None = None,
     ) -> None:
         super().__init__()
+        # The standard library's wait()/as_completed() block on these waiters' events:
+        # ours pump the client's sockets meanwhile (see _stdlib_waits).
+        self._waiters = Waiters(client._pump)
         self.set_running_or_notify_cancel()
         self._client = client
         self.msg_ids = list(msg_ids)
