@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["interactive", "map_chunk", "pull_names", "push_names"]
+__all__ = ["interactive", "map_chunk", "pull_names", "pull_one", "push_names"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +33,14 @@ def pull_names(names: Sequence[str]) -> list[object]:
     if missing:
         raise NameError(f"name {missing[0]!r} is not defined on this engine")
     return [namespace[name] for name in names]
+
+
+@interactive
+def pull_one(name: str) -> object:
+    namespace = globals()
+    if name not in namespace:
+        raise NameError(f"name {name!r} is not defined on this engine")
+    return namespace[name]
 
 
 def map_chunk(fn: Callable[..., object], *chunks: Iterable[object]) -> list[object]:

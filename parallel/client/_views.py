@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._asyncresult import AsyncResult
-from ._remote import map_chunk, pull_names, push_names
+from ._remote import map_chunk, pull_names, pull_one, push_names
 
 if TYPE_CHECKING:
     from ._pool_client import Client, Targets
@@ -181,15 +181,10 @@ class DirectView(_View):
     def pull(
         self, names: str | Sequence[str], targets: Targets = None, block: bool | None = None
     ) -> Any:
-        """The value of ``names`` (a name or a list of names) on each engine."""
-        single_name = isinstance(names, str)
-        wanted = [names] if isinstance(names, str) else list(names)
-        result = self._apply(pull_names, [wanted], {}, targets)
-        if single_name:
-            result._reducer = _first_of_each if not result._single else None
-            if result._single:
-                result._reducer = lambda values: values[0][0]  # type: ignore[index]
-        return self._finish(result, block)
+        """The value of ``names`` (a name, or a list of names) on each engine."""
+        if isinstance(names, str):
+            return self._finish(self._apply(pull_one, [names], {}, targets), block)
+        return self._finish(self._apply(pull_names, [list(names)], {}, targets), block)
 
     def scatter(
         self, key: str, seq: Sequence[object], targets: Targets = None, block: bool | None = None
@@ -207,10 +202,11 @@ class DirectView(_View):
 
     def gather(self, key: str, targets: Targets = None, block: bool | None = None) -> Any:
         """Concatenate ``key`` from each engine, in target order (undoes ``scatter``)."""
-        result = self._apply(pull_names, [[key]], {}, targets)
-        result._reducer = lambda values: [x for value in values for x in value[0]]  # type: ignore[index]
-        result._single = False
-        return self._finish(result, block)
+        ids = self._ids(targets)
+        buffers = _serialize(pull_one, [key], {})
+        msg_ids = [self.client.send_request(i, "apply_request", {}, buffers) for i in ids]
+        result = AsyncResult(self.client, msg_ids, fname="gather", reducer=_concatenate)
+        return self._finish(self.client.track(result), block)
 
     def __getitem__(self, key: str) -> Any:
         return self.pull(key, block=True)
@@ -359,7 +355,3 @@ def _block(length: int, parts: int, index: int) -> tuple[int, int]:
 
 def _concatenate(values: list[object]) -> list[object]:
     return [item for value in values for item in value]  # type: ignore[attr-defined]
-
-
-def _first_of_each(values: list[object]) -> list[object]:
-    return [value[0] for value in values]  # type: ignore[index]
