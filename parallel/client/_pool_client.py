@@ -22,8 +22,9 @@ tasks with retries left run again elsewhere (``_balancer``).
 from __future__ import annotations
 
 import os
+import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
+#: While waiting for engines, ask the hub again this often (seconds).
+REQUERY = 1.0
+
 Targets = int | slice | Sequence[int] | str | None
 
 
@@ -81,7 +85,8 @@ class Client:
         self._lost: dict[int, str] = {}
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
         self._kinds: dict[str, str] = {}
-        self._hub_replies: dict[str, Message] = {}
+        #: msg_ids of hub requests whose reply arrived (engine lists are applied on arrival).
+        self._answered: set[str] = set()
         self._balancer: Balancer | None = None
         self._hub = _socket(self._ctx, zmq.DEALER, self._info.hub_url)
         self._notify = _socket(self._ctx, zmq.SUB, self._info.notify_url)
@@ -108,35 +113,65 @@ class Client:
         Raises :class:`TimeoutError` after ``timeout`` seconds (negative: no limit).
         """
         target = len(self._links) if n is None else n
-        limit = None if timeout < 0 else timeout
-        if not self._pump.pump_until(lambda: len(self._links) >= target, limit):
+        if not self.pump_until_engines(target, None if timeout < 0 else timeout):
             raise ParallelTimeout(
                 f"{len(self._links)} of {target} engines registered after {timeout:g} s"
             )
 
-    def _refresh(self, timeout: float) -> None:
-        reply = self._hub_request("connection_request", {}, timeout)
-        for content in reply.content.get("engines", []):
-            self._add_engine(EngineRecord.from_content(content))
+    def pump_until_engines(
+        self, count: int, timeout: float | None, *, alive: Callable[[], bool] = lambda: True
+    ) -> bool:
+        """Pump until ``count`` engines are known, ``timeout`` passes or ``alive()`` is
+        False; whether enough are known. Notifications are the fast path; the hub is asked
+        again every :data:`REQUERY` seconds, since a PUB drops what it sends before a new
+        subscription reaches it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._links) < count and alive():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self._request_engines()
+            slice_ = REQUERY if remaining is None else min(REQUERY, remaining)
+            self._pump.pump_until(lambda: len(self._links) >= count or not alive(), slice_)
+        return len(self._links) >= count
 
-    def _hub_request(self, msg_type: str, content: JSONDict, timeout: float) -> Message:
-        message = self.session.message(msg_type, content)
-        self._hub.send_multipart(self.session.serialize(message))
-        self._pump.sent_on(self._hub)
-        if not self._pump.pump_until(lambda: message.msg_id in self._hub_replies, timeout):
+    def _refresh(self, timeout: float) -> None:
+        message = self._request_engines()
+        if not self._pump.pump_until(lambda: message.msg_id in self._answered, timeout):
             raise ClusterUnavailable(
                 f"the controller at {self._info.hub_url} did not answer within {timeout:g} s"
                 f" (cluster file {self.cluster_file}); is the cluster still running?"
             )
-        return self._hub_replies.pop(message.msg_id)
+        self._answered.discard(message.msg_id)
+
+    def _request_engines(self) -> Message:
+        return self._send_hub("connection_request", {})
+
+    def _send_hub(self, msg_type: str, content: JSONDict) -> Message:
+        message = self.session.message(msg_type, content)
+        self._hub.send_multipart(self.session.serialize(message))
+        self._pump.sent_on(self._hub)
+        return message
+
+    def _hub_request(self, msg_type: str, content: JSONDict, timeout: float) -> None:
+        message = self._send_hub(msg_type, content)
+        if not self._pump.pump_until(lambda: message.msg_id in self._answered, timeout):
+            raise ClusterUnavailable(
+                f"the controller at {self._info.hub_url} did not answer within {timeout:g} s"
+                f" (cluster file {self.cluster_file}); is the cluster still running?"
+            )
+        self._answered.discard(message.msg_id)
 
     def _on_hub(self, frames: list[bytes]) -> None:
         try:
             message = self.session.deserialize(frames).message
-        except ProtocolError:
-            return
+            if message.msg_type == "connection_reply":
+                for content in message.content.get("engines", []):
+                    self._add_engine(EngineRecord.from_content(content))
+        except (ProtocolError, TypeError, AttributeError):
+            return  # a bad reply is as good as none: the caller's timeout says so
         if message.parent_id is not None:
-            self._hub_replies[message.parent_id] = message
+            self._answered.add(message.parent_id)
 
     def _on_notify(self, frames: list[bytes]) -> None:
         try:
@@ -288,6 +323,17 @@ class Client:
         from ._views import LoadBalancedView
 
         return LoadBalancedView(self, targets)
+
+    def activate(self, targets: Targets = "all", suffix: str = "") -> DirectView:
+        """Register the ``%px`` magics for a blocking view of ``targets``; the view.
+
+        As in ipyparallel: ``suffix="0"`` names them ``%px0``, ``%%px0``, ``%pxresult0``,
+        ``%pxconfig0``, ``%autopx0``, so several views can have magics at once. Works in
+        Loom's kernel and in IPython (ipykernel); elsewhere it warns and registers nothing.
+        """
+        from ..magics._px_activate import activate
+
+        return activate(self, targets, suffix)
 
     @property
     def balancer(self) -> Balancer:

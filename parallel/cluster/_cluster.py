@@ -18,6 +18,7 @@ caller's loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 from kernel.client import KernelProcess, describe_exit, wait_pid_exit
 
 from .._errors import ClusterUnavailable
+from ..client._pool_client import REQUERY
 
 if TYPE_CHECKING:
     from ..client._pool_client import Client
@@ -166,7 +168,9 @@ class Cluster:
         self.start_cluster_sync(count, timeout=timeout)
         client = self._connect()
         left = max(0.0, timeout - (time.monotonic() - started))
-        if not client._pump.pump_until(lambda: self._engines_up(client, count), left):
+        if not client.pump_until_engines(count, left, alive=self._controller_alive):
+            if not self._controller_alive():
+                self._fail("the controller exited while engines were starting")
             self._fail(f"{len(client._links)} of {count} engines registered within {timeout:g} s")
         return client
 
@@ -178,13 +182,19 @@ class Cluster:
         count = self.n if n is None else n
         await self.start_cluster(count, timeout=timeout)
         client = self._connect()
-        left = max(0.0, timeout - (time.monotonic() - started))
-        try:
-            async with asyncio.timeout(left):
-                await client._pump.wait_until(lambda: self._engines_up(client, count))
-        except TimeoutError:
-            self._fail(f"{len(client._links)} of {count} engines registered within {timeout:g} s")
+        deadline = started + timeout
+        while not self._engines_up(client, count):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail(f"{len(client._links)} of {count} engines registered in {timeout:g} s")
+            client._request_engines()  # as pump_until_engines: a PUB may drop the first news
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(REQUERY, left)):
+                    await client._pump.wait_until(lambda: self._engines_up(client, count))
         return client
+
+    def _controller_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
 
     def _engines_up(self, client: Client, count: int) -> bool:
         """Enough engines, or the controller died (then :meth:`_fail` says so)."""
