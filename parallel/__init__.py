@@ -4,11 +4,15 @@
 running cluster; ``rc[:]`` (a ``DirectView``) and ``rc.load_balanced_view()`` run code
 on the engines; every call gives an ``AsyncResult``. The user guide is
 ``docs/parallel.md``. Names load lazily (PEP 562): importing ``parallel`` costs nothing.
+
+``%load_ext parallel`` gives the ``%px`` magics, in Loom's kernel
+(:func:`load_loom_extension`) and in IPython (:func:`load_ipython_extension`); importing
+``parallel`` imports neither the magics nor IPython.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kernel._lazy import lazy_exports
 
@@ -30,6 +34,10 @@ __all__ = [
     "TimeoutError",
     "error",
     "interactive",
+    "load_ipython_extension",
+    "load_loom_extension",
+    "unload_ipython_extension",
+    "unload_loom_extension",
 ]
 
 _EXPORTS = {
@@ -52,6 +60,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from kernel.server.magics import Magics
+
     from ._errors import (
         ClusterUnavailable,
         CompositeError,
@@ -78,3 +88,34 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module(".error", __name__)
     return _exported(name)
+
+
+def load_loom_extension(magics: Magics) -> None:
+    """``%load_ext parallel`` in Loom's kernel: ``%px``, ``%%px``, ``%pxresult``,
+    ``%pxconfig``, ``%autopx`` and ``%cluster``, as async magics (the kernel stays
+    responsive and Ctrl-C interrupts the engines while they run)."""
+    from .magics._px_loom import load_loom_extension as load
+
+    load(magics)
+
+
+def unload_loom_extension(magics: Magics) -> None:
+    """``%unload_ext parallel`` in Loom's kernel; stops a cluster ``%cluster start`` started."""
+    from .magics._px_loom import unload_loom_extension as unload
+
+    unload(magics)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext parallel`` in IPython or ipykernel: the same magics, blocking (the
+    client pumps its sockets; no thread)."""
+    from .magics._px_ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext parallel`` in IPython; stops a cluster ``%cluster start`` started."""
+    from .magics._px_ipython import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,180 @@
+"""The ``%px`` magics in IPython (terminal IPython, ipykernel, so jupyter console, JupyterLab
+and nbclient): ``%load_ext parallel`` and ``rc.activate()``.
+
+IPython's magics are synchronous, so the magics' coroutines run with ``run_blocking``:
+each wait pumps the client's sockets in place (no thread, no loop). Ctrl-C raises
+``KeyboardInterrupt`` in the pump; the engines still running get the configured signal.
+
+Output: text is printed (ipykernel sends it as stream output), displays and progress go
+through ``IPython.display``. A ``PxError`` is left for IPython to show: it calls the
+error's ``_render_traceback_``, which gives the grouped tracebacks.
+
+``%autopx`` replaces the shell's ``transform_cell`` on the instance (deleting it restores
+the class's): while on, a cell becomes ``%%px`` + the cell, except a cell whose first line
+is ``%autopx``. (ipyparallel replaces ``run_cell``; the transform is the smaller hook, and
+``check_complete`` does not use it, so typing a cell feels the same.)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._px_magics import PxMagics, PxSession
+from ._px_output import PxOutput, PxProgress, PxRich, PxText, progress_text
+from ._px_parse import PxUsageError
+from ._px_run import run_blocking
+
+if TYPE_CHECKING:
+    from ..client._views import DirectView
+
+__all__ = ["activate_ipython", "load_ipython_extension", "unload_ipython_extension"]
+
+T = TypeVar("T")
+#: IPython's marker for magics whose line must not be ``$var``-expanded (``no_var_expand``).
+_NO_VAR_EXPAND = "_ipython_magic_no_var_expand"
+_SESSIONS: weakref.WeakKeyDictionary[Any, PxSession] = weakref.WeakKeyDictionary()
+
+
+class IPythonHost:
+    """What the magics need of an IPython shell (see ``PxHost``)."""
+
+    blocking = True
+
+    def __init__(self, shell: Any) -> None:
+        self._shell = shell
+        self._progress: Any = None  # the DisplayHandle of the run's progress line
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        return self._shell.user_ns  # type: ignore[no-any-return]
+
+    def emit(self, item: PxOutput) -> None:
+        from IPython.display import display, publish_display_data
+
+        if isinstance(item, PxText):
+            stream = sys.stderr if item.stream == "stderr" else sys.stdout
+            stream.write(item.text)
+            stream.flush()
+        elif isinstance(item, PxRich):
+            publish_display_data(data=item.data, metadata=item.metadata)  # type: ignore[no-untyped-call]
+        else:
+            self._show_progress(item, display)
+
+    def _show_progress(self, item: PxProgress, display: Callable[..., Any]) -> None:
+        bundle = {"text/plain": progress_text(item)}
+        if self._progress is None:
+            self._progress = display(bundle, raw=True, display_id=True)
+        else:
+            self._progress.update(bundle, raw=True)
+        if item.final:
+            self._progress = None
+
+    def run_local(self, code: str) -> None:
+        self._shell.run_cell(code, store_history=False)
+
+    def set_autopx(self, magics: PxMagics | None) -> None:
+        shell = self._shell
+        overridden = "transform_cell" in vars(shell)
+        if magics is None:
+            if overridden:
+                del shell.transform_cell  # the class's method shows through again
+            return
+        if overridden:
+            raise PxUsageError("%autopx is already on for other engines; turn that off first")
+        original: Callable[[str], str] = shell.transform_cell
+        suffix = magics.suffix
+        toggle = re.compile(rf"\s*%autopx{re.escape(suffix)}\b")
+
+        def transform_cell(raw_cell: str) -> str:
+            first = next((line for line in raw_cell.splitlines() if line.strip()), "")
+            if not first or toggle.match(first):
+                return original(raw_cell)
+            return original(f"%%px{suffix}\n{raw_cell}")
+
+        shell.transform_cell = transform_cell
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext parallel`` in IPython: the ``%px`` family and ``%cluster``."""
+    session = _session(ipython)
+    px, new = session.magics("")
+    if new:
+        _register(ipython, px)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext parallel``: remove the magics; stop a cluster ``%cluster`` started."""
+    session = _SESSIONS.pop(ipython, None)
+    if session is None:
+        return
+    tables = ipython.magics_manager.magics
+    for suffix in session.sets:
+        for name in ("px", "pxresult", "pxconfig", "autopx"):
+            tables["line"].pop(f"{name}{suffix}", None)
+        tables["cell"].pop(f"px{suffix}", None)
+    tables["line"].pop("cluster", None)
+    session.close()
+
+
+def activate_ipython(ipython: Any, view: DirectView, suffix: str) -> None:
+    """``rc.activate(targets, suffix)`` in IPython: the ``suffix`` set runs on ``view``."""
+    px, new = _session(ipython).magics(suffix, view)
+    if new:
+        _register(ipython, px)
+
+
+def _session(ipython: Any) -> PxSession:
+    session = _SESSIONS.get(ipython)
+    if session is None:
+        session = _SESSIONS[ipython] = PxSession(IPythonHost(ipython))
+        cluster = _line(session.cluster)
+        ipython.register_magic_function(cluster, "line", "cluster")
+    return session
+
+
+def _register(ipython: Any, px: PxMagics) -> None:
+    s = px.suffix
+    line = _line(px.px)
+    setattr(line, _NO_VAR_EXPAND, True)  # the code goes to the engines as typed
+    ipython.register_magic_function(line, "line", f"px{s}")
+    ipython.register_magic_function(_cell(px.px_cell), "cell", f"px{s}")
+    ipython.register_magic_function(_line(px.pxresult), "line", f"pxresult{s}")
+    ipython.register_magic_function(_plain(px.pxconfig), "line", f"pxconfig{s}")
+    ipython.register_magic_function(_plain(px.autopx), "line", f"autopx{s}")
+
+
+def _line(method: Callable[[str], Coroutine[Any, Any, T]]) -> Callable[[str], T]:
+    def magic(line: str) -> T:
+        return _translated(lambda: run_blocking(method(line)))
+
+    magic.__doc__ = method.__doc__
+    return magic
+
+
+def _cell(method: Callable[[str, str], Coroutine[Any, Any, T]]) -> Callable[[str, str], T]:
+    def magic(line: str, cell: str) -> T:
+        return _translated(lambda: run_blocking(method(line, cell)))
+
+    magic.__doc__ = method.__doc__
+    return magic
+
+
+def _plain(method: Callable[[str], T]) -> Callable[[str], T]:
+    def magic(line: str) -> T:
+        return _translated(lambda: method(line))
+
+    magic.__doc__ = method.__doc__
+    return magic
+
+
+def _translated(call: Callable[[], T]) -> T:
+    from IPython.core.error import UsageError
+
+    try:
+        return call()
+    except PxUsageError as exc:
+        raise UsageError(str(exc)) from None
