@@ -192,9 +192,13 @@ class PxMagics:
         """The current defaults, one line."""
         c = self.config
         targets = "the view's" if c.targets is None else repr(c.targets)
+        try:
+            sig = signal.Signals(c.signal).name
+        except ValueError:
+            sig = str(c.signal)
         return (
             f"%px{self.suffix}: targets={targets} block={c.block} stream={c.stream} "
-            f"group-outputs={c.groupby} verbose={c.verbose} signal-on-interrupt={c.signal} "
+            f"group-outputs={c.groupby} verbose={c.verbose} signal-on-interrupt={sig} "
             f"progress-after={c.progress_after:g}"
         )
 

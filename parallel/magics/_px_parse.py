@@ -137,31 +137,35 @@ def parse_px(line: str, kind: Kind = "px") -> PxArgs:
         if token == "--" and kind == "px":
             rest = after
             break
-        option, eq, inline = token.partition("=")
+        option = token.partition("=")[0]
         if option not in allowed:
             if kind == "px" and not _looks_like_option(option):
                 break  # the code starts here
             raise PxUsageError(_unknown(option, kind))
-        if option in _VALUED:
-            if eq:
-                value = _unquote(inline)
-            elif after:
-                value, after = _next_token(after)
-                value = _unquote(value)
-            else:
-                raise PxUsageError(f"%{_magic(kind)}: {option} needs a value")
-            args = _with_value(args, option, value, kind)
-        elif eq:
-            raise PxUsageError(f"%{_magic(kind)}: {option} takes no value")
-        else:
-            field, constant = _FLAGS[option]
-            args = replace(args, **{field: constant})  # type: ignore[arg-type]
-        rest = after
+        args, rest = _apply_option(args, token, after, kind)
     if kind == "px":
         if not rest.strip():
             raise PxUsageError("%px needs code to run, e.g. %px import numpy")
         return replace(args, code=rest)
     return args
+
+
+def _apply_option(args: PxArgs, token: str, after: str, kind: Kind) -> tuple[PxArgs, str]:
+    """``args`` with the option ``token`` (its value inline or the next token) applied,
+    and the text after it."""
+    option, eq, inline = token.partition("=")
+    if option in _VALUED:
+        if eq:
+            value = inline
+        elif after:
+            value, after = _next_token(after)
+        else:
+            raise PxUsageError(f"%{_magic(kind)}: {option} needs a value")
+        return _with_value(args, option, _unquote(value), kind), after
+    if eq:
+        raise PxUsageError(f"%{_magic(kind)}: {option} takes no value")
+    field, constant = _FLAGS[option]
+    return replace(args, **{field: constant}), after  # type: ignore[arg-type]
 
 
 def _looks_like_option(token: str) -> bool:

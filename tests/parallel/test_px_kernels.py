@@ -236,3 +236,36 @@ async def _start_cluster(client: KernelClient, n: int, pids: list[int]) -> list[
     found = [int(controller[0]), *(int(pid) for pid in engines.values())]
     pids.extend(found)
     return found
+
+
+def test_an_engine_that_dies_during_px_is_reported_lost() -> None:
+    with running_cluster(2) as (_, rc):
+        victim = rc._records[1].pid
+
+        async def scenario(reaper: Reaper) -> None:
+            async with start_kernel(spec=builtin_loom_spec(), startup_timeout=30) as (m, client):
+                reaper.track_manager(m)
+                await ok(client, "%load_ext parallel")
+                started = asyncio.get_running_loop().create_future()
+                seen = Cell()
+
+                def on_output(message: Message) -> None:
+                    seen.add(message)
+                    if "[stdout:1] started" in seen.stdout and not started.done():
+                        started.set_result(None)
+
+                code = "%px -t 1 print('started', flush=True); import time; time.sleep(60)"
+                running = asyncio.ensure_future(
+                    client.execute(code, on_output=on_output, timeout=TIMEOUT)
+                )
+                async with asyncio.timeout(TIMEOUT):
+                    await started
+                os.kill(victim, signal.SIGKILL)
+                async with asyncio.timeout(30):
+                    reply = await running
+                assert reply.content["status"] == "error"
+                assert reply.content["ename"] == "PxError"
+                assert "engine 1 lost" in seen.everything
+                assert outs(await ok(client, "%px -t 0 'alive'")) == {0: "'alive'"}
+
+        run(scenario, timeout=120)
