@@ -48,7 +48,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     controller = sub.add_parser("controller", help="run a cluster's controller")
     engine = sub.add_parser("engine", help="run one engine of a cluster")
     if {"cluster", "controller", "engine"} & set(argv):  # keep parallel off the console's start
-        from parallel.cluster._commands import add_cluster_arguments
+        from parallel.cluster._cli import add_cluster_arguments
 
         add_cluster_arguments(cluster, controller, engine)
 
@@ -99,11 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_batch(args)
     if args.command == "cluster":
-        from parallel.cluster._commands import run_cluster_command
+        from parallel.cluster._cli import run_cluster_command
 
         return run_cluster_command(args)
     if args.command in ("controller", "engine"):
-        from parallel.cluster._commands import run_controller_command
+        from parallel.cluster._cli import run_controller_command
 
         return run_controller_command(args)
     if args.command == "kernel":

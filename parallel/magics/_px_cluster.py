@@ -9,7 +9,7 @@ are skipped, so a stale file never costs a timeout), made on first use. With nei
 A cluster started here is ``Cluster(detached=False)``: its controller watches this
 process and stops, with its engines, when the kernel (or IPython) exits, however it
 exits. ``%cluster list`` and stopping a cluster started elsewhere reuse ``loom
-cluster``'s own code (``parallel.cluster._commands``).
+cluster``'s own code (``parallel.cluster._cli``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ CONNECT_TIMEOUT = 5.0
 
 def newest_running_cluster() -> Path | None:
     """The newest cluster file whose controller process is alive, or None."""
-    from ..cluster._commands import _alive
+    from ..cluster._cli import _alive
 
     try:
         files = sorted(runtime_dir().glob(CLUSTER_FILE_GLOB), key=lambda p: p.stat().st_mtime)
@@ -100,7 +100,7 @@ class ClusterLink:
         elif action == "stop" and len(words) == 1:
             self.stop()
         elif action == "list" and len(words) == 1:
-            from ..cluster._commands import _list
+            from ..cluster._cli import _list
 
             _list()
         else:
@@ -129,7 +129,7 @@ class ClusterLink:
 
     def stop(self) -> None:
         """Stop the cluster started here, or else the one ``%px`` is connected to."""
-        from ..cluster._commands import _stop_one
+        from ..cluster._cli import _stop_one
 
         if self.cluster is not None:
             cluster, self.cluster, self._client = self.cluster, None, None
