@@ -5,7 +5,8 @@ task per socket. Readers never block on consumers: outputs go to per-request
 callbacks or queues, inputs to an async handler run as its own task.
 
 Open one with :func:`connect_client`; every task it starts belongs to the
-task group that context manager owns, and every socket is closed on exit.
+task set that context manager owns (:mod:`kernel.client._tasks`), and every
+socket is closed on exit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from kernel.transport._socket import MessageSocket, shared_context
 
 from ._errors import KernelDied
 from ._heartbeat_monitor import HeartbeatMonitor
+from ._tasks import TaskSet, open_task_set
 
 __all__ = ["InputHandler", "KernelClient", "OutputHandler", "connect_client"]
 
@@ -96,7 +98,7 @@ class KernelClient:
         self._tracker = RequestTracker(self.session.session_id)
         self._calls: dict[str, _Call] = {}
         self._iopub_seen = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: TaskSet | None = None
         self.kernel_info: JSONDict = {}
         self.input_handler: InputHandler | None = None
         self.on_foreign_output: Callable[[Message, bool], None] | None = None
@@ -117,22 +119,17 @@ class KernelClient:
 
     # -- lifecycle ----------------------------------------------------------
 
-    def _start(self, tg: asyncio.TaskGroup) -> None:
-        self._tg = tg
+    def _start(self, tasks: TaskSet) -> None:
+        self._tasks = tasks
         for sock in (self.shell, self.control, self.iopub, self.stdin):
             self._spawn(self._read(sock), name=f"loom-client-{sock.channel}")
         self._spawn(self.heartbeat.run(), name="loom-client-hb")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str | None = None) -> None:
-        task = self._tg.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _stop(self) -> None:
-        """Fail outstanding requests and cancel every task this client started."""
-        self.fail_pending(KernelDied("the client was closed"))
-        for task in list(self._tasks):
-            task.cancel()
+        if self._tasks is None:
+            coro.close()  # never run: do not leave it to warn "never awaited"
+            raise RuntimeError("the client is not connected (use connect_client)")
+        self._tasks.spawn(coro, name=name)
 
     def _close_sockets(self) -> None:
         for sock in (self.shell, self.control, self.iopub, self.stdin):
@@ -415,21 +412,14 @@ async def connect_client(
     and a live iopub subscription before it is handed out.
     """
     client = KernelClient(info, session=session)
-    raised: Exception | None = None
     try:
-        async with asyncio.TaskGroup() as tg:
-            client._start(tg)
+        async with open_task_set() as tasks:  # on exit, every task of the client ends
+            client._start(tasks)
             try:
                 if wait_ready:
                     await client.wait_for_ready(ready_timeout)
                 yield client
-            except Exception as exc:
-                # Leave the task group cleanly and re-raise below: a TaskGroup
-                # would wrap the caller's own exception in an ExceptionGroup.
-                raised = exc
             finally:
-                client._stop()
+                client.fail_pending(KernelDied("the client was closed"))
     finally:
         client._close_sockets()
-    if raised is not None:
-        raise raised

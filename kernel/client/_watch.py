@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,6 +221,8 @@ async def port_refuses(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> 
     times out, or a name that does not resolve, counts as accepted (not proof
     of death).
     """
+    import ipaddress  # only once a silence is diagnosed: not on the console's start-up path
+
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -33,6 +33,7 @@ from kernel.client import (
     WatchEvent,
     find_connection_file,
 )
+from kernel.client._tasks import open_task_set, settled
 from kernel.protocol import ConnectionFileError, ConnectionInfo, JSONDict
 
 __all__ = ["BatchKernel", "KernelTarget", "KernelUnavailable", "run_on_kernel"]
@@ -173,29 +174,25 @@ async def _watched(
 
     watcher = KernelWatcher(report, info=None if process else client.info, process=process)
     client.on_heartbeat = watcher.heartbeat_changed
-    async with asyncio.TaskGroup() as tg:
-        watching = tg.create_task(watcher.run(), name="loom-run-watch")
+    async with open_task_set() as tasks:  # on exit, the watcher's task ends
+        tasks.spawn(watcher.run(), name="loom-run-watch")
         try:
             yield died
         finally:
             client.on_heartbeat = None
-            watching.cancel()
             died.cancel()
 
 
 async def _until_ready(kernel: BatchKernel) -> None:
-    """Wait for ``kernel_info``, failing early when the heartbeat says nobody is there."""
-    ready = asyncio.ensure_future(kernel.client.wait_for_ready(READY_TIMEOUT))
-    try:
+    """Wait for ``kernel_info``, failing early when the watcher says nobody is there."""
+    async with open_task_set() as tasks:  # on exit, a wait the death cut short ends
+        ready = tasks.spawn(settled(kernel.client.wait_for_ready(READY_TIMEOUT)))
         await asyncio.wait((ready, kernel.died), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not ready.done():
-            ready.cancel()
-        await asyncio.wait((ready,))
     if ready.cancelled():
         raise KernelUnavailable(f"the {kernel.label} is not running: {kernel.died.result()}")
-    if isinstance(ready.exception(), TimeoutError):
+    outcome = ready.result()
+    if isinstance(outcome.error, TimeoutError):
         raise KernelUnavailable(
             f"the {kernel.label} did not answer kernel_info within {READY_TIMEOUT:g} s"
         )
-    ready.result()
+    outcome.unwrap()

@@ -194,14 +194,24 @@ async def _run(
         renderer.finished(summary)
         return summary.exit_code()
     status = summary.exit_code()
-    if recorder is not None and options.output is not None:
-        try:
-            recorder.write(options.output)
-        except BatchInputError as exc:
-            writer.note(str(exc))
-            status = 2
+    if not _write_notebook(recorder, options.output, writer):
+        status = 2
     renderer.finished(summary)
     return status
+
+
+def _write_notebook(
+    recorder: NotebookRecorder | None, output: Path | None, writer: OutputWriter
+) -> bool:
+    """Write the recorded notebook, if one is asked for; False if that failed (said why)."""
+    if recorder is None or output is None:
+        return True
+    try:
+        recorder.write(output)
+    except BatchInputError as exc:
+        writer.note(str(exc))
+        return False
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass
 
 from kernel import KernelError
+from kernel.client._tasks import Outcome as Settled
+from kernel.client._tasks import open_task_set, settled
 from kernel.protocol import Message
 
 from ._kernel_target import BatchKernel
@@ -32,6 +34,8 @@ from ._source import RAISES_TAG, Cell, Document
 
 __all__ = ["INTERRUPT_GRACE", "CellRunner", "RunSettings"]
 
+#: An ``execute_request`` under way: its task, which ends with the reply or the error.
+Execution = asyncio.Task[Settled[Message]]
 #: Seconds a timed-out cell has to end after the interrupt before we give up on it.
 INTERRUPT_GRACE = 5.0
 #: Loop turns to let already-received iopub output be shown before an input prompt
@@ -126,23 +130,18 @@ class CellRunner:
         self._cell = cell
         if self.recorder is not None:
             self.recorder.begin(cell.index)
-        execute = asyncio.ensure_future(
-            self.kernel.client.execute(
-                cell.source,
-                on_output=lambda message: self._on_output(cell, message),
-                on_input=self._on_input,
-                stop_on_error=not self.settings.allow_errors,
-            )
+        request = self.kernel.client.execute(
+            cell.source,
+            on_output=lambda message: self._on_output(cell, message),
+            on_input=self._on_input,
+            stop_on_error=not self.settings.allow_errors,
         )
-        try:
-            return await self._await_reply(cell, execute)
-        finally:
-            execute.cancel()
-            await asyncio.wait((execute,))
-            if not execute.cancelled():
-                execute.exception()  # retrieved: a KernelDied here is already reported
+        # The request is a task of its own, raced against death and the deadline;
+        # leaving the task set stops waiting for a reply that is given up on.
+        async with open_task_set() as tasks:
+            return await self._await_reply(cell, tasks.spawn(settled(request)))
 
-    async def _await_reply(self, cell: Cell, execute: asyncio.Future[Message]) -> Outcome:
+    async def _await_reply(self, cell: Cell, execute: Execution) -> Outcome:
         state = await self._race(execute, self.settings.timeout)
         timed_out = state == "timeout"
         if timed_out:
@@ -158,12 +157,12 @@ class CellRunner:
         if state == "died":
             self._kernel_died(cell, execute)
             return Outcome.DIED
-        reply = execute.result()
+        reply = execute.result().unwrap()
         if self.recorder is not None:
             self.recorder.finish(cell.index, reply.content.get("execution_count"))
         return Outcome.TIMEOUT if timed_out else self._judge(cell, reply)
 
-    async def _race(self, execute: asyncio.Future[Message], timeout: float | None) -> str:
+    async def _race(self, execute: Execution, timeout: float | None) -> str:
         """``"reply"``, ``"died"`` or ``"timeout"``: what happened first.
 
         A reply that arrived wins over a death noticed in the same turn.
@@ -171,8 +170,8 @@ class CellRunner:
         died = self.kernel.died
         await asyncio.wait((execute, died), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if execute.done():
-            # An exception is KernelDied: the client failed its requests.
-            return "died" if execute.exception() is not None else "reply"
+            # An error is KernelDied: the client failed its requests.
+            return "died" if execute.result().error is not None else "reply"
         return "died" if died.done() else "timeout"
 
     async def _interrupt(self) -> None:
@@ -191,10 +190,10 @@ class CellRunner:
             self._note(f"{self._name(cell)} was not run: the kernel answered {status!r}")
         return Outcome.ERROR
 
-    def _kernel_died(self, cell: Cell, execute: asyncio.Future[Message]) -> None:
+    def _kernel_died(self, cell: Cell, execute: Execution) -> None:
         reason = self.kernel.died.result() if self.kernel.died.done() else None
         if reason is None and execute.done() and not execute.cancelled():
-            reason = str(execute.exception())
+            reason = str(execute.result().error)
         message = f"the {self.kernel.label} died while running {self._name(cell)}: {reason}"
         self.summary.status = "kernel_died"
         self.summary.message = message

@@ -20,7 +20,8 @@ act on. It decides nothing itself: it is the thin driver of two deciders.
 
 On death every outstanding request is failed with :class:`~kernel.KernelDied`
 (``client.fail_pending``), so no caller waits forever. State changes and
-notices go to ``on_notice(text)`` and ``on_change()``; the link prints nothing.
+notices go to the front end's ``notice(text)`` and ``change()``
+(:meth:`KernelLink.set_handlers`); the link prints nothing.
 
 A link can exist before its kernel answers (:meth:`KernelLink.starting`), so
 the console can show its first prompt while the kernel boots: :meth:`serve`
@@ -93,13 +94,12 @@ class KernelLink:
     ) -> None:
         self.manager = manager
         self.name = name
-        self.on_notice = on_notice or (lambda text: None)
-        self.on_change = on_change or (lambda: None)
+        self._on_notice = on_notice or _ignore_notice
+        self._on_change = on_change or _ignore_change
         self._state = LinkState(owns_kernel=manager is not None)
         self._client: KernelClient | None = None
-        # Attached: its heartbeat port is probed; ours: the process is watched once it answers.
-        info = client.info if client is not None and manager is None else None
-        self._watcher = kernel_client.KernelWatcher(self._on_watch, info=info)
+        self._watcher: kernel_client.KernelWatcher | None = None  # made once connected
+        self._connected = asyncio.Event()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._start: Callable[[], Awaitable[Any]] | None = None
         self._serving: asyncio.Task[Any] | None = None
@@ -178,22 +178,48 @@ class KernelLink:
     def set_handlers(
         self,
         *,
+        notice: Callable[[str], None] | None = None,
+        change: Callable[[], None] | None = None,
         foreign_output: Callable[[Message, bool], None] | None = None,
         input_handler: InputHandler | None = None,
     ) -> None:
-        """The client's ``on_foreign_output`` and ``input_handler``, now or once connected."""
-        self._foreign_output = foreign_output
-        self._input_handler = input_handler
+        """The one door for the front end's callbacks; those not given stay as they are.
+
+        ``notice(text)``: something to tell the user; ``change()``: the state
+        shown changed. ``foreign_output`` and ``input_handler`` are the
+        client's ``on_foreign_output`` and ``input_handler``, set now or once
+        it is connected. (A front end is built around its link, so these
+        cannot all be constructor arguments.)
+        """
+        if notice is not None:
+            self._on_notice = notice
+        if change is not None:
+            self._on_change = change
+        if foreign_output is not None:
+            self._foreign_output = foreign_output
+        if input_handler is not None:
+            self._input_handler = input_handler
         if self._client is not None:
-            self._client.on_foreign_output = foreign_output
-            self._client.input_handler = input_handler
+            self._wire(self._client)
 
     def _connect(self, client: KernelClient) -> None:
         self._client = client
+        # The watcher is made now, not with the link: a launched kernel is connected
+        # once the first prompt is drawn, which keeps its import off that path.
+        # Attached: its heartbeat port is probed; ours: the process is watched once
+        # it answers (WatchProcess).
+        info = client.info if self.manager is None else None
+        watcher = self._watcher = kernel_client.KernelWatcher(self._on_watch, info=info)
         client.on_status = self._on_status
-        client.on_heartbeat = self._watcher.heartbeat_changed
-        if self._foreign_output is not None or self._input_handler is not None:
+        client.on_heartbeat = watcher.heartbeat_changed
+        self._wire(client)
+        self._connected.set()
+
+    def _wire(self, client: KernelClient) -> None:
+        """Give ``client`` the front end's handlers (the only writer of these slots)."""
+        if self._foreign_output is not None:
             client.on_foreign_output = self._foreign_output
+        if self._input_handler is not None:
             client.input_handler = self._input_handler
 
     def _became_ready(self) -> None:
@@ -270,15 +296,15 @@ class KernelLink:
     def _perform(self, action: LinkAction) -> None:
         match action:
             case ReportChange():
-                self.on_change()
+                self._on_change()
             case ShowNotice(text):
-                self.on_notice(text)
+                self._on_notice(text)
             case FailPending(reason):
                 if self._client is not None:
                     self._client.fail_pending(KernelDied(reason))
-            case WatchProcess():
+            case WatchProcess() if self._watcher is not None:
                 self._watcher.watch_process(self.manager.process if self.manager else None)
-            case UnwatchProcess():
+            case UnwatchProcess() if self._watcher is not None:
                 self._watcher.watch_process(None)
 
     def _on_status(self, state: str, message: Message) -> None:
@@ -287,9 +313,11 @@ class KernelLink:
     # -- watching -----------------------------------------------------------------
 
     async def watch(self) -> None:
-        """Watch the kernel for death (:class:`~kernel.client.KernelWatcher`); run
-        as a task for the link's lifetime, until cancelled."""
-        await self._watcher.run()
+        """Watch the kernel for death (:class:`~kernel.client.KernelWatcher`) from the
+        moment it is connected; run as a task for the link's lifetime, until cancelled."""
+        await self._connected.wait()
+        if self._watcher is not None:  # always, once connected
+            await self._watcher.run()
 
     def _on_watch(self, event: kernel_client.WatchEvent) -> None:
         match event:
@@ -358,3 +386,11 @@ class KernelLink:
                 await self.manager.shutdown(now=True)
         finally:
             self._closed.set()
+
+
+def _ignore_notice(text: str) -> None:
+    """Notices before a front end has set its handler are dropped."""
+
+
+def _ignore_change() -> None:
+    """State changes before a front end has set its handler need no redraw."""

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from kernel import KernelDied
+from kernel.client._tasks import Outcome, TaskSet, open_task_set, settled
 from kernel.protocol import Message
 from shell.render._output import ANSI_RE, OutputRenderer
 
@@ -39,7 +40,7 @@ from ._link import KernelLink
 from ._multiline import check_complete
 from ._pager import page_text
 
-__all__ = ["LineReader", "read_cell", "run_plain"]
+__all__ = ["LineReader", "PlainConsole", "read_cell"]
 
 _CONTINUES_BLOCK = re.compile(r"^(else|elif|except|finally)\b")
 #: Plain mode is not interactive: give the kernel time to answer is_complete.
@@ -125,71 +126,108 @@ async def _status(link: KernelLink | None, lines: list[str]) -> str:
     return status
 
 
-async def run_plain(link: KernelLink, renderer: OutputRenderer, reader: LineReader) -> int:
-    """Run every cell of ``reader`` through ``link``; return the exit status."""
-    client = link.client
-    out = renderer.out
-    loop = asyncio.get_running_loop()
-    cell: asyncio.Task[Message] | None = None
-    interrupts = 0
-    interrupting: set[asyncio.Future[None]] = set()
+class PlainConsole:
+    """Runs every cell of ``reader`` through ``link``, printing plainly (module docstring).
 
-    def on_sigint() -> None:
-        nonlocal interrupts
-        interrupts += 1
-        if cell is None or cell.done():
+    SIGINT while a cell runs interrupts the kernel; a second one ends the run
+    (status 130). Every task it starts (cells, interrupts) belongs to :meth:`run`.
+    """
+
+    def __init__(self, link: KernelLink, renderer: OutputRenderer, reader: LineReader) -> None:
+        self.link = link
+        self.renderer = renderer
+        self.reader = reader
+        self._show = _show(renderer)
+        self._cell: asyncio.Task[Outcome[Message]] | None = None
+        self._interrupts = 0
+        self._tasks: TaskSet | None = None  # while run() runs
+        link.set_handlers(
+            notice=_notice,
+            foreign_output=lambda message, own_session: self._show(message),
+            input_handler=self.answer,
+        )
+
+    async def run(self) -> int:
+        """Run every cell; return the exit status: 0 at end of input (or ``exit``,
+        or an ``ask_exit`` payload), 1 if the kernel died, 130 after a second Ctrl-C."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, self.on_sigint)
+        try:
+            async with open_task_set() as tasks:
+                self._tasks = tasks
+                return await self._loop()
+        finally:
+            self._tasks = None
+            loop.remove_signal_handler(signal.SIGINT)
+            self.renderer.ensure_newline()
+
+    async def _loop(self) -> int:
+        pending: list[str] = []
+        while True:
+            code = await read_cell(self.reader, self.link, pending)
+            if code is None or is_exit(code):
+                return 0
+            if self.link.is_dead:
+                return 1  # the notice has said why; nothing could run this cell
+            status = await self.run_one(code)
+            if status is not None:
+                return status
+
+    def on_sigint(self) -> None:
+        """Ctrl-C: interrupt the kernel's cell; the second one stops waiting for it."""
+        self._interrupts += 1
+        cell = self._cell
+        if cell is None or cell.done() or self._tasks is None:
             return
-        if interrupts == 1:
-            interrupting.add(asyncio.ensure_future(link.interrupt()))
+        if self._interrupts == 1:
+            self._tasks.spawn(self.link.interrupt())
         else:
             cell.cancel()
 
-    async def answer(prompt: str, password: bool) -> str:
-        out.write(prompt)
-        out.flush()
-        renderer.column = 0
-        return (await reader.readline()).rstrip("\r\n")
+    async def answer(self, prompt: str, password: bool) -> str:
+        """The kernel's ``input()``: the next line of the input (echoing the prompt)."""
+        self.renderer.out.write(prompt)
+        self.renderer.out.flush()
+        self.renderer.column = 0
+        return (await self.reader.readline()).rstrip("\r\n")
 
-    client.input_handler = answer
-    show = _show(renderer)
-    client.on_foreign_output = lambda message, own_session: show(message)
-    link.on_notice = lambda text: print(f"loom: {text}", file=sys.stderr, flush=True)
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    pending: list[str] = []
-    try:
-        while True:
-            code = await read_cell(reader, link, pending)
-            if code is None:
-                return 0
-            if is_exit(code):
-                return 0
-            if link.is_dead:
-                return 1  # the notice has said why; nothing could run this cell
-            interrupts = 0
-            report_threads("cell")
-            cell = asyncio.ensure_future(client.execute(code, on_output=show))
+    async def run_one(self, code: str) -> int | None:
+        """Run one cell; the exit status if the run must end after it, else None."""
+        if self._tasks is None:
+            raise RuntimeError("run_one() is for run(), which owns the cell's task")
+        self._interrupts = 0
+        report_threads("cell")
+        execute = self.link.client.execute(code, on_output=self._show)
+        cell = self._cell = self._tasks.spawn(settled(execute))
+        try:
             await asyncio.wait({cell})
-            if cell.cancelled():
-                print("loom: interrupted", file=sys.stderr, flush=True)
-                return 130
-            exc = cell.exception()
-            if isinstance(exc, KernelDied):
-                renderer.ensure_newline()
-                if not link.is_dead:  # else the death notice has said it already
-                    print(f"loom: {exc}", file=sys.stderr, flush=True)
-                return 1
-            if exc is not None:
-                raise exc
-            reply = cell.result()
-            for payload in reply.content.get("payload") or []:
-                if isinstance(payload, dict) and payload.get("source") == "page":
-                    text = ANSI_RE.sub("", page_text(payload.get("data") or {}))
-                    renderer.notice(text)
-                if isinstance(payload, dict) and payload.get("source") == "ask_exit":
-                    return 0
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        renderer.ensure_newline()
+        finally:
+            self._cell = None
+            cell.cancel()  # we are being cancelled: stop waiting for the reply too
+        if cell.cancelled():
+            print("loom: interrupted", file=sys.stderr, flush=True)
+            return 130
+        outcome = cell.result()
+        if isinstance(outcome.error, KernelDied):
+            self.renderer.ensure_newline()
+            if not self.link.is_dead:  # else the death notice has said it already
+                print(f"loom: {outcome.error}", file=sys.stderr, flush=True)
+            return 1
+        return self._after_reply(outcome.unwrap())
+
+    def _after_reply(self, reply: Message) -> int | None:
+        for payload in reply.content.get("payload") or []:
+            if not isinstance(payload, dict):
+                continue
+            if payload.get("source") == "page":
+                self.renderer.notice(ANSI_RE.sub("", page_text(payload.get("data") or {})))
+            elif payload.get("source") == "ask_exit":
+                return 0
+        return None
+
+
+def _notice(text: str) -> None:
+    print(f"loom: {text}", file=sys.stderr, flush=True)
 
 
 def _show(renderer: OutputRenderer) -> Callable[[Message], None]:

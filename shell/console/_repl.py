@@ -40,9 +40,10 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kernel import KernelDied, KernelError
+from kernel.client._tasks import Outcome, TaskSet, open_task_set, settled
 from shell.render._output import OutputRenderer, merge_streams
 
 from ._commands import (
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = ["InteractiveConsole"]
 
+T = TypeVar("T")
+
 #: Seconds after the first Ctrl-C from which another one stops waiting for the cell.
 ABANDON_AFTER = 1.0
 #: Seconds a cell waits for a starting kernel before the console says it is waiting.
@@ -79,7 +82,7 @@ class _EarlyCell:
     """A cell sent when Enter accepted it, before the prompt returned it."""
 
     code: str
-    task: asyncio.Task[Message]
+    task: asyncio.Task[Outcome[Message]]
     started: float
 
 
@@ -102,41 +105,53 @@ class InteractiveConsole:
         self.connection_file = connection_file
         self.count = 1
         self._next_input = ""
-        self._cell: asyncio.Task[Message] | None = None
+        self._cell: asyncio.Task[Outcome[Message]] | None = None
         self._interrupts: list[float] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: TaskSet | None = None  # while run() runs: it owns every task spawned
         self._first_prompt = True
         self._cells_run = 0
         self._pending: list[Message] = []  # stream output of this loop turn, not yet written
         self._flush_scheduled = False
         self._early: _EarlyCell | None = None
+        # ConsoleUI takes these after construction (it is built before the console).
         ui.on_accept = self._accepted
         ui.write_above = term.call  # help (F2) queues with the kernel's output
-        link.on_notice = self.notice
-        link.on_change = ui.invalidate
         if link.owns_kernel:
             link.death_hint = "Type %restart (or run a cell) to start a new one."
-        link.set_handlers(foreign_output=self._foreign_output, input_handler=self._answer_input)
+        link.set_handlers(
+            notice=self.notice,
+            change=ui.invalidate,
+            foreign_output=self._foreign_output,
+            input_handler=self._answer_input,
+        )
 
     # -- the loop ---------------------------------------------------------------
 
     async def run(self) -> int:
+        """Read and run cells until exit; return the exit status (0).
+
+        Every task the console starts (cells, interrupts) belongs to this call
+        and ends with it. Raises the :class:`~kernel.KernelError` of a kernel
+        that could not start, when a cell waited for it.
+        """
         loop = asyncio.get_running_loop()
-        self._install_sigint()
-        try:
-            while True:
-                try:
-                    code = await self._read()
-                    if code:
-                        await self._handle(code)
-                except _Exit:
-                    return 0
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            if self._early is not None:
-                self._early.task.cancel()
-            for task in list(self._tasks):
-                task.cancel()
+        async with open_task_set() as tasks:
+            self._tasks = tasks
+            self._install_sigint()
+            try:
+                return await self._loop()
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
+                self._tasks = None
+
+    async def _loop(self) -> int:
+        while True:
+            try:
+                code = await self._read()
+                if code:
+                    await self._handle(code)
+            except _Exit:
+                return 0
 
     async def _read(self) -> str:
         """The next input; '' after Ctrl-C. Raises ``_Exit`` on a confirmed Ctrl-D."""
@@ -188,7 +203,7 @@ class InteractiveConsole:
         if not self.link.is_ready or self.link.is_dead:
             return
         self.renderer.begin_cell()
-        task = asyncio.ensure_future(self._send(code))
+        task = self._spawn(settled(self._send(code)))
         self._early = _EarlyCell(code, task, time.monotonic())
 
     async def run_cell(self, code: str) -> None:
@@ -197,42 +212,49 @@ class InteractiveConsole:
         A kernel still starting is waited for first; if it cannot start, its
         :class:`~kernel.KernelError` is raised (the console then ends).
         """
-        early, self._early = self._early, None
-        if early is not None and early.code != code:  # not what was sent: forget it
-            early.task.cancel()
-            early = None
+        early = self._take_early(code)
         dead = early is None and self.link.is_dead
         if dead and not await self._offer_restart("The kernel is dead."):
             return
         started = early.started if early is not None else time.monotonic()
         self._interrupts = []
         self._cells_run += 1
-        self._cell = early.task if early is not None else asyncio.ensure_future(self._execute(code))
+        cell = early.task if early is not None else self._spawn(settled(self._execute(code)))
+        self._cell = cell
         try:
-            await asyncio.wait({self._cell})
+            await asyncio.wait({cell})
         finally:
-            cell, self._cell = self._cell, None
+            self._cell = None
             self.ui.last_duration = time.monotonic() - started
-            if not cell.done():  # we are being cancelled: stop waiting for the reply too
-                cell.cancel()
+            cell.cancel()  # we are being cancelled: stop waiting for the reply too
             self.flush_output()
         await self.term.settle()
+        await self._conclude(cell)
+
+    def _take_early(self, code: str) -> _EarlyCell | None:
+        """The cell :meth:`_accepted` sent for ``code``, if it sent this one."""
+        early, self._early = self._early, None
+        if early is not None and early.code != code:  # not what was sent: forget it
+            early.task.cancel()
+            return None
+        return early
+
+    async def _conclude(self, cell: asyncio.Task[Outcome[Message]]) -> None:
+        """Say how ``cell`` ended, unless it ended well; then act on its reply."""
         if cell.cancelled():
             if self.link.is_ready:
                 self.notice("Stopped waiting for the cell; it may still be running in the kernel.")
             else:
                 self.notice("Not run: the kernel is still starting.")
             return
-        exc = cell.exception()
-        if isinstance(exc, KernelDied):
+        outcome = cell.result()
+        if isinstance(outcome.error, KernelDied):
             if self.link.is_dead:
                 await self._offer_restart("")
             else:
-                self.notice(f"The cell was abandoned: {exc}")
+                self.notice(f"The cell was abandoned: {outcome.error}")
             return
-        if exc is not None:
-            raise exc
-        self._after_reply(cell.result())
+        self._after_reply(outcome.unwrap())  # any other error is raised: the console ends
 
     async def _execute(self, code: str) -> Message:
         if not self.link.is_ready:
@@ -436,7 +458,9 @@ class InteractiveConsole:
         self.term.call(lambda: self.renderer.notice(text))
         self.ui.invalidate()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` as a task of :meth:`run` (RuntimeError if it is not running)."""
+        if self._tasks is None:
+            coro.close()  # never run: do not leave it to warn "never awaited"
+            raise RuntimeError("the console is not running")
+        return self._tasks.spawn(coro)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from kernel import KernelError, KernelManager
 from kernel.client import DEFAULT_KERNEL_NAME, find_connection_file
+from kernel.client._tasks import TaskSet, open_task_set, settled
 from kernel.protocol import ConnectionFileError, ConnectionInfo
 from shell.render._images import image_protocol
 from shell.render._output import OutputRenderer
@@ -116,33 +117,30 @@ async def _run(
         except (KernelError, ConnectionFileError, OSError) as exc:
             print(f"loom: {exc}", file=sys.stderr)
             return 1
-        async with asyncio.TaskGroup() as tg:
+        # The link's two tasks (watching the kernel; launching and holding the
+        # connection) end with the console: shutdown() ends serve(), and leaving
+        # the task set cancels the watch.
+        async with open_task_set() as tasks:
 
             def connect() -> None:
                 """Connect to the kernel we launched (see :meth:`KernelLink.serve`)."""
                 if not link.is_ready:
-                    tg.create_task(link.serve(), name="loom-kernel-start")
+                    tasks.spawn(link.serve(), name="loom-kernel-start")
 
-            watcher = tg.create_task(link.watch(), name="loom-kernel-watch")
+            tasks.spawn(link.watch(), name="loom-kernel-watch")
             try:
                 if interactive:
-                    if not link.is_ready:
-                        _preload_ui()  # while the kernel boots
-                    if vi_mode is None:
-                        vi_mode = os.environ.get("LOOM_EDITING_MODE", "").lower() == "vi"
-                    return await _run_interactive(link, path, vi_mode, connect)
-                connect()
-                _end_startup()
-                try:
-                    await link.wait_ready()
-                except KernelError as exc:
-                    print(f"loom: {exc}", file=sys.stderr)
-                    return 1
-                return await _run_plain(link)
+                    return await _run_interactive(link, path, _vi_mode(vi_mode), connect)
+                return await _run_plain(link, connect)
             finally:
                 await link.shutdown()  # graceful, through the client; ends serve()
-                watcher.cancel()
     raise AssertionError("unreachable")
+
+
+def _vi_mode(asked: bool | None) -> bool:
+    if asked is None:
+        return os.environ.get("LOOM_EDITING_MODE", "").lower() == "vi"
+    return asked
 
 
 async def _open_link(
@@ -172,11 +170,19 @@ async def _open_link(
     return KernelLink.starting(manager, name), None
 
 
-async def _run_plain(link: KernelLink) -> int:
-    from ._plain import LineReader, run_plain
+async def _run_plain(link: KernelLink, connect: Callable[[], None]) -> int:
+    """Plain mode: connect at once, and run the cells of stdin once the kernel answers."""
+    from ._plain import LineReader, PlainConsole
 
+    connect()
+    _end_startup()
+    try:
+        await link.wait_ready()
+    except KernelError as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 1
     renderer = OutputRenderer(sys.stdout, sys.stderr, ansi=False, out_prompts=False)
-    return await run_plain(link, renderer, LineReader())
+    return await PlainConsole(link, renderer, LineReader()).run()
 
 
 async def _run_interactive(
@@ -189,45 +195,53 @@ async def _run_interactive(
     from ._prompt import ConsoleUI
     from ._repl import InteractiveConsole
 
+    if not link.is_ready:
+        _preload_ui()  # while the kernel boots
     history = ConsoleHistory()
-    term = Terminal(sys.stdout)
     renderer = OutputRenderer(sys.stdout, ansi=True, images=image_protocol())
     ui = ConsoleUI(link, history=history, vi_mode=vi_mode)
     ui.after_drawn(_end_startup)
     ui.after_drawn(connect)
-    console = InteractiveConsole(link, ui, renderer, term, connection_file=path)
+    _print_intro(link, path)
+    async with open_task_set() as tasks:  # what the prompt needs ends with it
+        term = Terminal(sys.stdout, tasks=tasks)
+        console = InteractiveConsole(link, ui, renderer, term, connection_file=path)
+        tasks.spawn(_merge_kernel_history(link, history, ui), name="loom-kernel-history")
+        if link.owns_kernel:
+            tasks.spawn(_announce_ready(link, console), name="loom-kernel-banner")
+        else:
+            tasks.spawn(_learn_count(link, console), name="loom-kernel-count")
+        status = await _until_exit(console, link, renderer, tasks)
+    if not link.owns_kernel:
+        print(f"The kernel is still running; attach again with: loom --existing {path}")
+    return status
+
+
+def _print_intro(link: KernelLink, path: Path | None) -> None:
     attached = "" if link.owns_kernel else f" (attached to {path})"
     intro = f"Loom console — kernel {link.name}{attached}. F2: help, Ctrl-D: exit.\n"
     if link.is_ready:
         print(f"{_banner(link)}\n\n{intro}")
     else:  # the banner is printed above the prompt when the kernel answers
         print(intro)
-    background = [asyncio.ensure_future(_merge_kernel_history(link, history, ui))]
-    if not link.owns_kernel:
-        background.append(asyncio.ensure_future(_learn_count(link, console)))
-    else:
-        background.append(asyncio.ensure_future(_announce_ready(link, console)))
-    run = asyncio.ensure_future(console.run())
-    ready = asyncio.ensure_future(link.wait_ready())
-    try:
-        await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
-        failed = link.start_error
-        if failed is not None:  # the kernel could not start: leave the prompt
-            if not run.done():
-                run.cancel()
-                await asyncio.wait({run})
-            elif not run.cancelled():
-                run.exception()  # the same error, raised by a cell that waited for it
-            renderer.ensure_newline()
-            print(f"loom: {failed}", file=sys.stderr)
-            return 1
-        status = await run
-    finally:
-        for task in (run, ready, *background):
-            task.cancel()
-    if not link.owns_kernel:
-        print(f"The kernel is still running; attach again with: loom --existing {path}")
-    return status
+
+
+async def _until_exit(
+    console: InteractiveConsole, link: KernelLink, renderer: OutputRenderer, tasks: TaskSet
+) -> int:
+    """Run the console until it exits (its status), or until the kernel turns out
+    unable to start (the prompt is taken down, the reason printed, status 1)."""
+    run = tasks.spawn(settled(console.run()), name="loom-console")
+    ready = tasks.spawn(settled(link.wait_ready()), name="loom-kernel-ready")
+    await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+    failed = link.start_error
+    if failed is not None:  # a cell that waited for the kernel raised this too
+        run.cancel()
+        await asyncio.wait({run})  # the prompt is gone before the reason is printed
+        renderer.ensure_newline()
+        print(f"loom: {failed}", file=sys.stderr)
+        return 1
+    return (await run).unwrap()
 
 
 def _end_startup() -> None:

@@ -7,6 +7,11 @@ on the event loop, without threads (unlike ``patch_stdout``). Because that is
 asynchronous, :meth:`Terminal.call` keeps a FIFO: once something is queued,
 later writes queue behind it even if the prompt has gone meanwhile, so output
 is never reordered.
+
+The task that drains the queue belongs to the ``tasks`` the terminal is given
+(the console's task set), so it ends with the console. A terminal given none
+(prompt_toolkit's UI makes one for itself before the console exists) owns its
+drain task alone, and :meth:`Terminal.aclose` ends it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from kernel.client._tasks import TaskSet
 
 __all__ = ["Terminal"]
 
@@ -22,10 +30,17 @@ __all__ = ["Terminal"]
 class Terminal:
     """Ordered, prompt-aware writes to ``stream`` (default ``sys.stdout``)."""
 
-    def __init__(self, stream: TextIO | None = None, *, interactive: bool = True) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        interactive: bool = True,
+        tasks: TaskSet | None = None,
+    ) -> None:
         self.stream = stream or sys.stdout
         #: False in plain mode: no prompt can be live, so never involve prompt_toolkit.
         self.interactive = interactive
+        self._tasks = tasks
         self._queue: list[Callable[[], None]] = []
         self._draining: asyncio.Future[None] | None = None
 
@@ -45,7 +60,17 @@ class Terminal:
             return
         self._queue.append(func)
         if self._draining is None or self._draining.done():
-            self._draining = asyncio.ensure_future(self._drain_above_prompt())
+            self._start_draining()
+
+    def _start_draining(self) -> None:
+        drain = self._drain_above_prompt()
+        if self._tasks is None:  # no owner given: this terminal owns the task (aclose)
+            self._draining = asyncio.ensure_future(drain)
+            return
+        try:
+            self._draining = self._tasks.spawn(drain, name="loom-terminal-drain")
+        except RuntimeError:  # the console has ended: no prompt can be live any more
+            self._drain()
 
     async def _drain_above_prompt(self) -> None:
         from prompt_toolkit.application import get_app_or_none, run_in_terminal
@@ -78,6 +103,14 @@ class Terminal:
         """Wait until every queued call has run."""
         while self._draining is not None and not self._draining.done():
             await self._draining
+
+    async def aclose(self) -> None:
+        """Stop draining (what is still queued is dropped); for a terminal without ``tasks``."""
+        draining, self._draining = self._draining, None
+        self._queue.clear()
+        if draining is not None and not draining.done():
+            draining.cancel()
+            await asyncio.wait({draining})
 
 
 def _prompt_is_live(interactive: bool) -> bool:

@@ -27,6 +27,7 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from kernel import start_kernel
+from kernel.client._tasks import open_task_set
 from shell.console._link import KernelLink
 from shell.console._prompt import ConsoleUI
 from shell.console._repl import InteractiveConsole
@@ -129,9 +130,10 @@ async def wait_until(
 async def console_on(
     kernel: str, history: History | None = None, *, vi_mode: bool = False
 ) -> AsyncIterator[Harness]:
-    async with start_kernel(kernel) as (manager, client):
+    async with start_kernel(kernel) as (manager, client), open_task_set() as tasks:
         assert manager.process is not None
         link = KernelLink(client, None, kernel)
+        tasks.spawn(link.watch())  # as loom does: an attached link is watched
         with create_pipe_input() as keys:
             out = io.StringIO()
             ui = ConsoleUI(
@@ -143,8 +145,8 @@ async def console_on(
                 stdout=out,
             )
             renderer = OutputRenderer(out, ansi=False)
-            console = InteractiveConsole(link, ui, renderer, Terminal(out))
-            task = asyncio.ensure_future(console.run())
+            console = InteractiveConsole(link, ui, renderer, Terminal(out, tasks=tasks))
+            task = tasks.spawn(console.run())
             harness = Harness(keys, out, ui, console, task, manager.process.pid)
             try:
                 await harness.until(lambda: harness.at_prompt(1))

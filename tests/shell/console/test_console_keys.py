@@ -24,6 +24,7 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from kernel import KernelClient, KernelManager, connect_client
+from kernel.client._tasks import open_task_set
 from kernel.protocol import JSONDict
 from shell.console._link import KernelLink
 from shell.console._prompt import ConsoleUI
@@ -380,23 +381,25 @@ class Starting:
 async def starting_console(name: str) -> AsyncIterator[Starting]:
     """The console as ``loom --kernel NAME`` builds it: the prompt up before the kernel."""
     link = KernelLink.starting(KernelManager(name), name)
-    serving = asyncio.ensure_future(link.serve())
-    try:
-        with create_pipe_input() as keys:
-            out = io.StringIO()
-            ui = ConsoleUI(link, input=keys, output=DummyOutput(), stdout=out)
-            renderer = OutputRenderer(out, ansi=False)
-            console = InteractiveConsole(link, ui, renderer, Terminal(out))
-            task = asyncio.ensure_future(console.run())
-            s = Starting(link, ui, console, keys, out, task)
-            await s.until(lambda: ui.is_live)
-            yield s
-            keys.send_text("exit\r")
-            async with asyncio.timeout(10):
-                assert await task == 0
-    finally:
-        await link.shutdown()
-        await serving
+    async with open_task_set() as tasks:
+        serving = tasks.spawn(link.serve())
+        tasks.spawn(link.watch())
+        try:
+            with create_pipe_input() as keys:
+                out = io.StringIO()
+                ui = ConsoleUI(link, input=keys, output=DummyOutput(), stdout=out)
+                renderer = OutputRenderer(out, ansi=False)
+                console = InteractiveConsole(link, ui, renderer, Terminal(out, tasks=tasks))
+                task = tasks.spawn(console.run())
+                s = Starting(link, ui, console, keys, out, task)
+                await s.until(lambda: ui.is_live)
+                yield s
+                keys.send_text("exit\r")
+                async with asyncio.timeout(10):
+                    assert await task == 0
+        finally:
+            await link.shutdown()
+            await serving
 
 
 def test_a_cell_entered_while_the_kernel_starts_runs_once_it_answers(

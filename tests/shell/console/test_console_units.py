@@ -14,6 +14,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from kernel.client import describe_exit
+from kernel.client._tasks import open_task_set
 from kernel.protocol import Message
 from shell.console._commands import EXIT_WORDS, Command, is_exit, parse_command
 from shell.console._completer import completions_from_reply
@@ -279,7 +280,10 @@ def test_output_queued_as_a_drain_above_the_prompt_ends_is_written_too() -> None
     written: list[str] = []
 
     async def scenario() -> None:
-        term = Terminal(io.StringIO())
+        async with open_task_set() as tasks:
+            await write_both(Terminal(io.StringIO(), tasks=tasks))
+
+    async def write_both(term: Terminal) -> None:
         loop = asyncio.get_running_loop()
 
         def first() -> None:
