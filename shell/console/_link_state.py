@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 __all__ = [
     "ATTACHED_TRANSITIONS",
@@ -107,73 +106,129 @@ class Status(enum.StrEnum):
 KERNEL_STATUSES = frozenset({Status.STARTING, Status.IDLE, Status.BUSY})
 
 
+class _Value:
+    """Base of the events and actions: immutable, equal by type and fields, and
+    shown as ``Name(field=value)``.
+
+    Not dataclasses: this module loads before the console's first prompt, and
+    ``@dataclass`` would spend some 15 ms making these sixteen classes (it runs
+    ``exec`` for each one's methods); these cost microseconds.
+    """
+
+    __slots__ = ()
+    #: The fields, in order (for ``match`` patterns, equality and repr).
+    __match_args__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Value) or type(other) is not type(self):
+            return NotImplemented
+        return other._fields() == self._fields()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fields()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _set(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+
 # -- events: past-tense facts ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LaunchStarted:
+class LaunchStarted(_Value):
     """The console launched the kernel; it has not answered yet."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class KernelAnswered:
+
+class KernelAnswered(_Value):
     """The kernel answered ``kernel_info`` (and its iopub delivers): requests work."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class LaunchFailed:
+
+class LaunchFailed(_Value):
     """The kernel could not be started (the console reports why itself)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class StatusChanged:
+
+class StatusChanged(_Value):
     """An iopub ``status`` message; ``parent_type`` is its parent's ``msg_type``."""
 
+    __slots__ = ("execution_state", "parent_type")
+    __match_args__ = ("execution_state", "parent_type")
     execution_state: str
-    parent_type: str | None = None
+    parent_type: str | None
+
+    def __init__(self, execution_state: str, parent_type: str | None = None) -> None:
+        self._set(execution_state=execution_state, parent_type=parent_type)
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatLost:
+class HeartbeatLost(_Value):
     """The heartbeat is silent but the kernel still exists; ``reason`` completes
     "it ...": ``"is stopped (SIGSTOP?)"``."""
 
+    __slots__ = ("reason",)
+    __match_args__ = ("reason",)
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        self._set(reason=reason)
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatBack:
+
+class HeartbeatBack(_Value):
     """The heartbeat answers again."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class ProcessExited:
+
+class ProcessExited(_Value):
     """The kernel died: its process exited (``exit_code``), or, for an attached
     kernel (``exit_code`` None), its heartbeat stopped and its ports closed.
     ``reason`` completes "the kernel ...": ``"was killed by SIGKILL"``."""
 
+    __slots__ = ("exit_code", "reason")
+    __match_args__ = ("reason", "exit_code")
     reason: str
-    exit_code: int | None = None
+    exit_code: int | None
+
+    def __init__(self, reason: str, exit_code: int | None = None) -> None:
+        self._set(reason=reason, exit_code=exit_code)
 
 
-@dataclass(frozen=True, slots=True)
-class RestartBegun:
+class RestartBegun(_Value):
     """The console began replacing the kernel process."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class RestartFinished:
+
+class RestartFinished(_Value):
     """The new kernel process answers."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class RestartFailed:
+
+class RestartFailed(_Value):
     """The new kernel process could not be started."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class ShutdownBegun:
+
+class ShutdownBegun(_Value):
     """The console is stopping the kernel (or leaving an attached one)."""
+
+    __slots__ = ()
 
 
 LinkEvent = (
@@ -194,33 +249,44 @@ LinkEvent = (
 # -- actions: what the driver must do ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ReportChange:
+class ReportChange(_Value):
     """Tell the console the shown state changed (it redraws the toolbar)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class ShowNotice:
+
+class ShowNotice(_Value):
     """Show ``text`` to the user."""
 
+    __slots__ = ("text",)
+    __match_args__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        self._set(text=text)
 
-@dataclass(frozen=True, slots=True)
-class FailPending:
+
+class FailPending(_Value):
     """Fail every outstanding request with ``KernelDied(reason)``."""
 
+    __slots__ = ("reason",)
+    __match_args__ = ("reason",)
     reason: str
 
+    def __init__(self, reason: str) -> None:
+        self._set(reason=reason)
 
-@dataclass(frozen=True, slots=True)
-class WatchProcess:
+
+class WatchProcess(_Value):
     """Watch the kernel process the manager runs now for its exit."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class UnwatchProcess:
+
+class UnwatchProcess(_Value):
     """Stop watching the kernel process: its coming exit is the console's doing."""
+
+    __slots__ = ()
 
 
 LinkAction = ReportChange | ShowNotice | FailPending | WatchProcess | UnwatchProcess
