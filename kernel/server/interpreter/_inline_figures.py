@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +35,14 @@ FIGURE_FORMATS = ("png", "retina", "jpeg", "svg", "pdf")
 _ALIASES = {"png2x": "retina", "jpg": "jpeg"}
 
 
-@dataclass
 class InlineConfig:
     """The settings of IPython's ``InlineBackend`` that Loom's inline backend honours."""
 
-    figure_formats: set[str] = field(default_factory=lambda: {"png"})
-    print_figure_kwargs: dict[str, Any] = field(default_factory=lambda: {"bbox_inches": "tight"})
-    close_figures: bool = True
+    # A plain class: a dataclass costs a millisecond to define, on every kernel's start.
+    def __init__(self) -> None:
+        self.figure_formats: set[str] = {"png"}
+        self.print_figure_kwargs: dict[str, Any] = {"bbox_inches": "tight"}
+        self.close_figures = True
 
 
 config = InlineConfig()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import cProfile
 import io
-import pstats
 from typing import TYPE_CHECKING
 
 from kernel.server.interpreter._compile import compile_body
@@ -12,6 +10,8 @@ from kernel.server.interpreter._compile import compile_body
 from ._args import split_options
 
 if TYPE_CHECKING:
+    import pstats
+
     from ._registry import CallSite, Magics
 
 __all__ = ["load_profile_magics"]
@@ -58,6 +58,9 @@ class _ProfileMagics:
     def _profile(
         self, options: dict[str, str | bool], source: str, site: CallSite, first_line: int
     ) -> pstats.Stats | None:
+        import cProfile  # here: the kernel's start-up does not pay for the profiler
+        import pstats
+
         code = compile_body(source, site.filename, first_line, want_value=False)
         profiler = cProfile.Profile()
         profiler.enable()

@@ -318,3 +318,56 @@ def test_script_uses_a_real_child_process(session: Session) -> None:
     # The cell really runs in another process, with the kernel's interpreter.
     session.ok("%%python --out pid\nimport os; print(os.getpid())")
     assert int(session.interp.user_ns["pid"]) != os.getpid()
+
+
+# -- get_ipython() ------------------------------------------------------------------------------
+
+
+def test_get_ipython_events_run_around_every_cell(session: Session) -> None:
+    session.ok(
+        "seen = []\n"
+        "ip = get_ipython()\n"
+        "ip.events.register('pre_run_cell', lambda info: seen.append(('pre', info.raw_cell)))\n"
+        "ip.events.register('post_execute', lambda: seen.append('post'))\n"
+        "ip.events.register('post_run_cell', lambda result: seen.append(result.success))"
+    )
+    session.run("1 / 0")
+    seen = session.interp.user_ns["seen"]
+    assert seen[-3:] == [("pre", "1 / 0"), "post", False]
+    assert session.error("get_ipython().events.register('no_such_event', print)")["ename"] == (
+        "KeyError"
+    )
+
+
+def test_get_ipython_runs_magics_and_registers_new_ones(session: Session) -> None:
+    session.ok("get_ipython().run_line_magic('xmode', 'Minimal')")
+    assert session.interp.xmode == "Minimal"
+    session.ok(
+        "def shout(line):\n    return line.upper()\n"
+        "get_ipython().register_magic_function(shout)\n"
+        "get_ipython().push({'pushed': 7})"
+    )
+    session.ok("%shout quiet")
+    assert session.results() == ["'QUIET'"]
+    assert session.interp.user_ns["pushed"] == 7
+
+
+def test_with_ipython_imported_get_ipython_is_an_honest_interactive_shell(
+    session: Session,
+) -> None:
+    pytest.importorskip("IPython")
+    session.ok(
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "from IPython.core.magic import register_line_magic\n"
+        "import IPython\n"
+        "ip = IPython.get_ipython()\n"
+        "@register_line_magic\ndef twice(line):\n    return line * 2\n"
+        "(isinstance(ip, InteractiveShell), ip is get_ipython(),\n"
+        " hasattr(ip, 'history_manager'), getattr(ip, 'kernel', None))"
+    )
+    assert session.results() == ["(True, True, False, None)"]
+    session.ok("%twice ab")
+    assert session.results() == ["'abab'"]
+    error = session.error("get_ipython().run_cell('1')")
+    assert error["ename"] == "AttributeError"
+    assert "Loom's kernel is not IPython's shell" in error["evalue"]
