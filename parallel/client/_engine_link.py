@@ -5,6 +5,11 @@ on plain sockets read by the client's :class:`~._pump.Pump` (no loop needed), wi
 same pure :class:`~kernel.protocol.RequestTracker`: a request is finished when its reply
 and its ``idle`` are both in, so every output it printed has arrived by then.
 
+A client's own heartbeat watches the engines it waits for (:meth:`EngineLink.check`):
+the hub reports lost engines too, but if the controller itself is gone nobody would, and
+a wait must never outlast a dead peer. The kernel's heartbeat echoes from libzmq, with
+the GIL released, so a busy engine answers; a dead or stopped one does not.
+
 IOPub is a PUB socket: what it publishes before our subscription reaches it is lost. A
 Loom engine greets each new subscriber with ``iopub_welcome`` (messaging spec 5.5), so
 requests wait in :attr:`EngineLink._held` until the welcome arrives; none can lose its
@@ -13,7 +18,9 @@ requests wait in :attr:`EngineLink._held` until the welcome arrives; none can lo
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -37,6 +44,11 @@ __all__ = ["EngineLink"]
 log = logging.getLogger("loom.parallel")
 
 EventHandler = Callable[[int, TrackerEvent], None]
+
+#: While requests are pending, ping an engine's heartbeat this often (seconds) ...
+HEARTBEAT_INTERVAL = 0.5
+#: ... and count it lost after this long without an echo (the controller's grace, too).
+HEARTBEAT_GRACE = 3.0
 
 
 class EngineLink:
@@ -67,6 +79,11 @@ class EngineLink:
         }
         for channel, sock in self.sockets.items():
             pump.add(sock, partial(self._on_frames, channel))
+        self._hb = _socket(ctx, zmq.DEALER, info.url("hb"))
+        self._hb.setsockopt(zmq.IMMEDIATE, 1)  # a ping to a vanished engine fails at once
+        pump.add(self._hb, self._on_echo)
+        #: When the heartbeat last answered, and when we last pinged (monotonic seconds).
+        self._last_echo = self._last_ping = time.monotonic()
 
     @property
     def is_subscribed(self) -> bool:
@@ -108,8 +125,23 @@ class EngineLink:
         for channel, message in held or ():
             self._send_now(channel, message)
 
+    def check(self, now: float) -> bool:
+        """Ping the heartbeat if requests are pending; False once it has been silent for
+        ``HEARTBEAT_GRACE`` seconds while they were (the engine is dead or stopped)."""
+        if not self.tracker.pending:
+            self._last_echo = now  # silence while nothing was asked counts for nothing
+            return True
+        if now - self._last_ping >= HEARTBEAT_INTERVAL:
+            self._last_ping = now
+            with contextlib.suppress(zmq.Again):
+                self._hb.send(b"ping", zmq.DONTWAIT)
+        return now - self._last_echo < HEARTBEAT_GRACE
+
+    def _on_echo(self, frames: list[bytes]) -> None:
+        self._last_echo = time.monotonic()
+
     def close(self) -> None:
-        for sock in self.sockets.values():
+        for sock in [*self.sockets.values(), self._hb]:
             self._pump.remove(sock)
             sock.close(linger=0)
 

@@ -92,6 +92,7 @@ class Client:
         self._notify = _socket(self._ctx, zmq.SUB, self._info.notify_url)
         self._pump.add(self._hub, self._on_hub)
         self._pump.add(self._notify, self._on_notify)
+        self._pump.on_tick = self._check_engines
         self._closed = False
         try:
             self._refresh(timeout)
@@ -208,6 +209,13 @@ class Client:
         link.close()
         if self._balancer is not None:
             self._balancer.engine_lost(engine_id, reason)
+
+    def _check_engines(self) -> None:
+        """Lose engines whose heartbeat went silent while we waited for them."""
+        now = time.monotonic()
+        for engine_id, link in list(self._links.items()):
+            if not link.check(now):
+                self._lose_engine(engine_id, "stopped answering its heartbeat")
 
     def link(self, engine_id: int) -> EngineLink:
         """The connection to a registered engine; :class:`NoEnginesRegistered` otherwise."""

@@ -14,6 +14,8 @@ at all). Each socket has a handler for the frames it receives. Two drivers read 
   changed), so every wake drains each socket until ``EAGAIN`` and looks again.
 
 Handlers run on the caller's thread, inside ``pump``/``wait_until``; they must not block.
+While someone waits, :attr:`Pump.on_tick` is called at least every :data:`TICK` seconds
+(the client checks its engines' heartbeats there): waiting never outlasts a dead peer.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ FrameHandler = Callable[[list[bytes]], None]
 #: the next, so one busy engine cannot starve the others.
 DRAIN_BATCH = 256
 
+#: While a caller waits, :attr:`Pump.on_tick` runs at least this often (seconds).
+TICK = 0.5
+
 
 class Pump:
     """The sockets a client reads, and the two ways to read them."""
@@ -43,6 +48,8 @@ class Pump:
         self._sleepers: set[asyncio.Future[None]] = set()
         #: The loop whose selector watches the sockets' descriptors, if any.
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Called while a caller waits, at least every ``TICK`` seconds.
+        self.on_tick: Callable[[], None] = lambda: None
 
     def add(self, sock: zmq.Socket[bytes], handler: FrameHandler) -> None:
         self._handlers[sock] = handler
@@ -97,7 +104,8 @@ class Pump:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            self.pump(remaining)
+            self.pump(TICK if remaining is None else min(TICK, remaining))
+            self.on_tick()
         return done()
 
     async def wait_until(self, done: Callable[[], bool]) -> None:
@@ -113,9 +121,11 @@ class Pump:
             woken = asyncio.get_running_loop().create_future()
             self._sleepers.add(woken)
             try:
-                await woken
+                await asyncio.wait([woken], timeout=TICK)
             finally:
                 self._sleepers.discard(woken)
+                woken.cancel()
+            self.on_tick()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drain from ``loop`` whenever a socket's descriptor fires (once per loop)."""

@@ -90,3 +90,14 @@ def test_await_with_a_timeout_leaves_the_client_usable() -> None:
             return str(await rc[0].apply_async(lambda: "next"))
 
         assert asyncio.run(scenario()) == "next"
+
+
+def test_a_dead_controller_and_its_engines_fail_pending_tasks_instead_of_hanging() -> None:
+    with running_cluster(1) as (cluster, rc):
+        task = rc[0].apply_async(time.sleep, 60)
+        assert cluster._process is not None
+        os.kill(cluster._process.pid, signal.SIGKILL)  # nobody will announce the engine's end
+        started = time.monotonic()
+        with pytest.raises(ipp.EngineError, match="heartbeat"):
+            task.get(timeout=30)
+        assert time.monotonic() - started < 10
