@@ -72,7 +72,10 @@ def end_process(sockets: KernelSockets, code: int) -> NoReturn:
     ``os._exit``: threads user code left running cannot keep a shut-down kernel alive, and
     atexit handlers of user code cannot block it.
     """
-    sockets.close()
+    # Not the heartbeat: zmq.proxy still runs on it in loom-heartbeat, and closing a socket
+    # under it fails there (ENOTSOCK); terminating the context ends the proxy instead.
+    for channel in ("shell", "stdin", "iopub", "control"):
+        sockets[channel].close(linger=200)
     flush_sent(sockets["iopub"].context)
     os._exit(code)
 

@@ -20,6 +20,7 @@ from _kernel_e2e import (
     kill_and_reap,
     pipe_reader,
     read_line,
+    spawned_kernel,
     wait_exit,
 )
 from _support import Reaper, run
@@ -94,5 +95,19 @@ def test_serve_runs_an_extra_handler_returns_and_undoes_its_process_effects() ->
             assert not list(runtime_dir().glob("kernel-*.json"))  # no connection file
         finally:
             kill_and_reap(popen)
+
+    run(scenario)
+
+
+def test_a_kernel_shut_down_by_request_leaves_nothing_on_stderr(tmp_path: Path) -> None:
+    # end_process once closed the heartbeat socket under the zmq.proxy still running on it,
+    # and every kernel printed a ZMQError traceback from loom-heartbeat as it ended.
+    async def scenario(reaper: Reaper) -> None:
+        async with spawned_kernel(tmp_path, reaper) as (popen, info):
+            async with connect_client(info) as client:
+                assert (await client.execute("1", timeout=TIMEOUT)).content["status"] == "ok"
+                await client.shutdown(timeout=TIMEOUT)
+            await wait_exit(popen.pid, TIMEOUT)
+        assert (tmp_path / "kernel-stderr.log").read_text() == ""
 
     run(scenario)
