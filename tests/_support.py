@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kernel import KernelManager
+from kernel.client import wait_pid_exit
 
 Scenario = Callable[["Reaper"], Coroutine[Any, Any, None]]
 
@@ -39,14 +39,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
     Works for processes that are not our children, e.g. a kernel a console started.
     """
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
+    return wait_pid_exit(pid, timeout)
 
 
 def sigkill_and_reap(pid: int) -> None:
