@@ -104,3 +104,32 @@ def test_bench_console_quick(tmp_path: Path) -> None:
     assert sorted(alone) == ["enter_pass_ms", "lines_20k_join_s", "lines_20k_s"]
     assert_positive(alone, list(alone), ("loom", "jupyter_console", "ratio"))
     assert "the kernel alone, output discarded" in stdout
+
+
+PARALLEL_FIGURES = ("start_s", "apply4_ms", "map_per_s", "async_per_s", "push_s", "pull_s")
+PARALLEL_POOL_ONLY = ("execute_ms", "many_per_s", "many_rss_mb", "many_kib_per_task")
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(300)
+def test_bench_parallel_quick(tmp_path: Path) -> None:
+    """Loom, ipyparallel and dask each measured; the cells dask cannot fill say why."""
+    stdout, report = run_quick("parallel", tmp_path, timeout=240)
+    metrics = report["metrics"]
+    assert_positive(metrics, PARALLEL_FIGURES, ("loom", "ipyparallel", "dask", "ratio"))
+    assert_positive(metrics, PARALLEL_POOL_ONLY, ("loom", "ipyparallel"))
+    for name in (*PARALLEL_FIGURES, *PARALLEL_POOL_ONLY):
+        row = metrics[name]
+        if row["ratio"] is not None:
+            assert row["ratio"] == pytest.approx(row["loom"] / row["ipyparallel"]), name
+    for name in ("execute_ms", "many_per_s"):
+        assert metrics[name]["dask"] is None
+        assert report["missing"][name]["dask"], name
+    assert metrics["apply16_ms"]["loom"] is None  # not in a quick run
+    assert report["missing"]["apply16_ms"]["loom"] == "skipped in --quick"
+    verdicts = [row["met"] for row in metrics.values() if row["target"] is not None]
+    for row in metrics.values():  # a target Loom was measured for has a verdict
+        if row["target"] is not None:
+            assert isinstance(row["met"], bool) is (row["loom"] is not None), row
+    assert ("MISSED" in stdout) is (False in verdicts)
+    assert metrics["many_per_s"]["tasks"]["loom"] > 0

@@ -10,7 +10,8 @@ so the script then imports Loom (``kernel``, ``shell``) without an install or
   (Loom importable, bytecode cached in the run's temporary directory),
   :func:`alternating`, :func:`startup_rounds`;
 - processes, killed by PID (Linux): :func:`spawn`, :func:`kill`, :func:`kill_all_left`,
-  :func:`sigkill_group`, :func:`exited_within`;
+  :func:`sigkill_group`, :func:`exited_within`; for what the processes a benchmark starts
+  start in turn: :func:`become_subreaper`, :func:`descendants`, :func:`wait_gone`;
 - report: :class:`Metric`, :func:`summarize` (medians, ratio loom/peer, target, met),
   :func:`table_lines` (``MISSED`` where a target is missed), :func:`print_bench_json`,
   :func:`unwrap`.
@@ -21,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import platform
+import select
 import signal
 import statistics
 import subprocess
@@ -166,6 +169,61 @@ async def exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Orphans of what this process starts (an engine whose parent died) become its children.
+
+    So :func:`descendants` of this process finds everything it started that still lives,
+    however the processes in between have ended.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of all living descendants of ``pid``, from the parent links in ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue  # exited meanwhile
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait until each of ``pids`` has exited, reaping those that are this process's
+    children (a subreaper's orphans included); the PIDs still alive after ``timeout`` s."""
+    survivors: list[int] = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue  # already exited and reaped
+        try:  # a pidfd turns readable once the process has exited
+            exited = select.select([fd], [], [], timeout)[0]
+        finally:
+            os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # ours if it was orphaned (we are a subreaper)
+        if not exited:
+            survivors.append(pid)
+    return survivors
 
 
 # -- report ------------------------------------------------------------------------------

@@ -67,10 +67,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
-import select
 import sys
 import tempfile
 import time
@@ -170,57 +168,17 @@ class FirstCellHung(BenchError):
 
 # -- processes ---------------------------------------------------------------------------
 
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def become_subreaper() -> None:
-    """Orphans of what we start (a kernel whose console died) become our children."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def descendants(pid: int) -> list[int]:
-    """PIDs of all living descendants of ``pid``, from the parent links in ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue  # exited meanwhile
-        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
 
 def wait_gone(pids: list[int], what: str) -> None:
     """Wait until every one of ``pids`` has exited (reaping those that are ours)."""
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue  # already exited and reaped
-        try:  # a pidfd turns readable once the process has exited
-            exited = select.select([fd], [], [], GONE_TIMEOUT_S)[0]
-        finally:
-            os.close(fd)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # ours if it was orphaned (we are a subreaper)
-        if not exited:
-            raise BenchError(what, f"process {pid} survived SIGKILL")
+    survivors = bench.wait_gone(pids, GONE_TIMEOUT_S)
+    if survivors:
+        raise BenchError(what, f"process {survivors[0]} survived SIGKILL")
 
 
 def kill_leftovers() -> list[int]:
     """Last safety net: SIGKILL and reap whatever we started that is still alive."""
-    left = descendants(os.getpid())
+    left = bench.descendants(os.getpid())
     for pid in left:
         bench.sigkill_group(pid)
     with contextlib.suppress(BenchError):
@@ -308,7 +266,7 @@ class Console:
 
     def kill(self) -> None:
         """SIGKILL the console and everything it started; check that all of it is gone."""
-        tree = descendants(self.child.pid)
+        tree = bench.descendants(self.child.pid)
         for pid in [*tree, self.child.pid]:
             bench.sigkill_group(pid)
         self.child.wait()  # reaps the console; its unreaped children are then ours
@@ -388,7 +346,7 @@ def startup_trial(
             out.start_s.append(start_s)
             out.first_result_s.append(result_s)
             if not out.kernel_cmd:
-                out.kernel_cmd = "; ".join(_cmdline(p) for p in descendants(c.child.pid))
+                out.kernel_cmd = "; ".join(_cmdline(p) for p in bench.descendants(c.child.pid))
 
 
 def enter_passes(c: Console, count: int, out: list[float] | None) -> None:
@@ -557,7 +515,7 @@ def console_env(workdir: Path) -> dict[str, str]:
 
 def main() -> int:
     quick, settings = bench.start_run("bench_console", __doc__, QUICK, FULL)
-    become_subreaper()
+    bench.become_subreaper()
     results: dict[str, dict[str, dict[str, Any]]] = {}
     floors: dict[str, dict[str, dict[str, Any]]] = {}
     errors: dict[str, str] = {}
