@@ -27,6 +27,7 @@ from kernel.client import (
     KernelWatcher,
     WatchEvent,
 )
+from kernel.client._watch import port_refuses
 
 pytestmark = pytest.mark.peer
 
@@ -63,9 +64,20 @@ class Watched:
                 return await self.events.get()
         except TimeoutError:
             raise AssertionError(
-                f"no event within {EVENT_TIMEOUT} s; heartbeat transitions {self.beats}, "
-                f"events so far {self.reported}"
+                f"no event within {EVENT_TIMEOUT} s; {await self.describe()}"
             ) from None
+
+    async def describe(self) -> str:
+        """What the watcher saw, and what is true of the kernel now (for a failure)."""
+        process = self.manager.process
+        status = process.returncode if process is not None else "no process"
+        info = self.manager.info
+        refused = await port_refuses(info.ip, info.hb_port)
+        return (
+            f"heartbeat transitions {self.beats}, events so far {self.reported}; "
+            f"kernel pid {self.pid}: exit status {status}, heartbeat port {info.hb_port} "
+            f"{'refuses' if refused else 'accepts'} connections"
+        )
 
     def signal(self, sig: signal.Signals) -> None:
         os.kill(self.pid, sig)
