@@ -920,17 +920,28 @@ def missing_reasons(s: Settings) -> dict[str, dict[str, str]]:
     return reasons
 
 
+#: The phases whose failure can leave a figure empty, the figure's own phase first.
+FIGURE_PHASES = {
+    "start_s": ("startup",),
+    "apply16_ms": ("16 engines",),
+    "start16_s": ("16 engines",),
+    "many_per_s": ("many tasks", "steady"),
+    "many_rss_mb": ("many tasks", "steady"),
+    "many_kib_per_task": ("many tasks", "steady"),
+}
+
+
 def failure_reasons(
     reasons: dict[str, dict[str, str]], summary: dict[str, dict[str, Any]], errors: dict[str, str]
 ) -> None:
     """Add to ``reasons`` why a cell is empty because a backend (or a phase) failed."""
     for key, row in summary.items():
+        phases = FIGURE_PHASES.get(key, ("steady",))
         for b in BACKENDS:
             if row[b] is not None or b in reasons.get(key, {}):
                 continue
-            why = next((e for k, e in errors.items() if k.startswith(f"{b}:")), None)
-            if why is None:
-                why = next((f"{k}: {e}" for k, e in errors.items()), "no samples")
+            causes = [f"{b}: {p}" for p in phases] + [f"phase: {p}" for p in phases]
+            why = next((errors[c] for c in causes if c in errors), "no samples")
             reasons.setdefault(key, {})[b] = f"not measured: {why}"
 
 
