@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -82,8 +81,10 @@ class EngineLink:
         self._hb = _socket(ctx, zmq.DEALER, info.url("hb"))
         self._hb.setsockopt(zmq.IMMEDIATE, 1)  # a ping to a vanished engine fails at once
         pump.add(self._hb, self._on_echo)
-        #: When the heartbeat last answered, and when we last pinged (monotonic seconds).
-        self._last_echo = self._last_ping = time.monotonic()
+        #: When we last pinged, and when the oldest ping still without an echo went out
+        #: (monotonic seconds; ``None``: every ping was answered).
+        self._last_ping = 0.0
+        self._unanswered_since: float | None = None
 
     @property
     def is_subscribed(self) -> bool:
@@ -129,16 +130,18 @@ class EngineLink:
         """Ping the heartbeat if requests are pending; False once it has been silent for
         ``HEARTBEAT_GRACE`` seconds while they were (the engine is dead or stopped)."""
         if not self.tracker.pending:
-            self._last_echo = now  # silence while nothing was asked counts for nothing
+            self._unanswered_since = None  # only silence while we wait counts
             return True
         if now - self._last_ping >= HEARTBEAT_INTERVAL:
             self._last_ping = now
+            if self._unanswered_since is None:
+                self._unanswered_since = now
             with contextlib.suppress(zmq.Again):
                 self._hb.send(b"ping", zmq.DONTWAIT)
-        return now - self._last_echo < HEARTBEAT_GRACE
+        return self._unanswered_since is None or now - self._unanswered_since < HEARTBEAT_GRACE
 
     def _on_echo(self, frames: list[bytes]) -> None:
-        self._last_echo = time.monotonic()
+        self._unanswered_since = None
 
     def close(self) -> None:
         for sock in [*self.sockets.values(), self._hb]:

@@ -94,10 +94,26 @@ def test_await_with_a_timeout_leaves_the_client_usable() -> None:
 
 def test_a_dead_controller_and_its_engines_fail_pending_tasks_instead_of_hanging() -> None:
     with running_cluster(1) as (cluster, rc):
-        task = rc[0].apply_async(time.sleep, 60)
+        running = rc[0].apply_async(main_function(SLEEPER, "sleeper"))
+        assert rc._pump.pump_until(lambda: "started" in running.stdout, 30)
+        queued = rc[0].apply_async(lambda: "queued")
         assert cluster._process is not None
         os.kill(cluster._process.pid, signal.SIGKILL)  # nobody will announce the engine's end
         started = time.monotonic()
-        with pytest.raises(ipp.EngineError, match="heartbeat"):
-            task.get(timeout=30)
-        assert time.monotonic() - started < 10
+        # The engine sees its controller die, interrupts the running task and exits; the
+        # queued task is never answered: the client's own heartbeat check fails it.
+        with pytest.raises(ipp.RemoteError, match="KeyboardInterrupt"):
+            running.get(timeout=30)
+        assert queued.get(timeout=30) == "queued"  # served in the shutdown's grace
+        assert pid_gone_within(rc, 10)
+        # A task sent to the dead engine: unanswered, so the client's heartbeat check fails
+        # it (or the client has already dropped the engine).
+        with pytest.raises((ipp.EngineError, ipp.NoEnginesRegistered)):
+            rc[0].apply_async(lambda: "after").get(timeout=30)
+        assert time.monotonic() - started < 15
+
+
+def pid_gone_within(rc: ipp.Client, seconds: float) -> bool:
+    from kernel.client import wait_pid_exit
+
+    return wait_pid_exit(rc._records[0].pid, seconds) if 0 in rc._records else True

@@ -28,6 +28,11 @@ def L(source: str) -> Any:
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ModuleType, Any]]:
+    # Importing ipyparallel's client replaces jupyter_client.session.extract_dates with a
+    # no-op, for the whole process: put it back afterwards, or later tests see str dates.
+    import jupyter_client.session
+
+    extract_dates = jupyter_client.session.extract_dates
     ipp = importlib.import_module(request.param)
     home = tmp_path_factory.mktemp(request.param)
     saved = {k: os.environ.get(k) for k in ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "HOME")}
@@ -41,6 +46,7 @@ def cluster(
         rc.close()
     finally:
         pool.stop_cluster_sync()
+        jupyter_client.session.extract_dates = extract_dates
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
