@@ -70,7 +70,7 @@ class Cluster:
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         self.transport = transport
         self.detached = detached
-        self.n = os.cpu_count() or 1 if n is None else n
+        self.n = (os.cpu_count() or 1) if n is None else n
         if self.n < 0:
             raise ValueError("n must be 0 or more")
         self.ip = ip
