@@ -85,8 +85,9 @@ class Client:
         self._lost: dict[int, str] = {}
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
         self._kinds: dict[str, str] = {}
-        #: msg_ids of hub requests whose reply arrived (engine lists are applied on arrival).
-        self._answered: set[str] = set()
+        #: Hub requests someone waits for -> whether their reply arrived (engine lists are
+        #: applied as replies arrive, waited for or not).
+        self._answered: dict[str, bool] = {}
         self._balancer: Balancer | None = None
         self._hub = _socket(self._ctx, zmq.DEALER, self._info.hub_url)
         self._notify = _socket(self._ctx, zmq.SUB, self._info.notify_url)
@@ -137,13 +138,7 @@ class Client:
         return len(self._links) >= count
 
     def _refresh(self, timeout: float) -> None:
-        message = self._request_engines()
-        if not self._pump.pump_until(lambda: message.msg_id in self._answered, timeout):
-            raise ClusterUnavailable(
-                f"the controller at {self._info.hub_url} did not answer within {timeout:g} s"
-                f" (cluster file {self.cluster_file}); is the cluster still running?"
-            )
-        self._answered.discard(message.msg_id)
+        self._await_hub(self._request_engines(), timeout)
 
     def _request_engines(self) -> Message:
         return self._send_hub("connection_request", {})
@@ -155,13 +150,19 @@ class Client:
         return message
 
     def _hub_request(self, msg_type: str, content: JSONDict, timeout: float) -> None:
-        message = self._send_hub(msg_type, content)
-        if not self._pump.pump_until(lambda: message.msg_id in self._answered, timeout):
-            raise ClusterUnavailable(
-                f"the controller at {self._info.hub_url} did not answer within {timeout:g} s"
-                f" (cluster file {self.cluster_file}); is the cluster still running?"
-            )
-        self._answered.discard(message.msg_id)
+        self._await_hub(self._send_hub(msg_type, content), timeout)
+
+    def _await_hub(self, message: Message, timeout: float) -> None:
+        """Pump until the hub answers ``message``; :class:`ClusterUnavailable` if it does not."""
+        self._answered[message.msg_id] = False
+        try:
+            if not self._pump.pump_until(lambda: self._answered[message.msg_id], timeout):
+                raise ClusterUnavailable(
+                    f"the controller at {self._info.hub_url} did not answer within"
+                    f" {timeout:g} s (cluster file {self.cluster_file}); is the cluster running?"
+                )
+        finally:
+            del self._answered[message.msg_id]
 
     def _on_hub(self, frames: list[bytes]) -> None:
         try:
@@ -171,8 +172,8 @@ class Client:
                     self._add_engine(EngineRecord.from_content(content))
         except (ProtocolError, TypeError, AttributeError):
             return  # a bad reply is as good as none: the caller's timeout says so
-        if message.parent_id is not None:
-            self._answered.add(message.parent_id)
+        if message.parent_id in self._answered:  # someone waits for it (not a re-query)
+            self._answered[message.parent_id] = True
 
     def _on_notify(self, frames: list[bytes]) -> None:
         try:
