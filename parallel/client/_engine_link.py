@@ -86,10 +86,6 @@ class EngineLink:
         self._last_ping = 0.0
         self._unanswered_since: float | None = None
 
-    @property
-    def is_subscribed(self) -> bool:
-        return self._held is None
-
     def send(self, channel: str, message: Message, *, expects_idle: bool = True) -> None:
         """Send a request on ``channel`` and track it (sent at once, or once subscribed)."""
         self.tracker.track(message.msg_id, channel, expects_idle=expects_idle)
