@@ -21,10 +21,10 @@ dropped result's late replies are discarded, so memory stays bounded.
 
 from __future__ import annotations
 
-import concurrent.futures
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +68,7 @@ class _Task:
     outputs: list[JSONDict] = field(default_factory=list)
 
 
-class AsyncResult(concurrent.futures.Future[Any]):
+class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
     """The pending result of a request to engines; see the module docstring."""
 
     def __init__(
