@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from kernel.server.interpreter import CellOutcome, Interpreter, transform_cell
-from kernel.server.magics import Magics
 from kernel.server.magics._extensions import load_extension
 
 Published = list[tuple[str, dict[str, Any]]]
@@ -155,13 +154,3 @@ def test_an_async_magic_keeps_its_call_site_while_it_awaits(interp: Interpreter)
     interp.magics.register_line("where", where, is_async=True)
     assert _run(interp, "x = 1\n%where").status == "ok"
     assert seen == [(interp.cell_filename(interp.execution_count - 1), 2)]
-
-
-def test_magics_need_only_the_magic_context_of_an_interpreter() -> None:
-    # The registry is typed against MagicContext; an Interpreter is one structurally.
-    interp = Interpreter(lambda t, c: None)
-    try:
-        assert isinstance(interp.magics, Magics)
-        assert interp.magics.interpreter is interp
-    finally:
-        interp.history.close()
