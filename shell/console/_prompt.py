@@ -36,7 +36,6 @@ from ._keys import load_console_bindings
 from ._multiline import check_complete, is_complete_line
 from ._pager import page, page_text
 from ._ptk_private import install_focus_cached_bindings, is_editing_newest_line
-from ._terminal import Terminal
 
 if TYPE_CHECKING:
     from prompt_toolkit.application import Application
@@ -110,8 +109,9 @@ class ConsoleUI:
         self.on_accept: Callable[[str], None] | None = None
         self._watch_accept(self.session.default_buffer)
         #: Runs a function that writes to the screen above the live prompt; the
-        #: console points it at its ordered :meth:`Terminal.call`.
-        self.write_above: Callable[[Callable[[], None]], None] = Terminal(self.stdout).call
+        #: console points it at its ordered :meth:`Terminal.call`. Until then (a UI
+        #: alone, in tests) nothing else writes, so the function simply runs.
+        self.write_above: Callable[[Callable[[], None]], None] = _call
         self._aux: PromptSession[str] | None = None
 
     # -- reading --------------------------------------------------------------
@@ -297,3 +297,7 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.2f} s"
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes} min {secs} s"
+
+
+def _call(func: Callable[[], None]) -> None:
+    func()

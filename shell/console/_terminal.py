@@ -9,9 +9,7 @@ later writes queue behind it even if the prompt has gone meanwhile, so output
 is never reordered.
 
 The task that drains the queue belongs to the ``tasks`` the terminal is given
-(the console's task set), so it ends with the console. A terminal given none
-(prompt_toolkit's UI makes one for itself before the console exists) owns its
-drain task alone, and :meth:`Terminal.aclose` ends it.
+(the console's task set), so it ends with the console.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ class Terminal:
         stream: TextIO | None = None,
         *,
         interactive: bool = True,
-        tasks: TaskSet | None = None,
+        tasks: TaskSet,
     ) -> None:
         self.stream = stream or sys.stdout
         #: False in plain mode: no prompt can be live, so never involve prompt_toolkit.
@@ -63,12 +61,10 @@ class Terminal:
             self._start_draining()
 
     def _start_draining(self) -> None:
-        drain = self._drain_above_prompt()
-        if self._tasks is None:  # no owner given: this terminal owns the task (aclose)
-            self._draining = asyncio.ensure_future(drain)
-            return
         try:
-            self._draining = self._tasks.spawn(drain, name="loom-terminal-drain")
+            self._draining = self._tasks.spawn(
+                self._drain_above_prompt(), name="loom-terminal-drain"
+            )
         except RuntimeError:  # the console has ended: no prompt can be live any more
             self._drain()
 
@@ -103,14 +99,6 @@ class Terminal:
         """Wait until every queued call has run."""
         while self._draining is not None and not self._draining.done():
             await self._draining
-
-    async def aclose(self) -> None:
-        """Stop draining (what is still queued is dropped); for a terminal without ``tasks``."""
-        draining, self._draining = self._draining, None
-        self._queue.clear()
-        if draining is not None and not draining.done():
-            draining.cancel()
-            await asyncio.wait({draining})
 
 
 def _prompt_is_live(interactive: bool) -> bool:
