@@ -208,6 +208,10 @@ class KernelServer:
 
     async def _execute(self, request: Message, identities: list[bytes]) -> HandlerResult:
         content = request.content
+        problem = execute_request_problem(content)
+        if problem is not None:
+            # Nothing ran and no number was used: the front end's next prompt stays right.
+            return Reply(self._invalid_execute(problem), {"status": "error"})
         code = str(content.get("code", ""))
         silent = bool(content.get("silent", False))
         # Messaging spec, execute_request: "silent=True forces store_history to be False".
@@ -240,6 +244,18 @@ class KernelServer:
             # dispatch() acts on the window once this request is finished.
             self._abort.opened(await self._take_queued())
         return Reply(reply, metadata)
+
+    def _invalid_execute(self, problem: str) -> JSONDict:
+        self._rejected.warning("rejected execute_request: %s", problem)
+        return {
+            "status": "error",
+            "ename": "InvalidRequest",
+            "evalue": f"execute_request: {problem}",
+            "traceback": [],
+            "execution_count": self.interpreter.execution_count - 1,
+            "user_expressions": {},
+            "payload": [],
+        }
 
     async def _take_queued(self) -> list[Received]:
         """Read the shell messages already sent, waiting ``ABORT_GRACE`` for stragglers.
@@ -356,3 +372,37 @@ class KernelServer:
         content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
         self.stop()
         return Reply(content)
+
+
+def execute_request_problem(content: JSONDict) -> str | None:
+    """What makes an ``execute_request``'s content unusable, or None if it can run.
+
+    Checked before anything runs (messaging spec, "Execute"): ``code`` is a string and
+    ``user_expressions`` a dict of names to expression strings. The flags are taken for
+    their truth value, as ipykernel does, so clients that send 0/1 keep working.
+    """
+    code = content.get("code", "")
+    if not isinstance(code, str):
+        return f"'code' must be a string, not {_json_type(code)}"
+    expressions = content.get("user_expressions", {})
+    if expressions is None:  # some clients send null for "none"
+        expressions = {}
+    if not isinstance(expressions, dict):
+        return f"'user_expressions' must be an object, not {_json_type(expressions)}"
+    for name, expression in expressions.items():
+        if not isinstance(expression, str):
+            return f"user_expressions[{name!r}] must be a string, not {_json_type(expression)}"
+    return None
+
+
+def _json_type(value: object) -> str:
+    """``value``'s type in JSON's words (what the sender wrote), not Python's."""
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
+    return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -289,6 +289,42 @@ def test_unknown_request_type_gets_an_error_reply() -> None:
     run(scenario)
 
 
+@pytest.mark.parametrize(
+    ("change", "evalue"),
+    [
+        ({"user_expressions": ["x"]}, "'user_expressions' must be an object, not an array"),
+        ({"user_expressions": {"a": 1}}, "user_expressions['a'] must be a string, not a number"),
+        ({"code": ["ran = True"]}, "'code' must be a string, not an array"),
+    ],
+)
+def test_a_malformed_execute_request_is_refused_before_anything_runs(
+    change: dict[str, object], evalue: str
+) -> None:
+    # Once the cell ran, then the reply was a generic error without execution_count.
+    async def scenario(reaper: Reaper) -> None:
+        async with loom_kernel(reaper) as k:
+            await execute(k, "ran = False")
+            content = {"code": "ran = True", "user_expressions": {}, "silent": False, **change}
+            reply = await k.client.request(
+                "execute_request", content, on_output=k.log.add, timeout=TIMEOUT
+            )
+            assert reply.content == {
+                "status": "error",
+                "ename": "InvalidRequest",
+                "evalue": f"execute_request: {evalue}",
+                "traceback": [],
+                "execution_count": 1,
+                "user_expressions": {},
+                "payload": [],
+            }
+            assert assert_bracketed(k.log, reply) == []  # no execute_input: nothing ran
+            reply, outputs = await execute(k, "ran")
+            assert outputs[-1].content["data"]["text/plain"] == "False"
+            assert reply.content["execution_count"] == 2  # the refused request used no number
+
+    run(scenario)
+
+
 FORGED = 30_000
 
 
