@@ -30,7 +30,9 @@ add_kernel_entries``)      (history.py:39-65)                   miss this sessio
 report_cursor_row          a copy of the CPR handler            (public calls only) if upstream's
 (``_keys``, CPR binding)   (key_binding/bindings/cpr.py:18-28)  handler does more, ours does not:
                            returning ``NotImplemented`` (no     the canary checks the names its
-                           redraw, key_bindings.py:122-137)     code uses
+                           redraw, key_bindings.py:122-137)     code uses; the toolbar's filter
+                           unless the last drawing was made     (shortcuts/prompt.py:600) is
+                           before the height was known          checked by a test
 Terminal._drain_above_     ``in_terminal`` waits for CPR        (not moved here) a finished
 prompt (``_terminal.py``)  replies, then erases the prompt      input line wiped by output that
                            even if Enter finished it            arrives just after Enter
@@ -157,14 +159,19 @@ def report_cursor_row(event: KeyPressEvent) -> NotImplementedOrNone:
 
     The row tells the renderer how many rows lie below the prompt, which the
     layout may then fill (the toolbar goes to the bottom of the screen). If the
-    last drawing already filled them, a redraw would draw the same screen:
-    returning ``NotImplemented`` tells prompt_toolkit not to invalidate.
+    last drawing already knew the height and filled those rows, a redraw would
+    draw the same screen: returning ``NotImplemented`` tells prompt_toolkit not
+    to invalidate. A drawing made before the first report of a prompt left the
+    toolbar out (``renderer_height_is_known`` was false), so it is always redrawn.
     """
     row = int(event.data[2:-1].split(";")[0])
     renderer = event.app.renderer
     screen = renderer.last_rendered_screen
+    # Drawn before any report, the screen left out what needs the height (the
+    # bottom toolbar): redraw then, even on the last row, where one row is below.
+    drawn_knowing_height = renderer.height_is_known
     renderer.report_absolute_cursor_row(row)
     rows_below = event.app.output.get_size().rows - row + 1
-    if screen is not None and rows_below <= screen.height:
+    if drawn_knowing_height and screen is not None and rows_below <= screen.height:
         return NotImplemented
     return None
