@@ -2,7 +2,8 @@
 
 One ``PromptSession`` for cells (IPython's ``In [N]:`` / ``...:`` prompts,
 kernel-language highlighting, async kernel completion, history with prefix
-search and auto-suggestion, the bottom toolbar, Emacs or vi keys) and one
+search and auto-suggestion, the bottom toolbar, Emacs or vi keys, with
+IPython's ``[ins]``/``[nav]`` mode indicator before the prompt) and one
 plain session for questions and the kernel's ``input()`` requests. Both only
 ever run through ``prompt_async`` on the console's event loop, and leave the
 loop's SIGINT handler to the console (``handle_sigint=False``).
@@ -24,8 +25,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.document import Document
+from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import History, InMemoryHistory
+from prompt_toolkit.key_binding.vi_state import InputMode
 from prompt_toolkit.lexers import DynamicLexer, Lexer, PygmentsLexer
 from prompt_toolkit.styles import Style
 
@@ -52,6 +55,8 @@ _STYLE = Style.from_dict(
         "in-prompt": "ansigreen",
         "in-prompt.number": "ansibrightgreen bold",
         "continuation": "ansigreen",
+        "px-marker": "ansicyan bold",
+        "vi-mode": "ansiblue",
         "bottom-toolbar": "noreverse bg:#303030 #c0c0c0",
         "bottom-toolbar.state.bad": "bg:ansired ansiwhite bold",
         "bottom-toolbar.state.busy": "ansiyellow",
@@ -82,6 +87,8 @@ class ConsoleUI:
         self.stdout = stdout or sys.stdout  # where help text (F2) is written
         self.count = 1
         self.last_duration: float | None = None
+        #: Text the ``In [N]:`` prompt starts with (the console: ``[px] `` under %autopx).
+        self.prompt_marker: Callable[[], str] = str
         self._io: dict[str, Any] = {"input": input, "output": output}
         self._lexer: Lexer | None = None
         self._lexer_loaded = False
@@ -196,7 +203,14 @@ class ConsoleUI:
     # -- prompt pieces --------------------------------------------------------
 
     def _message(self) -> StyleAndTextTuples:
+        mode: StyleAndTextTuples = []
+        if self.session.editing_mode == EditingMode.VI:
+            mode = [("class:vi-mode", f"[{_vi_mode(self.session.app)}] ")]
+        marker = self.prompt_marker()
+        if marker:
+            mode.append(("class:px-marker", marker))
         return [
+            *mode,
             ("class:in-prompt", "In ["),
             ("class:in-prompt.number", str(self.count)),
             ("class:in-prompt", "]: "),
@@ -253,6 +267,18 @@ class ConsoleUI:
         # ends, and a run_in_terminal cancelled while it waits for an earlier one
         # never releases the ones queued behind it (all later output would wait).
         self.write_above(show)
+
+
+def _vi_mode(app: Application[Any]) -> str:
+    """IPython's indicator of the vi mode: ``ins``, ``nav``, ``rep`` or ``vis`` (a selection)."""
+    if app.current_buffer.selection_state is not None:
+        return "vis"
+    mode = app.vi_state.input_mode
+    if mode == InputMode.NAVIGATION:
+        return "nav"
+    if mode in (InputMode.REPLACE, InputMode.REPLACE_SINGLE):
+        return "rep"
+    return "ins"
 
 
 def _call_all(callbacks: list[Callable[[], None]]) -> None:

@@ -35,6 +35,10 @@ def console_ui(keys: PipeInput, screen: Screen, *, vi_mode: bool = False) -> Con
     return ConsoleUI(KernelLink(None, None, "tb"), input=keys, output=output, vi_mode=vi_mode)
 
 
+def message(ui: ConsoleUI) -> str:
+    return "".join(text for _, text, *_ in ui._message())
+
+
 async def until(task: asyncio.Task[Any], predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -63,5 +67,33 @@ def test_the_toolbar_is_drawn_once_the_terminal_reports_the_cursor(
             keys.send_text("\x04")  # Ctrl-D on an empty line: the prompt ends
             with pytest.raises(EOFError):
                 await task
+
+    asyncio.run(scenario())
+
+
+def test_vi_mode_shows_insert_or_navigation_before_the_prompt() -> None:
+    """Item 10 of issue 15: IPython's ``[ins]``/``[nav]``; Emacs mode shows nothing."""
+
+    async def scenario() -> None:
+        screen = Screen()
+        with create_pipe_input() as keys:
+            ui = console_ui(keys, screen, vi_mode=True)
+            task = asyncio.create_task(ui.read_cell(1))
+            await until(task, lambda: "[ins] " in screen.getvalue())
+            assert message(ui) == "[ins] In [1]: "
+            drawn = len(screen.getvalue())
+            keys.send_text("x = 1\x1b")  # Escape: navigation mode
+            await until(task, lambda: message(ui) == "[nav] In [1]: ")
+            await until(task, lambda: "nav" in screen.getvalue()[drawn:])  # redrawn
+            assert ui.session.default_buffer.text == "x = 1"
+            drawn = len(screen.getvalue())
+            keys.send_text("i")  # back to insert mode
+            await until(task, lambda: message(ui) == "[ins] In [1]: ")
+            await until(task, lambda: "ins" in screen.getvalue()[drawn:])
+            keys.send_text("\r")
+            assert await task == "x = 1"
+        with create_pipe_input() as keys:
+            ui = console_ui(keys, Screen())
+            assert message(ui) == "In [1]: "
 
     asyncio.run(scenario())
