@@ -53,6 +53,7 @@ def run_kernel(connection_file: str | None = None) -> int:
     else:
         info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
     sockets = open_kernel_sockets(info)
+    warn_if_plaintext(sockets.info)
     if sockets.info != info:  # ports were chosen while binding: announce them
         path = sockets.info.write(connection_file)
         print(
@@ -64,6 +65,30 @@ def run_kernel(connection_file: str | None = None) -> int:
     import asyncio  # only now: see the module docstring
 
     end_process(sockets, asyncio.run(serve(sockets, iothread)))
+
+
+def plaintext_warning(info: ConnectionInfo) -> str | None:
+    """The one-line warning a kernel serving ``info`` prints, or None on ``ipc``.
+
+    As ipykernel's: the key signs messages, it does not encrypt them, so over TCP code
+    and outputs are plain text on the wire; and any process that reaches the ports can
+    connect (unsigned messages are dropped, but receiving them costs the kernel).
+    """
+    if info.transport != "tcp":
+        return None
+    return (
+        f"loom kernel: WARNING: serving plain TCP on {info.ip}: code and outputs travel "
+        "unencrypted and anyone who can reach these ports can connect; to avoid it use "
+        'the ipc transport ("transport": "ipc" in the connection file) or, once '
+        "supported, CurveZMQ encryption (issue 12)"
+    )
+
+
+def warn_if_plaintext(info: ConnectionInfo) -> None:
+    """Print :func:`plaintext_warning` on stderr: once, as the kernel starts."""
+    warning = plaintext_warning(info)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
 
 
 def end_process(sockets: KernelSockets, code: int) -> NoReturn:
