@@ -8,6 +8,7 @@ undone, which the child proves by printing to its real stdout afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from _kernel_e2e import (
     kill_and_reap,
     pipe_reader,
     read_line,
+    spawn_kernel,
     spawned_kernel,
     wait_exit,
 )
@@ -27,6 +29,7 @@ from _support import Reaper, run
 
 from kernel import connect_client
 from kernel.protocol import ConnectionInfo, runtime_dir
+from kernel.server._app import plaintext_warning
 
 TIMEOUT = 30.0
 
@@ -99,15 +102,38 @@ def test_serve_runs_an_extra_handler_returns_and_undoes_its_process_effects() ->
     run(scenario)
 
 
-def test_a_kernel_shut_down_by_request_leaves_nothing_on_stderr(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_a_kernel_shut_down_by_request_leaves_only_the_plaintext_warning_on_stderr(
+    tmp_path: Path, transport: str
+) -> None:
     # end_process once closed the heartbeat socket under the zmq.proxy still running on it,
     # and every kernel printed a ZMQError traceback from loom-heartbeat as it ended.
+    # Issue 15 item 24: on TCP the kernel says once that it serves plain text (ipykernel
+    # does too); on ipc there is nothing to say.
     async def scenario(reaper: Reaper) -> None:
-        async with spawned_kernel(tmp_path, reaper) as (popen, info):
+        async with contextlib.AsyncExitStack() as stack:
+            if transport == "tcp":
+                popen, info = await stack.enter_async_context(spawned_kernel(tmp_path, reaper))
+            else:
+                ports = dict(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
+                info = ConnectionInfo(transport="ipc", ip=str(tmp_path / "k"), key=b"k", **ports)
+                info.write(tmp_path / "kernel.json")
+                popen = spawn_kernel(
+                    tmp_path / "kernel.json", tmp_path / "kernel-stderr.log", reaper
+                )
+                stack.callback(kill_and_reap, popen)
+                if popen.stdout is not None:  # nothing is printed on ipc ports given
+                    stack.callback(popen.stdout.close)
             async with connect_client(info) as client:
                 assert (await client.execute("1", timeout=TIMEOUT)).content["status"] == "ok"
                 await client.shutdown(timeout=TIMEOUT)
             await wait_exit(popen.pid, TIMEOUT)
-        assert (tmp_path / "kernel-stderr.log").read_text() == ""
+        stderr = (tmp_path / "kernel-stderr.log").read_text()
+        if transport == "ipc":
+            assert stderr == ""
+        else:
+            assert stderr == f"{plaintext_warning(info)}\n"
+            assert "plain TCP on 127.0.0.1" in stderr
+            assert '"transport": "ipc"' in stderr
 
     run(scenario)
