@@ -24,7 +24,9 @@ LOOM_DISPLAY_NAME = "Loom (Python 3)"
 
 def loom_kernel_argv() -> list[str]:
     """The command that runs this interpreter's Loom kernel (before substitution)."""
-    return [sys.executable, "-m", "kernel", "-f", "{connection_file}"]
+    # -P: a kernel.py (or zmq.py...) in the working directory must not replace Loom's
+    # own modules; the kernel puts the directory on sys.path for user code itself.
+    return [sys.executable, "-P", "-m", "kernel", "-f", "{connection_file}"]
 
 
 def loom_kernel_json() -> dict[str, object]:

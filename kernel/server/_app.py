@@ -181,9 +181,13 @@ def _process_effects(iothread: IOThread) -> Iterator[None]:
     - SIGINT is ignored until the interpreter exists, then the interpreter's handler
       turns it into ``KeyboardInterrupt`` while user code runs;
     - per cell, ``input()``/``getpass()`` are swapped by ``StdinBridge.installed``,
-      which undoes that itself when the cell ends.
+      which undoes that itself when the cell ends;
+    - the working directory joins ``sys.path`` for user code, without shadowing Loom's
+      own packages (:mod:`kernel.server._import_path`: Loom runs ``python -P``).
     """
     from kernel.server.channels._streams import OutStream
+
+    from ._import_path import user_import_path
 
     # A Python no-op rather than SIG_IGN: ignored dispositions survive exec() into the
     # children user code starts (``!cmd``), a Python handler does not.
@@ -191,7 +195,8 @@ def _process_effects(iothread: IOThread) -> Iterator[None]:
     sys.stdout = OutStream(iothread, "stdout", 1)
     sys.stderr = OutStream(iothread, "stderr", 2)
     try:
-        yield
+        with user_import_path():
+            yield
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         iothread.restore_fds()

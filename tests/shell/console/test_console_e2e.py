@@ -66,12 +66,13 @@ def console_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 class Console:
     """A ``loom`` process in a pty, plus the PIDs to clean up after it."""
 
-    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, cwd: Path = ROOT, **env: str) -> None:
         self.tmp_path = tmp_path
         self.child = pexpect.spawn(
             sys.executable,
-            ["-m", "shell", *args],
-            cwd=str(ROOT),
+            # -P: like the `loom` script, whose sys.path never holds the working directory
+            ["-P", "-m", "shell", *args],
+            cwd=str(cwd),
             env=console_env(tmp_path, **env),
             encoding="utf-8",
             codec_errors="replace",
@@ -122,8 +123,10 @@ def console(tmp_path: Path) -> Iterator[list[Console]]:
         c.close()
 
 
-def open_console(opened: list[Console], tmp_path: Path, *args: str, **env: str) -> Console:
-    c = Console(tmp_path, *args, **env)
+def open_console(
+    opened: list[Console], tmp_path: Path, *args: str, cwd: Path = ROOT, **env: str
+) -> Console:
+    c = Console(tmp_path, *args, cwd=cwd, **env)
     opened.append(c)
     return c
 
