@@ -179,11 +179,12 @@ def get_kernel_spec(name: str) -> KernelSpec:
         # Loom's own kernel needs no installation to be started by Loom.
         return builtin_loom_spec()
     if key not in specs:
-        if specs:
-            available = "available: " + ", ".join(sorted(specs))
-        else:
+        # Loom's own kernel is always available to Loom, installed or not.
+        names = sorted(specs.keys() | {LOOM_KERNEL_NAME})
+        available = "available: " + ", ".join(names)
+        if not specs:
             searched = ", ".join(str(d) for d in kernel_dirs())
-            available = f"none are installed (searched {searched})"
+            available += f" (no others are installed; searched {searched})"
         raise KernelSpecError(f"no kernelspec named {name!r}; {available}")
     return KernelSpec.from_resource_dir(key, specs[key])
 
@@ -212,17 +213,28 @@ def format_kernel_cmd(spec: KernelSpec, connection_file: str | os.PathLike[str])
     return [os.path.expanduser(_TEMPLATE.sub(substitute, arg)) for arg in cmd]
 
 
-def format_kernelspec_list() -> str:
+#: Where ``loom kernelspec list`` says Loom's own kernel is, when it is not installed.
+BUILTIN_LOCATION = "(built in; `loom kernelspec install` registers it for other Jupyter tools)"
+
+
+def format_kernelspec_list(*, builtin: bool = True) -> str:
     """The text ``jupyter kernelspec list`` prints (without the final newline).
 
     Kernels are ordered by search-directory priority, then path, and names are
     padded to the longest, exactly like jupyter_client's ``ListKernelSpecs``.
+    With ``builtin``, a ``loom`` that is not installed is listed last anyway, as
+    :data:`BUILTIN_LOCATION`: Loom's front ends start it without installation.
     """
     found = _scan()
-    if not found:
+    rows = [
+        (name, str(path))
+        for name, (_, path) in sorted(found.items(), key=lambda item: (item[1][0], str(item[1][1])))
+    ]
+    if builtin and LOOM_KERNEL_NAME not in found:
+        rows.append((LOOM_KERNEL_NAME, BUILTIN_LOCATION))
+    if not rows:
         return "No kernels available"
-    width = max(len(name) for name in found)
-    rows = sorted(found.items(), key=lambda item: (item[1][0], str(item[1][1])))
+    width = max(len(name) for name, _ in rows)
     lines = ["Available kernels:"]
-    lines += [f"  {name.ljust(width)}    {path}" for name, (_, path) in rows]
+    lines += [f"  {name.ljust(width)}    {where}" for name, where in rows]
     return "\n".join(lines)

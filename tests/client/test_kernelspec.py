@@ -20,6 +20,7 @@ from kernel import (
     format_kernelspec_list,
     get_kernel_spec,
 )
+from kernel.client._kernelspec import BUILTIN_LOCATION
 
 VENV_KERNELS = Path(sys.prefix) / "share" / "jupyter" / "kernels"
 
@@ -170,4 +171,22 @@ def test_format_kernelspec_list_matches_jupyter_kernelspec_list(jupyter_path: Pa
     real = subprocess.run(
         [jupyter, "kernelspec", "list"], capture_output=True, text=True, check=True, timeout=60
     )
-    assert format_kernelspec_list() == real.stdout.rstrip("\n")
+    # Loom's own kernel, built in, is the only line jupyter cannot know of.
+    assert format_kernelspec_list(builtin=False) == real.stdout.rstrip("\n")
+    assert format_kernelspec_list().splitlines() == [
+        *real.stdout.rstrip("\n").splitlines(),
+        f"  {'loom'.ljust(len('a-much-longer-name'))}    {BUILTIN_LOCATION}",
+    ]
+
+
+def test_an_installed_loom_kernelspec_is_listed_once(jupyter_path: Path) -> None:
+    path = _install(jupyter_path, "loom", GOOD)
+    lines = format_kernelspec_list().splitlines()
+    assert [line.split()[0] for line in lines[1:]].count("loom") == 1
+    assert f"  loom       {path}" in lines
+
+
+def test_the_unknown_name_error_lists_loom_even_when_it_is_not_installed() -> None:
+    assert "loom" not in find_kernel_specs()
+    with pytest.raises(KernelSpecError, match=r"available: loom, python3$"):
+        get_kernel_spec("no-such-kernel")
