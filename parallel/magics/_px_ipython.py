@@ -17,6 +17,7 @@ is ``%autopx``. (ipyparallel replaces ``run_cell``; the transform is the smaller
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import weakref
@@ -24,9 +25,9 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._px_magics import PxMagics, PxSession
-from ._px_output import PxOutput, PxProgress, PxRich, PxText, progress_text
+from ._px_output import PxOutput, PxProgress, PxRich, PxText, progress_bundle
 from ._px_parse import PxUsageError
-from ._px_run import run_blocking
+from ._px_run import Emit, run_blocking
 
 if TYPE_CHECKING:
     from ..client._views import DirectView
@@ -65,7 +66,7 @@ class IPythonHost:
             self._show_progress(item, display)
 
     def _show_progress(self, item: PxProgress, display: Callable[..., Any]) -> None:
-        bundle = {"text/plain": progress_text(item)}
+        bundle = progress_bundle(item)
         if self._progress is None:
             self._progress = display(bundle, raw=True, display_id=True)
         else:
@@ -75,6 +76,17 @@ class IPythonHost:
 
     def run_local(self, code: str) -> None:
         self._shell.run_cell(code, store_history=False)
+
+    def background(
+        self, run: Callable[[Emit], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None] | None:
+        # ipykernel runs cells on its asyncio loop, and a task copies the cell's context,
+        # where ipykernel keeps the parent header: its output belongs to this cell.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None  # terminal IPython: no loop runs between cells
+        return loop.create_task(run(self.emit))
 
     def set_autopx(self, magics: PxMagics | None) -> None:
         shell = self._shell

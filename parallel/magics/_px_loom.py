@@ -17,18 +17,20 @@ tracebacks are written to stderr and the cell fails with a short ``PxError`` nam
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kernel.server.magics import UsageError
 
 from ._px_magics import PxMagics, PxSession
-from ._px_output import PxError, PxOutput, PxProgress, PxRich, PxText, progress_text
+from ._px_output import PxError, PxOutput, PxProgress, PxRich, PxText, progress_bundle
 from ._px_parse import PxUsageError
+from ._px_run import Emit
 
 if TYPE_CHECKING:
     from kernel.server.magics import Magics
@@ -72,13 +74,51 @@ class LoomHost:
         if self._progress_id is None:
             self._progress_id = f"px-progress-{uuid.uuid4().hex}"
         content = {
-            "data": {"text/plain": progress_text(item)},
+            "data": progress_bundle(item),
             "metadata": {},
             "transient": {"display_id": self._progress_id},
         }
         self._magics.interpreter.publish(kind, content)
         if item.final:
             self._progress_id = None
+
+    def background(
+        self, run: Callable[[Emit], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None] | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return loop.create_task(run(self._cell_emitter()))
+
+    def _cell_emitter(self) -> Emit:
+        """An ``emit`` whose output keeps the current cell as its parent after the cell
+        ended (``sys.stdout`` follows whatever request the kernel serves then)."""
+        publish = self._cell_publisher()
+
+        def emit(item: PxOutput) -> None:
+            if isinstance(item, PxText):
+                publish("stream", {"name": item.stream, "text": item.text})
+            elif isinstance(item, PxRich):
+                content = {"data": item.data, "metadata": item.metadata, "transient": {}}
+                publish("display_data", content)
+
+        return emit
+
+    def _cell_publisher(self) -> Callable[[str, Any], None]:
+        interpreter = self._magics.interpreter
+        # The interpreter publishes through the server's _publish_for_current; the server
+        # can also publish with a parent of our choosing (the request being served now).
+        server = getattr(interpreter.publish, "__self__", None)
+        parent = getattr(server, "current", None)
+        publish_with_parent = getattr(server, "publish", None)
+        if parent is None or not callable(publish_with_parent):
+            return interpreter.publish  # a bare interpreter (tests): no requests to mix up
+
+        def publish(msg_type: str, content: Any) -> None:
+            publish_with_parent(msg_type, content, parent)
+
+        return publish
 
     def run_local(self, code: str) -> None:
         from kernel.server.interpreter._compile import compile_body

@@ -16,13 +16,27 @@ cluster ``%cluster start`` started, else the newest running one).
 
 from __future__ import annotations
 
+import asyncio
 import signal
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._px_output import PxOutput
+from ._px_output import PxOutput, PxRich
 from ._px_parse import PxArgs, PxUsageError, Targets, parse_px
-from ._px_run import PxSettings, Waiter, announce, finish_px, follow_px, submit_px
+from ._px_run import (
+    Emit,
+    PxSettings,
+    Shown,
+    Waiter,
+    announce,
+    finish_px,
+    follow_px,
+    stream_in_background,
+    submit_px,
+    wait_on_loop,
+)
+from ._px_status import autopx_bundle
 
 if TYPE_CHECKING:
     from ..client._asyncresult import AsyncResult
@@ -54,6 +68,14 @@ class PxHost(Protocol):
 
     def set_autopx(self, magics: PxMagics | None) -> None:
         """Send every following cell through ``magics``' ``%%px`` (None: stop doing so)."""
+        ...
+
+    def background(
+        self, run: Callable[[Emit], Coroutine[Any, Any, None]]
+    ) -> asyncio.Task[None] | None:
+        """Start ``run(emit)`` on the running loop, to go on after the cell ends, with an
+        ``emit`` whose output belongs to the current cell; None when there is no loop
+        (terminal IPython): nothing runs between cells there."""
         ...
 
 
@@ -104,6 +126,9 @@ class PxMagics:
         #: The last ``%px`` result (what ``%pxresult`` shows).
         self.last_result: AsyncResult | None = None
         self._last_ids: list[int] = []
+        #: What the background follower of the last ``--noblock`` run showed, and it.
+        self._shown: Shown | None = None
+        self._follower: asyncio.Task[None] | None = None
         self.autopx_on = False
 
     @property
@@ -150,15 +175,41 @@ class PxMagics:
         view = self.current_view()
         result, ids = submit_px(view, settings.targets, code)
         self.last_result, self._last_ids = result, ids
+        self._stop_following()
         if args.save_name:
             self.host.user_ns[args.save_name] = result
         announce(ids, settings, self.host.emit)
         if args.local:
             self.host.run_local(code)
         if not settings.block:
+            if settings.stream:
+                self._follow(Shown(result, ids))
             return result
         await follow_px(result, ids, settings, self.host.emit, self._wait)
         return None
+
+    def _follow(self, shown: Shown) -> None:
+        """Stream a ``--noblock`` run's output as it comes, after this cell ends."""
+
+        async def run(emit: Emit) -> None:
+            await stream_in_background(shown, emit, wait_on_loop)
+
+        task = self.host.background(run)
+        if task is not None:
+            self._shown, self._follower = shown, task
+
+    def _stop_following(self) -> Shown | None:
+        """Stop the background follower (its result is wanted now, or forgotten); what
+        it showed."""
+        shown, follower = self._shown, self._follower
+        self._shown = self._follower = None
+        if follower is not None and not follower.done():
+            follower.cancel()
+        return shown
+
+    def close(self) -> None:
+        """Stop following a ``--noblock`` run in the background."""
+        self._stop_following()
 
     async def pxresult(self, line: str = "") -> None:
         """Show the result of the last ``%px``: ``%pxresult [-o NAME] [--group-outputs=...]``.
@@ -172,8 +223,15 @@ class PxMagics:
         if args.save_name:
             self.host.user_ns[args.save_name] = result
             return
-        await self._wait(result._client, result.done, None)
-        finish_px(result, self._last_ids, args.groupby or self.config.groupby, self.host.emit)
+        shown = self._stop_following()
+        groupby = args.groupby or self.config.groupby
+        if shown is None or not shown.streamed:
+            await self._wait(result._client, result.done, None)
+            finish_px(result, self._last_ids, groupby, self.host.emit)
+            return
+        # The follower showed streams already: the rest streams here, then the values.
+        settings = PxSettings(groupby=groupby, progress_after=-1, signal=self.config.signal)
+        await follow_px(result, self._last_ids, settings, self.host.emit, self._wait, shown)
 
     def pxconfig(self, line: str = "") -> None:
         """Set the defaults of ``%px``: ``%pxconfig [-t T] [--block|--noblock] [--stream|...]``.
@@ -211,11 +269,13 @@ class PxMagics:
             self.host.set_autopx(None)
             self.autopx_on = False
             print(f"%autopx{self.suffix} disabled")
+            self.host.emit(PxRich(autopx_bundle(False, self.suffix), {}))
             return
         self.current_view()  # fail now, not on the next cell, if there is no cluster
         self.host.set_autopx(self)
         self.autopx_on = True
         print(f"%autopx{self.suffix} enabled")
+        self.host.emit(PxRich(autopx_bundle(True, self.suffix), {}))
 
     def with_view(self, view: DirectView) -> PxMagics:
         """These magics, now on ``view`` (``rc.activate()`` again), defaults kept."""
@@ -260,6 +320,7 @@ class PxSession:
     def close(self) -> None:
         """Turn %autopx off, forget every set, stop a cluster started here."""
         for magics in self.sets.values():
+            magics.close()
             if magics.autopx_on:
                 self.host.set_autopx(None)
                 magics.autopx_on = False

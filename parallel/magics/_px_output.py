@@ -41,6 +41,7 @@ __all__ = [
     "display_output",
     "format_engines",
     "group_errors",
+    "progress_bundle",
     "progress_text",
     "render_errors",
     "render_outputs",
@@ -66,12 +67,15 @@ class PxRich:
 
 @dataclass(frozen=True, slots=True)
 class PxProgress:
-    """How far a blocking ``%px`` is; ``final`` once every engine has answered."""
+    """How far a blocking ``%px`` is; ``final`` once every engine has answered (or the
+    wait was abandoned)."""
 
     done: int
     total: int
     elapsed: float
     final: bool = False
+    #: True from ``--progress-after`` seconds: a progress line for every front end.
+    bar: bool = False
 
 
 PxOutput = PxText | PxRich | PxProgress
@@ -303,3 +307,17 @@ def format_engines(engines: Iterable[int]) -> str:
 def progress_text(progress: PxProgress) -> str:
     """``3/4 engines finished after 5 s``."""
     return f"{progress.done}/{progress.total} engines finished after {progress.elapsed:.0f} s"
+
+
+def progress_bundle(progress: PxProgress) -> JSONDict:
+    """The display bundle of a progress report (see ``_px_status``)."""
+    from ._px_status import status_bundle
+
+    return status_bundle(
+        progress.done,
+        progress.total,
+        progress.elapsed,
+        bar=progress.bar,
+        final=progress.final,
+        text=progress_text(progress),
+    )

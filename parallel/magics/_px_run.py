@@ -22,6 +22,7 @@ configured signal to the engines still running, says so on stderr, and propagate
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -49,8 +50,11 @@ if TYPE_CHECKING:
     from ..client._views import DirectView
 
 __all__ = [
+    "STATUS_AFTER",
+    "STOP_GRACE",
     "Emit",
     "PxSettings",
+    "Shown",
     "Waiter",
     "announce",
     "finish_px",
@@ -58,12 +62,17 @@ __all__ = [
     "records",
     "run_blocking",
     "run_px",
+    "stream_in_background",
     "submit_px",
     "wait_blocking",
     "wait_on_loop",
 ]
 
 Emit = Callable[[PxOutput], None]
+#: Seconds a blocking run waits before it first reports its progress (status line).
+STATUS_AFTER = 0.25
+#: Seconds engines get to stop after Ctrl-C sent them a signal before they are named.
+STOP_GRACE = 3.0
 #: ``await wait(client, done, timeout)``: returns once ``done()`` or after ``timeout`` s.
 Waiter = Callable[["Client", Callable[[], bool], float | None], Awaitable[None]]
 T = TypeVar("T")
@@ -181,15 +190,24 @@ def announce(ids: list[int], settings: PxSettings, emit: Emit) -> None:
 
 
 async def follow_px(
-    result: AsyncResult, ids: list[int], settings: PxSettings, emit: Emit, wait: Waiter
+    result: AsyncResult,
+    ids: list[int],
+    settings: PxSettings,
+    emit: Emit,
+    wait: Waiter,
+    shown: Shown | None = None,
 ) -> None:
     """Wait for ``result`` (streaming output and progress as ``settings`` say), then
-    :func:`finish_px`. On Ctrl-C, signals the engines still running and re-raises."""
+    :func:`finish_px`. ``shown``: what a background follower already showed of it.
+
+    On Ctrl-C, signals the engines still running, names those that do not stop within
+    :data:`STOP_GRACE` seconds, and re-raises.
+    """
     client = result._client
-    cursor = _Cursor(result, ids)
-    labeller = StreamLabeller()
+    shown = shown or Shown(result, ids)
+    cursor, labeller = shown.cursor, shown.labeller
     progress = _Progress(result, settings.progress_after)
-    stream = settings.stream
+    stream = settings.stream or shown.streamed
 
     def worth_waking() -> bool:
         return result.done() or (stream and cursor.has_new()) or progress.changed()
@@ -201,12 +219,46 @@ async def follow_px(
                 _emit_all(emit, cursor.take(labeller))
             _emit_all(emit, progress.update())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _interrupt(result, ids, settings.signal, emit)
+        _emit_all(emit, progress.stop())
+        await _interrupt(result, ids, settings.signal, emit, wait)
         raise
-    if settings.stream:
+    if stream:
         _emit_all(emit, cursor.take(labeller, final=True))
     _emit_all(emit, progress.update())
-    finish_px(result, ids, settings.groupby, emit, labeller, streamed=settings.stream)
+    finish_px(result, ids, settings.groupby, emit, labeller, streamed=stream)
+
+
+class Shown:
+    """What of one result's streams and displays is on screen already (its cursor and
+    labeller), shared by a ``--noblock`` run's background follower and ``%pxresult``."""
+
+    def __init__(self, result: AsyncResult, ids: list[int]) -> None:
+        self.result = result
+        self.ids = ids
+        self.cursor = _Cursor(result, ids)
+        self.labeller = StreamLabeller()
+        #: True once a follower streamed anything: the rest must be streamed too.
+        self.streamed = False
+
+
+async def stream_in_background(shown: Shown, emit: Emit, wait: Waiter) -> None:
+    """Show a ``--noblock`` run's streams and displays as the engines produce them, until
+    it is done; its values and errors are left to ``%pxresult``."""
+    result, cursor, labeller = shown.result, shown.cursor, shown.labeller
+    shown.streamed = True
+    client = result._client
+
+    def worth_waking() -> bool:
+        return result.done() or cursor.has_new()
+
+    while True:
+        finished = result.done()
+        _emit_all(emit, cursor.take(labeller, final=finished))
+        if finished:
+            for stream in ("stdout", "stderr"):
+                _emit_all(emit, [t for t in [labeller.break_line(stream)] if t])
+            return
+        await wait(client, worth_waking, None)
 
 
 def finish_px(
@@ -248,9 +300,12 @@ def _emit_all(emit: Emit, items: list[PxOutput]) -> None:
         emit(item)
 
 
-def _interrupt(result: AsyncResult, ids: list[int], sig: int, emit: Emit) -> None:
-    """Send ``sig`` to the engines whose task has not finished (0: send nothing)."""
-    running = [e for e, task in zip(ids, result._tasks.values(), strict=True) if not task.done]
+async def _interrupt(
+    result: AsyncResult, ids: list[int], sig: int, emit: Emit, wait: Waiter
+) -> None:
+    """Send ``sig`` to the engines whose task has not finished (0: send nothing), then
+    wait up to :data:`STOP_GRACE` seconds for them and name those still running."""
+    running = _running(result, ids)
     if not sig or not running:
         return
     try:
@@ -262,6 +317,22 @@ def _interrupt(result: AsyncResult, ids: list[int], sig: int, emit: Emit) -> Non
     except ValueError:
         name = f"signal {sig}"
     emit(PxText("stderr", f"Interrupted: sent {name} to {format_engines(running)}\n"))
+    # A second Ctrl-C stops this wait; the engines still running are named all the same.
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        await wait(result._client, result.done, STOP_GRACE)
+    still = _running(result, ids)
+    if still:
+        emit(
+            PxText(
+                "stderr",
+                f"{format_engines(still).capitalize()} did not stop within {STOP_GRACE:g} s "
+                "and may still be running\n",
+            )
+        )
+
+
+def _running(result: AsyncResult, ids: list[int]) -> list[int]:
+    return [e for e, task in zip(ids, result._tasks.values(), strict=True) if not task.done]
 
 
 class _Cursor:
@@ -311,30 +382,58 @@ class _Cursor:
 
 
 class _Progress:
-    """Progress after ``after`` seconds (negative: never), then on each engine finishing."""
+    """When a blocking run reports its progress (a :class:`PxProgress`).
+
+    Quick runs report nothing. From :data:`STATUS_AFTER` seconds (or ``after``, if
+    sooner) it reports, then again whenever an engine finishes or the elapsed whole
+    seconds change, and a last time when all are done (``final``). From ``after``
+    seconds (negative: never) the reports are ``bar``: shown as a progress line by any
+    front end, not only in the Loom console's status line.
+    """
 
     def __init__(self, result: AsyncResult, after: float) -> None:
         self._result = result
         self._after = after
-        self._shown_done: int | None = None
+        self._first = STATUS_AFTER if after < 0 else min(STATUS_AFTER, after)
+        self._shown: tuple[int, int, bool] | None = None  # (done, whole seconds, bar)
+        self._closed = False
 
     def next_timeout(self) -> float | None:
-        if self._after < 0 or self._shown_done is not None:
+        """Seconds until the next report is due by time alone (None: never)."""
+        if self._closed:
             return None
-        return max(0.0, self._after - self._result.elapsed)
+        elapsed = self._result.elapsed
+        if self._shown is None:
+            return max(0.0, self._first - elapsed)
+        due = int(elapsed) + 1 - elapsed
+        if self._after >= 0 and not self._shown[2]:
+            due = min(due, self._after - elapsed)
+        return max(0.0, due)
 
     def changed(self) -> bool:
-        return self._shown_done is not None and self._result.progress != self._shown_done
+        return self._shown is not None and self._result.progress != self._shown[0]
 
     def update(self) -> list[PxOutput]:
         result = self._result
-        due = self._after >= 0 and result.elapsed >= self._after
-        if self._shown_done is None and not (due and not result.done()):
-            return []  # quick results show no progress at all
-        if self._shown_done == result.progress and not result.done():
+        if self._closed:
             return []
-        if self._shown_done == len(result.msg_ids):
-            return []  # the final state was shown
-        self._shown_done = result.progress
+        elapsed, finished = result.elapsed, result.done()
+        if self._shown is None and (finished or elapsed < self._first):
+            return []  # quick results show no progress at all
+        bar = self._after >= 0 and elapsed >= self._after
+        key = (result.progress, int(elapsed), bar)
+        if key == self._shown and not finished:
+            return []
+        self._shown = key
+        self._closed = finished
         total = len(result.msg_ids)
-        return [PxProgress(result.progress, total, result.elapsed, final=result.done())]
+        return [PxProgress(result.progress, total, elapsed, final=finished, bar=bar)]
+
+    def stop(self) -> list[PxOutput]:
+        """The last report of a run abandoned (Ctrl-C) while reporting, if one is due."""
+        if self._shown is None or self._closed:
+            return []
+        self._closed = True
+        result = self._result
+        bar = self._shown[2]
+        return [PxProgress(result.progress, len(result.msg_ids), result.elapsed, True, bar)]
