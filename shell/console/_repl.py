@@ -58,6 +58,7 @@ from ._debug import report_threads
 from ._link import KernelLink
 from ._pager import page, page_text
 from ._prompt import ConsoleUI
+from ._px_view import PxView
 from ._terminal import Terminal
 
 if TYPE_CHECKING:
@@ -113,6 +114,15 @@ class InteractiveConsole:
         self._pending: list[Message] = []  # stream output of this loop turn, not yet written
         self._flush_scheduled = False
         self._early: _EarlyCell | None = None
+        # %px: engine colours, the status line, the [px] marker (see _px_view).
+        self.px = PxView(
+            term.stream,
+            ansi=renderer.ansi,
+            at_line_start=lambda: renderer.column == 0,
+            prompt_live=lambda: ui.is_live,
+            changed=ui.invalidate,
+        )
+        ui.prompt_marker = lambda: self.px.marker
         # ConsoleUI takes these after construction (it is built before the console).
         ui.on_accept = self._accepted
         ui.write_above = term.call  # help (F2) queues with the kernel's output
@@ -228,6 +238,7 @@ class InteractiveConsole:
             self.ui.last_duration = time.monotonic() - started
             cell.cancel()  # we are being cancelled: stop waiting for the reply too
             self.flush_output()
+            self.term.call(self.px.end_cell)
         await self.term.settle()
         await self._conclude(cell)
 
@@ -312,6 +323,12 @@ class InteractiveConsole:
 
     def _show(self, message: Message) -> None:
         """Render ``message`` above any prompt, coalescing stream output (module doc)."""
+        shown = self.px.take(message)
+        if shown is None:  # %px's progress or autopx state: the status line shows it
+            self.flush_output()
+            self.term.call(self.px.draw)
+            return
+        message = shown
         if message.msg_type == "stream":
             self._pending.append(message)
             if not self._flush_scheduled:
@@ -319,7 +336,7 @@ class InteractiveConsole:
                 asyncio.get_running_loop().call_soon(self.flush_output)
             return
         self.flush_output()
-        self.term.call(lambda: self.renderer.render(message))
+        self.term.call(lambda: self.px.around(lambda: self.renderer.render(message)))
 
     def flush_output(self) -> None:
         """Write the stream output still pending (one write per run of one stream)."""
@@ -328,7 +345,7 @@ class InteractiveConsole:
             return
         merged = merge_streams(self._pending)
         self._pending = []
-        self.term.call(lambda: self._render_all(merged))
+        self.term.call(lambda: self.px.around(lambda: self._render_all(merged)))
 
     def _render_all(self, messages: list[Message]) -> None:
         for message in messages:
