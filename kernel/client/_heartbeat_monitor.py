@@ -1,10 +1,19 @@
 """Heartbeat monitoring (messaging spec, "Heartbeat for kernels").
 
 The kernel's heartbeat socket echoes whatever it receives. We ping once per
-``interval`` and call the kernel *unresponsive* once no echo has come back for
-``grace`` seconds. An echo ends that state. Only the owner knows whether an
+``interval`` and call the kernel *unresponsive* once a ping has gone unanswered
+for ``grace`` seconds. An echo ends that state. Only the owner knows whether an
 unresponsive kernel is dead or merely stopped (it may have the PID), so the
 monitor reports transitions and decides nothing else.
+
+The clock measures the kernel, not our own loop. The rule is "the oldest
+unanswered ping is ``grace`` old", not "no echo for ``grace``", and echoes that
+are already queued are read before every verdict. So while the console's loop is
+blocked (a pager or ``%edit`` in the foreground, a paused terminal), a healthy
+kernel's echoes wait in libzmq's queue and are counted on resume: no false
+"not responding". A kernel that really stopped meanwhile has left a ping
+unanswered since before the block, and is reported at once. :class:`PingClock`
+is that rule, without I/O.
 """
 
 from __future__ import annotations
@@ -14,13 +23,54 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from typing import cast
 
 import zmq
 import zmq.asyncio
 
 from kernel.transport._socket import shared_context
 
-__all__ = ["HeartbeatMonitor", "wait_for_heartbeat"]
+__all__ = ["HeartbeatMonitor", "PingClock", "wait_for_heartbeat"]
+
+
+class PingClock:
+    """Which pings are unanswered, and since when (pure; times are given).
+
+    An echo answers its own ping and every ping sent before it (the kernel was
+    alive after they were sent). At most ``limit`` pings are remembered: the
+    oldest are forgotten, which can only shorten a silence already far past any
+    sensible ``grace``.
+    """
+
+    def __init__(self, grace: float, *, limit: int = 64) -> None:
+        self.grace = grace
+        self._limit = limit
+        self._pending: dict[bytes, float] = {}  # token -> sent at; oldest first
+
+    def pinged(self, token: bytes, now: float) -> None:
+        """A ping was sent (or could not be: a peer that is not connected is silent too)."""
+        self._pending[token] = now
+        while len(self._pending) > self._limit:
+            del self._pending[next(iter(self._pending))]
+
+    def echoed(self, token: bytes) -> bool:
+        """An echo came; True if it answered a ping we are waiting for."""
+        if token not in self._pending:
+            return False  # not ours (or long forgotten): no evidence about now
+        for sent in list(self._pending):
+            del self._pending[sent]
+            if sent == token:
+                break
+        return True
+
+    def silence(self, now: float) -> float:
+        """Seconds the oldest unanswered ping has waited (0: none is unanswered)."""
+        if not self._pending:
+            return 0.0
+        return max(0.0, now - next(iter(self._pending.values())))
+
+    def is_silent(self, now: float) -> bool:
+        return self.silence(now) >= self.grace
 
 
 class HeartbeatMonitor:
@@ -51,24 +101,38 @@ class HeartbeatMonitor:
         sock.linger = 0
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.connect(self.url)
-        last_echo = time.monotonic()
+        clock = PingClock(self.grace)
         try:
             while True:
                 token = os.urandom(8)
                 with contextlib.suppress(zmq.Again):
                     await sock.send_multipart([b"", token], flags=zmq.DONTWAIT)
+                clock.pinged(token, time.monotonic())
                 deadline = time.monotonic() + self.interval
                 while (remaining := deadline - time.monotonic()) > 0:
                     if not await sock.poll(remaining * 1000):
                         break
-                    await sock.recv_multipart()
-                    last_echo = time.monotonic()
-                    self._set(True)
-                if time.monotonic() - last_echo >= self.grace:
-                    self._set(False)
+                    self._read_echoes(sock, clock)
+                # The verdict counts what is queued already: our loop may have been
+                # blocked past the deadline while the echoes came (module docstring).
+                self._read_echoes(sock, clock)
+                self._set(not clock.is_silent(time.monotonic()))
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         finally:
             sock.close(linger=0)
+
+    def _read_echoes(self, sock: zmq.asyncio.Socket, clock: PingClock) -> None:
+        """Take every echo already received (never waits); an answer means responsive."""
+        while True:
+            try:
+                # A zmq.asyncio socket's NOBLOCK receive is a future already done
+                # (a result, or zmq.Again): no await, so nothing else runs meanwhile.
+                done = cast("asyncio.Future[list[bytes]]", sock.recv_multipart(zmq.NOBLOCK))
+                frames = done.result()
+            except zmq.Again:
+                return
+            if clock.echoed(frames[-1]):
+                self._set(True)
 
     def _set(self, responsive: bool) -> None:
         if responsive != self.responsive:

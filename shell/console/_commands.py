@@ -5,7 +5,9 @@
 recognises them and does the blocking parts (reading the clipboard, running
 ``$EDITOR``); the console decides what to do with the results. Blocking is
 fine here: the editor owns the terminal while it runs, and the console calls
-these from inside prompt_toolkit's ``in_terminal`` or with no prompt live.
+these from inside prompt_toolkit's ``in_terminal`` or with no prompt live. (Nor
+does it make the kernel look silent: the heartbeat counts the echoes that came
+meanwhile, see ``kernel.client._heartbeat_monitor``.)
 """
 
 from __future__ import annotations

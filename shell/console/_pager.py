@@ -4,9 +4,12 @@ Text taller than the terminal goes through ``$PAGER`` (default ``less -R``,
 which keeps the kernel's colours), run synchronously with
 ``subprocess.run``: the pager owns the terminal until it exits, so blocking
 the event loop meanwhile is what we want, and no thread or asyncio child
-watcher is involved. Callers make sure no prompt is live (they are between
-cells, or inside prompt_toolkit's ``in_terminal``). ``LOOM_PAGER=none``
-(or a missing pager program) prints everything instead.
+watcher is involved. The kernel's liveness survives it: the heartbeat's
+echoes queue up in libzmq meanwhile and are counted on resume, so a pager
+held open is never a kernel "not responding" (``kernel.client._heartbeat_monitor``).
+Callers make sure no prompt is live (they are between cells, or inside
+prompt_toolkit's ``in_terminal``). ``LOOM_PAGER=none`` (or a missing pager
+program) prints everything instead.
 """
 
 from __future__ import annotations
