@@ -38,9 +38,12 @@ from shell.render._images import image_protocol
 from shell.render._output import OutputRenderer
 
 from ._link import KernelLink
+from ._link_state import Status
 from ._terminal import Terminal
 
 if TYPE_CHECKING:
+    from kernel.protocol import JSONDict
+
     from ._input_history import ConsoleHistory
     from ._prompt import ConsoleUI
     from ._repl import InteractiveConsole
@@ -162,7 +165,7 @@ async def _open_link(
             client = await stack.enter_async_context(connect_client(info, ready_timeout=10.0))
         except TimeoutError:
             raise KernelError(f"the kernel of {path} does not answer") from None
-        return KernelLink(client, None, info.kernel_name or "kernel"), path
+        return KernelLink(client, None, attached_kernel_name(info, client.kernel_info)), path
     name = kernel_name or DEFAULT_KERNEL_NAME
     manager = KernelManager(name)
     manager.launch()
@@ -213,8 +216,37 @@ async def _run_interactive(
             tasks.spawn(_learn_count(link, console), name="loom-kernel-count")
         status = await _until_exit(console, link, renderer, tasks)
     if not link.owns_kernel:
-        print(f"The kernel is still running; attach again with: loom --existing {path}")
+        print(farewell_to_attached(link.state, path))
     return status
+
+
+def attached_kernel_name(info: ConnectionInfo, kernel_info: JSONDict) -> str:
+    """What to call a kernel we attached to: its kernelspec name if its connection file
+    has one (a kernel started by a manager), else what the kernel calls itself
+    (``implementation``: ``ipython`` for ipykernel), else its language."""
+    language = kernel_info.get("language_info")
+    for name in (
+        info.kernel_name,
+        kernel_info.get("implementation"),
+        language.get("name") if isinstance(language, dict) else None,
+    ):
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return "(unnamed)"
+
+
+def farewell_to_attached(state: Status, path: Path | None) -> str:
+    """The last line of a console leaving an attached kernel: what is true of it now."""
+    if state == Status.DEAD:
+        return (
+            f"The kernel has died; its connection file is stale: rm {path}"
+            if path is not None
+            else "The kernel has died."
+        )
+    again = f"attach again with: loom --existing {path}"
+    if state == Status.NOT_RESPONDING:
+        return f"The kernel was not responding when you left; to try later, {again}"
+    return f"The kernel is still running; {again}"
 
 
 def _print_intro(link: KernelLink, path: Path | None) -> None:
