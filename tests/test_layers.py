@@ -121,6 +121,16 @@ def test_render_imports_no_prompt_toolkit_and_no_asyncio() -> None:
         assert not any(_in(n, "prompt_toolkit", "asyncio") for n in IMPORTS[module]), module
 
 
+def test_launchers_speak_to_engines_only_through_the_cluster_file() -> None:
+    # A launcher starts processes and watches them; it never talks zmq, and it knows the
+    # controller, the client and the engine only by name (the "local" launcher lives in
+    # the controller, which imports the launchers, never the other way round).
+    forbidden = ("zmq", "parallel.controller", "parallel.client", "parallel.engine")
+    forbidden += ("parallel.cluster",)
+    for module in (m for m in MODULES if _in(m, "parallel.launchers")):
+        assert not any(_in(n, *forbidden) for n in IMPORTS[module]), module
+
+
 def test_no_two_modules_share_a_basename() -> None:
     # Two _heartbeat.py with opposite roles were one file name for two things. Each
     # layer's exception hierarchy is its _errors.py, which is one role, not two.

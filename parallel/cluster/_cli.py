@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ from ..protocol._controller_info import CLUSTER_FILE_GLOB, ControllerInfo, newes
 __all__ = ["add_cluster_arguments", "run_cluster_command", "run_controller_command"]
 
 #: How long ``stop`` waits for a controller to exit before SIGKILL (seconds).
-STOP_WAIT = 10.0
+STOP_WAIT = 15.0
 
 
 def add_cluster_arguments(
@@ -39,7 +40,24 @@ def add_cluster_arguments(
     actions = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="start a controller and N engines in the background")
     start.add_argument("-n", type=int, default=os.cpu_count() or 1, help="number of engines")
-    start.add_argument("--transport", choices=("ipc", "tcp"), default="ipc")
+    start.add_argument(
+        "--engines",
+        default="local",
+        metavar="LAUNCHER",
+        help="who starts the engines: local, mpi, slurm, ssh or package.module:Class",
+    )
+    start.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a launcher option, e.g. -o partition='\"debug\"' -o 'hosts={\"node1\": 4}' "
+        "(a value that is not JSON is a string)",
+    )
+    start.add_argument(
+        "--transport", choices=("ipc", "tcp"), default=None, help="ipc for local engines, else tcp"
+    )
     start.add_argument("--ip", default="127.0.0.1", help="address to bind with --transport tcp")
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for engines")
     stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
@@ -83,13 +101,37 @@ def _start(args: argparse.Namespace) -> int:
 
     if args.n < 0:
         raise ClusterUnavailable("-n must be 0 or more")
-    cluster = Cluster(n=args.n, ip=args.ip, transport=args.transport, detached=True)
+    try:
+        cluster = Cluster(
+            n=args.n,
+            ip=args.ip,
+            engines=args.engines,
+            transport=args.transport,
+            detached=True,
+            **_launcher_options(args.option),
+        )
+    except ValueError as exc:
+        raise ClusterUnavailable(str(exc)) from None
     client = cluster.start_and_connect_sync(timeout=args.timeout)
     count = len(client.ids)
     cluster.release()
     print(f"Cluster started with {count} engines. Connect with parallel.Client() or:")
     print(f"    parallel.Client({str(cluster.cluster_file)!r})")
     return 0
+
+
+def _launcher_options(pairs: list[str]) -> dict[str, object]:
+    """``-o NAME=VALUE`` options: VALUE is JSON, or else a plain string."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.isidentifier():
+            raise ValueError(f"-o {pair!r}: use NAME=VALUE, e.g. -o partition=debug")
+        try:
+            options[name] = json.loads(value)
+        except ValueError:
+            options[name] = value
+    return options
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -1,14 +1,17 @@
-"""``Cluster``: a controller and N local engines, started and stopped from Python.
+"""``Cluster``: a controller and N engines, started and stopped from Python.
 
 Theory of operation
 -------------------
-``start_cluster`` spawns ``python -P -m parallel.controller -n N`` as a
+``start_cluster`` spawns ``python -P -m parallel.controller -n N --launcher SPEC`` as a
 :class:`kernel.client.KernelProcess` (own process group, pidfd exit watch, output kept
 for error messages) with a pipe on which the controller writes its cluster file's path
 once it serves, and with ``--parent`` set to this process, so a script killed by any
-means takes its cluster with it. The controller starts the engines; connecting waits
-until ``n`` of them have registered, racing the controller's exit, so a cluster that
-cannot start says why within its timeout instead of hanging.
+means takes its cluster with it. The controller starts the engines through its launcher
+(``parallel.launchers``: local processes, mpiexec, a Slurm job, ssh); connecting waits
+until ``n`` of them have registered, racing the controller's exit and its launcher's
+failure (the launcher's ``loom launcher {...}`` status lines in the controller's
+output), so a cluster that cannot start says why within its timeout instead of hanging:
+which engines came up, and what the launcher printed.
 
 Blocking methods need no event loop (``select`` on the pipe, the client's pump), so
 they work in scripts and inside a running kernel cell; the ``async`` twins wait on the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import select
 import signal
@@ -26,12 +30,15 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kernel.client import KernelProcess, describe_exit, wait_pid_exit
 
 from .._errors import ClusterUnavailable
 from ..client._pool_client import REQUERY
+from ..launchers import LaunchError, LauncherStatus, make_launcher
+from ..launchers._launched_process import tail_of
+from ..launchers._status import last_status
 
 if TYPE_CHECKING:
     from ..client._pool_client import Client
@@ -40,12 +47,15 @@ __all__ = ["Cluster"]
 
 #: Seconds to wait for the controller to serve and the engines to register, by default.
 START_TIMEOUT = 60.0
-#: Seconds the controller gets to stop its engines before it is killed.
-STOP_TIMEOUT = 10.0
+#: Seconds the controller gets to stop its engines before it is killed (a launcher's
+#: stop may have to wait for ``scancel`` or for ``ssh`` sessions to close).
+STOP_TIMEOUT = 15.0
+#: How much of the controller's output is searched for its launcher's status (bytes).
+STATUS_TAIL = 16000
 
 
 class Cluster:
-    """A local cluster: ``Cluster(n=4)``; see the module docstring.
+    """A cluster: ``Cluster(n=4)``; see the module docstring.
 
     ``with Cluster(n=4) as rc:`` starts it and gives a connected :class:`Client`, and
     stops everything it started on exit; so does ``async with``.
@@ -57,17 +67,31 @@ class Cluster:
         *,
         ip: str = "127.0.0.1",
         engines: str = "local",
-        transport: str = "ipc",
+        transport: str | None = None,
         detached: bool = False,
+        **launcher_options: Any,
     ):
-        """``transport="ipc"`` (the default for local engines): socket files in an
+        """``engines``: who starts the engines, ``"local"`` (the controller's children),
+        ``"mpi"``, ``"slurm"``, ``"ssh"`` or a ``"package.module:Class"`` launcher, with
+        ``launcher_options`` as its keyword arguments (docs/parallel.md, "Launchers").
+        ``transport="ipc"`` (the default for local engines): socket files in an
         owner-only directory, so only this user can connect, and large buffers skip their
-        own digest; ``"tcp"``: sockets on ``ip``. ``detached``: the cluster outlives this
-        process (``loom cluster start``); otherwise it stops when this process exits."""
-        if engines != "local":
-            raise ValueError(f"engines={engines!r}: only 'local' engines exist so far")
+        own digest; ``"tcp"`` (the default for other launchers): sockets on ``ip``.
+        ``detached``: the cluster outlives this process (``loom cluster start``);
+        otherwise it stops when this process exits."""
+        if transport is None:
+            transport = "ipc" if engines == "local" else "tcp"
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
+        try:
+            make_launcher(engines, launcher_options)  # checks the options; starts nothing
+            self._launcher_spec = json.dumps({"engines": engines, "options": launcher_options})
+        except LaunchError as exc:
+            raise ValueError(str(exc)) from None
+        except (TypeError, ValueError) as exc:  # json: the controller gets them as JSON
+            raise ValueError(f"launcher options must be JSON values: {exc}") from None
+        self.engines = engines
+        self.launcher_options = launcher_options
         self.transport = transport
         self.detached = detached
         self.n = (os.cpu_count() or 1) if n is None else n
@@ -81,7 +105,13 @@ class Cluster:
 
     def __repr__(self) -> str:
         state = "running" if self._process is not None and self._process.is_alive() else "stopped"
-        return f"<Cluster n={self.n} {state} file={self.cluster_file}>"
+        return f"<Cluster n={self.n} engines={self.engines} {state} file={self.cluster_file}>"
+
+    @property
+    def launcher_status(self) -> LauncherStatus | None:
+        """What the launcher last said (``pending``, ``running``, ``failed``...), if any."""
+        process = self._process
+        return None if process is None else last_status(process.output_tail(STATUS_TAIL))
 
     # -- starting -------------------------------------------------------------------
 
@@ -92,7 +122,7 @@ class Cluster:
         argv = [
             sys.executable, "-P", "-m", "parallel.controller",
             "-n", str(n), "--ip", self.ip, "--transport", self.transport,
-            "--ready-fd", str(write_fd),
+            "--ready-fd", str(write_fd), "--launcher", self._launcher_spec,
         ]  # fmt: skip
         if not self.detached:
             argv += ["--parent", str(os.getpid())]
@@ -115,17 +145,27 @@ class Cluster:
         self.cluster_file = Path(line)
 
     def _fail(self, what: str) -> None:
+        message = self._explain(what)
+        self._stop_now()
+        raise ClusterUnavailable(message)
+
+    def _explain(self, what: str) -> str:
+        """``what``, then the controller's exit and its launcher's last word (or, if it
+        said nothing, the controller's last output)."""
         process = self._process
         detail = ""
         if process is not None:
             code = process.returncode
             if code is not None:
-                detail = f" (it {describe_exit(code)})"
+                detail = f" (the controller {describe_exit(code)})"
+            status = last_status(process.output_tail(STATUS_TAIL))
             tail = process.output_tail().strip()
-            if tail:
-                detail += f"; its last output:\n{tail}"
-        self._stop_now()
-        raise ClusterUnavailable(f"{what}{detail}")
+            if status is not None:
+                printed = tail_of(Path(status.log)) if status.log else ""
+                detail += f"; the {self.engines} launcher: {status.describe(printed)}"
+            elif tail:
+                detail += f"; the controller's last output:\n{tail}"
+        return f"{what}{detail}"
 
     def start_cluster_sync(self, n: int | None = None, *, timeout: float = START_TIMEOUT) -> None:
         """Start the controller (which starts ``n`` engines); returns once it serves."""
@@ -162,16 +202,31 @@ class Cluster:
     def start_and_connect_sync(
         self, n: int | None = None, *, timeout: float = START_TIMEOUT
     ) -> Client:
-        """Start the cluster and return a :class:`Client` once ``n`` engines registered."""
+        """Start the cluster and return a :class:`Client` once ``n`` engines registered;
+        :class:`ClusterUnavailable`, with everything stopped, if that fails or times out."""
         started = time.monotonic()
         count = self.n if n is None else n
         self.start_cluster_sync(count, timeout=timeout)
         client = self._connect()
         left = max(0.0, timeout - (time.monotonic() - started))
-        if not client.pump_until_engines(count, left, alive=self._controller_alive):
-            if not self._controller_alive():
-                self._fail("the controller exited while engines were starting")
-            self._fail(f"{len(client._links)} of {count} engines registered within {timeout:g} s")
+        if not client.pump_until_engines(count, left, alive=self._launching):
+            self._fail(self._shortfall(client, count, timeout))
+        return client
+
+    def wait_for_engines(self, n: int | None = None, *, timeout: float = START_TIMEOUT) -> Client:
+        """Wait until ``n`` engines (default: this cluster's) registered; the client.
+
+        Ends early if the controller exits or its launcher fails. Raises
+        :class:`ClusterUnavailable` saying which engines came up and what the launcher
+        said (a job still pending, a command that failed and its output); the cluster
+        keeps running (stop it with :meth:`stop_cluster_sync`).
+        """
+        if self._process is None or self.cluster_file is None:
+            raise ClusterUnavailable("this cluster is not started")
+        client = self._client or self._connect()
+        count = self.n if n is None else n
+        if not client.pump_until_engines(count, timeout, alive=self._launching):
+            raise ClusterUnavailable(self._explain(self._shortfall(client, count, timeout)))
         return client
 
     async def start_and_connect(
@@ -183,25 +238,47 @@ class Cluster:
         await self.start_cluster(count, timeout=timeout)
         client = self._connect()
         deadline = started + timeout
-        while not self._engines_up(client, count):
+        while len(client._links) < count and self._launching():
             left = deadline - time.monotonic()
             if left <= 0:
-                self._fail(f"{len(client._links)} of {count} engines registered in {timeout:g} s")
+                break
             client._request_engines()  # as pump_until_engines: a PUB may drop the first news
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(REQUERY, left)):
-                    await client._pump.wait_until(lambda: self._engines_up(client, count))
+                    await client._pump.wait_until(
+                        lambda: len(client._links) >= count or not self._launching()
+                    )
+        if len(client._links) < count:
+            self._fail(self._shortfall(client, count, timeout))
         return client
+
+    def _shortfall(self, client: Client, count: int, timeout: float) -> str:
+        """Which engines came up, and why the wait ended."""
+        ids = sorted(client._links)
+        if not ids:
+            up = "none is up"
+        elif len(ids) == 1:
+            up = f"engine {ids[0]} is up"
+        else:
+            up = f"engines {', '.join(map(str, ids))} are up"
+        if not self._controller_alive():
+            why = "the controller exited while engines were starting"
+        elif self._launcher_failed():
+            why = "the launcher failed"
+        else:
+            why = f"the wait ended after {timeout:g} s"
+        return f"{len(ids)} of {count} engines registered ({up}): {why}"
 
     def _controller_alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 
-    def _engines_up(self, client: Client, count: int) -> bool:
-        """Enough engines, or the controller died (then :meth:`_fail` says so)."""
-        process = self._process
-        if process is not None and not process.is_alive():
-            self._fail("the controller exited while engines were starting")
-        return len(client._links) >= count
+    def _launcher_failed(self) -> bool:
+        status = self.launcher_status
+        return status is not None and status.state == "failed"
+
+    def _launching(self) -> bool:
+        """Whether waiting for engines can still succeed."""
+        return self._controller_alive() and not self._launcher_failed()
 
     # -- stopping -------------------------------------------------------------------
 

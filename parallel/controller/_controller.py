@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -31,9 +32,9 @@ import zmq
 from kernel.protocol import Session, runtime_dir
 from kernel.transport import MessageSocket, shared_context
 
+from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
 from ..protocol._controller_info import ControllerInfo
 from ._hub import Hub
-from ._local_engines import LocalEngines
 
 __all__ = ["READY_LINE", "run_controller"]
 
@@ -51,14 +52,19 @@ async def run_controller(
     cluster_file: str | os.PathLike[str] | None = None,
     parent_pid: int | None = None,
     ready_fd: int | None = None,
+    launcher: Launcher | None = None,
 ) -> int:
-    """Serve a cluster until told to stop; returns the exit status (0).
+    """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
+    launcher could not start its ``engines``: ``parallel.launchers``; local by default).
 
     Once serving, the cluster file's path is written as one line to stdout and, if given,
     to ``ready_fd`` (then closed): a launcher waits for that line, not for a file to appear.
     """
+    launch = launcher if launcher is not None else make_launcher("local")
     info, hub_sock, notify = _bind(ip, transport)
     path = info.write(cluster_file)
+    workdir = path.parent / f"loom-launch-{info.cluster_id}"
+    status = 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,14 +72,23 @@ async def run_controller(
     try:
         async with asyncio.TaskGroup() as tg:
             hub = Hub(info, hub_sock, notify, tg, on_shutdown=stop.set)
-            local = LocalEngines(path, tg, on_exit=lambda pid, how: _lost(hub, pid, how))
+            ctx = LaunchContext(
+                path, tg, lambda pid, how: _lost(hub, pid, how), workdir, info.cluster_id
+            )
             serving = [tg.create_task(hub.serve(), name="loom-hub")]
             if parent_pid:
                 serving.append(tg.create_task(_stop_with(parent_pid, stop), name="loom-parent"))
-            local.start(engines)
-            _announce(path, ready_fd)
+            try:
+                if engines:
+                    workdir.mkdir(mode=0o700, exist_ok=True)
+                    await launch.start(engines, ctx)
+                _announce(path, ready_fd)
+            except LaunchError as exc:  # said on stdout; Cluster quotes it
+                ctx.report(LauncherStatus("failed", str(exc), exc.output[-2000:]))
+                status = 1
+                stop.set()
             await stop.wait()
-            await local.stop()
+            await launch.stop()
             for task in serving:
                 task.cancel()
             hub.close()
@@ -87,7 +102,8 @@ async def run_controller(
             engine_file.unlink(missing_ok=True)  # engines stopped by a signal leave theirs
         if info.transport == "ipc":
             shutil.rmtree(info.ip, ignore_errors=True)
-    return 0
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
 
 
 def _bind(ip: str, transport: str) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
@@ -147,6 +163,20 @@ async def _stop_with(pid: int, stop: asyncio.Event) -> None:
         os.close(fd)
 
 
+def launcher_from_json(text: str) -> Launcher:
+    """The launcher ``--launcher`` describes; :class:`LaunchError` if it is wrong."""
+    try:
+        spec = json.loads(text)
+    except ValueError as exc:
+        raise LaunchError(f"--launcher is not JSON: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("engines"), str):
+        raise LaunchError('--launcher must be {"engines": NAME, "options": {...}}')
+    options = spec.get("options", {})
+    if not isinstance(options, dict):
+        raise LaunchError("--launcher options must be an object")
+    return make_launcher(spec["engines"], options)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m parallel.controller [-n N] [--ip IP] [--file PATH] [--parent PID]``."""
     import argparse
@@ -165,9 +195,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-f", "--file", default=None, help="where to write the cluster file")
     parser.add_argument("--parent", type=int, default=None, help="stop when this PID exits")
     parser.add_argument("--ready-fd", type=int, default=None, help="write the file's path here")
+    parser.add_argument(
+        "--launcher",
+        default='{"engines": "local"}',
+        help='how to start the engines: {"engines": NAME, "options": {...}} (JSON)',
+    )
     args = parser.parse_args(argv)
     if args.engines < 0:
         parser.error("-n must be 0 or more")
+    try:
+        launcher = launcher_from_json(args.launcher)
+    except LaunchError as exc:
+        parser.error(str(exc))
     logging.basicConfig(format="[loom controller] %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(
@@ -178,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster_file=args.file,
                 parent_pid=args.parent,
                 ready_fd=args.ready_fd,
+                launcher=launcher,
             )
         )
     return 130

@@ -1,4 +1,4 @@
-"""Engines on this machine, started and watched by their controller.
+"""Engines on this machine, started and watched by their controller: the ``local`` launcher.
 
 Each engine is ``python -P -m parallel.engine -f CLUSTER.json`` in a
 :class:`kernel.client.KernelProcess` (pidfd exit watch, own process group, output kept
@@ -15,10 +15,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from kernel.client import KernelProcess, describe_exit
+
+from ..launchers import LaunchContext, Launcher, LauncherStatus
 
 __all__ = ["LocalEngines"]
 
@@ -28,37 +28,33 @@ log = logging.getLogger("loom.controller")
 STOP_GRACE = 2.0
 
 
-class LocalEngines:
+class LocalEngines(Launcher):
     """The engine processes one controller started; every one is reaped by :meth:`stop`."""
 
-    def __init__(
-        self,
-        cluster_file: Path,
-        tg: asyncio.TaskGroup,
-        on_exit: Callable[[int, str], None],
-    ) -> None:
-        self._cluster_file = cluster_file
-        self._tg = tg
-        #: Called with (pid, how it exited) when an engine process ends.
-        self._on_exit = on_exit
+    name = "local"
+
+    def __init__(self) -> None:
         self.processes: dict[int, KernelProcess] = {}
 
-    def start(self, count: int) -> None:
-        """Spawn ``count`` engines (they register with the hub by themselves)."""
-        argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(self._cluster_file)]
+    async def start(self, n: int, ctx: LaunchContext) -> None:
+        """Spawn ``n`` engines (they register with the hub by themselves)."""
+        argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(ctx.cluster_file)]
         env = {**os.environ, "JPY_PARENT_PID": str(os.getpid())}
-        for _ in range(count):
+        for _ in range(n):
             process = KernelProcess(argv, env=env)
             self.processes[process.pid] = process
-            self._tg.create_task(self._watch(process), name=f"loom-engine-pid-{process.pid}")
+            ctx.tg.create_task(self._watch(process, ctx), name=f"loom-engine-pid-{process.pid}")
+        if n:
+            pids = ", ".join(str(pid) for pid in self.processes)
+            ctx.report(LauncherStatus("running", f"{n} local engine processes (pids {pids})"))
 
-    async def _watch(self, process: KernelProcess) -> None:
+    async def _watch(self, process: KernelProcess, ctx: LaunchContext) -> None:
         code = await process.wait()
         how = describe_exit(code)
         tail = process.output_tail().strip()
         if code != 0 and tail:
             log.warning("engine pid %d %s; its last output:\n%s", process.pid, how, tail)
-        self._on_exit(process.pid, how)
+        ctx.engine_exited(process.pid, how)
 
     async def stop(self) -> None:
         """SIGTERM every engine still running, SIGKILL what is left after ``STOP_GRACE``."""

@@ -1,0 +1,36 @@
+"""Engine launchers: local processes, MPI (``mpiexec``), Slurm (``sbatch``) and SSH.
+
+A launcher is a :class:`Launcher` subclass; the controller builds one from
+``Cluster(engines=NAME, **options)`` (or ``"package.module:Class"``) and calls its
+``start`` and ``stop``. docs/parallel.md ("Launchers") is the user guide.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kernel._lazy import lazy_exports
+
+__all__ = [
+    "LaunchContext",
+    "LaunchError",
+    "Launcher",
+    "LauncherStatus",
+    "load_launcher",
+    "make_launcher",
+]
+
+_EXPORTS = {
+    "LaunchContext": "._base",
+    "LaunchError": "._base",
+    "Launcher": "._base",
+    "LauncherStatus": "._status",
+    "load_launcher": "._base",
+    "make_launcher": "._base",
+}
+
+if TYPE_CHECKING:
+    from ._base import LaunchContext, Launcher, LaunchError, load_launcher, make_launcher
+    from ._status import LauncherStatus
+
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
