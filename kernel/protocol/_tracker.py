@@ -16,6 +16,12 @@ of its output known to be in. Requests tracked with ``expects_idle=False`` (for
 example a ``shutdown_request``, after which the kernel may be gone before it
 publishes ``idle``) finish with their reply.
 
+Requests tracked with ``counts_outputs=True`` may also finish without ``idle``:
+when their reply declares how many iopub messages the request published
+(``metadata["outputs"]``, a Loom extension that Loom's engines send), the request
+is finished once the reply and that many outputs are in. An engine publishes no
+``busy``/``idle`` for an ``apply_request`` at all: two messages fewer per task.
+
 IOPub is a broadcast: it also carries output for other clients' requests, and
 output our own session's requests produce after they finished (a thread in
 the kernel still printing). Those are surfaced as :class:`ForeignOutput`,
@@ -121,9 +127,19 @@ TrackerEvent = (
 class _Pending:
     channel: str
     expects_idle: bool
+    counts_outputs: bool = False
     reply: Message | None = None
     idle: bool = False
     outputs: int = field(default=0)
+    #: How many outputs the reply declared (``counts_outputs`` only), once it is in.
+    declared: int | None = None
+
+    def complete(self) -> bool:
+        if self.reply is None:
+            return False
+        if self.idle or not self.expects_idle:
+            return True
+        return self.declared is not None and self.outputs >= self.declared
 
 
 class RequestTracker:
@@ -133,9 +149,20 @@ class RequestTracker:
         self.session_id = session_id
         self._pending: dict[str, _Pending] = {}
 
-    def track(self, msg_id: str, channel: str = "shell", *, expects_idle: bool = True) -> None:
-        """Start tracking a request sent on ``channel`` ("shell" or "control")."""
-        self._pending[msg_id] = _Pending(channel, expects_idle)
+    def track(
+        self,
+        msg_id: str,
+        channel: str = "shell",
+        *,
+        expects_idle: bool = True,
+        counts_outputs: bool = False,
+    ) -> None:
+        """Start tracking a request sent on ``channel`` ("shell" or "control").
+
+        ``counts_outputs``: a reply that declares its output count finishes the
+        request once those outputs are in, without waiting for ``idle``.
+        """
+        self._pending[msg_id] = _Pending(channel, expects_idle, counts_outputs)
 
     def forget(self, msg_id: str) -> None:
         """Stop tracking (a caller gave up); later traffic for it becomes foreign."""
@@ -161,8 +188,12 @@ class RequestTracker:
         if pending is None or parent_id is None or pending.channel != channel:
             return [UnexpectedReply(channel, message)]
         pending.reply = message
+        if pending.counts_outputs:
+            declared = message.metadata.get("outputs")
+            if isinstance(declared, int) and not isinstance(declared, bool):
+                pending.declared = declared
         events: list[TrackerEvent] = [ReplyReceived(parent_id, message)]
-        if pending.idle or not pending.expects_idle:
+        if pending.complete():
             events.append(self._finish(parent_id, message))
         return events
 
@@ -180,7 +211,10 @@ class RequestTracker:
             return events
         if pending is not None and parent_id is not None:
             pending.outputs += 1
-            return [OutputReceived(parent_id, message)]
+            output: list[TrackerEvent] = [OutputReceived(parent_id, message)]
+            if pending.reply is not None and pending.complete():
+                output.append(self._finish(parent_id, pending.reply))
+            return output
         own = message.parent_header.get("session") == self.session_id
         return [ForeignOutput(message, own_session=own)]
 

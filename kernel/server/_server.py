@@ -22,6 +22,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,10 @@ class KernelServer:
             "comm_close": self._comm_close,
             "shutdown_request": self._shutdown_on_shell,
         }
+        #: Request types answered without ``status: busy``/``idle`` (an engine's
+        #: ``apply_request``: its client counts the reply's outputs instead, and two
+        #: messages fewer per task is most of a trivial task's cost).
+        self.unannounced: set[str] = set()
         iothread.control_handlers.update(
             kernel_info_request=lambda msg: Reply(kernel_info_content()),
             interrupt_request=self._interrupt_from_control,
@@ -175,19 +180,34 @@ class KernelServer:
                 self._dispatching = False
 
     async def dispatch(self, request: Message, identities: list[bytes]) -> None:
-        """Answer one request between ``status: busy`` and ``status: idle``."""
+        """Answer one request between ``status: busy`` and ``status: idle``.
+
+        The request's output (C code's too) is published before its reply, and the
+        reply's metadata counts it (``outputs``, a Loom extension): a client that reads
+        the count knows it has every output without waiting for ``idle``. Request types
+        in :attr:`unannounced` get no ``busy``/``idle`` at all.
+        """
         self.current = request
-        self.io.current_parent = request.header
-        self.publish("status", status_content("busy"), request)
+        self.io.begin_request(request.header)
+        announced = request.msg_type not in self.unannounced
+        if announced:
+            self.publish("status", status_content("busy"), request)
+        reply: Reply | None = None
         try:
             reply = await self._handle(request, identities)
-            if reply is not None:
-                await self.shell.send(reply_message(self.session, request, reply), identities)
         finally:
             self.io.drain_fds()
             sys.stdout.flush()
             sys.stderr.flush()
-            self.publish("status", status_content("idle"), request)
+            try:
+                if reply is not None:
+                    counted = replace(
+                        reply, metadata={**reply.metadata, "outputs": self.io.outputs_of_current}
+                    )
+                    await self.shell.send(reply_message(self.session, request, counted), identities)
+            finally:
+                if announced:
+                    self.publish("status", status_content("idle"), request)
         if self._interpreter is None:
             asyncio.get_running_loop().call_soon(self._warm_up)
         if self._abort.is_open:

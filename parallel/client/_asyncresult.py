@@ -163,7 +163,7 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
 
     def wait_for_output(self, timeout: float | None = -1) -> bool:
         """Wait until every task's output is in: here that is when the result is (a task
-        finishes only after its ``idle``, which follows all its output). True if in."""
+        finishes only once every output its reply counts is in). True if in."""
         return self.wait(timeout)
 
     def ready(self) -> bool:

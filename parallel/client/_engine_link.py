@@ -3,7 +3,8 @@
 An engine is a kernel, so this is what ``kernel.client.KernelClient`` does for one kernel,
 on plain sockets read by the client's :class:`~._pump.Pump` (no loop needed), with the
 same pure :class:`~kernel.protocol.RequestTracker`: a request is finished when its reply
-and its ``idle`` are both in, so every output it printed has arrived by then.
+and the outputs the reply counts (metadata ``outputs``) are in, so every output it printed
+has arrived by then. (An engine publishes no ``busy``/``idle`` for ``apply_request``.)
 
 A client's own heartbeat watches the engines it waits for (:meth:`EngineLink.check`):
 the hub reports lost engines too, but if the controller itself is gone nobody would, and
@@ -12,8 +13,8 @@ the GIL released, so a busy engine answers; a dead or stopped one does not.
 
 IOPub is a PUB socket: what it publishes before our subscription reaches it is lost. A
 Loom engine greets each new subscriber with ``iopub_welcome`` (messaging spec 5.5), so
-requests wait in :attr:`EngineLink._held` until the welcome arrives; none can lose its
-``busy``/``idle``.
+requests wait in :attr:`EngineLink._held` until the welcome arrives; none can lose an
+output.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class EngineLink:
 
     def send(self, channel: str, message: Message, *, expects_idle: bool = True) -> None:
         """Send a request on ``channel`` and track it (sent at once, or once subscribed)."""
-        self.tracker.track(message.msg_id, channel, expects_idle=expects_idle)
+        # Engines count each reply's outputs: a request is done without waiting for idle.
+        self.tracker.track(message.msg_id, channel, expects_idle=expects_idle, counts_outputs=True)
         if self._held is not None:
             self._held.append((channel, message))
             return
@@ -149,7 +151,7 @@ def _socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, url: str) -> zmq.Soc
     sock: zmq.Socket[bytes] = zmq.Socket(ctx, kind)
     sock.linger = 0
     # No high-water marks: everything queued answers a request this client sent, and a
-    # dropped reply or idle would leave a request pending forever.
+    # dropped reply or output would leave a request pending forever.
     sock.sndhwm = 0
     sock.rcvhwm = 0
     if kind == zmq.SUB:

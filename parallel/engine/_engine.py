@@ -66,14 +66,17 @@ class EngineStartError(Exception):
 def make_engine(server: KernelServer, *, engine: EngineIdentity) -> None:
     """Turn a Loom kernel server into an engine: handlers added, nothing subclassed.
 
-    Shell: ``apply_request``. Control (answered on the I/O thread even while a task
-    runs): ``abort_request`` (ipyparallel messaging: the listed requests, when they come
-    up, are answered ``aborted`` instead of run) and ``signal_request`` (send a signal to
-    the engine; SIGINT interrupts the running task as ``interrupt_request`` does).
+    Shell: ``apply_request``, answered without ``busy``/``idle``: the reply's
+    ``outputs`` count tells the client when it has every output. Control (answered on
+    the I/O thread even while a task runs): ``abort_request`` (ipyparallel messaging:
+    the listed requests, when they come up, are answered ``aborted`` instead of run)
+    and ``signal_request`` (send a signal to the engine; SIGINT interrupts the running
+    task as ``interrupt_request`` does).
     """
     aborted = AbortList()
     apply = partial(handle_apply, server, engine)
     server.shell_handlers["apply_request"] = aborted.guard(apply)
+    server.unannounced.add("apply_request")  # the reply counts its outputs: no busy/idle
     server.shell_handlers["execute_request"] = aborted.guard(
         server.shell_handlers["execute_request"]
     )

@@ -30,9 +30,10 @@ def _request(
     channel: str = "shell",
     *,
     expects_idle: bool = True,
+    counts_outputs: bool = False,
 ) -> Message:
     request = CLIENT.message(msg_type, {"code": "1"})
-    tracker.track(request.msg_id, channel, expects_idle=expects_idle)
+    tracker.track(request.msg_id, channel, expects_idle=expects_idle, counts_outputs=counts_outputs)
     return request
 
 
@@ -219,6 +220,65 @@ def test_expects_idle_false_finishes_on_reply() -> None:
     # An idle that still arrives belongs to no pending request any more.
     idle = _status(request, "idle")
     assert tracker.receive("iopub", idle) == [KernelStatus("idle", None, idle)]
+
+
+def _counted_reply(parent: Message, outputs: object) -> Message:
+    return KERNEL.message(
+        "apply_reply", {"status": "ok"}, parent=parent, metadata={"outputs": outputs}
+    )
+
+
+def test_counted_reply_after_its_outputs_finishes_without_idle() -> None:
+    tracker = _tracker()
+    request = _request(tracker, "apply_request", counts_outputs=True)
+    out1, out2, reply = _stream(request, "a"), _stream(request, "b"), _counted_reply(request, 2)
+    assert tracker.receive("iopub", out1) == [OutputReceived(request.msg_id, out1)]
+    assert tracker.receive("iopub", out2) == [OutputReceived(request.msg_id, out2)]
+    assert tracker.receive("shell", reply) == [
+        ReplyReceived(request.msg_id, reply),
+        RequestFinished(request.msg_id, reply),
+    ]
+
+
+def test_counted_reply_before_its_outputs_waits_for_the_last_one() -> None:
+    tracker = _tracker()
+    request = _request(tracker, "apply_request", counts_outputs=True)
+    reply, out1, out2 = _counted_reply(request, 2), _stream(request, "a"), _stream(request, "b")
+    assert tracker.receive("shell", reply) == [ReplyReceived(request.msg_id, reply)]
+    assert tracker.receive("iopub", out1) == [OutputReceived(request.msg_id, out1)]
+    assert tracker.receive("iopub", out2) == [
+        OutputReceived(request.msg_id, out2),
+        RequestFinished(request.msg_id, reply),
+    ]
+    # What comes later belongs to nobody: the request is finished.
+    late = _stream(request, "late")
+    assert tracker.receive("iopub", late) == [ForeignOutput(late, own_session=True)]
+
+
+def test_counted_reply_with_no_outputs_finishes_at_once() -> None:
+    tracker = _tracker()
+    request = _request(tracker, "apply_request", counts_outputs=True)
+    reply = _counted_reply(request, 0)
+    assert tracker.receive("shell", reply) == [
+        ReplyReceived(request.msg_id, reply),
+        RequestFinished(request.msg_id, reply),
+    ]
+
+
+def test_a_count_is_ignored_unless_asked_for_and_a_bad_count_means_idle() -> None:
+    tracker = _tracker()
+    plain = _request(tracker, "apply_request")
+    reply = _counted_reply(plain, 0)
+    assert tracker.receive("shell", reply) == [ReplyReceived(plain.msg_id, reply)]
+    for bad in ("1", True, None):
+        counted = _request(tracker, "apply_request", counts_outputs=True)
+        bad_reply = _counted_reply(counted, bad)
+        assert tracker.receive("shell", bad_reply) == [ReplyReceived(counted.msg_id, bad_reply)]
+        idle = _status(counted, "idle")
+        assert tracker.receive("iopub", idle) == [
+            KernelStatus("idle", counted.msg_id, idle),
+            RequestFinished(counted.msg_id, bad_reply),
+        ]
 
 
 def test_duplicate_reply_after_finish_is_unexpected() -> None:
