@@ -6,7 +6,8 @@ thread owns the sockets that must stay live meanwhile:
 * **iopub** (XPUB): every message the main thread publishes is queued here and
   sent in order; buffered stream text is flushed within ``FLUSH_INTERVAL``
   even while the main thread is blocked; each new subscription is greeted with
-  ``iopub_welcome`` (messaging spec 5.5) so a late subscriber loses nothing.
+  ``iopub_welcome`` (messaging spec 5.5) so a late subscriber loses nothing, paced
+  so that a flood of subscriptions cannot flood every client (:mod:`._welcome`).
 * **control** (ROUTER): ``kernel_info``, ``interrupt_request`` and
   ``shutdown_request`` are answered here, never queued behind a running cell.
 * **captured file descriptors 1 and 2**: output that C extensions and child
@@ -52,6 +53,7 @@ from collections.abc import Callable
 import zmq
 
 from kernel.protocol import (
+    DELIMITER,
     JSONDict,
     Message,
     ProtocolError,
@@ -64,6 +66,8 @@ from kernel.protocol import (
 )
 from kernel.server._kernel_info import kernel_info_content
 from kernel.transport._ratelimit import RateLimitedLog
+
+from ._welcome import WelcomePacer
 
 __all__ = ["FLUSH_INTERVAL", "IOThread", "StreamSink"]
 
@@ -141,9 +145,6 @@ class IOThread:
         self.control_handlers: dict[str, ControlHandler] = {}
         #: Parent header for output that has no better parent (fd output, threads).
         self.current_parent: JSONDict = {}
-        #: How many messages other than ``status`` went out for ``current_parent``
-        #: (see :meth:`begin_request`).
-        self.outputs_of_current = 0
         self._lock = threading.Lock()  # guards sealing and every use of _iopub
         # Until the first client subscribes, iopub messages are held rather than
         # dropped by XPUB: a client that sends a request as soon as it has a
@@ -151,6 +152,7 @@ class IOThread:
         # and would wait forever for the idle it never saw.
         self._held: list[list[bytes]] | None = []
         self._hold_until = time.monotonic() + HOLD_SECONDS
+        self._welcomes = WelcomePacer()
         self._sinks = {name: StreamSink(name) for name in ("stdout", "stderr")}
         self._pipe_writers = {name: self.writer(name) for name in self._sinks}
         self._last_stream_at = 0.0
@@ -188,14 +190,6 @@ class IOThread:
             raise RuntimeError("the I/O thread did not hand the shell socket over")
         queue, self._shell_queue = self._shell_queue, []
         return queue
-
-    def begin_request(self, header: JSONDict) -> None:
-        """Output without a better parent belongs to the request ``header`` from now on,
-        and :attr:`outputs_of_current` counts what is published for it: a reply that
-        declares the count tells its client when it has every output, without ``idle``."""
-        with self._lock:
-            self.current_parent = header
-            self.outputs_of_current = 0
 
     def publish(self, message: Message) -> None:
         """Send ``message`` on iopub now, after any stream text written before it."""
@@ -278,8 +272,6 @@ class IOThread:
     # -- internals (lock held) -----------------------------------------------
 
     def _send(self, message: Message) -> None:
-        if message.parent_header is self.current_parent and message.msg_type != "status":
-            self.outputs_of_current += 1
         frames = self.session.serialize(message)
         if self._held is not None:
             if len(self._held) < HOLD_MESSAGES and time.monotonic() < self._hold_until:
@@ -432,8 +424,13 @@ class IOThread:
             poller.register(self._parent_fd, zmq.POLLIN)
 
     def _next_flush_in(self) -> float | None:
-        dues = [sink.due for sink in self._sinks.values() if sink.armed]
-        return min(dues) - time.monotonic() if dues else None
+        """Seconds until the next timed event (a stream flush, paced welcomes), or None."""
+        now = time.monotonic()
+        dues = [sink.due - now for sink in self._sinks.values() if sink.armed]
+        welcome_in = self._welcomes.next_in(now)
+        if welcome_in is not None:
+            dues.append(welcome_in)
+        return min(dues) if dues else None
 
     def _flush_due(self, everything: bool = False) -> None:
         now = time.monotonic()
@@ -445,12 +442,22 @@ class IOThread:
         # The iopub fd signals edges, not levels: drain everything readable.
         while int(self._iopub.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             frame = self._iopub.recv(zmq.NOBLOCK)
-            if frame[:1] == b"\x01":
-                topic = frame[1:].decode("utf-8", "replace")
-                # The greeting answers this subscription, not a request: no parent.
-                welcome = self.session.message("iopub_welcome", {"subscription": topic})
-                self._send_frames(self.session.serialize(welcome))
-                self._release_held()
+            # A topic holding the delimiter would corrupt the welcome for everyone.
+            if frame[:1] == b"\x01" and DELIMITER not in frame:
+                self._welcomes.subscribed(frame[1:])
+        for topic in self._welcomes.due(time.monotonic()):
+            # The greeting answers subscriptions, not a request: no parent. Sent on the
+            # topic itself (as ipykernel does), so a subscriber to a topic receives it.
+            content = {"subscription": topic.decode("utf-8", "replace")}
+            welcome = self.session.message("iopub_welcome", content)
+            self._send_frames(self.session.serialize(welcome, [topic] if topic else ()))
+            self._release_held()
+        if self._welcomes.skipped:
+            self._rejected.warning(
+                "%d iopub subscriptions to other topics were not greeted (a flood?)",
+                self._welcomes.skipped,
+            )
+            self._welcomes.skipped = 0
 
     def _serve_control(self) -> None:
         while True:
