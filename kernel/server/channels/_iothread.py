@@ -145,6 +145,9 @@ class IOThread:
         self.control_handlers: dict[str, ControlHandler] = {}
         #: Parent header for output that has no better parent (fd output, threads).
         self.current_parent: JSONDict = {}
+        #: How many messages other than ``status`` went out for ``current_parent``
+        #: (see :meth:`begin_request`).
+        self.outputs_of_current = 0
         self._lock = threading.Lock()  # guards sealing and every use of _iopub
         # Until the first client subscribes, iopub messages are held rather than
         # dropped by XPUB: a client that sends a request as soon as it has a
@@ -190,6 +193,14 @@ class IOThread:
             raise RuntimeError("the I/O thread did not hand the shell socket over")
         queue, self._shell_queue = self._shell_queue, []
         return queue
+
+    def begin_request(self, header: JSONDict) -> None:
+        """Output without a better parent belongs to the request ``header`` from now on,
+        and :attr:`outputs_of_current` counts what is published for it: a reply that
+        declares the count tells its client when it has every output, without ``idle``."""
+        with self._lock:
+            self.current_parent = header
+            self.outputs_of_current = 0
 
     def publish(self, message: Message) -> None:
         """Send ``message`` on iopub now, after any stream text written before it."""
@@ -272,6 +283,8 @@ class IOThread:
     # -- internals (lock held) -----------------------------------------------
 
     def _send(self, message: Message) -> None:
+        if message.parent_header is self.current_parent and message.msg_type != "status":
+            self.outputs_of_current += 1
         frames = self.session.serialize(message)
         if self._held is not None:
             if len(self._held) < HOLD_MESSAGES and time.monotonic() < self._hold_until:
