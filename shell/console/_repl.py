@@ -57,6 +57,7 @@ from ._commands import (
 from ._debug import report_threads
 from ._link import KernelLink
 from ._pager import page, page_text
+from ._paste import strip_prompts
 from ._prompt import ConsoleUI
 from ._px_view import PxView
 from ._terminal import Terminal
@@ -385,6 +386,8 @@ class InteractiveConsole:
         cell = self._cell
         if cell is None or cell.done():
             return  # between prompts: nothing to interrupt
+        if self.term.echoes_ctrl_c():  # "^C" is on screen: what follows starts a line
+            self.term.call(self.renderer.break_line)
         if not self.link.is_ready:
             cell.cancel()  # only waiting for a starting kernel: a signal could kill it
             return
@@ -451,7 +454,7 @@ class InteractiveConsole:
         if command.name == "paste":
             code = read_clipboard()
             self.notice(code.rstrip("\n") + "\n## -- End pasted text --")
-            return code
+            return "\n".join(strip_prompts(code.split("\n")))
         if command.name == "cpaste":
             self.notice("Pasting code; enter '--' alone on the line to stop, or use Ctrl-D.")
             lines = []
@@ -465,7 +468,7 @@ class InteractiveConsole:
                 if line.strip() == "--":
                     break
                 lines.append(line)
-            return "\n".join(lines)
+            return "\n".join(strip_prompts(lines))
         return edit_text(filename=command.arg or None)  # no prompt is live: it may block
 
     # -- helpers ----------------------------------------------------------------------

@@ -1,0 +1,49 @@
+"""Issue 15's defects at the prompt, through the real console and real kernels.
+
+See ``_console_harness.py``: keys go through a pipe, output into a
+``StringIO``. Each test names the item of issue 15 it covers.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _console_harness import KERNELS, console_on, run
+
+from shell.console._paste import strip_prompts
+
+pytestmark = pytest.mark.peer
+
+
+# -- item 12: %cpaste strips prompts ---------------------------------------------------
+
+
+def test_strip_prompts_removes_python_and_ipython_prompts_only_from_prompted_text() -> None:
+    assert strip_prompts([">>> def f(x):", "...     return x", "...", ">>> f(1)"]) == [
+        "def f(x):",
+        "    return x",
+        "",
+        "f(1)",
+    ]
+    assert strip_prompts(["In [3]: for i in x:", "   ...:     f(i)", "   ...: "]) == [
+        "for i in x:",
+        "    f(i)",
+        "",
+    ]
+    assert strip_prompts(["x = ...", "y = 1"]) == ["x = ...", "y = 1"]  # no prompt
+    assert strip_prompts([]) == []
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cpaste_strips_prompts(kernel: str) -> None:
+    async def scenario() -> None:
+        async with console_on(kernel) as h:
+            h.send("%cpaste\r")
+            await h.until(lambda: h.ui._aux is not None and h.ui._aux.app.is_running)
+            for line in [">>> def f(x):", "...     return x * 2", "...", ">>> print('f', f(21))"]:
+                h.send(line + "\r")
+            h.send("--\r")
+            await h.until(lambda: h.at_prompt(2))
+            assert "f 42" in h.lines()
+            assert not any("Error" in line for line in h.lines()), h.output
+
+    run(scenario)
