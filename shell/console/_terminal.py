@@ -95,10 +95,36 @@ class Terminal:
                 self.stream.write(f"\n[loom: could not display output: {exc!r}]\n")
         self.stream.flush()
 
+    def echoes_ctrl_c(self) -> bool:
+        """Whether the terminal echoed ``^C`` for the Ctrl-C just pressed.
+
+        True when :attr:`stream` and stdin are the terminal and its line
+        discipline echoes control characters (``ECHO`` and ``ECHOCTL``, as it
+        does by default while a cell runs): output written next would continue
+        the ``^C`` line.
+        """
+        if not self.interactive or not _isatty(self.stream) or not _isatty(sys.stdin):
+            return False
+        try:
+            import termios
+
+            lflag = termios.tcgetattr(sys.stdin.fileno())[3]
+        except (ImportError, OSError, ValueError):
+            return False
+        echoctl = getattr(termios, "ECHOCTL", 0)
+        return bool(echoctl) and lflag & (termios.ECHO | echoctl) == termios.ECHO | echoctl
+
     async def settle(self) -> None:
         """Wait until every queued call has run."""
         while self._draining is not None and not self._draining.done():
             await self._draining
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False
 
 
 def _prompt_is_live(interactive: bool) -> bool:

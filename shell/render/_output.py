@@ -104,6 +104,11 @@ class OutputRenderer:
             self._write("\n")
             self._trailing = 0
 
+    def break_line(self) -> None:
+        """Start a new line after text the terminal itself echoed (``^C``)."""
+        self._write("\n")
+        self.column = 0
+
     def separate(self) -> None:
         """A blank line before the next prompt (IPython's look).
 
