@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import ParallelError
+from .._errors import EngineError, ParallelError
 from ._px_output import (
     EngineOutput,
     PxError,
@@ -212,11 +212,13 @@ async def follow_px(
     def worth_waking() -> bool:
         return result.done() or (stream and cursor.has_new()) or progress.changed()
 
+    lost = _LostWatch(result, ids)
     try:
         while not result.done():
             await wait(client, worth_waking, progress.next_timeout())
             if stream:
                 _emit_all(emit, cursor.take(labeller))
+            _emit_all(emit, lost.take())
             _emit_all(emit, progress.update())
     except (KeyboardInterrupt, asyncio.CancelledError):
         _emit_all(emit, progress.stop())
@@ -379,6 +381,24 @@ class _Cursor:
                     out.append(display_output(engine, output))
             seen[2] = len(task.outputs)
         return out
+
+
+class _LostWatch:
+    """Engines that died while the others still run are named at once (one line per
+    wake: ``engines 1, 3 lost (...)``), not only when the whole run ends."""
+
+    def __init__(self, result: AsyncResult, ids: list[int]) -> None:
+        self._tasks = list(zip(ids, result._tasks.values(), strict=True))
+        self._named: set[int] = set()
+
+    def take(self) -> list[PxOutput]:
+        fresh = [
+            EngineOutput(engine, error=task.error)
+            for engine, task in self._tasks
+            if task.done and isinstance(task.error, EngineError) and engine not in self._named
+        ]
+        self._named.update(record.engine for record in fresh)
+        return [PxText("stderr", f"{group.headline}\n") for group in group_errors(fresh)]
 
 
 class _Progress:
