@@ -11,6 +11,7 @@ from .._lazy import lazy_exports
 
 __all__ = [
     "DEFAULT_KERNEL_NAME",
+    "FoundKernel",
     "HeartbeatBack",
     "HeartbeatLost",
     "HeartbeatMonitor",
@@ -34,6 +35,7 @@ __all__ = [
     "exited_within",
     "find_connection_file",
     "find_kernel_specs",
+    "find_running_kernel",
     "format_kernel_cmd",
     "format_kernelspec_list",
     "get_kernel_spec",
@@ -50,6 +52,8 @@ _EXPORTS = {
     "OutputHandler": "._client",
     "connect_client": "._client",
     "find_connection_file": "._connection_files",
+    "find_running_kernel": "._connection_files",
+    "FoundKernel": "._connection_files",
     "KernelDied": "._errors",
     "KernelError": "._errors",
     "KernelSpecError": "._errors",
@@ -81,7 +85,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from ._client import InputHandler, KernelClient, OutputHandler, connect_client
-    from ._connection_files import find_connection_file
+    from ._connection_files import FoundKernel, find_connection_file, find_running_kernel
     from ._errors import KernelDied, KernelError, KernelSpecError, KernelStartError
     from ._heartbeat_monitor import HeartbeatMonitor, wait_for_heartbeat
     from ._install import DEFAULT_KERNEL_NAME, install_kernelspec

@@ -54,17 +54,24 @@ def run_kernel(connection_file: str | None = None) -> int:
         info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
     sockets = open_kernel_sockets(info)
     warn_if_plaintext(sockets.info)
+    owned: Path | None = None  # a connection file this process wrote, and so removes
     if sockets.info != info:  # ports were chosen while binding: announce them
-        path = sockets.info.write(connection_file)
+        from ._standalone import remove_file_on_signals, stop_hint
+
+        owned = sockets.info.write(connection_file)
+        remove_file_on_signals(owned)
         print(
             f"Loom kernel started. To connect another client to this kernel, use:\n"
-            f"    loom --existing {path}",
+            f"    loom --existing {owned}\n{stop_hint()}",
             flush=True,
         )
     iothread = start_io(sockets)  # answers kernel_info from here on
     import asyncio  # only now: see the module docstring
 
-    end_process(sockets, asyncio.run(serve(sockets, iothread)))
+    code = asyncio.run(serve(sockets, iothread))
+    if owned is not None:
+        owned.unlink(missing_ok=True)
+    end_process(sockets, code)
 
 
 def plaintext_warning(info: ConnectionInfo) -> str | None:

@@ -31,10 +31,10 @@ from kernel.client import (
     KernelProcess,
     KernelWatcher,
     WatchEvent,
-    find_connection_file,
+    find_running_kernel,
 )
 from kernel.client._tasks import open_task_set, settled
-from kernel.protocol import ConnectionFileError, ConnectionInfo, JSONDict
+from kernel.protocol import ConnectionFileError, JSONDict
 
 __all__ = ["BatchKernel", "KernelTarget", "KernelUnavailable", "run_on_kernel"]
 
@@ -55,7 +55,7 @@ class KernelUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class KernelTarget:
     """Which kernel to run on: ``existing`` (a connection file as
-    :func:`kernel.client.find_connection_file` takes it, ``""`` = newest) or by name."""
+    :func:`kernel.client.find_running_kernel` takes it, ``""`` = newest) or by name."""
 
     kernel_name: str = DEFAULT_KERNEL_NAME
     existing: str | None = None
@@ -137,8 +137,11 @@ async def _on_started(name: str, body: Callable[[BatchKernel], Awaitable[T]], no
 async def _on_existing(
     existing: str, body: Callable[[BatchKernel], Awaitable[T]], notice: Notice
 ) -> T:
-    path = find_connection_file(existing)
-    info = ConnectionInfo.read(path)
+    found = find_running_kernel(existing)  # the console's rule: stale files passed over
+    path, info = found.path, found.info
+    if found.skipped:
+        names = ", ".join(str(p) for p in found.skipped)
+        notice(f"skipped stale connection files (their kernels are gone): {names}")
     async with connect_client(info, wait_ready=False) as client:
 
         async def interrupt() -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kernel import KernelError, KernelManager
-from kernel.client import DEFAULT_KERNEL_NAME, find_connection_file
+from kernel.client import DEFAULT_KERNEL_NAME, find_running_kernel
 from kernel.client._tasks import TaskSet, open_task_set, settled
 from kernel.protocol import ConnectionFileError, ConnectionInfo
 from shell.render._images import image_protocol
@@ -73,8 +73,8 @@ async def run_console(
 ) -> int:
     """Run the console until exit; return the process exit status.
 
-    ``existing`` names a connection file as :func:`kernel.client.find_connection_file`
-    takes it ('' for the newest one). Interactive
+    ``existing`` names a connection file as :func:`kernel.client.find_running_kernel`
+    takes it ('' for the newest one whose kernel is not gone). Interactive
     when stdin and stdout are terminals, plain mode otherwise.
     """
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
@@ -157,8 +157,14 @@ async def _open_link(
     if existing is not None:
         from kernel import connect_client
 
-        path = find_connection_file(existing)
-        info = ConnectionInfo.read(path)
+        found = find_running_kernel(existing)  # a stale file: ConnectionFileError, at once
+        path, info = found.path, found.info
+        if found.skipped:
+            names = ", ".join(str(p) for p in found.skipped)
+            print(
+                f"loom: skipped stale connection files (their kernels are gone): {names}",
+                file=sys.stderr,
+            )
         if preload:
             _preload_ui()
         try:

@@ -6,6 +6,7 @@ killed by PID afterwards).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -28,6 +29,9 @@ from test_console_e2e import (
     out_re,
     prompt_re,
 )
+
+from kernel import connect_client
+from kernel.protocol import ConnectionInfo
 
 pytestmark = pytest.mark.peer
 
@@ -189,3 +193,79 @@ def test_attached_by_bare_name_named_truly_and_left_truly(
         c.child.expect(pexpect.EOF, timeout=15)
         c.log.flush()
         assert "still running" not in (tmp_path / "pty.log").read_text()
+
+
+async def _shut_down(path: Path) -> None:
+    async with asyncio.timeout(30), connect_client(ConnectionInfo.read(path)) as client:
+        await client.shutdown()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, None])
+def test_loom_kernel_removes_its_connection_file_when_stopped(
+    sig: signal.Signals | None, tmp_path: Path
+) -> None:
+    """Item 2: `loom kernel` (which wrote its own file) removes it on SIGTERM, on SIGHUP,
+    on Ctrl-\\ (SIGQUIT) and on a shutdown request, and says at start how to stop it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "shell", "kernel"],
+        env=console_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        path = Path(lines[1].split("loom --existing ")[1].strip())
+        assert path.is_file()
+        assert f"to stop this kernel, press Ctrl-\\ or run: kill {proc.pid}" in lines[2]
+        if sig is None:
+            asyncio.run(_shut_down(path))
+            assert proc.wait(timeout=10) == 0
+        else:
+            proc.send_signal(sig)
+            assert proc.wait(timeout=10) == 128 + sig
+        assert not path.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def run_plain(
+    tmp_path: Path, *args: str, stdin: str = ""
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``loom ARGS`` in plain mode (pipes, no terminal); the result and the seconds it took."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "shell", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=console_env(tmp_path),
+        timeout=60,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
+def test_existing_passes_over_stale_files_and_names_a_dead_one_at_once(tmp_path: Path) -> None:
+    """Item 2: with no name, `--existing` skips files of gone kernels and says which;
+    named, a stale file is reported in under 2 s with the command that removes it."""
+    with standalone_kernel(tmp_path, "loom", "kernel-live.json") as (pid, _):
+        with standalone_kernel(tmp_path, "loom", "kernel-dead.json") as (dead_pid, dead):
+            os.kill(dead_pid, signal.SIGKILL)  # it leaves its file behind: now the newest
+            assert wait_gone(dead_pid, 10)
+        done, _ = run_plain(tmp_path, "--existing", stdin="import os; os.getpid()\n")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(pid)
+        assert f"skipped stale connection files (their kernels are gone): {dead}" in done.stderr
+        done, took = run_plain(tmp_path, "--existing", "kernel-dead.json")
+        assert done.returncode == 1
+        assert f"the kernel of {dead} is gone" in done.stderr
+        assert f"remove it with: rm {dead}" in done.stderr
+        assert took < 2.0
