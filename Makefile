@@ -14,11 +14,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # System packages the tests use as real peers: libsixel's sixel2png decodes the
-# console's sixel images. Installed with apt-get (as root, or through sudo).
+# console's sixel images; Open MPI, Slurm (with munge) and OpenSSH run the launcher tests
+# (tests/parallel/test_launch_*.py start their daemons themselves, by pid). Installed with
+# apt-get (as root, or through sudo), with one apt-get update, only if one is missing.
+SYSDEPS := libsixel-bin openmpi-bin libopenmpi-dev slurm-wlm munge openssh-server openssh-client
 sysdeps:
-	@command -v sixel2png >/dev/null || { \
+	@for tool in sixel2png mpiexec slurmctld slurmd munged sshd ssh; do \
+	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing=1; \
+	done; \
+	[ -z "$$missing" ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsixel-bin >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq $(SYSDEPS) >/dev/null; }
 
 run: $(STAMP)
 	$(BIN)/loom
@@ -33,7 +40,7 @@ typecheck: $(STAMP)
 unit: $(STAMP) sysdeps
 	$(BIN)/python -m pytest
 
-test: lint typecheck unit
+test: sysdeps lint typecheck unit  # sysdeps first: the wheel of mpi4py needs Open MPI
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/run_all.py

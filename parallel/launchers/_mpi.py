@@ -1,0 +1,85 @@
+"""The ``mpi`` launcher: every engine is one rank of one ``mpiexec`` (Open MPI).
+
+``mpiexec -n N [args] PYTHON -P -m parallel.launchers._mpi_engine -f CLUSTER.json``.
+Each rank imports ``mpi4py`` (MPI_Init) and registers with the hub *in rank order*
+(rank r waits for rank r-1's registration), so engine ``i`` is rank ``i`` of
+``MPI.COMM_WORLD`` in a cluster whose only engines are these, for the cluster's life.
+
+Settings for the ranks (the ``env`` option overrides any of them):
+- as root, Open MPI refuses to run without ``OMPI_ALLOW_RUN_AS_ROOT=1`` and its
+  ``..._CONFIRM=1``; they are set only when the controller runs as root;
+- ``OMPI_MCA_rmaps_base_oversubscribe=1``: engines mostly wait, so more engines than
+  cores is normal (without it Open MPI says "not enough slots");
+- ``JPY_PARENT_PID``: the controller, so ranks on its host end if it dies.
+
+The ranks live and die together: ``mpiexec`` ends the job when one rank exits, and
+:meth:`stop` SIGTERMs ``mpiexec`` (which forwards it), then SIGKILLs its group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+
+from ._base import LaunchContext, LaunchError
+from ._command import CommandLauncher
+
+__all__ = ["MPILauncher"]
+
+
+def _strings(name: str, value: object) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise LaunchError(f"{name} must be a list of strings, not {value!r}")
+    if not all(isinstance(item, str) for item in value):
+        raise LaunchError(f"{name} must be a list of strings, not {value!r}")
+    return list(value)
+
+
+def _environment(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise LaunchError(f"env must map names to strings, not {value!r}")
+    return dict(value)
+
+
+class MPILauncher(CommandLauncher):
+    """``Cluster(n=4, engines="mpi", mpiexec="mpiexec", mpi_args=[...], env={...})``."""
+
+    name = "mpi"
+
+    def __init__(
+        self,
+        mpiexec: str = "mpiexec",
+        mpi_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(mpiexec, str) or not mpiexec:
+            raise LaunchError(f"mpiexec must be a command, not {mpiexec!r}")
+        if python is not None and not (isinstance(python, str) and os.path.isabs(python)):
+            raise LaunchError(f"python must be an absolute path, not {python!r}")
+        self.mpiexec = mpiexec
+        self.mpi_args = _strings("mpi_args", mpi_args)
+        self.env = _environment(env or {})
+        self.python = python or sys.executable
+
+    def command(self, n: int, ctx: LaunchContext) -> tuple[list[str], Mapping[str, str]]:
+        mpiexec = shutil.which(self.mpiexec)
+        if mpiexec is None:
+            raise LaunchError(
+                f"{self.mpiexec}: not found (install Open MPI, e.g. apt-get install openmpi-bin)"
+            )
+        env = dict(os.environ)
+        env.pop("JPY_PARENT_PID", None)
+        if os.geteuid() == 0:
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        env["JPY_PARENT_PID"] = str(os.getpid())
+        env.update(self.env)
+        argv = [mpiexec, "-n", str(n), *self.mpi_args, self.python, "-P", "-m"]
+        argv += ["parallel.launchers._mpi_engine", "-f", str(ctx.cluster_file)]
+        return argv, env

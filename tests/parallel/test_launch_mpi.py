@@ -1,0 +1,74 @@
+"""The ``mpi`` launcher against real Open MPI (``mpiexec``) and mpi4py: one engine per
+rank, engine id = rank, a ``%px`` cell running an MPI collective, nothing left after stop,
+and an ``mpiexec`` that fails explained by what it printed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from _launch_fixtures import all_gone, cleaned_up, isolate_launch, launcher_pid
+
+from parallel import Cluster, ClusterUnavailable
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_launch(monkeypatch, tmp_path)
+
+
+def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() -> None:
+    cluster = Cluster(n=4, engines="mpi")
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        mpiexec = launcher_pid(cluster)
+        assert mpiexec is not None
+        pids.add(mpiexec)
+        pids |= {record.pid for record in rc._records.values()}
+        assert rc.ids == [0, 1, 2, 3]
+        ranks = rc[:].apply_sync(lambda: __import__("mpi4py").MPI.COMM_WORLD.rank)
+        assert ranks == [0, 1, 2, 3]  # the documented mapping: engine i is rank i
+        sizes = rc[:].apply_sync(lambda: __import__("mpi4py").MPI.COMM_WORLD.size)
+        assert sizes == [4, 4, 4, 4]
+
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        try:
+            rc.activate()
+            result = shell.run_cell(
+                "%px from mpi4py import MPI; total = MPI.COMM_WORLD.allreduce(MPI.COMM_WORLD.rank)"
+            )
+            assert result.success, result
+        finally:
+            InteractiveShell.clear_instance()
+        assert rc[:].pull("total", block=True) == [6, 6, 6, 6]  # 0 + 1 + 2 + 3 on every rank
+
+        cluster.stop_cluster_sync()
+        assert all_gone(pids) == []
+
+
+def test_an_mpiexec_that_fails_ends_the_start_with_what_it_printed() -> None:
+    cluster = Cluster(n=2, engines="mpi", mpi_args=["--no-such-mpiexec-option"])
+    started = time.monotonic()
+    with cleaned_up(cluster), pytest.raises(ClusterUnavailable) as caught:
+        cluster.start_and_connect_sync(timeout=90)
+    assert time.monotonic() - started < 45
+    message = str(caught.value)
+    assert "0 of 2 engines registered (none is up): the launcher failed" in message
+    assert "the mpi launcher: mpiexec (pid" in message
+    assert "no-such-mpiexec-option" in message  # what mpiexec printed
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"mpi_args": "-n 2"}, "mpi_args must be a list of strings"),
+        ({"env": {"A": 1}}, "env must map names to strings"),
+        ({"python": "python3"}, "python must be an absolute path"),
+    ],
+)
+def test_bad_mpi_options_are_one_line(options: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        Cluster(n=1, engines="mpi", **options)
