@@ -6,7 +6,9 @@
 2. dict keys, for ``d["ke`` (quoted: the rest of the key, the closing quote and ``]``) and
    ``d[`` (unquoted: the key's ``repr`` and ``]``) on a mapping reachable by attribute walking;
 3. file system paths inside string literals and in the arguments of ``%magic`` / ``!cmd`` lines;
-4. jedi's completions on the live namespace (attributes, names, keywords, imports, parameters).
+4. jedi's completions on the live namespace (attributes, names, keywords, imports, parameters),
+   without the bare names jedi takes from its builtins stub or its namespace stand-in
+   that the namespace does not have (``AbstractSet``, ``__dict__`` in an empty session).
 
 Cost is bounded without threads: jedi never sees more than a few thousand namespace names
 (:func:`._lookup.jedi_namespace`; bare names of a bigger namespace come from a bounded scan),
@@ -19,6 +21,7 @@ property or ``__getitem__``.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import re
@@ -291,6 +294,9 @@ def _jedi_matches(
     signatures_left = MAX_SIGNATURES
     signatures_until = min(deadline, time.monotonic() + SIGNATURE_TIME)
     for completion in islice(completions, MAX_MATCHES):
+        start = pos - completion.get_completion_prefix_length()
+        if not _is_bound(completion, code, start, namespace):
+            continue
         signature = ""
         if (
             completion.type == "function"
@@ -299,7 +305,6 @@ def _jedi_matches(
         ):
             signatures_left -= 1
             signature = _jedi_signature(completion)
-        start = pos - completion.get_completion_prefix_length()
         found.append(Match(start, completion.name_with_symbols, completion.type, signature))
     bare = _BARE_NAME_RE.search(code[:pos])
     if bare and is_big_namespace(namespace):
@@ -308,6 +313,33 @@ def _jedi_matches(
         found += name_matches(namespace, prefix, pos - len(prefix), deadline)
         found.sort(key=_jedi_order)
     return found
+
+
+#: Where jedi finds bare names that need not exist: its builtins stub (typeshed's
+#: ``builtins.pyi``, which imports ``AbstractSet`` and declares ``WindowsError``) and
+#: the object that stands for the namespace (whose ``__class__``, ``__dict__``...).
+_STUB_MODULES = frozenset({"builtins", "jedi.api.interpreter"})
+#: The kinds of completion such names come as.
+_NAME_TYPES = frozenset({"class", "function", "instance", "statement"})
+
+
+def _is_bound(completion: Any, code: str, start: int, namespace: Mapping[str, Any]) -> bool:
+    """False for a bare name jedi offers that the cell could not use.
+
+    A bare name (not after a ``.``) from jedi's stubs is kept only when the namespace
+    or its builtins has it; keywords, modules, strings, names the code defines and
+    attributes are jedi's to judge. The cheap tests come first: asking jedi for a
+    completion's module can import it (imports of a module name on Tab).
+    """
+    if completion.type not in _NAME_TYPES or code[:start].rstrip().endswith("."):
+        return True
+    name = completion.name
+    if name in namespace:
+        return True
+    builtins_: Any = namespace.get("__builtins__", builtins)
+    if not isinstance(builtins_, Mapping):  # a module: its own names, not a module's attributes
+        builtins_ = getattr(builtins_, "__dict__", {})
+    return name in builtins_ or completion.module_name not in _STUB_MODULES
 
 
 def _jedi_order(match: Match) -> tuple[bool, bool, bool, str]:

@@ -101,6 +101,24 @@ def test_names_from_the_namespace() -> None:
     assert matches("my_v", {"my_value": 1, "my_vector": 2}) == ["my_value", "my_vector"]
 
 
+def test_only_names_that_exist_are_offered() -> None:
+    """Issue 15 item 16: jedi's builtins stub and namespace stand-in offer names no cell has."""
+    import builtins
+
+    empty = {"__builtins__": builtins, "__name__": "__main__"}
+    assert matches("Abs", empty) == []  # typeshed's builtins.pyi imports AbstractSet
+    assert matches("Windows", empty) == []  # declared in the stub, absent on Linux
+    dunders = matches("__", empty)
+    assert {"__build_class__", "__name__"} <= set(dunders)
+    assert not {"__class__", "__dict__", "__weakref__", "__module__"} & set(dunders)
+    assert matches("ab", empty) == ["abs"]
+    assert matches("Abs", {**empty, "AbstractSet": object}) == ["AbstractSet"]  # now it exists
+    assert matches("x = 1\nx.__cl", empty) == ["__class__"]  # attributes are jedi's to judge
+    assert matches("(1).bit_le", empty) == ["bit_length"]
+    assert matches("def f(alpha): pass\nf(alp", empty) == ["alpha="]
+    assert "AbstractSet" not in matches("Abs", {})  # no __builtins__: the builtins module
+
+
 def test_nothing_inside_comments() -> None:
     assert matches("x = 1  # os.pa", {"os": os}) == []
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 from _console_harness import KERNELS, console_on, run
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 
+from shell.console._completer import KernelCompleter
 from shell.console._paste import strip_prompts
 
 pytestmark = pytest.mark.peer
@@ -45,5 +48,31 @@ def test_cpaste_strips_prompts(kernel: str) -> None:
             await h.until(lambda: h.at_prompt(2))
             assert "f 42" in h.lines()
             assert not any("Error" in line for line in h.lines()), h.output
+
+    run(scenario)
+
+
+# -- item 16: completion offers only names that exist ----------------------------------
+
+
+def test_tab_offers_only_names_that_exist_on_loom_kernel() -> None:
+    """jedi offers ``AbstractSet`` (its builtins stub imports it) in an empty session.
+
+    Loom's kernel only: ipykernel's completer (IPython's jedi use) offers it too, and
+    the console cannot know the kernel's namespace.
+    """
+
+    async def completions(completer: KernelCompleter, text: str) -> list[str]:
+        found = completer.get_completions_async(Document(text), CompleteEvent(True))
+        return [completion.text async for completion in found]
+
+    async def scenario() -> None:
+        async with console_on("loom") as h:
+            completer = KernelCompleter(h.console.link)
+            assert await completions(completer, "Abs") == []
+            assert await completions(completer, "ab") == ["abs"]
+            h.send("AbstractSet = 5\r")
+            await h.until(lambda: h.at_prompt(2))
+            assert await completions(completer, "Abs") == ["AbstractSet"]
 
     run(scenario)
