@@ -316,6 +316,13 @@ class KernelServer:
 
         code = str(request.content.get("code", ""))
         pos = int(request.content.get("cursor_pos", len(code)))
+        # An extension may answer first (``%px`` code completes from an engine's namespace):
+        # ``interpreter.complete_hook(code, pos)`` awaits a reply content, or None.
+        hook = getattr(self.interpreter, "complete_hook", None)
+        if hook is not None:
+            found = await hook(code, pos)
+            if found is not None:
+                return Reply({"status": "ok", **found})
         result = complete(
             code, pos, self.interpreter.user_ns, magics=self.interpreter.magic_names()
         )

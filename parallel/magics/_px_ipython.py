@@ -129,6 +129,7 @@ def unload_ipython_extension(ipython: Any) -> None:
             tables["line"].pop(f"{name}{suffix}", None)
         tables["cell"].pop(f"px{suffix}", None)
     tables["line"].pop("cluster", None)
+    _remove_matcher(ipython, session)
     session.close()
 
 
@@ -145,7 +146,50 @@ def _session(ipython: Any) -> PxSession:
         session = _SESSIONS[ipython] = PxSession(IPythonHost(ipython))
         cluster = _line(session.cluster)
         ipython.register_magic_function(cluster, "line", "cluster")
+        _add_matcher(ipython, session)
     return session
+
+
+def _add_matcher(ipython: Any, session: PxSession) -> None:
+    """Complete ``%px`` code from an engine's namespace (``_px_complete``): a matcher of
+    IPython's completer (API v2) that, when it answers, suppresses the local matchers."""
+    completer = getattr(ipython, "Completer", None)
+    matchers = getattr(completer, "custom_matchers", None)
+    if not isinstance(matchers, list):
+        return  # not an IPython with a completer we know: local completion only
+    from IPython.core.completer import SimpleCompletion, context_matcher
+
+    @context_matcher()  # type: ignore[untyped-decorator]
+    def px_matcher(context: Any) -> dict[str, Any]:
+        text: str = context.full_text
+        lines = text.split("\n")
+        cursor = sum(len(line) + 1 for line in lines[: context.cursor_line])
+        cursor += context.cursor_position
+        try:
+            reply = run_blocking(session.complete(text, cursor))
+        except Exception:  # completion must never break the shell
+            reply = None
+        if reply is None:
+            return {"completions": [], "suppress": False}
+        # IPython replaces the token before the cursor: each match, cut to that token.
+        token_start = cursor - len(context.token)
+        start = int(reply.get("cursor_start", cursor))
+        before = text[start:token_start] if start <= token_start else None
+        completions = [
+            SimpleCompletion(match[len(before) :], type="px")
+            for match in reply.get("matches", [])
+            if before is not None and isinstance(match, str) and match.startswith(before)
+        ]
+        return {"completions": completions, "suppress": bool(completions)}
+
+    px_matcher.px_session = session  # so unloading finds it
+    matchers.append(px_matcher)
+
+
+def _remove_matcher(ipython: Any, session: PxSession) -> None:
+    matchers = getattr(getattr(ipython, "Completer", None), "custom_matchers", None)
+    if isinstance(matchers, list):
+        matchers[:] = [m for m in matchers if getattr(m, "px_session", None) is not session]
 
 
 def _register(ipython: Any, px: PxMagics) -> None:

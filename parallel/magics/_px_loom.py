@@ -172,6 +172,9 @@ def unload_loom_extension(magics: Magics) -> None:
             magics.async_names.discard(("%" if kind == "line" else "%%") + name)
     magics.line.pop("cluster", None)
     magics.async_names.discard("%cluster")
+    interpreter: Any = magics.interpreter
+    if getattr(interpreter, "complete_hook", None) == session.complete:
+        interpreter.complete_hook = None
     session.close()
 
 
@@ -209,6 +212,10 @@ def _session(magics: Magics) -> PxSession:
     if session is None:
         session = _SESSIONS[magics] = PxSession(LoomHost(magics))
         magics.register_line("cluster", _line(session.host, session.cluster), is_async=True)
+        # The kernel's complete_request consults this first: engine-bound code completes
+        # from an engine's namespace (_px_complete).
+        interpreter: Any = magics.interpreter
+        interpreter.complete_hook = session.complete
     return session
 
 

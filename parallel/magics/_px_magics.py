@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._px_complete import EngineCode, complete_on_engine, locate
 from ._px_output import PxOutput, PxRich
 from ._px_parse import PxArgs, PxUsageError, Targets, parse_px
 from ._px_run import (
@@ -146,6 +147,34 @@ class PxMagics:
             return self.view
         self.view = None
         return self.link.client().direct_view("all")
+
+    def connected_view(self) -> DirectView | None:
+        """The view, if the magics are connected already (never connects: completion must
+        not wait for a cluster)."""
+        if self.view is not None and not _closed(self.view.client):
+            return self.view
+        client = self.link._client
+        if client is None or _closed(client):
+            return None
+        return client.direct_view("all")
+
+    def first_target(self, view: DirectView) -> int | None:
+        """The first engine of the targets (``%pxconfig``'s, else the view's); None if none."""
+        targets = view.targets if self.config.targets is None else self.config.targets
+        try:
+            ids = view.client.resolve_targets(targets)
+        except (IndexError, TypeError, ValueError):
+            return None
+        return ids[0] if ids else None
+
+    async def complete(self, found: EngineCode) -> dict[str, Any] | None:
+        """Completions for engine-bound code, from the first target's namespace (None: no
+        connected cluster, or no answer in time)."""
+        view = self.connected_view()
+        engine = None if view is None else self.first_target(view)
+        if view is None or engine is None:
+            return None
+        return await complete_on_engine(view, engine, found, self._wait)
 
     # -- the magics ---------------------------------------------------------------------
 
@@ -306,6 +335,15 @@ class PxSession:
         created = PxMagics(self.host, self.link, suffix, view)
         self.sets[suffix] = created
         return created, True
+
+    async def complete(self, code: str, cursor: int) -> dict[str, Any] | None:
+        """A ``complete_reply`` content from an engine when the cursor is in engine-bound
+        code (see ``_px_complete``); None: complete locally."""
+        autopx = next((s for s, m in self.sets.items() if m.autopx_on), None)
+        found = locate(code, cursor, self.sets, autopx)
+        if found is None:
+            return None
+        return await self.sets[found.suffix].complete(found)
 
     async def cluster(self, line: str) -> None:
         """``%cluster start [-n N] | stop | list``: see ``ClusterLink.cluster_magic``.

@@ -138,7 +138,7 @@ def open_console(opened: list[Console], tmp_path: Path, kernel: str) -> Console:
     # The kernel's PID, so it is killed whatever happens.
     c.cell("import os; print('pid=' + str(os.getpid()))")
     c.expect(r"pid=(\d+)")
-    pid = int(c.child.match.group(1))  # type: ignore[union-attr]
+    pid = int(c.child.match.group(1))
     assert pid > 1
     c.pids.append(pid)
     return c
