@@ -17,6 +17,7 @@ from typing import Literal, Protocol, TextIO
 from kernel.protocol import JSONDict, Message
 from shell.render._mime import ANSI_RE, error_text, format_bundle, with_newline
 
+from ._cell_names import CellNames
 from ._notebook import display_id_of
 
 __all__ = [
@@ -134,9 +135,10 @@ class TextRenderer:
       (the console's plain mode strips every escape: it is not a log).
     """
 
-    def __init__(self, writer: OutputWriter) -> None:
+    def __init__(self, writer: OutputWriter, names: CellNames | None = None) -> None:
         self.writer = writer
         self.color = wants_color(writer.stderr)
+        self.names = names  # tracebacks name cells as the run's messages do
 
     def output(self, cell: int, message: Message) -> None:
         content = message.content
@@ -150,6 +152,8 @@ class TextRenderer:
                 self.writer.out(with_newline(text))
             case "error":
                 text = error_text(content)
+                if self.names is not None:
+                    text = self.names.rename(text)
                 self.writer.err(with_newline(text if self.color else ANSI_RE.sub("", text)))
 
     def input_requested(self, cell: int, prompt: str, password: bool) -> None:
@@ -218,5 +222,7 @@ def json_record(cell: int, message: Message) -> JSONDict | None:
     return record
 
 
-def make_renderer(json_lines: bool, writer: OutputWriter) -> Renderer:
-    return JsonRenderer(writer) if json_lines else TextRenderer(writer)
+def make_renderer(
+    json_lines: bool, writer: OutputWriter, names: CellNames | None = None
+) -> Renderer:
+    return JsonRenderer(writer) if json_lines else TextRenderer(writer, names)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from kernel.client import DEFAULT_KERNEL_NAME
 
+from ._cell_names import CellNames
 from ._notebook import NotebookRecorder
 from ._report import OutputWriter, RunSummary, make_renderer
 from ._source import BatchInputError, Document, is_notebook_path, load_document
@@ -171,7 +172,8 @@ async def _run(
     from ._kernel_target import KernelTarget, KernelUnavailable, run_on_kernel
     from ._runner import CellRunner, RunSettings
 
-    renderer = make_renderer(options.json_lines, writer)
+    names = CellNames(document.label)
+    renderer = make_renderer(options.json_lines, writer, names)
     settings = RunSettings(
         allow_errors=options.allow_errors,
         timeout=options.timeout,
@@ -181,7 +183,7 @@ async def _run(
     async def body(kernel: BatchKernel) -> RunSummary:
         if recorder is not None:
             recorder.set_kernel_metadata(kernel.language_info, kernel.kernelspec)
-        runner = CellRunner(kernel, document, settings, renderer, writer, recorder)
+        runner = CellRunner(kernel, document, settings, renderer, writer, recorder, names)
         return await runner.run_all()
 
     try:

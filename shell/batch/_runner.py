@@ -27,6 +27,7 @@ from kernel.client._tasks import Outcome as Settled
 from kernel.client._tasks import open_task_set, settled
 from kernel.protocol import Message
 
+from ._cell_names import CellNames
 from ._kernel_target import BatchKernel
 from ._notebook import NotebookRecorder
 from ._report import OutputWriter, Renderer, RunSummary
@@ -71,8 +72,10 @@ class CellRunner:
         renderer: Renderer,
         writer: OutputWriter,
         recorder: NotebookRecorder | None = None,
+        names: CellNames | None = None,
     ) -> None:
         self.kernel = kernel
+        self.names = names
         self.document = document
         self.settings = settings
         self.renderer = renderer
@@ -203,6 +206,8 @@ class CellRunner:
 
     def _on_output(self, cell: Cell, message: Message) -> None:
         if message.msg_type == "execute_input":
+            if self.names is not None:
+                self.names.ran(message.content.get("execution_count"), cell)
             return
         self.renderer.output(cell.index, message)
         if self.recorder is not None:

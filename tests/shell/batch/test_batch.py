@@ -30,6 +30,7 @@ import pytest
 from kernel import connect_client
 from kernel.client._manager import pick_ports
 from kernel.protocol import ConnectionInfo, Message
+from shell.batch._cell_names import CellNames
 from shell.batch._notebook import NotebookRecorder
 from shell.batch._report import json_record
 from shell.batch._run import main as batch_main
@@ -226,6 +227,39 @@ def test_first_error_stops_the_run(tmp_path: Path) -> None:
     assert "ZeroDivisionError" in result.stderr
     assert "cell 1 (job.py:3) failed; not running the remaining cells" in result.stderr
     assert_clean_stderr(result.stderr)
+
+
+@peer
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_tracebacks_number_cells_as_the_run_does(tmp_path: Path, kernel: str) -> None:
+    """Issue 15 item 17: ``Cell In[2]`` (the execution count) for our ``cell 1 (err.py:3)``."""
+    name = script(
+        tmp_path, "def f():\n    return 1 / 0\n\n# %%\ny = 2\nf()\n# %%\nprint('never')\n"
+    )
+    result = run(tmp_path, name, "--kernel", kernel)
+    assert result.returncode == 1
+    assert "Cell In[" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert "cell 1 (job.py:6)" in lines  # the frame of the failing cell: the file's line
+    assert any(line.startswith("cell 0 (job.py:2), in f") for line in lines), lines
+    assert "loom run: cell 1 (job.py:5) failed; not running the remaining cells" in lines
+    assert_clean_stderr(result.stderr)
+
+
+def test_cell_names_rewrite_known_counts_and_keep_colours() -> None:
+    names = CellNames("nb.ipynb")
+    names.ran(4, Cell(2, "code", "x", None))
+    names.ran(5, Cell(3, "code", "x", 10))
+    loom = "\x1b[32mCell In[4]\x1b[39;49;00m, line \x1b[32m2\x1b[39;49;00m\n  1 x"
+    assert names.rename(loom) == "\x1b[32mcell 2, line 2\x1b[39;49;00m\n  1 x"
+    ipython = (
+        "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[5]\x1b[39m\x1b[32m, line 3\x1b[39m, in f"
+    )
+    assert names.rename(ipython) == "\x1b[36mcell 3 (nb.ipynb:12)\x1b[39;49;00m, in f"
+    assert names.rename("Cell In[9], line 1") == "Cell In[9], line 1"  # not one of ours
+    assert names.rename("Cell In[5], line 1\nCell In[4], line 7") == (
+        "cell 3 (nb.ipynb:10)\ncell 2, line 7"
+    )
 
 
 @peer
