@@ -143,3 +143,34 @@ class LaunchedProcess:
         self._release_pidfd()
         if self._exited is not None and not self._exited.done():
             self._exited.cancel()
+
+
+async def run_command(
+    argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None, timeout: float
+) -> tuple[int, str]:
+    """Run a short command (``sbatch``, ``squeue``, ``scancel``) to its end: its exit
+    status (``-9`` if it overran ``timeout`` and was killed) and what it printed. Its
+    output is appended to ``log`` too, so the launcher's log tells the whole story."""
+    start = _size(log)
+    process = LaunchedProcess(argv, log=log, env=env)
+    try:
+        async with asyncio.timeout(timeout):
+            code = await process.wait()
+    except TimeoutError:
+        code = -signal.SIGKILL
+    finally:
+        await process.stop(0.0)
+    return code, _read_from(log, start)
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: Path, start: int) -> str:
+    with path.open("rb") as file:  # a local file a command just wrote: quick
+        file.seek(start)
+        return file.read().decode("utf-8", "replace")

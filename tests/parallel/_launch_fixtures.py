@@ -14,6 +14,8 @@ import os
 import re
 import shlex
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +27,7 @@ from kernel.client import wait_pid_exit
 from parallel import Cluster
 from parallel.launchers import LaunchContext, LaunchError
 from parallel.launchers._command import CommandLauncher, engine_argv
+from parallel.launchers._launched_process import tail_of
 
 
 class ScriptLauncher(CommandLauncher):
@@ -89,3 +92,128 @@ def all_gone(pids: set[int], timeout: float = 20.0) -> list[int]:
     """The pids still running after ``timeout`` seconds (each waited for by pidfd)."""
     deadline = time.monotonic() + timeout
     return [pid for pid in pids if not wait_pid_exit(pid, max(0.0, deadline - time.monotonic()))]
+
+
+# -- a one-node Slurm, started by pid and stopped after (../shared/CLUSTER-TESTBED.md) ----
+
+SLURM_CONF = """\
+ClusterName=loomtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/none
+CredType=cred/none
+StateSaveLocation={dir}/state
+SlurmdSpoolDir={dir}/spool
+SlurmctldPidFile={dir}/slurmctld.pid
+SlurmdPidFile={dir}/slurmd.pid
+SlurmctldLogFile={dir}/slurmctld.log
+SlurmdLogFile={dir}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+ReturnToService=2
+MailProg=/bin/true
+SlurmdParameters=config_overrides
+NodeName={host} NodeAddr=127.0.0.1 CPUs=8
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+PartitionName=closed Nodes=ALL MaxTime=INFINITE State=DOWN
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root (CI runs these as root)")
+
+
+@contextlib.contextmanager
+def slurm(directory: Path, timeout: float = 60.0) -> Iterator[Path]:
+    """slurmctld and slurmd for one node (this host), with ``auth/none``; yields the
+    ``slurm.conf`` path (set ``SLURM_CONF`` to it). Every job is cancelled and both
+    daemons are stopped by pid afterwards."""
+    need_root("a test Slurm (slurmctld, slurmd)")
+    for sub in ("state", "spool"):
+        (directory / sub).mkdir(parents=True)
+    conf = directory / "slurm.conf"
+    conf.write_text(
+        SLURM_CONF.format(
+            host=socket.gethostname(),
+            ctld_port=free_port(),
+            slurmd_port=free_port(),
+            dir=directory,
+        )
+    )
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    daemons: list[subprocess.Popen[bytes]] = []
+    try:
+        for argv in (
+            ["/usr/sbin/slurmctld", "-D", "-c", "-i", "-f", str(conf)],
+            ["/usr/sbin/slurmd", "-D", "-f", str(conf)],
+        ):
+            log = (directory / f"{Path(argv[0]).name}.out").open("wb")
+            with log:
+                daemons.append(
+                    subprocess.Popen(
+                        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
+        deadline = time.monotonic() + timeout
+        state = ""
+        while state != "idle":  # sinfo is the only way to ask; it answers within ~1 s
+            if time.monotonic() > deadline or any(d.poll() is not None for d in daemons):
+                logs = "\n".join(tail_of(directory / n) for n in ("slurmctld.log", "slurmd.log"))
+                pytest.fail(f"Slurm did not come up (node state {state!r}):\n{logs}")
+            done = subprocess.run(
+                ["sinfo", "-h", "-p", "debug", "-o", "%T"],
+                env=env, capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            state = done.stdout.strip()
+            if state != "idle":
+                time.sleep(0.2)
+        yield conf
+    finally:
+        if daemons and daemons[0].poll() is None:
+            subprocess.run(
+                ["scancel", "--full", "--partition", "debug"], env=env, timeout=30, check=False
+            )
+        for daemon in reversed(daemons):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGTERM)
+        for daemon in daemons:
+            try:
+                daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                kill_pid(daemon.pid)
+                daemon.wait(10)
+        # Tasks of a job run under slurmstepd, in sessions of their own: none may remain.
+        for pid in slurm_steps(conf):
+            kill_pid(pid)
+
+
+def slurm_steps(conf: Path, *, tasks_only: bool = False) -> list[int]:
+    """Processes of this test Slurm (their environment holds ``SLURM_CONF=conf``) other
+    than its daemons (slurmctld and its slurmscriptd, slurmd) and this process: the
+    slurmstepds and the jobs' tasks, or with ``tasks_only`` the tasks alone."""
+    marker = f"SLURM_CONF={conf}\0".encode()
+    skip = {"slurmctld", "slurmscriptd", "slurmd", *(["slurmstepd"] if tasks_only else [])}
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if proc.joinpath("comm").read_text().strip() in skip:
+                    continue
+                if marker in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+    return found

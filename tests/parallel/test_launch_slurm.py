@@ -1,0 +1,127 @@
+"""The ``slurm`` launcher against a real one-node Slurm (slurmctld + slurmd, started by
+this module's fixture and stopped by pid): engines as one sbatch job with its options,
+a pending job shown as pending, a rejected submission quoted, stop cancelling the job."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _launch_fixtures import all_gone, cleaned_up, isolate_launch, slurm, slurm_steps
+
+from parallel import Cluster, ClusterUnavailable
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def slurm_conf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with slurm(tmp_path_factory.mktemp("slurm")) as conf:
+        yield conf
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, slurm_conf: Path) -> None:
+    isolate_launch(monkeypatch, tmp_path)
+    monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
+
+
+def _job(job_id: str) -> dict[str, str]:
+    """``scontrol show job``'s fields."""
+    out = subprocess.run(
+        ["scontrol", "-o", "show", "job", job_id],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    return dict(field.split("=", 1) for field in out.split() if "=" in field)
+
+
+def _job_id(cluster: Cluster) -> str:
+    status = cluster.launcher_status
+    assert status is not None
+    return status.summary.split()[2]  # "slurm job 17 is RUNNING"
+
+
+def test_engines_run_as_one_sbatch_job_with_its_options_and_stop_cancels_it() -> None:
+    cluster = Cluster(
+        n=3,
+        engines="slurm",
+        partition="debug",
+        time="10:00",
+        account="physics",
+        sbatch_lines=["--comment=loom-test", "#SBATCH --nice=5"],
+        env={"LOOM_SLURM_TEST": "it's here"},
+    )
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        assert rc.ids == [0, 1, 2]
+        pids |= {record.pid for record in rc._records.values()}
+        job_id = _job_id(cluster)
+        job = _job(job_id)
+        assert (job["Partition"], job["TimeLimit"]) == ("debug", "00:10:00")
+        assert job["Account"] == "physics"
+        assert (job["Comment"], job["Nice"], job["NumTasks"]) == ("loom-test", "5", "3")
+        assert job["JobState"] == "RUNNING"
+        environ = rc[:].apply_sync(lambda: dict(__import__("os").environ))
+        tasks = [(env["LOOM_SLURM_TEST"], env["SLURM_JOB_ID"]) for env in environ]
+        assert tasks == [("it's here", job_id)] * 3
+        cluster.stop_cluster_sync()
+        assert all_gone(pids) == []
+        assert _job(job_id)["JobState"] in ("CANCELLED", "COMPLETED")
+
+
+def test_a_pending_job_is_shown_as_pending_and_stop_cancels_it() -> None:
+    cluster = Cluster(n=2, engines="slurm", partition="closed")  # a partition that is DOWN
+    with cleaned_up(cluster):
+        cluster.start_cluster_sync(timeout=60)
+        started = time.monotonic()
+        with pytest.raises(ClusterUnavailable) as caught:
+            cluster.wait_for_engines(timeout=3)
+        assert time.monotonic() - started < 15
+        message = str(caught.value)
+        assert "0 of 2 engines registered (none is up): the wait ended after 3 s" in message
+        job_id = _job_id(cluster)
+        assert f"the slurm launcher: slurm job {job_id} is PENDING (PartitionDown)" in message
+        status = cluster.launcher_status
+        assert status is not None
+        assert status.state == "pending"
+        cluster.stop_cluster_sync()
+        assert _job(job_id)["JobState"] == "CANCELLED"
+
+
+def test_a_rejected_submission_ends_the_start_with_what_sbatch_printed() -> None:
+    cluster = Cluster(n=2, engines="slurm", partition="nosuchpartition")
+    started = time.monotonic()
+    with cleaned_up(cluster), pytest.raises(ClusterUnavailable) as caught:
+        cluster.start_and_connect_sync(timeout=90)
+    assert time.monotonic() - started < 45
+    message = str(caught.value)
+    assert "the slurm launcher: sbatch failed (exit status 1)" in message
+    assert "invalid partition specified: nosuchpartition" in message
+
+
+def test_a_job_whose_engines_die_is_reported_failed_with_its_output(slurm_conf: Path) -> None:
+    cluster = Cluster(n=2, engines="slurm", python="/bin/false")
+    with cleaned_up(cluster), pytest.raises(ClusterUnavailable) as caught:
+        cluster.start_and_connect_sync(timeout=90)
+    message = str(caught.value)
+    assert "the launcher failed" in message
+    assert "ended (FAILED)" in message or "ended (no longer known" in message
+    left = slurm_steps(slurm_conf, tasks_only=True)
+    assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"time": "an hour"}, "time must be a Slurm time"),
+        ({"partition": ""}, "partition must be a non-empty string"),
+        ({"sbatch_lines": ["--mem=1G\nrm -rf /"]}, "is not one option line"),
+        ({"env": {"NOT A NAME": "x"}}, "is not a variable name"),
+    ],
+)
+def test_bad_slurm_options_are_one_line(options: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        Cluster(n=1, engines="slurm", **options)
