@@ -192,15 +192,33 @@ def test_px_at_the_console(kernel: str, tmp_path: Path, console: list[Console]) 
         c.prompt()
         assert not re.search(r"\[px\] " + _SGR + prompt_re(c.count), _drawn(c))
 
-        # Ctrl-C during a long %px: the engines are interrupted, the prompt comes back.
+        # Tab in %px code completes from the engines' namespace. (Their completer is
+        # imported first: a cold one may take longer than the kernel waits for it.)
+        c.cell(
+            "%px from kernel.server.introspection._completion import complete as _c; "
+            "_c('x', 1, {}); zz_on_engines = 1"
+        )
+        c.prompt()
+        c.child.send("%px print(zz_on_eng\t")
+        c.expect(r"ines")  # the rest of the name was inserted
+        c.child.send(")\r")
+        c.count += 1
+        c._prompt_seen = False
+        c.prompt()
+        assert _plain(c).count("zz_on_engines)") >= 1
+
+        # Ctrl-C during a long %px: the engines are interrupted, the prompt comes back;
+        # an engine that ignores the signal is named after a few seconds.
+        c.cell("%px -t 3 import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)")
         c.cell("%px import time; print('sleep' + 'ing'); time.sleep(60)")
         c.expect(r"sleeping")
         started = time.monotonic()
         c.child.sendintr()
         c.expect(r"Interrupted: sent SIGINT to engines 0-3")
+        c.expect(r"Engine 3 did not stop within 3 s and may still be running", timeout=20)
         c.prompt(timeout=20)
         assert time.monotonic() - started < 15
-        c.cell("%px print('still' + 'usable')")
+        c.cell("%px -t 0:3 print('still' + 'usable')")
         c.expect(r"stillusable")
         c.prompt()
         c.finish()
