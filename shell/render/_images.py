@@ -11,7 +11,8 @@ terminal, so they are not trusted inside tmux or screen, which may not pass
 sixels through (and would then show nothing at all, not even a path).
 ``LOOM_IMAGES=kitty|iterm|sixel|file`` overrides the guess. Elsewhere, and
 always in plain mode, the image is saved to a temporary file whose path is
-printed.
+printed; those files are deleted when the console exits unless
+``LOOM_IMAGE_DIR`` names a directory to keep them in (:class:`SavedImages`).
 
 Sixel needs pixels, so PNGs are decoded (by Pillow, :mod:`._pixels`) and
 re-encoded (:mod:`._sixel`) here; a PNG that cannot be decoded (or any PNG,
@@ -20,12 +21,14 @@ when Pillow is not installed) is saved to a file instead, with the reason.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 
-__all__ = ["image_protocol", "render_image"]
+__all__ = ["SavedImages", "image_protocol", "render_image", "saved_images"]
 
 _KITTY_CHUNK = 4096  # the protocol's maximum payload per escape sequence
 _PROTOCOLS = ("kitty", "iterm", "sixel", "file")
@@ -103,7 +106,46 @@ def _kitty(payload: str) -> str:
 
 def _save(payload: str, mime: str) -> str:
     suffix = "." + mime.split("/")[-1].split("+")[0]
-    fd, path = tempfile.mkstemp(prefix="loom-", suffix=suffix)
+    fd, path = tempfile.mkstemp(prefix="loom-", suffix=suffix, dir=saved_images.directory())
     with os.fdopen(fd, "wb") as fh:
         fh.write(base64.b64decode(payload))
     return path
+
+
+class SavedImages:
+    """Where images shown as a path are saved, and their removal at exit.
+
+    Without ``LOOM_IMAGE_DIR`` they go to a private temporary directory
+    (``loom-images-*``), made at the first image and removed with everything
+    in it when the process exits (:func:`atexit`: also after Ctrl-D, ``exit``,
+    SIGTERM or SIGHUP, which end the console normally). With
+    ``LOOM_IMAGE_DIR=DIR`` the user has asked to keep them: they are saved in
+    ``DIR`` (created if needed) and never removed.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = env
+        self._temporary: str | None = None
+
+    def directory(self) -> str:
+        """The directory for the next image (made if needed)."""
+        env = os.environ if self._env is None else self._env
+        kept = env.get("LOOM_IMAGE_DIR", "")
+        if kept:
+            os.makedirs(kept, exist_ok=True)
+            return kept
+        if self._temporary is None or not os.path.isdir(self._temporary):
+            self._temporary = tempfile.mkdtemp(prefix="loom-images-")
+            atexit.register(self.remove)
+        return self._temporary
+
+    def remove(self) -> None:
+        """Delete the temporary directory and the images in it (kept ones stay)."""
+        directory, self._temporary = self._temporary, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+            atexit.unregister(self.remove)
+
+
+#: The process's images (the console is one process with one renderer).
+saved_images = SavedImages()

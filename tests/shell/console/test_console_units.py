@@ -22,7 +22,7 @@ from shell.console._input_history import ConsoleHistory, kernel_history_entries
 from shell.console._multiline import guess_complete, is_complete_line
 from shell.console._pager import page
 from shell.console._terminal import Terminal
-from shell.render._images import image_protocol, render_image
+from shell.render._images import SavedImages, image_protocol, render_image
 from shell.render._output import ANSI_RE, OutputRenderer, format_bundle, merge_streams
 from shell.render._richtext import html_to_text, markdown_to_text
 
@@ -144,6 +144,21 @@ def test_images_are_saved_to_a_file_without_terminal_support() -> None:
     path = text.strip().removeprefix("[image/png saved to ").removesuffix("]")
     assert Path(path).read_bytes() == b"\x89PNG fake"
     os.unlink(path)
+
+
+def test_saved_images_live_in_a_directory_removed_at_exit(tmp_path: Path) -> None:
+    images = SavedImages({})  # no LOOM_IMAGE_DIR: a temporary directory
+    first = images.directory()
+    assert Path(first).name.startswith("loom-images-")
+    assert images.directory() == first  # one directory per process
+    (Path(first) / "loom-1.png").write_bytes(b"png")
+    images.remove()
+    assert not Path(first).exists()
+    images.remove()  # twice is harmless
+    kept = SavedImages({"LOOM_IMAGE_DIR": str(tmp_path / "keep")})
+    assert kept.directory() == str(tmp_path / "keep")
+    kept.remove()
+    assert (tmp_path / "keep").is_dir()  # asked for: never removed
 
 
 def test_inline_image_protocols() -> None:

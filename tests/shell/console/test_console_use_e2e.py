@@ -34,3 +34,41 @@ def test_keyboard_interrupt_starts_a_line_of_its_own_after_the_echoed_ctrl_c(
     assert re.match(r"(?:\x1b\[[0-9;]*m)*\r?\n", after_echo), repr(after_echo[:80])
     c.expect(prompt_re(3))
     finish(c)
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+SHOW_PNG = f"display({{'image/png': '{PNG}', 'text/plain': 'img'}}, raw=True)"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_saved_images_are_deleted_when_the_console_exits(
+    kernel: str, tmp_path: Path, console: list[Console]
+) -> None:
+    """Item 15: temporary ``loom-*.png`` files used to stay behind."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    c = open_console(console, tmp_path, "--kernel", kernel, TMPDIR=str(tmp), LOOM_IMAGES="file")
+    c.kernel_pid(1)
+    c.expect(prompt_re(2))
+    c.run(SHOW_PNG)
+    c.expect(r"\[image/png saved to (\S+\.png)\]")
+    saved = Path(c.child.match.group(1))
+    assert saved.is_relative_to(tmp)
+    assert saved.read_bytes().startswith(b"\x89PNG")
+    finish(c)
+    assert not saved.exists()
+    assert list(tmp.iterdir()) == []
+
+
+def test_images_are_kept_in_loom_image_dir(tmp_path: Path, console: list[Console]) -> None:
+    """Item 15: the user asks to keep images by naming a directory for them."""
+    kept = tmp_path / "figures"
+    c = open_console(console, tmp_path, LOOM_IMAGES="file", LOOM_IMAGE_DIR=str(kept))
+    c.kernel_pid(1)
+    c.expect(prompt_re(2))
+    c.run(SHOW_PNG)
+    c.expect(r"\[image/png saved to (\S+\.png)\]")
+    saved = Path(c.child.match.group(1))
+    assert saved.parent == kept
+    finish(c)
+    assert saved.read_bytes().startswith(b"\x89PNG")
