@@ -49,8 +49,10 @@ log = logging.getLogger("loom.client")
 
 #: Called with each iopub output of a request (sync or async).
 OutputHandler = Callable[[Message], Awaitable[None] | None]
-#: Answers an ``input_request``: ``(prompt, password) -> text``.
-InputHandler = Callable[[str, bool], Awaitable[str]]
+#: Answers an ``input_request``: ``(prompt, password) -> text``; None sends no answer
+#: (the handler interrupted the kernel instead: an answer would race the interrupt and
+#: could win, letting the cell go on with it).
+InputHandler = Callable[[str, bool], Awaitable[str | None]]
 
 
 @dataclass(slots=True)
@@ -371,7 +373,7 @@ class KernelClient:
     async def _answer_input(self, request: Message, handler: InputHandler | None) -> None:
         prompt = str(request.content.get("prompt", ""))
         password = bool(request.content.get("password", False))
-        value = ""
+        value: str | None = ""
         if handler is None:
             log.warning("kernel asked for input but no input handler is set; sending ''")
         else:
@@ -383,6 +385,8 @@ class KernelClient:
                 # As for output handlers: a buggy handler must not crash the client's
                 # task group (cancelling every request), nor leave the kernel waiting.
                 log.exception("input handler failed; sending ''")
+        if value is None:
+            return  # interrupted: the kernel's input() raises KeyboardInterrupt instead
         reply = self.session.message("input_reply", {"value": value}, parent=request)
         await self.stdin.send(reply)
 

@@ -363,15 +363,19 @@ class InteractiveConsole:
             self.term.call(lambda: self.renderer.notice(banner + "\n\n"))
         asyncio.get_running_loop().call_soon(self.ui.load_lexer)
 
-    async def _answer_input(self, prompt: str, password: bool) -> str:
-        """The kernel's ``input()``/``getpass()``: a nested prompt with line editing."""
+    async def _answer_input(self, prompt: str, password: bool) -> str | None:
+        """The kernel's ``input()``/``getpass()``: a nested prompt with line editing.
+
+        Ctrl-C interrupts the kernel and sends no answer (None), so the cell's
+        ``input()`` raises ``KeyboardInterrupt`` rather than maybe returning ''.
+        """
         await self.term.settle()
         self.renderer.ensure_newline()
         try:
             return await self.ui.ask(prompt, password=password)
         except KeyboardInterrupt:
             self._spawn(self.link.interrupt())
-            return ""
+            return None
         except EOFError:
             return ""
         finally:

@@ -269,3 +269,37 @@ def test_existing_passes_over_stale_files_and_names_a_dead_one_at_once(tmp_path:
         assert f"the kernel of {dead} is gone" in done.stderr
         assert f"remove it with: rm {dead}" in done.stderr
         assert took < 2.0
+
+
+#: Ctrl-C at input() is tried this many times in one session, on each kernel.
+INPUT_TRIALS = 20
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_ctrl_c_at_input_raises_at_the_input_line_every_time(
+    kernel: str, tmp_path: Path, console: list[Console]
+) -> None:
+    """Items 7 and 19: Ctrl-C at an input() prompt raises KeyboardInterrupt at the cell's
+    input() line, every time: never '' as the answer, never a traceback into zmq or
+    hmac, never a prompt that does not come back. Ctrl-C is pressed the moment the
+    question shows, so the interrupt often reaches a kernel that is just starting to wait."""
+    c = open_console(console, tmp_path, "--kernel", kernel)
+    c.kernel_pid(1)
+    for trial in range(INPUT_TRIALS):
+        count = 2 + trial
+        c.expect(prompt_re(count))
+        c.run(f"answer = input('question' + ' {trial}? '); print('went' + ' on', repr(answer))")
+        c.expect(f"question {trial}\\?")
+        c.child.send("\x03")
+        c.expect("KeyboardInterrupt", timeout=15)
+    c.expect(prompt_re(2 + INPUT_TRIALS), timeout=15)
+    c.run("print('after' + ' trials', 'answer' in dir())")
+    c.expect("after trials False")  # no input() ever returned
+    c.log.flush()
+    log = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", (tmp_path / "pty.log").read_text())
+    assert "went on" not in log
+    assert "zmq" not in log
+    assert "hmac" not in log
+    # Each traceback points at the cell's own input() line.
+    assert log.count("----> 1 answer = input(") == INPUT_TRIALS
+    finish(c)
