@@ -21,6 +21,7 @@ from kernel.protocol import ConnectionFileError, ConnectionInfo, Session
 from kernel.server.channels._control import flush_sent
 from kernel.server.channels._heartbeat_echo import start_heartbeat
 from kernel.server.channels._iothread import IOThread
+from kernel.transport._limits import SocketLimitsError
 from kernel.transport._ports import KernelSockets, open_kernel_sockets
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def run_kernel(connection_file: str | None = None) -> int:
 
     With no file (or one that does not exist yet), bind free ports, write a fresh
     connection file and print where it is. Returns 2 for an unreadable connection file;
+    an unreadable ``LOOM_*`` socket limit also returns 2, with the variable named;
     otherwise never returns: the process ends with ``os._exit`` once the last messages
     are flushed, so threads user code left running cannot keep a shut-down kernel alive.
     Library users (the parallel engine) compose :func:`open_kernel_sockets`,
@@ -52,7 +54,11 @@ def run_kernel(connection_file: str | None = None) -> int:
             return 2
     else:
         info = ConnectionInfo(key=ConnectionInfo.new_key(), kernel_name="loom")
-    sockets = open_kernel_sockets(info)
+    try:
+        sockets = open_kernel_sockets(info)
+    except SocketLimitsError as exc:  # a LOOM_* limit that is not a size or count
+        print(f"loom kernel: {exc}", file=sys.stderr)
+        return 2
     warn_if_plaintext(sockets.info)
     owned: Path | None = None  # a connection file this process wrote, and so removes
     if sockets.info != info:  # ports were chosen while binding: announce them

@@ -14,6 +14,8 @@ __all__ = [
     "KernelSockets",
     "MessageSocket",
     "RateLimitedLog",
+    "SocketLimits",
+    "SocketLimitsError",
     "open_kernel_sockets",
     "shared_context",
 ]
@@ -24,9 +26,12 @@ _EXPORTS = {
     "MessageSocket": "._socket",
     "shared_context": "._socket",
     "RateLimitedLog": "._ratelimit",
+    "SocketLimits": "._limits",
+    "SocketLimitsError": "._limits",
 }
 
 if TYPE_CHECKING:
+    from ._limits import SocketLimits, SocketLimitsError
     from ._ports import KernelSockets, open_kernel_sockets
     from ._ratelimit import RateLimitedLog
     from ._socket import MessageSocket, shared_context

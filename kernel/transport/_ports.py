@@ -4,6 +4,10 @@ Ports given as 0 are chosen by the OS *while binding* (``bind_to_random_port``),
 other process can take a port between choosing and binding it (ipykernel's race). The
 returned :class:`KernelSockets` carries the info with the ports actually bound, which is
 what a connection file, or an engine's registration with its controller, announces.
+
+Every socket is bound with the limits of :class:`~kernel.transport._limits.SocketLimits`
+(from the environment unless given): what a peer, authenticated or not, can make the
+kernel hold is bounded per connection (the ``_limits`` module says how and why).
 """
 
 from __future__ import annotations
@@ -15,11 +19,9 @@ import zmq
 
 from kernel.protocol import CHANNELS, ConnectionInfo
 
-__all__ = ["IOPUB_SNDHWM", "KernelSockets", "open_kernel_sockets"]
+from ._limits import HB_MAX_MESSAGE_SIZE, HB_SNDHWM, SocketLimits
 
-#: Enough buffered iopub messages that a client reading slowly through an
-#: output flood loses nothing (stream text is batched into large messages).
-IOPUB_SNDHWM = 100_000
+__all__ = ["KernelSockets", "SocketLimits", "open_kernel_sockets"]
 
 _SOCKET_TYPES = {
     "shell": zmq.ROUTER,
@@ -47,17 +49,24 @@ class KernelSockets:
 
 
 def open_kernel_sockets(
-    info: ConnectionInfo, ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+    info: ConnectionInfo,
+    ctx: zmq.Context[zmq.Socket[bytes]] | None = None,
+    *,
+    limits: SocketLimits | None = None,
 ) -> KernelSockets:
-    """Create and bind the five kernel sockets on ``info``'s address.
+    """Create and bind the five kernel sockets on ``info``'s address, with ``limits``
+    (default: :meth:`SocketLimits.from_env`).
 
-    Raises :class:`zmq.ZMQError` if a given port cannot be bound (in use, bad address);
-    the sockets created so far are closed first.
+    Raises :class:`~kernel.transport._limits.SocketLimitsError` (a ``ValueError``) for an
+    unreadable ``LOOM_*`` limit, before any socket exists, and :class:`zmq.ZMQError` if a
+    given port cannot be bound (in use, bad address); the sockets created so far are
+    closed first.
     """
+    limits = limits if limits is not None else SocketLimits.from_env()
     ctx = ctx or zmq.Context.instance()
     sockets = {channel: zmq.Socket(ctx, _SOCKET_TYPES[channel]) for channel in CHANNELS}
     try:
-        _configure(sockets)
+        _configure(sockets, limits)
         ports = {
             channel: _bind(sockets[channel], info, channel, index + 1)
             for index, channel in enumerate(CHANNELS)
@@ -77,16 +86,37 @@ def open_kernel_sockets(
     return KernelSockets(bound, sockets)
 
 
-def _configure(sockets: dict[str, zmq.Socket[bytes]]) -> None:
-    sockets["iopub"].setsockopt(zmq.XPUB_VERBOSE, 1)
-    sockets["iopub"].sndhwm = IOPUB_SNDHWM
-    for name, sock in sockets.items():
+def _configure(sockets: dict[str, zmq.Socket[bytes]], limits: SocketLimits) -> None:
+    for sock in sockets.values():
         sock.linger = 1000
-        if name != "iopub":
-            # ROUTER drops replies that exceed the high-water mark; replies are
-            # small and bounded by what clients asked, so never drop them.
-            sock.sndhwm = 0
-            sock.rcvhwm = 0
+    # Requests: a peer with receive_hwm messages queued is not read until the kernel
+    # catches up (TCP flow control; nothing is dropped), and no frame may exceed the
+    # maximum size. Replies: ROUTER drops what exceeds a send high-water mark, and a
+    # lost reply hangs its request, so they queue without one; what they hold is
+    # bounded by what the client itself asked for.
+    for name in ("shell", "control", "stdin"):
+        sock = sockets[name]
+        sock.sndhwm = 0
+        sock.rcvhwm = limits.receive_hwm
+        size = limits.max_message_size if name == "shell" else limits.control_max_message_size
+        _set_max_message_size(sock, size)
+    # iopub: only subscriptions come in. Out, a subscriber that stops reading may cost
+    # up to the byte budget; beyond it XPUB drops *its* messages, never the others'.
+    iopub = sockets["iopub"]
+    iopub.setsockopt(zmq.XPUB_VERBOSE, 1)
+    iopub.sndhwm = limits.iopub_sndhwm
+    iopub.rcvhwm = limits.receive_hwm
+    _set_max_message_size(iopub, HB_MAX_MESSAGE_SIZE)
+    # The heartbeat echoes whatever it receives (zmq.proxy), at once; echoes for a peer
+    # that does not read them are dropped beyond HB_SNDHWM, which only that peer misses.
+    hb = sockets["hb"]
+    hb.sndhwm = HB_SNDHWM
+    hb.rcvhwm = HB_SNDHWM
+    _set_max_message_size(hb, HB_MAX_MESSAGE_SIZE)
+
+
+def _set_max_message_size(sock: zmq.Socket[bytes], size: int) -> None:
+    sock.setsockopt(zmq.MAXMSGSIZE, size if size > 0 else -1)  # libzmq: -1 is no limit
 
 
 def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str, number: int) -> int:
