@@ -65,6 +65,7 @@ from kernel.protocol import (
     status_content,
 )
 from kernel.server._kernel_info import kernel_info_content
+from kernel.transport._limits import MAX_STREAM_MESSAGE_BYTES
 from kernel.transport._ratelimit import RateLimitedLog
 
 from ._welcome import WelcomePacer
@@ -83,7 +84,8 @@ HOLD_MESSAGES = 10_000
 HOLD_SECONDS = 30.0
 #: A stream message is sealed once it holds this much text (characters), by the
 #: writer itself: it bounds message size, and a flood reaches a terminal in pieces
-#: it can show while the rest is still being printed.
+#: it can show while the rest is still being printed. Serialized, such a message is
+#: also kept under ``MAX_STREAM_MESSAGE_BYTES`` (64 KiB; see ``_send_stream``).
 MAX_STREAM_CHUNK = 1 << 15
 #: A writer checks whether its text is due every this many characters.
 _CHECK_EVERY = 4096
@@ -282,10 +284,12 @@ class IOThread:
 
     # -- internals (lock held) -----------------------------------------------
 
-    def _send(self, message: Message) -> None:
+    def _send(self, message: Message, frames: list[bytes] | None = None) -> None:
+        """Send (or hold) ``message``; ``frames`` if the caller serialized it already."""
         if message.parent_header is self.current_parent and message.msg_type != "status":
             self.outputs_of_current += 1
-        frames = self.session.serialize(message)
+        if frames is None:
+            frames = self.session.serialize(message)
         if self._held is not None:
             if len(self._held) < HOLD_MESSAGES and time.monotonic() < self._hold_until:
                 self._held.append(frames)
@@ -325,8 +329,28 @@ class IOThread:
         if not parts:
             return
         self._last_stream_at = time.monotonic()
-        content = {"name": sink.name, "text": "".join(parts)}
-        self._send(self.session.message("stream", content, parent=sink.parent))
+        text = "".join(parts)
+        # One write may be larger than a chunk (print of a long string): cut it.
+        for start in range(0, len(text), MAX_STREAM_CHUNK):
+            self._send_stream(sink, text[start : start + MAX_STREAM_CHUNK])
+
+    def _send_stream(self, sink: StreamSink, text: str) -> None:
+        """Publish ``text`` in stream messages of at most ``MAX_STREAM_MESSAGE_BYTES``.
+
+        That bound turns the iopub queue's message count into a byte budget (see
+        ``kernel.transport._limits``). Text is cut by characters, and a character may
+        take up to six bytes in JSON (``\\u0001``), so the rare chunk that is too large
+        once serialized is halved until it fits.
+        """
+        content = {"name": sink.name, "text": text}
+        message = self.session.message("stream", content, parent=sink.parent)
+        frames = self.session.serialize(message)
+        if len(text) > 1 and sum(map(len, frames)) > MAX_STREAM_MESSAGE_BYTES:
+            half = len(text) // 2
+            self._send_stream(sink, text[:half])
+            self._send_stream(sink, text[half:])
+            return
+        self._send(message, frames)
 
     def _seal_all(self) -> None:
         for sink in self._sinks.values():
