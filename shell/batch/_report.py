@@ -148,6 +148,8 @@ class TextRenderer:
                 write(str(content.get("text", "")))
             case "execute_result" | "display_data" | "update_display_data":
                 data = content.get("data")
+                if _px_signal_only(data):
+                    return  # %px's progress or autopx state, for consoles: nothing to log
                 text, _ = format_bundle(data if isinstance(data, dict) else {}, None)
                 self.writer.out(with_newline(text))
             case "error":
@@ -162,6 +164,19 @@ class TextRenderer:
 
     def finished(self, summary: RunSummary) -> None:
         pass
+
+
+#: The MIME types the ``%px`` magics use to tell a console their progress and the
+#: ``%autopx`` state (``parallel.magics._px_status``); a bundle with only these has no text.
+_PX_SIGNAL_PREFIX = "application/vnd.loom.px-"
+
+
+def _px_signal_only(data: object) -> bool:
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(str(key).startswith(_PX_SIGNAL_PREFIX) for key in data)
+    )
 
 
 class JsonRenderer:
