@@ -303,3 +303,29 @@ def test_ctrl_c_at_input_raises_at_the_input_line_every_time(
     # Each traceback points at the cell's own input() line.
     assert log.count("----> 1 answer = input(") == INPUT_TRIALS
     finish(c)
+
+
+def pause_the_terminal(seconds: float) -> None:
+    """Read nothing from the pty for ``seconds``, as a paused tmux pane or a slow link
+    does: the console's writes block once the pty's buffer is full."""
+    time.sleep(seconds)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_blocked_terminal_is_no_kernel_silence(
+    kernel: str, tmp_path: Path, console: list[Console]
+) -> None:
+    """Item 22: the console's own output blocked for longer than the heartbeat's grace
+    must not make a healthy kernel \"not responding\"."""
+    c = open_console(console, tmp_path, "--kernel", kernel)
+    c.kernel_pid(1)
+    c.expect(prompt_re(2))
+    c.run("print(('x' * 99 + chr(10)) * 5000); print('end' + 'marker')")  # 500 kB
+    pause_the_terminal(5.0)
+    c.expect("endmarker", timeout=60)
+    c.expect(prompt_re(3))
+    c.run("print('still' + ' here')")
+    c.expect("still here")
+    c.log.flush()
+    assert "not responding" not in (tmp_path / "pty.log").read_text()
+    finish(c)
