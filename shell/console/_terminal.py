@@ -54,7 +54,8 @@ class Terminal:
         queues it behind earlier calls.
         """
         if not self._queue and not _prompt_is_live(self.interactive):
-            func()
+            self._run(func)
+            self.stream.flush()
             return
         self._queue.append(func)
         if self._draining is None or self._draining.done():
@@ -88,12 +89,14 @@ class Terminal:
 
     def _drain(self) -> None:
         while self._queue:
-            func = self._queue.pop(0)
-            try:
-                func()
-            except Exception as exc:  # a rendering bug must not stop later output
-                self.stream.write(f"\n[loom: could not display output: {exc!r}]\n")
+            self._run(self._queue.pop(0))
         self.stream.flush()
+
+    def _run(self, func: Callable[[], None]) -> None:
+        try:
+            func()
+        except Exception as exc:  # output the renderer did not foresee: one line, go on
+            self.stream.write(f"\n[loom: could not display output: {exc!r}]\n")
 
     def echoes_ctrl_c(self) -> bool:
         """Whether the terminal echoed ``^C`` for the Ctrl-C just pressed.

@@ -75,23 +75,28 @@ def render_image(data_b64: str, mime: str, protocol: str) -> str:
     Only PNG can be sent to kitty directly (``f=100``) or decoded for sixel;
     other types fall back to a file, and so does a PNG the sixel encoder
     cannot read (``[image/png saved to PATH (not shown inline: REASON)]``).
+    Data that is not base64 is neither shown nor saved: one line says so.
     """
     payload = "".join(data_b64.split())
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except ValueError:  # binascii.Error: what a kernel sent is not base64
+        return f"[{mime} not shown: its data is not valid base64]\n"
     if protocol == "kitty" and mime == "image/png":
         return _kitty(payload) + "\n"
     if protocol == "iterm":
-        size = len(base64.b64decode(payload))
+        size = len(raw)
         return f"\x1b]1337;File=inline=1;size={size};preserveAspectRatio=1:{payload}\x07\n"
     if protocol == "sixel" and mime == "image/png":
         from ._pixels import ImageUnreadable, decode_png  # on first use: kept out of start-up
         from ._sixel import encode_sixel
 
         try:
-            image = decode_png(base64.b64decode(payload), max_pixels=_SIXEL_MAX_PIXELS)
+            image = decode_png(raw, max_pixels=_SIXEL_MAX_PIXELS)
         except ImageUnreadable as exc:
-            return f"[{mime} saved to {_save(payload, mime)} (not shown inline: {exc})]\n"
+            return f"[{mime} saved to {_save(raw, mime)} (not shown inline: {exc})]\n"
         return encode_sixel(image.width, image.height, image.rgba) + "\n"
-    return f"[{mime} saved to {_save(payload, mime)}]\n"
+    return f"[{mime} saved to {_save(raw, mime)}]\n"
 
 
 def _kitty(payload: str) -> str:
@@ -104,11 +109,11 @@ def _kitty(payload: str) -> str:
     return "".join(out)
 
 
-def _save(payload: str, mime: str) -> str:
+def _save(raw: bytes, mime: str) -> str:
     suffix = "." + mime.split("/")[-1].split("+")[0]
     fd, path = tempfile.mkstemp(prefix="loom-", suffix=suffix, dir=saved_images.directory())
     with os.fdopen(fd, "wb") as fh:
-        fh.write(base64.b64decode(payload))
+        fh.write(raw)
     return path
 
 

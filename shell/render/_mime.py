@@ -78,7 +78,7 @@ def choose_mime(data: Mapping[str, object], *, images: bool) -> str | None:
     return None
 
 
-def format_bundle(data: Mapping[str, object], images: str | None) -> tuple[str, bool]:
+def format_bundle(data: object, images: str | None) -> tuple[str, bool]:
     """The text to show for a MIME bundle, and whether its height is unknown.
 
     The representation is :func:`choose_mime`'s. ``images`` is an
@@ -87,8 +87,11 @@ def format_bundle(data: Mapping[str, object], images: str | None) -> tuple[str, 
     :func:`~shell.render._images.render_image` gives (its height is unknown
     unless it was saved to a file); Markdown and HTML are rendered as text;
     a bundle with nothing to show gives a note listing its types,
-    ``[output of type image/png]``.
+    ``[output of type image/png]``. ``data`` that is no MIME bundle at all (a
+    kernel may sign anything) gives one line saying so.
     """
+    if not isinstance(data, Mapping):
+        return f"[malformed output: its data is {_kind(data)}, not a MIME bundle]", False
     mime = choose_mime(data, images=images is not None)
     if mime is None:
         return f"[output of type {', '.join(sorted(data)) or 'none'}]", False
@@ -104,6 +107,14 @@ def format_bundle(data: Mapping[str, object], images: str | None) -> tuple[str, 
 
         return html_to_text(text), False
     return text, False
+
+
+def _kind(value: object) -> str:
+    """What ``value`` is, for a message about malformed output: ``a str``, ``null``."""
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
 
 
 def error_text(content: Mapping[str, object]) -> str:

@@ -161,6 +161,47 @@ def test_saved_images_live_in_a_directory_removed_at_exit(tmp_path: Path) -> Non
     assert (tmp_path / "keep").is_dir()  # asked for: never removed
 
 
+@pytest.mark.parametrize("protocol", ["file", "kitty", "iterm", "sixel"])
+def test_malformed_bundles_and_images_give_one_line(protocol: str) -> None:
+    """Issue 15 item 21: a kernel may sign anything; nothing here may raise."""
+    assert format_bundle("oops", protocol) == (
+        "[malformed output: its data is a str, not a MIME bundle]",
+        False,
+    )
+    assert format_bundle([1], protocol)[0] == (
+        "[malformed output: its data is a list, not a MIME bundle]"
+    )
+    for broken in ("not base64!", "iVBOR", "\x00"):
+        assert render_image(broken, "image/png", protocol) == (
+            "[image/png not shown: its data is not valid base64]\n"
+        )
+    r, out = renderer()
+    r.images = protocol
+    r.render(msg("execute_result", execution_count=2, data=["x"]))
+    r.render(msg("display_data", data={"image/png": "%%%"}))
+    assert ANSI_RE.sub("", out.getvalue()).splitlines() == [
+        "Out[2]: [malformed output: its data is a list, not a MIME bundle]",
+        "[image/png not shown: its data is not valid base64]",
+    ]
+
+
+def test_terminal_reports_a_failing_write_in_one_line() -> None:
+    async def scenario() -> str:
+        out = io.StringIO()
+        async with open_task_set() as tasks:
+            term = Terminal(out, interactive=False, tasks=tasks)
+
+            def broken() -> None:
+                raise ValueError("bad")
+
+            term.call(broken)
+            term.call(lambda: out.write("after\n"))
+        return out.getvalue()
+
+    shown = asyncio.run(scenario())
+    assert shown == "\n[loom: could not display output: ValueError('bad')]\nafter\n"
+
+
 def test_inline_image_protocols() -> None:
     payload = base64.b64encode(b"x" * 5000).decode()
     kitty = render_image(payload, "image/png", "kitty")

@@ -76,3 +76,30 @@ def test_tab_offers_only_names_that_exist_on_loom_kernel() -> None:
             assert await completions(completer, "Abs") == ["AbstractSet"]
 
     run(scenario)
+
+
+# -- item 21: malformed but signed output ----------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_malformed_output_is_one_line_and_the_console_goes_on(kernel: str) -> None:
+    async def scenario() -> None:
+        async with console_on(kernel) as h:
+            h.send("display({'image/png': 'not base64!', 'text/plain': 'img'}, raw=True)\r")
+            await h.until(lambda: h.at_prompt(2))
+            if kernel == "python3":  # ipykernel's session signs whatever it is given
+                h.send(
+                    "k = get_ipython().kernel; k.session.send(k.iopub_socket, 'display_data', "
+                    "{'data': 'oops', 'metadata': {}}, parent=k.get_parent());\r"
+                )
+                await h.until(lambda: h.at_prompt(3))
+            h.send("print('still' + ' here')\r")
+            await h.until(lambda: "still here" in h.output)
+            lines = h.lines()
+            assert "[image/png not shown: its data is not valid base64]" in lines
+            if kernel == "python3":
+                assert "[malformed output: its data is a str, not a MIME bundle]" in lines
+            assert "Traceback" not in h.output
+            assert "could not display" not in h.output
+
+    run(scenario)
