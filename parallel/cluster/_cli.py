@@ -39,7 +39,9 @@ def add_cluster_arguments(
     """The options of ``loom cluster``, ``loom controller`` and ``loom engine``."""
     actions = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="start a controller and N engines in the background")
-    start.add_argument("-n", type=int, default=os.cpu_count() or 1, help="number of engines")
+    start.add_argument(
+        "-n", type=int, default=None, help="number of engines (default: one per CPU, or the hosts')"
+    )
     start.add_argument(
         "--engines",
         default="local",
@@ -99,7 +101,7 @@ def _start(args: argparse.Namespace) -> int:
     from .._errors import ClusterUnavailable
     from ._cluster import Cluster
 
-    if args.n < 0:
+    if args.n is not None and args.n < 0:
         raise ClusterUnavailable("-n must be 0 or more")
     try:
         cluster = Cluster(

@@ -84,7 +84,7 @@ class Cluster:
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
         try:
-            make_launcher(engines, launcher_options)  # checks the options; starts nothing
+            launcher = make_launcher(engines, launcher_options)  # checks; starts nothing
             self._launcher_spec = json.dumps({"engines": engines, "options": launcher_options})
         except LaunchError as exc:
             raise ValueError(str(exc)) from None
@@ -94,7 +94,9 @@ class Cluster:
         self.launcher_options = launcher_options
         self.transport = transport
         self.detached = detached
-        self.n = (os.cpu_count() or 1) if n is None else n
+        if n is None:
+            n = launcher.default_count() or os.cpu_count() or 1
+        self.n = n
         if self.n < 0:
             raise ValueError("n must be 0 or more")
         self.ip = ip

@@ -91,9 +91,9 @@ class Launcher(ABC):
     async def stop(self) -> None:
         """Stop everything this launcher started, local and remote; idempotent."""
 
-    def options(self) -> dict[str, Any]:
-        """The options this launcher was built with (JSON-able), for the controller."""
-        return {}
+    def default_count(self) -> int | None:
+        """How many engines ``Cluster(n=None)`` starts (None: one per local CPU)."""
+        return None
 
 
 def load_launcher(engines: str) -> type[Launcher]:

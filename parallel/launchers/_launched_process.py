@@ -133,10 +133,14 @@ class LaunchedProcess:
                     await self.wait()
         self.close()
 
-    def close(self) -> None:
+    def close_stdin(self) -> None:
+        """End the process's stdin (``ssh`` passes the EOF on to the remote command)."""
         if self._popen.stdin is not None and not self._popen.stdin.closed:
             with contextlib.suppress(OSError):
                 self._popen.stdin.close()
+
+    def close(self) -> None:
+        self.close_stdin()
         code = self._popen.poll()
         if code is not None and self._exited is not None and not self._exited.done():
             self._exited.set_result(code)

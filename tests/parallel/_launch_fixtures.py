@@ -10,21 +10,24 @@ so a test can make a launcher that fails, hangs or starts only some engines.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import select
 import shlex
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from _cluster_support import isolate
 
 from kernel.client import wait_pid_exit
-from parallel import Cluster
+from parallel import Cluster, ClusterUnavailable
 from parallel.launchers import LaunchContext, LaunchError
 from parallel.launchers._command import CommandLauncher, engine_argv
 from parallel.launchers._launched_process import tail_of
@@ -217,3 +220,150 @@ def slurm_steps(conf: Path, *, tasks_only: bool = False) -> list[int]:
                 if marker in (proc / "environ").read_bytes():
                     found.append(int(proc.name))
     return found
+
+
+# -- "other hosts": sshd in network namespaces (../shared/CLUSTER-TESTBED.md) ------------
+
+#: The namespaces' addresses. The root namespace blackholes this range FIRST, so that no
+#: packet for it can ever leave the machine; tests use these addresses only from inside
+#: the namespaces.
+GUARDED = "10.9.0.0/16"
+
+
+@dataclass
+class Hosts:
+    """Namespace ``controller`` (the controller's "host": 10.9.0.1 and 10.9.1.1) joined by
+    a veth pair to each of ``hosts`` (namespace name -> address), each running sshd."""
+
+    controller: str
+    hosts: dict[str, str]
+    ssh_args: list[str]
+    sshd_pids: dict[str, int]
+
+    def run_in_controller(
+        self, argv: list[str], env: Mapping[str, str], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.controller, *argv],
+            capture_output=True, text=True, timeout=timeout, check=False, env=env,
+        )  # fmt: skip
+
+    def pids_in(self, namespace: str) -> set[int]:
+        out = subprocess.run(
+            ["ip", "netns", "pids", namespace], capture_output=True, text=True, check=True
+        ).stdout
+        return {int(pid) for pid in out.split()}
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def ssh_hosts(directory: Path, count: int = 2, timeout: float = 30.0) -> Iterator[Hosts]:
+    need_root("network namespaces and sshd")
+    tag = f"{os.getpid() % 100000}"
+    guarded = subprocess.run(
+        ["ip", "route", "show", GUARDED], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    _ip("route", "replace", "blackhole", GUARDED)  # the guard, before any namespace exists
+    controller = f"loomA{tag}"
+    names = [f"loom{chr(ord('B') + i)}{tag}" for i in range(count)]
+    made: list[str] = []
+    daemons: list[subprocess.Popen[bytes]] = []
+    try:
+        for name in (controller, *names):
+            _ip("netns", "add", name)
+            made.append(name)
+            _ip("-n", name, "link", "set", "lo", "up")
+        hosts: dict[str, str] = {}
+        for i, name in enumerate(names):
+            near, far = f"lv{tag}a{i}", f"lv{tag}b{i}"
+            _ip(
+                "link", "add", near, "netns", controller, "type", "veth", "peer", far, "netns", name
+            )
+            _ip("-n", controller, "addr", "add", f"10.9.{i}.1/24", "dev", near)
+            _ip("-n", name, "addr", "add", f"10.9.{i}.2/24", "dev", far)
+            _ip("-n", controller, "link", "set", near, "up")
+            _ip("-n", name, "link", "set", far, "up")
+            hosts[name] = f"10.9.{i}.2"
+        keys = directory / "keys"
+        keys.mkdir(mode=0o700)
+        for key in ("host", "client"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / key)],
+                check=True, timeout=30,
+            )  # fmt: skip
+        (keys / "authorized_keys").write_bytes((keys / "client.pub").read_bytes())
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        for name, address in hosts.items():
+            config = directory / f"sshd-{name}.conf"
+            config.write_text(
+                f"ListenAddress {address}\nPort 2222\nHostKey {keys / 'host'}\n"
+                f"PidFile {directory / name}.pid\nAuthorizedKeysFile {keys / 'authorized_keys'}\n"
+                "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+                "PasswordAuthentication no\nAllowStreamLocalForwarding yes\n"
+            )
+            subprocess.run(["/usr/sbin/sshd", "-t", "-f", str(config)], check=True, timeout=30)
+            daemon = subprocess.Popen(
+                ["ip", "netns", "exec", name, "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                stderr=subprocess.PIPE, start_new_session=True,
+            )  # fmt: skip
+            daemons.append(daemon)
+            assert daemon.stderr is not None
+            ready, _, _ = select.select([daemon.stderr], [], [], timeout)  # "Server listening"
+            line = daemon.stderr.readline().decode(errors="replace") if ready else ""
+            if "Server listening" not in line:
+                pytest.fail(f"sshd in {name} did not start: {line!r}")
+        client = directory / "ssh_config"
+        client.write_text(
+            f"Host *\n  Port 2222\n  User root\n  IdentityFile {keys / 'client'}\n"
+            "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n"
+            "  LogLevel ERROR\n  ConnectTimeout 30\n"
+        )
+        yield Hosts(
+            controller,
+            hosts,
+            ["-F", str(client)],
+            {name: d.pid for name, d in zip(hosts, daemons, strict=True)},
+        )
+    finally:
+        for daemon in daemons:
+            kill_pid(daemon.pid)
+            daemon.wait(10)
+            if daemon.stderr is not None:
+                daemon.stderr.close()
+        for name in made:
+            for pid in subprocess.run(
+                ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+            ).stdout.split():
+                kill_pid(int(pid))  # anything a failed test left in a "host"
+            subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
+        if not guarded:  # ours: take it away (another run's guard stays)
+            subprocess.run(["ip", "route", "del", "blackhole", GUARDED], check=False, timeout=30)
+
+
+def ssh_scenario(spec: str) -> None:
+    """Run in the controller's namespace by the SSH tests (``python -c``): start an
+    ``ssh`` cluster as ``spec`` (JSON) says, report what the engines see as one JSON line
+    on stdout, and stop it. Failures are reported, not raised."""
+    options = json.loads(spec)
+    timeout = options.pop("timeout", 60)
+    cluster = Cluster(engines="ssh", **options)
+    report: dict[str, object] = {"controller_pid": 0}
+    try:
+        rc = cluster.start_and_connect_sync(timeout=timeout)
+        assert cluster._process is not None
+        report["controller_pid"] = cluster._process.pid
+        report["hub"] = rc.info.hub_url
+        report["ids"] = rc.ids
+        report["addresses"] = {i: rc._records[i].address for i in rc.ids}
+        report["engines"] = rc[:].apply_sync(
+            lambda: (__import__("os").getpid(), __import__("os").stat("/proc/self/ns/net").st_ino)
+        )
+        report["sum"] = sum(rc[:].apply_sync(lambda: 1))
+    except ClusterUnavailable as exc:
+        report["error"] = str(exc)
+    finally:
+        cluster.stop_cluster_sync()
+    print(json.dumps(report), flush=True)

@@ -1,0 +1,160 @@
+"""The ``ssh`` launcher: engines on listed hosts, started with the system ``ssh``.
+
+``Cluster(engines="ssh", hosts={"node1": 4, "node2": 4})``: one ``ssh`` per host runs
+``PYTHON -P -m parallel.launchers._ssh_agent`` there (Loom installed at the same
+interpreter path, or ``python=``), with ``-R SOCKET:CONTROLLER_IP:HUB_PORT``: the
+controller stays bound where it is (loopback by default) and is reached only through the
+SSH tunnel. The agent gets the cluster's settings, key included, as one JSON line on the
+ssh channel's stdin (never in an argv), starts its engines bound to the address the ssh
+connection arrived on, relays their registration through the tunnel, and stops them when
+its stdin closes. Clients and the controller's heartbeats reach each engine's own five
+ports directly on that address (plain TCP, every message HMAC-signed).
+
+:meth:`stop` closes each ssh's stdin, so every agent stops its engines and exits, then
+waits for the ssh processes (SIGTERM, then SIGKILL, after ``STOP_GRACE``). If an ssh
+ends before that (host unreachable, key refused, Loom missing there, all its engines
+died), the launcher reports ``failed`` with what ssh and the agent printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+
+from kernel.client import describe_exit
+
+from ._base import LaunchContext, Launcher, LaunchError
+from ._launched_process import LaunchedProcess
+from ._mpi import _environment, _strings
+from ._status import LauncherStatus
+
+__all__ = ["SSHLauncher"]
+
+#: Seconds the agents get to stop their engines once told, before ssh is killed.
+STOP_GRACE = 10.0
+
+
+class SSHLauncher(Launcher):
+    """``hosts``: host name -> engine count (``{"node1": 4}``; a list means one each).
+    ``user``, ``ssh`` (the command), ``ssh_args`` (``["-F", "my_config"]``), ``python``
+    (absolute path on the hosts), ``env`` (extra environment for the engines)."""
+
+    name = "ssh"
+
+    def __init__(
+        self,
+        hosts: Mapping[str, int] | Sequence[str],
+        user: str | None = None,
+        ssh: str = "ssh",
+        ssh_args: Sequence[str] = (),
+        python: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(hosts, Mapping):
+            counts = dict(hosts)
+        elif isinstance(hosts, Sequence) and not isinstance(hosts, str):
+            counts = {host: 1 for host in hosts}
+        else:
+            raise LaunchError(f"hosts must map host names to engine counts, not {hosts!r}")
+        if not counts:
+            raise LaunchError("hosts is empty: name at least one host")
+        for host, count in counts.items():
+            if not isinstance(host, str) or not host or host.startswith("-") or " " in host:
+                raise LaunchError(f"hosts: {host!r} is not a host name")
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise LaunchError(f"hosts: {host!r} needs a positive engine count, not {count!r}")
+        if user is not None and not (isinstance(user, str) and user.isprintable() and user):
+            raise LaunchError(f"user must be a user name, not {user!r}")
+        if python is not None and not (isinstance(python, str) and os.path.isabs(python)):
+            raise LaunchError(f"python must be an absolute path, not {python!r}")
+        if not isinstance(ssh, str) or not ssh:
+            raise LaunchError(f"ssh must be a command, not {ssh!r}")
+        self.hosts = counts
+        self.user = user
+        self.ssh = ssh
+        self.ssh_args = _strings("ssh_args", ssh_args)
+        self.python = python or sys.executable
+        self.env = _environment(env or {})
+        self.sessions: dict[str, LaunchedProcess] = {}
+        self._stopping = False
+
+    def default_count(self) -> int:
+        """Every host's count: ``hosts={"node1": 4, "node2": 4}`` starts 8 engines."""
+        return sum(self.hosts.values())
+
+    def plan(self, n: int) -> dict[str, int]:
+        """How many of ``n`` engines each host gets: hosts in order, up to their counts."""
+        if n > self.default_count():
+            raise LaunchError(f"{n} engines asked, but hosts has room for {self.default_count()}")
+        plan: dict[str, int] = {}
+        for host, count in self.hosts.items():
+            take = min(count, n - sum(plan.values()))
+            if take:
+                plan[host] = take
+        return plan
+
+    async def start(self, n: int, ctx: LaunchContext) -> None:
+        ssh = shutil.which(self.ssh)
+        if ssh is None:
+            raise LaunchError(f"{self.ssh}: not found (install OpenSSH's client)")
+        cluster = json.loads(ctx.cluster_file.read_text(encoding="utf-8"))
+        if cluster.get("transport") != "tcp":
+            raise LaunchError("ssh engines need transport='tcp' (ipc is for one machine)")
+        controller_ip = cluster["ip"] if cluster["ip"] not in ("0.0.0.0", "::") else "127.0.0.1"
+        for host, count in self.plan(n).items():
+            socket = f"/tmp/loom-ssh-{ctx.cluster_id}-{secrets.token_hex(4)}.sock"
+            forward = f"{socket}:{controller_ip}:{cluster['hub_port']}"
+            target = f"{self.user}@{host}" if self.user else host
+            argv = [
+                ssh, *self.ssh_args, "-T",
+                "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes",
+                "-o", "StreamLocalBindUnlink=yes", "-o", "ServerAliveInterval=10",
+                "-o", "ConnectTimeout=30", "-R", forward, target,
+                self.python, "-P", "-m", "parallel.launchers._ssh_agent",
+            ]  # fmt: skip
+            log = ctx.workdir / f"ssh-{len(self.sessions)}.log"
+            try:
+                session = LaunchedProcess(argv, log=log, stdin_pipe=True)
+            except OSError as exc:
+                raise LaunchError(f"cannot run {ssh}: {exc.strerror or exc}") from None
+            self.sessions[host] = session
+            settings = {"cluster": cluster, "n": count, "socket": socket, "env": self.env}
+            assert session.stdin is not None
+            try:  # a pipe's buffer takes this one small line without blocking
+                session.stdin.write(json.dumps(settings).encode() + b"\n")
+                session.stdin.flush()
+            except OSError:
+                pass  # ssh already exited: its watcher reports why
+            ctx.tg.create_task(self._watch(host, session, ctx), name=f"loom-ssh-{host}")
+        hosts = ", ".join(
+            f"{host} ({self.plan(n)[host]} engines, ssh pid {session.pid})"
+            for host, session in self.sessions.items()
+        )
+        ctx.report(LauncherStatus("running", f"ssh to {hosts}", log=str(ctx.workdir / "ssh-0.log")))
+
+    async def _watch(self, host: str, session: LaunchedProcess, ctx: LaunchContext) -> None:
+        code = await session.wait()
+        if self._stopping:
+            return
+        what = f"ssh to {host} (pid {session.pid}) {describe_exit(code)}"
+        ctx.report(LauncherStatus("failed", what, session.output(), str(session.log)))
+
+    async def stop(self) -> None:
+        """Close every ssh's stdin (its agent stops its engines and exits), then wait."""
+        self._stopping = True
+        for session in self.sessions.values():
+            session.close_stdin()
+        sessions = list(self.sessions.values())
+        if sessions:
+            try:
+                async with asyncio.timeout(STOP_GRACE):
+                    await asyncio.gather(*(session.wait() for session in sessions))
+            except TimeoutError:
+                pass
+        for session in sessions:
+            await session.stop(1.0)

@@ -1,0 +1,100 @@
+"""The ``ssh`` launcher against real sshd in network namespaces: the controller in one
+namespace bound to its loopback (reachable only through the SSH tunnel), engines on two
+other "hosts" with their own addresses, and nothing left on them after stop.
+
+The module's fixture blackholes 10.9.0.0/16 in the root namespace before it makes any
+namespace; every use of those addresses happens inside the namespaces (the cluster and
+its client run in the controller's namespace, in a ``python -c`` of ``ssh_scenario``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _launch_fixtures import Hosts, all_gone, isolate_launch, ssh_hosts
+
+from parallel import Cluster
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    with ssh_hosts(tmp_path_factory.mktemp("ssh")) as made:
+        yield made
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_launch(monkeypatch, tmp_path)
+
+
+def _scenario(net: Hosts, **spec: object) -> dict[str, object]:
+    code = "import sys, _launch_fixtures as f; f.ssh_scenario(sys.argv[1])"
+    done = net.run_in_controller(
+        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=150
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
+    hosts: Hosts,
+) -> None:
+    (b, b_ip), (c, c_ip) = hosts.hosts.items()
+    report = _scenario(hosts, hosts={b_ip: 2, c_ip: 1}, ssh_args=hosts.ssh_args)
+    assert "error" not in report, report["error"]
+    assert report["ids"] == [0, 1, 2]  # n defaults to the hosts' counts
+    assert report["sum"] == 3
+    # The controller listens on its own namespace's loopback: B and C reach it only
+    # through the tunnels ssh -R made.
+    assert str(report["hub"]).startswith("tcp://127.0.0.1:")
+    addresses = report["addresses"]
+    assert isinstance(addresses, dict)
+    assert sorted(addresses.values()) == [b_ip, b_ip, c_ip]
+    namespaces = {os.stat(f"/run/netns/{name}").st_ino: name for name in (b, c)}
+    engines = report["engines"]
+    assert isinstance(engines, list)
+    assert sorted(namespaces[inode] for _, inode in engines) == [b, b, c]
+    # Stopped: every engine is gone, and nothing but sshd itself runs on the hosts.
+    assert all_gone({pid for pid, _ in engines}) == []
+    for name in (b, c):
+        assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
+
+
+def test_an_unreachable_host_ends_the_start_with_what_ssh_printed(hosts: Hosts) -> None:
+    (_, b_ip), _ = hosts.hosts.items()
+    report = _scenario(hosts, hosts={b_ip: 1}, ssh_args=[*hosts.ssh_args, "-p", "2999"])
+    error = str(report["error"])
+    assert "0 of 1 engines registered (none is up): the launcher failed" in error
+    assert f"the ssh launcher: ssh to {b_ip} (pid " in error
+    assert "exited with code 255" in error
+    assert "Connection refused" in error
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"hosts": {}}, "hosts is empty"),
+        ({"hosts": {"-oProxyCommand=x": 1}}, "is not a host name"),
+        ({"hosts": {"node1": 0}}, "needs a positive engine count"),
+        ({"hosts": "node1"}, "hosts must map host names to engine counts"),
+        ({"hosts": {"node1": 1}, "python": "python3"}, "python must be an absolute path"),
+    ],
+)
+def test_bad_ssh_options_are_one_line(options: dict[str, object], expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        Cluster(engines="ssh", **options)
+
+
+def test_more_engines_than_the_hosts_hold_is_refused_at_start() -> None:
+    cluster = Cluster(n=3, engines="ssh", hosts={"node1": 2})
+    from parallel import ClusterUnavailable
+
+    with pytest.raises(ClusterUnavailable, match="3 engines asked, but hosts has room for 2"):
+        cluster.start_and_connect_sync(timeout=60)
