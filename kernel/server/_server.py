@@ -125,6 +125,7 @@ class KernelServer:
         """The Python session, built on first use (on the main thread only)."""
         if self._interpreter is None:
             self._interpreter = self._make_interpreter()
+            self._interpreter.drain_fds = self.io.drain_fds  # C output before Out[N]
             self._interpreter.install_sigint_handler()
         return self._interpreter
 

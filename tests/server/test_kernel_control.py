@@ -282,6 +282,32 @@ def test_fd_level_and_child_process_output_is_captured() -> None:
     run(scenario)
 
 
+def test_fd_level_output_comes_before_the_result_and_the_error() -> None:
+    """Issue 15 item 14: C-level output used to follow ``Out[N]`` (the I/O thread had
+    not read it yet when the result was published)."""
+    cells = {
+        "import os\nos.write(1, b'fd-out\\n'); 43": ("stdout", "fd-out\n", "execute_result"),
+        "import ctypes\nctypes.CDLL(None).puts(b'from-c'); 44": (
+            "stdout",
+            "from-c\n",
+            "execute_result",
+        ),
+        "import os\nos.write(2, b'fd-err\\n'); 1 / 0": ("stderr", "fd-err\n", "error"),
+    }
+
+    async def scenario(reaper: Reaper) -> None:
+        async with loom_kernel(reaper) as k:
+            for _ in range(10):  # a race before: it must hold every time
+                for code, (name, text, last) in cells.items():
+                    reply = await k.client.execute(code, on_output=k.log.add, timeout=TIMEOUT)
+                    outputs = assert_bracketed(k.log, reply)
+                    kinds = [m.msg_type for m in outputs]
+                    assert kinds[-1] == last, (code, kinds)
+                    assert stream_text(outputs, name) == text, (code, outputs)
+
+    run(scenario)
+
+
 # -- stdin ----------------------------------------------------------------------------
 
 

@@ -85,6 +85,10 @@ class Interpreter:
         hidden_prefixes: Sequence[str] = (_KERNEL_DIR,),
     ) -> None:
         self.publish = publish
+        #: Publishes what was written to fds 1 and 2 so far (C code, child processes);
+        #: the server sets it to its I/O thread's ``drain_fds``. Called before a result
+        #: or an error is published, so that such output comes before ``Out[N]``.
+        self.drain_fds: Callable[[], None] = _nothing
         #: Frames from files under these paths are the kernel's own: hidden from tracebacks.
         self.hidden_prefixes = list(hidden_prefixes)
         self.history = history if history is not None else HistoryStore(None)
@@ -338,6 +342,7 @@ class Interpreter:
         data, metadata = format_object(value)
         if store_history and isinstance(data.get("text/plain"), str):
             self.output_texts[count] = data["text/plain"]
+        self._output_so_far()
         self.publish(
             "execute_result", {"execution_count": count, "data": data, "metadata": metadata}
         )
@@ -363,8 +368,15 @@ class Interpreter:
             ename, evalue = type(exc).__name__, str(exc)
             tb = traceback.format_exception(exc)
         content = {"ename": ename, "evalue": evalue, "traceback": tb}
+        self._output_so_far()
         self.publish("error", content)
         return content
+
+    def _output_so_far(self) -> None:
+        """Publish the cell's fd-level output before what the kernel is about to say."""
+        # If reading a capture pipe fails, the I/O thread still has the output.
+        with contextlib.suppress(Exception):
+            self.drain_fds()
 
     # -- user expressions -------------------------------------------------------
 
@@ -384,6 +396,10 @@ class Interpreter:
                     "traceback": [],
                 }
         return results
+
+
+def _nothing() -> None:
+    pass
 
 
 def _cell_name(filename: str) -> str | None:
