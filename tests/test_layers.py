@@ -125,11 +125,11 @@ def test_launchers_speak_to_engines_only_through_the_cluster_file() -> None:
     # A launcher starts processes and watches them; it never talks zmq, and it knows the
     # controller, the client and the engine only by name (the "local" launcher lives in
     # the controller, which imports the launchers, never the other way round). The one
-    # exception is _mpi_engine, the engine's entry point under mpiexec: it runs in the
-    # engine process and imports the engine.
+    # exception is _node_engine, the engine's entry point under mpiexec and srun: it runs
+    # in the engine process and imports the engine.
     others = ("zmq", "parallel.controller", "parallel.client", "parallel.cluster")
     for module in (m for m in MODULES if _in(m, "parallel.launchers")):
-        forbidden = others if module.endswith("._mpi_engine") else (*others, "parallel.engine")
+        forbidden = others if module.endswith("._node_engine") else (*others, "parallel.engine")
         assert not any(_in(n, *forbidden) for n in IMPORTS[module]), module
 
 

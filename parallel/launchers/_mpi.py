@@ -1,9 +1,10 @@
 """The ``mpi`` launcher: every engine is one rank of one ``mpiexec`` (Open MPI).
 
-``mpiexec -n N [args] PYTHON -P -m parallel.launchers._mpi_engine -f CLUSTER.json``.
+``mpiexec -n N [args] PYTHON -P -m parallel.launchers._node_engine --mpi -f CLUSTER.json``.
 Each rank imports ``mpi4py`` (MPI_Init) and registers with the hub *in rank order*
 (rank r waits for rank r-1's registration), so engine ``i`` is rank ``i`` of
 ``MPI.COMM_WORLD`` in a cluster whose only engines are these, for the cluster's life.
+A rank on another node binds that node's address (``_node_engine``).
 
 Settings for the ranks (the ``env`` option overrides any of them):
 - as root, Open MPI refuses to run without ``OMPI_ALLOW_RUN_AS_ROOT=1`` and its
@@ -81,5 +82,5 @@ class MPILauncher(CommandLauncher):
         env["JPY_PARENT_PID"] = str(os.getpid())
         env.update(self.env)
         argv = [mpiexec, "-n", str(n), *self.mpi_args, self.python, "-P", "-m"]
-        argv += ["parallel.launchers._mpi_engine", "-f", str(ctx.cluster_file)]
+        argv += ["parallel.launchers._node_engine", "--mpi", "-f", str(ctx.cluster_file)]
         return argv, env

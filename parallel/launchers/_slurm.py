@@ -11,7 +11,10 @@ nodes must see: a shared home, as usual on a cluster) is::
     #SBATCH <each of sbatch_lines>
     export NAME='value'                                (each of env)
     unset JPY_PARENT_PID
-    exec srun PYTHON -P -m parallel.engine -f CLUSTER.json
+    exec srun PYTHON -P -m parallel.launchers._node_engine -f CLUSTER.json
+
+(``_node_engine``: an engine that binds the address its node uses to reach the
+controller, so engines on other nodes than the controller's work.)
 
 After ``sbatch --parsable``, a watcher asks ``squeue`` for the job's state: while it is
 ``PENDING`` the launcher reports ``pending`` with Slurm's reason (so a start that times
@@ -111,7 +114,8 @@ class SlurmLauncher(Launcher):
         lines += [f"#SBATCH {line}" for line in self.sbatch_lines]
         lines += [f"export {key}={shlex.quote(value)}" for key, value in self.env.items()]
         lines.append("unset JPY_PARENT_PID")
-        engine = [self.python, "-P", "-m", "parallel.engine", "-f", str(ctx.cluster_file)]
+        engine = [self.python, "-P", "-m", "parallel.launchers._node_engine"]
+        engine += ["-f", str(ctx.cluster_file)]
         lines.append(f"exec srun {shlex.join(engine)}")
         return "\n".join(lines) + "\n"
 

@@ -18,6 +18,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -366,4 +367,32 @@ def ssh_scenario(spec: str) -> None:
         report["error"] = str(exc)
     finally:
         cluster.stop_cluster_sync()
+    print(json.dumps(report), flush=True)
+
+
+def node_engine_scenario(spec: str) -> None:
+    """Run in the controller's namespace: a cluster bound to ``ip`` with no engines, and
+    one engine started by ``_node_engine`` in namespace ``node`` (another "node" that
+    shares this filesystem, as compute nodes share a home); report what it sees."""
+    options = json.loads(spec)
+    cluster = Cluster(n=0, ip=options["ip"], transport="tcp")
+    report: dict[str, object] = {}
+    engine: subprocess.Popen[bytes] | None = None
+    try:
+        rc = cluster.start_and_connect_sync(timeout=60)
+        argv = ["ip", "netns", "exec", options["node"], sys.executable, "-P", "-m"]
+        argv += ["parallel.launchers._node_engine", "-f", str(cluster.cluster_file)]
+        engine = subprocess.Popen(argv, start_new_session=True)
+        rc = cluster.wait_for_engines(1, timeout=60)
+        report["address"] = rc._records[0].address
+        report["engine"] = rc[0].apply_sync(
+            lambda: (__import__("os").getpid(), __import__("os").stat("/proc/self/ns/net").st_ino)
+        )
+    except ClusterUnavailable as exc:
+        report["error"] = str(exc)
+    finally:
+        cluster.stop_cluster_sync()
+        if engine is not None:
+            kill_pid(engine.pid)
+            engine.wait(10)
     print(json.dumps(report), flush=True)

@@ -33,8 +33,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate_launch(monkeypatch, tmp_path)
 
 
-def _scenario(net: Hosts, **spec: object) -> dict[str, object]:
-    code = "import sys, _launch_fixtures as f; f.ssh_scenario(sys.argv[1])"
+def _scenario(net: Hosts, scenario: str = "ssh_scenario", **spec: object) -> dict[str, object]:
+    code = f"import sys, _launch_fixtures as f; f.{scenario}(sys.argv[1])"
     done = net.run_in_controller(
         [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=150
     )
@@ -75,6 +75,19 @@ def test_an_unreachable_host_ends_the_start_with_what_ssh_printed(hosts: Hosts) 
     assert f"the ssh launcher: ssh to {b_ip} (pid " in error
     assert "exited with code 255" in error
     assert "Connection refused" in error
+
+
+def test_an_engine_on_another_node_binds_that_nodes_address(hosts: Hosts) -> None:
+    # What mpi and slurm run on each node: the engine there cannot bind the controller's
+    # address, so it binds the one its node reaches the controller with.
+    (b, b_ip), _ = hosts.hosts.items()
+    report = _scenario(hosts, "node_engine_scenario", ip="10.9.0.1", node=b)
+    assert "error" not in report, report["error"]
+    assert report["address"] == b_ip
+    engine = report["engine"]
+    assert isinstance(engine, list)
+    assert engine[1] == os.stat(f"/run/netns/{b}").st_ino
+    assert all_gone({engine[0]}) == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,98 @@
+"""An engine started by a launcher on any node: ``python -P -m parallel.launchers._node_engine
+-f CLUSTER.json [--mpi]`` (what ``mpi`` and ``slurm`` run).
+
+It runs the engine as ``python -m parallel.engine`` would, with two changes to how the
+engine registers (``register``, looked up by ``run_engine`` as a module global):
+
+- **Its own address.** An engine binds the address in the cluster file, the
+  controller's. On another node that address is not local, so this entry point finds the
+  address this node uses to reach the controller (a UDP socket "connected" to the hub
+  sends nothing, it only picks the route), gives the engine a copy of the cluster file
+  with that address (0600, in a private directory removed once the engine registered),
+  and registers with the real hub. On the controller's node nothing changes.
+- **Rank order** (``--mpi``). It imports ``mpi4py`` first (MPI_Init on the main thread,
+  where cells run), and rank r registers only after rank r-1 did, so the hub (which
+  numbers engines in registration order) gives rank r the id r in a cluster whose only
+  engines are these ranks. Not under plain ``srun``: mpi4py's singleton init kills the
+  task there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..protocol._controller_info import ControllerInfo
+
+#: The MPI tag of the "I registered" token (any tag no user code will match by chance).
+TAG = 0x100E
+
+
+def address_towards(info: ControllerInfo) -> str:
+    """The local address this host uses to reach the controller's hub."""
+    family = socket.AF_INET6 if ":" in info.ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((info.ip, info.hub_port))
+        except OSError:
+            return info.ip  # no route: the engine's own error will say where it failed
+        return str(probe.getsockname()[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m parallel.launchers._node_engine")
+    parser.add_argument("-f", "--file", metavar="CLUSTER.json", required=True)
+    parser.add_argument("--mpi", action="store_true", help="register in MPI rank order")
+    args = parser.parse_args()
+    cluster_file = args.file
+    # The one launcher module that imports the engine (tests/test_layers.py says so):
+    # it is the engine's entry point on the nodes.
+    from ..engine import _engine as engine
+
+    info = ControllerInfo.read(cluster_file)  # an unreadable file: run_engine says why
+    register: Callable[..., int] = engine.register
+    here = address_towards(info) if info.transport == "tcp" else info.ip
+    if here != info.ip:
+        copy_dir = Path(tempfile.mkdtemp(prefix="loom-node-"))  # 0700
+        cluster_file = str(dataclasses.replace(info, ip=here).write(copy_dir / "cluster.json"))
+
+        original = register
+
+        def register_with_the_real_hub(_: ControllerInfo, *a: Any, **k: Any) -> int:
+            shutil.rmtree(copy_dir, ignore_errors=True)  # the engine has read its copy
+            return original(info, *a, **k)
+
+        register = register_with_the_real_hub
+    if args.mpi:
+        register = _in_rank_order(register)
+    engine.register = register
+    code: int = engine.run_engine(cluster_file)
+    return code
+
+
+def _in_rank_order(register: Callable[..., int]) -> Callable[..., int]:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+
+    def register_in_rank_order(*a: Any, **k: Any) -> int:
+        if rank > 0:
+            comm.recv(source=rank - 1, tag=TAG)
+        engine_id = register(*a, **k)
+        if rank + 1 < size:
+            comm.send(engine_id, dest=rank + 1, tag=TAG)  # small: sent eagerly, no wait
+        return engine_id
+
+    return register_in_rank_order
+
+
+if __name__ == "__main__":
+    sys.exit(main())
