@@ -4,11 +4,15 @@ and an ``mpiexec`` that fails explained by what it printed."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from _launch_fixtures import all_gone, cleaned_up, isolate_launch, launcher_pid
+from _launch_fixtures import all_gone, cleaned_up, isolate_launch, kill_pid, launcher_pid
 
 from parallel import Cluster, ClusterUnavailable
 
@@ -72,3 +76,34 @@ def test_an_mpiexec_that_fails_ends_the_start_with_what_it_printed() -> None:
 def test_bad_mpi_options_are_one_line(options: dict[str, object], expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         Cluster(n=1, engines="mpi", **options)
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def test_loom_cluster_start_with_mpi_engines_then_list_and_stop(tmp_path: Path) -> None:
+    def loom(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-P", "-m", "shell", *args],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    pids: set[int] = set()
+    try:
+        started = loom("cluster", "start", "-n", "2", "--engines", "mpi", "-o", 'mpi_args=["-v"]')
+        assert started.returncode == 0, started.stderr
+        assert "Cluster started with 2 engines" in started.stdout
+        [path] = (tmp_path / "runtime").glob("loom-cluster-*.json")
+        pids.add(json.loads(path.read_text())["pid"])
+        listed = loom("cluster", "list")
+        engines = [int(pid) for pid in re.findall(r"engine \d+  pid (\d+)", listed.stdout)]
+        assert len(engines) == 2
+        pids |= set(engines) | {_parent(pid) for pid in engines}  # and mpiexec
+        stopped = loom("cluster", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert all_gone(pids) == []
+    finally:
+        for pid in pids:
+            kill_pid(pid)
