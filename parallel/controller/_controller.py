@@ -87,6 +87,11 @@ async def run_controller(
                 ctx.report(LauncherStatus("failed", str(exc), exc.output[-2000:]))
                 status = 1
                 stop.set()
+            except Exception as exc:  # a launcher's own bug: said too, and stop() still runs
+                log.exception("the %s launcher failed to start", launch.name or "engine")
+                ctx.report(LauncherStatus("failed", f"{type(exc).__name__}: {exc}"))
+                status = 1
+                stop.set()
             await stop.wait()
             await launch.stop()
             for task in serving:

@@ -396,3 +396,18 @@ def node_engine_scenario(spec: str) -> None:
             kill_pid(engine.pid)
             engine.wait(10)
     print(json.dumps(report), flush=True)
+
+
+class BrokenLauncher(CommandLauncher):
+    """A launcher with a bug: it starts one engine, then raises something not a
+    ``LaunchError``. The controller must report it and still stop what was started."""
+
+    name = "broken"
+
+    def command(self, n: int, ctx: LaunchContext) -> tuple[list[str], Mapping[str, str]]:
+        return engine_argv(ctx), dict(os.environ)
+
+    async def start(self, n: int, ctx: LaunchContext) -> None:
+        await super().start(1, ctx)
+        assert self.process is not None
+        raise KeyError(f"a bug, after starting pid {self.process.pid}")

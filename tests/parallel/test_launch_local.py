@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _launch_fixtures import all_gone, cleaned_up, isolate_launch, launcher_pid
+from _launch_fixtures import all_gone, cleaned_up, isolate_launch, kill_pid, launcher_pid
 
 from parallel import Cluster, ClusterUnavailable
 
@@ -104,6 +104,20 @@ def test_a_launcher_that_starts_k_of_n_engines_names_the_ones_that_came_up() -> 
         assert rc[0].apply_sync(lambda: "still serving") == "still serving"
         cluster.stop_cluster_sync()
         assert all_gone(pids) == []
+
+
+def test_a_launcher_with_a_bug_is_reported_and_what_it_started_is_stopped() -> None:
+    cluster = Cluster(n=2, engines="_launch_fixtures:BrokenLauncher")
+    with cleaned_up(cluster), pytest.raises(ClusterUnavailable) as caught:
+        cluster.start_cluster_sync(timeout=60)
+    message = str(caught.value)
+    assert "the controller exited before serving" in message
+    found = re.search(r"KeyError: 'a bug, after starting pid (\d+)'", message)
+    assert found is not None, message
+    left = all_gone({int(found.group(1))})  # the controller stopped it
+    for pid in left:
+        kill_pid(pid)
+    assert left == []
 
 
 @pytest.mark.parametrize(
