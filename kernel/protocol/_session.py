@@ -42,10 +42,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
+#: One encoder for every message: ``json.dumps`` with options builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
+
+
 def _dumps(obj: JSONDict) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode(
-        "utf-8", "surrogatepass"
-    )
+    return _encode(obj).encode("utf-8", "surrogatepass")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,8 @@ _FRAME_NAMES = ("header", "parent_header", "metadata", "content")
 
 def _loads(name: str, frame: bytes) -> JSONDict:
     try:
-        value = json.loads(frame)
+        # UTF-8 (the spec) decoded here: json.loads would first guess among UTF-8/16/32.
+        value = json.loads(frame.decode("utf-8", "surrogatepass"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedMessage(f"{name} frame is not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -18,6 +18,7 @@ import zmq.asyncio
 
 from kernel.protocol import Message, ProtocolError, Received, Session
 
+from ._frames import has_input, send_frames
 from ._ratelimit import RateLimitedLog
 
 __all__ = ["MessageSocket", "RateLimitedLog", "shared_context"]
@@ -86,7 +87,7 @@ class MessageSocket:
             self._loop.add_reader(self._fd, self._readable.set)
 
     def _maybe_readable(self) -> None:
-        if int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        if has_input(self.socket):
             self._readable.set()
 
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
@@ -98,7 +99,7 @@ class MessageSocket:
             frames = self.session.serialize(message, identities or (), copy_buffers=False)
             self.socket.send_multipart(frames, copy=False)
         else:
-            self.socket.send_multipart(self.session.serialize(message, identities or ()))
+            send_frames(self.socket, self.session.serialize(message, identities or ()))
         self._maybe_readable()
 
     async def recv(self) -> Received:

@@ -36,6 +36,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.transport import RateLimitedLog
+from kernel.transport._frames import send_frames
 
 from ._pump import Pump
 
@@ -102,7 +103,7 @@ class EngineLink:
             frames = self._session.serialize(message, copy_buffers=False)
             sock.send_multipart(frames, copy=False)
         else:
-            sock.send_multipart(self._session.serialize(message))
+            send_frames(sock, self._session.serialize(message))
         self._pump.sent_on(sock)
 
     def _on_frames(self, channel: str, frames: list[bytes]) -> None:

@@ -41,6 +41,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.transport import shared_context
+from kernel.transport._frames import send_frames
 
 from .._errors import ClusterUnavailable, EngineError, NoEnginesRegistered, RemoteError
 from .._errors import TimeoutError as ParallelTimeout
@@ -145,7 +146,7 @@ class Client:
 
     def _send_hub(self, msg_type: str, content: JSONDict) -> Message:
         message = self.session.message(msg_type, content)
-        self._hub.send_multipart(self.session.serialize(message))
+        send_frames(self._hub, self.session.serialize(message))
         self._pump.sent_on(self._hub)
         return message
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import zmq
 
+from kernel.transport._frames import has_input
+
 __all__ = ["FrameHandler", "Pump"]
 
 FrameHandler = Callable[[list[bytes]], None]
@@ -66,7 +68,7 @@ class Pump:
     def sent_on(self, sock: zmq.Socket[bytes]) -> None:
         """Call after sending on ``sock``: a send can consume the edge that announced input,
         so if input is waiting, wake the loop's waiters to drain it."""
-        if self._loop is not None and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        if self._loop is not None and has_input(sock):
             self._loop.call_soon(self._on_readable)
 
     def drain(self) -> int:
@@ -158,7 +160,7 @@ class Pump:
 def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler) -> int:
     for count in range(DRAIN_BATCH):
         # Asking ZMQ_EVENTS first is much cheaper than a recv that raises zmq.Again.
-        if sock.closed or not int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        if sock.closed or not has_input(sock):
             return count  # (closed: its own handler closed it, an engine was lost)
         try:
             frames = sock.recv_multipart(zmq.NOBLOCK)
