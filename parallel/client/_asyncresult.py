@@ -22,6 +22,7 @@ dropped result's late replies are discarded, so memory stays bounded.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from ._pool_client import Client
 
 __all__ = ["AsyncResult", "ExecuteReply"]
+
+#: The lock ``Future``'s methods take, one for every result: a result is used on its
+#: client's thread only (the client has no thread of its own, and its waits pump instead
+#: of sleeping on this), so one lock is as good as one each, and a ``Condition`` per
+#: result was a sixth of a finished task's memory (about 760 bytes).
+_SHARED_CONDITION = threading.Condition()
 
 
 @dataclass(slots=True)
@@ -81,6 +88,7 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         reducer: Callable[[list[object]], object] | None = None,
     ) -> None:
         super().__init__()
+        self._condition = _SHARED_CONDITION
         # The standard library's wait()/as_completed() block on these waiters' events:
         # ours pump the client's sockets meanwhile (see _stdlib_waits).
         self._waiters = Waiters(client._pump)

@@ -69,6 +69,8 @@ class PumpingEvent:
 class Waiters(list[Any]):
     """``AsyncResult._waiters``: wraps each installed waiter's event (module docstring)."""
 
+    __slots__ = ("_pump",)  # one per result: no instance dict
+
     def __init__(self, pump: Pump) -> None:
         super().__init__()
         self._pump = pump
