@@ -42,21 +42,7 @@ def add_cluster_arguments(
     start.add_argument(
         "-n", type=int, default=None, help="number of engines (default: one per CPU, or the hosts')"
     )
-    start.add_argument(
-        "--engines",
-        default="local",
-        metavar="LAUNCHER",
-        help="who starts the engines: local, mpi, slurm, ssh or package.module:Class",
-    )
-    start.add_argument(
-        "--option",
-        "-o",
-        action="append",
-        default=[],
-        metavar="NAME=JSON",
-        help="a launcher option, e.g. -o partition='\"debug\"' -o 'hosts={\"node1\": 4}' "
-        "(a value that is not JSON is a string)",
-    )
+    _add_launcher_arguments(start)
     start.add_argument(
         "--transport", choices=("ipc", "tcp"), default=None, help="ipc for local engines, else tcp"
     )
@@ -66,11 +52,30 @@ def add_cluster_arguments(
     stop.add_argument("file", nargs="?", help="its cluster file")
     stop.add_argument("--all", action="store_true", help="stop every cluster")
     actions.add_parser("list", help="list clusters, their controllers and engines")
-    controller.add_argument("-n", type=int, default=0, help="local engines to start")
+    controller.add_argument("-n", type=int, default=0, help="engines to start")
+    _add_launcher_arguments(controller)
     controller.add_argument("--transport", choices=("ipc", "tcp"), default="tcp")
     controller.add_argument("--ip", default="127.0.0.1")
     controller.add_argument("-f", "--file", default=None, help="where to write the cluster file")
     engine.add_argument("-f", "--file", required=True, help="the cluster file")
+
+
+def _add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engines",
+        default="local",
+        metavar="LAUNCHER",
+        help="who starts the engines: local, mpi, slurm, ssh or package.module:Class",
+    )
+    parser.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a launcher option, e.g. -o partition=debug -o 'hosts={\"node1\": 4}' "
+        "(a value that is not JSON is a string)",
+    )
 
 
 def run_controller_command(args: argparse.Namespace) -> int:
@@ -80,7 +85,13 @@ def run_controller_command(args: argparse.Namespace) -> int:
         return run_engine(args.file)
     from ..controller._controller import main
 
+    try:
+        spec = {"engines": args.engines, "options": _launcher_options(args.option)}
+    except ValueError as exc:
+        print(f"loom controller: {exc}", file=sys.stderr)
+        return 2
     argv = ["-n", str(args.n), "--transport", args.transport, "--ip", args.ip]
+    argv += ["--launcher", json.dumps(spec)]
     return main([*argv, *(["--file", args.file] if args.file else [])])
 
 

@@ -363,11 +363,27 @@ def ssh_scenario(spec: str) -> None:
             lambda: (__import__("os").getpid(), __import__("os").stat("/proc/self/ns/net").st_ino)
         )
         report["sum"] = sum(rc[:].apply_sync(lambda: 1))
+        report["key_seen_in"] = processes_holding(rc.info.key)
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
     finally:
         cluster.stop_cluster_sync()
     print(json.dumps(report), flush=True)
+
+
+def processes_holding(secret: bytes) -> list[str]:
+    """Processes whose command line or environment holds ``secret`` (other users could
+    read those), as "pid: command"."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes()
+            if secret in cmdline or secret in (proc / "environ").read_bytes():
+                command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{proc.name}: {command[:200]}")
+    return found
 
 
 def node_engine_scenario(spec: str) -> None:

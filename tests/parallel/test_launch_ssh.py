@@ -51,6 +51,7 @@ def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
     assert "error" not in report, report["error"]
     assert report["ids"] == [0, 1, 2]  # n defaults to the hosts' counts
     assert report["sum"] == 3
+    assert report["key_seen_in"] == []  # the key went over ssh's stdin: in no argv, no env
     # The controller listens on its own namespace's loopback: B and C reach it only
     # through the tunnels ssh -R made.
     assert str(report["hub"]).startswith("tcp://127.0.0.1:")
