@@ -52,7 +52,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
         add_cluster_arguments(cluster, controller, engine)
 
-    kernel = sub.add_parser("kernel", help="run a Loom kernel")
+    kernel = sub.add_parser("kernel", help="run a Loom kernel (Ctrl-C stops it)")
     kernel.add_argument(
         "-f",
         "--connection-file",
@@ -107,9 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_controller_command(args)
     if args.command == "kernel":
-        from kernel.server import run_kernel
+        # The kernel runs as a child, so that Ctrl-C here can stop it (a kernel's own
+        # SIGINT interrupts cells): see kernel.server._standalone.
+        from kernel.server._standalone import supervise
 
-        return run_kernel(args.connection_file)
+        return supervise(args.connection_file)
     # Start-up allocates much and frees little, so collecting meanwhile only costs
     # time; the console resumes collecting once its first prompt is up.
     gc.disable()

@@ -66,9 +66,10 @@ def run_kernel(connection_file: str | None = None) -> int:
 
         owned = sockets.info.write(connection_file)
         remove_file_on_signals(owned)
+        hint = stop_hint()
         print(
             f"Loom kernel started. To connect another client to this kernel, use:\n"
-            f"    loom --existing {owned}\n{stop_hint()}",
+            f"    loom --existing {owned}" + (f"\n{hint}" if hint else ""),
             flush=True,
         )
     iothread = start_io(sockets)  # answers kernel_info from here on

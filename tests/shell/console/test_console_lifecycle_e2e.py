@@ -200,40 +200,71 @@ async def _shut_down(path: Path) -> None:
         await client.shutdown()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, None])
-def test_loom_kernel_removes_its_connection_file_when_stopped(
-    sig: signal.Signals | None, tmp_path: Path
-) -> None:
-    """Item 2: `loom kernel` (which wrote its own file) removes it on SIGTERM, on SIGHUP,
-    on Ctrl-\\ (SIGQUIT) and on a shutdown request, and says at start how to stop it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "shell", "kernel"],
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM", "SIGHUP", "SIGQUIT", "shutdown"])
+def test_loom_kernel_stops_and_removes_its_connection_file(how: str, tmp_path: Path) -> None:
+    """Item 2: `loom kernel` in a terminal stops on Ctrl-C (and says so as it starts), on
+    SIGTERM, SIGHUP, SIGQUIT and a shutdown request, and removes the file it wrote."""
+    child = pexpect.spawn(
+        sys.executable,
+        ["-P", "-m", "shell", "kernel"],
         env=console_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
+        encoding="utf-8",
+        timeout=30,
     )
+    kernel_pids: list[int] = []
     try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
-        path = Path(lines[1].split("loom --existing ")[1].strip())
+        child.expect("Ctrl-C stops this kernel")
+        child.expect(r"loom --existing (\S+)")
+        path = Path(child.match.group(1))
         assert path.is_file()
-        assert f"to stop this kernel, press Ctrl-\\ or run: kill {proc.pid}" in lines[2]
-        if sig is None:
+        kernel_pids = _children(child.pid)
+        assert len(kernel_pids) == 1
+        if how == "Ctrl-C":
+            child.sendintr()
+        elif how == "shutdown":
             asyncio.run(_shut_down(path))
-            assert proc.wait(timeout=10) == 0
         else:
-            proc.send_signal(sig)
-            assert proc.wait(timeout=10) == 128 + sig
+            child.kill(getattr(signal, how))
+        child.expect(pexpect.EOF, timeout=15)
+        child.close()
+        expected = {"Ctrl-C": 128 + signal.SIGINT, "shutdown": 0}.get(how)
+        if expected is None:
+            expected = 128 + getattr(signal, how)
+        assert child.exitstatus == expected, (child.exitstatus, child.signalstatus)
+        assert wait_gone(kernel_pids[0], 10)
         assert not path.exists()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        child.close(force=True)
+        for pid in kernel_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_bare_kernel_in_a_terminal_says_how_to_stop_it(tmp_path: Path) -> None:
+    """`python -m kernel` by hand: Ctrl-C interrupts cells, so it names Ctrl-\\ instead,
+    which stops it and removes its file."""
+    child = pexpect.spawn(
+        sys.executable,
+        ["-P", "-m", "kernel"],
+        env=console_env(tmp_path),
+        encoding="utf-8",
+        timeout=30,
+    )
+    try:
+        child.expect(r"loom --existing (\S+)")
+        path = Path(child.match.group(1))
+        child.expect(re.escape(f"press Ctrl-\\ or run: kill {child.pid}"))
+        child.sendcontrol("\\")
+        child.expect(pexpect.EOF, timeout=15)
+        child.close()
+        assert child.exitstatus == 128 + signal.SIGQUIT
+        assert not path.exists()
+    finally:
+        child.close(force=True)
 
 
 def run_plain(
