@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -26,7 +27,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.document import Document
 from prompt_toolkit.enums import EditingMode
-from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.formatted_text import StyleAndTextTuples, fragment_list_to_text
 from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.key_binding.vi_state import InputMode
 from prompt_toolkit.lexers import DynamicLexer, Lexer, PygmentsLexer
@@ -63,6 +64,7 @@ _STYLE = Style.from_dict(
     }
 )
 _BAD_STATES = ("dead", "not responding", "restarting", "starting")
+_GREEN, _RESET = "\x1b[32m", "\x1b[0m"  # the prompt's ansigreen, for echo()
 
 
 class ConsoleUI:
@@ -120,6 +122,7 @@ class ConsoleUI:
         #: alone, in tests) nothing else writes, so the function simply runs.
         self.write_above: Callable[[Callable[[], None]], None] = _call
         self._aux: PromptSession[str] | None = None
+        self._accepted = ""  # the text of the cell prompt Enter accepted last
 
     # -- reading --------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class ConsoleUI:
         accept = buffer.accept_handler
 
         def accepted(buffer: Buffer) -> bool:
+            self._accepted = buffer.text  # as the finished prompt shows it
             if self.on_accept is not None:
                 self.on_accept(_cell_text(buffer.text))
             return accept(buffer) if accept is not None else False
@@ -216,6 +220,19 @@ class ConsoleUI:
             ("class:in-prompt", "]: "),
         ]
 
+    def echo(self) -> str:
+        """The input just accepted as the finished prompt shows it: ``In [N]: ...``
+        lines (the trailing blank ones too), long lines wrapped after the prompt's
+        width as prompt_toolkit wraps them, a newline after the last; in the
+        prompt's colours but without highlighting. For drawing it again below
+        output that must go above it."""
+        prompt = fragment_list_to_text(self._message())
+        more = fragment_list_to_text(self._continuation(len(prompt), 1, 0))
+        room = max(self.session.app.output.get_size().columns - len(prompt), 1)
+        rows = [row for line in self._accepted.split("\n") for row in _wrap(line, room)]
+        rest = "".join(f"\n{_GREEN}{more}{_RESET}{row}" for row in rows[1:])
+        return f"{_GREEN}{prompt}{_RESET}{rows[0]}{rest}\n"
+
     def _continuation(self, width: int, line_number: int, wrap_count: int) -> StyleAndTextTuples:
         return [("class:continuation", " " * max(width - 5, 0) + "...: ")]
 
@@ -279,6 +296,22 @@ def _vi_mode(app: Application[Any]) -> str:
     if mode in (InputMode.REPLACE, InputMode.REPLACE_SINGLE):
         return "rep"
     return "ins"
+
+
+def _wrap(line: str, room: int) -> list[str]:
+    """``line`` cut into rows of at most ``room`` terminal cells (wide characters take two)."""
+    rows: list[str] = []
+    row: list[str] = []
+    used = 0
+    for char in line:
+        cells = 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if used + cells > room and row:
+            rows.append("".join(row))
+            row, used = [], 0
+        row.append(char)
+        used += cells
+    rows.append("".join(row))
+    return rows
 
 
 def _call_all(callbacks: list[Callable[[], None]]) -> None:

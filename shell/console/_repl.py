@@ -113,6 +113,7 @@ class InteractiveConsole:
         self._first_prompt = True
         self._cells_run = 0
         self._pending: list[Message] = []  # stream output of this loop turn, not yet written
+        self._pending_foreign = False  # whether _pending is others' output (not our cell's)
         self._flush_scheduled = False
         self._early: _EarlyCell | None = None
         # %px: engine colours, the status line, the [px] marker (see _px_view).
@@ -213,7 +214,7 @@ class InteractiveConsole:
             return
         if not self.link.is_ready or self.link.is_dead:
             return
-        self.renderer.begin_cell()
+        self.renderer.begin_cell(echo=self.ui.echo())  # others' output may go above it
         task = self._spawn(settled(self._send(code)))
         self._early = _EarlyCell(code, task, time.monotonic())
 
@@ -320,10 +321,14 @@ class InteractiveConsole:
                 self.ui.invalidate()
             if own_session:
                 return
-        self._show(message)
+        self._show(message, foreign=True)
 
-    def _show(self, message: Message) -> None:
-        """Render ``message`` above any prompt, coalescing stream output (module doc)."""
+    def _show(self, message: Message, *, foreign: bool = False) -> None:
+        """Render ``message`` above any prompt, coalescing stream output (module doc).
+
+        ``foreign`` output (not our cell's) also goes above our input while our
+        cell waits behind another client's (``OutputRenderer.render``'s ``above_input``).
+        """
         shown = self.px.take(message)
         if shown is None:  # %px's progress or autopx state: the status line shows it
             self.flush_output()
@@ -331,13 +336,17 @@ class InteractiveConsole:
             return
         message = shown
         if message.msg_type == "stream":
+            if self._pending and self._pending_foreign != foreign:
+                self.flush_output()  # runs of ours and of others are written apart
+            self._pending_foreign = foreign
             self._pending.append(message)
             if not self._flush_scheduled:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush_output)
             return
         self.flush_output()
-        self.term.call(lambda: self.px.around(lambda: self.renderer.render(message)))
+        render = self.renderer.render
+        self.term.call(lambda: self.px.around(lambda: render(message, above_input=foreign)))
 
     def flush_output(self) -> None:
         """Write the stream output still pending (one write per run of one stream)."""
@@ -346,11 +355,12 @@ class InteractiveConsole:
             return
         merged = merge_streams(self._pending)
         self._pending = []
-        self.term.call(lambda: self.px.around(lambda: self._render_all(merged)))
+        foreign = self._pending_foreign
+        self.term.call(lambda: self.px.around(lambda: self._render_all(merged, foreign)))
 
-    def _render_all(self, messages: list[Message]) -> None:
+    def _render_all(self, messages: list[Message], foreign: bool = False) -> None:
         for message in messages:
-            self.renderer.render(message)
+            self.renderer.render(message, above_input=foreign)
 
     def kernel_answered(self) -> None:
         """A kernel we started answers: print its banner above the prompt and load

@@ -13,11 +13,17 @@ cursor up and overwrites it, so a progress display redraws instead of
 repeating; otherwise the update is printed anew. Without ANSI (plain mode)
 nothing is ever overwritten. Rows are estimated from the terminal width;
 after anything of unknown height (an inline image) nothing is overwritten.
+
+Likewise it remembers our input as echoed (``begin_cell(echo=...)``) while
+nothing has been written after it: another client's output that arrives then
+(our cell waits behind theirs) is drawn above our input, which is erased and
+drawn again below it, as background output goes above a live prompt.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import unicodedata
 from typing import TYPE_CHECKING, Any, TextIO
@@ -89,14 +95,22 @@ class OutputRenderer:
         self._last_display: tuple[str, int] | None = None  # (display_id, its rows)
         self._trailing = 0  # blank separator lines written after the last output
         self._pending_clear = False
+        self._echo: _Echo | None = None  # our input, last on screen, no output after it yet
 
     # -- cell boundaries ------------------------------------------------------
 
-    def begin_cell(self) -> None:
-        """A new input was echoed: earlier output can no longer be overwritten."""
+    def begin_cell(self, echo: str | None = None) -> None:
+        """A new input was echoed: earlier output can no longer be overwritten.
+
+        ``echo`` is that input as the prompt left it on screen (``In [N]: ...``
+        lines): until the cell's own output starts, another client's output
+        goes above it (:meth:`render` with ``above_input``), which redraws it.
+        """
+        separator = self._trailing
         self._cell_rows = 0
         self._forget()
         self._pending_clear = False
+        self._echo = _Echo(echo, separator) if echo and self.ansi and not self.column else None
 
     def ensure_newline(self) -> None:
         """End a partial line (before a prompt is drawn)."""
@@ -136,8 +150,35 @@ class OutputRenderer:
 
     # -- messages -------------------------------------------------------------
 
-    def render(self, message: Message) -> None:
-        """Show one iopub message; other message types are ignored."""
+    def render(self, message: Message, *, above_input: bool = False) -> None:
+        """Show one iopub message; other message types are ignored.
+
+        ``above_input``: the message is not our cell's (another client's). If our
+        input is still the last thing on screen, it goes above that input.
+        """
+        echo = self._echo if above_input and message.msg_type in _SHOWN else None
+        if echo is not None and self._redraw_above(echo, message):
+            return
+        self._render(message)
+
+    def _redraw_above(self, echo: _Echo, message: Message) -> bool:
+        """Erase our input (and the blank line before it), show ``message``, draw both
+        again below it; False (nothing done) if the input is too tall to erase."""
+        rows = echo.separator + _rows(echo.text, shutil.get_terminal_size())
+        if rows >= shutil.get_terminal_size().lines:
+            return False
+        self.out.write(f"\x1b[{rows}F\x1b[J")
+        self._trailing = 0
+        self._render(message)
+        self.ensure_newline()
+        self.out.write("\n" * echo.separator + echo.text)
+        self.out.flush()
+        self._echo = echo  # still last on screen
+        self._cell_rows = 0  # and our cell has shown nothing yet
+        self._last_display = None
+        return True
+
+    def _render(self, message: Message) -> None:
         content = message.content
         kind = message.msg_type
         if kind == "clear_output":
@@ -242,6 +283,7 @@ class OutputRenderer:
         self._trailing = 0
 
     def _write(self, text: str, *, err: bool = False, unknown: bool = False) -> None:
+        self._echo = None  # anything written now follows our input
         if not self.ansi:
             text = ANSI_RE.sub("", text)
         stream = self.err if err else self.out
@@ -311,6 +353,22 @@ class OutputRenderer:
         if 0 < self._cell_rows < height:
             self._erase_rows(self._cell_rows)
         self._cell_rows = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Echo:
+    """Our input as on screen, and the blank lines :meth:`OutputRenderer.separate` put
+    before it."""
+
+    text: str
+    separator: int
+
+
+def _rows(text: str, size: os.terminal_size) -> int:
+    """Screen rows ``text`` (whole lines, escapes allowed) takes at ``size``."""
+    width = max(size.columns, 1)
+    lines = ANSI_RE.sub("", text).removesuffix("\n").split("\n")
+    return sum(1 + max(_cells(line) - 1, 0) // width for line in lines)
 
 
 def _cells(text: str) -> int:

@@ -128,8 +128,10 @@ async def wait_until(
 
 @asynccontextmanager
 async def console_on(
-    kernel: str, history: History | None = None, *, vi_mode: bool = False
+    kernel: str, history: History | None = None, *, vi_mode: bool = False, ansi: bool = False
 ) -> AsyncIterator[Harness]:
+    """The console on a fresh ``kernel``; ``ansi``: the renderer may move the cursor
+    (output then holds its escape codes)."""
     async with start_kernel(kernel) as (manager, client), open_task_set() as tasks:
         assert manager.process is not None
         link = KernelLink(client, None, kernel)
@@ -144,7 +146,7 @@ async def console_on(
                 output=DummyOutput(),
                 stdout=out,
             )
-            renderer = OutputRenderer(out, ansi=False)
+            renderer = OutputRenderer(out, ansi=ansi)
             console = InteractiveConsole(link, ui, renderer, Terminal(out, tasks=tasks))
             task = tasks.spawn(console.run())
             harness = Harness(keys, out, ui, console, task, manager.process.pid)

@@ -146,6 +146,22 @@ def test_images_are_saved_to_a_file_without_terminal_support() -> None:
     os.unlink(path)
 
 
+def test_others_output_goes_above_our_input_until_ours_starts() -> None:
+    r, out = renderer()
+    r.render(msg("stream", name="stdout", text="before\n"))
+    r.separate()  # the blank line before the prompt
+    echo = "In [2]: x = 1\n   ...: y\n"  # what the finished prompt left on screen
+    r.begin_cell(echo=echo)
+    start = len(out.getvalue())
+    r.render(msg("stream", name="stdout", text="theirs\n"), above_input=True)
+    # Up over the input and the blank line, their output, then both again.
+    assert out.getvalue()[start:] == "\x1b[3F\x1b[Jtheirs\n\n" + echo
+    start = len(out.getvalue())
+    r.render(msg("stream", name="stdout", text="ours\n"))
+    r.render(msg("stream", name="stdout", text="late\n"), above_input=True)
+    assert out.getvalue()[start:] == "ours\nlate\n"  # after our output: in order
+
+
 def test_saved_images_live_in_a_directory_removed_at_exit(tmp_path: Path) -> None:
     images = SavedImages({})  # no LOOM_IMAGE_DIR: a temporary directory
     first = images.directory()

@@ -6,11 +6,15 @@ See ``_console_harness.py``: keys go through a pipe, output into a
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import pytest
 from _console_harness import KERNELS, console_on, run
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
+from kernel import connect_client
 from shell.console._completer import KernelCompleter
 from shell.console._paste import strip_prompts
 
@@ -101,5 +105,42 @@ def test_malformed_output_is_one_line_and_the_console_goes_on(kernel: str) -> No
                 assert "[malformed output: its data is a str, not a MIME bundle]" in lines
             assert "Traceback" not in h.output
             assert "could not display" not in h.output
+
+    run(scenario)
+
+
+# -- item 11: another client's output goes above our waiting input ---------------------
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_other_clients_output_goes_above_our_input_while_our_cell_waits(kernel: str) -> None:
+    """Our cell waits behind another client's: their output used to appear under our
+    ``In [N]:`` line, as if our cell had printed it."""
+
+    async def scenario() -> None:
+        async with console_on(kernel, ansi=True) as h:
+            async with connect_client(h.console.link.client.info) as other:
+                theirs = asyncio.ensure_future(
+                    other.execute(
+                        # One write per line: print()'s separate "\n" could come late.
+                        "import sys, time; sys.stdout.write('other' + '-1\\n'); "
+                        "time.sleep(1.5); sys.stdout.write('other' + '-2\\n'); 40 + 2"
+                    )
+                )
+                try:
+                    await h.until(lambda: "other-1" in h.output)  # theirs runs
+                    h.send("print('mi' + 'ne')\r")  # ours waits for it
+                    await h.until(lambda: "mine" in h.output)
+                    await asyncio.wait_for(theirs, 10)
+                finally:
+                    theirs.cancel()
+            out = h.output
+            echo = "In [2]: \x1b[0mprint('mi' + 'ne')\n"  # ours, drawn again below theirs
+            assert re.search(r"\x1b\[\d+F\x1b\[Jother-2", out), out  # our input erased first
+            last_echo = out.rindex(echo)
+            assert out.index("other-2") < last_echo
+            assert out.index("Out[1]: ") < last_echo
+            assert out.index("mine") > last_echo
+            await h.until(lambda: h.at_prompt(3))
 
     run(scenario)
