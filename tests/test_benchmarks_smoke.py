@@ -133,3 +133,20 @@ def test_bench_parallel_quick(tmp_path: Path) -> None:
             assert isinstance(row["met"], bool) is (row["loom"] is not None), row
     assert ("MISSED" in stdout) is (False in verdicts)
     assert metrics["many_per_s"]["tasks"]["loom"] > 0
+
+
+PX_FIGURES = ("px_ms", "enter_px_ms", "flood_s", "flood_prompt_s")
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(420)
+def test_bench_px_quick(tmp_path: Path) -> None:
+    """%px: Loom's kernel, pool and console, and ipykernel, ipyparallel and jupyter console,
+    each measured; every process the run started is gone (it says so if it had to kill)."""
+    stdout, report = run_quick("px", tmp_path, timeout=400)
+    metrics = report["metrics"]
+    assert_positive(metrics, PX_FIGURES, ("loom", "ipyparallel", "ratio"))
+    for name in PX_FIGURES:
+        row = metrics[name]
+        assert row["ratio"] == pytest.approx(row["loom"] / row["ipyparallel"]), name
+    assert "processes still alive" not in stdout
