@@ -20,7 +20,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,7 +186,25 @@ def get_kernel_spec(name: str) -> KernelSpec:
             searched = ", ".join(str(d) for d in kernel_dirs())
             available += f" (no others are installed; searched {searched})"
         raise KernelSpecError(f"no kernelspec named {name!r}; {available}")
-    return KernelSpec.from_resource_dir(key, specs[key])
+    return _with_safe_path(KernelSpec.from_resource_dir(key, specs[key]))
+
+
+#: The argv (after the interpreter) of a ``loom`` kernelspec written before Loom ran ``-P``.
+_UNSAFE_LOOM_ARGV = ["-m", "kernel", "-f", "{connection_file}"]
+
+
+def _with_safe_path(spec: KernelSpec) -> KernelSpec:
+    """``spec``, with ``-P`` added if it is a Loom kernelspec installed before Loom used it.
+
+    Such a kernel would import a ``kernel.py`` in the working directory instead of
+    Loom (issue 15). Only the interpreter running us, or one named as jupyter_client
+    substitutes it, is known to accept ``-P`` (Python 3.11+); Jupyter's own tools
+    still read the old file: ``loom kernelspec install`` rewrites it.
+    """
+    python = spec.argv[0]
+    if spec.argv[1:] == _UNSAFE_LOOM_ARGV and (python == sys.executable or python in _PYTHON_NAMES):
+        return replace(spec, argv=[python, "-P", *_UNSAFE_LOOM_ARGV])
+    return spec
 
 
 def format_kernel_cmd(spec: KernelSpec, connection_file: str | os.PathLike[str]) -> list[str]:

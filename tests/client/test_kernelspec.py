@@ -190,3 +190,17 @@ def test_the_unknown_name_error_lists_loom_even_when_it_is_not_installed() -> No
     assert "loom" not in find_kernel_specs()
     with pytest.raises(KernelSpecError, match=r"available: loom, python3$"):
         get_kernel_spec("no-such-kernel")
+
+
+@pytest.mark.parametrize("python", [sys.executable, "python"])
+def test_a_loom_kernelspec_installed_before_safe_path_gets_it(
+    jupyter_path: Path, python: str
+) -> None:
+    """Issue 15 item 1: a spec `loom kernelspec install` wrote before Loom used -P."""
+    old = {"argv": [python, "-m", "kernel", "-f", "{connection_file}"], "display_name": "L"}
+    _install(jupyter_path, "oldloom", old)
+    spec = get_kernel_spec("oldloom")
+    assert spec.argv == [python, "-P", "-m", "kernel", "-f", "{connection_file}"]
+    other = ["/opt/py2/bin/python", "-m", "kernel", "-f", "{connection_file}"]
+    _install(jupyter_path, "otherpython", {**old, "argv": other})
+    assert "-P" not in get_kernel_spec("otherpython").argv  # may not know -P: left alone
