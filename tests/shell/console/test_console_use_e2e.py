@@ -7,8 +7,10 @@ kernels killed by PID afterwards). Each test names the item it covers.
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
+import pexpect
 import pytest
 from test_console_e2e import KERNELS, Console, console, finish, open_console, prompt_re
 
@@ -57,6 +59,23 @@ def test_saved_images_are_deleted_when_the_console_exits(
     assert saved.read_bytes().startswith(b"\x89PNG")
     finish(c)
     assert not saved.exists()
+    assert list(tmp.iterdir()) == []
+
+
+def test_saved_images_are_deleted_when_the_console_is_terminated(
+    tmp_path: Path, console: list[Console]
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    c = open_console(console, tmp_path, TMPDIR=str(tmp), LOOM_IMAGES="file")
+    c.kernel_pid(1)
+    c.expect(prompt_re(2))
+    c.run(SHOW_PNG)
+    c.expect(r"\[image/png saved to (\S+\.png)\]")
+    c.expect(prompt_re(3))
+    c.child.kill(signal.SIGTERM)
+    c.child.expect(pexpect.EOF, timeout=15)
+    c.child.close()
     assert list(tmp.iterdir()) == []
 
 
