@@ -350,6 +350,7 @@ def ssh_scenario(spec: str) -> None:
     on stdout, and stop it. Failures are reported, not raised."""
     options = json.loads(spec)
     timeout = options.pop("timeout", 60)
+    kill_controller = options.pop("kill_controller", False)
     cluster = Cluster(engines="ssh", **options)
     report: dict[str, object] = {"controller_pid": 0}
     try:
@@ -364,6 +365,8 @@ def ssh_scenario(spec: str) -> None:
         )
         report["sum"] = sum(rc[:].apply_sync(lambda: 1))
         report["key_seen_in"] = processes_holding(rc.info.key)
+        if kill_controller:  # no stop at all: the ssh sessions must end the engines
+            kill_pid(cluster._process.pid)
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
     finally:

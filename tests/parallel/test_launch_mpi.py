@@ -53,6 +53,19 @@ def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() 
         assert all_gone(pids) == []
 
 
+def test_a_controller_killed_with_sigkill_takes_its_ranks_and_mpiexec_along() -> None:
+    cluster = Cluster(n=2, engines="mpi")
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        mpiexec = launcher_pid(cluster)
+        assert mpiexec is not None
+        ranks = {record.pid for record in rc._records.values()}
+        pids |= ranks | {mpiexec}
+        assert cluster._process is not None
+        kill_pid(cluster._process.pid)  # no stop: the ranks watch the controller
+        assert all_gone(ranks | {mpiexec}) == []
+
+
 def test_an_mpiexec_that_fails_ends_the_start_with_what_it_printed() -> None:
     cluster = Cluster(n=2, engines="mpi", mpi_args=["--no-such-mpiexec-option"])
     started = time.monotonic()

@@ -68,6 +68,21 @@ def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
         assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
 
 
+def test_a_controller_killed_with_sigkill_leaves_nothing_on_the_hosts(hosts: Hosts) -> None:
+    (b, b_ip), (c, c_ip) = hosts.hosts.items()
+    report = _scenario(
+        hosts, hosts={b_ip: 1, c_ip: 1}, ssh_args=hosts.ssh_args, kill_controller=True
+    )
+    assert "error" not in report, report["error"]
+    engines = report["engines"]
+    assert isinstance(engines, list)
+    assert len(engines) == 2
+    # Its ssh processes' stdin closed with it: each agent stopped its engines and left.
+    assert all_gone({pid for pid, _ in engines}) == []
+    for name in (b, c):
+        assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
+
+
 def test_an_unreachable_host_ends_the_start_with_what_ssh_printed(hosts: Hosts) -> None:
     (_, b_ip), _ = hosts.hosts.items()
     report = _scenario(hosts, hosts={b_ip: 1}, ssh_args=[*hosts.ssh_args, "-p", "2999"])
