@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from kernel.client import wait_pid_exit
 from kernel.protocol import ConnectionFileError, runtime_dir
@@ -133,9 +134,9 @@ def _start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launcher_options(pairs: list[str]) -> dict[str, object]:
+def _launcher_options(pairs: list[str]) -> dict[str, Any]:
     """``-o NAME=VALUE`` options: VALUE is JSON, or else a plain string."""
-    options: dict[str, object] = {}
+    options: dict[str, Any] = {}
     for pair in pairs:
         name, equals, value = pair.partition("=")
         if not equals or not name.isidentifier():

@@ -69,6 +69,7 @@ class Cluster:
         engines: str = "local",
         transport: str | None = None,
         detached: bool = False,
+        controller: str = "local",
         **launcher_options: Any,
     ):
         """``engines``: who starts the engines, ``"local"`` (the controller's children),
@@ -78,7 +79,13 @@ class Cluster:
         owner-only directory, so only this user can connect, and large buffers skip their
         own digest; ``"tcp"`` (the default for other launchers): sockets on ``ip``.
         ``detached``: the cluster outlives this process (``loom cluster start``);
-        otherwise it stops when this process exits."""
+        otherwise it stops when this process exits. ``controller="job"`` (slurm only):
+        the controller runs inside the batch job, and starts the engines with ``srun``."""
+        if controller not in ("local", "job"):
+            raise ValueError(f"controller must be 'local' or 'job', not {controller!r}")
+        if controller == "job" and engines != "slurm":
+            raise ValueError("controller='job' needs engines='slurm'")
+        self.controller = controller
         if transport is None:
             transport = "ipc" if engines == "local" else "tcp"
         if transport not in ("ipc", "tcp"):
@@ -121,11 +128,17 @@ class Cluster:
         if self._process is not None and self._process.is_alive():
             raise RuntimeError("this cluster is already running")
         read_fd, write_fd = os.pipe()
-        argv = [
-            sys.executable, "-P", "-m", "parallel.controller",
-            "-n", str(n), "--ip", self.ip, "--transport", self.transport,
-            "--ready-fd", str(write_fd), "--launcher", self._launcher_spec,
-        ]  # fmt: skip
+        if self.controller == "job":  # a supervisor: the controller is in the job
+            argv = [
+                sys.executable, "-P", "-m", "parallel.launchers._job_controller", "--outside",
+                "-n", str(n), "--spec", self._launcher_spec, "--ready-fd", str(write_fd),
+            ]  # fmt: skip
+        else:
+            argv = [
+                sys.executable, "-P", "-m", "parallel.controller",
+                "-n", str(n), "--ip", self.ip, "--transport", self.transport,
+                "--ready-fd", str(write_fd), "--launcher", self._launcher_spec,
+            ]  # fmt: skip
         if not self.detached:
             argv += ["--parent", str(os.getpid())]
         try:

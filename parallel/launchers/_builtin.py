@@ -8,5 +8,6 @@ BUILTIN = {
     "local": "parallel.controller._local_engines:LocalEngines",
     "mpi": "parallel.launchers._mpi:MPILauncher",
     "slurm": "parallel.launchers._slurm:SlurmLauncher",
+    "srun": "parallel.launchers._srun:SrunLauncher",
     "ssh": "parallel.launchers._ssh:SSHLauncher",
 }

@@ -93,6 +93,9 @@ class SlurmLauncher(Launcher):
                 raise LaunchError(f"env: {key!r} is not a variable name")
         self.python = python or sys.executable
         self.job_id: str | None = None
+        #: What the job runs instead of ``srun`` engines (``controller="job"``: the
+        #: controller itself, which starts the engines with ``srun``).
+        self.job_command: list[str] | None = None
         self._stopping = False
         self._workdir = Path()
 
@@ -114,9 +117,12 @@ class SlurmLauncher(Launcher):
         lines += [f"#SBATCH {line}" for line in self.sbatch_lines]
         lines += [f"export {key}={shlex.quote(value)}" for key, value in self.env.items()]
         lines.append("unset JPY_PARENT_PID")
-        engine = [self.python, "-P", "-m", "parallel.launchers._node_engine"]
-        engine += ["-f", str(ctx.cluster_file)]
-        lines.append(f"exec srun {shlex.join(engine)}")
+        if self.job_command is not None:
+            lines.append(f"exec {shlex.join(self.job_command)}")
+        else:
+            engine = [self.python, "-P", "-m", "parallel.launchers._node_engine"]
+            engine += ["-f", str(ctx.cluster_file)]
+            lines.append(f"exec srun {shlex.join(engine)}")
         return "\n".join(lines) + "\n"
 
     async def start(self, n: int, ctx: LaunchContext) -> None:

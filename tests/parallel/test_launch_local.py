@@ -123,7 +123,8 @@ def test_a_launcher_with_a_bug_is_reported_and_what_it_started_is_stopped() -> N
 @pytest.mark.parametrize(
     ("engines", "options", "expected"),
     [
-        ("pbs", {}, "engines='pbs': use one of 'local', 'mpi', 'slurm', 'ssh'"),
+        ("pbs", {}, "engines='pbs': use one of 'local', 'mpi', 'slurm', 'srun', 'ssh'"),
+        ("local", {"controller": "job"}, "controller='job' needs engines='slurm'"),
         ("nosuchmodule:Launcher", {}, "cannot import it"),
         ("os:path", {}, "is not a parallel.launchers.Launcher subclass"),
         ("local", {"hosts": {"a": 1}}, "unexpected keyword argument 'hosts'"),

@@ -4,6 +4,7 @@ a pending job shown as pending, a rejected submission quoted, stop cancelling th
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -72,6 +73,38 @@ def test_engines_run_as_one_sbatch_job_with_its_options_and_stop_cancels_it() ->
         assert _job(job_id)["JobState"] in ("CANCELLED", "COMPLETED")
 
 
+def test_the_controller_can_run_inside_the_batch_job() -> None:
+    cluster = Cluster(n=2, engines="slurm", controller="job")
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        assert rc.ids == [0, 1]
+        job_id = _job_id(cluster)
+        controller = rc.info.pid  # the cluster file's: the controller the job runs
+        pids |= {controller} | {record.pid for record in rc._records.values()}
+        assert (
+            f"SLURM_JOB_ID={job_id}\0".encode() in Path(f"/proc/{controller}/environ").read_bytes()
+        )
+        environ = rc[:].apply_sync(lambda: dict(__import__("os").environ))
+        assert [(env["SLURM_JOB_ID"], env["SLURM_STEP_ID"]) for env in environ] == [
+            (job_id, "0")
+        ] * 2
+        cluster.stop_cluster_sync()
+        assert all_gone(pids) == []
+        assert _job(job_id)["JobState"] in ("CANCELLED", "COMPLETED")
+
+
+def test_a_pending_job_with_the_controller_inside_is_shown_as_pending() -> None:
+    cluster = Cluster(n=1, engines="slurm", controller="job", partition="closed")
+    started = time.monotonic()
+    with cleaned_up(cluster), pytest.raises(ClusterUnavailable) as caught:
+        cluster.start_and_connect_sync(timeout=4)
+    assert time.monotonic() - started < 30
+    message = str(caught.value)
+    found = re.search(r"the slurm launcher: slurm job (\d+) is PENDING \(PartitionDown\)", message)
+    assert found is not None, message
+    assert _job(found.group(1))["JobState"] == "CANCELLED"  # stopping the start cancelled it
+
+
 def test_a_pending_job_is_shown_as_pending_and_stop_cancels_it() -> None:
     cluster = Cluster(n=2, engines="slurm", partition="closed")  # a partition that is DOWN
     with cleaned_up(cluster):
@@ -120,6 +153,7 @@ def test_a_job_whose_engines_die_is_reported_failed_with_its_output(slurm_conf: 
         ({"partition": ""}, "partition must be a non-empty string"),
         ({"sbatch_lines": ["--mem=1G\nrm -rf /"]}, "is not one option line"),
         ({"env": {"NOT A NAME": "x"}}, "is not a variable name"),
+        ({"controller": "head-node"}, "controller must be 'local' or 'job'"),
     ],
 )
 def test_bad_slurm_options_are_one_line(options: dict[str, object], expected: str) -> None:
