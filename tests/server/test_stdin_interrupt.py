@@ -56,10 +56,13 @@ def test_sigint_as_input_starts_waiting_raises_at_the_input_line(kernel: str) ->
                 content = reply.content
                 assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
                 traceback = ANSI.sub("", "\n".join(content["traceback"]))
-                assert "zmq" not in traceback, traceback
-                assert "hmac" not in traceback, traceback
-                if kernel == "loom":  # ipykernel shows frames of its own too
-                    assert f"value = input('trial {trial}: ')" in traceback
+                assert f"----> 1 value = input('trial {trial}: ')" in traceback, traceback
+                if kernel == "loom":
+                    # Nothing but the cell. (ipykernel shows frames of its own, and a
+                    # SIGINT sent within microseconds of its input_request can surface
+                    # inside pyzmq's send there: its code, not reachable from here.)
+                    assert "zmq" not in traceback, traceback
+                    assert "hmac" not in traceback, traceback
             reply = await client.execute("'value' in dir()", timeout=10)
             assert reply.content["status"] == "ok"
 
