@@ -10,6 +10,9 @@ engine registers (``register``, looked up by ``run_engine`` as a module global):
   sends nothing, it only picks the route), gives the engine a copy of the cluster file
   with that address (0600, in a private directory removed once the engine registered),
   and registers with the real hub. On the controller's node nothing changes.
+- **Its controller's life.** On the controller's node, ``JPY_PARENT_PID`` is set to the
+  controller's pid (from the cluster file), so the engine ends when the controller does
+  however it ends; elsewhere a pid means nothing, and the hub's heartbeats tell.
 - **Rank order** (``--mpi``). It imports ``mpi4py`` first (MPI_Init on the main thread,
   where cells run), and rank r registers only after rank r-1 did, so the hub (which
   numbers engines in registration order) gives rank r the id r in a cluster whose only
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import socket
 import sys
@@ -59,6 +63,10 @@ def main() -> int:
     info = ControllerInfo.read(cluster_file)  # an unreadable file: run_engine says why
     register: Callable[..., int] = engine.register
     here = address_towards(info) if info.transport == "tcp" else info.ip
+    if here == info.ip and info.pid > 0:
+        # The controller's own node: its pid means it here, so the engine ends with it
+        # (the kernel's parent watch), even if the controller is SIGKILLed.
+        os.environ["JPY_PARENT_PID"] = str(info.pid)
     if here != info.ip:
         copy_dir = Path(tempfile.mkdtemp(prefix="loom-node-"))  # 0700
         cluster_file = str(dataclasses.replace(info, ip=here).write(copy_dir / "cluster.json"))

@@ -11,7 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _launch_fixtures import all_gone, cleaned_up, isolate_launch, slurm, slurm_steps
+from _launch_fixtures import (
+    all_gone,
+    cleaned_up,
+    isolate_launch,
+    kill_pid,
+    slurm,
+    slurm_steps,
+)
 
 from parallel import Cluster, ClusterUnavailable
 
@@ -37,6 +44,16 @@ def _job(job_id: str) -> dict[str, str]:
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
     return dict(field.split("=", 1) for field in out.split() if "=" in field)
+
+
+def _job_over(job_id: str, timeout: float = 30.0) -> bool:
+    """Whether Slurm says the job is over within ``timeout`` s (its last task ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _job(job_id)["JobState"] not in ("RUNNING", "COMPLETING", "PENDING"):
+            return True
+        time.sleep(0.2)  # Slurm has no notification to wait on
+    return False
 
 
 def _job_id(cluster: Cluster) -> str:
@@ -103,6 +120,19 @@ def test_a_pending_job_with_the_controller_inside_is_shown_as_pending() -> None:
     found = re.search(r"the slurm launcher: slurm job (\d+) is PENDING \(PartitionDown\)", message)
     assert found is not None, message
     assert _job(found.group(1))["JobState"] == "CANCELLED"  # stopping the start cancelled it
+
+
+def test_a_controller_killed_with_sigkill_takes_its_engines_and_job_along() -> None:
+    cluster = Cluster(n=2, engines="slurm")
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        job_id = _job_id(cluster)
+        engines = {record.pid for record in rc._records.values()}
+        pids |= engines
+        assert cluster._process is not None
+        kill_pid(cluster._process.pid)  # no scancel: the engines watch their controller
+        assert all_gone(engines) == []
+        assert _job_over(job_id)
 
 
 def test_a_pending_job_is_shown_as_pending_and_stop_cancels_it() -> None:
