@@ -12,25 +12,30 @@ from typing import TYPE_CHECKING
 from kernel._lazy import lazy_exports
 
 __all__ = [
+    "CommandLauncher",
     "LaunchContext",
     "LaunchError",
     "Launcher",
     "LauncherStatus",
+    "engine_argv",
     "load_launcher",
     "make_launcher",
 ]
 
 _EXPORTS = {
+    "CommandLauncher": "._command",
     "LaunchContext": "._base",
     "LaunchError": "._base",
     "Launcher": "._base",
     "LauncherStatus": "._status",
     "load_launcher": "._base",
+    "engine_argv": "._command",
     "make_launcher": "._base",
 }
 
 if TYPE_CHECKING:
     from ._base import LaunchContext, Launcher, LaunchError, load_launcher, make_launcher
+    from ._command import CommandLauncher, engine_argv
     from ._status import LauncherStatus
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -29,8 +29,7 @@ from _cluster_support import isolate
 
 from kernel.client import wait_pid_exit
 from parallel import Cluster, ClusterUnavailable
-from parallel.launchers import LaunchContext, LaunchError
-from parallel.launchers._command import CommandLauncher, engine_argv
+from parallel.launchers import CommandLauncher, LaunchContext, LaunchError, engine_argv
 from parallel.launchers._launched_process import tail_of
 
 
