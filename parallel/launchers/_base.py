@@ -100,6 +100,8 @@ def load_launcher(engines: str) -> type[Launcher]:
     """The launcher class named ``engines``: a built-in name or ``"module:Class"``."""
     from ._builtin import BUILTIN
 
+    if not isinstance(engines, str):
+        raise LaunchError(f"engines must be a launcher's name, not {engines!r}")
     target = BUILTIN.get(engines, engines)
     module_name, colon, attr = target.partition(":")
     if not colon or not module_name or not attr:

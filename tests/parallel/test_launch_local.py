@@ -126,6 +126,7 @@ def test_a_launcher_with_a_bug_is_reported_and_what_it_started_is_stopped() -> N
         ("pbs", {}, "engines='pbs': use one of 'local', 'mpi', 'slurm', 'srun', 'ssh'"),
         ("local", {"controller": "job"}, "controller='job' needs engines='slurm'"),
         ("nosuchmodule:Launcher", {}, "cannot import it"),
+        (None, {}, "engines must be a launcher's name, not None"),
         ("os:path", {}, "is not a parallel.launchers.Launcher subclass"),
         ("local", {"hosts": {"a": 1}}, "unexpected keyword argument 'hosts'"),
         (SCRIPT, {"script": ""}, "script must be a non-empty shell command"),
@@ -133,7 +134,7 @@ def test_a_launcher_with_a_bug_is_reported_and_what_it_started_is_stopped() -> N
     ],
 )
 def test_bad_launcher_input_is_one_clear_line(
-    engines: str, options: dict[str, object], expected: str
+    engines: str | None, options: dict[str, object], expected: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(expected)) as caught:
         Cluster(n=1, engines=engines, **options)
