@@ -1,13 +1,17 @@
-"""A controller process: the hub, its notification PUB and, optionally, local engines.
+"""A controller process: the hub, its notification PUB and, optionally, its engines.
 
 Theory of operation
 -------------------
 ``run_controller`` binds the hub ROUTER and the notification PUB on free ports (chosen
-while binding), writes the cluster file (0600, the Jupyter runtime directory), prints
-``loom controller ready <path>`` on stdout (what a launcher waits for), starts the local
-engines it was asked for, and serves until a ``shutdown_request`` with ``hub: true``,
-SIGTERM or SIGINT. Then it stops the engines it started, closes its sockets and removes
-the cluster file. Every task belongs to one ``TaskGroup``; there are no threads.
+while binding), writes the cluster file (0600, the Jupyter runtime directory), starts
+the engines it was asked for through its launcher (``parallel.launchers``: local
+processes by default, or mpiexec, a Slurm job, ssh; ``--launcher``), prints ``loom
+controller ready <path>`` on stdout (what a launcher waits for), and serves until a
+``shutdown_request`` with ``hub: true``, SIGTERM or SIGINT. Then its launcher stops the
+engines it started, and it closes its sockets and removes the cluster file and the
+launcher's directory. A launcher that cannot start is reported (``loom launcher`` status
+line) and the controller exits with status 1. Every task belongs to one ``TaskGroup``;
+there are no threads.
 
 With ``parent_pid`` (set by ``Cluster`` for a controller that belongs to a script) the
 controller also stops when that process exits, so a killed script leaves nothing behind.
