@@ -44,6 +44,7 @@ __all__ = [
     "CONTROL_MAX_MESSAGE_SIZE",
     "HB_MAX_MESSAGE_SIZE",
     "HB_SNDHWM",
+    "IOPUB_MAX_SUBSCRIPTION",
     "MAX_STREAM_MESSAGE_BYTES",
     "SocketLimits",
     "SocketLimitsError",
@@ -52,8 +53,13 @@ __all__ = [
 
 #: Control and stdin carry small requests and typed answers: never more than this.
 CONTROL_MAX_MESSAGE_SIZE = 16 << 20
-#: Heartbeat pings are a few bytes; iopub receives only subscriptions (a topic).
+#: Heartbeat pings are a few bytes.
 HB_MAX_MESSAGE_SIZE = 64 << 10
+#: iopub receives only subscriptions, and libzmq keeps every distinct topic in a trie
+#: that costs about 50 bytes of memory per byte of topic (measured on a kernel: 10,000
+#: topics of 1,000 bytes, 10 MB sent, cost +460 MiB): topics are kept short. Jupyter clients
+#: subscribe to the empty topic; ipykernel's topics are under 100 bytes.
+IOPUB_MAX_SUBSCRIPTION = 256
 #: Echoes the heartbeat holds for a peer that pings without reading: they are dropped
 #: beyond this (a reading client never has more than a few pings in flight).
 HB_SNDHWM = 100

@@ -19,7 +19,7 @@ import zmq
 
 from kernel.protocol import CHANNELS, ConnectionInfo
 
-from ._limits import HB_MAX_MESSAGE_SIZE, HB_SNDHWM, SocketLimits
+from ._limits import HB_MAX_MESSAGE_SIZE, HB_SNDHWM, IOPUB_MAX_SUBSCRIPTION, SocketLimits
 
 __all__ = ["KernelSockets", "SocketLimits", "open_kernel_sockets"]
 
@@ -100,13 +100,14 @@ def _configure(sockets: dict[str, zmq.Socket[bytes]], limits: SocketLimits) -> N
         sock.rcvhwm = limits.receive_hwm
         size = limits.max_message_size if name == "shell" else limits.control_max_message_size
         _set_max_message_size(sock, size)
-    # iopub: only subscriptions come in. Out, a subscriber that stops reading may cost
-    # up to the byte budget; beyond it XPUB drops *its* messages, never the others'.
+    # iopub: only subscriptions come in, kept short (see IOPUB_MAX_SUBSCRIPTION). Out,
+    # a subscriber that stops reading may cost up to the byte budget; beyond it XPUB
+    # drops *its* messages, never the others'.
     iopub = sockets["iopub"]
     iopub.setsockopt(zmq.XPUB_VERBOSE, 1)
     iopub.sndhwm = limits.iopub_sndhwm
     iopub.rcvhwm = limits.receive_hwm
-    _set_max_message_size(iopub, HB_MAX_MESSAGE_SIZE)
+    _set_max_message_size(iopub, IOPUB_MAX_SUBSCRIPTION)
     # The heartbeat echoes whatever it receives (zmq.proxy), at once; echoes for a peer
     # that does not read them are dropped beyond HB_SNDHWM, which only that peer misses.
     hb = sockets["hb"]

@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 from _kernel_e2e import REPO_ROOT, isolate_kernel_env, loom_kernel
 from _support import Reaper, run
+from zmq.utils.monitor import parse_monitor_message
 
 from kernel.protocol import ConnectionInfo, Message, Session
 from kernel.transport import SocketLimits, SocketLimitsError
@@ -253,3 +254,44 @@ def test_a_subscriber_that_stopped_reading_costs_at_most_the_iopub_byte_budget(
                 stalled.close(linger=0)
 
     run(scenario, timeout=170)
+
+
+def test_long_iopub_subscriptions_are_refused_and_short_ones_greeted_on_their_topic() -> None:
+    # libzmq keeps each distinct topic in a trie at ~50 bytes per byte of topic: before
+    # the 256-byte cap, 2,000 subscriptions of 1 KB (2 MB sent) cost the kernel ~150 MiB.
+    async def scenario(reaper: Reaper) -> None:
+        async with loom_kernel(reaper) as k:
+            ctx = zmq.asyncio.Context.instance()
+            before = peak_rss(k.pid)
+            junk = ctx.socket(zmq.XSUB)
+            junk.linger = 0
+            junk.sndhwm = 0
+            monitor = junk.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            topic = ctx.socket(zmq.SUB)
+            topic.linger = 0
+            try:
+                junk.connect(k.info.url("iopub"))
+                for _ in range(2000):
+                    await junk.send(b"\x01" + os.urandom(500).hex().encode())
+                async with asyncio.timeout(TIMEOUT):
+                    event = parse_monitor_message(await monitor.recv_multipart())
+                assert event["event"] == zmq.EVENT_DISCONNECTED  # the kernel hung up
+                junk.disable_monitor()
+                junk.close(linger=0)
+                grown = peak_rss(k.pid) - before
+                assert grown < 16 * MIB, f"the kernel's peak RSS grew by {grown / MIB:.0f} MiB"
+
+                topic.subscribe(b"kernel.")
+                topic.connect(k.info.url("iopub"))
+                session = Session(k.info.key, k.info.signature_scheme)
+                async with asyncio.timeout(TIMEOUT):
+                    received = session.deserialize(await topic.recv_multipart())
+                assert received.identities == [b"kernel."]
+                assert received.message.msg_type == "iopub_welcome"
+                assert received.message.content == {"subscription": "kernel."}
+            finally:
+                monitor.close(linger=0)
+                junk.close(linger=0)
+                topic.close(linger=0)
+
+    run(scenario)
