@@ -141,27 +141,31 @@ class Session:
 
     # -- from the wire ----------------------------------------------------
 
-    def deserialize(self, frames: Sequence[bytes]) -> Received:
+    def deserialize(self, frames: Sequence[bytes | memoryview]) -> Received:
         """Parse and verify a frame list.
+
+        Buffer frames that are memoryviews are kept as they are (not copied); every
+        other frame becomes ``bytes``.
 
         Raises :class:`MalformedMessage` when the delimiter or frames are
         missing, a JSON frame is too large, not JSON or not an object, or the
         header lacks ``msg_id``/``msg_type``; :class:`SignatureError` when the
         signature is wrong; :class:`ReplayedMessage` for a replay.
         """
-        frames = [bytes(f) for f in frames]
         try:
             split = frames.index(DELIMITER)
         except ValueError:
             raise MalformedMessage("no <IDS|MSG> delimiter frame") from None
-        identities = frames[:split]
-        rest = frames[split + 1 :]
+        identities = [bytes(f) for f in frames[:split]]
+        rest = [bytes(f) for f in frames[split + 1 : split + 6]]
+        # Buffers received without a copy (memoryviews, see kernel.transport._frames) stay so.
+        buffers = [f if isinstance(f, memoryview) else bytes(f) for f in frames[split + 6 :]]
         if len(rest) < 5:
             raise MalformedMessage(
                 "expected a signature and 4 JSON frames after the delimiter, "
                 f"got {len(rest)} frames"
             )
-        signature, json_frames, buffers = rest[0], rest[1:5], rest[5:]
+        signature, json_frames = rest[0], rest[1:5]
         for name, frame in zip(_FRAME_NAMES, json_frames, strict=True):
             if len(frame) > self.max_json_frame:
                 raise MalformedMessage(
@@ -174,7 +178,9 @@ class Session:
         for key in _HEADER_KEYS:
             if not isinstance(header.get(key), str):
                 raise MalformedMessage(f"header has no string {key!r}")
-        return Received(identities, Message(header, parent, metadata, content, buffers))
+        # Message.buffers are bytes-like: memoryviews included, as for sending.
+        message = Message(header, parent, metadata, content, buffers)  # type: ignore[arg-type]
+        return Received(identities, message)
 
 
 _FRAME_NAMES = ("header", "parent_header", "metadata", "content")

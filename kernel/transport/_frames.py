@@ -6,10 +6,11 @@ written with pyzmq's constants is ``IntFlag`` arithmetic too. On a message of se
 small frames that was about two thirds of the send's cost (measured: 28 us for
 ``send_multipart`` against 10 us here, pyzmq 27.3). These helpers call the Cython
 backend's ``send``/``get`` with plain ints: the same libzmq calls, the same EINTR retry
-(done in the backend), no copies avoided or added. Frames sent here are always copied
-into libzmq (``copy=True``); zero-copy sends of large buffers keep using
-``send_multipart(copy=False)``. ``tests/protocol/test_frames.py`` checks these against
-pyzmq's own, so an upgrade that changes the backend is caught.
+(done in the backend). Frames sent here are always copied into libzmq (``copy=True``);
+zero-copy sends of large buffers keep using ``send_multipart(copy=False)``.
+:func:`recv_frames` receives large buffer frames without a copy.
+``tests/transport/test_frames.py`` checks these against pyzmq's own, so an upgrade that
+changes the backend is caught.
 """
 
 from __future__ import annotations
@@ -20,12 +21,22 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
-__all__ = ["has_input", "send_frames"]
+__all__ = ["ZERO_COPY_MIN", "has_input", "recv_frames", "send_frames"]
+
+#: A buffer frame at least this large is received without a copy (a memoryview of
+#: libzmq's message); smaller ones are copied into ``bytes``, which is cheaper for them.
+ZERO_COPY_MIN = 1 << 16
+#: Frames after the delimiter that are never buffers: the signature and 4 JSON frames.
+_SIGNED_FRAMES = 5
+_DELIMITER = b"<IDS|MSG>"
 
 _SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _send = _BackendSocket.send
+_recv = _BackendSocket.recv
 _get = _BackendSocket.get
 
 
@@ -40,3 +51,31 @@ def has_input(sock: zmq.Socket[Any]) -> bool:
     """Whether a message can be read from ``sock`` now (``ZMQ_EVENTS & POLLIN``)."""
     events = _get(sock, _EVENTS)
     return isinstance(events, int) and bool(events & _POLLIN)  # ZMQ_EVENTS is an int
+
+
+def recv_frames(sock: zmq.Socket[Any]) -> list[bytes]:
+    """The next multipart message on ``sock`` without blocking (``zmq.Again`` if none).
+
+    A Jupyter message's buffers (frames after the delimiter, the signature and the 4
+    JSON frames) of at least :data:`ZERO_COPY_MIN` bytes come as read-only memoryviews
+    of libzmq's messages, not copied: a 100 MB array pushed to an engine is copied once
+    fewer. Every other frame is ``bytes``.
+    """
+    frame: bytes = _recv(sock, _NOBLOCK, True)
+    frames = [frame]
+    signed_left = _SIGNED_FRAMES if frame == _DELIMITER else -1
+    while _get(sock, _RCVMORE):
+        if signed_left == 0:  # a buffer
+            part = _recv(sock, 0, False)
+            # A memoryview is a bytes-like frame, as in Session.serialize(copy_buffers=False).
+            # Read-only, as bytes would be: over inproc the view could be the sender's memory.
+            frame_view = part.buffer.toreadonly() if len(part) >= ZERO_COPY_MIN else part.bytes
+            frames.append(frame_view)  # type: ignore[arg-type]
+            continue
+        frame = _recv(sock, 0, True)
+        frames.append(frame)
+        if signed_left > 0:
+            signed_left -= 1
+        elif frame == _DELIMITER:
+            signed_left = _SIGNED_FRAMES
+    return frames

@@ -18,7 +18,7 @@ import zmq.asyncio
 
 from kernel.protocol import Message, ProtocolError, Received, Session
 
-from ._frames import has_input, send_frames
+from ._frames import has_input, recv_frames, send_frames
 from ._ratelimit import RateLimitedLog
 
 __all__ = ["MessageSocket", "RateLimitedLog", "shared_context"]
@@ -118,9 +118,10 @@ class MessageSocket:
         self._inbox.extendleft(reversed(received))
 
     def _drain(self) -> None:
-        while True:
+        # Asking ZMQ_EVENTS first: a recv that raises zmq.Again costs an exception.
+        while has_input(self.socket):
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(self.socket)  # large buffers without a copy
             except zmq.Again:
                 return
             try:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import zmq
 
-from kernel.transport._frames import has_input
+from kernel.transport._frames import has_input, recv_frames
 
 __all__ = ["FrameHandler", "Pump"]
 
@@ -163,7 +163,7 @@ def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler) -> int:
         if sock.closed or not has_input(sock):
             return count  # (closed: its own handler closed it, an engine was lost)
         try:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
+            frames = recv_frames(sock)  # large buffers (a pulled array) without a copy
         except zmq.Again:
             return count
         handler(frames)

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from kernel.transport._frames import has_input, send_frames
+from kernel.protocol import Session
+from kernel.transport._frames import ZERO_COPY_MIN, has_input, recv_frames, send_frames
 
 
 @pytest.fixture
@@ -60,3 +61,42 @@ def test_has_input_follows_the_queue(pair: tuple[zmq.Socket[bytes], zmq.Socket[b
     assert has_input(b) == bool(int(b.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
     b.recv_multipart()
     assert not has_input(b)
+
+
+def test_recv_frames_gives_large_buffers_as_views_and_everything_else_as_bytes(
+    pair: tuple[zmq.Socket[bytes], zmq.Socket[bytes]],
+) -> None:
+    a, b = pair
+    big, small = bytes(range(256)) * (ZERO_COPY_MIN // 256), b"small buffer"
+    signed = [b"<IDS|MSG>", b"sig", b'{"h":1}', b"{}", b"{}", b"{}"]
+    send_frames(a, [*signed, small, big])
+    assert b.poll(5000)
+    frames = recv_frames(b)
+    identity, rest = frames[0], frames[1:]
+    assert isinstance(identity, bytes)  # the ROUTER's routing id
+    assert rest[:6] == signed
+    assert all(type(f) is bytes for f in rest[:7])
+    assert rest[6] == small
+    view: object = rest[7]  # typed bytes: a view is a bytes-like frame
+    assert isinstance(view, memoryview)
+    assert view.readonly
+    assert view == big
+    # A large frame in the signed part (a big JSON content) is bytes, never a view.
+    send_frames(a, [b"<IDS|MSG>", b"sig", b"{}", b"{}", b"{}", b"[" + b" " * ZERO_COPY_MIN + b"]"])
+    assert b.poll(5000)
+    assert all(type(f) is bytes for f in recv_frames(b))
+    # Messages without a delimiter (a heartbeat) are plain bytes.
+    send_frames(a, [big])
+    assert b.poll(5000)
+    assert [type(f) for f in recv_frames(b)] == [bytes, bytes]
+    with pytest.raises(zmq.Again):
+        recv_frames(b)
+
+
+def test_a_session_keeps_received_views_as_buffers_without_copying() -> None:
+    session = Session(b"key")
+    data = bytearray(b"x" * ZERO_COPY_MIN)
+    frames = session.serialize(session.message("apply_request", {}, buffers=[bytes(data)]))
+    view = memoryview(data)
+    received = session.deserialize([*frames[:-1], view])
+    assert received.message.buffers[0] is view
