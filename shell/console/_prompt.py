@@ -35,6 +35,7 @@ from prompt_toolkit.styles import Style
 
 from kernel import KernelError
 
+from ._cell_status import BAR_STYLE
 from ._completer import KernelCompleter
 from ._keys import load_console_bindings
 from ._multiline import check_complete, is_complete_line
@@ -65,6 +66,8 @@ _STYLE = Style.from_dict(
 )
 _BAD_STATES = ("dead", "not responding", "restarting", "starting")
 _GREEN, _RESET = "\x1b[32m", "\x1b[0m"  # the prompt's ansigreen, for echo()
+#: The toolbar's state colours (bottom-toolbar.state.*) as escapes, for running_status().
+_STATE_SGR = {"busy": "\x1b[33m", "bad": "\x1b[1;37;41m"}
 
 
 class ConsoleUI:
@@ -253,6 +256,19 @@ class ConsoleUI:
             parts.append(("", f" last cell {_duration(self.last_duration)} │"))
         parts.append(("", " F2 help  Ctrl-D exit "))
         return parts
+
+    def running_status(self, width: int) -> str:
+        """The toolbar's line while our cell runs (:mod:`._cell_status`), at most
+        ``width`` cells: `` loom │ busy │ Ctrl-C interrupts ``."""
+        state = str(self.link.state)
+        parts = [f" {self.link.name} ", f" {state} ", " Ctrl-C interrupts "]
+        plain = "│".join(parts)
+        if len(plain) > width:
+            return plain[: max(width, 0)]
+        colour = _STATE_SGR.get("bad" if state in _BAD_STATES else state)
+        if colour is not None:
+            parts[1] = f"{colour}{parts[1]}{BAR_STYLE}"
+        return "│".join(parts)
 
     # -- kernel round trips ---------------------------------------------------
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +46,7 @@ from kernel import KernelDied, KernelError
 from kernel.client._tasks import Outcome, TaskSet, open_task_set, settled
 from shell.render._output import OutputRenderer, merge_streams
 
+from ._cell_status import CellStatus
 from ._commands import (
     Command,
     CommandError,
@@ -125,6 +126,14 @@ class InteractiveConsole:
             changed=ui.invalidate,
         )
         ui.prompt_marker = lambda: self.px.marker
+        # The toolbar's line while our cell runs (see _cell_status).
+        self.status = CellStatus(
+            term.stream,
+            ansi=renderer.ansi,
+            text=ui.running_status,
+            at_line_start=lambda: renderer.column == 0,
+            hidden=lambda: term.prompt_is_live or self.px.status is not None,
+        )
         # ConsoleUI takes these after construction (it is built before the console).
         ui.on_accept = self._accepted
         ui.write_above = term.call  # help (F2) queues with the kernel's output
@@ -132,7 +141,7 @@ class InteractiveConsole:
             link.death_hint = "Type %restart (or run a cell) to start a new one."
         link.set_handlers(
             notice=self.notice,
-            change=ui.invalidate,
+            change=self._state_changed,
             foreign_output=self._foreign_output,
             input_handler=self._answer_input,
         )
@@ -233,6 +242,7 @@ class InteractiveConsole:
         self._cells_run += 1
         cell = early.task if early is not None else self._spawn(settled(self._execute(code)))
         self._cell = cell
+        self.term.call(self.status.begin)
         try:
             await asyncio.wait({cell})
         finally:
@@ -241,6 +251,7 @@ class InteractiveConsole:
             cell.cancel()  # we are being cancelled: stop waiting for the reply too
             self.flush_output()
             self.term.call(self.px.end_cell)
+            self.term.call(self.status.end)
         await self.term.settle()
         await self._conclude(cell)
 
@@ -346,7 +357,7 @@ class InteractiveConsole:
             return
         self.flush_output()
         render = self.renderer.render
-        self.term.call(lambda: self.px.around(lambda: render(message, above_input=foreign)))
+        self.term.call(lambda: self._around(lambda: render(message, above_input=foreign)))
 
     def flush_output(self) -> None:
         """Write the stream output still pending (one write per run of one stream)."""
@@ -356,7 +367,7 @@ class InteractiveConsole:
         merged = merge_streams(self._pending)
         self._pending = []
         foreign = self._pending_foreign
-        self.term.call(lambda: self.px.around(lambda: self._render_all(merged, foreign)))
+        self.term.call(lambda: self._around(lambda: self._render_all(merged, foreign)))
 
     def _render_all(self, messages: list[Message], foreign: bool = False) -> None:
         for message in messages:
@@ -380,6 +391,7 @@ class InteractiveConsole:
         ``input()`` raises ``KeyboardInterrupt`` rather than maybe returning ''.
         """
         await self.term.settle()
+        self.status.erase()  # the question goes where the status line was
         self.renderer.ensure_newline()
         try:
             return await self.ui.ask(prompt, password=password)
@@ -401,7 +413,7 @@ class InteractiveConsole:
         if cell is None or cell.done():
             return  # between prompts: nothing to interrupt
         if self.term.echoes_ctrl_c():  # "^C" is on screen: what follows starts a line
-            self.term.call(self.renderer.break_line)
+            self.term.call(self._after_ctrl_c_echo)
         if not self.link.is_ready:
             cell.cancel()  # only waiting for a starting kernel: a signal could kill it
             return
@@ -411,6 +423,11 @@ class InteractiveConsole:
             cell.cancel()
             return
         self._spawn(self.link.interrupt())
+
+    def _after_ctrl_c_echo(self) -> None:
+        self.status.echoed_over("^C")  # echoed over the status line: keep only ^C
+        self.renderer.break_line()
+        self.status.draw()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -489,8 +506,18 @@ class InteractiveConsole:
 
     def notice(self, text: str) -> None:
         """Print a message from the console, above the prompt if one is up."""
-        self.term.call(lambda: self.renderer.notice(text))
+        self.term.call(lambda: self._around(lambda: self.renderer.notice(text)))
         self.ui.invalidate()
+
+    def _around(self, render: Callable[[], None]) -> None:
+        """Run ``render`` (which writes output) with the status lines out of its way:
+        our running cell's, and ``%px``'s."""
+        self.status.around(lambda: self.px.around(render))
+
+    def _state_changed(self) -> None:
+        self.ui.invalidate()
+        if self.status.running:  # the status line shows the state too
+            self.term.call(self.status.draw)
 
     def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` as a task of :meth:`run` (RuntimeError if it is not running)."""

@@ -98,6 +98,11 @@ class Terminal:
         except Exception as exc:  # output the renderer did not foresee: one line, go on
             self.stream.write(f"\n[loom: could not display output: {exc!r}]\n")
 
+    @property
+    def prompt_is_live(self) -> bool:
+        """Whether a prompt (a cell's, or a question's) is on screen now."""
+        return _prompt_is_live(self.interactive)
+
     def echoes_ctrl_c(self) -> bool:
         """Whether the terminal echoed ``^C`` for the Ctrl-C just pressed.
 

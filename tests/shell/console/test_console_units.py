@@ -16,6 +16,7 @@ from prompt_toolkit.output import DummyOutput
 from kernel.client import describe_exit
 from kernel.client._tasks import open_task_set
 from kernel.protocol import Message
+from shell.console._cell_status import BAR_STYLE, CellStatus
 from shell.console._commands import EXIT_WORDS, Command, is_exit, parse_command
 from shell.console._completer import completions_from_reply
 from shell.console._input_history import ConsoleHistory, kernel_history_entries
@@ -454,3 +455,39 @@ def test_long_text_goes_through_the_pager(tmp_path: Path, monkeypatch: pytest.Mo
     assert out.getvalue() == "short\n"  # the pager showed it, not the stream
     page("\x1b[31m" + long_text, out, interactive=False)  # plain mode: never paged, no escapes
     assert out.getvalue() == "short\n" + long_text
+
+
+def test_cell_status_line_is_drawn_below_output_and_erased_around_it() -> None:
+    out = io.StringIO()
+    state = {"column": 0, "hidden": False}
+    status = CellStatus(
+        out,
+        ansi=True,
+        text=lambda width: "busy"[:width],
+        at_line_start=lambda: state["column"] == 0,
+        hidden=lambda: state["hidden"],
+    )
+    status.draw()
+    assert out.getvalue() == ""  # no cell runs
+    status.begin()
+    line = f"\r\x1b[K{BAR_STYLE}busy\x1b[0m\r"
+    assert out.getvalue() == line
+    status.around(lambda: out.write("text\n"))
+    assert out.getvalue() == line + "\r\x1b[Ktext\n" + line  # erased, written, redrawn
+    status.echoed_over("^C")  # the terminal echoed ^C at its start
+    assert out.getvalue().endswith(line + "\r\x1b[K^C")
+    state["column"] = 3  # an unfinished line of output: the line waits for its end
+    status.draw()
+    assert not status.drawn
+    state["column"], state["hidden"] = 0, True  # a prompt (or %px's line) is up
+    status.draw()
+    assert not status.drawn
+    state["hidden"] = False
+    status.draw()
+    status.end()
+    assert out.getvalue().endswith(line + "\r\x1b[K")
+    assert not status.running
+    plain = CellStatus(io.StringIO(), ansi=False, text=str, at_line_start=lambda: True,
+                       hidden=lambda: False)  # fmt: skip
+    plain.begin()
+    assert not plain.drawn  # plain mode: never

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from test_console_e2e import KERNELS, Console, console, finish, open_console, prompt_re
+from test_console_e2e import KERNELS, Console, console, finish, open_console, out_re, prompt_re
 
 pytestmark = pytest.mark.peer
 
@@ -30,9 +30,12 @@ def test_keyboard_interrupt_starts_a_line_of_its_own_after_the_echoed_ctrl_c(
     c.run("import time; print('sleep' + 'ing'); time.sleep(30)")
     c.expect("sleeping")
     c.child.sendintr()
-    c.expect(r"\^C")  # the pty's echo
     c.expect("KeyboardInterrupt")
-    after_echo = c.child.before  # what followed ^C (ipykernel first draws a rule of dashes)
+    # The pty echoes ^C over the status line; the console erases that line, writes ^C
+    # again, then a line break. What follows the last ^C must start a new line
+    # (ipykernel first draws a rule of dashes).
+    shown = c.child.before
+    after_echo = shown[shown.rindex("^C") + 2 :]
     assert re.match(r"(?:\x1b\[[0-9;]*m)*\r?\n", after_echo), repr(after_echo[:80])
     c.expect(prompt_re(3))
     finish(c)
@@ -91,3 +94,22 @@ def test_images_are_kept_in_loom_image_dir(tmp_path: Path, console: list[Console
     assert saved.parent == kept
     finish(c)
     assert saved.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_status_line_says_busy_while_our_cell_runs(
+    kernel: str, tmp_path: Path, console: list[Console]
+) -> None:
+    """Item 9: the toolbar shows ``busy`` while our own cell runs (no prompt is up then)."""
+    c = open_console(console, tmp_path, "--kernel", kernel)
+    c.kernel_pid(1)
+    c.expect(prompt_re(2))
+    c.run("import time; print('sleep' + 'ing'); time.sleep(1); 'do' + 'ne'")
+    c.expect("sleeping")
+    c.expect(r"busy \S*│ Ctrl-C interrupts")  # drawn below the output so far
+    c.expect(r"\r\x1b\[K")  # and erased before the result is written
+    c.expect(out_re(2, "'done'"))
+    c.expect(prompt_re(3))
+    c.run("print('after')")  # a fresh cell: no status line left in the way
+    c.expect("after")
+    finish(c)
