@@ -61,6 +61,9 @@ def test_a_controller_killed_with_sigkill_takes_its_ranks_and_mpiexec_along() ->
         assert mpiexec is not None
         ranks = {record.pid for record in rc._records.values()}
         pids |= ranks | {mpiexec}
+        # Serving (an engine watches its controller from its hand-over, which comes
+        # after its registration), then killed.
+        assert len(rc[:].apply_sync(lambda: "serving")) == 2
         assert cluster._process is not None
         kill_pid(cluster._process.pid)  # no stop: the ranks watch the controller
         assert all_gone(ranks | {mpiexec}) == []

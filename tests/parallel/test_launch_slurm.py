@@ -129,6 +129,9 @@ def test_a_controller_killed_with_sigkill_takes_its_engines_and_job_along() -> N
         job_id = _job_id(cluster)
         engines = {record.pid for record in rc._records.values()}
         pids |= engines
+        # Serving (an engine watches its controller from its hand-over, which comes
+        # after its registration), then killed.
+        assert len(rc[:].apply_sync(lambda: "serving")) == 2
         assert cluster._process is not None
         kill_pid(cluster._process.pid)  # no scancel: the engines watch their controller
         assert all_gone(engines) == []
