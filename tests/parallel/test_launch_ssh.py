@@ -106,6 +106,20 @@ def test_an_engine_on_another_node_binds_that_nodes_address(hosts: Hosts) -> Non
     assert all_gone({engine[0]}) == []
 
 
+def test_one_unreachable_host_of_two_fails_the_start_and_leaves_nothing_on_the_other(
+    hosts: Hosts,
+) -> None:
+    (b, b_ip), _ = hosts.hosts.items()
+    # 10.9.0.1 is the controller's own namespace, where no sshd listens.
+    report = _scenario(hosts, hosts={b_ip: 1, "10.9.0.1": 1}, ssh_args=hosts.ssh_args)
+    error = str(report["error"])
+    assert "of 2 engines registered" in error
+    assert "the launcher failed" in error
+    assert "ssh to 10.9.0.1 (pid " in error
+    assert "Connection refused" in error
+    assert all_gone(hosts.pids_in(b) - {hosts.sshd_pids[b]}) == []
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
