@@ -25,9 +25,12 @@ STOP_GRACE = 5.0
 
 
 def engine_argv(ctx: LaunchContext, python: str | None = None) -> list[str]:
-    """``python -P -m parallel.engine -f CLUSTER.json``, the interpreter an absolute path
-    (a shell shim on PATH costs seconds per process under load)."""
-    return [python or sys.executable, "-P", "-m", "parallel.engine", "-f", str(ctx.cluster_file)]
+    """The command of one engine on any node: ``python -P -m
+    parallel.launchers._node_engine -f CLUSTER.json`` (``parallel.engine`` that binds its
+    own node's address and, on the controller's node, ends with the controller), the
+    interpreter an absolute path (a shell shim on PATH costs seconds per process)."""
+    module = "parallel.launchers._node_engine"
+    return [python or sys.executable, "-P", "-m", module, "-f", str(ctx.cluster_file)]
 
 
 class CommandLauncher(Launcher):
