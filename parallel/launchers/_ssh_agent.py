@@ -12,7 +12,8 @@ the engine count, the forwarded socket's path and extra environment. Then:
 3. it writes a cluster file for this host (0600, in a private directory) naming the relay
    as the hub, and starts the engines with ``JPY_PARENT_PID`` set to itself;
 4. when its stdin ends (the launcher stopped, or ssh died) it SIGTERMs the engines,
-   SIGKILLs what is left after a grace, removes its files, and exits: nothing remains.
+   SIGKILLs what is left after a grace, removes its files and the engines' connection
+   files, and exits: nothing remains.
 
 If every engine exits on its own, it exits 1 after printing their last output, so the
 launcher reports the failure.
@@ -31,6 +32,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from kernel.protocol import runtime_dir
 
 #: Seconds engines get after SIGTERM before SIGKILL.
 STOP_GRACE = 3.0
@@ -133,7 +136,9 @@ async def run(settings: dict[str, Any]) -> int:
         cluster = dict(settings["cluster"])
         cluster.update(ip=host, hub_port=port, notify_port=port, pid=os.getpid())
         cluster_file = _write_private(private / "cluster.json", cluster)
-        env = {**os.environ, **settings.get("env", {}), "JPY_PARENT_PID": str(os.getpid())}
+        # The engines' environment is ours too, so runtime_dir() below is theirs.
+        os.environ.update(settings.get("env", {}))
+        env = {**os.environ, "JPY_PARENT_PID": str(os.getpid())}
         engines = Engines(cluster_file, int(settings["n"]), env, private)
         pids = ", ".join(str(p.pid) for p in engines.processes)
         print(f"loom ssh agent {os.getpid()} on {host}: engines {pids}", flush=True)
@@ -157,6 +162,11 @@ async def run(settings: dict[str, Any]) -> int:
     finally:
         if engines is not None:
             await engines.stop()
+            # An engine stopped by a signal leaves its connection file (with the key):
+            # a controller cleans its own host; here this agent does.
+            pattern = f"kernel-engine-{cluster['cluster_id']}-*.json"
+            for leftover in runtime_dir().glob(pattern):
+                leftover.unlink(missing_ok=True)
         server.close()
         shutil.rmtree(private, ignore_errors=True)
         with contextlib.suppress(OSError):

@@ -364,6 +364,9 @@ def ssh_scenario(spec: str) -> None:
         )
         report["sum"] = sum(rc[:].apply_sync(lambda: 1))
         report["key_seen_in"] = processes_holding(rc.info.key)
+        remote_runtime = options.get("env", {}).get("JUPYTER_RUNTIME_DIR")
+        if remote_runtime:  # the engines' connection files, while they run
+            report["connection_files"] = len(list(Path(remote_runtime).glob("kernel-engine-*")))
         if kill_controller:  # no stop at all: the ssh sessions must end the engines
             kill_pid(cluster._process.pid)
     except ClusterUnavailable as exc:

@@ -44,11 +44,15 @@ def _scenario(net: Hosts, scenario: str = "ssh_scenario", **spec: object) -> dic
 
 
 def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
-    hosts: Hosts,
+    hosts: Hosts, tmp_path: Path
 ) -> None:
     (b, b_ip), (c, c_ip) = hosts.hosts.items()
-    report = _scenario(hosts, hosts={b_ip: 2, c_ip: 1}, ssh_args=hosts.ssh_args)
+    remote = tmp_path / "remote-runtime"  # the hosts' runtime directory (env reaches them)
+    env = {"JUPYTER_RUNTIME_DIR": str(remote)}
+    report = _scenario(hosts, hosts={b_ip: 2, c_ip: 1}, ssh_args=hosts.ssh_args, env=env)
     assert "error" not in report, report["error"]
+    assert report["connection_files"] == 3
+    assert list(remote.iterdir()) == []  # the agents removed them (they hold the key)
     assert report["ids"] == [0, 1, 2]  # n defaults to the hosts' counts
     assert report["sum"] == 3
     assert report["key_seen_in"] == []  # the key went over ssh's stdin: in no argv, no env
@@ -68,10 +72,14 @@ def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
         assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
 
 
-def test_a_controller_killed_with_sigkill_leaves_nothing_on_the_hosts(hosts: Hosts) -> None:
+def test_a_controller_killed_with_sigkill_leaves_nothing_on_the_hosts(
+    hosts: Hosts, tmp_path: Path
+) -> None:
     (b, b_ip), (c, c_ip) = hosts.hosts.items()
+    remote = tmp_path / "remote-runtime"
+    env = {"JUPYTER_RUNTIME_DIR": str(remote)}
     report = _scenario(
-        hosts, hosts={b_ip: 1, c_ip: 1}, ssh_args=hosts.ssh_args, kill_controller=True
+        hosts, hosts={b_ip: 1, c_ip: 1}, ssh_args=hosts.ssh_args, env=env, kill_controller=True
     )
     assert "error" not in report, report["error"]
     engines = report["engines"]
@@ -81,6 +89,7 @@ def test_a_controller_killed_with_sigkill_leaves_nothing_on_the_hosts(hosts: Hos
     assert all_gone({pid for pid, _ in engines}) == []
     for name in (b, c):
         assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
+    assert list(remote.iterdir()) == []
 
 
 def test_an_unreachable_host_ends_the_start_with_what_ssh_printed(hosts: Hosts) -> None:
