@@ -22,7 +22,6 @@ dropped result's late replies are discarded, so memory stays bounded.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
@@ -42,8 +41,9 @@ __all__ = ["AsyncResult", "ExecuteReply"]
 #: The lock ``Future``'s methods take, one for every result: a result is used on its
 #: client's thread only (the client has no thread of its own, and its waits pump instead
 #: of sleeping on this), so one lock is as good as one each, and a ``Condition`` per
-#: result was a sixth of a finished task's memory (about 760 bytes).
-_SHARED_CONDITION = threading.Condition()
+#: result was a sixth of a finished task's memory (about 760 bytes). Taken from a Future
+#: so that this module needs no ``threading`` (only the kernel's channels room imports it).
+_SHARED_CONDITION = Future()._condition
 
 
 @dataclass(slots=True)
@@ -86,6 +86,7 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         fname: str = "unknown",
         single: bool = False,
         reducer: Callable[[list[object]], object] | None = None,
+        ordered: bool = True,
     ) -> None:
         super().__init__()
         self._condition = _SHARED_CONDITION
@@ -98,6 +99,9 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         self._tasks = {msg_id: _Task() for msg_id in self.msg_ids}
         self._single = single
         self._reducer = reducer
+        #: Iteration order: the tasks' (``ordered``) or the order they finish in, which
+        #: ``_finished_order`` records (a map's ``ordered=False``).
+        self._finished_order: list[str] | None = None if ordered else []
         self._fname = fname
         self._submitted = time.monotonic()
         self._completed: float | None = None
@@ -125,6 +129,8 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         if task is None or task.done:
             return
         task.engine, task.value, task.error, task.done = engine, value, error, True
+        if self._finished_order is not None:
+            self._finished_order.append(msg_id)
         if all(t.done for t in self._tasks.values()):
             self._settle()
 
@@ -193,10 +199,29 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         return super().result(0)
 
     def __iter__(self) -> Iterator[Any]:
-        """Each task's value in order, as it arrives (a map's elements, unchunked)."""
-        self.get()  # ipyparallel semantics: errors surface here, as in get()
-        value = super().result(0)
-        yield from (value if isinstance(value, list) else [value])
+        """Each value as soon as it is in: a map's elements (unchunked) or each engine's
+        value, in order, or in the order their tasks finish for a map made with
+        ``ordered=False``. A failed task raises its error when its turn comes; a single
+        result's value is iterated as a whole (ipyparallel semantics)."""
+        if self._single:
+            self.get()
+            value = super().result(0)
+            yield from (value if isinstance(value, list) else [value])
+            return
+        pump, finished = self._client._pump, self._finished_order
+        for index, msg_id in enumerate(self.msg_ids):
+            if finished is None:
+                task = self._tasks[msg_id]
+                pump.pump_until(lambda: task.done, None)  # noqa: B023 - called at once
+            else:
+                pump.pump_until(lambda: len(finished) > index, None)  # noqa: B023
+                task = self._tasks[finished[index]]
+            if task.error is not None:
+                raise task.error
+            if self._reducer is not None:  # a map's task holds a chunk of elements
+                yield from task.value  # type: ignore[misc]
+            else:
+                yield task.value
 
     def __len__(self) -> int:
         return len(self.msg_ids)

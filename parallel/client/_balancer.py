@@ -18,6 +18,7 @@ client: two clients sharing a cluster balance independently (``docs/parallel.md`
 from __future__ import annotations
 
 import random
+import time
 from typing import TYPE_CHECKING
 
 from kernel.protocol import new_id
@@ -36,6 +37,7 @@ from parallel.scheduler import (
     TaskForgotten,
     TaskStatus,
     TaskSubmitted,
+    Tick,
     leastload,
 )
 
@@ -67,26 +69,63 @@ class Balancer:
         self._values: dict[str, tuple[int, object]] = {}
         #: Tasks settled while handling events, dropped from the scheduler right after.
         self._forget: list[str] = []
+        #: How many tasks were submitted with a timeout (no clock events without one).
+        self._deadlines = 0
         #: Outcomes decided before the caller tracked the task's result (``FailTask`` at
         #: submission), delivered by :meth:`deliver_early`.
         self._early: dict[str, tuple[int | None, object, RemoteError | None]] = {}
         self._run(*(EngineRegistered(engine=e, stimulus_id=f"known-{e}") for e in engines))
 
     def submit(
-        self, buffers: list[bytes], targets: frozenset[int] | None, *, retries: int, retry_on: str
+        self,
+        buffers: list[bytes],
+        targets: frozenset[int] | None,
+        *,
+        retries: int,
+        retry_on: str,
+        timeout: float | None = None,
+        after: frozenset[str] = frozenset(),
     ) -> str:
-        """Queue a task; its id (what its ``AsyncResult`` waits for)."""
+        """Queue a task; its id (what its ``AsyncResult`` waits for).
+
+        ``timeout``: seconds the task may wait here before it is sent to an engine
+        (ipyparallel's flag); later, it fails with ``TaskTimeout``. ``after``: tasks of
+        this balancer, still unsettled, that must succeed first.
+        """
         task_id = new_id()
         self._buffers[task_id] = buffers
+        deadline = None
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+            self._deadlines += 1
         event = TaskSubmitted(
             task_id=task_id,
             targets=targets,
             retries=retries,
             retry_on="engine-death" if retry_on == "engine-death" else "any",
+            deadline=deadline,
+            after=after,
             stimulus_id=task_id,
         )
         self._run(event)
         return task_id
+
+    def reject(self, error: RemoteError) -> str:
+        """A task that fails at once with ``error`` (a dependency that already failed)."""
+        task_id = new_id()
+        self._early[task_id] = (None, None, error)
+        return task_id
+
+    def knows(self, task_id: str) -> bool:
+        """Whether ``task_id`` is a task of this balancer not yet settled."""
+        return task_id in self._buffers
+
+    def tick(self) -> None:
+        """Fail tasks whose ``timeout`` passed before they were sent (the client calls this
+        while it waits, at least every ``Pump.TICK`` seconds)."""
+        if self._deadlines:
+            now = time.monotonic()
+            self._run(Tick(now=now, stimulus_id=f"tick-{now}"))
 
     def engine_registered(self, engine: int) -> None:
         self._run(EngineRegistered(engine=engine, stimulus_id=f"registered-{engine}"))

@@ -213,11 +213,14 @@ class Client:
             self._balancer.engine_lost(engine_id, reason)
 
     def _check_engines(self) -> None:
-        """Lose engines whose heartbeat went silent while we waited for them."""
+        """Lose engines whose heartbeat went silent while we waited for them; fail
+        load-balanced tasks that waited for an engine longer than their ``timeout``."""
         now = time.monotonic()
         for engine_id, link in list(self._links.items()):
             if not link.check(now):
                 self._lose_engine(engine_id, "stopped answering its heartbeat")
+        if self._balancer is not None:
+            self._balancer.tick()  # load-balanced tasks past their timeout fail
 
     def link(self, engine_id: int) -> EngineLink:
         """The connection to a registered engine; :class:`NoEnginesRegistered` otherwise."""

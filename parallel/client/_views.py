@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._errors import RemoteError
 from ._asyncresult import AsyncResult
 from ._remote import map_chunk, pull_names, pull_one, push_names
 
@@ -277,13 +278,16 @@ class DirectView(_View):
 class LoadBalancedView(_View):
     """A view whose tasks each run on one engine, chosen when the task can start."""
 
-    _flag_names = ("block", "retries", "timeout", "retry_on")
+    _flag_names = ("block", "retries", "timeout", "retry_on", "after")
 
     def __init__(self, client: Client, targets: Targets) -> None:
         super().__init__(client, targets)
         self.retries = 0
         self.retry_on = "any"
+        #: Seconds a task may wait for an engine before it fails with ``TaskTimeout``.
         self.timeout: float | None = None
+        #: Load-balanced results (or their msg_ids) that must succeed before tasks start.
+        self.after: Any = None
 
     def __repr__(self) -> str:
         return f"<LoadBalancedView {self.targets!r}>"
@@ -297,11 +301,47 @@ class LoadBalancedView(_View):
         self, f: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
     ) -> AsyncResult:
         buffers = _serialize(f, args, kwargs)
-        balancer = self.client.balancer
-        msg_id = balancer.submit(
-            buffers, self._target_set(), retries=self.retries, retry_on=self.retry_on
-        )
+        msg_id = self._submit(buffers, self._target_set(), self._after_ids())
         return self.client.track(AsyncResult(self.client, [msg_id], fname=_name(f), single=True))
+
+    def _submit(
+        self, buffers: list[bytes], targets: frozenset[int] | None, after: frozenset[str] | str
+    ) -> str:
+        balancer = self.client.balancer
+        if isinstance(after, str):  # a dependency that already failed: so does this task
+            return balancer.reject(RemoteError("TaskDependencyFailed", after))
+        return balancer.submit(
+            buffers,
+            targets,
+            retries=self.retries,
+            retry_on=self.retry_on,
+            timeout=self.timeout,
+            after=after,
+        )
+
+    def _after_ids(self) -> frozenset[str] | str:
+        """The ``after`` flag as task ids still to wait for, or why the task cannot run.
+
+        Results already finished are not waited for: a success is met, a failure fails
+        the new task at once (ipyparallel's default ``success_only``)."""
+        deps = self.after
+        if deps is None:
+            return frozenset()
+        items = list(deps) if isinstance(deps, list | tuple | set | frozenset) else [deps]
+        balancer, ids = self.client.balancer, set[str]()
+        for item in items:
+            if isinstance(item, AsyncResult) and item.done():
+                if item.exception(0) is not None:
+                    return f"a task it depends on ({item.msg_ids[0]}) failed"
+                continue
+            for msg_id in item.msg_ids if isinstance(item, AsyncResult) else [item]:
+                if not isinstance(msg_id, str) or not balancer.knows(msg_id):
+                    raise ValueError(
+                        f"after={msg_id!r}: not a pending load-balanced task of this client;"
+                        " pass the AsyncResult of a load-balanced apply or map"
+                    )
+                ids.add(msg_id)
+        return frozenset(ids)
 
     def _map(
         self,
@@ -317,16 +357,15 @@ class LoadBalancedView(_View):
         if chunksize < 1:
             raise ValueError("chunksize must be at least 1")
         length = min(len(seq) for seq in sequences)
-        balancer = self.client.balancer
-        targets = self._target_set()
+        targets, after = self._target_set(), self._after_ids()
         msg_ids = []
         for lo in range(0, length, chunksize):
             chunks = [list(seq[lo : lo + chunksize]) for seq in sequences]
             buffers = _serialize(map_chunk, [f, *chunks], {})
-            msg_ids.append(
-                balancer.submit(buffers, targets, retries=self.retries, retry_on=self.retry_on)
-            )
-        result = AsyncResult(self.client, msg_ids, fname=_name(f), reducer=_concatenate)
+            msg_ids.append(self._submit(buffers, targets, after))
+        result = AsyncResult(
+            self.client, msg_ids, fname=_name(f), reducer=_concatenate, ordered=ordered
+        )
         return self.client.track(result)
 
     def imap(
@@ -336,14 +375,9 @@ class LoadBalancedView(_View):
         ordered: bool = True,
         chunksize: int = 1,
     ) -> Iterator[Any]:
-        """Yield ``f``'s results one by one, as a map's chunks finish (in order if ``ordered``)."""
-        result = self._map(f, sequences, chunksize=chunksize)
-        for msg_id in result.msg_ids:
-            task = result._tasks[msg_id]
-            self.client._pump.pump_until(functools.partial(getattr, task, "done"), None)
-            if task.error is not None:
-                raise task.error
-            yield from task.value  # type: ignore[misc]
+        """Yield ``f``'s results one by one as the map's chunks finish: in order, or with
+        ``ordered=False`` as soon as any chunk is in (a slow element holds nothing up)."""
+        return iter(self._map(f, sequences, chunksize=chunksize, ordered=ordered))
 
 
 def _block(length: int, parts: int, index: int) -> tuple[int, int]:
