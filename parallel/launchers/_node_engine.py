@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kernel.protocol import ConnectionFileError
+
 from ..protocol._controller_info import ControllerInfo
 
 #: The MPI tag of the "I registered" token (any tag no user code will match by chance).
@@ -60,8 +62,13 @@ def main() -> int:
     # it is the engine's entry point on the nodes.
     from ..engine import _engine as engine
 
-    info = ControllerInfo.read(cluster_file)  # an unreadable file: run_engine says why
+    try:
+        info = ControllerInfo.read(cluster_file)
+    except ConnectionFileError as exc:  # as run_engine says it
+        print(f"loom engine: {exc}", file=sys.stderr)
+        return 2
     register: Callable[..., int] = engine.register
+    copy_dir: Path | None = None
     here = address_towards(info) if info.transport == "tcp" else info.ip
     if here == info.ip and info.pid > 0:
         # The controller's own node: its pid means it here, so the engine ends with it
@@ -74,15 +81,23 @@ def main() -> int:
         original = register
 
         def register_with_the_real_hub(_: ControllerInfo, *a: Any, **k: Any) -> int:
-            shutil.rmtree(copy_dir, ignore_errors=True)  # the engine has read its copy
+            _remove(copy_dir)  # the engine has read its copy (it holds the key)
             return original(info, *a, **k)
 
         register = register_with_the_real_hub
     if args.mpi:
         register = _in_rank_order(register)
     engine.register = register
-    code: int = engine.run_engine(cluster_file)
+    try:
+        code: int = engine.run_engine(cluster_file)
+    finally:  # an engine that failed before registering (one that serves never returns)
+        _remove(copy_dir)
     return code
+
+
+def _remove(directory: Path | None) -> None:
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _in_rank_order(register: Callable[..., int]) -> Callable[..., int]:
