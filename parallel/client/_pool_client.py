@@ -43,7 +43,13 @@ from kernel.protocol import (
 from kernel.transport import shared_context
 from kernel.transport._frames import send_frames
 
-from .._errors import ClusterUnavailable, EngineError, NoEnginesRegistered, RemoteError
+from .._errors import (
+    ClusterUnavailable,
+    EngineError,
+    NoEnginesRegistered,
+    RemoteError,
+    SerializationError,
+)
 from .._errors import TimeoutError as ParallelTimeout
 from ..protocol._controller_info import ControllerInfo, newest_cluster_file
 from ..protocol._hub_messages import EngineRecord
@@ -256,6 +262,8 @@ class Client:
         self, engine_id: int, msg_type: str, content: JSONDict, buffers: list[bytes] | None = None
     ) -> str:
         """Send a shell request to an engine; its msg_id. Results are routed by msg_id."""
+        if buffers:
+            self._check_size(engine_id, buffers)
         metadata: JSONDict = {}
         if buffers and not self._info.authenticates_peers:
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
@@ -263,6 +271,19 @@ class Client:
         self._kinds[message.msg_id] = msg_type
         self.link(engine_id).send("shell", message)
         return message.msg_id
+
+    def _check_size(self, engine_id: int, buffers: list[bytes]) -> None:
+        """:class:`SerializationError` if a frame is larger than the engine accepts: libzmq
+        would drop the connection without a word, and the request would never finish."""
+        record = self._records.get(engine_id)
+        limit = record.max_message_size if record is not None else 0
+        largest = max(memoryview(b).nbytes for b in buffers)
+        if limit and largest > limit:
+            raise SerializationError(
+                f"an argument of {largest:,} bytes is larger than engine {engine_id} accepts"
+                f" ({limit:,} bytes): start the cluster with a larger LOOM_MAX_MESSAGE_SIZE"
+                " (e.g. LOOM_MAX_MESSAGE_SIZE=1G loom cluster start), or send the data in parts"
+            )
 
     def track(self, result: AsyncResult) -> AsyncResult:
         """Route the replies to ``result``'s msg_ids to it (held weakly)."""

@@ -42,7 +42,7 @@ from kernel.transport import MessageSocket, RateLimitedLog
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
 
 from ..protocol._controller_info import ControllerInfo
-from ..protocol._hub_messages import EngineRecord, address_of, ports_of
+from ..protocol._hub_messages import EngineRecord, address_of, max_message_size_of, ports_of
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
 
@@ -114,6 +114,7 @@ class Hub:
             raise MalformedMessage("registration needs a uuid string and a pid number")
         ports = ports_of(request.content.get("ports"))
         address = address_of(request.content)
+        limit = max_message_size_of(request.content)
         events = self.registry.handle(RegistrationReceived(uuid=uuid, stimulus_id=request.msg_id))
         engine_id = -1
         for event in events:
@@ -121,7 +122,7 @@ class Hub:
                 case EngineLost(engine=lost):
                     self._forget(lost, "it registered again (restarted)")
                 case EngineRegistered(engine=engine_id):
-                    record = EngineRecord(engine_id, uuid, pid, address, ports)
+                    record = EngineRecord(engine_id, uuid, pid, address, ports, limit)
                     self.engines[engine_id] = record
                     self._watch(record)
                     self._publish("registration_notification", record.to_content())

@@ -96,9 +96,17 @@ def _on_signal_request(server: KernelServer, request: Message) -> Reply:
 
 
 def register(
-    controller: ControllerInfo, info: ConnectionInfo, engine_uuid: str, timeout: float
+    controller: ControllerInfo,
+    info: ConnectionInfo,
+    engine_uuid: str,
+    timeout: float,
+    max_message_size: int = 0,
 ) -> int:
     """Register with the controller's hub; the engine id it gives.
+
+    ``max_message_size`` (the shell socket's frame limit, 0: none) travels in the record
+    so that clients refuse a larger argument with a clear error: libzmq would drop the
+    connection silently and the request would never be answered.
 
     Raises :class:`EngineStartError` if the hub does not answer within ``timeout``
     seconds or refuses.
@@ -109,7 +117,13 @@ def register(
     try:
         sock.connect(controller.hub_url)
         ports = {f"{ch}_port": info.port(ch) for ch in CHANNELS}
-        content = {"uuid": engine_uuid, "pid": os.getpid(), "address": info.ip, "ports": ports}
+        content = {
+            "uuid": engine_uuid,
+            "pid": os.getpid(),
+            "address": info.ip,
+            "ports": ports,
+            "max_message_size": max_message_size,
+        }
         sock.send_multipart(session.serialize(session.message("registration_request", content)))
         if not sock.poll(int(timeout * 1000)):
             raise EngineStartError(
@@ -131,22 +145,30 @@ def register(
 def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> int:
     """Run an engine of the cluster in ``cluster_file`` until shut down; ends the process.
 
-    Returns 2 (with a message on stderr) if the cluster file is unreadable and 3 if the
-    engine could not register; otherwise the process ends when the engine stops.
+    Returns 2 (with a message on stderr) if the cluster file or a ``LOOM_*`` socket
+    setting is unreadable and 3 if the engine could not register; otherwise the process
+    ends when the engine stops.
     """
     from kernel.server import end_process, serve, start_io
-    from kernel.transport import open_kernel_sockets
+    from kernel.transport import SocketLimits, SocketLimitsError, open_kernel_sockets
 
     try:
         controller = ControllerInfo.read(cluster_file)
     except ConnectionFileError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
+    try:
+        limits = SocketLimits.from_env()
+    except SocketLimitsError as exc:
+        print(f"loom engine: {exc}", file=sys.stderr)
+        return 2
     engine_uuid = str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
-    sockets = open_kernel_sockets(controller.engine_connection(address))
+    sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
     try:
-        engine_id = register(controller, sockets.info, engine_uuid, timeout)
+        engine_id = register(
+            controller, sockets.info, engine_uuid, timeout, limits.max_message_size
+        )
     except EngineStartError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)

@@ -29,7 +29,7 @@ from typing import Any
 
 from kernel.protocol import CHANNELS, JSONDict, MalformedMessage
 
-__all__ = ["EngineRecord", "address_of", "ports_of"]
+__all__ = ["EngineRecord", "address_of", "max_message_size_of", "ports_of"]
 
 
 def ports_of(data: object) -> dict[str, int]:
@@ -54,6 +54,9 @@ class EngineRecord:
     pid: int
     address: str
     ports: dict[str, int]
+    #: The largest frame the engine's shell accepts (``LOOM_MAX_MESSAGE_SIZE``; 0: no
+    #: limit). libzmq drops a connection that sends more, silently: clients check first.
+    max_message_size: int = 0
 
     def to_content(self) -> JSONDict:
         return {
@@ -62,6 +65,7 @@ class EngineRecord:
             "pid": self.pid,
             "address": self.address,
             "ports": dict(self.ports),
+            "max_message_size": self.max_message_size,
         }
 
     @classmethod
@@ -74,7 +78,16 @@ class EngineRecord:
             raise MalformedMessage("engine uuid must be a non-empty string")
         if not isinstance(pid, int) or isinstance(pid, bool):
             raise MalformedMessage("engine pid must be an integer")
-        return cls(engine_id, uuid, pid, address_of(content), ports_of(content.get("ports")))
+        limit = max_message_size_of(content)
+        return cls(engine_id, uuid, pid, address_of(content), ports_of(content.get("ports")), limit)
+
+
+def max_message_size_of(content: Mapping[str, Any]) -> int:
+    """An engine's ``max_message_size`` (0 when absent: an older engine, limit unknown)."""
+    limit = content.get("max_message_size", 0)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise MalformedMessage(f"max_message_size must be a non-negative integer, got {limit!r}")
+    return limit
 
 
 def address_of(content: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ import zmq
 from _cluster_support import isolate, running_cluster
 
 from kernel.protocol import Message, Session
+from parallel.error import SerializationError
 from parallel.protocol import serialize_call
 
 TIMEOUT_MS = 20_000
@@ -92,3 +93,19 @@ def test_an_engine_refuses_tampered_buffers_and_forged_requests_and_lives_on() -
         finally:
             shell.close()
         assert rc[0].apply_sync(lambda: 3) == 3
+
+
+def test_an_argument_larger_than_the_engines_limit_is_refused_at_once_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # libzmq drops a connection that sends a frame over ZMQ_MAXMSGSIZE without a word, and
+    # the request would never be answered: the engine tells its limit, the client checks.
+    monkeypatch.setenv("LOOM_MAX_MESSAGE_SIZE", "1M")
+    with running_cluster(1) as (_, rc):
+        assert rc._records[0].max_message_size == 1 << 20
+        view = rc[0]
+        with pytest.raises(SerializationError, match=r"larger than engine 0 accepts.*LOOM_MAX"):
+            view.push({"big": b"x" * (2 << 20)}, block=True)
+        view.push({"small": b"x" * (512 << 10)}, block=True)
+        assert view.apply_sync(len, b"y" * (512 << 10)) == 512 << 10
+        assert view.pull("small", block=True) == b"x" * (512 << 10)
