@@ -150,7 +150,7 @@ class TextRenderer:
                 data = content.get("data")
                 if _px_signal_only(data):
                     return  # %px's progress or autopx state, for consoles: nothing to log
-                text, _ = format_bundle(data if isinstance(data, dict) else {}, None)
+                text, _ = format_bundle(data if data is not None else {}, None)
                 self.writer.out(with_newline(text))
             case "error":
                 text = error_text(content)

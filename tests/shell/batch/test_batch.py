@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import selectors
@@ -32,7 +33,7 @@ from kernel.client._manager import pick_ports
 from kernel.protocol import ConnectionInfo, Message
 from shell.batch._cell_names import CellNames
 from shell.batch._notebook import NotebookRecorder
-from shell.batch._report import json_record
+from shell.batch._report import OutputWriter, TextRenderer, json_record
 from shell.batch._run import main as batch_main
 from shell.batch._source import Cell, Document, split_script
 
@@ -244,6 +245,21 @@ def test_tracebacks_number_cells_as_the_run_does(tmp_path: Path, kernel: str) ->
     assert any(line.startswith("cell 0 (job.py:2), in f") for line in lines), lines
     assert "loom run: cell 1 (job.py:5) failed; not running the remaining cells" in lines
     assert_clean_stderr(result.stderr)
+
+
+def test_malformed_outputs_are_one_line_in_the_log() -> None:
+    """Issue 15 item 21: a kernel may sign anything; the log says what was wrong."""
+    out, err = io.StringIO(), io.StringIO()
+    renderer = TextRenderer(OutputWriter(out, err))
+    renderer.output(0, _message("display_data", {"data": "oops"}))
+    renderer.output(0, _message("execute_result", {"data": ["x"], "execution_count": 1}))
+    renderer.output(0, _message("display_data", {"data": {"image/png": "%%%"}}))
+    assert out.getvalue().splitlines() == [
+        "[malformed output: its data is a str, not a MIME bundle]",
+        "[malformed output: its data is a list, not a MIME bundle]",
+        "[output of type image/png]",  # loom run never decodes images
+    ]
+    assert err.getvalue() == ""
 
 
 def test_cell_names_rewrite_known_counts_and_keep_colours() -> None:
