@@ -205,6 +205,7 @@ def _register(ipython: Any, px: PxMagics) -> None:
 
 def _line(method: Callable[[str], Coroutine[Any, Any, T]]) -> Callable[[str], T]:
     def magic(line: str) -> T:
+        __tracebackhide__ = True  # IPython leaves such frames out of tracebacks
         return _translated(lambda: run_blocking(method(line)))
 
     magic.__doc__ = method.__doc__
@@ -213,6 +214,7 @@ def _line(method: Callable[[str], Coroutine[Any, Any, T]]) -> Callable[[str], T]
 
 def _cell(method: Callable[[str, str], Coroutine[Any, Any, T]]) -> Callable[[str, str], T]:
     def magic(line: str, cell: str) -> T:
+        __tracebackhide__ = True
         return _translated(lambda: run_blocking(method(line, cell)))
 
     magic.__doc__ = method.__doc__
@@ -228,9 +230,14 @@ def _plain(method: Callable[[str], T]) -> Callable[[str], T]:
 
 
 def _translated(call: Callable[[], T]) -> T:
+    """Run a magic: its usage errors become IPython's; Ctrl-C ends the cell with a
+    ``KeyboardInterrupt`` whose traceback is the cell's line, not the magics' frames."""
     from IPython.core.error import UsageError
 
+    __tracebackhide__ = True
     try:
         return call()
     except PxUsageError as exc:
         raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None  # the engines were signalled and told so

@@ -127,9 +127,10 @@ class PxMagics:
         #: The last ``%px`` result (what ``%pxresult`` shows).
         self.last_result: AsyncResult | None = None
         self._last_ids: list[int] = []
-        #: What the background follower of the last ``--noblock`` run showed, and it.
-        self._shown: Shown | None = None
-        self._follower: asyncio.Task[None] | None = None
+        #: ``--noblock`` runs streaming in the background: what each showed, and its task,
+        #: by the run's first msg_id. Each runs until its run is done, or ``%pxresult``
+        #: takes over (only the last run's), or the magics close.
+        self._followers: dict[str, tuple[Shown, asyncio.Task[None]]] = {}
         self.autopx_on = False
 
     @property
@@ -204,7 +205,9 @@ class PxMagics:
         view = self.current_view()
         result, ids = submit_px(view, settings.targets, code)
         self.last_result, self._last_ids = result, ids
-        self._stop_following()
+        for key, (_, task) in list(self._followers.items()):
+            if task.done():  # a finished run's: %pxresult can no longer ask for it
+                del self._followers[key]
         if args.save_name:
             self.host.user_ns[args.save_name] = result
         announce(ids, settings, self.host.emit)
@@ -224,21 +227,36 @@ class PxMagics:
             await stream_in_background(shown, emit, wait_on_loop)
 
         task = self.host.background(run)
-        if task is not None:
-            self._shown, self._follower = shown, task
+        if task is None or not shown.result.msg_ids:
+            return
+        key = shown.result.msg_ids[0]
+        self._followers[key] = (shown, task)
+        task.add_done_callback(lambda _: self._forget_follower(key, task))
 
-    def _stop_following(self) -> Shown | None:
-        """Stop the background follower (its result is wanted now, or forgotten); what
-        it showed."""
-        shown, follower = self._shown, self._follower
-        self._shown = self._follower = None
-        if follower is not None and not follower.done():
-            follower.cancel()
+    def _forget_follower(self, key: str, task: asyncio.Task[None]) -> None:
+        """A follower ended: forget it, unless ``%pxresult`` may still want what it showed."""
+        found = self._followers.get(key)
+        last = self.last_result
+        if found is not None and found[1] is task and (last is None or key not in last.msg_ids):
+            del self._followers[key]
+
+    def _stop_following(self, result: AsyncResult) -> Shown | None:
+        """Stop the background follower of ``result`` (``%pxresult`` takes over); what it
+        showed (None: no follower ran for it)."""
+        key = result.msg_ids[0] if result.msg_ids else ""
+        found = self._followers.pop(key, None)
+        if found is None:
+            return None
+        shown, task = found
+        if not task.done():
+            task.cancel()
         return shown
 
     def close(self) -> None:
-        """Stop following a ``--noblock`` run in the background."""
-        self._stop_following()
+        """Stop following ``--noblock`` runs in the background."""
+        followers, self._followers = self._followers, {}
+        for _, task in followers.values():
+            task.cancel()
 
     async def pxresult(self, line: str = "") -> None:
         """Show the result of the last ``%px``: ``%pxresult [-o NAME] [--group-outputs=...]``.
@@ -252,7 +270,7 @@ class PxMagics:
         if args.save_name:
             self.host.user_ns[args.save_name] = result
             return
-        shown = self._stop_following()
+        shown = self._stop_following(result)
         groupby = args.groupby or self.config.groupby
         if shown is None or not shown.streamed:
             await self._wait(result._client, result.done, None)

@@ -171,14 +171,20 @@ def test_px_at_the_console(kernel: str, tmp_path: Path, console: list[Console]) 
         c.expect(r"█*░+ ")  # the bar came after 0.5 s
         c.prompt()
 
-        # --noblock: output appears above the live prompt as the engines produce it.
-        c.cell("%px --noblock import time; time.sleep(1.0); print('late' + 'output'); 6 * 7")
+        # --noblock: output appears above the live prompt as the engines produce it, also
+        # for a run that is no longer the last one.
+        c.cell("%px --noblock import time; time.sleep(1.5); print('late' + 'output')")
+        c.cell("%px --noblock import time; time.sleep(1.0); print('second' + 'run'); 6 * 7")
         c.prompt()  # the prompt is back at once...
-        c.expect(label_re("stdout", 0, 36) + r" lateoutput", timeout=20)  # ...then, untyped
+        # ...then, untyped (an engine runs them in turn: the first run's line first)
+        c.expect(label_re("stdout", 0, 36) + r" lateoutput", timeout=20)
+        c.expect(label_re("stdout", 0, 36) + r" secondrun", timeout=20)
         c.cell("%pxresult")
         c.expect(r"Out\[0:\d+\]:.* 42")
         c.prompt()
-        assert _plain(c).count("lateoutput") == 4 + 0  # each engine's line once, not again
+        # each engine's lines once: %pxresult shows the values, not the lines again
+        assert _plain(c).count("] lateoutput") == 4
+        assert _plain(c).count("] secondrun") == 4
 
         # %autopx: the prompt says so; cells go to the engines.
         c.cell("%autopx")
@@ -211,12 +217,14 @@ def test_px_at_the_console(kernel: str, tmp_path: Path, console: list[Console]) 
         # an engine that ignores the signal is named after a few seconds.
         c.cell("%px -t 3 import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)")
         c.cell("%px import time; print('sleep' + 'ing'); time.sleep(60)")
-        c.expect(r"sleeping")
+        for _ in range(4):  # every engine runs it: a signal cannot come before the cell
+            c.expect(r"\]\x1b\[0m sleeping")
         started = time.monotonic()
         c.child.sendintr()
         c.expect(r"Interrupted: sent SIGINT to engines 0-3")
         c.expect(r"Engine 3 did not stop within 3 s and may still be running", timeout=20)
         c.prompt(timeout=20)
+        assert "_px_run.py" not in _plain(c)  # no traceback through the magics' frames
         assert time.monotonic() - started < 15
         c.cell("%px -t 0:3 print('still' + 'usable')")
         c.expect(r"stillusable")
