@@ -47,7 +47,7 @@ import zmq
 
 from kernel.protocol import JSONDict, Message, ProtocolError, Session
 
-__all__ = ["StdinBridge", "StdinNotImplementedError"]
+__all__ = ["FrontEndInput", "StdinBridge", "StdinNotImplementedError"]
 
 
 class StdinNotImplementedError(RuntimeError):
@@ -75,15 +75,21 @@ class StdinBridge:
         self._wakeup: tuple[int, int] | None = None  # (read, write) ends, made on first use
 
     def request(
-        self, prompt: str, password: bool, parent: JSONDict, identities: list[bytes]
+        self,
+        prompt: str,
+        password: bool,
+        parent: JSONDict,
+        identities: list[bytes],
+        metadata: JSONDict | None = None,
     ) -> str:
         """Ask the front end for a line; raises ``EOFError`` if it sends none, and
-        ``KeyboardInterrupt`` (raised here, see the module docstring) on an interrupt."""
+        ``KeyboardInterrupt`` (raised here, see the module docstring) on an interrupt.
+        ``metadata`` goes in the ``input_request``'s metadata (the debugger's names)."""
         if threading.current_thread() is not threading.main_thread():
-            return self._request(prompt, password, parent, identities, None)
+            return self._request(prompt, password, parent, identities, None, metadata)
         try:
             with self._wakeup_pipe() as wakeup:
-                return self._request(prompt, password, parent, identities, wakeup)
+                return self._request(prompt, password, parent, identities, wakeup, metadata)
         except KeyboardInterrupt:
             pass
         # Outside the handler: a fresh exception, without the internals it interrupted.
@@ -96,13 +102,17 @@ class StdinBridge:
         parent: JSONDict,
         identities: list[bytes],
         wakeup: int | None,
+        metadata: JSONDict | None = None,
     ) -> str:
         with _sigint_held():
             # Drop answers to earlier, abandoned requests (e.g. after an interrupt).
             while self._socket.poll(0):
                 self._socket.recv_multipart()
             msg = self._session.message(
-                "input_request", {"prompt": prompt, "password": password}, parent=parent
+                "input_request",
+                {"prompt": prompt, "password": password},
+                parent=parent,
+                metadata=metadata,
             )
             self._socket.send_multipart(self._session.serialize(msg, identities))
         poller = zmq.Poller()
@@ -159,15 +169,7 @@ class StdinBridge:
     def installed(self, allow: bool, parent: JSONDict, identities: list[bytes]) -> Iterator[None]:
         """Route ``input``/``getpass`` to the requesting front end for one cell."""
         saved_input, saved_getpass = builtins.input, getpass.getpass
-
-        def _input(prompt: Any = "") -> str:
-            if not allow:
-                raise StdinNotImplementedError("input() is not supported by this front end")
-            import sys
-
-            sys.stdout.flush()
-            sys.stderr.flush()
-            return self.request(str(prompt), False, parent, identities)
+        _input = FrontEndInput(self, allow, parent, identities)
 
         def _getpass(prompt: str = "Password: ", stream: Any = None) -> str:
             if not allow:
@@ -180,6 +182,36 @@ class StdinBridge:
             yield
         finally:
             builtins.input, getpass.getpass = saved_input, saved_getpass
+
+
+class FrontEndInput:
+    """``builtins.input`` while a request runs: asks the front end that sent it.
+
+    Callable like ``input``; :meth:`ask` also sends metadata with the question (the
+    debugger sends the names its Tab completion offers). The interpreter's rooms cannot
+    import this module (it speaks ZMQ): they find :meth:`ask` on ``builtins.input``.
+    """
+
+    def __init__(
+        self, bridge: StdinBridge, allow: bool, parent: JSONDict, identities: list[bytes]
+    ) -> None:
+        self._bridge = bridge
+        #: Whether the front end answers input requests (``allow_stdin``).
+        self.allowed = allow
+        self._parent = parent
+        self._identities = identities
+
+    def __call__(self, prompt: Any = "") -> str:
+        return self.ask(str(prompt))
+
+    def ask(self, prompt: str, metadata: JSONDict | None = None) -> str:
+        if not self.allowed:
+            raise StdinNotImplementedError("input() is not supported by this front end")
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return self._bridge.request(prompt, False, self._parent, self._identities, metadata)
 
 
 def _drain(fd: int) -> bytes:

@@ -22,11 +22,12 @@ import inspect
 import linecache
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import CodeType, FrameType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 import kernel
@@ -115,6 +116,10 @@ class Interpreter:
         self.cell_result: object = None
         #: ``text/plain`` of each ``Out[n]`` of this session (history requests' outputs).
         self.output_texts: dict[int, str] = {}
+        #: The last error's traceback, what ``%debug`` debugs (also ``sys.last_traceback``).
+        self.last_traceback: TracebackType | None = None
+        #: ``%pdb on``: debug every error (post-mortem) once its traceback is shown.
+        self.call_pdb = False
         self.magics = Magics(self)
         self._reset_namespace()
         self._welcome_ipython_code()
@@ -125,6 +130,22 @@ class Interpreter:
         _ipython_shell.install(self)
         _inline_figures.enable_by_default(self.display)
         self.magics.post_execute.append(_inline_figures.flush_figures)
+        if sys.breakpointhook is sys.__breakpointhook__:  # not a host's (pytest's) own hook
+            sys.breakpointhook = self._breakpoint
+
+    def _breakpoint(self, *args: object, **kwargs: object) -> object:
+        """``breakpoint()`` in user code: pdb over the front end's stdin (``_debugger``).
+
+        ``PYTHONBREAKPOINT`` is honoured as by Python's own hook (``0`` turns it off, a
+        dotted name calls that instead).
+        """
+        chosen = os.environ.get("PYTHONBREAKPOINT", "")
+        if chosen not in ("", "pdb.set_trace"):
+            return sys.__breakpointhook__(*args, **kwargs)
+        from ._debugger import set_trace
+
+        set_trace(sys._getframe(1), self.hidden_prefixes)
+        return None
 
     def _reset_namespace(self) -> None:
         self.user_ns.clear()
@@ -228,8 +249,14 @@ class Interpreter:
             if isinstance(exc, asyncio.CancelledError):
                 exc = KeyboardInterrupt()
             outcome.status = "error"
-            outcome.error = self.report_error(exc)
             self.cell_error = exc
+            if _is_debugger_quit(exc):
+                # ``q`` after breakpoint(): the user stopped the cell; like IPython, no
+                # traceback (the reply still says error, so queued cells are aborted).
+                outcome.error = {"ename": "BdbQuit", "evalue": "", "traceback": []}
+            else:
+                outcome.error = self.report_error(exc)
+                self._remember_error(exc)
         finally:
             self._in_cell, self._interrupt_pending = False, False
             self.user_ns.pop(_LAST_VALUE, None)
@@ -238,6 +265,31 @@ class Interpreter:
         self._run_hooks(self.magics.run_post_execute)  # e.g. the cell's figures
         outcome.payload = self.payload
         return outcome
+
+    def _remember_error(self, exc: BaseException) -> None:
+        """Keep ``exc`` for ``%debug`` (as IPython, in ``sys.last_*`` too); with ``%pdb on``
+        debug it now."""
+        if isinstance(exc, UsageError) or exc.__traceback__ is None:
+            return
+        self.last_traceback = exc.__traceback__
+        sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
+        if self.call_pdb and not isinstance(exc, KeyboardInterrupt | SyntaxError):
+            self.debug_post_mortem(exc.__traceback__)
+
+    def debug_post_mortem(self, tb: TracebackType) -> None:
+        """pdb on ``tb`` at the front end's prompt, as user code (Ctrl-C interrupts what
+        runs at the pdb prompt); errors of the debugger itself are reported, not raised."""
+        from ._debugger import post_mortem
+
+        try:
+            if self._running_sync:  # %debug: already inside the cell's user code
+                post_mortem(tb, self.hidden_prefixes)
+            else:
+                with self._user_code_on_this_thread():
+                    post_mortem(tb, self.hidden_prefixes)
+        except BaseException as exc:
+            if not _is_debugger_quit(exc):
+                self.report_error(exc)
 
     def _run_hooks(self, run: Callable[[], None], source: str | None = None) -> None:
         """Run the pre- or post-execute callbacks (``source``: a cell is about to start);
@@ -400,6 +452,12 @@ class Interpreter:
 
 def _nothing() -> None:
     pass
+
+
+def _is_debugger_quit(exc: BaseException) -> bool:
+    """Whether ``exc`` is pdb's ``BdbQuit`` (bdb is imported only once a debugger ran)."""
+    bdb = sys.modules.get("bdb")
+    return bdb is not None and isinstance(exc, bdb.BdbQuit)
 
 
 def _cell_name(filename: str) -> str | None:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from kernel.protocol import JSONDict
     from kernel.server.interpreter._display import Display
     from kernel.server.interpreter._history_store import HistoryStore
@@ -36,6 +38,15 @@ class MagicContext(Protocol):
     publish: Callable[[str, JSONDict], None]
     #: How errors are reported (``%xmode``): Plain, Context, Verbose, Minimal or Docs.
     xmode: str
+    #: The last error's traceback (``%debug``), and whether errors start pdb (``%pdb``).
+    last_traceback: TracebackType | None
+    call_pdb: bool
+    #: Files under these paths are the kernel's: hidden from tracebacks and the debugger.
+    hidden_prefixes: list[str]
+
+    def debug_post_mortem(self, tb: TracebackType) -> None:
+        """Run pdb on ``tb`` at the front end's prompt."""
+        ...
 
     def cell_filename(self, count: int) -> str:
         """The file name a cell's code is compiled under (``<cell-N>``)."""

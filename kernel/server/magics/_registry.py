@@ -9,7 +9,7 @@ compile it at the call site's file and line, so tracebacks point at the user's c
 
 The built-in magics live in one module per job (``_timing``, ``_system``, ``_namespace``,
 ``_files``, ``_history_magics``, ``_output_magics``, ``_extensions``, ``_display_magics``,
-``_script_magics``, ``_config_magics``, ``_profile_magics``); each has a
+``_script_magics``, ``_config_magics``, ``_profile_magics``, ``_debug_magics``); each has a
 ``load_*_magics(magics)`` function that registers its magics here. Other packages add
 theirs through ``%load_ext`` (see ``_extensions``), so ``kernel`` never imports them.
 """
@@ -30,6 +30,7 @@ from kernel.server.introspection._lookup import resolve
 
 from ._args import UsageError, expand_vars
 from ._config_magics import load_config_magics
+from ._debug_magics import load_debug_magics
 from ._display_magics import load_display_magics
 from ._extensions import load_extension_magics
 from ._files import load_file_magics
@@ -136,6 +137,7 @@ class Magics:
             load_script_magics,
             load_config_magics,
             load_profile_magics,
+            load_debug_magics,
         ):
             load(self)
 
