@@ -39,6 +39,7 @@ from ._debug import report_threads
 from ._link import KernelLink
 from ._multiline import check_complete
 from ._pager import page_text
+from ._px_view import is_px_signal
 
 __all__ = ["LineReader", "PlainConsole", "read_cell"]
 
@@ -234,7 +235,8 @@ def _show(renderer: OutputRenderer) -> Callable[[Message], None]:
     """Render outputs, but not inputs: plain mode echoes no code."""
 
     def render(message: Message) -> None:
-        if message.msg_type != "execute_input":
+        # %px's progress and autopx state are for the interactive console's status line.
+        if message.msg_type != "execute_input" and not is_px_signal(message):
             renderer.render(message)
 
     return render

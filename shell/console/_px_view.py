@@ -36,7 +36,7 @@ from parallel.magics._px_status import read_autopx, read_status
 if TYPE_CHECKING:
     from kernel.protocol import Message
 
-__all__ = ["ENGINE_COLOURS", "PxView", "colour_labels", "status_text"]
+__all__ = ["ENGINE_COLOURS", "PxView", "colour_labels", "is_px_signal", "status_text"]
 
 #: SGR colours of engines 0, 1, 2...; red is left out (it means errors).
 ENGINE_COLOURS = (36, 35, 33, 32, 34, 96, 95, 93, 92, 94)
@@ -47,6 +47,14 @@ _LABEL = re.compile(
 _BAR_STYLE = "\x1b[0;38;5;250;48;5;236m"
 _RESET = "\x1b[0m"
 _BAR_WIDTH = 20
+
+
+def is_px_signal(message: Message) -> bool:
+    """True for ``%px``'s progress and autopx displays (nothing to print as output)."""
+    if message.msg_type not in ("display_data", "update_display_data"):
+        return False
+    data = message.content.get("data")
+    return read_status(data) is not None or read_autopx(data) is not None
 
 
 def engine_colour(engine: int) -> int:

@@ -119,3 +119,12 @@ def test_autopx_marks_the_prompt() -> None:
     assert screen.changes == 1
     view.take(message("display_data", {"data": autopx_bundle(False, "0")}))
     assert view.marker == ""
+
+
+def test_plain_mode_knows_what_not_to_print() -> None:
+    from shell.console._px_view import is_px_signal
+
+    assert is_px_signal(status(1))
+    assert is_px_signal(message("display_data", {"data": autopx_bundle(True, "")}))
+    assert not is_px_signal(message("display_data", {"data": {"text/plain": "x"}}))
+    assert not is_px_signal(message("stream", {"name": "stdout", "text": "x"}))
