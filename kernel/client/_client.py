@@ -41,6 +41,7 @@ from kernel.transport._socket import MessageSocket, shared_context
 
 from ._errors import KernelDied
 from ._heartbeat_monitor import HeartbeatMonitor
+from ._input_request import current_input_request
 from ._tasks import TaskSet, open_task_set
 
 __all__ = ["InputHandler", "KernelClient", "OutputHandler", "connect_client"]
@@ -378,6 +379,7 @@ class KernelClient:
             log.warning("kernel asked for input but no input handler is set; sending ''")
         else:
             try:
+                current_input_request.set(request)  # this task's own context
                 value = await handler(prompt, password)
             except (EOFError, KeyboardInterrupt):
                 value = ""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import Completer
 from prompt_toolkit.document import Document
 from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.formatted_text import StyleAndTextTuples, fragment_list_to_text
@@ -155,12 +156,21 @@ class ConsoleUI:
 
         buffer.accept_handler = accepted
 
-    async def ask(self, question: str, *, password: bool = False) -> str:
-        """One line from the user, in a plain prompt (no history shared with cells)."""
+    async def ask(
+        self, question: str, *, password: bool = False, completer: Completer | None = None
+    ) -> str:
+        """One line from the user, in a plain prompt (no history shared with cells);
+        ``completer`` completes on Tab (pdb's prompt), for this question only."""
         if self._aux is None:
             self._aux = PromptSession(history=InMemoryHistory(), **self._io)
             _tune(self._aux.app)
-        return await self._aux.prompt_async(question, is_password=password, handle_sigint=False)
+        return await self._aux.prompt_async(
+            question,
+            is_password=password,
+            handle_sigint=False,
+            completer=completer,
+            complete_while_typing=False,
+        )
 
     def after_drawn(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the next cell prompt has been drawn."""

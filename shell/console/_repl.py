@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kernel import KernelDied, KernelError
+from kernel.client._input_request import current_input_request
 from kernel.client._tasks import Outcome, TaskSet, open_task_set, settled
 from shell.render._output import OutputRenderer, merge_streams
 
@@ -59,6 +60,7 @@ from ._debug import report_threads
 from ._link import KernelLink
 from ._pager import page, page_text
 from ._paste import strip_prompts
+from ._pdb_complete import completer_for
 from ._prompt import ConsoleUI
 from ._px_view import PxView
 from ._terminal import Terminal
@@ -389,12 +391,16 @@ class InteractiveConsole:
 
         Ctrl-C interrupts the kernel and sends no answer (None), so the cell's
         ``input()`` raises ``KeyboardInterrupt`` rather than maybe returning ''.
+        At pdb's prompt Tab completes its commands and the paused frame's names
+        (``_pdb_complete``).
         """
         await self.term.settle()
         self.status.erase()  # the question goes where the status line was
         self.renderer.ensure_newline()
+        request = current_input_request.get()
+        completer = completer_for(prompt, request.metadata if request is not None else None)
         try:
-            return await self.ui.ask(prompt, password=password)
+            return await self.ui.ask(prompt, password=password, completer=completer)
         except KeyboardInterrupt:
             self._spawn(self.link.interrupt())
             return None
