@@ -217,6 +217,7 @@ class Console:
             timeout=PROMPT_TIMEOUT_S,
             maxread=65536,
         )
+        self.child.delaybeforesend = None  # pexpect sleeps 50 ms before each send otherwise
         self.count = 1
         self.child.expect(prompt_re(1), timeout=PROMPT_TIMEOUT_S)
 
@@ -261,7 +262,7 @@ class Console:
 
 
 #: Seconds a console may take, after its prompt is back, to show the rest of a flood.
-LATE_OUTPUT_S = 60.0
+LATE_OUTPUT_S = 15.0
 LAST_LINE = re.compile(rb"(?:\n|\] )" + _E + str(LINES - 1).encode() + _E + rb"\r?\n")
 NOTES: list[str] = []
 
