@@ -1,4 +1,8 @@
-"""``python -m parallel.engine --file CLUSTER.json``: one engine of a cluster."""
+"""``python -m parallel.engine --file CLUSTER.json``: one engine of a cluster.
+
+``--fork N --status-fd FD``: N engines forked from one process that imported what they
+need once (``_forkserver``; what the ``local`` launcher runs).
+"""
 
 import argparse
 import sys
@@ -11,7 +15,16 @@ def main() -> int:
         prog="python -m parallel.engine", description="Run one engine of a Loom cluster."
     )
     parser.add_argument("-f", "--file", metavar="CLUSTER.json", required=True)
-    return run_engine(parser.parse_args().file)
+    parser.add_argument("--fork", metavar="N", type=int, default=0, help="fork N engines")
+    parser.add_argument("--status-fd", metavar="FD", type=int, help="with --fork: report here")
+    args = parser.parse_args()
+    if args.fork:
+        if args.status_fd is None:
+            parser.error("--fork needs --status-fd")
+        from ._forkserver import fork_engines
+
+        return fork_engines(args.file, args.fork, args.status_fd)
+    return run_engine(args.file)
 
 
 sys.exit(main())

@@ -1,0 +1,60 @@
+"""The ``local`` launcher forks its engines from one fork server (``parallel.engine._forkserver``):
+one process imports what engines need, each engine is a fork of it in a session of its
+own. Deaths are reported with their cause, and stopping leaves no process behind, even
+an engine that ignores SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from _cluster_support import isolate, running_cluster
+
+import parallel as ipp
+from kernel.client import wait_pid_exit
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate(monkeypatch, tmp_path)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_engines_are_forked_by_one_server_each_in_its_own_session() -> None:
+    with running_cluster(3) as (cluster, rc):
+        pids = rc[:].apply_sync(os.getpid)
+        assert sorted(pids) == sorted(record.pid for record in rc._records.values())
+        servers = {_parent(pid) for pid in pids}
+        assert len(servers) == 1
+        (server,) = servers
+        assert cluster._process is not None
+        assert server != cluster._process.pid
+        assert _parent(server) == cluster._process.pid
+        assert all(os.getsid(pid) == pid for pid in pids)
+        # The server imported the engines' modules before forking: a task finds them loaded.
+        assert rc[0].apply_sync(lambda: "cloudpickle" in __import__("sys").modules)
+
+
+def test_a_killed_engine_is_reported_with_its_signal_and_stop_leaves_nothing() -> None:
+    with running_cluster(2) as (cluster, rc):
+        pids = dict(zip(rc.ids, rc[:].apply_sync(os.getpid), strict=True))
+        server = _parent(pids[0])
+        long = rc[1].apply_async(time.sleep, 60)
+        rc[0].apply_sync(signal.signal, signal.SIGTERM, signal.SIG_IGN)  # stop must SIGKILL it
+        os.kill(pids[1], signal.SIGKILL)
+        with pytest.raises(ipp.EngineError, match="SIGKILL"):
+            long.get(timeout=20)
+        started = time.monotonic()
+        cluster.stop_cluster_sync()
+        for pid in (pids[0], server):
+            assert wait_pid_exit(pid, 10), f"pid {pid} is still running"
+        assert time.monotonic() - started < 10
