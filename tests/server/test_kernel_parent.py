@@ -63,3 +63,31 @@ def test_kernel_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         if kernel_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(kernel_pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_kernel_whose_parent_is_gone_before_it_starts_exits_by_itself(tmp_path: Path) -> None:
+    # A pid that was a process and is no more: an engine whose controller died while the
+    # engine was still starting (it must not run on forever with nobody to stop it).
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(10)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        LOOM_HISTORY_FILE=str(tmp_path / "history.sqlite"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path),
+        JPY_PARENT_PID=str(gone.pid),
+    )
+    kernel = subprocess.Popen(
+        [sys.executable, "-m", "kernel", "-f", str(tmp_path / "kernel.json")],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        kernel.wait(30)  # before the fix: it served until killed
+    finally:
+        if kernel.poll() is None:
+            kernel.kill()
+            kernel.wait(10)

@@ -559,12 +559,17 @@ def _early_kernel_info(request: Message) -> Reply:
 def _open_parent_pidfd() -> int | None:
     """A pidfd for ``$JPY_PARENT_PID`` (set by kernel managers), or None.
 
-    A pidfd becomes readable when that process exits; this needs no polling.
+    A pidfd becomes readable when that process exits; this needs no polling. A parent
+    already gone gives a descriptor that is readable at once (an eventfd holding 1), so
+    the kernel stops as soon as it serves: an engine whose controller died while it was
+    starting must not run on forever, with nobody left to stop it.
     """
     value = os.environ.get("JPY_PARENT_PID", "")
     if not value.isdigit() or int(value) <= 1:
         return None
     try:
         return os.pidfd_open(int(value))
-    except OSError:  # already gone, or no pidfd support: nothing to watch
+    except ProcessLookupError:
+        return os.eventfd(1, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    except OSError:  # no pidfd support: nothing to watch
         return None
