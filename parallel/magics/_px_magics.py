@@ -135,9 +135,9 @@ class PxMagics:
 
     @property
     def _wait(self) -> Waiter:
-        from ._px_run import wait_blocking, wait_on_loop
+        from ._px_run import wait_blocking, wait_then_loop
 
-        return wait_blocking if self.host.blocking else wait_on_loop
+        return wait_blocking if self.host.blocking else wait_then_loop
 
     def current_view(self) -> DirectView:
         """The view the magics run on (connecting to the newest cluster if none is set).

@@ -100,6 +100,23 @@ async def wait_on_loop(client: Client, done: Callable[[], bool], timeout: float 
         return
 
 
+#: Seconds :func:`wait_then_loop` pumps in place before it waits on the loop.
+SPIN = 0.005
+
+
+async def wait_then_loop(client: Client, done: Callable[[], bool], timeout: float | None) -> None:
+    """:func:`wait_on_loop`, after pumping in place for up to :data:`SPIN` seconds.
+
+    Most ``%px`` runs of small code are answered within a few milliseconds: pumping for
+    them directly saves the loop's wake-ups (a selector round, futures, a timer) per
+    message. An interrupt waits at most that long to cancel the wait.
+    """
+    spin = SPIN if timeout is None else min(SPIN, timeout)
+    if client._pump.pump_until(done, spin) or (timeout is not None and timeout <= spin):
+        return
+    await wait_on_loop(client, done, None if timeout is None else timeout - spin)
+
+
 async def wait_blocking(client: Client, done: Callable[[], bool], timeout: float | None) -> None:
     """Pump the client's sockets in place until ``done()`` or ``timeout``: never suspends."""
     client._pump.pump_until(done, timeout)
