@@ -97,6 +97,7 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         self._client = client
         self.msg_ids = list(msg_ids)
         self._tasks = {msg_id: _Task() for msg_id in self.msg_ids}
+        self._unfinished = len(self._tasks)  # a count: a map's 5,000 tasks are not rescanned
         self._single = single
         self._reducer = reducer
         #: Iteration order: the tasks' (``ordered``) or the order they finish in, which
@@ -131,7 +132,8 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         task.engine, task.value, task.error, task.done = engine, value, error, True
         if self._finished_order is not None:
             self._finished_order.append(msg_id)
-        if all(t.done for t in self._tasks.values()):
+        self._unfinished -= 1
+        if not self._unfinished:
             self._settle()
 
     def _settle(self) -> None:

@@ -34,6 +34,13 @@ def _serialize(
     return frames
 
 
+def _pickled_once(fn: Callable[..., object]) -> object:
+    """``fn`` as the tasks of one map carry it: pickled once for all of them."""
+    from ..protocol._serialize import PickledOnce
+
+    return PickledOnce(fn)
+
+
 def _name(fn: object) -> str:
     return str(getattr(fn, "__name__", type(fn).__name__))
 
@@ -139,13 +146,14 @@ class DirectView(_View):
             raise TypeError("map() needs at least one sequence")
         ids = self._ids()
         length = min(len(seq) for seq in sequences)
+        once = _pickled_once(f)
         msg_ids = []
         for index, engine_id in enumerate(ids):
             lo, hi = _block(length, len(ids), index)
             if lo == hi:
                 continue
             chunks = [list(seq[lo:hi]) for seq in sequences]
-            buffers = _serialize(map_chunk, [f, *chunks], {})
+            buffers = _serialize(map_chunk, [once, *chunks], {})
             msg_ids.append(self.client.send_request(engine_id, "apply_request", {}, buffers))
         result = AsyncResult(self.client, msg_ids, fname=_name(f), reducer=_concatenate)
         return self.client.track(result)
@@ -358,10 +366,11 @@ class LoadBalancedView(_View):
             raise ValueError("chunksize must be at least 1")
         length = min(len(seq) for seq in sequences)
         targets, after = self._target_set(), self._after_ids()
+        once = _pickled_once(f)
         msg_ids = []
         for lo in range(0, length, chunksize):
             chunks = [list(seq[lo : lo + chunksize]) for seq in sequences]
-            buffers = _serialize(map_chunk, [f, *chunks], {})
+            buffers = _serialize(map_chunk, [once, *chunks], {})
             msg_ids.append(self._submit(buffers, targets, after))
         result = AsyncResult(
             self.client, msg_ids, fname=_name(f), reducer=_concatenate, ordered=ordered

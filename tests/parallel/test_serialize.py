@@ -329,3 +329,17 @@ def test_nested_arguments_round_trip(args: list[object], kwargs: dict[str, objec
     assert fn is module_level_power
     assert got_args == tuple(args)
     assert got_kwargs == kwargs
+
+
+def test_a_function_pickled_once_unpickles_as_itself_in_every_call() -> None:
+    from parallel.protocol._serialize import PickledOnce
+
+    scale = 3
+    once = PickledOnce(lambda x: x * scale)  # a closure: pickled by value, once
+    for arg in (1, 2):
+        fn, args, _ = deserialize_call(serialize_call(lambda f, x: f(x), (once, arg), {}))
+        assert isinstance(args[0], types.FunctionType)
+        assert fn(*args) == arg * scale
+    lock = __import__("threading").Lock()
+    with pytest.raises(SerializationError, match="cannot pickle the function"):
+        PickledOnce(lambda: lock)  # a closure over a lock
