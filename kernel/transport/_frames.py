@@ -21,7 +21,7 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
-__all__ = ["ZERO_COPY_MIN", "has_input", "recv_frames", "send_frames"]
+__all__ = ["ZERO_COPY_MIN", "has_input", "has_large_buffer", "recv_frames", "send_frames"]
 
 #: A buffer frame at least this large is received without a copy (a memoryview of
 #: libzmq's message); smaller ones are copied into ``bytes``, which is cheaper for them.
@@ -38,6 +38,12 @@ _POLLIN = int(zmq.POLLIN)
 _send = _BackendSocket.send
 _recv = _BackendSocket.recv
 _get = _BackendSocket.get
+
+
+def has_large_buffer(buffers: Sequence[bytes | bytearray | memoryview]) -> bool:
+    """Whether any buffer is worth a zero-copy send (:data:`ZERO_COPY_MIN` or more): below
+    that, pyzmq copies anyway, and its ``send_multipart(copy=False)`` only costs more."""
+    return any(memoryview(b).nbytes >= ZERO_COPY_MIN for b in buffers)
 
 
 def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes | bytearray | memoryview]) -> None:

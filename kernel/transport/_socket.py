@@ -18,7 +18,7 @@ import zmq.asyncio
 
 from kernel.protocol import Message, ProtocolError, Received, Session
 
-from ._frames import has_input, recv_frames, send_frames
+from ._frames import has_input, has_large_buffer, recv_frames, send_frames
 from ._ratelimit import RateLimitedLog
 
 __all__ = ["MessageSocket", "RateLimitedLog", "shared_context"]
@@ -93,7 +93,7 @@ class MessageSocket:
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
         """Send at once: with no send high-water mark (see ``__init__``) it never blocks."""
         self._watch()
-        if message.buffers:
+        if message.buffers and has_large_buffer(message.buffers):
             # Large buffers (a result array) go out without a copy: pyzmq copies frames
             # below its copy_threshold anyway, and passes larger ones to libzmq as they are.
             frames = self.session.serialize(message, identities or (), copy_buffers=False)

@@ -36,7 +36,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.transport import RateLimitedLog
-from kernel.transport._frames import send_frames
+from kernel.transport._frames import has_large_buffer, send_frames
 
 from ._pump import Pump
 
@@ -99,7 +99,7 @@ class EngineLink:
 
     def _send_now(self, channel: str, message: Message) -> None:
         sock = self.sockets[channel]
-        if message.buffers:  # zero-copy for large buffers (see MessageSocket.send)
+        if message.buffers and has_large_buffer(message.buffers):  # zero-copy (MessageSocket.send)
             frames = self._session.serialize(message, copy_buffers=False)
             sock.send_multipart(frames, copy=False)
         else:

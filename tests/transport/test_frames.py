@@ -11,7 +11,13 @@ import pytest
 import zmq
 
 from kernel.protocol import Session
-from kernel.transport._frames import ZERO_COPY_MIN, has_input, recv_frames, send_frames
+from kernel.transport._frames import (
+    ZERO_COPY_MIN,
+    has_input,
+    has_large_buffer,
+    recv_frames,
+    send_frames,
+)
 
 
 @pytest.fixture
@@ -100,3 +106,9 @@ def test_a_session_keeps_received_views_as_buffers_without_copying() -> None:
     view = memoryview(data)
     received = session.deserialize([*frames[:-1], view])
     assert received.message.buffers[0] is view
+
+
+def test_only_a_buffer_of_zero_copy_size_makes_a_send_zero_copy() -> None:
+    assert not has_large_buffer([b"x" * (ZERO_COPY_MIN - 1), memoryview(b"small")])
+    assert has_large_buffer([b"", memoryview(bytearray(ZERO_COPY_MIN))])
+    assert not has_large_buffer([])
