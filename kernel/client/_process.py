@@ -13,7 +13,9 @@ interrupting is the front end's decision. Its stdout and stderr go to an
 anonymous temporary file (never a pipe, which would fill up and block the
 kernel), so a failed start can be explained with the tail of its output.
 The file lives as long as the process object and is not size-limited: kernels
-write little there (ipykernel forwards user output over iopub).
+write little there (ipykernel forwards user output over iopub). A launcher's command
+(``mpiexec``, ``ssh``) passes ``log=``: its output is appended to that named file
+instead, and ``stdin_pipe=True`` gives it a stdin the owner writes to and closes.
 
 :func:`until_exit` awaits anything (a heartbeat, a reply) *racing* the
 process's exit, so a waiter learns of a dead kernel at once, not at a timeout.
@@ -29,7 +31,7 @@ import subprocess
 import tempfile
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 __all__ = [
     "KernelProcess",
@@ -57,13 +59,19 @@ class KernelProcess:
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         pass_fds: Sequence[int] = (),
+        log: Path | None = None,
+        stdin_pipe: bool = False,
     ) -> None:
         # Owned by this object (closed in close()), so no context manager.
-        self._output = tempfile.TemporaryFile(prefix="loom-kernel-")  # noqa: SIM115
+        if log is None:
+            self._output: IO[bytes] = tempfile.TemporaryFile(prefix="loom-kernel-")  # noqa: SIM115
+        else:  # appended to (a launcher's commands share one log), owner-only
+            fd = os.open(log, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            self._output = os.fdopen(fd, "r+b")
         try:
             self._popen = subprocess.Popen(
                 list(argv),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=self._output,
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
@@ -83,6 +91,17 @@ class KernelProcess:
     @property
     def pid(self) -> int:
         return self._popen.pid
+
+    @property
+    def stdin(self) -> IO[bytes] | None:
+        """The process's stdin, with ``stdin_pipe=True``."""
+        return self._popen.stdin
+
+    def close_stdin(self) -> None:
+        """End the process's stdin (``ssh`` passes the EOF on to the remote command)."""
+        if self._popen.stdin is not None and not self._popen.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._popen.stdin.close()
 
     @property
     def returncode(self) -> int | None:
@@ -188,7 +207,8 @@ class KernelProcess:
         return os.pread(fd, size - start, start).decode("utf-8", "replace")
 
     def close(self) -> None:
-        """Release the pidfd and the output file. Does not stop the process."""
+        """Release the pidfd, stdin and the output file. Does not stop the process."""
+        self.close_stdin()
         code = self.returncode
         if code is not None:
             self._settle(code)  # waiters learn the exit even if it was reaped synchronously
