@@ -163,5 +163,12 @@ class _OutputMagics:
 
         _inline_figures.activate(self._magics.interpreter.display)
         matplotlib.use(_inline_figures.BACKEND)
+        # As IPython's %matplotlib: pyplot switched now, not at its first figure, and
+        # ``matplotlib.backends.backend`` (matplotlib's compatibility global, which
+        # published notebooks print) names the backend as the user did.
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+
+        plt.switch_backend(_inline_figures.BACKEND)
+        matplotlib.backends.backend = "inline"  # type: ignore[attr-defined, unused-ignore]
         if _inline_figures.flush_figures not in self._magics.post_execute:
             self._magics.post_execute.append(_inline_figures.flush_figures)
