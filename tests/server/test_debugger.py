@@ -128,6 +128,15 @@ def test_debug_without_an_error_and_with_a_statement() -> None:
             assert "10" in out
             reply, _ = await s.run("zz_b", [])
             assert reply.content["status"] == "ok"
+            # %%debug: the cell under pdb, stopped at its first line (line 2 of the cell).
+            _, out = await s.run("%%debug\nzz_d = 3\nzz_d += 1", ["n", "p zz_d", "c"])
+            assert "<cell-4>(2)<module>()" in out, out
+            assert "3\n" in out, out
+            reply, _ = await s.run("%pdb maybe", [])
+            assert (reply.content["ename"], reply.content["traceback"]) == (
+                "UsageError",
+                ["UsageError: %pdb: expected on or off, not 'maybe'"],
+            )
 
     run(scenario, timeout=120)
 
