@@ -57,19 +57,18 @@ class KernelPdb(pdb.Pdb):
 
     def interaction(self, frame: FrameType | None, traceback: TracebackType | None) -> None:
         frontend = builtins.input
-        if getattr(frontend, "allowed", True) is False:
+        ask: Callable[[str, Any], str] | None = getattr(frontend, "ask", None)
+        if ask is None or getattr(frontend, "allowed", False) is not True:
+            # No request's front end to ask (allow_stdin false, or no cell is running: an
+            # engine's task, a thread after its cell). The process's own stdin is no
+            # answer: /dev/null ends pdb at once, an ssh pipe would wait forever.
             self.message("*** " + NO_FRONT_END + "not started")
             if frame is not None:
                 self.set_continue()
                 sys.settrace(None)
             return
-        ask: Callable[[str, Any], str] | None = getattr(frontend, "ask", None)
-        if ask is not None:
-            # cmd.Cmd calls input(self.prompt): the same question, with the names.
-            def _input(prompt: object = "") -> str:
-                return ask(str(prompt), self.completion_metadata())
-
-            builtins.input = _input
+        # cmd.Cmd calls input(self.prompt): the same question, with the names.
+        builtins.input = _AskWithNames(ask, self.completion_metadata)
         try:
             super().interaction(frame, traceback)
         finally:
@@ -126,6 +125,21 @@ class KernelPdb(pdb.Pdb):
         return result
 
 
+class _AskWithNames:
+    """``builtins.input`` while pdb runs: the front end's question, with pdb's names."""
+
+    allowed = True
+
+    def __init__(
+        self, ask: Callable[[str, Any], str], metadata: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.ask = ask
+        self._metadata = metadata
+
+    def __call__(self, prompt: object = "") -> str:
+        return self.ask(str(prompt), self._metadata())
+
+
 def _user_frames(frames: list[FrameType], is_kernel: Callable[[FrameType], bool]) -> list[int]:
     """Indices of the frames the user sees: from the first that is neither the kernel's nor
     the standard library's (the start-up path, asyncio) on, without the kernel's frames."""
@@ -179,7 +193,7 @@ def run_code(
 ) -> None:
     """Run ``code`` under the debugger, stopping at its first line (``%debug stmt``)."""
     debugger = KernelPdb(hidden_prefixes)
-    if getattr(builtins.input, "allowed", True) is False:
+    if getattr(builtins.input, "allowed", False) is not True:
         debugger.message("*** " + NO_FRONT_END + "the code runs without it")
         exec(code, globals_ns, locals_ns)
         return
