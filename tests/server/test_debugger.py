@@ -236,3 +236,31 @@ def test_without_stdin_the_debugger_says_so_and_the_cell_goes_on() -> None:
             assert "allow_stdin" in out
 
     run(scenario, timeout=120)
+
+
+def test_stock_pdb_set_trace_works_and_leaves_interrupts_to_the_kernel() -> None:
+    async def scenario(reaper: Reaper) -> None:
+        async with start_kernel("loom") as (manager, client):
+            reaper.track_manager(manager)
+            s = Session(client)
+            reply, out = await s.run("import pdb; pdb.set_trace()\nzz_s = 2", ["p 6 * 7", "c"])
+            assert reply.content["status"] == "ok"
+            assert "42" in out
+            # pdb's `c` installed pdb's own SIGINT handler; the next cell's interrupt must
+            # still be a KeyboardInterrupt in that cell, not a stop in pdb.
+            started = asyncio.Event()
+
+            def output(message: Message) -> None:
+                if "sleeping" in str(message.content.get("text", "")):
+                    started.set()
+
+            cell = asyncio.ensure_future(
+                client.execute("import time\nprint('sleeping')\ntime.sleep(30)", on_output=output)
+            )
+            async with asyncio.timeout(20):
+                await started.wait()
+                await client.interrupt()
+                reply = await cell
+            assert reply.content["ename"] == "KeyboardInterrupt"
+
+    run(scenario, timeout=120)

@@ -195,6 +195,13 @@ class Interpreter:
             self.sigint_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         signal.signal(signal.SIGINT, self._on_sigint)
 
+    def _reclaim_sigint(self) -> None:
+        """Put the kernel's SIGINT handler back if user code replaced it: stock pdb
+        (``pdb.set_trace()``, then ``c``) installs its own, and every later interrupt
+        would then stop in pdb, in whatever runs next, instead of raising."""
+        if self.sigint_fd is not None and signal.getsignal(signal.SIGINT) != self._on_sigint:
+            signal.signal(signal.SIGINT, self._on_sigint)
+
     def arm_interrupt(self) -> None:
         """From now until the next cell ends, SIGINT interrupts that cell, even before it starts.
 
@@ -262,6 +269,7 @@ class Interpreter:
             self.user_ns.pop(_LAST_VALUE, None)
             if store_history:
                 self.execution_count += 1
+            self._reclaim_sigint()
         self._run_hooks(self.magics.run_post_execute)  # e.g. the cell's figures
         outcome.payload = self.payload
         return outcome
