@@ -33,7 +33,27 @@ SEED = (
     "try:\n    import numpy as _np\n    _np.random.seed(0)\nexcept ImportError:\n    pass\n"
     "del _r"
 )
-_DURATION = re.compile(r"\b\d+(\.\d+)?\s?(ns|µs|us|ms|s)\b")
+_DURATION = re.compile(r"\b\d+(\.\d+)?\s?(ns|µs|μs|us|ms|s)\b")
+#: %timeit chooses its loop count by speed, and warns of a slow run when one happened.
+_LOOPS = re.compile(r"\b\d[\d,]* loops? each")
+_SLOWEST = re.compile(r"^The slowest run took .*\n", re.M)
+#: Random identifiers: UUIDs, display ids (32 hex digits).
+_RANDOM_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b")
+
+#: Notebooks whose outputs differ for a reason Loom states (docs/kernel.md): strict, so a
+#: fix shows up as an unexpected pass.
+KNOWN_DIFFERENCES = {
+    "ipython/Cell Magics.ipynb": (
+        "%lsmagic lists other magics; %%script --bg is refused (a missing ruby's --out is unset)"
+    ),
+    "ipython/Custom Display Logic.ipynb": (
+        "get_ipython().display_formatter has no per-MIME formatters (for_type) on Loom"
+    ),
+    "ipython/Plotting in the Notebook.ipynb": "%matplotlib notebook is refused (inline only)",
+    "ipython/Capturing Output.ipynb": (
+        "a CapturedIO's repr is Loom's own, not <IPython.utils.capture.CapturedIO at 0x…>"
+    ),
+}
 
 
 def run(notebook: str, kernel: str, tmp_path: Path) -> Any:
@@ -68,7 +88,9 @@ def comparable(nb: Any) -> list[list[dict[str, Any]]]:
                     "evalue": output["evalue"],
                 }
             if output.get("output_type") == "stream":
-                output["text"] = _DURATION.sub("<time>", output["text"])
+                text = _SLOWEST.sub("", output["text"])
+                output["text"] = _LOOPS.sub("<n> loops each", _DURATION.sub("<time>", text))
+            output = _without_random_ids(output)
             last = merged[-1] if merged else None
             if (
                 last
@@ -82,7 +104,25 @@ def comparable(nb: Any) -> list[list[dict[str, Any]]]:
     return cells
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def _without_random_ids(value: Any) -> Any:
+    if isinstance(value, str):
+        return _RANDOM_ID.sub("<id>", value)
+    if isinstance(value, dict):
+        return {key: _without_random_ids(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_random_ids(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_DIFFERENCES[name], strict=True))
+        if name in KNOWN_DIFFERENCES
+        else name
+        for name in NOTEBOOKS
+    ],
+)
 def test_a_published_notebook_gives_ipykernels_outputs(notebook: str, tmp_path: Path) -> None:
     ipykernel, loom = (comparable(run(notebook, kernel, tmp_path)) for kernel in KERNELS)
     assert len(loom) == len(ipykernel)

@@ -97,7 +97,14 @@ class _OutputMagics:
         ``NAME.stdout``, ``NAME.stderr``, ``NAME.outputs``, and ``NAME.show()`` to replay.
         The ``--no-*`` options let that kind of output through instead.
         """
-        options, name = split_options(line, "", ("no-stdout", "no-stderr", "no-display"))
+        flags = ("no-stdout", "no-stderr", "no-display")
+        options, rest = split_options(line, "", flags)
+        # The options may also follow the name, as IPython's argparse takes them.
+        name, _, after = rest.partition(" ")
+        more, extra = split_options(after, "", flags)
+        options.update(more)
+        if extra:
+            raise UsageError(f"%%capture: unexpected arguments: {extra}")
         if name and not name.isidentifier():
             raise UsageError(f"%%capture: {name!r} is not a valid variable name")
         interp = self._magics.interpreter

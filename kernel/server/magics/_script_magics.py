@@ -13,6 +13,7 @@ and ``%%python3`` run the kernel's own interpreter. IPython's ``--bg`` and ``--p
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -83,6 +84,11 @@ class _ScriptMagics:
         return _Shortcut(self, name, command)
 
     def _run(self, options: dict[str, str | bool], argv: list[str], stdin: str | None) -> None:
+        if shutil.which(argv[0]) is None:
+            # As IPython: a line on stdout, not an error (the notebook goes on); and before
+            # looking at the options, which IPython reads only once the program started.
+            print(f"Couldn't find program: {argv[0]!r}")
+            return
         if options.get("bg") or options.get("proc"):
             raise UsageError("--bg and --proc are not supported: Loom runs scripts to the end")
         out_name, err_name = options.get("out"), options.get("err")
@@ -94,14 +100,17 @@ class _ScriptMagics:
                 input=stdin,
             )
         except FileNotFoundError:
-            raise UsageError(f"Couldn't find program: {argv[0]!r}") from None
+            print(f"Couldn't find program: {argv[0]!r}")
+            return
         namespace = self._magics.call_site.globals
         if isinstance(out_name, str):
             namespace[out_name] = out
         if isinstance(err_name, str):
             namespace[err_name] = err
         if status != 0 and not options.get("no-raise-error"):
-            raise subprocess.CalledProcessError(status, stdin if stdin is not None else argv[-1])
+            # The cell as bytes, as IPython reports it (its message shows b'...').
+            cell = stdin if stdin is not None else argv[-1]
+            raise subprocess.CalledProcessError(status, cell.encode("utf8", "replace"))
 
 
 class _Shortcut:
