@@ -93,6 +93,12 @@ def run(scenario: Scenario, *, timeout: float = 60.0) -> None:
         asyncio.run(bounded())
     finally:
         reaper.kill_all()
+    assert_no_thread_but_main()
+
+
+def assert_no_thread_but_main() -> None:
+    """No Python thread runs in this process but the main one (and pyzmq's own
+    garbage-collector daemon, which another test's large send may have started)."""
     assert _threads() == [threading.main_thread()], threading.enumerate()
 
 

@@ -367,7 +367,10 @@ def flood(c: Console, key: str, out: Samples, problems: list[str]) -> None:
     shown += c.read_prompt("In", c.count + 1)
     elapsed = time.perf_counter() - t0
     c.count += 1
-    lines = [line.strip() for line in ANSI.sub(b"", shown).replace(b"\r", b"").split(b"\n")]
+    # As a terminal shows them: a carriage return starts the line over (the console's
+    # status line is drawn, then erased with "\r\x1b[K" before the output that follows).
+    rows = (row.rstrip(b"\r").rsplit(b"\r", 1)[-1] for row in shown.split(b"\n"))
+    lines = [ANSI.sub(b"", row).strip() for row in rows]
     numbers = [line for line in lines if line.isdigit()]
     if numbers != [str(i).encode() for i in range(LINES)]:
         problems.append(f"{key}: {len(numbers)} of {LINES} lines shown (or out of order)")

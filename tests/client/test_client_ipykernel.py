@@ -19,14 +19,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import is_gone, sigkill_and_reap
+from _support import assert_no_thread_but_main, is_gone, sigkill_and_reap
 
 from kernel import (
     KernelClient,
@@ -50,7 +49,7 @@ def kill_by_pid(proc: KernelProcess | None) -> None:
 
 
 def assert_only_main_thread() -> None:
-    assert threading.active_count() == 1, threading.enumerate()
+    assert_no_thread_but_main()
 
 
 def text_plain(msg: Message) -> str:

@@ -37,8 +37,11 @@ def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() 
         assert sizes == [4, 4, 4, 4]
 
         from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
 
-        shell = InteractiveShell.instance()
+        no_history = Config()
+        no_history.HistoryManager.enabled = False  # its saving thread would outlive the test
+        shell = InteractiveShell.instance(config=no_history)
         try:
             rc.activate()
             result = shell.run_cell(

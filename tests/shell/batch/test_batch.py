@@ -18,7 +18,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 import nbformat as _nbformat
 import pytest
+from _support import assert_no_thread_but_main
 
 from kernel import connect_client
 from kernel.client._manager import pick_ports
@@ -700,4 +700,4 @@ def test_in_process_run_starts_no_thread(
     name = script(tmp_path, "print('in process')\n# %%\n1 + 1\n")
     assert batch_main([name, "--timeout", "30"]) == 0
     assert capsys.readouterr().out == "in process\n2\n"
-    assert threading.active_count() == 1, threading.enumerate()
+    assert_no_thread_but_main()

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _support import assert_no_thread_but_main
 from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.history import History
 from prompt_toolkit.input import PipeInput, create_pipe_input
@@ -169,4 +169,4 @@ def run(scenario: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
             await scenario()
 
     asyncio.run(bounded())
-    assert threading.enumerate() == [threading.main_thread()]
+    assert_no_thread_but_main()
