@@ -12,14 +12,16 @@ are already queued are read before every verdict. So while the console's loop is
 blocked (a pager or ``%edit`` in the foreground, a paused terminal), a healthy
 kernel's echoes wait in libzmq's queue and are counted on resume: no false
 "not responding". A kernel that really stopped meanwhile has left a ping
-unanswered since before the block, and is reported at once. :class:`PingClock`
-is that rule, without I/O.
+unanswered since before the block, and is reported at once. A ping libzmq refuses
+to queue (no connection ready: ``IMMEDIATE``) is not a ping: it is retried before any
+verdict, and only refusals that last ``grace`` count as silence, so a refusal just
+before our loop blocked cannot age into a false alarm either (it did: a paused
+terminal). :class:`PingClock` is that rule, without I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -46,12 +48,26 @@ class PingClock:
         self.grace = grace
         self._limit = limit
         self._pending: dict[bytes, float] = {}  # token -> sent at; oldest first
+        #: Since when every attempt to send a ping was refused (None: the last one went).
+        self._refused_since: float | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Whether the last attempt to ping was refused (retry it before a verdict)."""
+        return self._refused_since is not None
 
     def pinged(self, token: bytes, now: float) -> None:
-        """A ping was sent (or could not be: a peer that is not connected is silent too)."""
+        """A ping was sent."""
+        self._refused_since = None
         self._pending[token] = now
         while len(self._pending) > self._limit:
             del self._pending[next(iter(self._pending))]
+
+    def refused_at(self, now: float) -> None:
+        """A ping could not be sent (a peer that is not connected is silent too, once
+        that has lasted ``grace``)."""
+        if self._refused_since is None:
+            self._refused_since = now
 
     def echoed(self, token: bytes) -> bool:
         """An echo came; True if it answered a ping we are waiting for."""
@@ -64,10 +80,12 @@ class PingClock:
         return True
 
     def silence(self, now: float) -> float:
-        """Seconds the oldest unanswered ping has waited (0: none is unanswered)."""
-        if not self._pending:
-            return 0.0
-        return max(0.0, now - next(iter(self._pending.values())))
+        """Seconds the oldest unanswered ping has waited, or since pings are refused
+        (0: neither)."""
+        oldest = [next(iter(self._pending.values()))] if self._pending else []
+        if self._refused_since is not None:
+            oldest.append(self._refused_since)
+        return max(0.0, now - min(oldest)) if oldest else 0.0
 
     def is_silent(self, now: float) -> bool:
         return self.silence(now) >= self.grace
@@ -104,10 +122,7 @@ class HeartbeatMonitor:
         clock = PingClock(self.grace)
         try:
             while True:
-                token = os.urandom(8)
-                with contextlib.suppress(zmq.Again):
-                    await sock.send_multipart([b"", token], flags=zmq.DONTWAIT)
-                clock.pinged(token, time.monotonic())
+                await self._ping(sock, clock)
                 deadline = time.monotonic() + self.interval
                 while (remaining := deadline - time.monotonic()) > 0:
                     if not await sock.poll(remaining * 1000):
@@ -116,10 +131,21 @@ class HeartbeatMonitor:
                 # The verdict counts what is queued already: our loop may have been
                 # blocked past the deadline while the echoes came (module docstring).
                 self._read_echoes(sock, clock)
+                if clock.refused:  # retried now: our loop may have been blocked since
+                    await self._ping(sock, clock)
                 self._set(not clock.is_silent(time.monotonic()))
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         finally:
             sock.close(linger=0)
+
+    async def _ping(self, sock: zmq.asyncio.Socket, clock: PingClock) -> None:
+        token = os.urandom(8)
+        try:
+            await sock.send_multipart([b"", token], flags=zmq.DONTWAIT)
+        except zmq.Again:  # IMMEDIATE: no connection ready to take it
+            clock.refused_at(time.monotonic())
+        else:
+            clock.pinged(token, time.monotonic())
 
     def _read_echoes(self, sock: zmq.asyncio.Socket, clock: PingClock) -> None:
         """Take every echo already received (never waits); an answer means responsive."""

@@ -121,3 +121,19 @@ def test_a_kernel_stopped_while_the_loop_was_blocked_is_still_reported() -> None
         assert seen[:1] == [False]
 
     run(scenario, timeout=60)
+
+
+def test_a_refused_ping_is_retried_before_a_verdict_and_only_lasting_refusal_is_silence() -> None:
+    """A ping libzmq refused just before our loop blocked (found: a paused terminal)."""
+    clock = PingClock(grace=1.0)
+    clock.refused_at(0.0)
+    assert clock.refused
+    clock.refused_at(0.5)  # still refused: silence counts from the first refusal
+    assert clock.silence(0.9) == pytest.approx(0.9)
+    assert clock.is_silent(1.0)  # refused for grace: nobody is there to ping
+    clock.pinged(b"p", 3.0)  # the retry after the block went out
+    assert not clock.refused
+    assert clock.silence(3.0) == 0.0
+    assert not clock.is_silent(3.0)
+    clock.refused_at(3.5)  # a sent ping still waiting counts from when it went
+    assert clock.silence(4.0) == pytest.approx(1.0)
