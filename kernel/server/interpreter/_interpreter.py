@@ -196,10 +196,16 @@ class Interpreter:
         signal.signal(signal.SIGINT, self._on_sigint)
 
     def _reclaim_sigint(self) -> None:
-        """Put the kernel's SIGINT handler back if user code replaced it: stock pdb
-        (``pdb.set_trace()``, then ``c``) installs its own, and every later interrupt
-        would then stop in pdb, in whatever runs next, instead of raising."""
-        if self.sigint_fd is not None and signal.getsignal(signal.SIGINT) != self._on_sigint:
+        """Put the kernel's SIGINT handler back if a debugger left its own: stock pdb
+        (``pdb.set_trace()``, then ``c``) installs one, and every later interrupt would
+        then stop in pdb, in whatever runs next, instead of raising. A handler the user
+        chose (``signal.signal(SIGINT, SIG_IGN)`` in a cell) stays, as in ipykernel: an
+        engine told to ignore SIGINT must go on ignoring it (``%px`` names it then)."""
+        if self.sigint_fd is None:
+            return
+        bdb = sys.modules.get("bdb")  # no debugger ever ran if it was never imported
+        owner = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+        if bdb is not None and isinstance(owner, bdb.Bdb):
             signal.signal(signal.SIGINT, self._on_sigint)
 
     def arm_interrupt(self) -> None:
