@@ -195,23 +195,33 @@ def test_stop_on_error_aborts_the_queued_cells() -> None:
 # -- bad input ---------------------------------------------------------------------
 
 
-def bad_frame_lists(session: Session) -> list[list[bytes]]:
-    """Frame lists that must each be dropped without an answer."""
+def bad_frame_lists(session: Session, *, oversized: bool = True) -> list[list[bytes]]:
+    """Frame lists that must each be dropped without an answer.
+
+    ``oversized``: also a JSON frame over the session's 64 MiB limit. Only where the
+    socket admits such a frame (shell): control and stdin take at most 16 MiB per frame
+    (kernel/transport/_limits.py), so there the kernel drops the *connection* mid-message,
+    and libzmq 4.3.5 in the sending process can then abort (``Resource temporarily
+    unavailable (src/session_base.cpp:233)``, seen in half the runs): not the kernel's
+    behaviour under test, and no legitimate client sends that.
+    """
     good = session.serialize(session.message("kernel_info_request"))
     sig, header, parent, metadata, content = good[1:6]
     signed_bad_json = [b"{not json", parent, metadata, content]
-    return [
-        [b"garbage"],
-        [b"\xff\xfe", b"\x00" * 10, b"more garbage"],
-        [header, parent, metadata, content],  # no delimiter
-        [DELIMITER],  # nothing after it
-        [DELIMITER, sig, header],  # too few frames
-        [DELIMITER, session.signer.sign(signed_bad_json), *signed_bad_json],  # bad JSON
-        [DELIMITER, b"b" * 64, header, parent, metadata, content],  # wrong signature
-        [DELIMITER, b"", header, parent, metadata, content],  # unsigned
-        [DELIMITER, sig[:-1], header, parent, metadata, content],  # truncated signature
-        [DELIMITER, sig, b"x" * (65 * 1024 * 1024), parent, metadata, content],  # oversized
-    ]
+    return (
+        [
+            [b"garbage"],
+            [b"\xff\xfe", b"\x00" * 10, b"more garbage"],
+            [header, parent, metadata, content],  # no delimiter
+            [DELIMITER],  # nothing after it
+            [DELIMITER, sig, header],  # too few frames
+            [DELIMITER, session.signer.sign(signed_bad_json), *signed_bad_json],  # bad JSON
+            [DELIMITER, b"b" * 64, header, parent, metadata, content],  # wrong signature
+            [DELIMITER, b"", header, parent, metadata, content],  # unsigned
+            [DELIMITER, sig[:-1], header, parent, metadata, content],  # truncated signature
+        ]
+        + ([[DELIMITER, sig, b"x" * (65 << 20), parent, metadata, content]] if oversized else [])
+    )
 
 
 async def recv_until(sock: zmq.asyncio.Socket, session: Session, msg_id: str) -> list[Message]:
@@ -233,7 +243,7 @@ def test_garbage_forgeries_replays_and_oversized_frames_are_dropped() -> None:
             for channel in ("shell", "control", "stdin"):
                 sock = raw_socket(info, channel)
                 try:
-                    for frames in bad_frame_lists(session):
+                    for frames in bad_frame_lists(session, oversized=channel == "shell"):
                         await sock.send_multipart(frames)
                     if channel == "stdin":
                         continue
