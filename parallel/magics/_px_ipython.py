@@ -18,13 +18,12 @@ is ``%autopx``. (ipyparallel replaces ``run_cell``; the transform is the smaller
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._px_magics import PxMagics, PxSession
+from ._px_magics import PxMagics, PxSession, autopx_transform
 from ._px_output import PxOutput, PxProgress, PxRich, PxText, progress_bundle
 from ._px_parse import PxUsageError
 from ._px_run import Emit, run_blocking
@@ -97,17 +96,7 @@ class IPythonHost:
             return
         if overridden:
             raise PxUsageError("%autopx is already on for other engines; turn that off first")
-        original: Callable[[str], str] = shell.transform_cell
-        suffix = magics.suffix
-        toggle = re.compile(rf"\s*%autopx{re.escape(suffix)}\b")
-
-        def transform_cell(raw_cell: str) -> str:
-            first = next((line for line in raw_cell.splitlines() if line.strip()), "")
-            if not first or toggle.match(first):
-                return original(raw_cell)
-            return original(f"%%px{suffix}\n{raw_cell}")
-
-        shell.transform_cell = transform_cell
+        shell.transform_cell = autopx_transform(shell.transform_cell, magics.suffix)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -18,7 +18,6 @@ tracebacks are written to stderr and the cell fails with a short ``PxError`` nam
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 import uuid
 import weakref
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kernel.server.magics import UsageError
 
-from ._px_magics import PxMagics, PxSession
+from ._px_magics import PxMagics, PxSession, autopx_transform
 from ._px_output import PxError, PxOutput, PxProgress, PxRich, PxText, progress_bundle
 from ._px_parse import PxUsageError
 from ._px_run import Emit
@@ -138,16 +137,7 @@ class LoomHost:
         if self._original_transform is not None:
             raise PxUsageError("%autopx is already on for other engines; turn that off first")
         original: Callable[[str], str] = interpreter.transform
-        suffix = magics.suffix
-        toggle = re.compile(rf"\s*%autopx{re.escape(suffix)}\b")
-
-        def transform(raw: str) -> str:
-            first = next((line for line in raw.splitlines() if line.strip()), "")
-            if not first or toggle.match(first):
-                return original(raw)
-            return original(f"%%px{suffix}\n{raw}")
-
-        interpreter.transform = transform
+        interpreter.transform = autopx_transform(original, magics.suffix)
         self._original_transform = original
 
 

@@ -17,6 +17,7 @@ cluster ``%cluster start`` started, else the newest running one).
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -329,6 +330,20 @@ class PxMagics:
         self.view = view
         self.config.targets = None
         return self
+
+
+def autopx_transform(original: Callable[[str], str], suffix: str) -> Callable[[str], str]:
+    """The cell transform ``%autopx`` installs in a host: every cell runs as ``%%px``
+    (with the magics' ``suffix``), but a blank one and the ``%autopx`` that turns it off."""
+    toggle = re.compile(rf"\s*%autopx{re.escape(suffix)}\b")
+
+    def transform(raw: str) -> str:
+        first = next((line for line in raw.splitlines() if line.strip()), "")
+        if not first or toggle.match(first):
+            return original(raw)
+        return original(f"%%px{suffix}\n{raw}")
+
+    return transform
 
 
 def _closed(client: Client) -> bool:
