@@ -139,6 +139,11 @@ _FIGURE_MIMES = ("image/png", "image/svg+xml")
 
 def run_notebook(kernel: str, workdir: Path) -> Any:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for _, src in CELLS])
+    return execute_in(nb, kernel, workdir)
+
+
+def execute_in(nb: Any, kernel: str, workdir: Path) -> Any:
+    """Run every cell of ``nb`` with nbclient on ``kernel``, errors kept as outputs."""
     client = NotebookClient(
         nb,
         kernel_name=kernel,

@@ -19,8 +19,7 @@ from typing import Any
 
 import nbformat as _nbformat
 import pytest
-from nbclient import NotebookClient
-from test_ipykernel_parity import normalise
+from test_ipykernel_parity import execute_in, normalise
 
 pytestmark = pytest.mark.peer
 nbformat: Any = _nbformat
@@ -62,15 +61,7 @@ def run(notebook: str, kernel: str, tmp_path: Path) -> Any:
     shutil.copytree(source.parent, workdir)
     nb = nbformat.read(workdir / source.name, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(SEED))
-    client = NotebookClient(
-        nb,
-        kernel_name=kernel,
-        timeout=120,
-        allow_errors=True,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.execute()
-    return nb
+    return execute_in(nb, kernel, workdir)
 
 
 def comparable(nb: Any) -> list[list[dict[str, Any]]]:
