@@ -77,7 +77,9 @@ class TaskSubmitted(SchedulerEvent):
     sends one task per engine). ``after`` names tasks that must finish ``ok``
     first. ``retries`` re-runs allowed, on failures of kind ``retry_on``.
     ``deadline`` is a time on the driver's ``Tick`` clock by which the task
-    must have been sent to an engine.
+    must have been sent to an engine. ``max_engine_deaths``: after this many
+    engines died while holding it, the task is poison and fails whatever its
+    retries (``None``: the scheduler's ``poison_after``).
     """
 
     task_id: str
@@ -87,6 +89,7 @@ class TaskSubmitted(SchedulerEvent):
     retries: int = 0
     retry_on: RetryOn = "any"
     deadline: float | None = None
+    max_engine_deaths: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

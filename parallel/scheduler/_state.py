@@ -42,9 +42,11 @@ Rules:
   back to READY (to run on another engine if there is one); otherwise the
   reply is relayed and the task ends.
 * When an engine is lost, every task on it is re-run if it has retries left,
-  was not being aborted, has not killed ``poison_after`` engines and still has
-  an engine it may run on; otherwise it fails as ``engine-died`` (reason
-  ``"task killed 3 engines"`` for a poison task). WAITING and
+  was not being aborted, has not killed ``max_engine_deaths`` engines (its
+  own, else ``poison_after``; every death counts, an engine replaced under
+  the same id too) and still has an engine it may run on; otherwise it fails
+  as ``engine-died`` (reason ``"task killed 3 engines (0, 1, 3): ..."`` for a
+  poison task). WAITING and
   READY tasks left with no engine fail as ``unsatisfiable``.
 * An abort fails a WAITING/READY task as ``aborted``; for an ASSIGNED task it
   asks the engine (``AbortOnEngine``) and disables retries.
@@ -155,7 +157,8 @@ class SchedulerState:
 
         Each task is in exactly one state; WAITING tasks wait on unfinished tasks
         and READY ones on none; a task is ASSIGNED exactly when a live engine
-        holds it, and each engine's load counts exactly the tasks it holds.
+        holds it, and each engine's load counts exactly the tasks it holds; a
+        DONE or FAILED task was answered exactly once, any other task never.
         """
         self._tasks.validate()
         held = {
@@ -168,6 +171,16 @@ class SchedulerState:
                 raise SchedulerError(f"task {task.task_id!r} is {task.state} on {task.engine}")
         if len(held) != sum(self._engines.load(engine) for engine in self._engines):
             raise SchedulerError("a task is counted on two engines")
+        self._validate_answers()
+
+    def _validate_answers(self) -> None:
+        """Every finished task has exactly one answer; an unfinished one has none."""
+        for task in self._tasks.records():
+            expected = 1 if task.state in (_D, _F) else 0
+            if task.answers != expected:
+                raise SchedulerError(
+                    f"{task.state} task {task.task_id!r} was answered {task.answers} times"
+                )
 
     # -- events ---------------------------------------------------------------------
 
@@ -204,12 +217,14 @@ class SchedulerState:
     def _strand(self, task: TaskRecord, event: EngineLost, out: list[Instruction]) -> None:
         """``task`` was on ``event.engine`` when it was lost: re-run it or fail it."""
         task.engine = None
-        task.killed.add(event.engine)
+        task.killed.append(event.engine)
         cause = f"engine {event.engine} died while running task {task.task_id!r}"
         if task.abort_requested:
             reason: str | None = f"{cause} (it was being aborted): {event.reason}"
-        elif len(task.killed) >= self.poison_after:
-            reason = f"task killed {len(task.killed)} engines"
+        elif len(task.killed) >= self._poison_limit(task):
+            engines = ", ".join(map(str, task.killed))
+            count = len(task.killed)
+            reason = f"task killed {count} engine{'s' * (count > 1)} ({engines}): {event.reason}"
         elif task.retries_left == 0 or not self._candidates(task):
             reason = f"{cause}: {event.reason}"
         else:
@@ -225,6 +240,8 @@ class SchedulerState:
             raise SchedulerError(f"direct task {event.task_id!r} needs exactly one target")
         if event.retries < 0:
             raise SchedulerError(f"task {event.task_id!r} has negative retries")
+        if event.max_engine_deaths is not None and event.max_engine_deaths < 1:
+            raise SchedulerError(f"task {event.task_id!r} needs max_engine_deaths >= 1")
         unknown = sorted(d for d in event.after if d not in self._tasks)
         task = self._tasks.add(event)
         sid = event.stimulus_id
@@ -258,6 +275,7 @@ class SchedulerState:
             self._make_ready(task, "retry", event.stimulus_id, out)
             return
         self._tasks.move(task, "finished-ok" if event.status == "ok" else "finished-failed")
+        task.answers += 1
         sid, status = event.stimulus_id, event.status
         out.append(
             ReplyToClient(task_id=task.task_id, engine=event.engine, status=status, stimulus_id=sid)
@@ -285,6 +303,11 @@ class SchedulerState:
                 self._fail(task, "timeout", reason, event.stimulus_id, out)
 
     # -- decisions --------------------------------------------------------------------
+
+    def _poison_limit(self, task: TaskRecord) -> int:
+        """How many engine deaths make ``task`` poison (its own limit, or the scheduler's)."""
+        limit = task.spec.max_engine_deaths
+        return self.poison_after if limit is None else limit
 
     def _retries_errors(self, task: TaskRecord) -> bool:
         return task.retries_left > 0 and task.spec.retry_on == "any" and not task.abort_requested
@@ -364,6 +387,7 @@ class SchedulerState:
         """Move ``task`` to FAILED by ``trigger``, tell the client, then fail its dependents."""
         self._tasks.move(task, trigger)
         kind = FAILURE_KINDS[trigger]
+        task.answers += 1
         out.append(FailTask(task_id=task.task_id, kind=kind, reason=reason, stimulus_id=sid))
         self._fail_dependents(task, sid, out)
 
@@ -376,6 +400,7 @@ class SchedulerState:
                 if dependent.state is not _W:
                     continue
                 self._tasks.move(dependent, "dependency-failed")
+                dependent.answers += 1
                 reason = f"dependency {failed.task_id!r} failed"
                 kind = FAILURE_KINDS["dependency-failed"]
                 out.append(

@@ -98,8 +98,13 @@ class TaskRecord:
     dependents: list[str] = field(default_factory=list)
     #: Engines that replied ``error`` to it: a retry avoids them when it can.
     failed_on: set[EngineId] = field(default_factory=set)
-    #: Engines lost while they held it (poison-task detection, stale replies).
-    killed: set[EngineId] = field(default_factory=set)
+    #: Engines lost while they held it, in the order they died: one entry per death, so
+    #: an engine replaced under the same id and killed again counts twice (poison tasks),
+    #: and stale replies are recognised by engine.
+    killed: list[EngineId] = field(default_factory=list)
+    #: How many answers (``ReplyToClient``/``FailTask``) the client was given: exactly one
+    #: once DONE or FAILED, none before (``SchedulerState.validate``).
+    answers: int = 0
     #: A client asked to abort it while it was ASSIGNED: no more retries.
     abort_requested: bool = False
 

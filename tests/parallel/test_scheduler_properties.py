@@ -97,6 +97,7 @@ def _submission(world: _World, data: st.DataObject, sid: str) -> TaskSubmitted:
         retries=data.draw(st.integers(0, 2)),
         retry_on=data.draw(st.sampled_from(["any", "engine-death"])),
         deadline=data.draw(st.none() | st.floats(0, 20)),
+        max_engine_deaths=data.draw(st.none() | st.integers(1, 3)),
         stimulus_id=sid,
     )
 

@@ -409,9 +409,64 @@ def test_a_task_that_kills_three_engines_is_poison() -> None:
     ]
     assert _handle(state, _lost(2)) == [
         ForgetEngine(engine=2, stimulus_id="x2"),
-        FailTask(task_id="a", kind="engine-died", reason="task killed 3 engines", stimulus_id="x2"),
+        FailTask(
+            task_id="a",
+            kind="engine-died",
+            reason="task killed 3 engines (0, 1, 2): died",
+            stimulus_id="x2",
+        ),
     ]
     assert state.live_engines == {3}
+
+
+def test_an_engine_replaced_under_the_same_id_counts_once_per_death() -> None:
+    state = _state()
+    _engines(state, 0, 1)
+    _handle(state, _submit("a", retries=10))
+    _handle(state, _lost(0), EngineRegistered(engine=0, stimulus_id="again0"))
+    _handle(state, _lost(1), EngineRegistered(engine=1, stimulus_id="again1"))
+    assert state.state_of("a") is TaskState.ASSIGNED
+    assert _handle(state, _lost(0, "killed by signal 9")) == [
+        ForgetEngine(engine=0, stimulus_id="x0"),
+        FailTask(
+            task_id="a",
+            kind="engine-died",
+            reason="task killed 3 engines (0, 1, 0): killed by signal 9",
+            stimulus_id="x0",
+        ),
+    ]
+
+
+def test_a_task_may_set_its_own_poison_threshold() -> None:
+    state = _state()
+    _engines(state, 0, 1, 2)
+    _handle(state, _submit("a", retries=10, max_engine_deaths=2), _lost(0))
+    assert _handle(state, _lost(1)) == [
+        ForgetEngine(engine=1, stimulus_id="x1"),
+        FailTask(
+            task_id="a",
+            kind="engine-died",
+            reason="task killed 2 engines (0, 1): died",
+            stimulus_id="x1",
+        ),
+    ]
+    with pytest.raises(SchedulerError, match="max_engine_deaths >= 1"):
+        state.handle(_submit("b", max_engine_deaths=0))
+
+
+def test_retries_run_out_before_the_poison_threshold() -> None:
+    state = _state()
+    _engines(state, 0, 1, 2)
+    _handle(state, _submit("a", retries=1), _lost(0))
+    assert _handle(state, _lost(1)) == [
+        ForgetEngine(engine=1, stimulus_id="x1"),
+        FailTask(
+            task_id="a",
+            kind="engine-died",
+            reason="engine 1 died while running task 'a': died",
+            stimulus_id="x1",
+        ),
+    ]
 
 
 def test_the_poison_threshold_is_a_constructor_argument() -> None:
@@ -420,7 +475,12 @@ def test_the_poison_threshold_is_a_constructor_argument() -> None:
     _handle(state, _submit("a", retries=5))
     assert _handle(state, _lost(0)) == [
         ForgetEngine(engine=0, stimulus_id="x0"),
-        FailTask(task_id="a", kind="engine-died", reason="task killed 1 engines", stimulus_id="x0"),
+        FailTask(
+            task_id="a",
+            kind="engine-died",
+            reason="task killed 1 engine (0): died",
+            stimulus_id="x0",
+        ),
     ]
 
 
@@ -568,6 +628,18 @@ def test_validate_reports_a_broken_invariant() -> None:
     _handle(state, _submit("a"))
     state._engines.release(0, "a")  # what no handler may ever do
     with pytest.raises(SchedulerError, match=r"task 'a' is TaskState\.ASSIGNED on 0"):
+        state.validate()
+
+
+def test_validate_reports_a_task_answered_twice_or_not_at_all() -> None:
+    state = _state()
+    _engines(state, 0)
+    _handle(state, _submit("a"), _finished("a", 0))
+    state._tasks.get("a").answers = 2  # what no handler may ever do
+    with pytest.raises(SchedulerError, match=r"DONE task 'a' was answered 2 times"):
+        state.validate()
+    state._tasks.get("a").answers = 0
+    with pytest.raises(SchedulerError, match=r"DONE task 'a' was answered 0 times"):
         state.validate()
 
 
