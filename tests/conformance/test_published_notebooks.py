@@ -43,10 +43,7 @@ _RANDOM_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?
 #: fix shows up as an unexpected pass.
 KNOWN_DIFFERENCES = {
     "ipython/Cell Magics.ipynb": (
-        "%lsmagic lists other magics; %%script --bg is refused (a missing ruby's --out is unset)"
-    ),
-    "ipython/Custom Display Logic.ipynb": (
-        "get_ipython().display_formatter has no per-MIME formatters (for_type) on Loom"
+        "%lsmagic lists Loom's magics, not IPython's (docs/kernel.md has the table)"
     ),
     "ipython/Plotting in the Notebook.ipynb": "%matplotlib notebook is refused (inline only)",
     "ipython/Capturing Output.ipynb": (

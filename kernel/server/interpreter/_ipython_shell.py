@@ -29,6 +29,7 @@ from kernel.server.magics._system import getoutput, system
 
 from ._display import call_ipython_display, format_object
 from ._import_hooks import after_import
+from ._ipython_formatters import ipython_formatters
 
 if TYPE_CHECKING:
     from ._interpreter import Interpreter
@@ -166,6 +167,11 @@ class _DisplayFormatter:
         if call_ipython_display(obj):
             return {}, {}
         return format_object(obj, include=include, exclude=exclude)
+
+    @property
+    def formatters(self) -> dict[str, Any]:
+        """IPython's per-MIME formatters (``for_type`` registrations are honoured)."""
+        return ipython_formatters()
 
 
 class ShellAPI:

@@ -160,8 +160,9 @@ def test_script_shortcuts_store_output_and_raise_on_failure(
     # with options Loom refuses, which IPython reads only once the program started.
     capsys.readouterr()
     session.ok("%%script no-such-program-here\n")
-    session.ok("%%script --bg no-such-program-here\n")
+    session.ok("%%script --bg --out lines no-such-program-here\n")
     assert capsys.readouterr().out == "Couldn't find program: 'no-such-program-here'\n" * 2
+    assert session.interp.user_ns["lines"] == ""  # set before the program is looked for
 
 
 def test_script_input_larger_than_a_pipe_does_not_deadlock(session: Session) -> None:
@@ -387,3 +388,39 @@ def test_capture_takes_its_options_after_the_name_too(session: Session) -> None:
     assert session.interp.user_ns["cap"].stdout == "out\n"
     error = session.error("%%capture cap surplus\nprint('x')")
     assert error["evalue"] == "%%capture: unexpected arguments: surplus"
+
+
+# -- get_ipython().display_formatter.formatters ---------------------------------------------
+
+
+def test_a_printer_registered_with_for_type_formats_results_and_displays(
+    session: Session,
+) -> None:
+    session.ok(
+        textwrap.dedent(
+            """
+            class Poly:
+                def _repr_latex_(self):
+                    return "$own$"
+            formatters = get_ipython().display_formatter.formatters
+            names = {mime: type(f).__name__ for mime, f in formatters.items()}
+            """
+        )
+    )
+    names = session.interp.user_ns["names"]
+    assert names["text/latex"] == "LatexFormatter"
+    assert names["text/plain"] == "PlainTextFormatter"
+    session.ok("Poly()")
+    assert session.messages[-1][1]["data"]["text/latex"] == "$own$"  # nothing registered yet
+
+    session.ok("formatters['text/latex'].for_type(Poly, lambda p: '$registered$')")
+    session.ok("Poly()")
+    assert session.messages[-1][1]["data"]["text/latex"] == "$registered$"
+    session.ok("from IPython.display import display; display(Poly())")
+    assert session.displays()[0]["data"]["text/latex"] == "$registered$"
+    session.ok("formatters['text/html'].for_type_by_name('__main__', 'Poly', lambda p: '<b>p</b>')")
+    session.ok("Poly()")
+    data = session.messages[-1][1]["data"]
+    assert (data["text/html"], data["text/latex"]) == ("<b>p</b>", "$registered$")
+    session.ok("1.5")
+    assert session.messages[-1][1]["data"] == {"text/plain": "1.5"}  # defaults stay Loom's
