@@ -84,14 +84,18 @@ class _ScriptMagics:
         return _Shortcut(self, name, command)
 
     def _run(self, options: dict[str, str | bool], argv: list[str], stdin: str | None) -> None:
+        out_name, err_name = options.get("out"), options.get("err")
+        namespace = self._magics.call_site.globals
+        for name in (out_name, err_name):
+            if isinstance(name, str):
+                namespace[name] = ""  # as IPython: set even when the program is missing
         if shutil.which(argv[0]) is None:
             # As IPython: a line on stdout, not an error (the notebook goes on); and before
-            # looking at the options, which IPython reads only once the program started.
+            # looking at --bg/--proc, which IPython reads only once the program started.
             print(f"Couldn't find program: {argv[0]!r}")
             return
         if options.get("bg") or options.get("proc"):
             raise UsageError("--bg and --proc are not supported: Loom runs scripts to the end")
-        out_name, err_name = options.get("out"), options.get("err")
         try:
             status, out, err = run_command(
                 argv,
@@ -102,7 +106,6 @@ class _ScriptMagics:
         except FileNotFoundError:
             print(f"Couldn't find program: {argv[0]!r}")
             return
-        namespace = self._magics.call_site.globals
         if isinstance(out_name, str):
             namespace[out_name] = out
         if isinstance(err_name, str):
