@@ -38,6 +38,8 @@ from kernel.transport import MessageSocket, shared_context
 
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
 from ..protocol._controller_info import ControllerInfo
+from ._db import TaskDB
+from ._durable import open_records, rebind, remove_records, stop_reattached
 from ._hub import Hub
 
 __all__ = ["READY_LINE", "run_controller"]
@@ -57,6 +59,9 @@ async def run_controller(
     parent_pid: int | None = None,
     ready_fd: int | None = None,
     launcher: Launcher | None = None,
+    db: bool = True,
+    durability: str = "async",
+    restore: bool = False,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
     launcher could not start its ``engines``: ``parallel.launchers``; local by default).
@@ -65,10 +70,12 @@ async def run_controller(
     to ``ready_fd`` (then closed): a launcher waits for that line, not for a file to appear.
     """
     launch = launcher if launcher is not None else make_launcher("local")
-    info, hub_sock, notify = _bind(ip, transport)
+    # --restore: the dead controller's addresses and key, so its engines come back.
+    info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport)
     path = info.write(cluster_file)
     workdir = path.parent / f"loom-launch-{info.cluster_id}"
     status = 0
+    store: TaskDB | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -76,6 +83,7 @@ async def run_controller(
     try:
         async with asyncio.TaskGroup() as tg:
             hub = Hub(info, hub_sock, notify, tg, on_shutdown=stop.set)
+            store = open_records(hub, path, db=db, durability=durability, restore=restore)
             ctx = LaunchContext(
                 path, tg, lambda pid, how: _lost(hub, pid, how), workdir, info.cluster_id
             )
@@ -83,7 +91,7 @@ async def run_controller(
             if parent_pid:
                 serving.append(tg.create_task(_stop_with(parent_pid, stop), name="loom-parent"))
             try:
-                if engines:
+                if engines and not restore:  # a restored cluster's engines come back
                     workdir.mkdir(mode=0o700, exist_ok=True)
                     await launch.start(engines, ctx)
                 _announce(path, ready_fd)
@@ -97,6 +105,8 @@ async def run_controller(
                 status = 1
                 stop.set()
             await stop.wait()
+            if restore:  # engines that re-attached: no launcher of ours stops them
+                await stop_reattached(hub, list(hub.engines.values()))
             await launch.stop()
             for task in serving:
                 task.cancel()
@@ -106,7 +116,10 @@ async def run_controller(
             loop.remove_signal_handler(sig)
         hub_sock.close()
         notify.close(linger=100)
+        if store is not None:
+            store.close()
         path.unlink(missing_ok=True)
+        remove_records(path)
         for engine_file in runtime_dir().glob(f"kernel-engine-{info.cluster_id}-*.json"):
             engine_file.unlink(missing_ok=True)  # engines stopped by a signal leave theirs
         if info.transport == "ipc":
@@ -205,6 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=None, help="stop when this PID exits")
     parser.add_argument("--ready-fd", type=int, default=None, help="write the file's path here")
     parser.add_argument(
+        "--no-db", action="store_true", help="keep task records in memory only (no database)"
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("async", "sync"),
+        default="async",
+        help="sync: an engine's reply waits until its record is committed",
+    )
+    parser.add_argument(
+        "--restore",
+        action="store_true",
+        help="take over the cluster of --file (default: the newest) whose controller died",
+    )
+    parser.add_argument(
         "--launcher",
         default='{"engines": "local"}',
         help='how to start the engines: {"engines": NAME, "options": {...}} (JSON)',
@@ -227,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                 parent_pid=args.parent,
                 ready_fd=args.ready_fd,
                 launcher=launcher,
+                db=not args.no_db,
+                durability=args.durability,
+                restore=args.restore,
             )
         )
     return 130

@@ -43,6 +43,7 @@ from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, Reg
 
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_messages import EngineRecord, address_of, max_message_size_of, ports_of
+from ._records import Records
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
 
@@ -54,6 +55,11 @@ HEARTBEAT_GRACE = 2.5
 
 class Hub:
     """Serves the hub socket and owns the engine table of one controller."""
+
+    #: The task records (``_records``; issue 13): set by the controller.
+    records: Records | None = None
+    #: Called with (uuid, id, pid) after each registration (the engines file).
+    on_register: Callable[[str, int, int], None] | None = None
 
     def __init__(
         self,
@@ -101,10 +107,26 @@ class Hub:
                 return Reply({"status": "ok", "engines": engines})
             case "shutdown_request":
                 return self._shutdown(request)
+            case "engine_ping_request":
+                return self._ping(request)
+            case "record_request" | "result_request" | "db_request" | "resubmitted_request":
+                if self.records is None:
+                    raise MalformedMessage("this controller keeps no records")
+                return self.records.answer(request)
         self._rejected.warning("unknown hub request %r", request.msg_type)
         if request.msg_type.endswith("_request"):
             return Reply(error_content(ValueError(f"unknown request {request.msg_type}")))
         return None
+
+    def _ping(self, request: Message) -> Reply:
+        """An engine checks that its controller is there and knows it; one it does not
+        know (this hub was restarted, or declared it lost in a partition) is told to
+        register again (``registered: false``), which gives it its id back."""
+        uuid = request.content.get("uuid")
+        engine_id = self.registry.id_of(uuid) if isinstance(uuid, str) else None
+        record = self.engines.get(engine_id) if engine_id is not None else None
+        registered = record is not None and record.uuid == uuid
+        return Reply({"status": "ok", "registered": registered})
 
     # -- engines --------------------------------------------------------------------
 
@@ -128,7 +150,10 @@ class Hub:
                     self._publish("registration_notification", record.to_content())
         log.info("engine %d registered (pid %d)", engine_id, pid)
         self.changed.set()
-        return Reply({"status": "ok", "id": engine_id})
+        if self.on_register is not None:
+            self.on_register(uuid, engine_id, pid)
+        durability = self.records.durability if self.records is not None else "off"
+        return Reply({"status": "ok", "id": engine_id, "durability": durability})
 
     def lose(self, engine_id: int, reason: str) -> None:
         """The engine is gone (heartbeat silent, process exited): forget it, tell clients."""

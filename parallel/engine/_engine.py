@@ -12,8 +12,13 @@ Theory of operation
 4. ``start_io`` + ``serve(setup=make_engine)``: the kernel as ``python -m kernel`` runs
    it, plus the ``apply_request`` handler (composition: nothing is subclassed).
 
-Started by a controller, an engine carries ``JPY_PARENT_PID``: the kernel's parent watch
-ends it when the controller dies, so no engine outlives its cluster.
+An engine outlives its controller for a while (issue 13): a controller killed and
+restarted with ``--restore`` finds its engines serving, namespaces intact. So the
+kernel's parent watch (``JPY_PARENT_PID``) is not used; the engine's hub link
+(``_hub_link``) pings the hub instead, registers again when a restarted hub asks it to,
+and ends the engine once the controller has been gone for ``LOOM_CONTROLLER_GRACE``
+seconds (300 by default). The same link copies each task's request and reply to the
+controller's records (``_recorder``), off the client's round trip.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from kernel.protocol import (
     CHANNELS,
     ConnectionFileError,
     ConnectionInfo,
+    JSONDict,
     Message,
     ProtocolError,
     Reply,
@@ -43,6 +49,8 @@ from kernel.protocol import (
 from ..protocol._controller_info import ControllerInfo
 from ._abort_list import AbortList
 from ._apply import EngineIdentity, handle_apply
+from ._hub_link import HubLink
+from ._recorder import recorded
 
 if TYPE_CHECKING:
     from kernel.server import KernelServer
@@ -63,7 +71,9 @@ class EngineStartError(Exception):
     """The engine could not join its cluster (no controller answer, or a refusal)."""
 
 
-def make_engine(server: KernelServer, *, engine: EngineIdentity) -> None:
+def make_engine(
+    server: KernelServer, *, engine: EngineIdentity, link: HubLink | None = None
+) -> None:
     """Turn a Loom kernel server into an engine: handlers added, nothing subclassed.
 
     Shell: ``apply_request``, answered without ``busy``/``idle``: the reply's
@@ -75,6 +85,11 @@ def make_engine(server: KernelServer, *, engine: EngineIdentity) -> None:
     """
     aborted = AbortList()
     apply = partial(handle_apply, server, engine)
+    if link is not None:  # the hub link: controller watch and records (module docstring)
+        link.on_give_up = lambda reason: server.stop_from_thread()
+        if link.recording:
+            apply = recorded(apply, link)  # type: ignore[assignment]
+        link.start()
     server.shell_handlers["apply_request"] = aborted.guard(apply)
     server.unannounced.add("apply_request")  # the reply counts its outputs: no busy/idle
     server.shell_handlers["execute_request"] = aborted.guard(
@@ -101,8 +116,11 @@ def register(
     engine_uuid: str,
     timeout: float,
     max_message_size: int = 0,
+    answer: JSONDict | None = None,
 ) -> int:
     """Register with the controller's hub; the engine id it gives.
+
+    ``answer``, if given, is updated with the hub's whole reply (``durability``...).
 
     ``max_message_size`` (the shell socket's frame limit, 0: none) travels in the record
     so that clients refuse a larger argument with a clear error: libzmq would drop the
@@ -116,14 +134,7 @@ def register(
     sock.linger = 0
     try:
         sock.connect(controller.hub_url)
-        ports = {f"{ch}_port": info.port(ch) for ch in CHANNELS}
-        content = {
-            "uuid": engine_uuid,
-            "pid": os.getpid(),
-            "address": info.ip,
-            "ports": ports,
-            "max_message_size": max_message_size,
-        }
+        content = registration_content(info, engine_uuid, max_message_size)
         sock.send_multipart(session.serialize(session.message("registration_request", content)))
         if not sock.poll(int(timeout * 1000)):
             raise EngineStartError(
@@ -139,7 +150,21 @@ def register(
     if reply.content.get("status") != "ok" or not isinstance(engine_id, int):
         reason = reply.content.get("evalue", reply.content)
         raise EngineStartError(f"the controller refused the engine: {reason}")
+    if answer is not None:
+        answer.update(reply.content)
     return engine_id
+
+
+def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_size: int) -> JSONDict:
+    """What an engine's ``registration_request`` says (sent again as is to re-register)."""
+    ports = {f"{ch}_port": info.port(ch) for ch in CHANNELS}
+    return {
+        "uuid": engine_uuid,
+        "pid": os.getpid(),
+        "address": info.ip,
+        "ports": ports,
+        "max_message_size": max_message_size,
+    }
 
 
 def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> int:
@@ -165,19 +190,30 @@ def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> i
     engine_uuid = str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
+    answer: JSONDict = {}
     try:
         engine_id = register(
-            controller, sockets.info, engine_uuid, timeout, limits.max_message_size
+            controller, sockets.info, engine_uuid, timeout, limits.max_message_size, answer
         )
     except EngineStartError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)
         return 3
+    # The hub link watches the controller instead of the kernel's parent watch.
+    os.environ.pop("JPY_PARENT_PID", None)
     iothread = start_io(sockets)
     import asyncio  # after registration and start_io, as in run_kernel
 
     identity = EngineIdentity(engine_id, engine_uuid, not controller.authenticates_peers)
-    setup = partial(make_engine, engine=identity)
+    registration = registration_content(sockets.info, engine_uuid, limits.max_message_size)
+    durability = answer.get("durability", "async")
+    link = HubLink(
+        controller,
+        registration,
+        engine_id,
+        durability=durability if durability in ("async", "sync", "off") else "async",
+    )
+    setup = partial(make_engine, engine=identity, link=link)
     # Any Jupyter client can attach: `loom console --existing kernel-engine-<cluster>-<id>.json`.
     connection_file = sockets.info.write(engine_connection_file(controller, engine_id))
     try:

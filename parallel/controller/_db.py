@@ -1,0 +1,288 @@
+"""The controller's task records: every task an engine started and every result, in SQLite.
+
+Theory of operation
+-------------------
+Engines send the hub a copy of each task's request when it starts and of its reply when
+it is answered (``parallel.engine._recorder``); the hub stores them here, one row per
+msg_id, and answers clients' ``result_request`` / ``db_request`` from here. A record is
+stored by msg_id: the same record sent twice (an engine resends what the hub had not
+acknowledged when it died) replaces itself, so nothing is counted twice.
+
+By default the database is a file next to the cluster file (``loom-cluster-ID.db``) in
+WAL mode with ``synchronous=NORMAL``: a committed batch survives the controller's
+SIGKILL (the WAL is in the file system), not a power cut. ``durability="sync"`` uses
+``synchronous=FULL`` (an fsync per batch), and engines then wait for the commit before
+replying. ``--no-db`` keeps the same tables in memory (``:memory:``): the same queries
+work, nothing survives the controller.
+
+Queries use a subset of ipyparallel's mongo-style syntax (``$in``, ``$nin``, ``$eq``,
+``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``) on the columns in :data:`COLUMNS`; the
+translation to SQL is pure (:func:`where_clause`) and takes names from that list only.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "COLUMNS",
+    "INFLIGHT_REASON",
+    "QueryError",
+    "TaskDB",
+    "pack_buffers",
+    "unpack_buffers",
+    "where_clause",
+]
+
+#: The reason a task that was running when the controller died is failed with.
+INFLIGHT_REASON = "controller restarted while the task ran; resubmit with rc.resubmit"
+
+#: Record keys (ipyparallel's names where it has one) -> whether they hold JSON.
+COLUMNS: dict[str, bool] = {
+    "msg_id": False,
+    "header": True,
+    "metadata": True,
+    "content": True,
+    "buffers": False,
+    "submitted": False,
+    "client_uuid": False,
+    "engine_uuid": False,
+    "engine_id": False,
+    "started": False,
+    "completed": False,
+    "received": False,
+    "resubmitted": False,
+    "status": False,
+    "result_content": True,
+    "result_metadata": True,
+    "result_buffers": False,
+}
+_BLOBS = {"buffers", "result_buffers"}
+_OPERATORS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    msg_id TEXT PRIMARY KEY,
+    header TEXT, metadata TEXT, content TEXT, buffers BLOB,
+    submitted TEXT, client_uuid TEXT, engine_uuid TEXT, engine_id INTEGER,
+    started TEXT, completed TEXT, received TEXT, resubmitted TEXT,
+    status TEXT NOT NULL DEFAULT 'pending',
+    result_content TEXT, result_metadata TEXT, result_buffers BLOB
+);
+CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (status) WHERE status = 'pending';
+"""
+
+
+class QueryError(ValueError):
+    """A query the database cannot answer (an unknown key or operator)."""
+
+
+def pack_buffers(buffers: Sequence[bytes | memoryview]) -> bytes:
+    """Buffers as one blob: a count, the lengths, then the bytes."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    head = struct.pack(f"<I{len(views)}Q", len(views), *(v.nbytes for v in views))
+    return b"".join([head, *views])
+
+
+def unpack_buffers(blob: bytes | None) -> list[bytes]:
+    if not blob:
+        return []
+    (count,) = struct.unpack_from("<I", blob)
+    lengths = struct.unpack_from(f"<{count}Q", blob, 4)
+    out, offset = [], 4 + 8 * count
+    for length in lengths:
+        out.append(bytes(blob[offset : offset + length]))
+        offset += length
+    return out
+
+
+def where_clause(query: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """``(sql, parameters)`` for a mongo-style query; :class:`QueryError` if it is wrong."""
+    if not isinstance(query, Mapping):
+        raise QueryError("a query must be a dict, e.g. {'completed': {'$ne': None}}")
+    parts: list[str] = []
+    params: list[Any] = []
+    for key, test in query.items():
+        if key not in COLUMNS or key in _BLOBS:
+            raise QueryError(f"cannot query on {key!r}; use one of {', '.join(_queryable())}")
+        tests = test if isinstance(test, Mapping) else {"$eq": test}
+        for op, value in tests.items():
+            if op in ("$in", "$nin"):
+                if not isinstance(value, list | tuple):
+                    raise QueryError(f"{op} needs a list, got {value!r}")
+                marks = ", ".join("?" * len(value))
+                parts.append(f"{key} {'IN' if op == '$in' else 'NOT IN'} ({marks})")
+                params.extend(value)
+            elif op in _OPERATORS:
+                if value is None and op in ("$eq", "$ne"):
+                    parts.append(f"{key} IS {'NOT ' if op == '$ne' else ''}NULL")
+                else:
+                    parts.append(f"{key} {_OPERATORS[op]} ?")
+                    params.append(value)
+            else:
+                known = ", ".join(["$in", "$nin", *_OPERATORS])
+                raise QueryError(f"unknown operator {op!r}; use one of {known}")
+    return (" AND ".join(parts) or "1"), params
+
+
+def _queryable() -> list[str]:
+    return [key for key in COLUMNS if key not in _BLOBS]
+
+
+class TaskDB:
+    """The records of one cluster: ``path=None`` keeps them in memory only."""
+
+    def __init__(self, path: Path | None, *, sync: bool = False) -> None:
+        self.path = path
+        self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None)
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- records ------------------------------------------------------------------
+
+    def add_records(
+        self,
+        engine_uuid: str,
+        engine_id: int,
+        records: Iterable[tuple[Mapping[str, Any], Sequence[bytes | memoryview]]],
+        received: str,
+    ) -> None:
+        """Store one batch an engine sent, in one transaction."""
+        with self._transaction():
+            for record, buffers in records:
+                if record.get("kind") == "task":
+                    self._add_task(engine_uuid, engine_id, record, buffers, received)
+                elif record.get("kind") == "result":
+                    self._add_result(engine_uuid, engine_id, record, buffers, received)
+
+    def _add_task(
+        self,
+        engine_uuid: str,
+        engine_id: int,
+        record: Mapping[str, Any],
+        buffers: Sequence[bytes | memoryview],
+        received: str,
+    ) -> None:
+        header = record.get("header") or {}
+        values = (
+            str(record["msg_id"]),
+            json.dumps(header),
+            json.dumps(record.get("metadata") or {}),
+            json.dumps(record.get("content") or {}),
+            pack_buffers(buffers),
+            str(header.get("date", "")) or None,
+            str(header.get("session", "")) or None,
+            engine_uuid,
+            engine_id,
+            record.get("started"),
+            received,
+        )
+        # A result that arrived first (a resend) keeps its status and result columns.
+        self._db.execute(
+            """INSERT INTO tasks (msg_id, header, metadata, content, buffers, submitted,
+                   client_uuid, engine_uuid, engine_id, started, received)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (msg_id) DO UPDATE SET header=excluded.header,
+                   metadata=excluded.metadata, content=excluded.content,
+                   buffers=excluded.buffers, submitted=excluded.submitted,
+                   client_uuid=excluded.client_uuid, engine_uuid=excluded.engine_uuid,
+                   engine_id=excluded.engine_id, started=excluded.started""",
+            values,
+        )
+
+    def _add_result(
+        self,
+        engine_uuid: str,
+        engine_id: int,
+        record: Mapping[str, Any],
+        buffers: Sequence[bytes | memoryview],
+        received: str,
+    ) -> None:
+        content = record.get("result_content") or {}
+        status = str(content.get("status", "ok"))
+        values = (
+            str(record["msg_id"]),
+            engine_uuid,
+            engine_id,
+            record.get("completed"),
+            received,
+            status,
+            json.dumps(content),
+            json.dumps(record.get("result_metadata") or {}),
+            pack_buffers(buffers),
+        )
+        self._db.execute(
+            """INSERT INTO tasks (msg_id, engine_uuid, engine_id, completed, received, status,
+                   result_content, result_metadata, result_buffers)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (msg_id) DO UPDATE SET completed=excluded.completed,
+                   status=excluded.status, result_content=excluded.result_content,
+                   result_metadata=excluded.result_metadata,
+                   result_buffers=excluded.result_buffers""",
+            values,
+        )
+
+    def fail_pending(self, reason: str, now: str) -> int:
+        """Tasks without a result (running when the controller died) fail with ``reason``."""
+        content = json.dumps(
+            {"status": "error", "ename": "ControllerRestarted", "evalue": reason, "traceback": []}
+        )
+        with self._transaction():
+            cursor = self._db.execute(
+                """UPDATE tasks SET status='failed', completed=?, result_content=?
+                   WHERE status='pending'""",
+                (now, content),
+            )
+        return cursor.rowcount
+
+    def mark_resubmitted(self, msg_ids: Sequence[str], new_ids: Sequence[str]) -> None:
+        with self._transaction():
+            pairs = list(zip(new_ids, msg_ids, strict=True))
+            self._db.executemany("UPDATE tasks SET resubmitted=? WHERE msg_id=?", pairs)
+
+    def query(self, query: Mapping[str, Any], keys: Sequence[str] | None) -> list[dict[str, Any]]:
+        """Records matching ``query``, with ``keys`` (default: every key but the buffers)."""
+        wanted = list(keys) if keys else [k for k in COLUMNS if k not in _BLOBS]
+        for key in wanted:
+            if key not in COLUMNS:
+                raise QueryError(f"unknown key {key!r}; the keys are {', '.join(COLUMNS)}")
+        if "msg_id" not in wanted:
+            wanted.insert(0, "msg_id")
+        where, params = where_clause(query)
+        sql = f"SELECT {', '.join(wanted)} FROM tasks WHERE {where} ORDER BY rowid"
+        out = []
+        for row in self._db.execute(sql, params):
+            record: dict[str, Any] = {}
+            for key, value in zip(wanted, row, strict=True):
+                if key in _BLOBS:
+                    record[key] = unpack_buffers(value)
+                elif COLUMNS[key] and value is not None:
+                    record[key] = json.loads(value)
+                else:
+                    record[key] = value
+            out.append(record)
+        return out
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN")
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
