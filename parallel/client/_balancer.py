@@ -85,6 +85,7 @@ class Balancer:
         retry_on: str,
         timeout: float | None = None,
         after: frozenset[str] = frozenset(),
+        max_engine_deaths: int | None = None,
     ) -> str:
         """Queue a task; its id (what its ``AsyncResult`` waits for).
 
@@ -105,6 +106,7 @@ class Balancer:
             retry_on="engine-death" if retry_on == "engine-death" else "any",
             deadline=deadline,
             after=after,
+            max_engine_deaths=max_engine_deaths,
             stimulus_id=task_id,
         )
         self._run(event)

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -352,11 +352,14 @@ class Client:
 
         return DirectView(self, targets)
 
-    def load_balanced_view(self, targets: Targets = None) -> LoadBalancedView:
-        """A view that runs each task on whichever of ``targets`` (default: all) is free."""
+    def load_balanced_view(self, targets: Targets = None, **flags: Any) -> LoadBalancedView:
+        """A view that runs each task on whichever of ``targets`` (default: all) is free;
+        ``flags`` as ``set_flags`` takes them (``retries=3, retry_on="engine-death"``)."""
         from ._views import LoadBalancedView
 
-        return LoadBalancedView(self, targets)
+        view = LoadBalancedView(self, targets)
+        view.set_flags(**flags)
+        return view
 
     def activate(self, targets: Targets = "all", suffix: str = "") -> DirectView:
         """Register the ``%px`` magics for a blocking view of ``targets``; the view.

@@ -286,12 +286,16 @@ class DirectView(_View):
 class LoadBalancedView(_View):
     """A view whose tasks each run on one engine, chosen when the task can start."""
 
-    _flag_names = ("block", "retries", "timeout", "retry_on", "after")
+    _flag_names = ("block", "retries", "timeout", "retry_on", "after", "max_engine_deaths")
 
     def __init__(self, client: Client, targets: Targets) -> None:
         super().__init__(client, targets)
+        #: Re-runs of a failed task (any failure, or only its engine's death: ``retry_on``).
         self.retries = 0
         self.retry_on = "any"
+        #: A task whose engines died this many times is poison: it fails, whatever its
+        #: retries (``None``: the balancer's default, 3).
+        self.max_engine_deaths: int | None = None
         #: Seconds a task may wait for an engine before it fails with ``TaskTimeout``.
         self.timeout: float | None = None
         #: Load-balanced results (or their msg_ids) that must succeed before tasks start.
@@ -299,6 +303,12 @@ class LoadBalancedView(_View):
 
     def __repr__(self) -> str:
         return f"<LoadBalancedView {self.targets!r}>"
+
+    def set_flags(self, **flags: Any) -> None:
+        """Set view flags: ``block``, ``retries``, ``retry_on`` (``"any"``, the default, or
+        ``"engine-death"``), ``max_engine_deaths``, ``timeout``, ``after``."""
+        _check_healing_flags(flags)
+        super().set_flags(**flags)
 
     def _target_set(self) -> frozenset[int] | None:
         if self.targets is None or self.targets == "all":
@@ -325,6 +335,7 @@ class LoadBalancedView(_View):
             retry_on=self.retry_on,
             timeout=self.timeout,
             after=after,
+            max_engine_deaths=self.max_engine_deaths,
         )
 
     def _after_ids(self) -> frozenset[str] | str:
@@ -387,6 +398,21 @@ class LoadBalancedView(_View):
         """Yield ``f``'s results one by one as the map's chunks finish: in order, or with
         ``ordered=False`` as soon as any chunk is in (a slow element holds nothing up)."""
         return iter(self._map(f, sequences, chunksize=chunksize, ordered=ordered))
+
+
+def _check_healing_flags(flags: dict[str, Any]) -> None:
+    """A clear ``ValueError`` for a bad ``retries``, ``retry_on`` or ``max_engine_deaths``:
+    the scheduler would refuse the task later, far from the call that set the flag."""
+    retries = flags.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+    retry_on = flags.get("retry_on", "any")
+    if retry_on not in ("any", "engine-death"):
+        raise ValueError(f"retry_on must be 'any' or 'engine-death', not {retry_on!r}")
+    deaths = flags.get("max_engine_deaths")
+    bad_deaths = isinstance(deaths, bool) or not isinstance(deaths, int) or deaths < 1
+    if deaths is not None and bad_deaths:
+        raise ValueError(f"max_engine_deaths must be None or an int >= 1, not {deaths!r}")
 
 
 def _block(length: int, parts: int, index: int) -> tuple[int, int]:

@@ -1,0 +1,138 @@
+"""A pool to break on purpose: engines started by the test, killed, stopped, topped up.
+
+``Pool`` wraps a running cluster. Besides the cluster's own engines it starts
+standalone engines (``python -P -m parallel.engine -f CLUSTER``, each in its own process
+group) whenever fewer than the wanted number are live, so tests do not depend on the
+controller replacing dead engines (it may, or may not). Every process started here is
+killed by PID at the end, stopped ones too (SIGCONT first, so SIGKILL is delivered).
+
+``Chaos`` is the seeded monkey: its ``rng`` decides what dies and when, so a failure
+can be replayed with ``LOOM_CHAOS_SEED=<seed>``; the seed is attached to any exception
+that leaves its ``with`` block (``add_note``: pytest prints it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from _cluster_support import _kill
+
+from parallel import Client, Cluster
+
+
+@dataclass
+class Pool:
+    """A cluster, its client, and the engine processes this test started."""
+
+    cluster: Cluster
+    client: Client
+    started: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stopped: set[int] = field(default_factory=set)
+
+    def pid_of(self, engine: int) -> int:
+        self.client._pump.drain()
+        return self.client._records[engine].pid
+
+    def live(self) -> list[int]:
+        return self.client.ids
+
+    def top_up(self, count: int, timeout: float = 60.0) -> list[int]:
+        """Start engines until ``count`` are live; the live ids."""
+        live = self.live()
+        for _ in range(count - len(live)):
+            argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(self.cluster_file)]
+            process = subprocess.Popen(
+                argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            self.started[process.pid] = process
+        self.client.wait_for_engines(count, timeout=timeout)
+        return self.live()
+
+    @property
+    def cluster_file(self) -> str:
+        assert self.cluster.cluster_file is not None
+        return str(self.cluster.cluster_file)
+
+    def kill(self, engine: int, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to ``engine``'s process; its pid."""
+        pid = self.pid_of(engine)
+        os.kill(pid, sig)
+        if sig == signal.SIGSTOP:
+            self.stopped.add(pid)
+        elif sig == signal.SIGCONT:
+            self.stopped.discard(pid)
+        return pid
+
+    def wait_lost(self, engine: int, timeout: float) -> float:
+        """Pump until the client no longer lists ``engine``; seconds it took."""
+        start = time.monotonic()
+        gone = self.client._pump.pump_until(lambda: engine not in self.client._links, timeout)
+        assert gone, f"engine {engine} was not reported lost within {timeout} s"
+        return time.monotonic() - start
+
+    def close(self) -> None:
+        for pid in self.stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        for pid, process in self.started.items():
+            _kill(pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+
+class Chaos:
+    """A seeded random source of faults; see the module docstring."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        env = os.environ.get("LOOM_CHAOS_SEED")
+        self.seed = seed if seed is not None else int(env) if env else random.randrange(2**32)
+        self.rng = random.Random(self.seed)
+
+    def __enter__(self) -> Chaos:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            exc.add_note(f"chaos seed {self.seed}: replay with LOOM_CHAOS_SEED={self.seed}")
+
+    def next_kill_after(self, mean: float) -> float:
+        """Seconds to the next kill: kills form a Poisson process of mean interval ``mean``."""
+        return self.rng.expovariate(1.0 / mean)
+
+
+@contextlib.contextmanager
+def kills_at_random(
+    pool: Pool, chaos: Chaos, mean: float, keep: int
+) -> Iterator[Callable[[], int]]:
+    """A ``step()`` that SIGKILLs a random live engine whenever the Poisson clock says so
+    (and tops the pool up to ``keep`` live engines); ``step`` returns the kills so far."""
+    kills = 0
+    due = time.monotonic() + chaos.next_kill_after(mean)
+
+    def step() -> int:
+        nonlocal kills, due
+        now = time.monotonic()
+        if now >= due:
+            live = pool.live()
+            if live:
+                victim = chaos.rng.choice(live)
+                with contextlib.suppress(ProcessLookupError, KeyError):
+                    pool.kill(victim)
+                    kills += 1
+            due = now + chaos.next_kill_after(mean)
+        if len(pool.live()) < keep:
+            pool.top_up(keep)
+        return kills
+
+    yield step
