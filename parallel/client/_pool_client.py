@@ -15,13 +15,18 @@ There is no thread and no loop of the client's own: blocking calls pump the sock
 client works in a script, inside a running kernel's cell, and in async code.
 
 Engines that die are reported by the hub (``unregistration_notification``, within its
-heartbeat grace): their pending tasks fail with :class:`EngineError`; load-balanced
-tasks with retries left run again elsewhere (``_balancer``).
+heartbeat grace; at once for a local engine, by pidfd): their pending tasks fail with
+:class:`EngineError` saying how the engine died; load-balanced tasks with retries left
+run again elsewhere (``_balancer``). A replacement (same id, a new process) arrives as a
+``registration_notification`` with ``restarted``: the client links to its new ports and
+says so once on stderr (``engine 2 restarted (killed by signal 9 (SIGKILL))``): in a
+kernel that line lands in the output of the cell that is waiting, ``%px`` included.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -61,7 +66,21 @@ if TYPE_CHECKING:
     from ._balancer import Balancer
     from ._views import DirectView, LoadBalancedView
 
-__all__ = ["Client"]
+__all__ = ["Client", "EngineRestart"]
+
+
+class EngineRestart:
+    """How often an engine was replaced, and why the last time (``Client.restarts``)."""
+
+    __slots__ = ("count", "reason")
+
+    def __init__(self, count: int, reason: str) -> None:
+        self.count = count
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"EngineRestart(count={self.count}, reason={self.reason!r})"
+
 
 #: While waiting for engines, ask the hub again this often (seconds).
 REQUERY = 1.0
@@ -90,6 +109,10 @@ class Client:
         #: What the hub said of each live engine (its pid, ports).
         self._records: dict[int, EngineRecord] = {}
         self._lost: dict[int, str] = {}
+        #: Engines replaced after dying: id -> how often and why (``loom cluster list``).
+        self.restarts: dict[int, EngineRestart] = {}
+        #: What the hub replied to requests someone waits for (``setup_request``).
+        self._hub_replies: dict[str, JSONDict] = {}
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
         self._kinds: dict[str, str] = {}
         #: Hub requests someone waits for -> whether their reply arrived (engine lists are
@@ -159,6 +182,46 @@ class Client:
     def _hub_request(self, msg_type: str, content: JSONDict, timeout: float) -> None:
         self._await_hub(self._send_hub(msg_type, content), timeout)
 
+    def record_setup(
+        self,
+        code_or_function: str | Callable[[], object],
+        targets: list[int] | None,
+        timeout: float = 10.0,
+    ) -> list[int]:
+        """Record setup with the controller (replayed on replacement and late engines);
+        the announced engines it applies to now, which the caller runs it on."""
+        content: JSONDict = {"targets": targets}
+        buffers: list[bytes] | None = None
+        if isinstance(code_or_function, str):
+            content["code"] = code_or_function
+        elif callable(code_or_function):
+            from ..protocol._serialize import serialize_call
+
+            buffers = serialize_call(code_or_function, (), {})
+            content["name"] = str(getattr(code_or_function, "__name__", "a function"))
+        else:
+            raise TypeError(f"setup takes code (a str) or a function, not {code_or_function!r}")
+        metadata: JSONDict = {}
+        if buffers and not self._info.authenticates_peers:
+            metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
+        message = self.session.message("setup_request", content, metadata=metadata, buffers=buffers)
+        send_frames(self._hub, self.session.serialize(message))
+        self._pump.sent_on(self._hub)
+        self._await_hub(message, timeout)
+        reply = self._hub_replies.pop(message.msg_id, {})
+        if reply.get("status") != "ok":
+            raise ValueError(f"the controller refused the setup: {reply.get('evalue', reply)}")
+        engines = [i for i in reply.get("engines", []) if isinstance(i, int)]
+        # Engines announced before the reply: their notification may still be on its way.
+        self._pump.pump_until(lambda: all(i in self._links for i in engines), timeout)
+        return [i for i in engines if i in self._links]
+
+    def setup(self, code_or_function: str | Callable[[], object]) -> AsyncResult:
+        """Run ``code_or_function`` on every engine now, and on every engine that joins
+        later, replacements included, before it takes work (docs/parallel.md, "Setup")."""
+        result: AsyncResult = self.direct_view("all").setup(code_or_function, block=False)
+        return result
+
     def _await_hub(self, message: Message, timeout: float) -> None:
         """Pump until the hub answers ``message``; :class:`ClusterUnavailable` if it does not."""
         self._answered[message.msg_id] = False
@@ -176,22 +239,62 @@ class Client:
             message = self.session.deserialize(frames).message
             if message.msg_type == "connection_reply":
                 for content in message.content.get("engines", []):
+                    self._note_restart(content, announce=False)
                     self._add_engine(EngineRecord.from_content(content))
-        except (ProtocolError, TypeError, AttributeError):
+        except (ProtocolError, TypeError, AttributeError, ValueError):
             return  # a bad reply is as good as none: the caller's timeout says so
         if message.parent_id in self._answered:  # someone waits for it (not a re-query)
+            self._hub_replies[message.parent_id] = message.content
             self._answered[message.parent_id] = True
 
     def _on_notify(self, frames: list[bytes]) -> None:
         try:
             message = self.session.deserialize(frames).message
             if message.msg_type == "registration_notification":
-                self._add_engine(EngineRecord.from_content(message.content))
+                record = EngineRecord.from_content(message.content)
+                known = self._records.get(record.id)
+                if known is not None and (known.pid, known.ports) != (record.pid, record.ports):
+                    self._lose_engine(record.id, "was replaced by a new process")  # missed loss
+                self._note_restart(message.content, announce=True)
+                self._add_engine(record)
             elif message.msg_type == "unregistration_notification":
                 engine_id = int(message.content["id"])
-                self._lose_engine(engine_id, str(message.content.get("reason", "lost")))
+                reason = str(message.content.get("reason", "lost"))
+                restart = message.content.get("restart")
+                if isinstance(restart, dict):
+                    reason += _restart_note(restart)
+                    if restart.get("state") == "given up":
+                        self._notice(f"engine {engine_id} {reason}", restart.get("output"))
+                self._lose_engine(engine_id, reason)
         except (ProtocolError, KeyError, TypeError, ValueError):
             return
+
+    def _note_restart(self, content: JSONDict, *, announce: bool) -> None:
+        """Keep what a record says of the engine's restarts; say a new one once."""
+        restarted, engine_id = content.get("restarted"), content.get("id")
+        if not isinstance(restarted, dict) or not isinstance(engine_id, int):
+            return
+        count, reason = int(restarted.get("count", 1)), str(restarted.get("reason", "it died"))
+        known = self.restarts.get(engine_id)
+        self.restarts[engine_id] = EngineRestart(count, reason)
+        if not announce or (known is not None and known.count >= count):
+            return
+        text = f"engine {engine_id} restarted after it died: {reason}"
+        setup = content.get("setup")
+        if isinstance(setup, dict) and setup.get("status") == "error":
+            text += (
+                f", but its setup {setup.get('summary', '')!r} failed:"
+                f" {setup.get('ename')}: {setup.get('evalue')}"
+            )
+        elif isinstance(setup, dict) and setup.get("count"):
+            text += f"; its setup ran again ({setup['count']} recorded)"
+        self._notice(text)
+
+    def _notice(self, text: str, detail: object = None) -> None:
+        """Say ``text`` once, on stderr: in a kernel, in the output of the waiting cell."""
+        if isinstance(detail, str) and detail.strip():
+            text += "; its last output:\n" + detail.rstrip()
+        print(f"[loom] {text}", file=sys.stderr, flush=True)
 
     def _add_engine(self, record: EngineRecord) -> None:
         if record.id in self._links:
@@ -449,3 +552,15 @@ class Client:
     @property
     def info(self) -> ControllerInfo:
         return self._info
+
+
+def _restart_note(restart: JSONDict) -> str:
+    """What an ``unregistration_notification``'s ``restart`` adds to the loss reason."""
+    match restart.get("state"):
+        case "restarting":
+            return "; it is being restarted"
+        case "given up":
+            return f"; {restart.get('message', 'not restarted')}"
+        case "failed":
+            return f"; it cannot be restarted: {restart.get('reason', '')}"
+    return ""

@@ -175,6 +175,23 @@ class DirectView(_View):
         result = AsyncResult(self.client, msg_ids, fname="execute", single=self._single(targets))
         return self._finish(self.client.track(result), block)
 
+    def setup(self, code_or_function: str | Callable[[], object], block: bool | None = None) -> Any:
+        """Run ``code_or_function`` (code, or a function called without arguments) on the
+        view's engines now, as ``execute``/``apply`` do, and record it with the controller:
+        an engine of this view that is replaced after dying (or, for a view on all
+        engines, any engine that joins later) runs every recorded setup, in order, before
+        it takes work. Returns the ``AsyncResult`` of the run now."""
+        everyone = self.targets is None or self.targets == "all"
+        recorded = None if everyone else self._ids()
+        ids = self.client.record_setup(code_or_function, recorded)
+        if not ids:  # recorded; no engine to run it on now
+            return self._finish(self.client.track(AsyncResult(self.client, [])), block)
+        # An int view keeps its single result; otherwise the engines the hub named.
+        run_on: Targets = self.targets if self._single() else ids
+        if isinstance(code_or_function, str):
+            return self.execute(code_or_function, silent=False, targets=run_on, block=block)
+        return self._finish(self._apply(code_or_function, (), {}, run_on), block)
+
     def run(self, filename: str, targets: Targets = None, block: bool | None = None) -> Any:
         """Execute the code of file ``filename`` on the engines."""
         return self.execute(

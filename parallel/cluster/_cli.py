@@ -49,6 +49,7 @@ def add_cluster_arguments(
     )
     start.add_argument("--ip", default="127.0.0.1", help="address to bind with --transport tcp")
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for engines")
+    start.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
     stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
     stop.add_argument("file", nargs="?", help="its cluster file")
     stop.add_argument("--all", action="store_true", help="stop every cluster")
@@ -58,6 +59,9 @@ def add_cluster_arguments(
     controller.add_argument("--transport", choices=("ipc", "tcp"), default="tcp")
     controller.add_argument("--ip", default="127.0.0.1")
     controller.add_argument("-f", "--file", default=None, help="where to write the cluster file")
+    controller.add_argument(
+        "--no-restart", action="store_true", help="do not replace engines that die"
+    )
     engine.add_argument("-f", "--file", required=True, help="the cluster file")
 
 
@@ -93,6 +97,8 @@ def run_controller_command(args: argparse.Namespace) -> int:
         return 2
     argv = ["-n", str(args.n), "--transport", args.transport, "--ip", args.ip]
     argv += ["--launcher", json.dumps(spec)]
+    if args.no_restart:
+        argv += ["--no-restart"]
     return main([*argv, *(["--file", args.file] if args.file else [])])
 
 
@@ -122,6 +128,7 @@ def _start(args: argparse.Namespace) -> int:
             engines=args.engines,
             transport=args.transport,
             detached=True,
+            restart_engines=not args.no_restart,
             **_launcher_options(args.option),
         )
     except ValueError as exc:
@@ -205,6 +212,7 @@ def _list() -> int:
         try:
             with Client(path, timeout=2.0) as client:
                 records = dict(client._records)
+                restarts = dict(client.restarts)
         except ParallelError as exc:
             print(f"{info.cluster_id}  controller pid {info.pid} not answering: {exc}")
             continue
@@ -213,7 +221,12 @@ def _list() -> int:
             f"{len(records)} engines  {path}"
         )
         for engine_id, record in sorted(records.items()):
-            print(f"    engine {engine_id}  pid {record.pid}  running")
+            restarted = restarts.get(engine_id)
+            note = ""
+            if restarted is not None:
+                times = "once" if restarted.count == 1 else f"{restarted.count} times"
+                note = f"  restarted {times} (last: {restarted.reason})"
+            print(f"    engine {engine_id}  pid {record.pid}  running{note}")
     return 0
 
 

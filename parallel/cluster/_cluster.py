@@ -70,6 +70,7 @@ class Cluster:
         transport: str | None = None,
         detached: bool = False,
         controller: str = "local",
+        restart_engines: bool = True,
         **launcher_options: Any,
     ):
         """``engines``: who starts the engines, ``"local"`` (the controller's children),
@@ -80,12 +81,16 @@ class Cluster:
         own digest; ``"tcp"`` (the default for other launchers): sockets on ``ip``.
         ``detached``: the cluster outlives this process (``loom cluster start``);
         otherwise it stops when this process exits. ``controller="job"`` (slurm only):
-        the controller runs inside the batch job, and starts the engines with ``srun``."""
+        the controller runs inside the batch job, and starts the engines with ``srun``.
+        ``restart_engines``: replace an engine that dies (same id, a new process, the
+        recorded setup replayed) where the launcher can (docs/parallel.md, "When things
+        fail"); False: dead engines stay dead."""
         if controller not in ("local", "job"):
             raise ValueError(f"controller must be 'local' or 'job', not {controller!r}")
         if controller == "job" and engines != "slurm":
             raise ValueError("controller='job' needs engines='slurm'")
         self.controller = controller
+        self.restart_engines = restart_engines
         if transport is None:
             transport = "ipc" if engines == "local" else "tcp"
         if transport not in ("ipc", "tcp"):
@@ -141,6 +146,8 @@ class Cluster:
             ]  # fmt: skip
         if not self.detached:
             argv += ["--parent", str(os.getpid())]
+        if not self.restart_engines and self.controller != "job":
+            argv += ["--no-restart"]
         try:
             self._process = KernelProcess(argv, pass_fds=[write_fd])
         except BaseException:

@@ -41,6 +41,7 @@ from ..protocol._controller_info import ControllerInfo
 from ._db import TaskDB
 from ._durable import open_records, rebind, remove_records, stop_reattached
 from ._hub import Hub
+from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
 
 __all__ = ["READY_LINE", "run_controller"]
 
@@ -62,12 +63,16 @@ async def run_controller(
     db: bool = True,
     durability: str = "async",
     restore: bool = False,
+    restart: RestartPolicy | None = None,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
     launcher could not start its ``engines``: ``parallel.launchers``; local by default).
 
     Once serving, the cluster file's path is written as one line to stdout and, if given,
     to ``ready_fd`` (then closed): a launcher waits for that line, not for a file to appear.
+
+    ``restart``: when to replace engines that die (``None``: never); only launchers that
+    ``can_replace`` do.
     """
     launch = launcher if launcher is not None else make_launcher("local")
     # --restore: the dead controller's addresses and key, so its engines come back.
@@ -84,8 +89,11 @@ async def run_controller(
         async with asyncio.TaskGroup() as tg:
             hub = Hub(info, hub_sock, notify, tg, on_shutdown=stop.set)
             store = open_records(hub, path, db=db, durability=durability, restore=restore)
+            hub.restart_policy = restart
+            if launch.can_replace:
+                hub.replace = launch.replace
             ctx = LaunchContext(
-                path, tg, lambda pid, how: _lost(hub, pid, how), workdir, info.cluster_id
+                path, tg, lambda pid, how: _lost(hub, launch, pid, how), workdir, info.cluster_id
             )
             serving = [tg.create_task(hub.serve(), name="loom-hub")]
             if parent_pid:
@@ -107,6 +115,7 @@ async def run_controller(
             await stop.wait()
             if restore:  # engines that re-attached: no launcher of ours stops them
                 await stop_reattached(hub, list(hub.engines.values()))
+            hub.stopping = True  # engines the launcher now stops are not replaced
             await launch.stop()
             for task in serving:
                 task.cancel()
@@ -161,10 +170,8 @@ def _announce(path: Path, ready_fd: int | None) -> None:
             pipe.write(f"{path}\n")
 
 
-def _lost(hub: Hub, pid: int, how: str) -> None:
-    for record in list(hub.engines.values()):
-        if record.pid == pid:
-            hub.lose(record.id, f"its process {how}")
+def _lost(hub: Hub, launch: Launcher, pid: int, how: str) -> None:
+    hub.process_exited(pid, how, launch.uuid_of(pid), launch.output_of(pid))
 
 
 async def _stop_with(pid: int, stop: asyncio.Event) -> None:
@@ -197,6 +204,18 @@ def launcher_from_json(text: str) -> Launcher:
     if not isinstance(options, dict):
         raise LaunchError("--launcher options must be an object")
     return make_launcher(spec["engines"], options)
+
+
+def restart_policy(limit: str) -> RestartPolicy:
+    """The policy ``--restart-limit DEATHS/SECONDS`` describes; ValueError if wrong."""
+    deaths, slash, seconds = limit.partition("/")
+    try:
+        return RestartPolicy(max_deaths=int(deaths), window=float(seconds))
+    except ValueError as exc:
+        detail = "" if not slash else f": {exc}"
+        raise ValueError(
+            f"--restart-limit {limit!r}: use DEATHS/SECONDS, e.g. 3/60{detail}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,9 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         default='{"engines": "local"}',
         help='how to start the engines: {"engines": NAME, "options": {...}} (JSON)',
     )
+    parser.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
+    parser.add_argument(
+        "--restart-limit",
+        default=f"{MAX_DEATHS}/{DEATH_WINDOW:g}",
+        metavar="DEATHS/SECONDS",
+        help="give up on an engine that died DEATHS times within SECONDS (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.engines < 0:
         parser.error("-n must be 0 or more")
+    try:
+        policy = None if args.no_restart else restart_policy(args.restart_limit)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         launcher = launcher_from_json(args.launcher)
     except LaunchError as exc:
@@ -257,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 db=not args.no_db,
                 durability=args.durability,
                 restore=args.restore,
+                restart=policy,
             )
         )
     return 130

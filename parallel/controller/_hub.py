@@ -14,6 +14,20 @@ reply, publish, start or stop a heartbeat monitor. An engine is lost when its he
 goes quiet for ``HEARTBEAT_GRACE`` seconds (``kernel.client.HeartbeatMonitor``) or, for
 an engine this controller launched, the moment its process exits.
 
+Engines that come back (``parallel.controller._restarts``): when a launched engine's
+process dies, :meth:`Hub.process_exited` loses it with the reason and, if its launcher
+can replace engines and the ``RestartPolicy`` allows, asks the launcher for a new process
+with the same uuid; the ``unregistration_notification`` says which (``restart``), and the
+replacement's ``registration_notification`` carries ``restarted: {count, reason}``.
+
+Setup replay: ``setup_request`` records code (or a pickled call, in buffers) in
+:attr:`Hub.setup`, held here so it outlives the client that sent it. An engine that
+registers while setup is recorded (a replacement, or one that joins late) is *joining*:
+the hub runs every recorded item that applies to it, in order, on the engine's shell as a
+client would (``execute_request`` / ``apply_request``), and only then announces it, with
+``setup: {status, ...}``. A failing item stops the replay and the engine is announced
+with the error (docs/parallel.md, "When things fail"); until then clients do not see it.
+
 Clients talk to engines directly (each engine is a kernel with its own five ports): the
 hub is not in the data path of a task. Bad messages are dropped with rate-limited logs
 (``MessageSocket``); a request the hub does not know gets an error reply.
@@ -23,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import zmq
 
@@ -44,6 +60,7 @@ from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, Reg
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_messages import EngineRecord, address_of, max_message_size_of, ports_of
 from ._records import Records
+from ._restarts import GiveUp, RestartPolicy, describe_death
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
 
@@ -51,6 +68,28 @@ log = logging.getLogger("loom.controller")
 
 #: An engine whose heartbeat stays silent this long is lost (seconds).
 HEARTBEAT_GRACE = 2.5
+#: How an engine that stopped of its own accord (a shutdown request) ended: not replaced.
+CLEAN_EXIT = describe_death(0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetupItem:
+    """One recorded piece of setup: a request replayed on joining engines."""
+
+    #: ``execute_request`` (code) or ``apply_request`` (a pickled call in ``buffers``).
+    msg_type: str
+    content: JSONDict
+    buffers: list[bytes]
+    #: The engine ids it applies to; ``None``: every engine, including later ones.
+    targets: list[int] | None
+    #: What a client is shown: the code, or the callable's name.
+    summary: str
+
+    def applies_to(self, engine_id: int) -> bool:
+        return self.targets is None or engine_id in self.targets
+
+    def describe(self) -> JSONDict:
+        return {"kind": self.msg_type, "summary": self.summary, "targets": self.targets}
 
 
 class Hub:
@@ -83,6 +122,20 @@ class Hub:
         self._rejected = RateLimitedLog(log)
         #: Set whenever an engine registers (``wait_for_engines`` in the controller).
         self.changed = asyncio.Event()
+        #: Restarts: the policy (``None``: engines are not replaced) and the launcher's
+        #: ``replace`` (set by the controller when its launcher ``can_replace``).
+        self.restart_policy: RestartPolicy | None = RestartPolicy()
+        self.replace: Callable[[str], None] | None = None
+        #: Set once the controller stops: deaths from then on are not replaced.
+        self.stopping = False
+        #: uuid -> ``{"count", "reason"}`` of engines restarted at least once.
+        self._restarted: dict[str, JSONDict] = {}
+        #: uuids the hub asked to stop: their exit is not a death.
+        self._stop_asked: set[str] = set()
+        #: Recorded setup, in order (``setup_request``).
+        self.setup: list[SetupItem] = []
+        #: Engines registered but not announced yet: their setup runs.
+        self._joining: dict[int, asyncio.Task[None]] = {}
 
     async def serve(self) -> None:
         """Answer hub requests until cancelled."""
@@ -103,8 +156,13 @@ class Hub:
             case "registration_request":
                 return self._register(request)
             case "connection_request":
-                engines = [record.to_content() for record in self.engines.values()]
-                return Reply({"status": "ok", "engines": engines})
+                engines = [
+                    self._announced(record)
+                    for engine_id, record in self.engines.items()
+                    if engine_id not in self._joining
+                ]
+                setup = [item.describe() for item in self.setup]
+                return Reply({"status": "ok", "engines": engines, "setup": setup})
             case "shutdown_request":
                 return self._shutdown(request)
             case "engine_ping_request":
@@ -113,6 +171,8 @@ class Hub:
                 if self.records is None:
                     raise MalformedMessage("this controller keeps no records")
                 return self.records.answer(request)
+            case "setup_request":
+                return self._record_setup(request)
         self._rejected.warning("unknown hub request %r", request.msg_type)
         if request.msg_type.endswith("_request"):
             return Reply(error_content(ValueError(f"unknown request {request.msg_type}")))
@@ -147,7 +207,10 @@ class Hub:
                     record = EngineRecord(engine_id, uuid, pid, address, ports, limit)
                     self.engines[engine_id] = record
                     self._watch(record)
-                    self._publish("registration_notification", record.to_content())
+                    if any(item.applies_to(engine_id) for item in self.setup):
+                        self._join(record)
+                    else:
+                        self._publish("registration_notification", self._announced(record))
         log.info("engine %d registered (pid %d)", engine_id, pid)
         self.changed.set()
         if self.on_register is not None:
@@ -155,28 +218,165 @@ class Hub:
         durability = self.records.durability if self.records is not None else "off"
         return Reply({"status": "ok", "id": engine_id, "durability": durability})
 
-    def lose(self, engine_id: int, reason: str) -> None:
-        """The engine is gone (heartbeat silent, process exited): forget it, tell clients."""
+    def lose(self, engine_id: int, reason: str, restart: JSONDict | None = None) -> None:
+        """The engine is gone (heartbeat silent, process exited): forget it, tell clients
+        (``restart``: what happens next, in the notification)."""
         lost = EngineLost(engine=engine_id, reason=reason, stimulus_id=f"lost-{engine_id}")
         for event in self.registry.handle(lost):
-            self._forget(event.engine, reason)
+            self._forget(event.engine, reason, restart)
 
-    def _forget(self, engine_id: int, reason: str) -> None:
+    def _forget(self, engine_id: int, reason: str, restart: JSONDict | None = None) -> None:
         record = self.engines.pop(engine_id, None)
         task = self._heartbeats.pop(engine_id, None)
         if task is not None:
             task.cancel()
+        joining = self._joining.pop(engine_id, None)
+        if joining is not None:
+            joining.cancel()
         if record is not None:
             log.warning("engine %d lost: %s", engine_id, reason)
-            content = {"id": engine_id, "uuid": record.uuid, "reason": reason}
+            content: JSONDict = {"id": engine_id, "uuid": record.uuid, "reason": reason}
+            if restart is not None:
+                content["restart"] = restart
             self._publish("unregistration_notification", content)
+
+    # -- engines that come back -------------------------------------------------------
+
+    def process_exited(self, pid: int, how: str, engine_uuid: str | None, output: str) -> None:
+        """A process the launcher started ended (``how``: ``describe_death``): lose its
+        engine and replace it if the policy allows. ``engine_uuid`` (from the launcher)
+        counts a replacement that died before it registered."""
+        record = next((r for r in self.engines.values() if r.pid == pid), None)
+        if record is not None:
+            engine_uuid = record.uuid
+        if engine_uuid is None:
+            return
+        engine_id = self.registry.id_of(engine_uuid)
+        restart = self._decide(engine_uuid, engine_id, how, output)
+        reason = f"died: {how}"
+        if record is not None:
+            self.lose(record.id, reason, restart)
+        elif engine_id is not None and restart is not None and restart["state"] == "given up":
+            # Never announced again since its last death: clients learn it will not return.
+            content: JSONDict = {"id": engine_id, "uuid": engine_uuid, "reason": reason}
+            self._publish("unregistration_notification", {**content, "restart": restart})
+
+    def _decide(
+        self, engine_uuid: str, engine_id: int | None, how: str, output: str
+    ) -> JSONDict | None:
+        """Replace engine ``engine_uuid`` or give up; the notification's ``restart``."""
+        if self.stopping or how == CLEAN_EXIT or engine_uuid in self._stop_asked:
+            return None
+        if self.replace is None or self.restart_policy is None:
+            return {"state": "off"}
+        decision = self.restart_policy.died(engine_uuid, time.monotonic(), how)
+        name = f"engine {engine_id}" if engine_id is not None else f"engine {engine_uuid[:8]}"
+        if isinstance(decision, GiveUp):
+            log.warning("%s %s; its last output:\n%s", name, decision.describe(), output)
+            return {
+                "state": "given up",
+                "deaths": decision.deaths,
+                "window": decision.window,
+                "reason": how,
+                "output": output[-2000:],
+                "message": decision.describe(),
+            }
+        else:
+            try:
+                self.replace(engine_uuid)
+            except Exception as exc:  # a launcher that cannot: said, not raised
+                log.warning("%s cannot be restarted: %s", name, exc)
+                return {"state": "failed", "reason": str(exc)}
+            log.warning("%s %s: restarting it (restart %d)", name, how, decision.count)
+            self._restarted[engine_uuid] = {"count": decision.count, "reason": how}
+            return {"state": "restarting", "count": decision.count}
+
+    def _announced(self, record: EngineRecord) -> JSONDict:
+        """An engine record as clients get it: with ``restarted`` once it was."""
+        content = record.to_content()
+        restarted = self._restarted.get(record.uuid)
+        if restarted is not None:
+            content["restarted"] = dict(restarted)
+        return content
+
+    # -- setup replay ---------------------------------------------------------------
+
+    def _record_setup(self, request: Message) -> Reply:
+        content = request.content
+        targets = content.get("targets")
+        if targets is not None and not (
+            isinstance(targets, list) and all(isinstance(i, int) for i in targets)
+        ):
+            raise MalformedMessage("setup targets must be null or a list of engine ids")
+        code = content.get("code")
+        if isinstance(code, str):
+            execute: JSONDict = {"code": code, "silent": False, "store_history": False}
+            item = SetupItem("execute_request", execute, [], targets, code)
+        elif request.buffers:
+            name = str(content.get("name", "a function"))
+            buffers = [bytes(buffer) for buffer in request.buffers]
+            item = SetupItem("apply_request", {}, buffers, targets, name)
+        else:
+            raise MalformedMessage("setup needs code (a string) or a pickled call (buffers)")
+        self.setup.append(item)
+        announced = [i for i in self.engines if i not in self._joining and item.applies_to(i)]
+        return Reply({"status": "ok", "index": len(self.setup) - 1, "engines": announced})
+
+    def _join(self, record: EngineRecord) -> None:
+        name = f"loom-setup-engine-{record.id}"
+        self._joining[record.id] = self._tg.create_task(self._replay(record), name=name)
+
+    async def _replay(self, record: EngineRecord) -> None:
+        """Run the recorded setup on a joining engine, then announce it (with any error)."""
+        info = self.info.engine_connection(record.address, record.ports)
+        session = Session(self.info.key, self.info.signature_scheme)
+        shell = MessageSocket.connect(zmq.DEALER, info.url("shell"), session, "shell")
+        outcome: JSONDict = {"status": "ok"}
+        ran = 0
+        try:
+            index = 0
+            while index < len(self.setup):  # items recorded meanwhile are run too
+                item, index = self.setup[index], index + 1
+                if not item.applies_to(record.id):
+                    continue
+                metadata: JSONDict = {}
+                if item.buffers and not self.info.authenticates_peers:
+                    metadata["buffers_hmac"] = session.signer.sign_buffers(item.buffers)
+                message = session.message(
+                    item.msg_type, item.content, metadata=metadata, buffers=item.buffers
+                )
+                await shell.send(message)
+                reply = await _reply_to(shell, message.msg_id)
+                ran += 1
+                if reply.content.get("status") != "ok":
+                    outcome = {
+                        "status": "error",
+                        "index": index - 1,
+                        "summary": item.summary,
+                        "ename": str(reply.content.get("ename", "Error")),
+                        "evalue": str(reply.content.get("evalue", "")),
+                    }
+                    log.warning(
+                        "engine %d: setup %r failed: %s: %s",
+                        record.id,
+                        item.summary,
+                        outcome["ename"],
+                        outcome["evalue"],
+                    )
+                    break
+        finally:
+            shell.close()
+        outcome["count"] = ran
+        self._joining.pop(record.id, None)
+        self._publish("registration_notification", {**self._announced(record), "setup": outcome})
+        self.changed.set()
 
     def _watch(self, record: EngineRecord) -> None:
         url = self.info.engine_connection(record.address, record.ports).url("hb")
 
         def changed(responsive: bool) -> None:
             if not responsive:
-                self.lose(record.id, f"its heartbeat was silent for {HEARTBEAT_GRACE:g} s")
+                self.lose(record.id, f"heartbeat silent for {HEARTBEAT_GRACE:g} s")
 
         monitor = HeartbeatMonitor(url, changed, grace=HEARTBEAT_GRACE)
         name = f"loom-heartbeat-engine-{record.id}"
@@ -192,6 +392,7 @@ class Hub:
         for engine_id in ids:
             record = self.engines.get(engine_id)
             if record is not None:
+                self._stop_asked.add(record.uuid)
                 self._tg.create_task(self._stop_engine(record), name=f"loom-stop-{engine_id}")
         if request.content.get("hub", False):
             self._on_shutdown()
@@ -213,10 +414,20 @@ class Hub:
 
     def close(self) -> None:
         """Stop every heartbeat monitor (the controller is stopping)."""
-        for task in self._heartbeats.values():
+        self.stopping = True
+        for task in [*self._heartbeats.values(), *self._joining.values()]:
             task.cancel()
         self._heartbeats.clear()
+        self._joining.clear()
 
     def _publish(self, msg_type: str, content: JSONDict) -> None:
         message = self.session.message(msg_type, content)
         self._notify.send_multipart(self.session.serialize(message))
+
+
+async def _reply_to(shell: MessageSocket, msg_id: str) -> Message:
+    """The next message on ``shell`` whose parent is ``msg_id`` (others are dropped)."""
+    while True:
+        received = await shell.recv()
+        if received.message.parent_id == msg_id:
+            return received.message

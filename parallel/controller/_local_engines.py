@@ -8,8 +8,18 @@ kept the start above half a second). The fork server reports ``started PID`` and
 ``exited PID CODE`` on a pipe; each engine is held by a pidfd from its ``started`` line,
 so signals reach exactly it, never a process that took its PID later. Engines carry
 ``JPY_PARENT_PID`` set to the controller, so they end when the controller dies however
-that happens. ``-P``: a ``parallel.py`` or ``kernel.py`` in the user's working directory
-must not shadow Loom's packages.
+that happens.
+
+Replacement (``can_replace``): the fork server also reads ``fork UUID`` lines on a
+command pipe and forks a new engine with that uuid, which registers with the hub as the
+engine it replaces (same id). Each engine's stderr goes to ``engine-UUID.log`` in the
+launcher's private directory, so the reason an engine died comes with *its* last lines
+of output (:meth:`LocalEngines.output_of`). A SIGKILL is reported as an out-of-memory
+kill only when the kernel's OOM killer fired in this cgroup meanwhile (``memory.events``):
+nothing else tells the two apart.
+
+``-P``: a ``parallel.py`` or ``kernel.py`` in the user's working directory must not
+shadow Loom's packages.
 """
 
 from __future__ import annotations
@@ -20,10 +30,12 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
-from kernel.client import KernelProcess, describe_exit
+from kernel.client import KernelProcess
 
-from ..launchers import LaunchContext, Launcher, LauncherStatus
+from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus
+from ._restarts import describe_death
 
 __all__ = ["LocalEngines"]
 
@@ -33,12 +45,15 @@ log = logging.getLogger("loom.controller")
 STOP_GRACE = 2.0
 #: After SIGKILL, how long stopping waits for the fork server's last reports (seconds).
 KILL_GRACE = 2.0
+#: How much of an engine's log is quoted when it dies (bytes).
+LOG_TAIL = 2000
 
 
 class LocalEngines(Launcher):
     """The engines one controller forked; every one is gone when :meth:`stop` returns."""
 
     name = "local"
+    can_replace = True
 
     def __init__(self) -> None:
         self.server: KernelProcess | None = None
@@ -49,22 +64,40 @@ class LocalEngines(Launcher):
         self._none_left = asyncio.Event()
         self._none_left.set()
         self._reports_ended = asyncio.Event()
+        #: pid -> uuid of every engine the server started (kept after exit, for reasons).
+        self._uuids: dict[int, str] = {}
+        #: pid -> how it ended (``describe_death``), once its ``exited`` line arrived.
+        self._deaths: dict[int, str] = {}
+        #: The pipe ``fork UUID`` lines go to (``None``: stopped, or not started).
+        self._commands: int | None = None
+        self._log_dir: Path | None = None
+        self._stopping = False
+        self._oom_kills = _oom_kills()
 
     async def start(self, n: int, ctx: LaunchContext) -> None:
         """Start the fork server for ``n`` engines (they register with the hub themselves)."""
         if not n:
             return
         read_fd, write_fd = os.pipe()
+        command_read, command_write = os.pipe()
         argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(ctx.cluster_file)]
         argv += ["--fork", str(n), "--status-fd", str(write_fd)]
+        argv += ["--command-fd", str(command_read)]
+        if ctx.workdir.is_dir():
+            self._log_dir = ctx.workdir
+            argv += ["--log-dir", str(ctx.workdir)]
         env = {**os.environ, "JPY_PARENT_PID": str(os.getpid())}
         try:
-            self.server = KernelProcess(argv, env=env, pass_fds=(write_fd,))
+            self.server = KernelProcess(argv, env=env, pass_fds=(write_fd, command_read))
         except BaseException:
             os.close(read_fd)
+            os.close(command_write)
             raise
         finally:
             os.close(write_fd)
+            os.close(command_read)
+        os.set_blocking(command_write, False)
+        self._commands = command_write
         self._none_left.clear()
         ctx.tg.create_task(self._follow(read_fd, n, ctx), name="loom-engine-forkserver")
         ctx.report(LauncherStatus("running", f"{n} local engines, forked by pid {self.server.pid}"))
@@ -80,8 +113,8 @@ class LocalEngines(Launcher):
         try:
             while line := await reader.readline():
                 match line.split():
-                    case [b"started", pid]:
-                        self._started(int(pid), n, ctx)
+                    case [b"started", pid, *rest]:
+                        self._started(int(pid), n, ctx, rest[0].decode() if rest else "")
                     case [b"exited", pid, code]:
                         self._exited(int(pid), int(code), ctx)
         finally:
@@ -92,12 +125,16 @@ class LocalEngines(Launcher):
             status = await server.wait()
             if status != 0:
                 tail = server.output_tail().strip()
-                how = describe_exit(status)
+                how = describe_death(status)
                 log.warning("the engine fork server %s; its output:\n%s", how, tail)
 
-    def _started(self, pid: int, n: int, ctx: LaunchContext) -> None:
+    def _started(self, pid: int, n: int, ctx: LaunchContext, engine_uuid: str) -> None:
         with contextlib.suppress(ProcessLookupError):  # gone already: "exited" follows
             self.engines[pid] = os.pidfd_open(pid)
+            self._none_left.clear()
+            if self._stopping:  # a replacement forked while we stop: it goes too
+                signal.pidfd_send_signal(self.engines[pid], signal.SIGTERM)
+        self._uuids[pid] = engine_uuid
         self._started_pids.append(pid)
         if len(self._started_pids) == n and self.server is not None:
             pids = ", ".join(map(str, self._started_pids))
@@ -108,14 +145,53 @@ class LocalEngines(Launcher):
         pidfd = self.engines.pop(pid, None)
         if pidfd is not None:
             os.close(pidfd)
-        how = describe_exit(code)
-        if code != 0 and self.server is not None:
-            tail = self.server.output_tail().strip()
+        oom_kills = _oom_kills()
+        how = describe_death(code, oom_killed=oom_kills > self._oom_kills)
+        self._oom_kills = oom_kills
+        self._deaths[pid] = how
+        if code != 0:
+            tail = self.output_of(pid)
             if tail:
-                log.warning("engine pid %d %s; the engines' last output:\n%s", pid, how, tail)
+                log.warning("engine pid %d %s; its last output:\n%s", pid, how, tail)
         ctx.engine_exited(pid, how)
         if not self.engines:
             self._none_left.set()
+
+    # -- replacing one engine (Launcher.can_replace) ---------------------------------------
+
+    def uuid_of(self, pid: int) -> str | None:
+        return self._uuids.get(pid)
+
+    def output_of(self, pid: int) -> str:
+        """The last lines engine ``pid`` wrote to stderr (its log), or ``""``."""
+        engine_uuid = self._uuids.get(pid)
+        if self._log_dir is None or not engine_uuid:
+            return ""
+        try:
+            with open(self._log_dir / f"engine-{engine_uuid}.log", "rb") as log_file:
+                log_file.seek(0, os.SEEK_END)
+                log_file.seek(max(0, log_file.tell() - LOG_TAIL))
+                tail = log_file.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        if len(tail) >= LOG_TAIL and "\n" in tail:  # drop the cut first line
+            tail = tail.split("\n", 1)[1]
+        return tail.strip()
+
+    def replace(self, engine_uuid: str) -> None:
+        """Fork a new engine with ``engine_uuid`` (it registers as the one it replaces)."""
+        if self._commands is None or self._stopping:
+            raise LaunchError("the local launcher is stopping: no engine is replaced")
+        try:
+            os.write(self._commands, f"fork {engine_uuid}\n".encode("ascii"))
+        except (BlockingIOError, BrokenPipeError) as exc:
+            raise LaunchError(f"the engine fork server cannot take requests: {exc}") from None
+
+    def _close_commands(self) -> None:
+        self._stopping = True
+        if self._commands is not None:
+            os.close(self._commands)
+            self._commands = None
 
     def _signal_all(self, sig: int) -> None:
         for pidfd in self.engines.values():
@@ -126,6 +202,7 @@ class LocalEngines(Launcher):
         """SIGTERM every engine, SIGKILL what is left after ``STOP_GRACE``; then the fork
         server, which exits once it has reaped them all."""
         server = self.server
+        self._close_commands()  # no more replacements; the server exits once its engines do
         if server is None:
             return
         for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, KILL_GRACE)):
@@ -148,3 +225,19 @@ class LocalEngines(Launcher):
             server.kill()
         server.reap_blocking()
         server.close()
+
+
+def _oom_kills() -> int:
+    """How many processes the kernel's OOM killer killed in this process's cgroup (v2),
+    or 0 where that cannot be read."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as cgroup:
+            path = next(line[3:].strip() for line in cgroup if line.startswith("0::"))
+        events = Path("/sys/fs/cgroup", path.lstrip("/"), "memory.events").read_text()
+    except (OSError, StopIteration):
+        return 0
+    for line in events.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return 0

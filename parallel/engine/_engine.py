@@ -167,8 +167,13 @@ def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_siz
     }
 
 
-def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> int:
+def run_engine(
+    cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT, engine_uuid: str | None = None
+) -> int:
     """Run an engine of the cluster in ``cluster_file`` until shut down; ends the process.
+
+    ``engine_uuid``: register as this engine (a replacement, forked by the ``local``
+    launcher for an engine that died, takes its uuid and so gets its id back); default new.
 
     Returns 2 (with a message on stderr) if the cluster file or a ``LOOM_*`` socket
     setting is unreadable and 3 if the engine could not register; otherwise the process
@@ -187,7 +192,7 @@ def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> i
     except SocketLimitsError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
-    engine_uuid = str(uuidlib.uuid4())
+    engine_uuid = engine_uuid or str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
     answer: JSONDict = {}

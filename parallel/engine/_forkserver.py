@@ -12,10 +12,19 @@ times over, which alone kept "start -> 4 engines usable" above half a second. So
 2. it forks ``N`` children; each starts a session of its own (its own process group, as
    a launched engine had) and runs :func:`~._engine.run_engine` as ``python -m
    parallel.engine`` would, sharing the parent's imported modules copy-on-write;
-3. it reports on the status descriptor, one line each: ``started PID`` per child, then
-   ``exited PID CODE`` as each is reaped (``CODE`` as ``subprocess`` gives it: negative
-   for a signal). The launcher watches engines through these lines;
-4. it exits once every child has been reaped. SIGTERM is passed on to the children.
+3. it reports on the status descriptor, one line each: ``started PID UUID`` per child,
+   then ``exited PID CODE`` as each is reaped (``CODE`` as ``subprocess`` gives it:
+   negative for a signal). The launcher watches engines through these lines;
+4. with ``--command-fd``, it reads ``fork UUID`` lines there and forks one more engine
+   with that uuid: the replacement of a dead engine, which registers with the uuid of the
+   engine it replaces and so gets its id back (``EngineRegistry``). It waits on the
+   command pipe and on one pidfd per child (``select``: no polling, no SIGCHLD race);
+5. it exits once every child has been reaped and the command pipe (if any) is closed.
+   SIGTERM is passed on to the children.
+
+With ``--log-dir``, each engine's stderr goes to ``DIR/engine-UUID.log`` (truncated
+at each fork), so the launcher can quote the last lines of the engine that died rather
+than the interleaved output of all of them.
 
 Engines carry ``JPY_PARENT_PID`` (the controller), so they end with their controller
 whatever happens to this process.
@@ -27,6 +36,7 @@ import contextlib
 import os
 import signal
 import sys
+from typing import TextIO
 
 __all__ = ["fork_engines"]
 
@@ -47,40 +57,101 @@ def _preload() -> None:
     import parallel.protocol._serialize  # noqa: F401
 
 
-def fork_engines(cluster_file: str, count: int, status_fd: int) -> int:
+def fork_engines(
+    cluster_file: str,
+    count: int,
+    status_fd: int,
+    *,
+    command_fd: int | None = None,
+    log_dir: str | None = None,
+) -> int:
     """Run ``count`` engines of the cluster in ``cluster_file`` (module docstring)."""
+    import select
+    import uuid as uuidlib
+
     _preload()
     status = os.fdopen(status_fd, "w", buffering=1, encoding="ascii")
-    children: set[int] = set()
-    for _ in range(count):
+    #: pid -> pidfd, for every child not yet reaped.
+    children: dict[int, int] = {}
+
+    def report(line: str) -> None:
+        with contextlib.suppress(OSError):  # the launcher stopped listening
+            status.write(line)
+
+    def spawn(engine_uuid: str) -> None:
         pid = os.fork()
         if pid == 0:  # the engine
-            status.close()
-            os.setsid()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            from ._engine import run_engine
+            _become_engine(cluster_file, engine_uuid, log_dir, status, command_fd, children)
+        children[pid] = os.pidfd_open(pid)
+        report(f"started {pid} {engine_uuid}\n")
 
-            try:
-                code = run_engine(cluster_file)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)  # run_engine returns only when the engine could not start
-        children.add(pid)
-        status.write(f"started {pid}\n")
+    for _ in range(count):
+        spawn(str(uuidlib.uuid4()))
 
     def forward(signum: int, frame: object) -> None:
-        for child in children:
+        for child in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
 
     signal.signal(signal.SIGTERM, forward)
-    while children:
-        try:
-            pid, wait_status = os.wait()
-        except ChildProcessError:  # none left (reaped elsewhere): nothing to report
-            break
-        children.discard(pid)
-        with contextlib.suppress(OSError):  # the launcher stopped listening
-            status.write(f"exited {pid} {os.waitstatus_to_exitcode(wait_status)}\n")
+    commands = os.fdopen(command_fd, "rb", buffering=0) if command_fd is not None else None
+    pending = b""
+    while children or commands is not None:
+        watched: list[int] = list(children.values())
+        if commands is not None:
+            watched.append(commands.fileno())
+        ready = set(select.select(watched, [], [])[0])
+        for pid, pidfd in list(children.items()):
+            if pidfd in ready:
+                _, wait_status = os.waitpid(pid, 0)
+                os.close(children.pop(pid))
+                report(f"exited {pid} {os.waitstatus_to_exitcode(wait_status)}\n")
+        if commands is not None and commands.fileno() in ready:
+            chunk = commands.read(4096)
+            if not chunk:  # the launcher is stopping (or gone): no more replacements
+                commands.close()
+                commands = None
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                match line.split():
+                    case [b"fork", engine_uuid]:
+                        spawn(engine_uuid.decode("ascii", "replace"))
     return 0
+
+
+def _become_engine(
+    cluster_file: str,
+    engine_uuid: str,
+    log_dir: str | None,
+    status: TextIO,
+    command_fd: int | None,
+    children: dict[int, int],
+) -> None:
+    """In the forked child: drop the server's descriptors, run the engine, never return."""
+    status.close()
+    for fd in [*children.values(), *([] if command_fd is None else [command_fd])]:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if log_dir is not None:
+        with contextlib.suppress(OSError):
+            path = os.path.join(log_dir, f"engine-{engine_uuid}.log")
+            log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(log, 2)
+            os.close(log)
+    from ._engine import run_engine
+
+    code = 1
+    try:
+        code = run_engine(cluster_file, engine_uuid=engine_uuid)
+    except BaseException:  # said on stderr (the engine's log): the launcher quotes it
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # run_engine returns only when the engine could not start

@@ -95,6 +95,28 @@ class Launcher(ABC):
         """How many engines ``Cluster(n=None)`` starts (None: one per local CPU)."""
         return None
 
+    # -- replacing a dead engine (optional) -------------------------------------------------
+
+    #: Whether :meth:`replace` can start one engine again. Launchers that start all their
+    #: engines as one job (mpiexec, a Slurm job) cannot, and leave this False: their dead
+    #: engines stay dead (docs/parallel.md, "When things fail").
+    can_replace: ClassVar[bool] = False
+
+    def replace(self, engine_uuid: str) -> None:
+        """Start one engine again, registering as ``engine_uuid`` (``python -P -m
+        parallel.engine -f FILE`` with that uuid), so it gets the dead one's id back.
+        Returns at once; raises :class:`LaunchError` if it cannot."""
+        raise LaunchError(f"the {self.name or type(self).__name__} launcher cannot replace engines")
+
+    def uuid_of(self, pid: int) -> str | None:
+        """The uuid of the engine process ``pid`` this launcher started, if it knows it
+        (so a replacement that dies before registering is still counted)."""
+        return None
+
+    def output_of(self, pid: int) -> str:
+        """The last lines engine process ``pid`` wrote (stderr), if this launcher has them."""
+        return ""
+
 
 def load_launcher(engines: str) -> type[Launcher]:
     """The launcher class named ``engines``: a built-in name or ``"module:Class"``."""
