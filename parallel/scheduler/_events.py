@@ -9,7 +9,8 @@ id) of the message that caused it, so one task's story can be grepped end to end
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
@@ -55,9 +56,15 @@ class SchedulerEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineRegistered(SchedulerEvent):
-    """An engine is up and may be given tasks (first time, or back after being lost)."""
+    """An engine is up and may be given tasks (first time, or back after being lost).
+
+    ``labels`` and ``resources`` (name -> amount in all) are what it registered with
+    (``parallel.scheduler._fit``); empty for an engine that registered none.
+    """
 
     engine: EngineId
+    labels: frozenset[str] = frozenset()
+    resources: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +96,10 @@ class TaskSubmitted(SchedulerEvent):
     retries: int = 0
     retry_on: RetryOn = "any"
     deadline: float | None = None
+    #: Labels every engine it runs on must carry, and resources (name -> amount) it
+    #: consumes there while ASSIGNED (``parallel.scheduler._fit``).
+    labels: frozenset[str] = frozenset()
+    resources: Mapping[str, float] = field(default_factory=dict)
     max_engine_deaths: int | None = None
 
 

@@ -23,8 +23,11 @@ Rules:
 * A task enters WAITING. It fails at once as ``unsatisfiable`` if ``after``
   names a task never submitted, or if it cannot run anywhere: none of its
   ``targets`` is live, or (``targets=None``) engines have registered and all
-  are lost. A ``targets=None`` task submitted before the first engine ever
-  registered waits: engines may still be starting (a ``deadline`` bounds that).
+  are lost, or if no live engine it may run on carries its ``labels`` and has
+  its ``resources`` in all (``_fit``; the reason names what was asked and what
+  the live engines have). A ``targets=None`` task submitted before the first
+  engine ever registered waits: engines may still be starting (a ``deadline``
+  bounds that).
   It fails as ``dependency-failed`` when a task in ``after`` ends in FAILED
   (ipyparallel's default ``success=True, failure=False``), and goes READY once
   all of them are DONE.
@@ -34,9 +37,10 @@ Rules:
   order they became READY (a retried task joins the back of the line), until
   no engine has room. A task may go to the live engines in its ``targets``
   (any, if ``None``), preferring those that have not already failed it, and
-  skipping those that hold ``hwm`` tasks (``hwm=0``: no limit); if none is
-  left it stays READY. With several candidates, listed least recently used
-  first, the scheme picks one (:mod:`._schemes`); with one, the scheme is not
+  skipping those that hold ``hwm`` tasks (``hwm=0``: no limit) and those
+  without its ``resources`` free (load-balanced tasks hold their resources
+  while ASSIGNED); if none is left it stays READY. With several candidates,
+  listed least recently used first, the scheme picks one (:mod:`._schemes`); with one, the scheme is not
   asked and ``rng`` is not drawn from.
 * An ``error`` reply with retries left and ``retry_on="any"`` sends the task
   back to READY (to run on another engine if there is one); otherwise the
@@ -76,6 +80,7 @@ from ._events import (
     TaskSubmitted,
     Tick,
 )
+from ._fit import EngineTraits, can_hold, describe_misfit, has_free, in_use
 from ._pool import EnginePool
 from ._schemes import Scheme, leastload
 from ._task_book import FAILURE_KINDS, TaskBook, TaskRecord, TaskState, Trigger
@@ -116,6 +121,8 @@ class SchedulerState:
         self._tasks = TaskBook()
         #: Live engines, their loads and least-recently-used order.
         self._engines = EnginePool()
+        #: Each engine's labels and resources, as it last registered (``_fit``).
+        self._traits: dict[EngineId, EngineTraits] = {}
 
     # -- public surface ---------------------------------------------------------
 
@@ -171,6 +178,7 @@ class SchedulerState:
                 raise SchedulerError(f"task {task.task_id!r} is {task.state} on {task.engine}")
         if len(held) != sum(self._engines.load(engine) for engine in self._engines):
             raise SchedulerError("a task is counted on two engines")
+        self._validate_resources()
         self._validate_answers()
 
     def _validate_answers(self) -> None:
@@ -188,6 +196,7 @@ class SchedulerState:
         match event:
             case EngineRegistered():
                 self._engines.add(event.engine)
+                self._traits[event.engine] = EngineTraits(event.labels, dict(event.resources))
             case EngineLost():
                 self._on_lost(event, out)
             case TaskSubmitted():
@@ -317,14 +326,19 @@ class SchedulerState:
         targets = task.spec.targets
         if targets is None:
             lost_all = self._engines.ever_had_engines and not self._engines
-            return "every registered engine was lost" if lost_all else None
-        if targets.isdisjoint(self._engines):
+            if lost_all:
+                return "every registered engine was lost"
+        elif targets.isdisjoint(self._engines):
             return f"no live engine among targets {sorted(targets)}"
-        return None
+        return self._misfit(task)
 
     def _candidates(self, task: TaskRecord) -> list[EngineId]:
         targets = task.spec.targets
-        return [engine for engine in self._engines if targets is None or engine in targets]
+        return [
+            engine
+            for engine in self._engines
+            if (targets is None or engine in targets) and self._can_hold(engine, task)
+        ]
 
     def _choose(self, task: TaskRecord) -> EngineId | None:
         """The engine ``task`` should go to now, or ``None`` to leave it READY."""
@@ -332,6 +346,7 @@ class SchedulerState:
         pool = [e for e in candidates if e not in task.failed_on] or candidates
         if not task.spec.direct:
             pool = self._engines.with_room(pool, self.hwm)
+            pool = self._with_free_resources(pool, task)
         if len(pool) <= 1:
             return pool[0] if pool else None
         pool = self._engines.least_recently_used(pool)
@@ -339,6 +354,53 @@ class SchedulerState:
         if not 0 <= index < len(pool):
             raise SchedulerError(f"the scheme chose candidate {index} of {len(pool)}")
         return pool[index]
+
+    # -- labels and resources (``_fit``) ---------------------------------------------------
+
+    def _can_hold(self, engine: EngineId, task: TaskRecord) -> bool:
+        """Whether live ``engine`` has ``task``'s labels, and its resources in all."""
+        spec = task.spec
+        return not (spec.labels or spec.resources) or can_hold(
+            self._traits[engine], spec.labels, spec.resources
+        )
+
+    def _misfit(self, task: TaskRecord) -> str | None:
+        """Why no live engine ``task`` may run on can ever hold it, or ``None``.
+
+        ``None`` too while no engine is live (before the first registers, a task waits)."""
+        spec = task.spec
+        if not (spec.labels or spec.resources) or not self._engines:
+            return None
+        targets = spec.targets
+        allowed = [e for e in self._engines if targets is None or e in targets]
+        if any(self._can_hold(engine, task) for engine in allowed):
+            return None
+        traits = {engine: self._traits[engine] for engine in allowed}
+        return describe_misfit(spec.labels, spec.resources, traits)
+
+    def _resources_in_use(self, engine: EngineId) -> dict[str, float]:
+        """What the load-balanced tasks ``engine`` holds consume there (direct ones: nothing)."""
+        held = (self._tasks.get(t).spec for t in self._engines.held(engine))
+        return in_use(spec.resources for spec in held if not spec.direct)
+
+    def _with_free_resources(self, engines: list[EngineId], task: TaskRecord) -> list[EngineId]:
+        """Those of ``engines`` with ``task``'s resources free now."""
+        wanted = task.spec.resources
+        if not wanted:
+            return engines
+        return [
+            engine
+            for engine in engines
+            if has_free(self._traits[engine], self._resources_in_use(engine), wanted)
+        ]
+
+    def _validate_resources(self) -> None:
+        """No engine's load-balanced tasks consume more of a resource than it has."""
+        for engine in self._engines:
+            traits = self._traits[engine]
+            for name, amount in self._resources_in_use(engine).items():
+                if not has_free(traits, {}, {name: amount}):
+                    raise SchedulerError(f"engine {engine} has {name}={amount:g} in use, too much")
 
     def _next_placement(self) -> tuple[TaskRecord, EngineId] | None:
         for task in self._tasks.queue(_R):

@@ -28,6 +28,9 @@ from parallel.scheduler import (
 )
 
 FINAL = (TaskState.DONE, TaskState.FAILED)
+#: Engine labels and resources drawn from small sets, so tasks fit some engines, not all.
+LABELS = st.sampled_from(["bigmem", "x"])
+RESOURCES = st.sampled_from(["gpu", "mem"])
 
 
 class _World:
@@ -41,6 +44,9 @@ class _World:
         self.where: dict[str, int] = {}
         self.answers: Counter[str] = Counter()
         self.now = 0.0
+        #: Each engine's labels and resources as it last registered; each task's submission.
+        self.traits: dict[int, tuple[frozenset[str], dict[str, float]]] = {}
+        self.specs: dict[str, TaskSubmitted] = {}
 
     def apply(self, instructions: list[Instruction]) -> None:
         for instruction in instructions:
@@ -48,11 +54,24 @@ class _World:
                 case SendTask(task_id=task, engine=engine):
                     assert engine in self.live
                     self.where[task] = engine
+                    self.check_fit(task, engine)
                 case ReplyToClient(task_id=task) | FailTask(task_id=task):
                     self.answers[task] += 1
                     self.where.pop(task, None)
                 case ForgetEngine(engine=engine):
                     self.where = {t: e for t, e in self.where.items() if e != engine}
+
+    def check_fit(self, task: str, engine: int) -> None:
+        """A task is sent only where its labels are, and its resources free."""
+        labels, totals = self.traits[engine]
+        spec = self.specs[task]
+        assert spec.labels <= labels, (task, engine)
+        if spec.direct:
+            return
+        for name in spec.resources:
+            held = [self.specs[t] for t, e in self.where.items() if e == engine]
+            used = sum(s.resources.get(name, 0.0) for s in held if not s.direct)
+            assert used <= totals.get(name, 0.0) + 1e-9, (task, engine, name)
 
 
 def _event(world: _World, data: st.DataObject, step: int) -> SchedulerEvent | None:
@@ -62,14 +81,19 @@ def _event(world: _World, data: st.DataObject, step: int) -> SchedulerEvent | No
         engine = data.draw(st.sampled_from([len(world.live | world.lost), *sorted(world.lost)]))
         world.lost.discard(engine)
         world.live.add(engine)
-        return EngineRegistered(engine=engine, stimulus_id=sid)
+        labels = data.draw(st.frozensets(LABELS, max_size=2))
+        resources = data.draw(st.dictionaries(RESOURCES, st.sampled_from([0.5, 1.0, 2.0])))
+        world.traits[engine] = (labels, resources)
+        return EngineRegistered(engine=engine, labels=labels, resources=resources, stimulus_id=sid)
     if action == "lose" and world.live:
         engine = data.draw(st.sampled_from(sorted(world.live)))
         world.live.remove(engine)
         world.lost.add(engine)
         return EngineLost(engine=engine, reason="test", stimulus_id=sid)
     if action == "submit":
-        return _submission(world, data, sid)
+        submission = _submission(world, data, sid)
+        world.specs[submission.task_id] = submission
+        return submission
     if action == "finish" and world.where:
         task = data.draw(st.sampled_from(sorted(world.where)))
         status = data.draw(st.sampled_from(["ok", "error", "aborted"]))
@@ -98,6 +122,8 @@ def _submission(world: _World, data: st.DataObject, sid: str) -> TaskSubmitted:
         retry_on=data.draw(st.sampled_from(["any", "engine-death"])),
         deadline=data.draw(st.none() | st.floats(0, 20)),
         max_engine_deaths=data.draw(st.none() | st.integers(1, 3)),
+        labels=data.draw(st.frozensets(LABELS, max_size=1)),
+        resources=data.draw(st.dictionaries(RESOURCES, st.sampled_from([0.0, 0.5, 1.0]))),
         stimulus_id=sid,
     )
 
