@@ -59,6 +59,7 @@ from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, Reg
 
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_messages import EngineRecord, address_of, max_message_size_of, ports_of
+from ._liveness import LOCAL_HEARTBEAT_TIMEOUT, heartbeat_timeout, watch_connection
 from ._records import Records
 from ._restarts import GiveUp, RestartPolicy, describe_death
 
@@ -66,8 +67,12 @@ __all__ = ["HEARTBEAT_GRACE", "Hub"]
 
 log = logging.getLogger("loom.controller")
 
-#: An engine whose heartbeat stays silent this long is lost (seconds).
-HEARTBEAT_GRACE = 2.5
+#: How often the heartbeat pings (``HeartbeatMonitor``'s interval, seconds): an engine is
+#: declared lost at most this long after its grace ran out, so the grace is the timeout
+#: minus this (``_liveness.heartbeat_timeout``).
+HEARTBEAT_INTERVAL = 0.5
+#: The grace of an engine on this machine: lost within ``LOCAL_HEARTBEAT_TIMEOUT`` (3 s).
+HEARTBEAT_GRACE = LOCAL_HEARTBEAT_TIMEOUT - HEARTBEAT_INTERVAL
 #: How an engine that stopped of its own accord (a shutdown request) ended: not replaced.
 CLEAN_EXIT = describe_death(0)
 
@@ -94,6 +99,10 @@ class SetupItem:
 
 class Hub:
     """Serves the hub socket and owns the engine table of one controller."""
+
+    #: Seconds of heartbeat silence that lose an engine (``None``: 3 s on this machine,
+    #: 10 s over a network; ``_liveness.heartbeat_timeout``). Set by the controller.
+    heartbeat_timeout: float | None = None
 
     #: The task records (``_records``; issue 13): set by the controller.
     records: Records | None = None
@@ -373,14 +382,32 @@ class Hub:
 
     def _watch(self, record: EngineRecord) -> None:
         url = self.info.engine_connection(record.address, record.ports).url("hb")
+        timeout = heartbeat_timeout(self.info.transport, record.address, self.heartbeat_timeout)
 
         def changed(responsive: bool) -> None:
             if not responsive:
-                self.lose(record.id, f"heartbeat silent for {HEARTBEAT_GRACE:g} s")
+                self.lose(record.id, f"heartbeat silent for {timeout:g} s")
 
-        monitor = HeartbeatMonitor(url, changed, grace=HEARTBEAT_GRACE)
+        grace = timeout - HEARTBEAT_INTERVAL
+        monitor = HeartbeatMonitor(url, changed, interval=HEARTBEAT_INTERVAL, grace=grace)
         name = f"loom-heartbeat-engine-{record.id}"
-        self._heartbeats[record.id] = self._tg.create_task(monitor.run(), name=name)
+        watch = self._liveness(record, url, monitor)
+        self._heartbeats[record.id] = self._tg.create_task(watch, name=name)
+
+    async def _liveness(self, record: EngineRecord, url: str, monitor: HeartbeatMonitor) -> None:
+        """Watch one engine's heartbeat and its connection, cancelled together
+        (``_liveness``: a process that exits is lost at once, a hang after the timeout)."""
+
+        def gone() -> None:
+            if self.engines.get(record.id) is record:  # not a replacement under its id
+                self.lose(record.id, "its connection closed: the process exited")
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(monitor.run())
+            # Under CurveZMQ this watcher would need the cluster's keys to complete its
+            # handshake; without one it never fires, so it is not started: heartbeat only.
+            if getattr(self.info, "curve", None) is None:
+                tg.create_task(watch_connection(url, gone))
 
     # -- clients --------------------------------------------------------------------
 

@@ -242,6 +242,7 @@ def test_a_stopped_engine_is_lost_by_heartbeat_and_its_late_reply_is_dropped(
     victim = next(e for e in pool.live() if pool.pid_of(e) == first)
     pool.kill(victim, signal.SIGSTOP)
     took = pool.wait_lost(victim, 15)
+    assert "silent for 3 s" in pool.client._lost[victim]
     second = ar.get(timeout=60)
     assert second != first
     os.kill(first, signal.SIGCONT)
@@ -253,3 +254,15 @@ def test_a_stopped_engine_is_lost_by_heartbeat_and_its_late_reply_is_dropped(
     assert ar.get(0) == second
     assert pool.client.balancer.state.stale == 0  # its link was closed: nothing arrived
     assert took < 15
+
+
+def test_an_engine_the_controller_did_not_start_is_lost_when_its_connection_closes(
+    pool: Pool,
+) -> None:
+    """No pidfd watches a standalone engine; its closed connection beats the heartbeat."""
+    pool.top_up(len(pool.live()) + 1)
+    standalone = {pid for pid, process in pool.started.items() if process.poll() is None}
+    victim = next(e for e in pool.live() if pool.pid_of(e) in standalone)
+    pool.kill(victim)
+    pool.wait_lost(victim, 15)
+    assert pool.client._lost[victim] == "its connection closed: the process exited"

@@ -1,0 +1,121 @@
+"""How the hub tells a dead engine from a live one (``parallel.controller._liveness``).
+
+- the heartbeat timeout: 3 s where every hop is local (ipc, loopback), 10 s over a
+  network, a configured value wins, a bad one is a one-line error;
+- the connection watch: a process that exits (SIGKILL) closes its connection and is
+  reported at once; a stopped one (SIGSTOP) closes nothing and is left to the heartbeat;
+  a peer that never answered is never reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from parallel.controller._liveness import (
+    LOCAL_HEARTBEAT_TIMEOUT,
+    REMOTE_HEARTBEAT_TIMEOUT,
+    heartbeat_timeout,
+    watch_connection,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize(
+    ("transport", "address", "expected"),
+    [
+        ("ipc", "/run/user/0/loom/e-1234", LOCAL_HEARTBEAT_TIMEOUT),
+        ("tcp", "127.0.0.1", LOCAL_HEARTBEAT_TIMEOUT),
+        ("tcp", "127.0.5.1", LOCAL_HEARTBEAT_TIMEOUT),
+        ("tcp", "[::1]", LOCAL_HEARTBEAT_TIMEOUT),
+        ("tcp", "localhost", LOCAL_HEARTBEAT_TIMEOUT),
+        ("tcp", "10.9.0.2", REMOTE_HEARTBEAT_TIMEOUT),
+        ("tcp", "node17.cluster", REMOTE_HEARTBEAT_TIMEOUT),
+    ],
+)
+def test_the_timeout_is_short_on_this_machine_and_long_over_a_network(
+    transport: str, address: str, expected: float
+) -> None:
+    assert heartbeat_timeout(transport, address) == expected
+
+
+def test_a_configured_timeout_wins_and_a_bad_one_is_refused() -> None:
+    assert heartbeat_timeout("tcp", "10.9.0.2", 1.5) == 1.5
+    assert heartbeat_timeout("ipc", "x", 20) == 20.0
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="heartbeat timeout must be > 0 seconds"):
+            heartbeat_timeout("tcp", "127.0.0.1", bad)
+
+
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A process with a bound ROUTER (like an engine's heartbeat port); killed by PID."""
+    url = f"ipc://{tmp_path}/hb"
+    code = textwrap.dedent(
+        f"""
+        import sys, zmq
+        sock = zmq.Context().socket(zmq.ROUTER)
+        sock.bind({url!r})
+        print("bound", flush=True)
+        sys.stdin.read()
+        """
+    )
+    argv = [sys.executable, "-c", code]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == b"bound\n"
+            yield process, url
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+            process.wait(10)
+
+
+async def _watch(url: str, act: Callable[[], object] | None, limit: float) -> bool:
+    """Watch ``url``; once connected, call ``act``; whether the watch reported the peer
+    gone within ``limit`` seconds (after connecting, or from the start if it never does)."""
+    connected, gone = asyncio.Event(), asyncio.Event()
+    watcher = asyncio.create_task(watch_connection(url, gone.set, on_connected=connected.set))
+    try:
+        if act is not None:
+            async with asyncio.timeout(10):
+                await connected.wait()
+            act()
+        async with asyncio.timeout(limit):
+            await gone.wait()
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+def test_a_killed_peer_is_reported_gone_at_once(
+    peer: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, url = peer
+    assert asyncio.run(_watch(url, process.kill, 10.0))
+
+
+def test_a_stopped_peer_is_not_reported_by_the_connection_watch(
+    peer: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, url = peer
+    stop = lambda: os.kill(process.pid, signal.SIGSTOP)  # noqa: E731
+    # Bounded wait for an event that must not come: the heartbeat's job, not this one's.
+    assert not asyncio.run(_watch(url, stop, 1.0))
+
+
+def test_a_peer_that_never_listened_is_never_reported(tmp_path: Path) -> None:
+    assert not asyncio.run(_watch(f"ipc://{tmp_path}/nobody", None, 1.0))
