@@ -22,6 +22,7 @@ __all__ = [
     "Cluster",
     "ClusterUnavailable",
     "CompositeError",
+    "ControllerLost",
     "DirectView",
     "EngineError",
     "ExecuteReply",
@@ -50,6 +51,7 @@ _EXPORTS = {
     "Cluster": ".cluster._cluster",
     "ClusterUnavailable": "._errors",
     "CompositeError": "._errors",
+    "ControllerLost": "._errors",
     "EngineError": "._errors",
     "NoEnginesRegistered": "._errors",
     "ParallelError": "._errors",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from ._errors import (
         ClusterUnavailable,
         CompositeError,
+        ControllerLost,
         EngineError,
         NoEnginesRegistered,
         ParallelError,

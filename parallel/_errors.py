@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = [
     "ClusterUnavailable",
     "CompositeError",
+    "ControllerLost",
     "EngineError",
     "NoEnginesRegistered",
     "ParallelError",
@@ -51,6 +52,14 @@ class SerializationError(ParallelError):
 
 class ClusterUnavailable(ParallelError):
     """No cluster to connect to: no cluster file, or its controller does not answer."""
+
+
+class ControllerLost(ClusterUnavailable):
+    """The controller stopped answering while a call waited (killed, or its host gone).
+
+    Requests already sent to live engines stay pending; a controller restarted with
+    ``loom cluster start --restore`` is found again at the same address.
+    """
 
 
 class NoEnginesRegistered(ParallelError, IndexError):

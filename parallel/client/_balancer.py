@@ -182,8 +182,10 @@ class Balancer:
         for instruction in instructions:
             match instruction:
                 case SendTask(task_id=task_id, engine=engine):
+                    # The task id travels in the metadata: the controller's records find
+                    # a load-balanced result by it (rc.get_result(ar.msg_ids[0])).
                     msg_id = self._client.send_request(
-                        engine, "apply_request", {}, self._buffers[task_id]
+                        engine, "apply_request", {}, self._buffers[task_id], {"task_id": task_id}
                     )
                     self._attempts[msg_id] = task_id
                 case AbortOnEngine(task_id=task_id, engine=engine):

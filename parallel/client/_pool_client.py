@@ -59,6 +59,7 @@ from .._errors import TimeoutError as ParallelTimeout
 from ..protocol._controller_info import ControllerInfo, newest_cluster_file
 from ..protocol._hub_messages import EngineRecord
 from ._asyncresult import AsyncResult, ExecuteReply
+from ._controller_link import ControllerLink
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
 
@@ -124,6 +125,8 @@ class Client:
         self._pump.add(self._hub, self._on_hub)
         self._pump.add(self._notify, self._on_notify)
         self._pump.on_tick = self._check_engines
+        #: Liveness of the controller and its task records (``_controller_link``).
+        self._controller = ControllerLink(self)
         self._closed = False
         try:
             self._refresh(timeout)
@@ -330,6 +333,7 @@ class Client:
                 self._lose_engine(engine_id, "stopped answering its heartbeat")
         if self._balancer is not None:
             self._balancer.tick()  # load-balanced tasks past their timeout fail
+        self._controller.tick()  # raises ControllerLost once the hub is silent too long
 
     def link(self, engine_id: int) -> EngineLink:
         """The connection to a registered engine; :class:`NoEnginesRegistered` otherwise."""
@@ -362,12 +366,17 @@ class Client:
     # -- requests --------------------------------------------------------------------------
 
     def send_request(
-        self, engine_id: int, msg_type: str, content: JSONDict, buffers: list[bytes] | None = None
+        self,
+        engine_id: int,
+        msg_type: str,
+        content: JSONDict,
+        buffers: list[bytes] | None = None,
+        metadata: JSONDict | None = None,
     ) -> str:
         """Send a shell request to an engine; its msg_id. Results are routed by msg_id."""
         if buffers:
             self._check_size(engine_id, buffers)
-        metadata: JSONDict = {}
+        metadata = dict(metadata) if metadata else {}
         if buffers and not self._info.authenticates_peers:
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         message = self.session.message(msg_type, content, metadata=metadata, buffers=buffers)
@@ -443,6 +452,30 @@ class Client:
             return deserialize_object(reply.buffers), None
         except Exception as exc:  # a result this process cannot unpickle
             return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)
+
+    # -- records (the controller's database; issue 13) ---------------------------------
+
+    def get_result(self, indices_or_msg_ids: str | Sequence[str]) -> AsyncResult:
+        """The result of tasks by msg_id, also ones another client sent (ipyparallel's
+        ``get_result``): from the controller's records, finished or watched until they
+        are. :class:`KeyError` for a msg_id the controller has no record of."""
+        return self._controller.get_result(indices_or_msg_ids)
+
+    def result_status(self, msg_ids: str | Sequence[str]) -> dict[str, list[str]]:
+        """``{"completed": [...], "pending": [...], "unknown": [...]}`` for ``msg_ids``."""
+        return self._controller.result_status(msg_ids)
+
+    def db_query(
+        self, query: dict[str, Any], keys: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Task records matching a mongo-style ``query`` (``$in``, ``$nin``, ``$eq``,
+        ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``), with ``keys`` (default: all but
+        the buffers); dates are ``datetime``. As ipyparallel's ``Client.db_query``."""
+        return self._controller.db_query(query, keys)
+
+    def resubmit(self, indices_or_msg_ids: str | Sequence[str]) -> AsyncResult:
+        """Run recorded apply tasks again, load-balanced; the new tasks' result."""
+        return self._controller.resubmit(indices_or_msg_ids)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -536,6 +569,7 @@ class Client:
         for link in self._links.values():
             link.close()
         self._links.clear()
+        self._controller.close()
         for sock in (self._hub, self._notify):
             self._pump.remove(sock)
             sock.close(linger=0)

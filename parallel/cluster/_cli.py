@@ -49,6 +49,16 @@ def add_cluster_arguments(
     )
     start.add_argument("--ip", default="127.0.0.1", help="address to bind with --transport tcp")
     start.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for engines")
+    start.add_argument(
+        "--restore",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="FILE",
+        help="take over the cluster whose controller died (default: the newest cluster file):"
+        " same addresses, its engines re-attach, its recorded results are kept",
+    )
+    _add_record_arguments(start)
     start.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
     stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
     stop.add_argument("file", nargs="?", help="its cluster file")
@@ -60,9 +70,25 @@ def add_cluster_arguments(
     controller.add_argument("--ip", default="127.0.0.1")
     controller.add_argument("-f", "--file", default=None, help="where to write the cluster file")
     controller.add_argument(
+        "--restore", action="store_true", help="take over the dead controller of --file"
+    )
+    _add_record_arguments(controller)
+    controller.add_argument(
         "--no-restart", action="store_true", help="do not replace engines that die"
     )
     engine.add_argument("-f", "--file", required=True, help="the cluster file")
+
+
+def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-db", action="store_true", help="keep task records in memory only (no database)"
+    )
+    parser.add_argument(
+        "--durability",
+        choices=("async", "sync"),
+        default="async",
+        help="sync: each reply waits until its record is committed (slower; docs/parallel.md)",
+    )
 
 
 def _add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +123,8 @@ def run_controller_command(args: argparse.Namespace) -> int:
         return 2
     argv = ["-n", str(args.n), "--transport", args.transport, "--ip", args.ip]
     argv += ["--launcher", json.dumps(spec)]
+    argv += ["--durability", args.durability, *(["--no-db"] if args.no_db else [])]
+    argv += ["--restore"] if args.restore else []
     if args.no_restart:
         argv += ["--no-restart"]
     return main([*argv, *(["--file", args.file] if args.file else [])])
@@ -128,11 +156,20 @@ def _start(args: argparse.Namespace) -> int:
             engines=args.engines,
             transport=args.transport,
             detached=True,
+            db=not args.no_db,
+            durability=args.durability,
+            restore=args.restore,
             restart_engines=not args.no_restart,
             **_launcher_options(args.option),
         )
     except ValueError as exc:
         raise ClusterUnavailable(str(exc)) from None
+    if args.restore:
+        client = cluster.restore_sync(timeout=min(args.timeout, 15.0))
+        count = len(client.ids)
+        cluster.release()
+        print(f"Cluster {cluster.cluster_file} restored; {count} engines re-attached.")
+        return 0
     client = cluster.start_and_connect_sync(timeout=args.timeout)
     count = len(client.ids)
     cluster.release()
@@ -167,6 +204,9 @@ def _stop(args: argparse.Namespace) -> int:
 def _stop_one(path: Path) -> int:
     info = ControllerInfo.read(path)
     if not _alive(info.pid):
+        from ..controller._engines_file import stop_orphans
+
+        stop_orphans(path)  # engines outlive a dead controller for a grace period
         _remove_leftovers(info, path)
         print(
             f"cluster {info.cluster_id}: its controller (pid {info.pid}) was already gone; "
@@ -186,7 +226,11 @@ def _stop_one(path: Path) -> int:
 
 
 def _remove_leftovers(info: ControllerInfo, path: Path) -> None:
-    """What a controller that could not clean up leaves: its file and its ipc directory."""
+    """What a controller that could not clean up leaves: its file, its records and its
+    ipc directory."""
+    from ..controller._durable import remove_records
+
+    remove_records(path)
     path.unlink(missing_ok=True)
     for engine_file in runtime_dir().glob(f"kernel-engine-{info.cluster_id}-*.json"):
         engine_file.unlink(missing_ok=True)
@@ -206,7 +250,8 @@ def _list() -> int:
         if not _alive(info.pid):
             print(
                 f"{info.cluster_id}  controller pid {info.pid} is gone (stale file {path}; "
-                "remove it with `loom cluster stop FILE`)"
+                "restore it with `loom cluster start --restore FILE`, or remove it with "
+                "`loom cluster stop FILE`)"
             )
             continue
         try:

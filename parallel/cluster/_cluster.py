@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -50,6 +51,8 @@ START_TIMEOUT = 60.0
 #: Seconds the controller gets to stop its engines before it is killed (a launcher's
 #: stop may have to wait for ``scancel`` or for ``ssh`` sessions to close).
 STOP_TIMEOUT = 15.0
+#: How long ``restore_sync`` waits for engines to re-attach (seconds).
+RESTORE_WAIT = 15.0
 #: How much of the controller's output is searched for its launcher's status (bytes).
 STATUS_TAIL = 16000
 
@@ -70,6 +73,9 @@ class Cluster:
         transport: str | None = None,
         detached: bool = False,
         controller: str = "local",
+        db: bool = True,
+        durability: str = "async",
+        restore: bool | str | os.PathLike[str] = False,
         restart_engines: bool = True,
         **launcher_options: Any,
     ):
@@ -90,6 +96,14 @@ class Cluster:
         if controller == "job" and engines != "slurm":
             raise ValueError("controller='job' needs engines='slurm'")
         self.controller = controller
+        if durability not in ("async", "sync"):
+            raise ValueError(f"durability must be 'async' or 'sync', not {durability!r}")
+        #: Task records (issue 13): ``db=False`` keeps them in memory only; ``durability=
+        #: "sync"``: an engine's reply waits for its record's commit. ``restore``: take
+        #: over the cluster of a controller that died (``True``: the newest cluster file).
+        self.db = db
+        self.durability = durability
+        self.restore = restore
         self.restart_engines = restart_engines
         if transport is None:
             transport = "ipc" if engines == "local" else "tcp"
@@ -144,6 +158,8 @@ class Cluster:
                 "-n", str(n), "--ip", self.ip, "--transport", self.transport,
                 "--ready-fd", str(write_fd), "--launcher", self._launcher_spec,
             ]  # fmt: skip
+        if self.controller != "job":
+            argv += self._record_args()
         if not self.detached:
             argv += ["--parent", str(os.getpid())]
         if not self.restart_engines and self.controller != "job":
@@ -156,6 +172,30 @@ class Cluster:
         finally:
             os.close(write_fd)
         self._ready_fd = read_fd
+
+    def _record_args(self) -> list[str]:
+        args = [] if self.db else ["--no-db"]
+        args += ["--durability", self.durability]
+        if self.restore:
+            args.append("--restore")
+            if not isinstance(self.restore, bool):
+                args += ["--file", str(self.restore)]
+        return args
+
+    def restore_sync(self, *, timeout: float = RESTORE_WAIT) -> Client:
+        """Start a controller that takes over a dead one's cluster (``restore=``) and
+        wait up to ``timeout`` seconds for its engines to re-attach; the client. Engines
+        that do not come back (they died too) are not waited for beyond that."""
+        if not self.restore:
+            raise ValueError("restore_sync needs Cluster(restore=True or a cluster file)")
+        self.start_cluster_sync(0)
+        assert self.cluster_file is not None
+        client = self._connect()
+        from ..controller._engines_file import read_engines
+
+        known = len(read_engines(self.cluster_file))
+        client.pump_until_engines(known, timeout, alive=self._controller_alive)
+        return client
 
     def _read_ready(self) -> None:
         assert self._ready_fd is not None
@@ -336,6 +376,27 @@ class Cluster:
             wait_pid_exit(process.pid, STOP_TIMEOUT)
         process.reap_blocking()  # SIGKILLs the group if it is still there
         process.close()
+        self._clean_after_crash()
+
+    def _clean_after_crash(self) -> None:
+        """A controller that died without cleaning up (SIGKILL) left its file and its
+        engines, which outlive it for a grace period: stop those on this host now."""
+        path = self.cluster_file
+        if path is None or not path.exists():
+            return
+        from kernel.protocol import ConnectionFileError
+
+        from ..controller._durable import remove_records
+        from ..controller._engines_file import stop_orphans
+        from ..protocol._controller_info import ControllerInfo
+
+        stop_orphans(path)
+        remove_records(path)
+        with contextlib.suppress(ConnectionFileError):
+            info = ControllerInfo.read(path)
+            if info.transport == "ipc" and Path(info.ip).name.startswith("loom-"):
+                shutil.rmtree(info.ip, ignore_errors=True)
+        path.unlink(missing_ok=True)
 
     # -- context managers -----------------------------------------------------------
 

@@ -45,6 +45,8 @@ INFLIGHT_REASON = "controller restarted while the task ran; resubmit with rc.res
 #: Record keys (ipyparallel's names where it has one) -> whether they hold JSON.
 COLUMNS: dict[str, bool] = {
     "msg_id": False,
+    #: A load-balanced task's id (its ``AsyncResult.msg_ids``), in each attempt's metadata.
+    "task_id": False,
     "header": True,
     "metadata": True,
     "content": True,
@@ -67,7 +69,7 @@ _OPERATORS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$l
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
-    msg_id TEXT PRIMARY KEY,
+    msg_id TEXT PRIMARY KEY, task_id TEXT,
     header TEXT, metadata TEXT, content TEXT, buffers BLOB,
     submitted TEXT, client_uuid TEXT, engine_uuid TEXT, engine_id INTEGER,
     started TEXT, completed TEXT, received TEXT, resubmitted TEXT,
@@ -75,6 +77,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     result_content TEXT, result_metadata TEXT, result_buffers BLOB
 );
 CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (status) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_task_id ON tasks (task_id) WHERE task_id IS NOT NULL;
 """
 
 
@@ -174,10 +177,13 @@ class TaskDB:
         received: str,
     ) -> None:
         header = record.get("header") or {}
+        metadata = record.get("metadata") or {}
+        task_id = metadata.get("task_id") if isinstance(metadata, Mapping) else None
         values = (
             str(record["msg_id"]),
+            task_id if isinstance(task_id, str) else None,
             json.dumps(header),
-            json.dumps(record.get("metadata") or {}),
+            json.dumps(metadata),
             json.dumps(record.get("content") or {}),
             pack_buffers(buffers),
             str(header.get("date", "")) or None,
@@ -189,10 +195,11 @@ class TaskDB:
         )
         # A result that arrived first (a resend) keeps its status and result columns.
         self._db.execute(
-            """INSERT INTO tasks (msg_id, header, metadata, content, buffers, submitted,
-                   client_uuid, engine_uuid, engine_id, started, received)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (msg_id) DO UPDATE SET header=excluded.header,
+            """INSERT INTO tasks (msg_id, task_id, header, metadata, content, buffers,
+                   submitted, client_uuid, engine_uuid, engine_id, started, received)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (msg_id) DO UPDATE SET task_id=excluded.task_id,
+                   header=excluded.header,
                    metadata=excluded.metadata, content=excluded.content,
                    buffers=excluded.buffers, submitted=excluded.submitted,
                    client_uuid=excluded.client_uuid, engine_uuid=excluded.engine_uuid,
@@ -272,6 +279,19 @@ class TaskDB:
                     record[key] = value
             out.append(record)
         return out
+
+    def find(self, ids: Sequence[str], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The record of each of ``ids``: by msg_id, or else by load-balanced task id
+        (its attempt that succeeded, or else the latest to finish)."""
+        found = {r["msg_id"]: r for r in self.query({"msg_id": {"$in": list(ids)}}, keys)}
+        rest = [i for i in ids if i not in found]
+        if rest:
+            wanted = [*keys, "task_id", "status", "completed"]
+            rows = self.query({"task_id": {"$in": rest}}, list(dict.fromkeys(wanted)))
+            rows.sort(key=lambda r: (r["status"] == "ok", r["completed"] or ""))
+            for row in rows:  # the best attempt comes last and wins
+                found[row["task_id"]] = row
+        return found
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -4,9 +4,10 @@
 ``record_request``     engine: ``{"uuid", "id", "records": [{"kind": "task"|"result",
                        "msg_id", ..., "nbuf"}]}``, the records' buffers in order
 ``record_reply``       ``{"status": "ok"}`` once the batch is committed
-``result_request``     client: ``{"msg_ids": [...]}``
+``result_request``     client: ``{"msg_ids": [...], "keys": [...] | null}``; an id is a
+                       msg_id or a load-balanced task id (``metadata.task_id``)
 ``result_reply``       ``{"status": "ok", "records": [{msg_id, status, engine_id,
-                       result_content, result_metadata, ..., "nbuf"}], "unknown": [...]}``
+                       result_content, result_metadata, ..., "asked"}], "unknown": [...]}``
                        with each record's result buffers in order
 ``db_request``         client: ``{"query": {...}, "keys": [...] | null}``
 ``db_reply``           ``{"status": "ok", "records": [...]}``; ``buffers`` and
@@ -82,12 +83,18 @@ class Records:
         msg_ids = request.content.get("msg_ids")
         if not isinstance(msg_ids, list) or not all(isinstance(m, str) for m in msg_ids):
             raise MalformedMessage("msg_ids must be a list of strings")
-        keys = [
+        keys = request.content.get("keys") or [
             "msg_id", "status", "engine_id", "engine_uuid", "submitted", "started",
             "completed", "resubmitted", "result_content", "result_metadata", "result_buffers",
         ]  # fmt: skip
-        rows = self.db.query({"msg_id": {"$in": msg_ids}}, keys) if msg_ids else []
-        found = {row["msg_id"] for row in rows}
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise MalformedMessage("keys must be null or a list of strings")
+        try:
+            found = self.db.find(msg_ids, keys) if msg_ids else {}
+        except QueryError as exc:
+            raise MalformedMessage(str(exc)) from None
+        # Each record says which of the asked ids it answers (a task id, or its msg_id).
+        rows = [{**row, "asked": asked} for asked, row in found.items()]
         records, buffers = _with_frames(rows)
         unknown = [m for m in msg_ids if m not in found]
         return Reply({"status": "ok", "records": records, "unknown": unknown}, {}, buffers)
