@@ -60,6 +60,13 @@ def add_cluster_arguments(
     )
     _add_record_arguments(start)
     start.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
+    start.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="lose an engine silent this long (default: 3 s on this machine, 10 s over a network)",
+    )
     stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
     stop.add_argument("file", nargs="?", help="its cluster file")
     stop.add_argument("--all", action="store_true", help="stop every cluster")
@@ -160,6 +167,7 @@ def _start(args: argparse.Namespace) -> int:
             durability=args.durability,
             restore=args.restore,
             restart_engines=not args.no_restart,
+            heartbeat_timeout=args.heartbeat_timeout,
             **_launcher_options(args.option),
         )
     except ValueError as exc:

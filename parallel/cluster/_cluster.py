@@ -77,6 +77,7 @@ class Cluster:
         durability: str = "async",
         restore: bool | str | os.PathLike[str] = False,
         restart_engines: bool = True,
+        heartbeat_timeout: float | None = None,
         **launcher_options: Any,
     ):
         """``engines``: who starts the engines, ``"local"`` (the controller's children),
@@ -90,7 +91,8 @@ class Cluster:
         the controller runs inside the batch job, and starts the engines with ``srun``.
         ``restart_engines``: replace an engine that dies (same id, a new process, the
         recorded setup replayed) where the launcher can (docs/parallel.md, "When things
-        fail"); False: dead engines stay dead."""
+        fail"); False: dead engines stay dead. ``heartbeat_timeout``: seconds of heartbeat
+        silence that lose an engine (default 3 on this machine, 10 over a network)."""
         if controller not in ("local", "job"):
             raise ValueError(f"controller must be 'local' or 'job', not {controller!r}")
         if controller == "job" and engines != "slurm":
@@ -105,6 +107,9 @@ class Cluster:
         self.durability = durability
         self.restore = restore
         self.restart_engines = restart_engines
+        if heartbeat_timeout is not None and not heartbeat_timeout > 0:
+            raise ValueError(f"heartbeat_timeout must be > 0 seconds, not {heartbeat_timeout!r}")
+        self.heartbeat_timeout = heartbeat_timeout
         if transport is None:
             transport = "ipc" if engines == "local" else "tcp"
         if transport not in ("ipc", "tcp"):
@@ -164,6 +169,8 @@ class Cluster:
             argv += ["--parent", str(os.getpid())]
         if not self.restart_engines and self.controller != "job":
             argv += ["--no-restart"]
+        if self.heartbeat_timeout is not None and self.controller != "job":
+            argv += ["--heartbeat-timeout", str(self.heartbeat_timeout)]
         try:
             self._process = KernelProcess(argv, pass_fds=[write_fd])
         except BaseException:

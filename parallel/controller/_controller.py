@@ -64,6 +64,7 @@ async def run_controller(
     durability: str = "async",
     restore: bool = False,
     restart: RestartPolicy | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
     launcher could not start its ``engines``: ``parallel.launchers``; local by default).
@@ -90,6 +91,7 @@ async def run_controller(
             hub = Hub(info, hub_sock, notify, tg, on_shutdown=stop.set)
             store = open_records(hub, path, db=db, durability=durability, restore=restore)
             hub.restart_policy = restart
+            hub.heartbeat_timeout = heartbeat_timeout  # None: by address (_liveness)
             if launch.can_replace:
                 hub.replace = launch.replace
             ctx = LaunchContext(
@@ -262,9 +264,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DEATHS/SECONDS",
         help="give up on an engine that died DEATHS times within SECONDS (default: %(default)s)",
     )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="lose an engine whose heartbeat is silent this long (default: 3 on this machine,"
+        " 10 over a network)",
+    )
     args = parser.parse_args(argv)
     if args.engines < 0:
         parser.error("-n must be 0 or more")
+    if args.heartbeat_timeout is not None and not args.heartbeat_timeout > 0:
+        parser.error("--heartbeat-timeout must be more than 0 seconds")
     try:
         policy = None if args.no_restart else restart_policy(args.restart_limit)
     except ValueError as exc:
@@ -288,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 durability=args.durability,
                 restore=args.restore,
                 restart=policy,
+                heartbeat_timeout=args.heartbeat_timeout,
             )
         )
     return 130

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -119,3 +120,41 @@ def test_a_stopped_peer_is_not_reported_by_the_connection_watch(
 
 def test_a_peer_that_never_listened_is_never_reported(tmp_path: Path) -> None:
     assert not asyncio.run(_watch(f"ipc://{tmp_path}/nobody", None, 1.0))
+
+
+def test_a_cluster_takes_its_heartbeat_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from _cluster_support import _kill, isolate
+
+    from parallel import Cluster
+
+    isolate(monkeypatch, tmp_path)
+    with pytest.raises(ValueError, match="heartbeat_timeout must be > 0 seconds, not 0"):
+        Cluster(n=1, heartbeat_timeout=0)
+    cluster = Cluster(n=1, heartbeat_timeout=1.0)
+    pids: list[int] = []
+    try:
+        client = cluster.start_and_connect_sync(timeout=60)
+        assert cluster._process is not None
+        pids.append(cluster._process.pid)
+        (engine,) = client.ids
+        pids.append(client._records[engine].pid)
+        os.kill(pids[-1], signal.SIGSTOP)
+        lost = lambda: engine not in client._links  # noqa: E731
+        assert client._pump.pump_until(lost, 10), "not lost within 10 s"
+        assert "silent for 1 s" in client._lost[engine]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        cluster.stop_cluster_sync()
+        for pid in pids:
+            _kill(pid)
+
+
+def test_the_controller_refuses_a_bad_heartbeat_timeout() -> None:
+    argv = [sys.executable, "-P", "-m", "parallel.controller", "--heartbeat-timeout", "-1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "--heartbeat-timeout must be more than 0 seconds" in done.stderr
