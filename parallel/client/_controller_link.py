@@ -1,0 +1,289 @@
+"""The client's view of its controller: is it there, and what do its records say.
+
+Theory of operation
+-------------------
+A client talks to engines directly; the controller is needed only to learn of engines
+and, since issue 13, to read the task records it keeps. This link has its own DEALER to
+the hub, read by the client's pump (no thread):
+
+- **Controller lost.** While a caller waits (the pump's tick, at least every 0.5 s) the
+  link pings the hub each second (``engine_ping_request`` with no engine: any answer
+  will do). When a ping has gone unanswered for :data:`LOST_AFTER` seconds, the tick
+  raises :class:`ControllerLost` out of whatever blocking call is waiting (``get()``,
+  ``wait()``, ``wait_for_engines()``...): never a silent wait forever. Nothing is thrown
+  away: requests already sent to live engines stay pending, their replies still land
+  (``ar.ready()``), and a controller restored at the same address is found again by the
+  next ping (ZeroMQ reconnects).
+- **Records.** ``get_result`` / ``result_status`` / ``db_query`` / ``resubmit`` ask the
+  hub (``result_request``, ``db_request``). A result still running somewhere is watched:
+  the hub is asked again every :data:`RESULT_POLL` seconds while someone waits.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from kernel.protocol import JSONDict, Message, ProtocolError
+
+from .._errors import ClusterUnavailable, ControllerLost, RemoteError
+from ._asyncresult import AsyncResult
+from ._engine_link import _socket
+
+if TYPE_CHECKING:
+    from ._pool_client import Client
+
+__all__ = ["LOST_AFTER", "ControllerLink"]
+
+#: A ping unanswered this long means the controller is lost (seconds).
+LOST_AFTER = 5.0
+PING_INTERVAL = 1.0
+#: How often results still running elsewhere are asked for again while someone waits.
+RESULT_POLL = 0.5
+#: Record keys holding dates (given back as ``datetime``, as ipyparallel does).
+DATE_KEYS = ("submitted", "started", "completed", "received")
+_DONE = ("ok", "error", "aborted", "failed")
+
+
+class ControllerLink:
+    """See the module docstring; one per :class:`Client`."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._sock = _socket(client._ctx, zmq.DEALER, client.info.hub_url)
+        client._pump.add(self._sock, self._on_reply)
+        self._pinged = 0.0
+        #: When the oldest unanswered ping was sent (``None``: none unanswered).
+        self._unanswered: float | None = None
+        self.lost = False
+        self._closed = False
+        self._replies: dict[str, Message | None] = {}
+        #: Results waiting for records still pending at the hub: msg_id -> result.
+        self._watched: dict[str, AsyncResult] = {}
+        self._polled = 0.0
+
+    def close(self) -> None:
+        self._closed = True
+        self._client._pump.remove(self._sock)
+        self._sock.close(linger=0)
+
+    # -- liveness -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Called while someone waits: ping, poll watched results, raise if lost."""
+        if self._closed:
+            return
+        now = time.monotonic()
+        if now - self._pinged >= PING_INTERVAL:
+            self._pinged = now
+            if self._unanswered is None:
+                self._unanswered = now
+            self._send("engine_ping_request", {"uuid": ""})
+        if self._watched and now - self._polled >= RESULT_POLL:
+            self._polled = now
+            self._send("result_request", {"msg_ids": list(self._watched)})
+        if self._unanswered is not None and now - self._unanswered > LOST_AFTER:
+            self.lost = True
+            self._unanswered = now  # the next wait gets its own LOST_AFTER
+            raise ControllerLost(
+                f"controller lost: the controller at {self._client.info.hub_url} has not"
+                f" answered for {LOST_AFTER:g} s. Requests already sent to live engines stay"
+                " pending and their results still arrive; restart it with `loom cluster"
+                " start --restore`, then rc.get_result(msg_id) reads every finished result"
+            )
+
+    def _send(self, msg_type: str, content: JSONDict) -> str:
+        session = self._client.session
+        message = session.message(msg_type, content)
+        self._sock.send_multipart(session.serialize(message))
+        self._client._pump.sent_on(self._sock)
+        return message.msg_id
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        try:
+            message = self._client.session.deserialize(frames).message
+        except ProtocolError:
+            return
+        self._unanswered = None
+        self.lost = False
+        if message.parent_id in self._replies:
+            self._replies[message.parent_id] = message
+        elif message.msg_type == "result_reply":
+            self._settle(message)
+
+    def call(self, msg_type: str, content: JSONDict, timeout: float = 10.0) -> Message:
+        """Send a hub request and pump until its reply; the reply."""
+        msg_id = self._send(msg_type, content)
+        self._replies[msg_id] = None
+        try:
+            if not self._client._pump.pump_until(
+                lambda: self._replies[msg_id] is not None, timeout
+            ):
+                raise ClusterUnavailable(
+                    f"the controller at {self._client.info.hub_url} did not answer"
+                    f" {msg_type} within {timeout:g} s"
+                )
+            reply = self._replies[msg_id]
+        finally:
+            del self._replies[msg_id]
+        assert reply is not None
+        if reply.content.get("status") != "ok":
+            raise ValueError(str(reply.content.get("evalue", reply.content)))
+        return reply
+
+    # -- records --------------------------------------------------------------------
+
+    def get_result(self, msg_ids: str | Sequence[str]) -> AsyncResult:
+        single = isinstance(msg_ids, str)
+        ids = [msg_ids] if isinstance(msg_ids, str) else list(msg_ids)
+        if not all(isinstance(m, str) for m in ids):
+            raise TypeError("msg_ids must be a msg_id string or a list of them")
+        own = [self._client._results.get(m) for m in ids]
+        if single and own[0] is not None:  # this client's own request, still tracked
+            return own[0]
+        reply = self.call("result_request", {"msg_ids": ids})
+        unknown = reply.content.get("unknown", [])
+        if unknown:
+            raise KeyError(
+                f"the controller has no record of {', '.join(unknown)} (not started on an"
+                " engine yet, or not a task of this cluster)"
+            )
+        result = AsyncResult(self._client, ids, fname="get_result", single=single)
+        for msg_id in ids:
+            self._watched[msg_id] = result
+        self._settle(reply)
+        return result
+
+    def _settle(self, reply: Message) -> None:
+        for record, frames in _records_with_buffers(reply):
+            buffers = frames.get("result_buffers", [])
+            status = record.get("status")
+            msg_id = str(record.get("asked", record["msg_id"]))
+            result = self._watched.get(msg_id)
+            if result is None or status not in _DONE:
+                continue
+            del self._watched[msg_id]
+            engine = record.get("engine_id")
+            engine_id = engine if isinstance(engine, int) else -1
+            value, error = self._decode(engine_id, record, buffers)
+            result._finish(msg_id, engine_id, value, error)
+
+    def _decode(
+        self, engine_id: int, record: Mapping[str, Any], buffers: list[bytes]
+    ) -> tuple[object, RemoteError | None]:
+        content = record.get("result_content") or {}
+        metadata = record.get("result_metadata") or {}
+        status = content.get("status", record.get("status"))
+        if status == "aborted":
+            return None, RemoteError("TaskAborted", "the task was aborted", (), engine_id)
+        if status != "ok":
+            return None, RemoteError(
+                str(content.get("ename", "Error")),
+                str(content.get("evalue", "")),
+                [str(line) for line in content.get("traceback", [])],
+                engine_id,
+            )
+        from ..protocol._serialize import deserialize_object
+
+        try:
+            if not self._client.info.authenticates_peers:
+                signer = self._client.session.signer
+                signer.verify_buffers(buffers, metadata.get("buffers_hmac"))
+            return deserialize_object(buffers), None
+        except Exception as exc:  # a result this process cannot unpickle
+            return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)
+
+    def result_status(self, msg_ids: str | Sequence[str]) -> dict[str, list[str]]:
+        ids = [msg_ids] if isinstance(msg_ids, str) else list(msg_ids)
+        reply = self.call("result_request", {"msg_ids": ids})
+        status: dict[str, list[str]] = {"completed": [], "pending": [], "unknown": []}
+        for record in reply.content.get("records", []):
+            done = record.get("status") in _DONE
+            status["completed" if done else "pending"].append(str(record["asked"]))
+        outstanding = self._client.outstanding
+        for msg_id in reply.content.get("unknown", []):
+            status["pending" if msg_id in outstanding else "unknown"].append(msg_id)
+        return status
+
+    def db_query(
+        self, query: Mapping[str, Any], keys: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        wire = {key: _to_wire(test) for key, test in query.items()}
+        content: JSONDict = {"query": wire, "keys": list(keys) if keys is not None else None}
+        reply = self.call("db_request", content)
+        out = []
+        for record, buffers in _records_with_buffers(reply):
+            for key in DATE_KEYS:
+                if isinstance(record.get(key), str):
+                    record[key] = _parse_date(record[key])
+            out.append({**record, **buffers})
+        return out
+
+    def resubmit(self, msg_ids: str | Sequence[str]) -> AsyncResult:
+        """Run recorded tasks again, load-balanced; the new tasks' result."""
+        ids = [msg_ids] if isinstance(msg_ids, str) else list(msg_ids)
+        reply = self.call(
+            "result_request", {"msg_ids": ids, "keys": ["msg_id", "header", "buffers"]}
+        )
+        found = {str(r["asked"]): {**r, **b} for r, b in _records_with_buffers(reply)}
+        missing = [m for m in ids if m not in found]
+        if missing:
+            raise KeyError(f"the controller has no record of {', '.join(missing)}")
+        for msg_id in ids:
+            if found[msg_id]["header"].get("msg_type") != "apply_request":
+                raise ValueError(f"{msg_id} is not an apply task: only those are resubmitted")
+        balancer = self._client.balancer
+        new_ids = [
+            balancer.submit(list(found[m]["buffers"]), None, retries=0, retry_on="any") for m in ids
+        ]
+        self.call(
+            "resubmitted_request", {"pairs": [list(p) for p in zip(ids, new_ids, strict=True)]}
+        )
+        result = AsyncResult(
+            self._client, new_ids, fname="resubmit", single=isinstance(msg_ids, str)
+        )
+        return self._client.track(result)
+
+
+def _records_with_buffers(reply: Message) -> list[tuple[dict[str, Any], dict[str, list[bytes]]]]:
+    """The reply's records, each with its frames (sent as counts, in order)."""
+    out: list[tuple[dict[str, Any], dict[str, list[bytes]]]] = []
+    offset = 0
+    for record in reply.content.get("records", []):
+        frames: dict[str, list[bytes]] = {}
+        for key in ("buffers", "result_buffers"):
+            count = record.get(key)
+            if isinstance(count, int):
+                frames[key] = [bytes(b) for b in reply.buffers[offset : offset + count]]
+                offset += count
+        out.append((record, frames))
+    return out
+
+
+def _to_wire(test: object) -> object:
+    if isinstance(test, datetime.datetime):
+        return _iso(test)
+    if isinstance(test, Mapping):
+        return {op: _to_wire(value) for op, value in test.items()}
+    if isinstance(test, list | tuple):
+        return [_to_wire(value) for value in test]
+    return test
+
+
+def _iso(moment: datetime.datetime) -> str:
+    """A date as the Jupyter headers write it (UTC, ``Z``), so that text compares in order."""
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    utc = moment.astimezone(datetime.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_date(text: str) -> datetime.datetime | str:
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return text
