@@ -114,6 +114,9 @@ class Client:
         self.restarts: dict[int, EngineRestart] = {}
         #: What the hub replied to requests someone waits for (``setup_request``).
         self._hub_replies: dict[str, JSONDict] = {}
+        #: The setup the controller holds (``setup``), as of the last engine list:
+        #: ``{"kind", "summary", "targets"}`` each, in order.
+        self.recorded_setup: list[JSONDict] = []
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
         self._kinds: dict[str, str] = {}
         #: Hub requests someone waits for -> whether their reply arrived (engine lists are
@@ -241,6 +244,7 @@ class Client:
         try:
             message = self.session.deserialize(frames).message
             if message.msg_type == "connection_reply":
+                self.recorded_setup = list(message.content.get("setup", []))
                 for content in message.content.get("engines", []):
                     self._note_restart(content, announce=False)
                     self._add_engine(EngineRecord.from_content(content))

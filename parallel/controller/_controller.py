@@ -94,6 +94,7 @@ async def run_controller(
             hub.heartbeat_timeout = heartbeat_timeout  # None: by address (_liveness)
             if launch.can_replace:
                 hub.replace = launch.replace
+            hub.launched = lambda pid: launch.uuid_of(pid) is not None
             ctx = LaunchContext(
                 path, tg, lambda pid, how: _lost(hub, launch, pid, how), workdir, info.cluster_id
             )

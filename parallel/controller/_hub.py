@@ -135,6 +135,8 @@ class Hub:
         #: ``replace`` (set by the controller when its launcher ``can_replace``).
         self.restart_policy: RestartPolicy | None = RestartPolicy()
         self.replace: Callable[[str], None] | None = None
+        #: Whether a pid is an engine process the launcher watches (it reports the exit).
+        self.launched: Callable[[int], bool] = lambda pid: False
         #: Set once the controller stops: deaths from then on are not replaced.
         self.stopping = False
         #: uuid -> ``{"count", "reason"}`` of engines restarted at least once.
@@ -399,6 +401,8 @@ class Hub:
         (``_liveness``: a process that exits is lost at once, a hang after the timeout)."""
 
         def gone() -> None:
+            if self.launched(record.pid):  # its launcher reports the exit, and how (pidfd)
+                return
             if self.engines.get(record.id) is record:  # not a replacement under its id
                 self.lose(record.id, "its connection closed: the process exited")
 

@@ -57,7 +57,8 @@ class GiveUp:
 class _History:
     deaths: deque[float] = field(default_factory=deque)
     restarts: int = 0
-    given_up: bool = False
+    #: The deaths counted when it was given up on (``None``: not given up).
+    given_up: int | None = None
 
 
 class RestartPolicy:
@@ -78,9 +79,11 @@ class RestartPolicy:
         history.deaths.append(now)
         while history.deaths and now - history.deaths[0] > self.window:
             history.deaths.popleft()
-        if history.given_up or len(history.deaths) >= self.max_deaths:
-            history.given_up = True
-            return GiveUp(uuid, len(history.deaths), self.window, reason)
+        if history.given_up is not None:  # a late report: the same verdict, never a restart
+            return GiveUp(uuid, history.given_up, self.window, reason)
+        if len(history.deaths) >= self.max_deaths:
+            history.given_up = len(history.deaths)
+            return GiveUp(uuid, history.given_up, self.window, reason)
         history.restarts += 1
         return Restart(uuid, history.restarts, reason)
 

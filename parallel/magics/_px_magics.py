@@ -186,7 +186,8 @@ class PxMagics:
         Options (the same as ``%%px``'s, before the code): ``-t/--targets``,
         ``--block/--noblock``, ``--stream/--no-stream``, ``--group-outputs=engine|order|type``,
         ``-o/--out NAME``, ``--verbose``, ``--signal-on-interrupt SIG``,
-        ``--progress-after S``. Put ``--`` before code that starts with ``-``.
+        ``--progress-after S``, ``--setup`` (also record the code as setup: an engine that
+        replaces a dead one runs it first). Put ``--`` before code that starts with ``-``.
         Blocking (the default), output shows per engine (``[stdout:0] ...``,
         ``Out[0:3]: 42``) and errors are grouped; ``--noblock`` returns the AsyncResult.
         """
@@ -204,7 +205,7 @@ class PxMagics:
     async def _execute(self, args: PxArgs, code: str) -> AsyncResult | None:
         settings = self.config.resolve(args)
         view = self.current_view()
-        result, ids = submit_px(view, settings.targets, code)
+        result, ids = submit_px(view, settings.targets, code, setup=args.setup)
         self.last_result, self._last_ids = result, ids
         for key, (_, task) in list(self._followers.items()):
             if task.done():  # a finished run's: %pxresult can no longer ask for it

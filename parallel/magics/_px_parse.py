@@ -14,6 +14,8 @@ ipyparallel's option names and meanings (``ipyparallel/client/magics.py``):
 ``--signal-on-interrupt SIG``             sent to the engines on Ctrl-C (``SIGINT``, ``9``,
                                           ``0``: none)
 ``--progress-after S``                    seconds before progress shows (``-1``: never)
+``--setup``                               ``%px``/``%%px``: also record the code as setup,
+                                          replayed on engines that replace dead ones
 ========================================  ===================================================
 
 Unlike ipyparallel, ``%px`` (the line magic) accepts the options too, before the code:
@@ -63,6 +65,8 @@ class PxArgs:
     #: The signal number sent on Ctrl-C; ``0`` sends none.
     signal: int | None = None
     progress_after: float | None = None
+    #: ``--setup``: record the code with the controller (``view.setup``) as it runs.
+    setup: bool = False
     #: ``%px`` only: the code after the options.
     code: str = ""
 
@@ -85,8 +89,8 @@ _EXEC = frozenset(
 )
 _OUTPUT = frozenset(["-e", "-r", "--group-outputs", "-o", "--out"])
 _ALLOWED: dict[str, frozenset[str]] = {
-    "px": _EXEC | _OUTPUT,
-    "cell": _EXEC | _OUTPUT | {"--local"},
+    "px": _EXEC | _OUTPUT | {"--setup"},
+    "cell": _EXEC | _OUTPUT | {"--local", "--setup"},
     "config": _EXEC | {"--group-outputs", "-e", "-r"},
     "result": _OUTPUT,
 }
@@ -114,6 +118,7 @@ _FLAGS: dict[str, tuple[str, object]] = {
     "-e": ("groupby", "engine"),
     "-r": ("groupby", "order"),
     "--local": ("local", True),
+    "--setup": ("setup", True),
 }
 _NAME = re.compile(r"[^\W\d]\w*\Z")
 _SLICE_PART = re.compile(r"\s*(-?\d+)?\s*\Z")
@@ -272,6 +277,7 @@ _USAGE = (
     ("--group-outputs", "--group-outputs=engine|order|type"),
     ("-o", "-o/--out NAME"),
     ("--local", "--local"),
+    ("--setup", "--setup"),
     ("--verbose", "--verbose/--no-verbose"),
     ("--signal-on-interrupt", "--signal-on-interrupt SIG"),
     ("--progress-after", "--progress-after S"),

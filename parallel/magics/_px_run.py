@@ -136,9 +136,13 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def submit_px(
-    view: DirectView, targets: Targets | None, code: str
+    view: DirectView, targets: Targets | None, code: str, *, setup: bool = False
 ) -> tuple[AsyncResult, list[int]]:
     """Send ``code`` to the engines of ``targets`` (None: the view's); the result and ids.
+
+    ``setup`` (``--setup``): first record ``code`` with the controller, for these engines
+    (all engines, later ones too, when the targets are all), as ``view.setup`` does: an
+    engine that replaces a dead one runs it before it takes work.
 
     Raises :class:`PxUsageError` naming the registered engines when a target does not exist.
     """
@@ -147,6 +151,9 @@ def submit_px(
     client = view.client
     chosen = view.targets if targets is None else targets
     ids = _resolve(client, chosen)
+    if setup:
+        everyone = chosen is None or chosen == "all"
+        client.record_setup(code, None if everyone else ids)
     content = {
         "code": code,
         "silent": False,

@@ -37,9 +37,9 @@ def _kill(pid: int) -> None:
 
 @contextlib.contextmanager
 def running_cluster(
-    n: int, *, timeout: float = 60.0, transport: str = "ipc"
+    n: int, *, timeout: float = 60.0, transport: str = "ipc", restart_engines: bool = True
 ) -> Iterator[tuple[Cluster, Client]]:
-    cluster = Cluster(n=n, transport=transport)
+    cluster = Cluster(n=n, transport=transport, restart_engines=restart_engines)
     pids: set[int] = set()
     try:
         client = cluster.start_and_connect_sync(timeout=timeout)

@@ -156,7 +156,7 @@ def test_an_engine_without_the_tasks_module_answers_with_its_name_and_lives_on(
 
 
 def test_a_killed_engine_fails_its_task_with_engine_error_and_leaves_the_rest() -> None:
-    with running_cluster(2) as (_, rc):
+    with running_cluster(2, restart_engines=False) as (_, rc):
         pid = rc[1].apply_sync(os.getpid)
         long = rc[1].apply_async(time.sleep, 60)
         assert not long.ready()
