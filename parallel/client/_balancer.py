@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from kernel.protocol import new_id
@@ -74,7 +75,7 @@ class Balancer:
         #: Outcomes decided before the caller tracked the task's result (``FailTask`` at
         #: submission), delivered by :meth:`deliver_early`.
         self._early: dict[str, tuple[int | None, object, RemoteError | None]] = {}
-        self._run(*(EngineRegistered(engine=e, stimulus_id=f"known-{e}") for e in engines))
+        self._run(*(self._registered(e, f"known-{e}") for e in engines))
 
     def submit(
         self,
@@ -86,12 +87,15 @@ class Balancer:
         timeout: float | None = None,
         after: frozenset[str] = frozenset(),
         max_engine_deaths: int | None = None,
+        labels: frozenset[str] = frozenset(),
+        resources: Mapping[str, float] | None = None,
     ) -> str:
         """Queue a task; its id (what its ``AsyncResult`` waits for).
 
         ``timeout``: seconds the task may wait here before it is sent to an engine
         (ipyparallel's flag); later, it fails with ``TaskTimeout``. ``after``: tasks of
-        this balancer, still unsettled, that must succeed first.
+        this balancer, still unsettled, that must succeed first. ``labels``, ``resources``:
+        what its engine must carry, and have free (``parallel.scheduler._fit``).
         """
         task_id = new_id()
         self._buffers[task_id] = buffers
@@ -107,6 +111,8 @@ class Balancer:
             deadline=deadline,
             after=after,
             max_engine_deaths=max_engine_deaths,
+            labels=labels,
+            resources=dict(resources or {}),
             stimulus_id=task_id,
         )
         self._run(event)
@@ -130,7 +136,15 @@ class Balancer:
             self._run(Tick(now=now, stimulus_id=f"tick-{now}"))
 
     def engine_registered(self, engine: int) -> None:
-        self._run(EngineRegistered(engine=engine, stimulus_id=f"registered-{engine}"))
+        self._run(self._registered(engine, f"registered-{engine}"))
+
+    def _registered(self, engine: int, sid: str) -> EngineRegistered:
+        """``engine`` is up, with the labels and resources the hub's record gives it."""
+        record = self._client._records.get(engine)
+        if record is None:
+            return EngineRegistered(engine=engine, stimulus_id=sid)
+        labels, resources = frozenset(record.labels), dict(record.resources)
+        return EngineRegistered(engine=engine, labels=labels, resources=resources, stimulus_id=sid)
 
     def engine_lost(self, engine: int, reason: str) -> None:
         if engine in self.state.live_engines:  # the scheduler refuses a second report

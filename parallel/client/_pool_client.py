@@ -29,7 +29,7 @@ import os
 import sys
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -500,6 +500,51 @@ class Client:
         view = LoadBalancedView(self, targets)
         view.set_flags(**flags)
         return view
+
+    def select(
+        self,
+        label: str | None = None,
+        *,
+        labels: Iterable[str] | str | None = None,
+        resources: Mapping[str, float | str] | str | None = None,
+    ) -> DirectView:
+        """A DirectView of the engines registered now that carry ``label`` (and every one
+        of ``labels``) and have at least ``resources`` in all; :class:`NoEnginesRegistered`
+        saying what each engine has if none does. The view's targets are those ids."""
+        from ..protocol._engine_traits import labels_from, resources_from
+        from ..scheduler._fit import EngineTraits, can_hold, describe_misfit
+
+        wanted = labels_from(labels) | labels_from(label)
+        amounts = resources_from(resources)
+        self._pump.drain()
+        traits = {
+            engine_id: EngineTraits(frozenset(record.labels), record.resources)
+            for engine_id, record in self._records.items()
+            if engine_id in self._links
+        }
+        ids = [e for e in sorted(traits) if can_hold(traits[e], wanted, amounts)]
+        if not ids:
+            if not traits:
+                raise NoEnginesRegistered("no engines are registered: start some first")
+            if not (wanted or amounts):
+                return self.direct_view(sorted(traits))
+            raise NoEnginesRegistered(describe_misfit(wanted, amounts, traits))
+        return self.direct_view(ids)
+
+    def engines_info(self) -> dict[int, dict[str, Any]]:
+        """What the hub said of each registered engine: ``pid``, ``address``, ``labels``
+        (a sorted list) and ``resources`` (name -> amount), by engine id."""
+        self._pump.drain()
+        return {
+            engine_id: {
+                "pid": record.pid,
+                "address": record.address,
+                "labels": list(record.labels),
+                "resources": dict(record.resources),
+            }
+            for engine_id, record in sorted(self._records.items())
+            if engine_id in self._links
+        }
 
     def activate(self, targets: Targets = "all", suffix: str = "") -> DirectView:
         """Register the ``%px`` magics for a blocking view of ``targets``; the view.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import RemoteError
+from ..protocol._engine_traits import labels_from, resources_from
 from ._asyncresult import AsyncResult
 from ._remote import map_chunk, pull_names, pull_one, push_names
 
@@ -303,7 +304,16 @@ class DirectView(_View):
 class LoadBalancedView(_View):
     """A view whose tasks each run on one engine, chosen when the task can start."""
 
-    _flag_names = ("block", "retries", "timeout", "retry_on", "after", "max_engine_deaths")
+    _flag_names = (
+        "block",
+        "retries",
+        "timeout",
+        "retry_on",
+        "after",
+        "max_engine_deaths",
+        "labels",
+        "resources",
+    )
 
     def __init__(self, client: Client, targets: Targets) -> None:
         super().__init__(client, targets)
@@ -317,15 +327,21 @@ class LoadBalancedView(_View):
         self.timeout: float | None = None
         #: Load-balanced results (or their msg_ids) that must succeed before tasks start.
         self.after: Any = None
+        #: Labels a task's engine must carry, every one; resources (name -> amount) it
+        #: must have free, held while the task is there (``parallel.scheduler._fit``).
+        self.labels: frozenset[str] = frozenset()
+        self.resources: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"<LoadBalancedView {self.targets!r}>"
 
     def set_flags(self, **flags: Any) -> None:
         """Set view flags: ``block``, ``retries``, ``retry_on`` (``"any"``, the default, or
-        ``"engine-death"``), ``max_engine_deaths``, ``timeout``, ``after``."""
+        ``"engine-death"``), ``max_engine_deaths``, ``timeout``, ``after``, ``labels`` (names
+        a task's engine must carry) and ``resources`` (``{"gpu": 1, "mem": "16G"}``: what
+        it must have free; held while the task is there)."""
         _check_healing_flags(flags)
-        super().set_flags(**flags)
+        super().set_flags(**_traits_flags(flags))
 
     def _target_set(self) -> frozenset[int] | None:
         if self.targets is None or self.targets == "all":
@@ -335,6 +351,13 @@ class LoadBalancedView(_View):
     def _apply(
         self, f: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
     ) -> AsyncResult:
+        if "labels" in kwargs or "resources" in kwargs:
+            # Per call, as dask's submit(resources=): these two keywords are the view's,
+            # not f's (docs/parallel.md, "Labels and resources").
+            kwargs = dict(kwargs)
+            call = {name: kwargs.pop(name) for name in ("labels", "resources") if name in kwargs}
+            with self.temp_flags(**call):
+                return self._apply(f, args, kwargs)
         buffers = _serialize(f, args, kwargs)
         msg_id = self._submit(buffers, self._target_set(), self._after_ids())
         return self.client.track(AsyncResult(self.client, [msg_id], fname=_name(f), single=True))
@@ -353,6 +376,8 @@ class LoadBalancedView(_View):
             timeout=self.timeout,
             after=after,
             max_engine_deaths=self.max_engine_deaths,
+            labels=self.labels,
+            resources=self.resources,
         )
 
     def _after_ids(self) -> frozenset[str] | str:
@@ -388,6 +413,9 @@ class LoadBalancedView(_View):
         ordered: bool = True,
         **flags: Any,
     ) -> AsyncResult:
+        if flags:  # map(f, seq, resources={"gpu": 1}): view flags for this map only
+            with self.temp_flags(**flags):
+                return self._map(f, sequences, chunksize=chunksize, ordered=ordered)
         if not sequences:
             raise TypeError("map() needs at least one sequence")
         if chunksize < 1:
@@ -430,6 +458,16 @@ def _check_healing_flags(flags: dict[str, Any]) -> None:
     bad_deaths = isinstance(deaths, bool) or not isinstance(deaths, int) or deaths < 1
     if deaths is not None and bad_deaths:
         raise ValueError(f"max_engine_deaths must be None or an int >= 1, not {deaths!r}")
+
+
+def _traits_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``flags`` with ``labels`` as a frozenset and ``resources`` as name -> amount (text
+    amounts like ``"16G"`` parsed); a one-line ``ValueError`` for a bad one."""
+    if "labels" in flags:
+        flags = {**flags, "labels": labels_from(flags["labels"])}
+    if "resources" in flags:
+        flags = {**flags, "resources": resources_from(flags["resources"])}
+    return flags
 
 
 def _block(length: int, parts: int, index: int) -> tuple[int, int]:

@@ -25,6 +25,8 @@ from kernel.protocol import ConnectionFileError, runtime_dir
 
 from .._errors import ParallelError
 from ..protocol._controller_info import CLUSTER_FILE_GLOB, ControllerInfo, newest_cluster_file
+from ..protocol._engine_traits import add_traits_arguments, format_resources, set_traits_env
+from ..protocol._hub_messages import EngineRecord
 
 __all__ = ["add_cluster_arguments", "run_cluster_command", "run_controller_command"]
 
@@ -60,6 +62,7 @@ def add_cluster_arguments(
     )
     _add_record_arguments(start)
     start.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
+    add_traits_arguments(start)
     start.add_argument(
         "--heartbeat-timeout",
         type=float,
@@ -84,6 +87,7 @@ def add_cluster_arguments(
         "--no-restart", action="store_true", help="do not replace engines that die"
     )
     engine.add_argument("-f", "--file", required=True, help="the cluster file")
+    add_traits_arguments(engine)
 
 
 def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +124,11 @@ def run_controller_command(args: argparse.Namespace) -> int:
     if args.command == "engine":
         from ..engine._engine import run_engine
 
+        try:  # the engine reads them from its environment (parallel.protocol._engine_traits)
+            set_traits_env(os.environ, args.label, args.resources)
+        except ValueError as exc:
+            print(f"loom engine: {exc}", file=sys.stderr)
+            return 2
         return run_engine(args.file)
     from ..controller._controller import main
 
@@ -167,6 +176,8 @@ def _start(args: argparse.Namespace) -> int:
             durability=args.durability,
             restore=args.restore,
             restart_engines=not args.no_restart,
+            labels=args.label or None,
+            resources=args.resources,
             heartbeat_timeout=args.heartbeat_timeout,
             **_launcher_options(args.option),
         )
@@ -279,8 +290,14 @@ def _list() -> int:
             if restarted is not None:
                 times = "once" if restarted.count == 1 else f"{restarted.count} times"
                 note = f"  restarted {times} (last: {restarted.reason})"
-            print(f"    engine {engine_id}  pid {record.pid}  running{note}")
+            print(f"    engine {engine_id}  pid {record.pid}  running{_traits(record)}{note}")
     return 0
+
+
+def _traits(record: EngineRecord) -> str:
+    """``"  labels bigmem,x  resources gpu=1,mem=64G"``, or "" for an engine with none."""
+    text = f"  labels {','.join(record.labels)}" if record.labels else ""
+    return text + (f"  resources {format_resources(record.resources)}" if record.resources else "")
 
 
 def _alive(pid: int) -> bool:

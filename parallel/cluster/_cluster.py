@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from ..client._pool_client import REQUERY
 from ..launchers import LaunchError, LauncherStatus, make_launcher
 from ..launchers._launched_process import tail_of
 from ..launchers._status import last_status
+from ..protocol._engine_traits import labels_from, resources_from, traits_env
 
 if TYPE_CHECKING:
     from ..client._pool_client import Client
@@ -78,6 +80,8 @@ class Cluster:
         restore: bool | str | os.PathLike[str] = False,
         restart_engines: bool = True,
         heartbeat_timeout: float | None = None,
+        labels: Sequence[str] | str | None = None,
+        resources: Mapping[str, float | str] | str | None = None,
         **launcher_options: Any,
     ):
         """``engines``: who starts the engines, ``"local"`` (the controller's children),
@@ -93,6 +97,10 @@ class Cluster:
         recorded setup replayed) where the launcher can (docs/parallel.md, "When things
         fail"); False: dead engines stay dead. ``heartbeat_timeout``: seconds of heartbeat
         silence that lose an engine (default 3 on this machine, 10 over a network)."""
+        #: ``labels`` and ``resources`` of every engine (``loom engine --label``), handed on
+        #: in the environment, LOOM_ENGINE_LABELS and _RESOURCES, which every launcher passes
+        #: to its engines (docs/parallel.md, "Labels and resources").
+        self._traits_env = traits_env(labels_from(labels), resources_from(resources))
         if controller not in ("local", "job"):
             raise ValueError(f"controller must be 'local' or 'job', not {controller!r}")
         if controller == "job" and engines != "slurm":
@@ -172,7 +180,8 @@ class Cluster:
         if self.heartbeat_timeout is not None and self.controller != "job":
             argv += ["--heartbeat-timeout", str(self.heartbeat_timeout)]
         try:
-            self._process = KernelProcess(argv, pass_fds=[write_fd])
+            env = {**os.environ, **self._traits_env} if self._traits_env else None
+            self._process = KernelProcess(argv, pass_fds=[write_fd], env=env)
         except BaseException:
             os.close(read_fd)
             raise

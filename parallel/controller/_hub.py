@@ -58,7 +58,13 @@ from kernel.transport import MessageSocket, RateLimitedLog
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
 
 from ..protocol._controller_info import ControllerInfo
-from ..protocol._hub_messages import EngineRecord, address_of, max_message_size_of, ports_of
+from ..protocol._hub_messages import (
+    EngineRecord,
+    address_of,
+    max_message_size_of,
+    ports_of,
+    traits_of,
+)
 from ._liveness import LOCAL_HEARTBEAT_TIMEOUT, heartbeat_timeout, watch_connection
 from ._records import Records
 from ._restarts import GiveUp, RestartPolicy, describe_death
@@ -208,6 +214,7 @@ class Hub:
         ports = ports_of(request.content.get("ports"))
         address = address_of(request.content)
         limit = max_message_size_of(request.content)
+        labels, resources = traits_of(request.content)  # load-balanced tasks may ask for them
         events = self.registry.handle(RegistrationReceived(uuid=uuid, stimulus_id=request.msg_id))
         engine_id = -1
         for event in events:
@@ -215,7 +222,9 @@ class Hub:
                 case EngineLost(engine=lost):
                     self._forget(lost, "it registered again (restarted)")
                 case EngineRegistered(engine=engine_id):
-                    record = EngineRecord(engine_id, uuid, pid, address, ports, limit)
+                    record = EngineRecord(
+                        engine_id, uuid, pid, address, ports, limit, labels, resources
+                    )
                     self.engines[engine_id] = record
                     self._watch(record)
                     if any(item.applies_to(engine_id) for item in self.setup):

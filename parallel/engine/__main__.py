@@ -3,11 +3,15 @@
 ``--fork N --status-fd FD``: N engines forked from one process that imported what they
 need once (``_forkserver``; what the ``local`` launcher runs); ``--command-fd FD`` takes
 ``fork UUID`` lines (replacements), ``--log-dir DIR`` keeps each engine's stderr.
+``--label NAME`` (repeated) and ``--resources gpu=1,mem=64G``: what the engine (every
+forked one) carries, for load-balanced tasks that ask (``parallel.protocol._engine_traits``).
 """
 
 import argparse
+import os
 import sys
 
+from ..protocol._engine_traits import add_traits_arguments, set_traits_env
 from ._engine import run_engine
 
 
@@ -22,7 +26,12 @@ def main() -> int:
         "--command-fd", metavar="FD", type=int, help="with --fork: read 'fork UUID' lines here"
     )
     parser.add_argument("--log-dir", metavar="DIR", help="with --fork: each engine's stderr here")
+    add_traits_arguments(parser)
     args = parser.parse_args()
+    try:  # the engines read them from the environment (forked ones and replacements too)
+        set_traits_env(os.environ, args.label, args.resources)
+    except ValueError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
     if args.fork:
         if args.status_fd is None:
             parser.error("--fork needs --status-fd")

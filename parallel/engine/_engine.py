@@ -47,6 +47,7 @@ from kernel.protocol import (
 )
 
 from ..protocol._controller_info import ControllerInfo
+from ..protocol._engine_traits import registration_traits, traits_from_env
 from ._abort_list import AbortList
 from ._apply import EngineIdentity, handle_apply
 from ._hub_link import HubLink
@@ -164,6 +165,8 @@ def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_siz
         "address": info.ip,
         "ports": ports,
         "max_message_size": max_message_size,
+        # LOOM_ENGINE_LABELS / _RESOURCES (``loom engine --label``), checked by run_engine.
+        **registration_traits(os.environ),
     }
 
 
@@ -189,7 +192,8 @@ def run_engine(
         return 2
     try:
         limits = SocketLimits.from_env()
-    except SocketLimitsError as exc:
+        traits_from_env(os.environ)  # labels and resources: registration_content sends them
+    except (SocketLimitsError, ValueError) as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
     engine_uuid = engine_uuid or str(uuidlib.uuid4())

@@ -22,7 +22,9 @@ Every error is a :class:`ValueError` whose message is one line naming the bad pa
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
@@ -30,14 +32,18 @@ from typing import TypeVar
 __all__ = [
     "LABELS_ENV",
     "RESOURCES_ENV",
+    "add_traits_arguments",
     "format_amount",
     "format_resources",
     "labels_from",
     "parse_amount",
     "parse_labels",
     "parse_resources",
+    "registration_traits",
     "resources_from",
+    "set_traits_env",
     "traits_env",
+    "traits_from_env",
 ]
 
 #: The environment variables an engine reads when its command line names none.
@@ -161,14 +167,14 @@ def format_amount(value: float) -> str:
     """``68719476736.0`` -> ``"64G"``, ``2e9`` -> ``"2GB"``, ``1.0`` -> ``"1"``, ``0.5``
     -> ``"0.5"``: the unit that gives a whole number below 10000, binary ones first."""
     if value != int(value):
-        return f"{value:g}"
+        return repr(value)
     whole = int(value)
     for base, suffix in ((1024, ""), (1000, "B")):
         for letter in "PTGMK":
             factor = int(base ** _POWERS[letter])
             if whole >= factor and whole % factor == 0 and whole // factor < 10000:
                 return f"{whole // factor}{letter}{suffix}"
-    return str(whole) if whole < 10**15 else f"{value:g}"
+    return str(whole) if whole < 10**15 else repr(value)
 
 
 def format_resources(resources: Mapping[str, float]) -> str:
@@ -184,3 +190,53 @@ def traits_env(labels: Iterable[str], resources: Mapping[str, float]) -> dict[st
     if resources:
         env[RESOURCES_ENV] = format_resources(resources)
     return env
+
+
+def traits_from_env(env: Mapping[str, str]) -> tuple[frozenset[str], dict[str, float]]:
+    """The labels and resources ``LOOM_ENGINE_LABELS``/``_RESOURCES`` in ``env`` give."""
+    try:
+        labels = parse_labels([env.get(LABELS_ENV, "")])
+    except ValueError as exc:
+        raise ValueError(f"{LABELS_ENV}: {exc}") from None
+    try:
+        resources = parse_resources(env.get(RESOURCES_ENV, ""))
+    except ValueError as exc:
+        raise ValueError(f"{RESOURCES_ENV}: {exc}") from None
+    return labels, resources
+
+
+def set_traits_env(
+    env: dict[str, str] | os._Environ[str], labels: Iterable[str], resources: str | None
+) -> None:
+    """Apply ``--label``/``--resources`` (command-line text) to ``env``, checked first:
+    they replace what ``env`` said; ``ValueError`` (one line) if either is bad."""
+    parsed_labels = parse_labels(labels)
+    parsed_resources = None if resources is None else parse_resources(resources)
+    if parsed_labels:
+        env[LABELS_ENV] = ",".join(sorted(parsed_labels))
+    if parsed_resources is not None:
+        env[RESOURCES_ENV] = format_resources(parsed_resources)
+    traits_from_env(env)  # what was there already must parse too
+
+
+def registration_traits(env: Mapping[str, str]) -> dict[str, object]:
+    """The ``labels`` and ``resources`` of an engine's ``registration_request``."""
+    labels, resources = traits_from_env(env)
+    return {"labels": sorted(labels), "resources": resources}
+
+
+def add_traits_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--label NAME`` (repeatable, or ``a,b``) and ``--resources NAME=AMOUNT,...``."""
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a label the engine(s) carry (repeat, or a,b); load-balanced tasks may ask for it",
+    )
+    parser.add_argument(
+        "--resources",
+        default=None,
+        metavar="NAME=AMOUNT,...",
+        help="what the engine(s) have, e.g. gpu=1,mem=64G (K/M/G/T: powers of 1024)",
+    )

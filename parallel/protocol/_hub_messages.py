@@ -13,8 +13,18 @@ Loom's own, because an engine here is a whole kernel with five ports:
 ``connection_reply``           ``{"status": "ok", "engines": [engine record...]}``
 ``shutdown_request``           ``{"targets": [ids] | null, "hub": bool}`` (client)
 ``registration_notification``  an engine record (PUB)
-``unregistration_notification``  ``{"id", "uuid", "reason"}`` (PUB)
+``unregistration_notification``  ``{"id", "uuid", "reason"}`` (PUB), and ``restart``:
+                               ``{"state": "restarting" | "given up" | "off" | "failed"}``
+``setup_request``              ``{"code"}`` or ``{"name"}`` + a pickled call in buffers,
+                               ``"targets": [ids] | null`` (client; recorded, replayed)
+``setup_reply``                ``{"status": "ok", "index", "engines": [ids it applies to]}``
 =============================  ============================================================
+
+A ``registration_notification`` (and a ``connection_reply`` record) of a replaced engine
+adds ``"restarted": {"count", "reason"}``; one announced after a setup replay adds
+``"setup": {"status", "count"}`` (and ``ename``, ``evalue``, ``summary`` on error). The
+``connection_reply`` adds ``"setup"``: the recorded items' ``{"kind", "summary",
+"targets"}``.
 
 An engine record is ``{"id", "uuid", "pid", "address", "ports"}``: ``address`` is the ip
 the engine bound (or, on an ipc cluster, its socket-file prefix); the transport and key

@@ -40,8 +40,8 @@ Rules:
   skipping those that hold ``hwm`` tasks (``hwm=0``: no limit) and those
   without its ``resources`` free (load-balanced tasks hold their resources
   while ASSIGNED); if none is left it stays READY. With several candidates,
-  listed least recently used first, the scheme picks one (:mod:`._schemes`); with one, the scheme is not
-  asked and ``rng`` is not drawn from.
+  listed least recently used first, the scheme picks one (:mod:`._schemes`);
+  with one, the scheme is not asked and ``rng`` is not drawn from.
 * An ``error`` reply with retries left and ``retry_on="any"`` sends the task
   back to READY (to run on another engine if there is one); otherwise the
   reply is relayed and the task ends.
