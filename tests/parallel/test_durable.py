@@ -1,0 +1,191 @@
+"""Results that survive (issue 13): records, restore, controller lost; real processes.
+
+Each test kills a controller with SIGKILL by its PID and checks what a user sees: a new
+client after ``--restore`` gets every finished result by id, a task that was running
+when the controller and its engine died is failed with a reason and can be resubmitted,
+engines re-attach with their namespace, a waiting client hears "controller lost"
+within 10 s, ``db=False`` keeps no file, engines exit after their grace when no
+controller returns, and ``durability="sync"`` has the record before the reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from parallel import Client, Cluster, ControllerLost, RemoteError
+from parallel.controller._db import INFLIGHT_REASON
+from tests.parallel._cluster_support import isolate, main_function
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate(monkeypatch, tmp_path)
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` exited within ``timeout`` (a pidfd: no polling)."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _pids_killed_after(pids: set[int]) -> Iterator[set[int]]:
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            _kill(pid)
+
+
+WAIT_WHILE_FLAG = main_function(
+    """
+    def wait_while_flag(path):
+        import os, time
+        while os.path.exists(path):
+            time.sleep(0.05)
+        return "done"
+    """,
+    "wait_while_flag",
+)
+READ_MARKER = main_function("def read_marker():\n    return marker\n", "read_marker")
+
+
+def test_restore_after_sigkill_gives_every_result_and_fails_the_running_task(
+    tmp_path: Path,
+) -> None:
+    first = Cluster(n=2)
+    with _pids_killed_after(set()) as pids:
+        rc = first.start_and_connect_sync(timeout=60)
+        assert first._process is not None
+        assert first.cluster_file is not None
+        controller = first._process.pid
+        pids |= {controller} | {r.pid for r in rc._records.values()}
+        path = first.cluster_file
+        rc[:].execute("marker = 42", block=True)
+        lview = rc.load_balanced_view()
+        balanced = [lview.apply_async(pow, i, 2) for i in range(20)]
+        direct = [rc[i % 2].apply_async(pow, i, 3) for i in range(6)]
+        expected = {ar.msg_ids[0]: i * i for i, ar in enumerate(balanced)}
+        expected |= {ar.msg_ids[0]: i**3 for i, ar in enumerate(direct)}
+        for ar in balanced + direct:
+            ar.get(timeout=30)
+        flag = tmp_path / "running"
+        flag.write_text("")
+        running = rc[1].apply_async(WAIT_WHILE_FLAG, str(flag))
+        running_id = running.msg_ids[0]
+        # The controller has the task's record once it started (and every result).
+        deadline = time.monotonic() + 20
+        while not rc.db_query({"msg_id": running_id}, keys=["status"]):
+            assert time.monotonic() < deadline, "the running task was never recorded"
+        while set(rc.result_status(list(expected))["completed"]) != set(expected):
+            assert time.monotonic() < deadline, "the results were never all recorded"
+        # The controller dies, and so does the engine running the task.
+        _kill(rc._records[1].pid)
+        _kill(controller)
+        started = time.monotonic()
+        with pytest.raises(ControllerLost, match="controller lost"):
+            rc.wait_for_engines(5, timeout=-1)  # would wait forever without the watch
+        assert time.monotonic() - started < 10
+
+        restored = Cluster(restore=path)
+        try:
+            started = time.monotonic()
+            restored.start_cluster_sync(0)
+            assert restored._process is not None
+            pids.add(restored._process.pid)
+            rc2 = Client(path)
+            rc2.wait_for_engines(1, timeout=10)
+            assert time.monotonic() - started < 10
+            assert rc2.ids == [0]
+            assert rc2[0].apply_sync(READ_MARKER) == 42  # the namespace survived
+            # 100% of the finished results, by id, to a client that never sent them.
+            got = {msg_id: rc2.get_result(msg_id).get(timeout=10) for msg_id in expected}
+            assert got == expected
+            assert rc2.get_result(list(expected)).get(timeout=10) == list(expected.values())
+            records = rc2.db_query(
+                {"msg_id": {"$in": list(expected)}}, keys=["msg_id", "completed", "engine_id"]
+            )
+            assert len(records) == len(direct)  # by msg_id: the balanced ones are task ids
+            assert all(r["completed"] is not None for r in records)
+            # The task that was running is failed with the reason, not silently lost.
+            with pytest.raises(RemoteError) as failure:
+                rc2.get_result(running_id).get(timeout=10)
+            assert failure.value.ename == "ControllerRestarted"
+            assert INFLIGHT_REASON in str(failure.value.evalue)
+            assert rc2.result_status([running_id])["completed"] == [running_id]
+            flag.unlink()
+            assert rc2.resubmit(running_id).get(timeout=30) == "done"
+            rc2.close()
+            engine0 = rc._records[0].pid
+        finally:
+            restored.stop_cluster_sync()
+        # The restored controller stopped the engine that re-attached: nothing left.
+        assert _wait_gone(engine0, 15)
+        first.stop_cluster_sync()
+        assert not path.exists()
+        assert not path.with_suffix(".db").exists()
+
+
+def test_no_db_keeps_nothing_on_disk_and_engines_exit_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOOM_CONTROLLER_GRACE", "1")
+    cluster = Cluster(n=1, db=False)
+    with _pids_killed_after(set()) as pids:
+        rc = cluster.start_and_connect_sync(timeout=60)
+        assert cluster._process is not None
+        assert cluster.cluster_file is not None
+        engine = rc._records[0].pid
+        pids |= {cluster._process.pid, engine}
+        ar = rc[0].apply_async(pow, 3, 4)
+        assert ar.get(timeout=30) == 81
+        other = Client(cluster.cluster_file)
+        deadline = time.monotonic() + 20
+        while other.result_status(ar.msg_ids)["completed"] != ar.msg_ids:
+            assert time.monotonic() < deadline
+        assert other.get_result(ar.msg_ids[0]).get(timeout=10) == 81  # from memory
+        other.close()
+        assert not cluster.cluster_file.with_suffix(".db").exists()
+        _kill(cluster._process.pid)
+        # Silent for 3 s, then past the 1 s grace: the engine ends by itself.
+        assert _wait_gone(engine, 20), "the engine outlived its grace"
+        cluster.stop_cluster_sync()
+
+
+def test_sync_durability_records_before_the_reply() -> None:
+    cluster = Cluster(n=1, durability="sync")
+    with _pids_killed_after(set()) as pids:
+        rc = cluster.start_and_connect_sync(timeout=60)
+        assert cluster._process is not None
+        assert cluster.cluster_file is not None
+        pids |= {cluster._process.pid} | {r.pid for r in rc._records.values()}
+        other = Client(cluster.cluster_file)
+        for i in range(5):
+            ar = rc[0].apply_async(pow, i, 2)
+            assert ar.get(timeout=30) == i * i
+            # No wait: the reply came after the commit, so the record is there.
+            assert other.result_status(ar.msg_ids)["completed"] == ar.msg_ids
+        other.close()
+        cluster.stop_cluster_sync()
