@@ -6,9 +6,9 @@ for errors): it imports what an engine needs once, and each forked engine skips 
 (``parallel.engine._forkserver`` says why: on 2 cores four engines importing it all
 kept the start above half a second). The fork server reports ``started PID`` and
 ``exited PID CODE`` on a pipe; each engine is held by a pidfd from its ``started`` line,
-so signals reach exactly it, never a process that took its PID later. Engines carry
-``JPY_PARENT_PID`` set to the controller, so they end when the controller dies however
-that happens.
+so signals reach exactly it, never a process that took its PID later. Engines do not
+carry ``JPY_PARENT_PID``: they outlive a controller that dies, for a grace period
+(``parallel.engine._hub_link``), so that ``--restore`` finds them with their namespaces.
 
 Replacement (``can_replace``): the fork server also reads ``fork UUID`` lines on a
 command pipe and forks a new engine with that uuid, which registers with the hub as the
@@ -86,7 +86,8 @@ class LocalEngines(Launcher):
         if ctx.workdir.is_dir():
             self._log_dir = ctx.workdir
             argv += ["--log-dir", str(ctx.workdir)]
-        env = {**os.environ, "JPY_PARENT_PID": str(os.getpid())}
+        # No JPY_PARENT_PID: engines watch their controller through the hub instead.
+        env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
         try:
             self.server = KernelProcess(argv, env=env, pass_fds=(write_fd, command_read))
         except BaseException:

@@ -13,12 +13,14 @@ Theory of operation
    it, plus the ``apply_request`` handler (composition: nothing is subclassed).
 
 An engine outlives its controller for a while (issue 13): a controller killed and
-restarted with ``--restore`` finds its engines serving, namespaces intact. So the
-kernel's parent watch (``JPY_PARENT_PID``) is not used; the engine's hub link
-(``_hub_link``) pings the hub instead, registers again when a restarted hub asks it to,
-and ends the engine once the controller has been gone for ``LOOM_CONTROLLER_GRACE``
-seconds (300 by default). The same link copies each task's request and reply to the
-controller's records (``_recorder``), off the client's round trip.
+restarted with ``--restore`` finds its engines serving, namespaces intact. Its hub link
+(``_hub_link``) pings the hub, registers again when a restarted hub asks it to, and ends
+the engine once the controller has been gone for ``LOOM_CONTROLLER_GRACE`` seconds (300
+by default). The ``local`` launcher sets no ``JPY_PARENT_PID`` for that reason; where a
+launcher does (mpi ranks on the controller's node, an ssh agent's engines), the
+kernel's parent watch still ends the engine with that process, as before. The same
+link copies each task's request and reply to the controller's records (``_recorder``),
+off the client's round trip.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from kernel.protocol import (
 )
 
 from ..protocol._controller_info import ControllerInfo
-from ..protocol._engine_traits import registration_traits, traits_from_env
 from ._abort_list import AbortList
 from ._apply import EngineIdentity, handle_apply
 from ._hub_link import HubLink
@@ -165,18 +166,11 @@ def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_siz
         "address": info.ip,
         "ports": ports,
         "max_message_size": max_message_size,
-        # LOOM_ENGINE_LABELS / _RESOURCES (``loom engine --label``), checked by run_engine.
-        **registration_traits(os.environ),
     }
 
 
-def run_engine(
-    cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT, engine_uuid: str | None = None
-) -> int:
+def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> int:
     """Run an engine of the cluster in ``cluster_file`` until shut down; ends the process.
-
-    ``engine_uuid``: register as this engine (a replacement, forked by the ``local``
-    launcher for an engine that died, takes its uuid and so gets its id back); default new.
 
     Returns 2 (with a message on stderr) if the cluster file or a ``LOOM_*`` socket
     setting is unreadable and 3 if the engine could not register; otherwise the process
@@ -192,11 +186,10 @@ def run_engine(
         return 2
     try:
         limits = SocketLimits.from_env()
-        traits_from_env(os.environ)  # labels and resources: registration_content sends them
-    except (SocketLimitsError, ValueError) as exc:
+    except SocketLimitsError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
-    engine_uuid = engine_uuid or str(uuidlib.uuid4())
+    engine_uuid = str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
     answer: JSONDict = {}
@@ -208,8 +201,6 @@ def run_engine(
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)
         return 3
-    # The hub link watches the controller instead of the kernel's parent watch.
-    os.environ.pop("JPY_PARENT_PID", None)
     iothread = start_io(sockets)
     import asyncio  # after registration and start_io, as in run_kernel
 

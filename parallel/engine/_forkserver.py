@@ -26,8 +26,8 @@ With ``--log-dir``, each engine's stderr goes to ``DIR/engine-UUID.log`` (trunca
 at each fork), so the launcher can quote the last lines of the engine that died rather
 than the interleaved output of all of them.
 
-Engines carry ``JPY_PARENT_PID`` (the controller), so they end with their controller
-whatever happens to this process.
+Engines outlive this process and their controller for a grace period (their hub link
+watches the controller), so that a controller restarted with ``--restore`` finds them.
 """
 
 from __future__ import annotations
