@@ -49,6 +49,7 @@ from kernel.protocol import (
 )
 
 from ..protocol._controller_info import ControllerInfo
+from ..protocol._engine_traits import registration_traits, traits_from_env
 from ._abort_list import AbortList
 from ._apply import EngineIdentity, handle_apply
 from ._hub_link import HubLink
@@ -166,11 +167,18 @@ def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_siz
         "address": info.ip,
         "ports": ports,
         "max_message_size": max_message_size,
+        # LOOM_ENGINE_LABELS / _RESOURCES (``loom engine --label``), checked by run_engine.
+        **registration_traits(os.environ),
     }
 
 
-def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> int:
+def run_engine(
+    cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT, engine_uuid: str | None = None
+) -> int:
     """Run an engine of the cluster in ``cluster_file`` until shut down; ends the process.
+
+    ``engine_uuid``: register as this engine (a replacement, forked by the ``local``
+    launcher for an engine that died, takes its uuid and so gets its id back); default new.
 
     Returns 2 (with a message on stderr) if the cluster file or a ``LOOM_*`` socket
     setting is unreadable and 3 if the engine could not register; otherwise the process
@@ -186,10 +194,11 @@ def run_engine(cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT) -> i
         return 2
     try:
         limits = SocketLimits.from_env()
-    except SocketLimitsError as exc:
+        traits_from_env(os.environ)  # labels and resources: registration_content sends them
+    except (SocketLimitsError, ValueError) as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
-    engine_uuid = str(uuidlib.uuid4())
+    engine_uuid = engine_uuid or str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
     answer: JSONDict = {}
