@@ -224,9 +224,16 @@ class Client:
 
     def setup(self, code_or_function: str | Callable[[], object]) -> AsyncResult:
         """Run ``code_or_function`` on every engine now, and on every engine that joins
-        later, replacements included, before it takes work (docs/parallel.md, "Setup")."""
+        later, replacements included, before it takes work (docs/parallel.md, "When
+        things fail")."""
         result: AsyncResult = self.direct_view("all").setup(code_or_function, block=False)
         return result
+
+    def clear_setup(self, timeout: float = 10.0) -> None:
+        """Forget every recorded setup (of every client): engines that join from now on
+        run none. What engines already ran stays in their namespaces."""
+        self._hub_request("setup_request", {"clear": True}, timeout)
+        self.recorded_setup = []
 
     def _await_hub(self, message: Message, timeout: float) -> None:
         """Pump until the hub answers ``message``; :class:`ClusterUnavailable` if it does not."""

@@ -323,6 +323,9 @@ class Hub:
 
     def _record_setup(self, request: Message) -> Reply:
         content = request.content
+        if content.get("clear") is True:  # Client.clear_setup: replay nothing from now on
+            self.setup.clear()
+            return Reply({"status": "ok", "index": -1, "engines": []})
         targets = content.get("targets")
         if targets is not None and not (
             isinstance(targets, list) and all(isinstance(i, int) for i in targets)

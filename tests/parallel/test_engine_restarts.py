@@ -216,6 +216,17 @@ def test_an_engine_that_keeps_dying_is_given_up_on_with_its_last_reason(
         rc[2].apply_sync(os.getpid)
 
 
+def test_recorded_setup_can_be_cleared_and_bad_setup_is_refused_in_one_line(
+    cluster: tuple[ipp.Cluster, ipp.Client],
+) -> None:
+    _, rc = cluster
+    with pytest.raises(TypeError, match="setup takes code"):
+        rc.setup(42)  # type: ignore[arg-type]
+    rc.clear_setup()
+    with ipp.Client(rc.cluster_file) as second:
+        assert second.recorded_setup == []
+
+
 # -- %px --setup in a kernel ------------------------------------------------------------------
 
 
