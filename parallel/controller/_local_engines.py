@@ -164,18 +164,27 @@ class LocalEngines(Launcher):
         return self._uuids.get(pid)
 
     def output_of(self, pid: int) -> str:
-        """The last lines engine ``pid`` wrote to stderr (its log), or ``""``."""
+        """The last lines engine ``pid`` wrote to stderr (its log), or ``""``. A crash's
+        report (faulthandler's ``Fatal Python error``, innermost frame first) is quoted
+        from its start, so the frames that matter are not the ones cut off."""
         engine_uuid = self._uuids.get(pid)
         if self._log_dir is None or not engine_uuid:
             return ""
         try:
             with open(self._log_dir / f"engine-{engine_uuid}.log", "rb") as log_file:
                 log_file.seek(0, os.SEEK_END)
-                log_file.seek(max(0, log_file.tell() - LOG_TAIL))
-                tail = log_file.read().decode("utf-8", "replace")
+                log_file.seek(max(0, log_file.tell() - 8 * LOG_TAIL))
+                text = log_file.read().decode("utf-8", "replace")
         except OSError:
             return ""
-        if len(tail) >= LOG_TAIL and "\n" in tail:  # drop the cut first line
+        crash = text.rfind("Fatal Python error")
+        if crash >= 0:
+            report = text[crash:]
+            if len(report) > LOG_TAIL:  # cut at a line's end
+                report = report[:LOG_TAIL].rsplit("\n", 1)[0]
+            return report.strip()
+        tail = text[-LOG_TAIL:]
+        if len(text) > LOG_TAIL and "\n" in tail:  # drop the cut first line
             tail = tail.split("\n", 1)[1]
         return tail.strip()
 

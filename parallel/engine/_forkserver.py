@@ -141,7 +141,11 @@ def _become_engine(
             path = os.path.join(log_dir, f"engine-{engine_uuid}.log")
             log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(log, 2)
-            os.close(log)
+            # A crash in C (SIGSEGV, SIGBUS, SIGABRT...) writes its Python traceback here,
+            # on a descriptor of its own: fd 2 may be a task's output capture by then.
+            import faulthandler
+
+            faulthandler.enable(os.fdopen(log, "w"))
     from ._engine import run_engine
 
     code = 1

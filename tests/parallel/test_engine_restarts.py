@@ -42,6 +42,14 @@ BUMP = main_function(
     """,
     "bump",
 )
+SEGFAULT = main_function(
+    """
+    def segfault():
+        import ctypes
+        return ctypes.string_at(0)
+    """,
+    "segfault",
+)
 NAMESPACE = main_function(
     """
     def namespace():
@@ -112,6 +120,14 @@ def test_the_local_launcher_quotes_the_last_lines_of_the_engine_that_died(tmp_pa
     assert "line 0\n" not in tail
     assert tail.splitlines()[0].startswith("line ")  # the cut first line is dropped
     assert engines.output_of(456) == ""
+    # A crash report (innermost frame first) is quoted from its start.
+    crash = ["Fatal Python error: Segmentation fault", "", "Current thread:"]
+    crash += [f'  File "f{i}.py", line {i} in f{i}' for i in range(200)]
+    (tmp_path / "engine-u1.log").write_text("noise\n" + "\n".join(crash) + "\n")
+    quoted = engines.output_of(123)
+    assert quoted.startswith("Fatal Python error: Segmentation fault\n\nCurrent thread:\n")
+    assert "line 0 in f0" in quoted
+    assert len(quoted) <= 2000
     assert engines.can_replace
 
 
@@ -207,10 +223,16 @@ def test_an_engine_that_keeps_dying_is_given_up_on_with_its_last_reason(
     deaths = rc.restarts[2].count  # 1 in this module's order; the limit is 3 in 60 s
     for _ in range(2 - deaths):
         _kill_and_wait_back(rc, 2)
-    os.kill(rc._records[2].pid, signal.SIGKILL)
-    given_up = "not restarted: it died 3 times within 60 s (last: killed by signal 9 (SIGKILL))"
+    crashing = rc[2].apply_async(SEGFAULT)  # the third death: a crash in C
+    with pytest.raises(ipp.EngineError, match=r"killed by signal 11 \(SIGSEGV\)"):
+        crashing.get(timeout=20)
+    given_up = "not restarted: it died 3 times within 60 s (last: killed by signal 11 (SIGSEGV))"
     assert rc._pump.pump_until(lambda: given_up in rc._lost.get(2, ""), 20), rc._lost
-    assert given_up in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert given_up in said
+    # ... with the engine's last output: the crash's report, from its start.
+    assert "its last output:\nFatal Python error: Segmentation fault" in said
+    assert "in segfault" in said
     assert rc.ids == [0, 1]
     with pytest.raises(ipp.NoEnginesRegistered, match="engine 2 is not registered"):
         rc[2].apply_sync(os.getpid)
