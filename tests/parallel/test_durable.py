@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cluster_support import isolate, main_function
 
 from parallel import Client, Cluster, ControllerLost, RemoteError
 from parallel.controller._db import INFLIGHT_REASON
-from tests.parallel._cluster_support import isolate, main_function
 
 pytestmark = pytest.mark.timeout(120)
 
