@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import zmq
@@ -108,17 +109,15 @@ class KernelClient:
         self.on_status: Callable[[str, Message], None] | None = None
         self.on_heartbeat: Callable[[bool], None] | None = None
         identity = new_id().encode("ascii")  # stdin must share the shell identity
-        connect = MessageSocket.connect
-        s, ctx = self.session, self._context
-        self.shell = connect(
-            zmq.DEALER, info.url("shell"), s, "shell", identity=identity, context=ctx
+        connect = partial(MessageSocket.connect, context=self._context, curve=info.curve)
+        s = self.session
+        self.shell = connect(zmq.DEALER, info.url("shell"), s, "shell", identity=identity)
+        self.stdin = connect(zmq.DEALER, info.url("stdin"), s, "stdin", identity=identity)
+        self.control = connect(zmq.DEALER, info.url("control"), s, "control")
+        self.iopub = connect(zmq.SUB, info.url("iopub"), s, "iopub")
+        self.heartbeat = HeartbeatMonitor(
+            info.url("hb"), self._heartbeat_changed, context=self._context, curve=info.curve
         )
-        self.stdin = connect(
-            zmq.DEALER, info.url("stdin"), s, "stdin", identity=identity, context=ctx
-        )
-        self.control = connect(zmq.DEALER, info.url("control"), s, "control", context=ctx)
-        self.iopub = connect(zmq.SUB, info.url("iopub"), s, "iopub", context=ctx)
-        self.heartbeat = HeartbeatMonitor(info.url("hb"), self._heartbeat_changed, context=ctx)
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -30,6 +30,8 @@ from typing import cast
 import zmq
 import zmq.asyncio
 
+from kernel.protocol import CurveKeys
+from kernel.transport._curve import connect_curve
 from kernel.transport._socket import shared_context
 
 __all__ = ["HeartbeatMonitor", "PingClock", "wait_for_heartbeat"]
@@ -102,8 +104,10 @@ class HeartbeatMonitor:
         interval: float = 0.5,
         grace: float = 2.5,
         context: zmq.asyncio.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.url = url
+        self.curve = curve
         self.interval = interval
         self.grace = grace
         self.responsive = True
@@ -118,6 +122,8 @@ class HeartbeatMonitor:
         sock = self._context.socket(zmq.DEALER)
         sock.linger = 0
         sock.setsockopt(zmq.IMMEDIATE, 1)
+        if self.curve is not None:
+            connect_curve(sock, self.curve)
         sock.connect(self.url)
         clock = PingClock(self.grace)
         try:

@@ -20,6 +20,7 @@ from ._connection import (
     runtime_dir,
     write_private_json,
 )
+from ._curve_keys import CurveKeys, is_private_address
 from ._errors import (
     ConnectionFileError,
     MalformedMessage,
@@ -87,6 +88,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "ConnectionFileError",
     "ConnectionInfo",
+    "CurveKeys",
     "ForeignOutput",
     "InputRequested",
     "JSONDict",
@@ -107,6 +109,7 @@ __all__ = [
     "TrackerEvent",
     "UnexpectedReply",
     "error_content",
+    "is_private_address",
     "new_id",
     "read_json_object",
     "reply_message",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ._curve_keys import CurveKeys
 from ._errors import ConnectionFileError
 
 __all__ = [
@@ -60,6 +61,8 @@ class ConnectionInfo:
     key: bytes = field(default=b"", repr=False)
     signature_scheme: str = "hmac-sha256"
     kernel_name: str = ""
+    #: CurveZMQ keys (``curve_publickey``... in the file), or None: plaintext.
+    curve: CurveKeys | None = field(default=None, repr=False)
 
     @staticmethod
     def new_key() -> bytes:
@@ -92,6 +95,8 @@ class ConnectionInfo:
             signature_scheme=self.signature_scheme,
             kernel_name=self.kernel_name,
         )
+        if self.curve is not None:
+            data.update(self.curve.to_dict())
         return data
 
     @classmethod
@@ -122,6 +127,7 @@ class ConnectionInfo:
             key=key.encode("utf-8"),
             signature_scheme=scheme,
             kernel_name=name,
+            curve=CurveKeys.from_dict(data),
             **ports,
         )
 

@@ -135,6 +135,7 @@ def start_io(sockets: KernelSockets) -> IOThread:
         control_session=session.fork(),
         shell=sockets["shell"],
         shell_session=session.fork(),
+        zap=sockets.zap,
     )
     _log_to_original_stderr(iothread)  # before the thread logs a rejected message
     iothread.start()

@@ -8,6 +8,10 @@ what a connection file, or an engine's registration with its controller, announc
 Every socket is bound with the limits of :class:`~kernel.transport._limits.SocketLimits`
 (from the environment unless given): what a peer, authenticated or not, can make the
 kernel hold is bounded per connection (the ``_limits`` module says how and why).
+
+When ``info`` carries Curve keys with the server's secret, every socket is a Curve server
+and the context's ZAP handler (``_curve``) is bound first and returned in
+:attr:`KernelSockets.zap`: whoever serves the kernel (its ``loom-io`` thread) answers it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ import zmq
 
 from kernel.protocol import CHANNELS, ConnectionInfo
 
+from ._curve import ZapHandler, serve_curve, zap_handler
 from ._limits import HB_MAX_MESSAGE_SIZE, HB_SNDHWM, IOPUB_MAX_SUBSCRIPTION, SocketLimits
 
 __all__ = ["KernelSockets", "SocketLimits", "open_kernel_sockets"]
+
+#: What Curve adds around a frame, and more: its handshake commands (INITIATE with the
+#: socket's metadata) must fit too.
+CURVE_OVERHEAD = 1024
 
 _SOCKET_TYPES = {
     "shell": zmq.ROUTER,
@@ -38,6 +47,8 @@ class KernelSockets:
 
     info: ConnectionInfo
     sockets: dict[str, zmq.Socket[bytes]]
+    #: The ZAP handler admitting Curve clients (None: plaintext); its owner answers it.
+    zap: ZapHandler | None = None
 
     def __getitem__(self, channel: str) -> zmq.Socket[bytes]:
         return self.sockets[channel]
@@ -64,9 +75,22 @@ def open_kernel_sockets(
     """
     limits = limits if limits is not None else SocketLimits.from_env()
     ctx = ctx or zmq.Context.instance()
+    zap = None
+    if info.curve is not None:
+        if not info.curve.can_serve:
+            raise ValueError("serving Curve needs the server's secret key")
+        zap = zap_handler(ctx)  # bound before any Curve socket: libzmq admits all without
+        zap.allow(info.curve)
     sockets = {channel: zmq.Socket(ctx, _SOCKET_TYPES[channel]) for channel in CHANNELS}
     try:
         _configure(sockets, limits)
+        if info.curve is not None:
+            for sock in sockets.values():
+                serve_curve(sock, info.curve)
+                # libzmq applies the frame limit to Curve's handshake (INITIATE is over
+                # 256 bytes: iopub's limit) and to each frame as encrypted (a few dozen
+                # bytes more): the limits stay about the messages, not the envelope.
+                _set_max_message_size(sock, int(sock.getsockopt(zmq.MAXMSGSIZE)), CURVE_OVERHEAD)
         ports = {
             channel: _bind(sockets[channel], info, channel, index + 1)
             for index, channel in enumerate(CHANNELS)
@@ -83,7 +107,7 @@ def open_kernel_sockets(
         control_port=ports["control"],
         hb_port=ports["hb"],
     )
-    return KernelSockets(bound, sockets)
+    return KernelSockets(bound, sockets, zap)
 
 
 def _configure(sockets: dict[str, zmq.Socket[bytes]], limits: SocketLimits) -> None:
@@ -116,8 +140,8 @@ def _configure(sockets: dict[str, zmq.Socket[bytes]], limits: SocketLimits) -> N
     _set_max_message_size(hb, HB_MAX_MESSAGE_SIZE)
 
 
-def _set_max_message_size(sock: zmq.Socket[bytes], size: int) -> None:
-    sock.setsockopt(zmq.MAXMSGSIZE, size if size > 0 else -1)  # libzmq: -1 is no limit
+def _set_max_message_size(sock: zmq.Socket[bytes], size: int, margin: int = 0) -> None:
+    sock.setsockopt(zmq.MAXMSGSIZE, size + margin if size > 0 else -1)  # -1: no limit
 
 
 def _bind(sock: zmq.Socket[bytes], info: ConnectionInfo, channel: str, number: int) -> int:

@@ -16,8 +16,9 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from kernel.protocol import Message, ProtocolError, Received, Session
+from kernel.protocol import CurveKeys, Message, ProtocolError, Received, Session
 
+from ._curve import connect_curve
 from ._frames import has_input, has_large_buffer, recv_frames, send_frames
 from ._ratelimit import RateLimitedLog
 
@@ -66,7 +67,9 @@ class MessageSocket:
         *,
         identity: bytes | None = None,
         context: zmq.Context[Any] | None = None,
+        curve: CurveKeys | None = None,
     ) -> MessageSocket:
+        """A connected socket; with ``curve``, a Curve client of that server."""
         sock: zmq.Socket[bytes] = zmq.Socket(context or shared_context(), socket_type)
         sock.linger = 0
         # No high-water marks on the client side: a PUB or ROUTER peer silently
@@ -78,6 +81,8 @@ class MessageSocket:
             sock.identity = identity
         if socket_type == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if curve is not None:
+            connect_curve(sock, curve)
         sock.connect(url)
         return cls(sock, session, channel)
 

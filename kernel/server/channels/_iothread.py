@@ -65,6 +65,7 @@ from kernel.protocol import (
     status_content,
 )
 from kernel.server._kernel_info import kernel_info_content
+from kernel.transport._curve import ZapHandler
 from kernel.transport._limits import MAX_STREAM_MESSAGE_BYTES
 from kernel.transport._ratelimit import RateLimitedLog
 
@@ -133,8 +134,12 @@ class IOThread:
         shell: zmq.Socket[bytes] | None = None,
         shell_session: Session | None = None,
         capture_fds: bool = True,
+        zap: ZapHandler | None = None,
     ) -> None:
         self.session = session
+        # Curve's allow-list: answered here, beside control, because this thread runs
+        # while a cell holds the main thread (a client connecting then must not wait).
+        self._zap = zap
         self._control_session = control_session
         # Shell until the hand-over: requests queued for the server, in arrival order.
         self._shell = shell
@@ -412,6 +417,8 @@ class IOThread:
         iopub_fd = self._iopub.getsockopt(zmq.FD)
         poller.register(self._wake_fd, zmq.POLLIN)
         poller.register(iopub_fd, zmq.POLLIN)
+        if self._zap is not None:
+            poller.register(self._zap.socket, zmq.POLLIN)
         for fd in self._pipes:
             poller.register(fd, zmq.POLLIN)
         shell = self._shell
@@ -432,6 +439,8 @@ class IOThread:
                     self._shell = shell = None
                     self._begin_serving(poller)
                     self._handed_over.set()  # a memory barrier: the socket moves threads
+            if self._zap is not None and self._zap.socket in events:
+                self._zap.answer()
             if self._control in events:
                 self._serve_control()
             if self._parent_fd is not None and self._parent_fd in events:
