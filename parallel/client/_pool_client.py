@@ -117,6 +117,9 @@ class Client:
         #: The setup the controller holds (``setup``), as of the last engine list:
         #: ``{"kind", "summary", "targets"}`` each, in order.
         self.recorded_setup: list[JSONDict] = []
+        #: Engines registered but not announced yet, as of the last engine list: the
+        #: controller is replaying setup on them (``{"id", "pid"}`` each).
+        self.joining: list[JSONDict] = []
         self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
         self._kinds: dict[str, str] = {}
         #: Hub requests someone waits for -> whether their reply arrived (engine lists are
@@ -252,6 +255,7 @@ class Client:
             message = self.session.deserialize(frames).message
             if message.msg_type == "connection_reply":
                 self.recorded_setup = list(message.content.get("setup", []))
+                self.joining = list(message.content.get("joining", []))
                 for content in message.content.get("engines", []):
                     self._note_restart(content, announce=False)
                     self._add_engine(EngineRecord.from_content(content))

@@ -277,6 +277,7 @@ def _list() -> int:
             with Client(path, timeout=2.0) as client:
                 records = dict(client._records)
                 restarts = dict(client.restarts)
+                joining = list(client.joining)
         except ParallelError as exc:
             print(f"{info.cluster_id}  controller pid {info.pid} not answering: {exc}")
             continue
@@ -291,6 +292,11 @@ def _list() -> int:
                 times = "once" if restarted.count == 1 else f"{restarted.count} times"
                 note = f"  restarted {times} (last: {restarted.reason})"
             print(f"    engine {engine_id}  pid {record.pid}  running{_traits(record)}{note}")
+        for entry in joining:
+            print(
+                f"    engine {entry.get('id')}  pid {entry.get('pid')}  joining: the controller"
+                " is replaying the recorded setup on it"
+            )
     return 0
 
 

@@ -179,7 +179,11 @@ class Hub:
                     if engine_id not in self._joining
                 ]
                 setup = [item.describe() for item in self.setup]
-                return Reply({"status": "ok", "engines": engines, "setup": setup})
+                # Registered, not announced yet: their setup replay runs (loom cluster list).
+                joining = [{"id": i, "pid": self.engines[i].pid} for i in self._joining]
+                return Reply(
+                    {"status": "ok", "engines": engines, "setup": setup, "joining": joining}
+                )
             case "shutdown_request":
                 return self._shutdown(request)
             case "engine_ping_request":

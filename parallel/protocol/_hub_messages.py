@@ -17,6 +17,7 @@ Loom's own, because an engine here is a whole kernel with five ports:
                                ``{"state": "restarting" | "given up" | "off" | "failed"}``
 ``setup_request``              ``{"code"}`` or ``{"name"}`` + a pickled call in buffers,
                                ``"targets": [ids] | null`` (client; recorded, replayed)
+                               or ``{"clear": true}`` (forget every recorded item)
 ``setup_reply``                ``{"status": "ok", "index", "engines": [ids it applies to]}``
 =============================  ============================================================
 
@@ -24,7 +25,8 @@ A ``registration_notification`` (and a ``connection_reply`` record) of a replace
 adds ``"restarted": {"count", "reason"}``; one announced after a setup replay adds
 ``"setup": {"status", "count"}`` (and ``ename``, ``evalue``, ``summary`` on error). The
 ``connection_reply`` adds ``"setup"``: the recorded items' ``{"kind", "summary",
-"targets"}``.
+"targets"}``, and ``"joining"``: ``{"id", "pid"}`` of engines registered but not announced
+yet (their setup replay runs).
 
 An engine record is ``{"id", "uuid", "pid", "address", "ports"}``: ``address`` is the ip
 the engine bound (or, on an ipc cluster, its socket-file prefix); the transport and key

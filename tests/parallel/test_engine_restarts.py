@@ -200,6 +200,44 @@ def test_a_killed_engine_fails_its_task_at_once_and_comes_back_with_its_setup(
     assert "restarted once (last: killed by signal 9 (SIGKILL))" in capsys.readouterr().out
 
 
+def _joining(rc: ipp.Client, engine: int, timeout: float = 30.0) -> bool:
+    """Ask the hub again until it lists ``engine`` as joining (its setup replay runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rc._request_engines()
+        if rc._pump.pump_until(lambda: any(e["id"] == engine for e in rc.joining), 0.2):
+            return True
+    return False
+
+
+def test_a_replacement_takes_no_work_and_is_not_listed_until_its_setup_ran(
+    cluster: tuple[ipp.Cluster, ipp.Client],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    _, rc = cluster
+    armed, go = tmp_path / "armed", tmp_path / "go"
+    hold = (
+        "import os, time\n"
+        f"while os.path.exists({str(armed)!r}) and not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.01)"
+    )
+    rc[1].setup(hold).get(timeout=20)  # not armed: returns at once
+    armed.touch()
+    old = rc._records[1].pid
+    os.kill(old, signal.SIGKILL)
+    assert _joining(rc, 1), "the replacement was never listed as joining"
+    assert 1 not in rc.ids  # registered with the hub, but no client was told of it
+    _list()
+    assert "engine 1" in (listed := capsys.readouterr().out)
+    assert "joining: the controller is replaying the recorded setup on it" in listed
+    go.touch()
+    assert rc._pump.pump_until(lambda: 1 in rc._records and rc._records[1].pid != old, 30)
+    assert rc[1].apply_sync(NAMESPACE) == ("json", 42)  # the whole setup ran, in order
+    rc._request_engines()
+    assert rc._pump.pump_until(lambda: not rc.joining, 10)
+
+
 def test_a_replacement_whose_setup_fails_is_announced_with_the_error_and_usable(
     cluster: tuple[ipp.Cluster, ipp.Client],
     capsys: pytest.CaptureFixture[str],
