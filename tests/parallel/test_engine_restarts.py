@@ -290,15 +290,16 @@ def test_recorded_setup_can_be_cleared_and_bad_setup_is_refused_in_one_line(
 # -- %px --setup in a kernel ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kernel_name", ["loom", "python3"])
 def test_px_setup_runs_now_and_again_on_a_replacement_said_in_the_running_cell(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kernel_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     isolate(monkeypatch, tmp_path)
     flag = tmp_path / "go"
     with running_cluster(2) as (_, rc):
 
         async def scenario(reaper: Reaper) -> None:
-            async with start_kernel(spec=_spec("loom"), startup_timeout=30) as (m, client):
+            async with start_kernel(spec=_spec(kernel_name), startup_timeout=30) as (m, client):
                 reaper.track_manager(m)
                 await ok(client, "%load_ext parallel")
                 assert (await ok(client, "%px --setup import json as js")).stdout == ""
