@@ -189,3 +189,28 @@ def test_sync_durability_records_before_the_reply() -> None:
             assert other.result_status(ar.msg_ids)["completed"] == ar.msg_ids
         other.close()
         cluster.stop_cluster_sync()
+
+
+def test_an_engine_the_hub_declared_lost_registers_again_with_its_id_and_namespace() -> None:
+    # A network partition as the hub sees it: the engine's heartbeat goes silent (here:
+    # SIGSTOP), the hub declares it lost; when it answers again, its next ping is told
+    # "register again", and it comes back as engine 0 with its namespace.
+    cluster = Cluster(n=1, restart_engines=False)
+    with _pids_killed_after(set()) as pids:
+        rc = cluster.start_and_connect_sync(timeout=60)
+        assert cluster._process is not None
+        engine = rc._records[0].pid
+        pids |= {cluster._process.pid, engine}
+        rc[0].execute("marker = 42", block=True)
+        os.kill(engine, signal.SIGSTOP)
+        try:
+            assert rc._pump.pump_until(lambda: 0 not in rc._links, 20), "never declared lost"
+        finally:
+            os.kill(engine, signal.SIGCONT)
+        started = time.monotonic()
+        rc.wait_for_engines(1, timeout=15)
+        assert time.monotonic() - started < 10
+        assert rc.ids == [0]
+        assert rc._records[0].pid == engine  # the same process, not a replacement
+        assert rc[0].apply_sync(READ_MARKER) == 42
+        cluster.stop_cluster_sync()
