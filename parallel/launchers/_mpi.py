@@ -24,6 +24,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 
+from ..protocol._engine_traits import LABELS_ENV, RESOURCES_ENV
 from ._base import LaunchContext, LaunchError
 from ._command import CommandLauncher
 
@@ -81,6 +82,10 @@ class MPILauncher(CommandLauncher):
         env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
         env["JPY_PARENT_PID"] = str(os.getpid())
         env.update(self.env)
-        argv = [mpiexec, "-n", str(n), *self.mpi_args, self.python, "-P", "-m"]
+        argv = [mpiexec, "-n", str(n), *self.mpi_args]
+        # Open MPI hands ranks on other nodes only the variables -x names: the engines'
+        # labels and resources (Cluster(labels=...)) must reach them too.
+        argv += [arg for name in (LABELS_ENV, RESOURCES_ENV) if name in env for arg in ("-x", name)]
+        argv += [self.python, "-P", "-m"]
         argv += ["parallel.launchers._node_engine", "--mpi", "-f", str(ctx.cluster_file)]
         return argv, env

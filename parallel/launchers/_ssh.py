@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 
 from kernel.client import describe_exit
 
+from ..protocol._engine_traits import labels_from, resources_from, traits_env, traits_from_env
 from ._base import LaunchContext, Launcher, LaunchError
 from ._launched_process import LaunchedProcess
 from ._mpi import _environment, _strings
@@ -41,6 +42,8 @@ STOP_GRACE = 10.0
 
 class SSHLauncher(Launcher):
     """``hosts``: host name -> engine count (``{"node1": 4}``; a list means one each).
+    ``host_labels``/``host_resources``: more labels and resources for one host's engines
+    (``{"gpu1": ["gpu"]}``, ``{"gpu1": {"gpu": 2}}``), on top of ``Cluster(labels=...)``.
     ``user``, ``ssh`` (the command), ``ssh_args`` (``["-F", "my_config"]``), ``python``
     (absolute path on the hosts), ``env`` (extra environment for the engines)."""
 
@@ -54,6 +57,8 @@ class SSHLauncher(Launcher):
         ssh_args: Sequence[str] = (),
         python: str | None = None,
         env: Mapping[str, str] | None = None,
+        host_labels: Mapping[str, Sequence[str] | str] | None = None,
+        host_resources: Mapping[str, Mapping[str, float | str] | str] | None = None,
     ) -> None:
         if isinstance(hosts, Mapping):
             counts = dict(hosts)
@@ -80,8 +85,18 @@ class SSHLauncher(Launcher):
         self.ssh_args = _strings("ssh_args", ssh_args)
         self.python = python or sys.executable
         self.env = _environment(env or {})
+        self.host_traits = _host_traits(counts, host_labels or {}, host_resources or {})
         self.sessions: dict[str, LaunchedProcess] = {}
         self._stopping = False
+
+    def host_env(self, host: str, here: Mapping[str, str]) -> dict[str, str]:
+        """The environment ``host``'s engines get: the cluster's labels and resources (as
+        ``here``, the controller's environment, has them: ``Cluster(labels=...)``), plus
+        ``host_labels``/``host_resources`` for that host (a resource named in both: the
+        host's amount), then ``env``."""
+        labels, resources = traits_from_env(here)
+        extra_labels, extra_resources = self.host_traits.get(host, (frozenset(), {}))
+        return {**traits_env(labels | extra_labels, {**resources, **extra_resources}), **self.env}
 
     def default_count(self) -> int:
         """Every host's count: ``hosts={"node1": 4, "node2": 4}`` starts 8 engines."""
@@ -123,7 +138,8 @@ class SSHLauncher(Launcher):
             except OSError as exc:
                 raise LaunchError(f"cannot run {ssh}: {exc.strerror or exc}") from None
             self.sessions[host] = session
-            settings = {"cluster": cluster, "n": count, "socket": socket, "env": self.env}
+            env = self.host_env(host, os.environ)
+            settings = {"cluster": cluster, "n": count, "socket": socket, "env": env}
             assert session.stdin is not None
             try:  # a pipe's buffer takes this one small line without blocking
                 session.stdin.write(json.dumps(settings).encode() + b"\n")
@@ -158,3 +174,24 @@ class SSHLauncher(Launcher):
                 pass
         for session in sessions:
             await session.stop(1.0)
+
+
+def _host_traits(
+    hosts: Mapping[str, int],
+    labels: Mapping[str, Sequence[str] | str],
+    resources: Mapping[str, Mapping[str, float | str] | str],
+) -> dict[str, tuple[frozenset[str], dict[str, float]]]:
+    """``host_labels`` and ``host_resources`` checked: known hosts, valid names and amounts."""
+    traits: dict[str, tuple[frozenset[str], dict[str, float]]] = {}
+    for option, given in (("host_labels", labels), ("host_resources", resources)):
+        if not isinstance(given, Mapping):
+            raise LaunchError(f"{option} must map host names to their {option[5:]}")
+        for host in given:
+            if host not in hosts:
+                raise LaunchError(f"{option}: {host!r} is not one of hosts {sorted(hosts)}")
+    for host in hosts:
+        try:
+            traits[host] = (labels_from(labels.get(host)), resources_from(resources.get(host)))
+        except ValueError as exc:
+            raise LaunchError(f"{host}: {exc}") from None
+    return traits

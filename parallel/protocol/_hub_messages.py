@@ -28,20 +28,24 @@ adds ``"restarted": {"count", "reason"}``; one announced after a setup replay ad
 "targets"}``, and ``"joining"``: ``{"id", "pid"}`` of engines registered but not announced
 yet (their setup replay runs).
 
-An engine record is ``{"id", "uuid", "pid", "address", "ports"}``: ``address`` is the ip
-the engine bound (or, on an ipc cluster, its socket-file prefix); the transport and key
-are the cluster's (``ControllerInfo.engine_connection``).
+An engine record is ``{"id", "uuid", "pid", "address", "ports", "max_message_size",
+"labels", "resources"}``: ``address`` is the ip the engine bound (or, on an ipc cluster,
+its socket-file prefix); the transport and key are the cluster's
+(``ControllerInfo.engine_connection``). A ``registration_request`` carries the last three
+too; older peers leave them out, meaning no limit known, no labels, no resources.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kernel.protocol import CHANNELS, JSONDict, MalformedMessage
 
-__all__ = ["EngineRecord", "address_of", "max_message_size_of", "ports_of"]
+from ._engine_traits import labels_from, resources_from
+
+__all__ = ["EngineRecord", "address_of", "max_message_size_of", "ports_of", "traits_of"]
 
 
 def ports_of(data: object) -> dict[str, int]:
@@ -69,6 +73,10 @@ class EngineRecord:
     #: The largest frame the engine's shell accepts (``LOOM_MAX_MESSAGE_SIZE``; 0: no
     #: limit). libzmq drops a connection that sends more, silently: clients check first.
     max_message_size: int = 0
+    #: What the engine carries (``_engine_traits``): labels, sorted, and resources (name
+    #: -> amount); empty for an engine that registered none, or an older one.
+    labels: tuple[str, ...] = ()
+    resources: Mapping[str, float] = field(default_factory=dict)
 
     def to_content(self) -> JSONDict:
         return {
@@ -78,6 +86,8 @@ class EngineRecord:
             "address": self.address,
             "ports": dict(self.ports),
             "max_message_size": self.max_message_size,
+            "labels": list(self.labels),
+            "resources": dict(self.resources),
         }
 
     @classmethod
@@ -91,7 +101,28 @@ class EngineRecord:
         if not isinstance(pid, int) or isinstance(pid, bool):
             raise MalformedMessage("engine pid must be an integer")
         limit = max_message_size_of(content)
-        return cls(engine_id, uuid, pid, address_of(content), ports_of(content.get("ports")), limit)
+        labels, resources = traits_of(content)
+        return cls(
+            engine_id,
+            uuid,
+            pid,
+            address_of(content),
+            ports_of(content.get("ports")),
+            limit,
+            labels=labels,
+            resources=resources,
+        )
+
+
+def traits_of(content: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, float]]:
+    """An engine's ``labels`` (sorted) and ``resources``; none when absent (an older
+    engine); raises :class:`MalformedMessage` naming a bad one."""
+    try:
+        labels = labels_from(content.get("labels") or [])
+        resources = resources_from(content.get("resources") or {})
+    except ValueError as exc:
+        raise MalformedMessage(str(exc)) from None
+    return tuple(sorted(labels)), resources
 
 
 def max_message_size_of(content: Mapping[str, Any]) -> int:

@@ -5,6 +5,7 @@ resources=)`` and two more started as a user would, ``loom engine --label ... --
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from _cluster_support import _kill
+from _launch_fixtures import cleaned_up, isolate_launch
 
 import parallel as ipp
 from parallel import NoEnginesRegistered, RemoteError
@@ -189,3 +191,25 @@ def test_bad_labels_and_resources_are_one_line_errors(pool: Pool) -> None:
     assert (
         engine.stderr == "loom engine: resources: 'gpu' is not NAME=AMOUNT (e.g. gpu=1,mem=64G)\n"
     )
+
+
+@pytest.mark.skipif(shutil.which("mpiexec") is None, reason="needs Open MPI's mpiexec")
+def test_mpi_ranks_carry_the_labels_and_resources_of_cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Cluster(labels=, resources=) goes to the engines in their environment; the mpi
+    # launcher passes it to every rank (-x for ranks on other nodes).
+    pytest.importorskip("mpi4py")
+    isolate_launch(monkeypatch, tmp_path)
+    cluster = ipp.Cluster(n=2, engines="mpi", labels="mpi,rank", resources={"gpu": "1"})
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        pids |= {record.pid for record in rc._records.values()}
+        info = rc.engines_info()
+        assert [(e["labels"], e["resources"]) for e in info.values()] == [
+            (["mpi", "rank"], {"gpu": 1.0})
+        ] * 2
+        view = rc.load_balanced_view(labels=["mpi"], resources={"gpu": 1})
+        ranks = view.map_sync(lambda _: __import__("mpi4py").MPI.COMM_WORLD.rank, range(4))
+        assert set(ranks) <= {0, 1}
+        assert rc.select(label="rank").targets == [0, 1]
