@@ -141,6 +141,8 @@ class Hub:
         #: ``replace`` (set by the controller when its launcher ``can_replace``).
         self.restart_policy: RestartPolicy | None = RestartPolicy()
         self.replace: Callable[[str], None] | None = None
+        #: Why dead engines are not replaced when they are not (said in the loss notice).
+        self.no_restart = "restarts are off"
         #: Whether a pid is an engine process the launcher watches (it reports the exit).
         self.launched: Callable[[int], bool] = lambda pid: False
         #: Set once the controller stops: deaths from then on are not replaced.
@@ -292,7 +294,7 @@ class Hub:
         if self.stopping or how == CLEAN_EXIT or engine_uuid in self._stop_asked:
             return None
         if self.replace is None or self.restart_policy is None:
-            return {"state": "off"}
+            return {"state": "off", "reason": self.no_restart}
         decision = self.restart_policy.died(engine_uuid, time.monotonic(), how)
         name = f"engine {engine_id}" if engine_id is not None else f"engine {engine_uuid[:8]}"
         if isinstance(decision, GiveUp):
@@ -357,7 +359,9 @@ class Hub:
         """Run the recorded setup on a joining engine, then announce it (with any error)."""
         info = self.info.engine_connection(record.address, record.ports)
         session = Session(self.info.key, self.info.signature_scheme)
-        shell = MessageSocket.connect(zmq.DEALER, info.url("shell"), session, "shell")
+        shell = MessageSocket.connect(
+            zmq.DEALER, info.url("shell"), session, "shell", curve=info.curve
+        )
         outcome: JSONDict = {"status": "ok"}
         ran = 0
         try:
@@ -406,8 +410,8 @@ class Hub:
             if not responsive:
                 self.lose(record.id, f"heartbeat silent for {timeout:g} s")
 
-        grace = timeout - HEARTBEAT_INTERVAL
-        monitor = HeartbeatMonitor(url, changed, interval=HEARTBEAT_INTERVAL, grace=grace)
+        grace, interval, curve = timeout - HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL, self.info.curve
+        monitor = HeartbeatMonitor(url, changed, interval=interval, grace=grace, curve=curve)
         name = f"loom-heartbeat-engine-{record.id}"
         watch = self._liveness(record, url, monitor)
         self._heartbeats[record.id] = self._tg.create_task(watch, name=name)
@@ -449,7 +453,9 @@ class Hub:
         """Ask an engine to shut down on its control channel (messaging spec, shutdown)."""
         info = self.info.engine_connection(record.address, record.ports)
         session = Session(self.info.key, self.info.signature_scheme)
-        control = MessageSocket.connect(zmq.DEALER, info.url("control"), session, "control")
+        control = MessageSocket.connect(
+            zmq.DEALER, info.url("control"), session, "control", curve=info.curve
+        )
         try:
             await control.send(session.message("shutdown_request", {"restart": False}))
             async with asyncio.timeout(2.0):
