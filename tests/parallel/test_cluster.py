@@ -162,7 +162,7 @@ def test_a_killed_engine_fails_its_task_with_engine_error_and_leaves_the_rest() 
         assert not long.ready()
         started = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        with pytest.raises(ipp.EngineError) as lost:
+        with pytest.raises(ipp.EngineError, match=r"not restarted: restarts are off") as lost:
             long.get(timeout=20)
         assert time.monotonic() - started < 5
         assert lost.value.engine_id == 1
