@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 # System packages the tests use as real peers: libsixel's sixel2png decodes the
 # console's sixel images; Open MPI, Slurm (with munge), OpenSSH and iproute2 (network
 # namespaces as "other hosts") run the launcher tests
-# (tests/parallel/test_launch_*.py start their daemons themselves, by pid). Installed with
+# (tests/parallel/test_launch_*.py start their daemons themselves, by pid); tcpdump captures
+# the namespaces' traffic in tests/parallel/test_security_netns.py. Installed with
 # apt-get (as root, or through sudo), with one apt-get update, only if one is missing.
 SYSDEPS := libsixel-bin openmpi-bin libopenmpi-dev slurm-wlm munge openssh-server openssh-client \
-  iproute2
+  iproute2 tcpdump
 sysdeps:
-	@for tool in sixel2png mpiexec slurmctld slurmd munged sshd ssh ip; do \
+	@for tool in sixel2png mpiexec slurmctld slurmd munged sshd ssh ip tcpdump; do \
 	  command -v $$tool >/dev/null || [ -x /usr/sbin/$$tool ] || missing=1; \
 	done; \
 	[ -z "$$missing" ] || { \

@@ -28,6 +28,7 @@ import zmq
 
 from kernel.protocol import (
     ConnectionInfo,
+    CurveKeys,
     ForeignOutput,
     Message,
     ProtocolError,
@@ -36,6 +37,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.transport import RateLimitedLog
+from kernel.transport._curve import connect_curve
 from kernel.transport._frames import has_large_buffer, send_frames
 
 from ._pump import Pump
@@ -74,13 +76,13 @@ class EngineLink:
         #: Requests sent before iopub was known to be subscribed; ``None`` once it is.
         self._held: list[tuple[str, Message]] | None = []
         self.sockets = {
-            "shell": _socket(ctx, zmq.DEALER, info.url("shell")),
-            "control": _socket(ctx, zmq.DEALER, info.url("control")),
-            "iopub": _socket(ctx, zmq.SUB, info.url("iopub")),
+            "shell": _socket(ctx, zmq.DEALER, info.url("shell"), info.curve),
+            "control": _socket(ctx, zmq.DEALER, info.url("control"), info.curve),
+            "iopub": _socket(ctx, zmq.SUB, info.url("iopub"), info.curve),
         }
         for channel, sock in self.sockets.items():
             pump.add(sock, partial(self._on_frames, channel))
-        self._hb = _socket(ctx, zmq.DEALER, info.url("hb"))
+        self._hb = _socket(ctx, zmq.DEALER, info.url("hb"), info.curve)
         self._hb.setsockopt(zmq.IMMEDIATE, 1)  # a ping to a vanished engine fails at once
         pump.add(self._hb, self._on_echo)
         #: When we last pinged, and when the oldest ping still without an echo went out
@@ -148,7 +150,13 @@ class EngineLink:
             sock.close(linger=0)
 
 
-def _socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, url: str) -> zmq.Socket[bytes]:
+def _socket(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    kind: int,
+    url: str | None,
+    curve: CurveKeys | None = None,
+) -> zmq.Socket[bytes]:
+    """A client socket connected to ``url`` (None: not yet), a Curve client with ``curve``."""
     sock: zmq.Socket[bytes] = zmq.Socket(ctx, kind)
     sock.linger = 0
     # No high-water marks: everything queued answers a request this client sent, and a
@@ -157,5 +165,8 @@ def _socket(ctx: zmq.Context[zmq.Socket[bytes]], kind: int, url: str) -> zmq.Soc
     sock.rcvhwm = 0
     if kind == zmq.SUB:
         sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.connect(url)
+    if curve is not None:
+        connect_curve(sock, curve)
+    if url is not None:
+        sock.connect(url)
     return sock

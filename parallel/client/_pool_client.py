@@ -46,6 +46,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.transport import shared_context
+from kernel.transport._curve import HandshakeWatch
 from kernel.transport._frames import send_frames
 
 from .._errors import (
@@ -126,8 +127,12 @@ class Client:
         #: applied as replies arrive, waited for or not).
         self._answered: dict[str, bool] = {}
         self._balancer: Balancer | None = None
-        self._hub = _socket(self._ctx, zmq.DEALER, self._info.hub_url)
-        self._notify = _socket(self._ctx, zmq.SUB, self._info.notify_url)
+        # The hub's handshake is watched: a refused key is told at once, not as a timeout.
+        self._hub = _socket(self._ctx, zmq.DEALER, None, self._info.curve)
+        self._handshake: HandshakeWatch | None = HandshakeWatch(self._hub)
+        self._hub.connect(self._info.hub_url)
+        self._notify = _socket(self._ctx, zmq.SUB, self._info.notify_url, self._info.curve)
+        self._pump.add(self._handshake.socket, self._handshake.feed)
         self._pump.add(self._hub, self._on_hub)
         self._pump.add(self._notify, self._on_notify)
         self._pump.on_tick = self._check_engines
@@ -178,6 +183,13 @@ class Client:
 
     def _refresh(self, timeout: float) -> None:
         self._await_hub(self._request_engines(), timeout)
+        self._end_handshake_watch()
+
+    def _end_handshake_watch(self) -> None:
+        if self._handshake is not None:
+            self._pump.remove(self._handshake.socket)
+            self._handshake.close()
+            self._handshake = None
 
     def _request_engines(self) -> Message:
         return self._send_hub("connection_request", {})
@@ -242,10 +254,20 @@ class Client:
         """Pump until the hub answers ``message``; :class:`ClusterUnavailable` if it does not."""
         self._answered[message.msg_id] = False
         try:
-            if not self._pump.pump_until(lambda: self._answered[message.msg_id], timeout):
+            watch = self._handshake
+
+            def done() -> bool:
+                return self._answered[message.msg_id] or bool(watch and watch.failure)
+
+            if not self._pump.pump_until(done, timeout):
                 raise ClusterUnavailable(
                     f"the controller at {self._info.hub_url} did not answer within"
                     f" {timeout:g} s (cluster file {self.cluster_file}); is the cluster running?"
+                )
+            if watch is not None and watch.failure and not self._answered[message.msg_id]:
+                raise ClusterUnavailable(
+                    f"{watch.failure}: the controller at {self._info.hub_url} refused this"
+                    f" client (cluster file {self.cluster_file}); use the cluster's own file"
                 )
         finally:
             del self._answered[message.msg_id]
@@ -625,6 +647,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self._end_handshake_watch()
         self._pump.unwatch()
         for link in self._links.values():
             link.close()

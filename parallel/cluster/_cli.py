@@ -70,6 +70,7 @@ def add_cluster_arguments(
         metavar="S",
         help="lose an engine silent this long (default: 3 s on this machine, 10 s over a network)",
     )
+    _add_security_arguments(start)
     stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
     stop.add_argument("file", nargs="?", help="its cluster file")
     stop.add_argument("--all", action="store_true", help="stop every cluster")
@@ -86,8 +87,29 @@ def add_cluster_arguments(
     controller.add_argument(
         "--no-restart", action="store_true", help="do not replace engines that die"
     )
+    _add_security_arguments(controller)
     engine.add_argument("-f", "--file", required=True, help="the cluster file")
     add_traits_arguments(engine)
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--curve",
+        action="store_true",
+        default=None,
+        help="CurveZMQ encryption even on loopback (on by default on any other address)",
+    )
+    group.add_argument(
+        "--insecure-plaintext",
+        dest="curve",
+        action="store_false",
+        help="no CurveZMQ off loopback: anyone on the network can read the traffic",
+    )
+
+
+def _security_argv(curve: bool | None) -> list[str]:
+    return [] if curve is None else ["--curve" if curve else "--insecure-plaintext"]
 
 
 def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +165,7 @@ def run_controller_command(args: argparse.Namespace) -> int:
     argv += ["--restore"] if args.restore else []
     if args.no_restart:
         argv += ["--no-restart"]
+    argv += _security_argv(args.curve)
     return main([*argv, *(["--file", args.file] if args.file else [])])
 
 
@@ -179,6 +202,7 @@ def _start(args: argparse.Namespace) -> int:
             labels=args.label or None,
             resources=args.resources,
             heartbeat_timeout=args.heartbeat_timeout,
+            curve=args.curve,
             **_launcher_options(args.option),
         )
     except ValueError as exc:

@@ -79,6 +79,7 @@ class Cluster:
         durability: str = "async",
         restore: bool | str | os.PathLike[str] = False,
         restart_engines: bool = True,
+        curve: bool | None = None,
         heartbeat_timeout: float | None = None,
         labels: Sequence[str] | str | None = None,
         resources: Mapping[str, float | str] | str | None = None,
@@ -95,8 +96,11 @@ class Cluster:
         the controller runs inside the batch job, and starts the engines with ``srun``.
         ``restart_engines``: replace an engine that dies (same id, a new process, the
         recorded setup replayed) where the launcher can (docs/parallel.md, "When things
-        fail"); False: dead engines stay dead. ``heartbeat_timeout``: seconds of heartbeat
-        silence that lose an engine (default 3 on this machine, 10 over a network)."""
+        fail"); False: dead engines stay dead. ``curve``: CurveZMQ encryption and its
+        allow-list on every socket; ``None`` (default): on exactly when ``ip`` is not
+        loopback; ``False`` off loopback is insecure plaintext (a warning says so); ``True``
+        on loopback too (docs/parallel.md, "Security"). ``heartbeat_timeout``: seconds of
+        heartbeat silence that lose an engine (default 3 on this machine, 10 over a network)."""
         #: ``labels`` and ``resources`` of every engine (``loom engine --label``), handed on
         #: in the environment, LOOM_ENGINE_LABELS and _RESOURCES, which every launcher passes
         #: to its engines (docs/parallel.md, "Labels and resources").
@@ -118,6 +122,7 @@ class Cluster:
         if heartbeat_timeout is not None and not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, not {heartbeat_timeout!r}")
         self.heartbeat_timeout = heartbeat_timeout
+        self.curve = curve
         if transport is None:
             transport = "ipc" if engines == "local" else "tcp"
         if transport not in ("ipc", "tcp"):
@@ -179,6 +184,8 @@ class Cluster:
             argv += ["--no-restart"]
         if self.heartbeat_timeout is not None and self.controller != "job":
             argv += ["--heartbeat-timeout", str(self.heartbeat_timeout)]
+        if self.curve is not None and self.controller != "job":
+            argv += ["--curve" if self.curve else "--insecure-plaintext"]
         try:
             env = {**os.environ, **self._traits_env} if self._traits_env else None
             self._process = KernelProcess(argv, pass_fds=[write_fd], env=env)

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -35,6 +36,7 @@ import zmq
 
 from kernel.protocol import Session, runtime_dir
 from kernel.transport import MessageSocket, shared_context
+from kernel.transport._curve import new_curve_keys
 
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
 from ..protocol._controller_info import ControllerInfo
@@ -42,6 +44,7 @@ from ._db import TaskDB
 from ._durable import open_records, rebind, remove_records, stop_reattached
 from ._hub import Hub
 from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
+from ._security import context_of, plaintext_warning, serve_sockets_with_curve, wants_curve
 
 __all__ = ["READY_LINE", "run_controller"]
 
@@ -60,6 +63,7 @@ async def run_controller(
     parent_pid: int | None = None,
     ready_fd: int | None = None,
     launcher: Launcher | None = None,
+    curve: bool | None = None,
     db: bool = True,
     durability: str = "async",
     restore: bool = False,
@@ -72,12 +76,24 @@ async def run_controller(
     Once serving, the cluster file's path is written as one line to stdout and, if given,
     to ``ready_fd`` (then closed): a launcher waits for that line, not for a file to appear.
 
+    ``curve``: CurveZMQ on every socket of the cluster; None: on unless ``ip`` is loopback
+    (``_security``); False off loopback prints a warning.
+
     ``restart``: when to replace engines that die (``None``: never); only launchers that
     ``can_replace`` do.
     """
     launch = launcher if launcher is not None else make_launcher("local")
+    if launch.engines_off_loopback:  # its engines are reachable from other machines (ssh)
+        if curve is None:
+            curve = True
+        elif not curve:
+            print(
+                plaintext_warning("tcp", f"the {launch.name} engines' hosts", False),
+                file=sys.stderr,
+                flush=True,
+            )
     # --restore: the dead controller's addresses and key, so its engines come back.
-    info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport)
+    info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport, curve)
     path = info.write(cluster_file)
     workdir = path.parent / f"loom-launch-{info.cluster_id}"
     status = 0
@@ -144,8 +160,11 @@ async def run_controller(
     return status
 
 
-def _bind(ip: str, transport: str) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
-    """Bind the hub and the notification PUB; ``ipc`` in a fresh 0700 directory."""
+def _bind(
+    ip: str, transport: str, curve: bool | None = None
+) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
+    """Bind the hub and the notification PUB; ``ipc`` in a fresh 0700 directory; with
+    Curve (``_security.wants_curve``) both admit only the cluster's client key."""
     ctx = shared_context()
     router: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
     notify: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.PUB)
@@ -157,6 +176,13 @@ def _bind(ip: str, transport: str) -> tuple[ControllerInfo, MessageSocket, zmq.S
     info = ControllerInfo(
         cluster_id=uuid.uuid4().hex[:12], key=ControllerInfo.new_key(), pid=os.getpid()
     )
+    use_curve = wants_curve(transport, ip, curve)
+    if use_curve:
+        info = dataclasses.replace(info, curve=new_curve_keys())
+        assert info.curve is not None
+        serve_sockets_with_curve(info.curve, [router, notify], context_of(router))
+    elif (warning := plaintext_warning(transport, ip, use_curve)) is not None:
+        print(warning, file=sys.stderr, flush=True)
     if transport == "ipc":
         # A short path (socket file names are limited to ~107 bytes), owner-only.
         info = dataclasses.replace(info, transport="ipc", ip=tempfile.mkdtemp(prefix="loom-"))
@@ -269,6 +295,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DEATHS/SECONDS",
         help="give up on an engine that died DEATHS times within SECONDS (default: %(default)s)",
     )
+    security = parser.add_mutually_exclusive_group()
+    security.add_argument(
+        "--curve",
+        action="store_true",
+        default=None,
+        help="CurveZMQ even on loopback (it is on by default on any other address)",
+    )
+    security.add_argument(
+        "--insecure-plaintext",
+        dest="curve",
+        action="store_false",
+        help="no CurveZMQ on a non-loopback address: traffic readable on the network",
+    )
     parser.add_argument(
         "--heartbeat-timeout",
         type=float,
@@ -301,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 parent_pid=args.parent,
                 ready_fd=args.ready_fd,
                 launcher=launcher,
+                curve=args.curve,
                 db=not args.no_db,
                 durability=args.durability,
                 restore=args.restore,

@@ -38,6 +38,7 @@ from ..scheduler import EngineRegistry
 from ._db import INFLIGHT_REASON, TaskDB
 from ._engines_file import engines_path, read_engines, write_engines
 from ._records import Records
+from ._security import context_of, serve_sockets_with_curve
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -109,6 +110,7 @@ def rebind(
         notify_port=old.notify_port,
         signature_scheme=old.signature_scheme,
         pid=os.getpid(),
+        curve=old.curve,
     )
     if info.transport == "ipc":
         Path(info.ip).mkdir(mode=0o700, exist_ok=True)
@@ -120,6 +122,8 @@ def rebind(
         sock.sndhwm = 0
         sock.ipv6 = info.transport == "tcp" and ":" in info.ip
     router.rcvhwm = 0
+    if info.curve is not None:  # the same keys: engines and clients keep theirs
+        serve_sockets_with_curve(info.curve, [router, notify], context_of(router))
     try:
         router.bind(info.hub_url)
         notify.bind(info.notify_url)

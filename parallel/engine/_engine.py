@@ -25,9 +25,11 @@ off the client's round trip.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
+import time
 import uuid as uuidlib
 from functools import partial
 from pathlib import Path
@@ -47,6 +49,7 @@ from kernel.protocol import (
     error_content,
     runtime_dir,
 )
+from kernel.transport._curve import HandshakeWatch, connect_curve
 
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._engine_traits import registration_traits, traits_from_env
@@ -135,19 +138,20 @@ def register(
     session = Session(controller.key, controller.signature_scheme)
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
+    if controller.curve is not None:
+        connect_curve(sock, controller.curve)
+    watch = HandshakeWatch(sock)  # before connecting: a refusal is told, not waited out
     try:
         sock.connect(controller.hub_url)
         content = registration_content(info, engine_uuid, max_message_size)
         sock.send_multipart(session.serialize(session.message("registration_request", content)))
-        if not sock.poll(int(timeout * 1000)):
-            raise EngineStartError(
-                f"the controller at {controller.hub_url} did not answer within {timeout:g} s"
-            )
+        _await_answer(sock, watch, controller.hub_url, timeout)
         try:
             reply = session.deserialize(sock.recv_multipart()).message
         except ProtocolError as exc:
             raise EngineStartError(f"the controller's answer was invalid: {exc}") from exc
     finally:
+        watch.close()
         sock.close()
     engine_id = reply.content.get("id")
     if reply.content.get("status") != "ok" or not isinstance(engine_id, int):
@@ -156,6 +160,23 @@ def register(
     if answer is not None:
         answer.update(reply.content)
     return engine_id
+
+
+def _await_answer(sock: zmq.Socket[bytes], watch: HandshakeWatch, url: str, timeout: float) -> None:
+    """Wait until ``sock`` has the hub's answer; :class:`EngineStartError` at once if the
+    hub refused our Curve handshake, or after ``timeout`` seconds of silence."""
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(watch.socket, zmq.POLLIN)
+    deadline = time.monotonic() + timeout
+    while not sock.poll(0):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise EngineStartError(f"the controller at {url} did not answer within {timeout:g} s")
+        poller.poll(int(remaining * 1000) + 1)
+        watch.read()
+        if watch.failure is not None:
+            raise EngineStartError(f"{watch.failure} (the controller at {url})")
 
 
 def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_size: int) -> JSONDict:
@@ -200,6 +221,13 @@ def run_engine(
         return 2
     engine_uuid = engine_uuid or str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
+    if controller.curve is not None and not controller.curve.can_serve:
+        print(
+            f"loom engine: {cluster_file} has no Curve server key; engines need "
+            "the controller's own cluster file",
+            file=sys.stderr,
+        )
+        return 2
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
     answer: JSONDict = {}
     try:
@@ -224,12 +252,18 @@ def run_engine(
     )
     setup = partial(make_engine, engine=identity, link=link)
     # Any Jupyter client can attach: `loom console --existing kernel-engine-<cluster>-<id>.json`.
-    connection_file = sockets.info.write(engine_connection_file(controller, engine_id))
+    connection_file = for_clients(sockets.info).write(engine_connection_file(controller, engine_id))
     try:
         code = asyncio.run(serve(sockets, iothread, setup=setup))
     finally:
         connection_file.unlink(missing_ok=True)
     end_process(sockets, code)
+
+
+def for_clients(info: ConnectionInfo) -> ConnectionInfo:
+    """What an engine's connection file says: no Curve server secret (a client needs none;
+    with it, a reader could pose as the engine)."""
+    return info if info.curve is None else dataclasses.replace(info, curve=info.curve.client_view())
 
 
 def engine_connection_file(controller: ControllerInfo, engine_id: int) -> Path:

@@ -40,6 +40,7 @@ from typing import Any
 import zmq
 
 from kernel.protocol import JSONDict, ProtocolError, Session
+from kernel.transport._curve import connect_curve
 
 from ..protocol._controller_info import ControllerInfo
 from ._controller_watch import Action, ControllerWatch, WatchConfig
@@ -129,6 +130,8 @@ class HubLink:
         sock: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
         sock.linger = 0
         sock.sndhwm = 0
+        if self.controller.curve is not None:
+            connect_curve(sock, self.controller.curve)
         sock.connect(self.controller.hub_url)
         watch = ControllerWatch(self.config, time.monotonic())
         poller = zmq.Poller()

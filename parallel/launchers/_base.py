@@ -81,6 +81,11 @@ class Launcher(ABC):
     #: The name in ``Cluster(engines=...)`` and ``loom cluster start --engines``.
     name: ClassVar[str] = ""
 
+    #: Whether engines bind addresses other machines reach even when the controller is
+    #: on loopback (``ssh``: the controller stays behind its tunnel, engines bind the
+    #: host's address). Then the cluster gets CurveZMQ unless told ``--insecure-plaintext``.
+    engines_off_loopback: ClassVar[bool] = False
+
     @abstractmethod
     async def start(self, n: int, ctx: LaunchContext) -> None:
         """Spawn or submit ``n`` engines (``python -P -m parallel.engine -f FILE``) and

@@ -4,6 +4,10 @@ Like a kernel's connection file (``kernel.protocol.ConnectionInfo``): JSON, writ
 atomically and owner-only (0600) in the Jupyter runtime directory, removed when the
 controller stops. Engines read it to register; clients read it to connect. Engines use
 the cluster's key for their own five kernel sockets, so no key ever travels.
+
+A cluster bound off loopback also holds its CurveZMQ keys here (``curve``: the server
+and client keypairs, ``kernel.protocol.CurveKeys``), written in the same 0600 file: the
+file is the one credential of the cluster, for clients and engines alike.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Literal
 from kernel.protocol import (
     ConnectionFileError,
     ConnectionInfo,
+    CurveKeys,
     read_json_object,
     runtime_dir,
     write_private_json,
@@ -45,6 +50,9 @@ class ControllerInfo:
     signature_scheme: str = "hmac-sha256"
     #: The controller's process id (0 when unknown), for ``loom cluster list`` and stop.
     pid: int = 0
+    #: CurveZMQ keys: every socket of the cluster encrypts and admits only holders of
+    #: the client key. None: plaintext (loopback or ipc, or ``--insecure-plaintext``).
+    curve: CurveKeys | None = field(default=None, repr=False)
 
     @staticmethod
     def new_key() -> bytes:
@@ -68,9 +76,11 @@ class ControllerInfo:
 
     @property
     def authenticates_peers(self) -> bool:
-        """True when the transport itself admits only this user (ipc in a 0700 directory):
-        then buffers need no digest of their own (``Signer.sign_buffers``)."""
-        return self.transport == "ipc"
+        """True when the transport itself admits only this cluster's peers (ipc in a 0700
+        directory, or Curve with its allow-list, whose authenticated encryption also keeps
+        every frame intact): then buffers need no digest of their own
+        (``Signer.sign_buffers``; docs/architecture.md, "Security of the buffers")."""
+        return self.transport == "ipc" or self.curve is not None
 
     def new_engine_address(self, name: str) -> str:
         """Where an engine called ``name`` binds: this host's address, or for ipc a
@@ -100,6 +110,7 @@ class ControllerInfo:
             stdin_port=ports.get("stdin_port", 0),
             control_port=ports.get("control_port", 0),
             hb_port=ports.get("hb_port", 0),
+            curve=self.curve,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +123,7 @@ class ControllerInfo:
             "key": self.key.decode("utf-8"),
             "signature_scheme": self.signature_scheme,
             "pid": self.pid,
+            **(self.curve.to_dict() if self.curve is not None else {}),
         }
 
     @classmethod
@@ -137,6 +149,7 @@ class ControllerInfo:
             ip=data["ip"],
             signature_scheme=data["signature_scheme"],
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
+            curve=CurveKeys.from_dict(data),
             **ports,
         )
 
