@@ -153,6 +153,8 @@ class Hub:
         self._stop_asked: set[str] = set()
         #: Recorded setup, in order (``setup_request``).
         self.setup: list[SetupItem] = []
+        #: uuid -> the pid it last registered with (the same pid again: not a new process).
+        self._pids: dict[str, int] = {}
         #: Engines registered but not announced yet: their setup runs.
         self._joining: dict[int, asyncio.Task[None]] = {}
 
@@ -222,6 +224,10 @@ class Hub:
         limit = max_message_size_of(request.content)
         labels, resources = traits_of(request.content)  # load-balanced tasks may ask for them
         events = self.registry.handle(RegistrationReceived(uuid=uuid, stimulus_id=request.msg_id))
+        # A live engine registering again (its hub link after a partition or a restored
+        # controller sends its id) keeps its namespace: only a new process replays setup.
+        reattached = isinstance(request.content.get("id"), int) or self._pids.get(uuid) == pid
+        self._pids[uuid] = pid
         engine_id = -1
         for event in events:
             match event:
@@ -233,7 +239,7 @@ class Hub:
                     )
                     self.engines[engine_id] = record
                     self._watch(record)
-                    if any(item.applies_to(engine_id) for item in self.setup):
+                    if not reattached and any(i.applies_to(engine_id) for i in self.setup):
                         self._join(record)
                     else:
                         self._publish("registration_notification", self._announced(record))

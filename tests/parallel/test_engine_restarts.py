@@ -287,6 +287,26 @@ def test_recorded_setup_can_be_cleared_and_bad_setup_is_refused_in_one_line(
         assert second.recorded_setup == []
 
 
+def test_a_live_engine_that_registers_again_does_not_replay_its_setup(
+    cluster: tuple[ipp.Cluster, ipp.Client], tmp_path: Path
+) -> None:
+    _, rc = cluster
+    runs = tmp_path / "runs"
+    rc[0].setup(f"open({str(runs)!r}, 'a').write('x')").get(timeout=20)
+    assert runs.read_text() == "x"
+    pid = rc._records[0].pid
+    os.kill(pid, signal.SIGSTOP)  # silent: the hub declares it lost by its heartbeat
+    try:
+        assert rc._pump.pump_until(lambda: 0 not in rc._records, 30)
+    finally:
+        os.kill(pid, signal.SIGCONT)  # it answers again, and its hub link registers again
+    assert rc._pump.pump_until(lambda: 0 in rc._records, 30)
+    assert rc._records[0].pid == pid  # the same process, namespace intact ...
+    assert rc[0].apply_sync(lambda: 1) == 1
+    assert runs.read_text() == "x"  # ... so its setup was not run again
+    assert 0 not in rc.restarts
+
+
 # -- %px --setup in a kernel ------------------------------------------------------------------
 
 
