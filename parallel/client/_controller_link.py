@@ -187,6 +187,15 @@ class ControllerLink:
                 [str(line) for line in content.get("traceback", [])],
                 engine_id,
             )
+        omitted = metadata.get("loom_result_omitted")
+        if omitted:
+            return None, RemoteError(
+                "ResultNotRecorded",
+                f"the task succeeded, but its result ({omitted:,} bytes) was larger than the"
+                " controller records (LOOM_RECORD_RESULT_LIMIT in the engines' environment)",
+                (),
+                engine_id,
+            )
         from ..protocol._serialize import deserialize_object
 
         try:
@@ -236,6 +245,11 @@ class ControllerLink:
         for msg_id in ids:
             if found[msg_id]["header"].get("msg_type") != "apply_request":
                 raise ValueError(f"{msg_id} is not an apply task: only those are resubmitted")
+            if not found[msg_id].get("buffers"):
+                raise ValueError(
+                    f"{msg_id} cannot be resubmitted: its arguments were larger than the"
+                    " controller records (LOOM_RECORD_REQUEST_LIMIT)"
+                )
         balancer = self._client.balancer
         new_ids = [
             balancer.submit(list(found[m]["buffers"]), None, retries=0, retry_on="any") for m in ids

@@ -177,7 +177,9 @@ class TaskDB:
         received: str,
     ) -> None:
         header = record.get("header") or {}
-        metadata = record.get("metadata") or {}
+        metadata = dict(record.get("metadata") or {})
+        if record.get("buffers_omitted"):  # too large to copy (parallel.engine._recorder)
+            metadata["loom_buffers_omitted"] = record["buffers_omitted"]
         task_id = metadata.get("task_id") if isinstance(metadata, Mapping) else None
         values = (
             str(record["msg_id"]),
@@ -217,6 +219,9 @@ class TaskDB:
     ) -> None:
         content = record.get("result_content") or {}
         status = str(content.get("status", "ok"))
+        result_metadata = dict(record.get("result_metadata") or {})
+        if record.get("result_omitted"):
+            result_metadata["loom_result_omitted"] = record["result_omitted"]
         values = (
             str(record["msg_id"]),
             engine_uuid,
@@ -225,7 +230,7 @@ class TaskDB:
             received,
             status,
             json.dumps(content),
-            json.dumps(record.get("result_metadata") or {}),
+            json.dumps(result_metadata),
             pack_buffers(buffers),
         )
         self._db.execute(

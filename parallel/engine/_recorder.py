@@ -7,14 +7,22 @@ appends happen here; ``_hub_link`` sends them in batches on its own thread, afte
 reply (``durability="async"``, the default). With ``durability="sync"`` the handler
 waits until the hub has committed the reply's record before it returns, so the client
 can never hold a result the controller's database lacks.
+
+Large buffers are not copied to the controller: a request whose buffers exceed
+``LOOM_RECORD_REQUEST_LIMIT`` bytes (1 MiB by default; a ``push`` of an array) is
+recorded without them (it cannot be resubmitted), and a result whose buffers exceed
+``LOOM_RECORD_RESULT_LIMIT`` (16 MiB) without its value (``get_result`` says so). Why:
+the controller writes each batch on its loop, and copying every 100 MB push would
+double the traffic and hold up the hub (its pings, registrations) for seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Sequence
 
-from kernel.protocol import Message, Reply, utc_now_iso
+from kernel.protocol import JSONDict, Message, Reply, utc_now_iso
 
 from ._hub_link import HubLink
 
@@ -22,36 +30,55 @@ __all__ = ["recorded"]
 
 ShellHandler = Callable[[Message, list[bytes]], Awaitable[Reply | None]]
 
+REQUEST_LIMIT = 1 << 20
+RESULT_LIMIT = 16 << 20
+
+
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else default
+
+
+def _size(buffers: Sequence[bytes | memoryview]) -> int:
+    return sum(memoryview(b).nbytes for b in buffers)
+
 
 def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
     """``handler``, with its requests and replies recorded through ``link``."""
     sync = link.durability == "sync"
+    request_limit = _limit("LOOM_RECORD_REQUEST_LIMIT", REQUEST_LIMIT)
+    result_limit = _limit("LOOM_RECORD_RESULT_LIMIT", RESULT_LIMIT)
 
     async def recording(request: Message, identities: list[bytes]) -> Reply | None:
-        started = utc_now_iso()
-        link.record(
-            {
-                "kind": "task",
-                "msg_id": request.msg_id,
-                "header": request.header,
-                "metadata": request.metadata,
-                "content": request.content,
-                "started": started,
-            },
-            request.buffers,
-        )
+        task: JSONDict = {
+            "kind": "task",
+            "msg_id": request.msg_id,
+            "header": request.header,
+            "metadata": request.metadata,
+            "content": request.content,
+            "started": utc_now_iso(),
+        }
+        buffers: Sequence[bytes | memoryview] = request.buffers
+        if _size(buffers) > request_limit:
+            task["buffers_omitted"] = _size(buffers)
+            buffers = []
+        link.record(task, buffers)
         reply = await handler(request, identities)
         if reply is None:
             return None
-        record = {
+        record: JSONDict = {
             "kind": "result",
             "msg_id": request.msg_id,
             "completed": utc_now_iso(),
             "result_content": reply.content,
             "result_metadata": reply.metadata,
         }
+        results: Sequence[bytes | memoryview] = reply.buffers
+        if _size(results) > result_limit:
+            record["result_omitted"] = _size(results)
+            results = []
         if not sync:
-            link.record(record, reply.buffers)
+            link.record(record, results)
             return reply
         loop = asyncio.get_running_loop()
         committed = loop.create_future()
@@ -59,7 +86,7 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         def done() -> None:  # on the link's thread
             loop.call_soon_threadsafe(_resolve, committed)
 
-        link.record(record, reply.buffers, done)
+        link.record(record, results, done)
         await committed
         return reply
 

@@ -152,6 +152,7 @@ def test_no_db_keeps_nothing_on_disk_and_engines_exit_after_the_grace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("LOOM_CONTROLLER_GRACE", "1")
+    monkeypatch.setenv("LOOM_RECORD_RESULT_LIMIT", "10000")
     cluster = Cluster(n=1, db=False)
     with _pids_killed_after(set()) as pids:
         rc = cluster.start_and_connect_sync(timeout=60)
@@ -166,6 +167,12 @@ def test_no_db_keeps_nothing_on_disk_and_engines_exit_after_the_grace(
         while other.result_status(ar.msg_ids)["completed"] != ar.msg_ids:
             assert time.monotonic() < deadline
         assert other.get_result(ar.msg_ids[0]).get(timeout=10) == 81  # from memory
+        big = rc[0].apply_async(bytes, 50_000)  # a result over the record limit
+        assert big.get(timeout=30) == bytes(50_000)  # the client that sent it gets it
+        while other.result_status(big.msg_ids)["completed"] != big.msg_ids:
+            assert time.monotonic() < deadline
+        with pytest.raises(RemoteError, match="larger than the controller records"):
+            other.get_result(big.msg_ids[0]).get(timeout=10)
         other.close()
         assert not cluster.cluster_file.with_suffix(".db").exists()
         _kill(cluster._process.pid)

@@ -124,3 +124,14 @@ def test_db_stores_finds_and_fails_what_was_running(tmp_path: Path, on_disk: boo
         reopened = TaskDB(path)
         assert len(reopened.query({}, ["msg_id"])) == 4
         reopened.close()
+
+
+def test_omitted_buffers_are_noted_in_the_metadata() -> None:
+    db = TaskDB(None)
+    task = {**_task("big"), "buffers_omitted": 100_000_000}
+    result = {**_result("big"), "result_omitted": 200_000_000}
+    db.add_records("u0", 0, [(task, []), (result, [])], "now")
+    row = db.query({"msg_id": "big"}, ["metadata", "result_metadata", "buffers"])[0]
+    assert row["metadata"]["loom_buffers_omitted"] == 100_000_000
+    assert row["result_metadata"]["loom_result_omitted"] == 200_000_000
+    assert row["buffers"] == []
