@@ -4,6 +4,7 @@ resources=)`` and two more started as a user would, ``loom engine --label ... --
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from _cluster_support import _kill
-from _launch_fixtures import cleaned_up, isolate_launch
+from _launch_fixtures import cleaned_up, isolate_launch, ssh_hosts
 
 import parallel as ipp
 from parallel import NoEnginesRegistered, RemoteError
@@ -213,3 +214,53 @@ def test_mpi_ranks_carry_the_labels_and_resources_of_cluster(
         ranks = view.map_sync(lambda _: __import__("mpi4py").MPI.COMM_WORLD.rank, range(4))
         assert set(ranks) <= {0, 1}
         assert rc.select(label="rank").targets == [0, 1]
+
+
+def ssh_traits_scenario(spec: str) -> None:
+    """Run in the controller's namespace (``python -c``) by the test below: an ssh
+    cluster as ``spec`` (JSON) says; what each engine carries, by its address, as one JSON
+    line on stdout. Failures are reported, not raised."""
+    options = json.loads(spec)
+    cluster = ipp.Cluster(engines="ssh", **options)
+    report: dict[str, object] = {}
+    try:
+        rc = cluster.start_and_connect_sync(timeout=60)
+        info = rc.engines_info()
+        report["traits"] = {e["address"]: [e["labels"], e["resources"]] for e in info.values()}
+        view = rc.load_balanced_view(labels=["gpu"], resources={"gpu": 1})
+        address = {e["pid"]: e["address"] for e in info.values()}
+        pids = view.map_async(lambda _: __import__("os").getpid(), range(4)).get(timeout=30)
+        report["gpu_ran_on"] = sorted({address[pid] for pid in pids})
+    except (ipp.ClusterUnavailable, TimeoutError, ipp.RemoteError) as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        cluster.stop_cluster_sync()
+    print(json.dumps(report), flush=True)
+
+
+def test_ssh_hosts_carry_the_clusters_labels_and_resources_plus_their_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    isolate_launch(monkeypatch, tmp_path)
+    (tmp_path / "ssh").mkdir()
+    with ssh_hosts(tmp_path / "ssh") as hosts:
+        (_, b_ip), (_, c_ip) = hosts.hosts.items()
+        spec = {
+            "hosts": {b_ip: 1, c_ip: 1},
+            "ssh_args": hosts.ssh_args,
+            "labels": ["site"],
+            "resources": {"mem": "16G"},
+            "host_labels": {c_ip: ["gpu"]},
+            "host_resources": {c_ip: "gpu=1,mem=64G"},
+        }
+        code = "import sys, test_engine_traits as t; t.ssh_traits_scenario(sys.argv[1])"
+        argv = [sys.executable, "-P", "-c", code, json.dumps(spec)]
+        done = hosts.run_in_controller(argv, env=dict(os.environ), timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in report, report["error"]
+    assert report["traits"] == {
+        b_ip: [["site"], {"mem": 16 * GIB}],
+        c_ip: [["gpu", "site"], {"gpu": 1.0, "mem": 64 * GIB}],
+    }
+    assert report["gpu_ran_on"] == [c_ip]
