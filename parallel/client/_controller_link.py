@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zmq
 
@@ -42,11 +42,21 @@ __all__ = ["LOST_AFTER", "ControllerLink"]
 #: A ping unanswered this long means the controller is lost (seconds).
 LOST_AFTER = 5.0
 PING_INTERVAL = 1.0
+#: A hub request not answered in this long is sent again (seconds).
+RESEND = 2.0
 #: How often results still running elsewhere are asked for again while someone waits.
 RESULT_POLL = 0.5
 #: Record keys holding dates (given back as ``datetime``, as ipyparallel does).
 DATE_KEYS = ("submitted", "started", "completed", "received")
 _DONE = ("ok", "error", "aborted", "failed")
+
+
+class Supervisor(Protocol):
+    """Who can start the controller again (a ``Cluster(supervise=True)``)."""
+
+    def controller_exited(self) -> bool: ...
+
+    def revive(self) -> bool: ...
 
 
 class ControllerLink:
@@ -65,6 +75,9 @@ class ControllerLink:
         #: Results waiting for records still pending at the hub: msg_id -> result.
         self._watched: dict[str, AsyncResult] = {}
         self._polled = 0.0
+        #: Set by a supervising ``Cluster``: a controller that exited is restarted with
+        #: ``--restore`` from the tick, and the wait goes on instead of raising.
+        self.supervisor: Supervisor | None = None
 
     def close(self) -> None:
         self._closed = True
@@ -76,6 +89,10 @@ class ControllerLink:
     def tick(self) -> None:
         """Called while someone waits: ping, poll watched results, raise if lost."""
         if self._closed:
+            return
+        supervisor = self.supervisor
+        if supervisor is not None and supervisor.controller_exited() and supervisor.revive():
+            self._unanswered = None  # a new controller: it gets its own LOST_AFTER
             return
         now = time.monotonic()
         if now - self._pinged >= PING_INTERVAL:
@@ -116,21 +133,32 @@ class ControllerLink:
             self._settle(message)
 
     def call(self, msg_type: str, content: JSONDict, timeout: float = 10.0) -> Message:
-        """Send a hub request and pump until its reply; the reply."""
-        msg_id = self._send(msg_type, content)
-        self._replies[msg_id] = None
+        """Send a hub request and pump until its reply; the reply.
+
+        The request is sent again every :data:`RESEND` seconds until answered (they are
+        all reads or idempotent): one sent while the controller was dying or being
+        restored is lost with its connection, and ZeroMQ does not say so."""
+        sent: list[str] = []
+        deadline = time.monotonic() + timeout
         try:
-            if not self._client._pump.pump_until(
-                lambda: self._replies[msg_id] is not None, timeout
-            ):
-                raise ClusterUnavailable(
-                    f"the controller at {self._client.info.hub_url} did not answer"
-                    f" {msg_type} within {timeout:g} s"
-                )
-            reply = self._replies[msg_id]
+            while True:
+                msg_id = self._send(msg_type, content)
+                sent.append(msg_id)
+                self._replies[msg_id] = None
+                left = deadline - time.monotonic()
+                if self._client._pump.pump_until(
+                    lambda: any(self._replies[m] is not None for m in sent), min(RESEND, left)
+                ):
+                    break
+                if time.monotonic() >= deadline:
+                    raise ClusterUnavailable(
+                        f"the controller at {self._client.info.hub_url} did not answer"
+                        f" {msg_type} within {timeout:g} s"
+                    )
+            reply = next(r for m in sent if (r := self._replies[m]) is not None)
         finally:
-            del self._replies[msg_id]
-        assert reply is not None
+            for m in sent:
+                del self._replies[m]
         if reply.content.get("status") != "ok":
             raise ValueError(str(reply.content.get("evalue", reply.content)))
         return reply

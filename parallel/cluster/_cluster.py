@@ -78,6 +78,7 @@ class Cluster:
         db: bool = True,
         durability: str = "async",
         restore: bool | str | os.PathLike[str] = False,
+        supervise: bool = False,
         restart_engines: bool = True,
         curve: bool | None = None,
         heartbeat_timeout: float | None = None,
@@ -118,6 +119,10 @@ class Cluster:
         self.db = db
         self.durability = durability
         self.restore = restore
+        #: Restart a controller that dies with ``--restore``, from the client's waits.
+        self.supervise = supervise
+        #: Controllers restarted so far (``supervise``).
+        self.revived = 0
         self.restart_engines = restart_engines
         if heartbeat_timeout is not None and not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, not {heartbeat_timeout!r}")
@@ -282,7 +287,41 @@ class Cluster:
 
         assert self.cluster_file is not None
         self._client = Client(self.cluster_file)
+        if self.supervise:
+            self._client._controller.supervisor = self
         return self._client
+
+    # -- supervision (``supervise=True``) ----------------------------------------------
+
+    def controller_exited(self) -> bool:
+        process = self._process
+        return process is not None and not process.is_alive()
+
+    def revive(self, timeout: float = 10.0) -> bool:
+        """Start the controller again with ``--restore`` (same addresses, its records):
+        called from the client's wait when the controller process has exited."""
+        process, path = self._process, self.cluster_file
+        if process is None or path is None or not path.exists():
+            return False  # stopped on purpose, or nothing to restore from
+        print(
+            f"[loom] the controller {describe_exit(process.returncode or 0)}; restarting it"
+            " (--restore)",
+            file=sys.stderr,
+            flush=True,
+        )
+        process.reap_blocking()
+        process.close()
+        self._process = None
+        restore, self.restore = self.restore, path
+        try:
+            self.start_cluster_sync(0, timeout=timeout)
+        except ClusterUnavailable as exc:
+            print(f"[loom] the controller could not be restarted: {exc}", file=sys.stderr)
+            return False
+        finally:
+            self.restore = restore
+        self.revived += 1
+        return True
 
     def start_and_connect_sync(
         self, n: int | None = None, *, timeout: float = START_TIMEOUT

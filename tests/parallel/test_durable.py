@@ -221,3 +221,29 @@ def test_an_engine_the_hub_declared_lost_registers_again_with_its_id_and_namespa
         assert rc._records[0].pid == engine  # the same process, not a replacement
         assert rc[0].apply_sync(READ_MARKER) == 42
         cluster.stop_cluster_sync()
+
+
+def test_a_supervised_cluster_restarts_its_dead_controller_with_restore() -> None:
+    cluster = Cluster(n=1, supervise=True)
+    with _pids_killed_after(set()) as pids:
+        rc = cluster.start_and_connect_sync(timeout=60)
+        assert cluster._process is not None
+        first = cluster._process.pid
+        pids |= {first, rc._records[0].pid}
+        ar = rc[0].apply_async(pow, 2, 10)
+        assert ar.get(timeout=30) == 1024
+        deadline = time.monotonic() + 20
+        while not rc.db_query({"msg_id": ar.msg_ids[0]}, keys=["status"]):
+            assert time.monotonic() < deadline
+        _kill(first)
+        started = time.monotonic()
+        # A wait notices the exit and restarts the controller: no ControllerLost.
+        assert rc.get_result(ar.msg_ids[0]).get(timeout=15) == 1024
+        assert cluster.revived == 1
+        assert cluster._process is not None
+        pids.add(cluster._process.pid)
+        assert cluster._process.pid != first
+        assert rc._pump.pump_until(lambda: rc._controller._unanswered is None, 10)
+        assert time.monotonic() - started < 10
+        assert rc[0].apply_sync(pow, 3, 2) == 9
+        cluster.stop_cluster_sync()
