@@ -62,6 +62,11 @@ def add_cluster_arguments(
     )
     _add_record_arguments(start)
     start.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
+    start.add_argument(
+        "--restart-limit",
+        metavar="DEATHS/SECONDS",
+        help="give up on an engine that died DEATHS times within SECONDS (default 3/60)",
+    )
     add_traits_arguments(start)
     start.add_argument(
         "--heartbeat-timeout",
@@ -86,6 +91,11 @@ def add_cluster_arguments(
     _add_record_arguments(controller)
     controller.add_argument(
         "--no-restart", action="store_true", help="do not replace engines that die"
+    )
+    controller.add_argument(
+        "--restart-limit",
+        metavar="DEATHS/SECONDS",
+        help="give up on an engine that died DEATHS times within SECONDS (default 3/60)",
     )
     _add_security_arguments(controller)
     engine.add_argument("-f", "--file", required=True, help="the cluster file")
@@ -165,6 +175,8 @@ def run_controller_command(args: argparse.Namespace) -> int:
     argv += ["--restore"] if args.restore else []
     if args.no_restart:
         argv += ["--no-restart"]
+    if args.restart_limit:
+        argv += ["--restart-limit", args.restart_limit]
     argv += _security_argv(args.curve)
     return main([*argv, *(["--file", args.file] if args.file else [])])
 
@@ -199,6 +211,7 @@ def _start(args: argparse.Namespace) -> int:
             durability=args.durability,
             restore=args.restore,
             restart_engines=not args.no_restart,
+            restart_limit=args.restart_limit,
             labels=args.label or None,
             resources=args.resources,
             heartbeat_timeout=args.heartbeat_timeout,

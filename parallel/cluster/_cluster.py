@@ -80,6 +80,7 @@ class Cluster:
         restore: bool | str | os.PathLike[str] = False,
         supervise: bool = False,
         restart_engines: bool = True,
+        restart_limit: str | None = None,
         curve: bool | None = None,
         heartbeat_timeout: float | None = None,
         labels: Sequence[str] | str | None = None,
@@ -97,11 +98,13 @@ class Cluster:
         the controller runs inside the batch job, and starts the engines with ``srun``.
         ``restart_engines``: replace an engine that dies (same id, a new process, the
         recorded setup replayed) where the launcher can (docs/parallel.md, "When things
-        fail"); False: dead engines stay dead. ``curve``: CurveZMQ encryption and its
-        allow-list on every socket; ``None`` (default): on exactly when ``ip`` is not
-        loopback; ``False`` off loopback is insecure plaintext (a warning says so); ``True``
-        on loopback too (docs/parallel.md, "Security"). ``heartbeat_timeout``: seconds of
-        heartbeat silence that lose an engine (default 3 on this machine, 10 over a network)."""
+        fail"); False: dead engines stay dead. ``restart_limit``: ``"DEATHS/SECONDS"``,
+        give up on an engine that died that often (default ``"3/60"``). ``curve``:
+        CurveZMQ encryption and its allow-list on every socket; ``None`` (default): on
+        exactly when ``ip`` is not loopback; ``False`` off loopback is insecure plaintext
+        (a warning says so); ``True`` on loopback too (docs/parallel.md, "Security").
+        ``heartbeat_timeout``: seconds of heartbeat silence that lose an engine (default 3
+        on this machine, 10 over a network)."""
         #: ``labels`` and ``resources`` of every engine (``loom engine --label``), handed on
         #: in the environment, LOOM_ENGINE_LABELS and _RESOURCES, which every launcher passes
         #: to its engines (docs/parallel.md, "Labels and resources").
@@ -124,6 +127,11 @@ class Cluster:
         #: Controllers restarted so far (``supervise``).
         self.revived = 0
         self.restart_engines = restart_engines
+        if restart_limit is not None:
+            from ..controller._controller import restart_policy
+
+            restart_policy(restart_limit)  # a bad limit: a one-line ValueError, here
+        self.restart_limit = restart_limit
         if heartbeat_timeout is not None and not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, not {heartbeat_timeout!r}")
         self.heartbeat_timeout = heartbeat_timeout
@@ -187,6 +195,8 @@ class Cluster:
             argv += ["--parent", str(os.getpid())]
         if not self.restart_engines and self.controller != "job":
             argv += ["--no-restart"]
+        if self.restart_limit is not None and self.controller != "job":
+            argv += ["--restart-limit", self.restart_limit]
         if self.heartbeat_timeout is not None and self.controller != "job":
             argv += ["--heartbeat-timeout", str(self.heartbeat_timeout)]
         if self.curve is not None and self.controller != "job":

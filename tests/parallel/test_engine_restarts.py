@@ -97,6 +97,9 @@ def test_bad_policies_and_limits_are_refused_in_one_line() -> None:
     assert restart_policy("5/30").max_deaths == 5
     with pytest.raises(ValueError, match=r"use DEATHS/SECONDS, e\.g\. 3/60$"):
         restart_policy("often")
+    with pytest.raises(ValueError, match=r"^--restart-limit 'often': use DEATHS/SECONDS"):
+        ipp.Cluster(n=1, restart_limit="often")  # refused before anything starts
+    assert ipp.Cluster(n=1, restart_limit="5/30").restart_limit == "5/30"
 
 
 def test_a_death_is_described_by_its_status() -> None:
