@@ -139,6 +139,7 @@ class EngineLink:
                 self._unanswered_since = now
             with contextlib.suppress(zmq.Again):
                 self._hb.send(b"ping", zmq.DONTWAIT)
+            self._pump.sent_on(self._hb)
         return self._unanswered_since is None or now - self._unanswered_since < HEARTBEAT_GRACE
 
     def _on_echo(self, frames: list[bytes]) -> None:

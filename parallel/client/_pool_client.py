@@ -150,7 +150,9 @@ class Client:
     @property
     def ids(self) -> list[int]:
         """The ids of the registered engines, in order."""
-        self._pump.drain()
+        # Only the hub and its notifications change the list: reading every engine's
+        # sockets here cost two system calls each, at every call of every view.
+        self._pump.drain(self._hub, self._notify)
         return sorted(self._links)
 
     def wait_for_engines(self, n: int | None = None, *, timeout: float = -1) -> None:
@@ -656,6 +658,7 @@ class Client:
         for sock in (self._hub, self._notify):
             self._pump.remove(sock)
             sock.close(linger=0)
+        self._pump.close()
 
     def __enter__(self) -> Client:
         return self
