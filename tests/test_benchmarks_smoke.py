@@ -150,3 +150,17 @@ def test_bench_px_quick(tmp_path: Path) -> None:
         row = metrics[name]
         assert row["ratio"] == pytest.approx(row["loom"] / row["ipyparallel"]), name
     assert "processes still alive" not in stdout
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(360)
+def test_bench_durable_quick(tmp_path: Path) -> None:
+    """Loom's records (memory, SQLite, sync) and ipyparallel's hub DBs each measured."""
+    _, report = run_quick("durable", tmp_path, timeout=340)
+    assert report["failed"] == {}
+    figures = ("tasks_per_s", "apply_ms", "ctl_us", "eng_us")
+    configs = ("loom-memory", "loom-db", "loom-sync", "ipp-nodb", "ipp-dictdb", "ipp-sqlite")
+    assert_positive(report["results"], configs, figures)
+    ratio = report["ratios"]["SQLite: Loom / ipyparallel"]["apply_ms"]
+    loom, ipp = report["results"]["loom-db"], report["results"]["ipp-sqlite"]
+    assert ratio == pytest.approx(loom["apply_ms"] / ipp["apply_ms"])

@@ -130,7 +130,7 @@ def main() -> int:
         settings = json.loads(sys.argv[3])
         print("RESULT " + json.dumps(driver(sys.argv[2], settings)), flush=True)
         return 0
-    _, settings = start_run("bench_durable", __doc__, QUICK, FULL)
+    quick, settings = start_run("bench_durable", __doc__, QUICK, FULL)
     results: dict[str, dict[str, float]] = {}
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="loom-bench-durable-") as tmp:
@@ -187,7 +187,8 @@ def main() -> int:
             print(f"{label:<32} {parts}")
     for name, why in failed.items():
         print(f"{name}: FAILED: {why}")
-    print_bench_json({"results": results, "ratios": ratios, "failed": failed})
+    report = {"benchmark": "durable", "quick": quick, "results": results, "ratios": ratios}
+    print_bench_json({**report, "failed": failed})
     return 1 if failed else 0
 
 
