@@ -159,7 +159,8 @@ def test_bench_durable_quick(tmp_path: Path) -> None:
     _, report = run_quick("durable", tmp_path, timeout=340)
     assert report["failed"] == {}
     figures = ("tasks_per_s", "apply_ms", "ctl_us", "eng_us")
-    configs = ("loom-memory", "loom-db", "loom-sync", "ipp-nodb", "ipp-dictdb", "ipp-sqlite")
+    configs = ("loom-off", "loom-memory", "loom-db", "loom-sync")
+    configs += ("ipp-nodb", "ipp-dictdb", "ipp-sqlite")
     assert_positive(report["results"], configs, figures)
     ratio = report["ratios"]["SQLite: Loom / ipyparallel"]["apply_ms"]
     loom, ipp = report["results"]["loom-db"], report["results"]["ipp-sqlite"]

@@ -86,8 +86,10 @@ class HubLink:
         #: The content of this engine's ``registration_request`` (sent again as is).
         self.registration = dict(registration)
         self.engine_id = engine_id
-        #: ``"async"``, ``"sync"`` or ``"off"`` (the hub said so at registration).
-        self.durability = durability
+        #: ``"async"``, ``"sync"`` or ``"off"`` (the hub said so at registration;
+        #: ``LOOM_RECORDS=off`` in the engine's environment: no records, for measuring
+        #: their cost or for work whose arguments must not be copied anywhere).
+        self.durability = "off" if os.environ.get("LOOM_RECORDS") == "off" else durability
         self.config = config or watch_config_from_env()
         self.on_give_up: Callable[[str], None] = lambda reason: None
         self._session = Session(controller.key, controller.signature_scheme)

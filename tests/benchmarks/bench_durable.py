@@ -15,7 +15,8 @@ imports share an interpreter with another's:
   Loom's controller only stores records (engines send them in batches after replying),
   ipyparallel's hub is in every task's path, so its controller CPU includes routing.
 
-Configurations: ``loom-memory`` (``Cluster(db=False)``: records kept in memory),
+Configurations: ``loom-off`` (``LOOM_RECORDS=off``: engines send no records, the
+baseline), ``loom-memory`` (``Cluster(db=False)``: records kept in memory),
 ``loom-db`` (the default: SQLite WAL, ``synchronous=NORMAL``), ``loom-sync``
 (``durability="sync"``: each reply waits for its record's commit, ``synchronous=FULL``),
 ``ipp-nodb`` (``--nodb``), ``ipp-dictdb`` (ipyparallel's default) and ``ipp-sqlite``
@@ -46,7 +47,15 @@ from _bench_common import (
     start_run,
 )
 
-CONFIGS = ("loom-memory", "loom-db", "loom-sync", "ipp-nodb", "ipp-dictdb", "ipp-sqlite")
+CONFIGS = (
+    "loom-off",
+    "loom-memory",
+    "loom-db",
+    "loom-sync",
+    "ipp-nodb",
+    "ipp-dictdb",
+    "ipp-sqlite",
+)
 QUICK = {"tasks": 300, "trials": 1, "calls": 50}
 FULL = {"tasks": 2000, "trials": 3, "calls": 300}
 
@@ -141,6 +150,8 @@ def main() -> int:
             env["JUPYTER_RUNTIME_DIR"] = str(workdir / "runtime")
             env["IPYTHONDIR"] = str(workdir / "ipython")
             env["LOOM_HISTORY_FILE"] = str(workdir / "history.sqlite")
+            if name == "loom-off":
+                env["LOOM_RECORDS"] = "off"
             argv = [sys.executable, __file__, "--driver", name, json.dumps(settings)]
             try:
                 out = subprocess.run(
@@ -173,6 +184,8 @@ def main() -> int:
     print()
     ratios: dict[str, dict[str, float]] = {}
     pairs = (
+        ("loom-memory", "loom-off", "Loom: records in memory / none"),
+        ("loom-db", "loom-off", "Loom: SQLite db / none"),
         ("loom-db", "loom-memory", "Loom: SQLite db / memory"),
         ("loom-sync", "loom-memory", "Loom: sync db / memory"),
         ("ipp-sqlite", "ipp-dictdb", "ipyparallel: SQLite / DictDB"),
