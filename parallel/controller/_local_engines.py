@@ -4,7 +4,7 @@ The engines are forked by one fork server, ``python -P -m parallel.engine --fork
 CLUSTER.json`` in a :class:`kernel.client.KernelProcess` (own process group, output kept
 for errors): it imports what an engine needs once, and each forked engine skips that
 (``parallel.engine._forkserver`` says why: on 2 cores four engines importing it all
-kept the start above half a second). The fork server reports ``started PID`` and
+kept the start above half a second). The fork server reports ``started PID UUID`` and
 ``exited PID CODE`` on a pipe; each engine is held by a pidfd from its ``started`` line,
 so signals reach exactly it, never a process that took its PID later. Engines do not
 carry ``JPY_PARENT_PID``: they outlive a controller that dies, for a grace period
