@@ -52,6 +52,10 @@ __all__ = ["Balancer"]
 #: Most tasks queued on one engine at once; the rest wait in the scheduler, so a late
 #: engine or a freed one still gets work (ipyparallel's hwm, whose default is 1).
 HWM = 2
+#: Seconds a task with retries waits for an engine when every engine it may run on was
+#: lost: long enough for the controller to replace a dead engine (well under a second
+#: locally), short enough that a pool that is gone for good is reported, not waited on.
+ORPHAN_GRACE = 10.0
 
 
 class Balancer:
@@ -59,7 +63,9 @@ class Balancer:
 
     def __init__(self, client: Client, engines: list[int]) -> None:
         self._client = client
-        self.state = SchedulerState(scheme=leastload, rng=random.Random(0), hwm=HWM)
+        self.state = SchedulerState(
+            scheme=leastload, rng=random.Random(0), hwm=HWM, orphan_grace=ORPHAN_GRACE
+        )
         #: task id -> what to send for it.
         self._buffers: dict[str, list[bytes]] = {}
         #: msg_id of the attempt on the wire -> task id.
@@ -131,7 +137,7 @@ class Balancer:
     def tick(self) -> None:
         """Fail tasks whose ``timeout`` passed before they were sent (the client calls this
         while it waits, at least every ``Pump.TICK`` seconds)."""
-        if self._deadlines:
+        if self._deadlines or self.state.waiting_for_engines:
             now = time.monotonic()
             self._run(Tick(now=now, stimulus_id=f"tick-{now}"))
 

@@ -50,7 +50,11 @@ Rules:
   own, else ``poison_after``; every death counts, an engine replaced under
   the same id too) and still has an engine it may run on; otherwise it fails
   as ``engine-died`` (reason ``"task killed 3 engines (0, 1, 3): ..."`` for a
-  poison task). WAITING and
+  poison task). With ``orphan_grace`` > 0, a load-balanced task that asked for
+  retries does not fail for want of an engine: it waits READY (an *orphan*)
+  for one to register (a replacement), and fails as ``unsatisfiable`` only at
+  a ``Tick`` ``orphan_grace`` seconds after the first ``Tick`` that saw it
+  waiting. Other WAITING and
   READY tasks left with no engine fail as ``unsatisfiable``.
 * An abort fails a WAITING/READY task as ``aborted``; for an ASSIGNED task it
   asks the engine (``AbortOnEngine``) and disables retries.
@@ -102,9 +106,16 @@ class SchedulerState:
         hwm: int = 0,
         poison_after: int = 3,
         log_size: int = 10_000,
+        orphan_grace: float = 0.0,
     ) -> None:
-        if hwm < 0 or poison_after < 1:
-            raise ValueError("hwm must be >= 0 and poison_after >= 1")
+        if hwm < 0 or poison_after < 1 or orphan_grace < 0:
+            raise ValueError("hwm must be >= 0, poison_after >= 1 and orphan_grace >= 0")
+        #: Seconds a task with retries waits for an engine when none it may run on is live
+        #: (every engine lost, replacements on their way); 0: it fails at once.
+        self.orphan_grace = orphan_grace
+        #: Tasks waiting for an engine to come back -> the ``Tick`` time they were first
+        #: seen waiting (``None``: no tick yet). Cleaned lazily at ticks.
+        self._orphans: dict[str, float | None] = {}
         #: The only source of randomness, handed to ``scheme``.
         self.rng = rng
         #: Picks one of several candidate engines (``parallel.scheduler._schemes``).
@@ -219,7 +230,7 @@ class SchedulerState:
         for task_id in held:
             self._strand(self._tasks.get(task_id), event, out)
         for task in self._tasks.in_state(_W, _R):
-            reason = self._unsatisfiable(task)
+            reason = self._hopeless(task)
             if reason is not None and task.state in (_W, _R):  # not failed by a dependency
                 self._fail(task, "unsatisfiable", reason, event.stimulus_id, out)
 
@@ -234,7 +245,7 @@ class SchedulerState:
             engines = ", ".join(map(str, task.killed))
             count = len(task.killed)
             reason = f"task killed {count} engine{'s' * (count > 1)} ({engines}): {event.reason}"
-        elif task.retries_left == 0 or not self._candidates(task):
+        elif task.retries_left == 0 or not (self._candidates(task) or self._may_wait(task)):
             reason = f"{cause}: {event.reason}"
         else:
             reason = None
@@ -310,6 +321,41 @@ class SchedulerState:
             if deadline is not None and deadline <= event.now and task.state in (_W, _R):
                 reason = f"not sent to an engine by its deadline {deadline}"
                 self._fail(task, "timeout", reason, event.stimulus_id, out)
+        self._expire_orphans(event, out)
+
+    # -- tasks waiting for an engine to come back --------------------------------------
+
+    @property
+    def waiting_for_engines(self) -> bool:
+        """Whether tasks wait for an engine to come back (the driver should ``Tick``)."""
+        return bool(self._orphans)
+
+    def _may_wait(self, task: TaskRecord) -> bool:
+        """Whether ``task`` waits for an engine rather than failing when none is live: it
+        asked for retries (it expects failures) and load-balancing may pick its engine."""
+        return self.orphan_grace > 0 and task.spec.retries > 0 and not task.spec.direct
+
+    def _hopeless(self, task: TaskRecord) -> str | None:
+        """:meth:`_unsatisfiable`, except that a task that may wait for a lost engine to be
+        replaced (``orphan_grace``) is not hopeless yet: it is noted as an orphan."""
+        reason = self._unsatisfiable(task)
+        if reason is None or not self._may_wait(task) or self._misfit(task) is not None:
+            return reason
+        self._orphans.setdefault(task.task_id, None)
+        return None
+
+    def _expire_orphans(self, event: Tick, out: list[Instruction]) -> None:
+        """Fail orphans that waited ``orphan_grace`` seconds; forget those that moved on."""
+        for task_id, since in list(self._orphans.items()):
+            task = self._tasks.get(task_id) if task_id in self._tasks else None
+            if task is None or task.state not in (_W, _R) or self._candidates(task):
+                del self._orphans[task_id]
+            elif since is None:
+                self._orphans[task_id] = event.now
+            elif event.now - since >= self.orphan_grace:
+                del self._orphans[task_id]
+                reason = f"no engine it may run on came back within {self.orphan_grace:g} s"
+                self._fail(task, "unsatisfiable", reason, event.stimulus_id, out)
 
     # -- decisions --------------------------------------------------------------------
 
@@ -427,7 +473,7 @@ class SchedulerState:
 
     def _advance(self, task: TaskRecord, sid: str, out: list[Instruction]) -> None:
         """A WAITING task whose dependencies changed: fail it, keep it, or make it READY."""
-        reason = self._unsatisfiable(task)
+        reason = self._hopeless(task)
         if reason is not None:
             self._fail(task, "unsatisfiable", reason, sid, out)
         elif not task.pending:

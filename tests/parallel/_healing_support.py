@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 from _cluster_support import _kill
@@ -37,6 +38,8 @@ class Pool:
     client: Client
     started: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     stopped: set[int] = field(default_factory=set)
+    #: pids of started engines that registered at some point.
+    registered: set[int] = field(default_factory=set)
 
     def pid_of(self, engine: int) -> int:
         self.client._pump.drain()
@@ -46,16 +49,48 @@ class Pool:
         return self.client.ids
 
     def top_up(self, count: int, timeout: float = 60.0) -> list[int]:
-        """Start engines until ``count`` are live; the live ids."""
-        live = self.live()
-        for _ in range(count - len(live)):
-            argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(self.cluster_file)]
+        """Start engines until ``count`` are live; the live ids.
+
+        Re-checked every second: an engine listed live may be reported lost meanwhile
+        (killed just before), and one that is starting may die before it registers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.client._pump.drain()
+            self.registered |= {record.pid for record in self.client._records.values()}
+            starting = [
+                pid
+                for pid, process in self.started.items()
+                if process.poll() is None and pid not in self.registered
+            ]
+            for _ in range(count - len(self.client._links) - len(starting)):
+                self._start_engine()
+            remaining = deadline - time.monotonic()
+            if self.client.pump_until_engines(count, min(1.0, max(remaining, 0.0))):
+                return self.live()
+            if remaining <= 0:
+                break
+        error = TimeoutError(f"{len(self.client._links)} of {count} engines after {timeout} s")
+        for path in sorted(self.log_dir.glob("engine-*.log")):  # say why
+            error.add_note(f"{path.name}: {path.read_text()[-2000:]}")
+        process = self.cluster._process
+        if process is not None:
+            error.add_note(f"controller alive: {process.is_alive()}")
+            error.add_note(process.output_tail(3000))
+        raise error
+
+    def _start_engine(self) -> None:
+        argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(self.cluster_file)]
+        log = self.log_dir / f"engine-{len(self.started)}.log"
+        with open(log, "wb") as out:
             process = subprocess.Popen(
-                argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                argv, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
             )
-            self.started[process.pid] = process
-        self.client.wait_for_engines(count, timeout=timeout)
-        return self.live()
+        self.started[process.pid] = process
+
+    @property
+    def log_dir(self) -> Path:
+        assert self.cluster.cluster_file is not None
+        return self.cluster.cluster_file.parent
 
     @property
     def cluster_file(self) -> str:

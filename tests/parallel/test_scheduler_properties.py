@@ -138,6 +138,7 @@ def test_random_event_streams_keep_the_invariants_and_answer_every_task_once(
         scheme=data.draw(st.sampled_from(list(SCHEMES.values()))),
         hwm=data.draw(st.integers(0, 2)),
         poison_after=data.draw(st.integers(1, 3)),
+        orphan_grace=data.draw(st.sampled_from([0.0, 3.0])),
     )
     world = _World(state)
     for step in range(data.draw(st.integers(1, 60))):

@@ -669,3 +669,60 @@ def test_a_forgotten_task_is_dropped_and_only_finished_tasks_can_be() -> None:
     state.validate()
     with pytest.raises(SchedulerError, match="unknown task"):
         state.state_of("a")
+
+
+# -- orphans: tasks with retries wait for a lost engine's replacement ---------------------
+
+
+def test_with_an_orphan_grace_a_retried_task_waits_for_a_replacement() -> None:
+    state = _state(orphan_grace=5.0)
+    _engines(state, 0)
+    _handle(state, _submit("a", retries=1), _submit("b"))
+    assert _handle(state, _lost(0)) == [
+        ForgetEngine(engine=0, stimulus_id="x0"),
+        FailTask(
+            task_id="b",
+            kind="engine-died",
+            reason="engine 0 died while running task 'b': died",
+            stimulus_id="x0",
+        ),
+    ]  # a task without retries still fails at once
+    assert state.state_of("a") is TaskState.READY
+    assert state.waiting_for_engines
+    assert _handle(state, EngineRegistered(engine=0, stimulus_id="again")) == [
+        SendTask(task_id="a", engine=0, stimulus_id="again"),
+    ]
+    assert _handle(state, Tick(now=1.0, stimulus_id="t1")) == []
+    assert not state.waiting_for_engines
+
+
+def test_an_orphan_fails_once_no_engine_came_back_within_the_grace() -> None:
+    state = _state(orphan_grace=5.0)
+    _engines(state, 0)
+    _handle(state, _submit("a", retries=2), _lost(0), _submit("c", retries=1))
+    assert state.state_of("c") is TaskState.READY  # submitted while no engine is live
+    assert _handle(state, Tick(now=10.0, stimulus_id="t0")) == []  # first seen waiting
+    assert _handle(state, Tick(now=14.9, stimulus_id="t1")) == []
+    reason = "no engine it may run on came back within 5 s"
+    assert _handle(state, Tick(now=15.0, stimulus_id="t2")) == [
+        FailTask(task_id="a", kind="unsatisfiable", reason=reason, stimulus_id="t2"),
+        FailTask(task_id="c", kind="unsatisfiable", reason=reason, stimulus_id="t2"),
+    ]
+    assert not state.waiting_for_engines
+
+
+def test_without_an_orphan_grace_a_task_fails_when_every_engine_is_lost() -> None:
+    state = _state()
+    _engines(state, 0)
+    _handle(state, _submit("a", retries=3))
+    assert _handle(state, _lost(0)) == [
+        ForgetEngine(engine=0, stimulus_id="x0"),
+        FailTask(
+            task_id="a",
+            kind="engine-died",
+            reason="engine 0 died while running task 'a': died",
+            stimulus_id="x0",
+        ),
+    ]
+    with pytest.raises(ValueError, match="orphan_grace >= 0"):
+        _state(orphan_grace=-1.0)
