@@ -11,6 +11,7 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Protocol
 
 from ._errors import ReplayedMessage, SignatureError
 
@@ -29,7 +30,7 @@ class Signer:
     wrong signature or a replay.
     """
 
-    __slots__ = ("_digest", "_key", "_seen", "_seen_limit", "scheme")
+    __slots__ = ("_digest", "_key", "_keyed", "_seen", "_seen_limit", "scheme")
 
     def __init__(
         self,
@@ -46,6 +47,9 @@ class Signer:
         self.scheme = scheme
         self._key = key
         self._digest = digest_name
+        #: A MAC keyed once and copied per message: keying it (OpenSSL 3 looks the digest
+        #: up each time) and the hmac module's Python wrapper were half of a signature.
+        self._keyed = _keyed_mac(key, digest_name) if key else None
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._seen_limit = replay_history
 
@@ -64,9 +68,9 @@ class Signer:
 
     def sign(self, frames: Iterable[bytes]) -> bytes:
         """The hex signature for the four JSON frames, or ``b""`` when unsigned."""
-        if not self._key:
+        if self._keyed is None:
             return b""
-        mac = hmac.new(self._key, digestmod=self._digest)
+        mac = self._keyed.copy()
         for frame in frames:
             mac.update(frame)
         return mac.hexdigest().encode("ascii")
@@ -79,9 +83,10 @@ class Signer:
         (signed) metadata and the receiver checks it with :meth:`verify_buffers`. Each
         buffer is length-prefixed, so frames cannot be re-split without detection.
         """
-        if not self._key:
+        if self._keyed is None:
             return ""
-        mac = hmac.new(self._key, _BUFFERS_DOMAIN, digestmod=self._digest)
+        mac = self._keyed.copy()
+        mac.update(_BUFFERS_DOMAIN)
         for buffer in buffers:
             view = memoryview(buffer)
             mac.update(view.nbytes.to_bytes(8, "big"))
@@ -116,6 +121,25 @@ class Signer:
 
 
 _BUFFERS_DOMAIN = b"loom-buffers-v1\0"
+
+
+class _Mac(Protocol):
+    def copy(self) -> _Mac: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def _keyed_mac(key: bytes, digest: str) -> _Mac:
+    """An HMAC keyed with ``key``, to be copied per message (same digests as ``hmac.new``):
+    OpenSSL's as a C object where it has the digest, without the hmac module's Python layer."""
+    try:
+        from _hashlib import hmac_new
+    except ImportError:  # a Python built without OpenSSL
+        return hmac.new(key, digestmod=digest)
+    try:
+        return hmac_new(key, digestmod=digest)
+    except ValueError:  # a digest OpenSSL lacks (UnsupportedDigestmodError): hmac has its own
+        return hmac.new(key, digestmod=digest)
 
 
 def _is_hmac_digest(name: str) -> bool:

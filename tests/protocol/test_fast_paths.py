@@ -1,0 +1,94 @@
+"""The protocol's fast paths give what the slow ones gave (ids, dates, JSON, HMAC)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kernel.protocol import MalformedMessage, Session
+from kernel.protocol._message import new_msg_id, utc_now_iso
+from kernel.protocol._session import _loads
+from kernel.protocol._signing import _BUFFERS_DOMAIN, Signer
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_message_ids_are_unique_and_a_forked_child_has_its_own() -> None:
+    ids = {new_msg_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: an engine forked by the fork server, after the prefix was set
+        os.write(write_end, new_msg_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        child_id = os.read(read_end, 200).decode()
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    parent_id = new_msg_id()
+    assert child_id.rsplit("_", 1)[0] != parent_id.rsplit("_", 1)[0]
+    assert child_id not in ids
+
+
+def test_messages_get_the_fast_ids() -> None:
+    session = Session(b"key")
+    first, second = session.message("a"), session.message("a")
+    assert first.msg_id != second.msg_id
+    assert re.fullmatch(r"[0-9a-f]{32}_\d+", first.msg_id)
+
+
+def test_dates_are_iso_8601_utc_with_microseconds_and_current() -> None:
+    stamp = utc_now_iso()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert abs(parsed - datetime.now(UTC)) < timedelta(seconds=2)
+
+
+@pytest.mark.parametrize(
+    "frame", [b'{"a": 1}', b' {"a": [1, 2]} ', b'\n{"b": "\xc3\xa9"}\t', b"{}", b'{"n": NaN}']
+)
+def test_json_frames_parse_as_json_loads_parses_them(frame: bytes) -> None:
+    expected = json.loads(frame.decode())
+    got = _loads("content", frame)
+    assert json.dumps(got) == json.dumps(expected)
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        (b'{"a": 1} x', "Extra data"),
+        (b"", "Expecting value"),
+        (b'{"a":', "Expecting value"),
+        (b"\xef\xbb\xbf{}", "BOM"),
+        (b"[1]", "must be a JSON object"),
+        (b"\xff{}", "not valid JSON"),
+    ],
+)
+def test_bad_json_frames_are_refused_with_json_loads_words(frame: bytes, why: str) -> None:
+    with pytest.raises(MalformedMessage, match=why):
+        _loads("content", frame)
+
+
+@pytest.mark.parametrize("scheme", ["hmac-sha256", "hmac-sha1", "hmac-sha512", "hmac-md5"])
+def test_signatures_are_the_hmac_modules(scheme: str) -> None:
+    key, frames = b"secret-key", [b'{"msg_id":"x"}', b"{}", b"{}", b'{"a":1}']
+    signer = Signer(key, scheme)
+    mac = hmac.new(key, digestmod=scheme.removeprefix("hmac-"))
+    for frame in frames:
+        mac.update(frame)
+    assert signer.sign(frames) == mac.hexdigest().encode()
+    assert signer.sign(frames) == signer.sign(frames)  # the keyed MAC is copied, not used up
+    buffers: list[bytes | memoryview] = [b"abc", memoryview(b"defg")]
+    mac = hmac.new(key, _BUFFERS_DOMAIN, digestmod=scheme.removeprefix("hmac-"))
+    for buffer in buffers:
+        mac.update(len(buffer).to_bytes(8, "big"))
+        mac.update(buffer)
+    assert signer.sign_buffers(buffers) == mac.hexdigest()
+    assert Signer(b"", scheme).sign(frames) == b""
