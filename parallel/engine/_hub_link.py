@@ -14,8 +14,10 @@ thread) and does two things off the engine's main thread:
 2. **Records** (issue 13, results that survive): the engine's shell handler hands each
    task's request (when it starts) and its reply (when it is answered) to :meth:`record`,
    which only appends to a deque; this thread sends them to the hub in batches
-   (``record_request``, flushed ``FLUSH_DELAY`` after the first record of a batch, so a
-   short task's two records travel together). The hub answers once it committed the
+   (``record_request``). A reply's record wakes it, and it waits ``FLUSH_DELAY`` (5 ms)
+   for more before sending; a task's start record does not wake it (it goes with the
+   next batch, or with the next ping, within a second), so a running task is not
+   disturbed. The hub answers once it committed the
    batch; a batch not yet answered is kept and sent again after a re-registration, so
    a controller killed and restored loses none of them (the hub stores a record by
    msg_id: a second copy replaces the first). ``durability="sync"``: the handler waits
@@ -49,8 +51,9 @@ __all__ = ["FLUSH_DELAY", "HubLink", "watch_config_from_env"]
 
 log = logging.getLogger("loom.engine")
 
-#: After the first record of a batch, wait this long for more before sending (seconds).
-FLUSH_DELAY = 0.002
+#: After the record that woke the link, wait this long for more before sending (seconds):
+#: under load a batch then carries several tasks, and the thread takes the GIL less often.
+FLUSH_DELAY = 0.005
 #: Records kept unanswered at most (a controller gone for long); the oldest go first.
 MAX_UNACKED = 100_000
 
@@ -109,11 +112,20 @@ class HubLink:
     def start(self) -> None:
         self._thread.start()
 
-    def record(self, record: JSONDict, buffers: Sequence[Buffer], done: Done | None = None) -> None:
+    def record(
+        self,
+        record: JSONDict,
+        buffers: Sequence[Buffer],
+        done: Done | None = None,
+        *,
+        wake: bool = True,
+    ) -> None:
         """Queue one record for the hub (any thread); ``done`` is called (from this link's
-        thread) once the hub committed it."""
+        thread) once the hub committed it. ``wake=False``: no hurry, the record goes with
+        the next batch or the next ping (within a second), so a running task is not
+        disturbed by this thread waking (a task's start record)."""
         self._queue.append((record, buffers, done))
-        if self._idle:
+        if wake and self._idle:
             self._idle = False
             with contextlib.suppress(OSError):
                 os.eventfd_write(self._wake, 1)

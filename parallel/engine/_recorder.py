@@ -62,7 +62,7 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         if _size(buffers) > request_limit:
             task["buffers_omitted"] = _size(buffers)
             buffers = []
-        link.record(task, buffers)
+        link.record(task, buffers, wake=False)  # goes with the reply's record, or a ping
         reply = await handler(request, identities)
         if reply is None:
             return None
