@@ -81,6 +81,79 @@ CREATE INDEX IF NOT EXISTS tasks_task_id ON tasks (task_id) WHERE task_id IS NOT
 """
 
 
+# A result that arrived first (a resend) keeps its status and result columns.
+_TASK_SQL = """INSERT INTO tasks (msg_id, task_id, header, metadata, content, buffers,
+        submitted, client_uuid, engine_uuid, engine_id, started, received)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (msg_id) DO UPDATE SET task_id=excluded.task_id, header=excluded.header,
+        metadata=excluded.metadata, content=excluded.content, buffers=excluded.buffers,
+        submitted=excluded.submitted, client_uuid=excluded.client_uuid,
+        engine_uuid=excluded.engine_uuid, engine_id=excluded.engine_id,
+        started=excluded.started"""
+_RESULT_SQL = """INSERT INTO tasks (msg_id, engine_uuid, engine_id, completed, received,
+        status, result_content, result_metadata, result_buffers)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (msg_id) DO UPDATE SET completed=excluded.completed,
+        status=excluded.status, result_content=excluded.result_content,
+        result_metadata=excluded.result_metadata, result_buffers=excluded.result_buffers"""
+_FULL_SQL = """INSERT OR REPLACE INTO tasks (msg_id, task_id, header, metadata, content,
+        buffers, submitted, client_uuid, engine_uuid, engine_id, started, received,
+        completed, status, result_content, result_metadata, result_buffers)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+def _task_row(
+    engine_uuid: str,
+    engine_id: int,
+    record: Mapping[str, Any],
+    buffers: Sequence[bytes | memoryview],
+    received: str,
+) -> tuple[Any, ...]:
+    header = record.get("header") or {}
+    metadata = dict(record.get("metadata") or {})
+    if record.get("buffers_omitted"):  # too large to copy (parallel.engine._recorder)
+        metadata["loom_buffers_omitted"] = record["buffers_omitted"]
+    task_id = metadata.get("task_id")
+    return (
+        str(record["msg_id"]),
+        task_id if isinstance(task_id, str) else None,
+        json.dumps(header),
+        json.dumps(metadata),
+        json.dumps(record.get("content") or {}),
+        pack_buffers(buffers),
+        str(header.get("date", "")) or None,
+        str(header.get("session", "")) or None,
+        engine_uuid,
+        engine_id,
+        record.get("started"),
+        received,
+    )
+
+
+def _result_row(
+    engine_uuid: str,
+    engine_id: int,
+    record: Mapping[str, Any],
+    buffers: Sequence[bytes | memoryview],
+    received: str,
+) -> tuple[Any, ...]:
+    content = record.get("result_content") or {}
+    result_metadata = dict(record.get("result_metadata") or {})
+    if record.get("result_omitted"):
+        result_metadata["loom_result_omitted"] = record["result_omitted"]
+    return (
+        str(record["msg_id"]),
+        engine_uuid,
+        engine_id,
+        record.get("completed"),
+        received,
+        str(content.get("status", "ok")),
+        json.dumps(content),
+        json.dumps(result_metadata),
+        pack_buffers(buffers),
+    )
+
+
 class QueryError(ValueError):
     """A query the database cannot answer (an unknown key or operator)."""
 
@@ -160,89 +233,27 @@ class TaskDB:
         records: Iterable[tuple[Mapping[str, Any], Sequence[bytes | memoryview]]],
         received: str,
     ) -> None:
-        """Store one batch an engine sent, in one transaction."""
+        """Store one batch an engine sent, in one transaction. A task whose start and
+        reply records are both in the batch (the usual case) is written as one row."""
+        tasks: dict[str, tuple[Any, ...]] = {}
+        results: dict[str, tuple[Any, ...]] = {}
+        for record, buffers in records:
+            msg_id = str(record["msg_id"])
+            if record.get("kind") == "task":
+                tasks[msg_id] = _task_row(engine_uuid, engine_id, record, buffers, received)
+            elif record.get("kind") == "result":
+                results[msg_id] = _result_row(engine_uuid, engine_id, record, buffers, received)
+        both = tasks.keys() & results.keys()
         with self._transaction():
-            for record, buffers in records:
-                if record.get("kind") == "task":
-                    self._add_task(engine_uuid, engine_id, record, buffers, received)
-                elif record.get("kind") == "result":
-                    self._add_result(engine_uuid, engine_id, record, buffers, received)
-
-    def _add_task(
-        self,
-        engine_uuid: str,
-        engine_id: int,
-        record: Mapping[str, Any],
-        buffers: Sequence[bytes | memoryview],
-        received: str,
-    ) -> None:
-        header = record.get("header") or {}
-        metadata = dict(record.get("metadata") or {})
-        if record.get("buffers_omitted"):  # too large to copy (parallel.engine._recorder)
-            metadata["loom_buffers_omitted"] = record["buffers_omitted"]
-        task_id = metadata.get("task_id") if isinstance(metadata, Mapping) else None
-        values = (
-            str(record["msg_id"]),
-            task_id if isinstance(task_id, str) else None,
-            json.dumps(header),
-            json.dumps(metadata),
-            json.dumps(record.get("content") or {}),
-            pack_buffers(buffers),
-            str(header.get("date", "")) or None,
-            str(header.get("session", "")) or None,
-            engine_uuid,
-            engine_id,
-            record.get("started"),
-            received,
-        )
-        # A result that arrived first (a resend) keeps its status and result columns.
-        self._db.execute(
-            """INSERT INTO tasks (msg_id, task_id, header, metadata, content, buffers,
-                   submitted, client_uuid, engine_uuid, engine_id, started, received)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (msg_id) DO UPDATE SET task_id=excluded.task_id,
-                   header=excluded.header,
-                   metadata=excluded.metadata, content=excluded.content,
-                   buffers=excluded.buffers, submitted=excluded.submitted,
-                   client_uuid=excluded.client_uuid, engine_uuid=excluded.engine_uuid,
-                   engine_id=excluded.engine_id, started=excluded.started""",
-            values,
-        )
-
-    def _add_result(
-        self,
-        engine_uuid: str,
-        engine_id: int,
-        record: Mapping[str, Any],
-        buffers: Sequence[bytes | memoryview],
-        received: str,
-    ) -> None:
-        content = record.get("result_content") or {}
-        status = str(content.get("status", "ok"))
-        result_metadata = dict(record.get("result_metadata") or {})
-        if record.get("result_omitted"):
-            result_metadata["loom_result_omitted"] = record["result_omitted"]
-        values = (
-            str(record["msg_id"]),
-            engine_uuid,
-            engine_id,
-            record.get("completed"),
-            received,
-            status,
-            json.dumps(content),
-            json.dumps(result_metadata),
-            pack_buffers(buffers),
-        )
-        self._db.execute(
-            """INSERT INTO tasks (msg_id, engine_uuid, engine_id, completed, received, status,
-                   result_content, result_metadata, result_buffers)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (msg_id) DO UPDATE SET completed=excluded.completed,
-                   status=excluded.status, result_content=excluded.result_content,
-                   result_metadata=excluded.result_metadata,
-                   result_buffers=excluded.result_buffers""",
-            values,
-        )
+            if both:
+                # The result's completed, status and result columns after the task's.
+                rows = [tasks[m] + results[m][3:4] + results[m][5:] for m in both]
+                self._db.executemany(_FULL_SQL, rows)
+            if len(tasks) > len(both):
+                self._db.executemany(_TASK_SQL, [v for m, v in tasks.items() if m not in both])
+            if len(results) > len(both):
+                rows = [v for m, v in results.items() if m not in both]
+                self._db.executemany(_RESULT_SQL, rows)
 
     def fail_pending(self, reason: str, now: str) -> int:
         """Tasks without a result (running when the controller died) fail with ``reason``."""
