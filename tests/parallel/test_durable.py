@@ -11,8 +11,11 @@ controller returns, and ``durability="sync"`` has the record before the reply.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,3 +250,55 @@ def test_a_supervised_cluster_restarts_its_dead_controller_with_restore() -> Non
         assert time.monotonic() - started < 10
         assert rc[0].apply_sync(pow, 3, 2) == 9
         cluster.stop_cluster_sync()
+
+
+def _processes_of(path: Path) -> list[int]:
+    """Processes whose command line names the cluster file (controller, fork server,
+    engines)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if str(path).encode() in argv:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_loom_cluster_start_restore_then_stop_leaves_nothing(tmp_path: Path) -> None:
+    def loom(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "shell", *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            stdin=subprocess.DEVNULL,
+        )
+
+    runtime = tmp_path / "runtime"
+    with _pids_killed_after(set()) as pids:
+        started = loom("cluster", "start", "-n", "2")
+        assert started.returncode == 0, started.stderr
+        [path] = runtime.glob("loom-cluster-*.json")
+        pids |= set(_processes_of(path))
+        with Client(path) as rc:
+            rc[:].execute("marker = 42", block=True)
+            done = rc[0].apply_async(pow, 5, 2)
+            assert done.get(timeout=30) == 25
+            deadline = time.monotonic() + 20
+            while not rc.db_query({"msg_id": done.msg_ids[0], "status": "ok"}, keys=["msg_id"]):
+                assert time.monotonic() < deadline
+        _kill(json.loads(path.read_text())["pid"])
+        restored = loom("cluster", "start", "--restore", str(path))
+        assert restored.returncode == 0, restored.stderr
+        assert "restored; 2 engines re-attached" in restored.stdout
+        pids |= set(_processes_of(path))
+        with Client(path) as rc:
+            assert rc[:].apply_sync(READ_MARKER) == [42, 42]
+            assert rc.get_result(done.msg_ids[0]).get(timeout=10) == 25
+        stopped = loom("cluster", "stop", str(path))
+        assert stopped.returncode == 0, stopped.stderr
+        for pid in pids:  # the controllers, the first one's fork server, the engines
+            assert _wait_gone(pid, 15), f"pid {pid} outlived the cluster"
+        assert not path.exists()
+        assert not path.with_suffix(".db").exists()
