@@ -14,7 +14,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PROTOCOL_VERSION", "JSONDict", "Message", "new_id", "new_msg_id", "utc_now_iso"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "UNANNOUNCED",
+    "JSONDict",
+    "Message",
+    "new_id",
+    "new_msg_id",
+    "utc_now_iso",
+]
 
 #: The messaging protocol version this implementation speaks.
 PROTOCOL_VERSION = "5.5"
@@ -28,6 +36,12 @@ def new_id() -> str:
     """A fresh message or session id (a UUID4 hex string, as jupyter_client uses)."""
     return uuid.uuid4().hex
 
+
+#: Request metadata key (a Loom extension): ``True`` asks a Loom kernel to publish no
+#: ``status: busy``/``idle`` for this request. Only a client that finishes requests by the
+#: reply's ``outputs`` count sends it (the engine pool's); every other request is
+#: announced as the messaging spec says.
+UNANNOUNCED = "loom_unannounced"
 
 #: Message ids are this process's random prefix and a counter (``<uuid4 hex>_<n>``), as
 #: jupyter_client's are (``<session>_<pid>_<n>``): unique without a ``uuid4()`` per

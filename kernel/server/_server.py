@@ -39,6 +39,7 @@ from kernel.protocol import (
     status_content,
     unknown_request_reply,
 )
+from kernel.protocol._message import UNANNOUNCED
 from kernel.server.channels._control import exit_later, sigint_main_thread
 from kernel.server.channels._iothread import IOThread
 from kernel.server.channels._stdin import StdinBridge
@@ -114,6 +115,9 @@ class KernelServer:
         #: ``apply_request``: its client counts the reply's outputs instead, and two
         #: messages fewer per task is most of a trivial task's cost).
         self.unannounced: set[str] = set()
+        #: Shell replies sent so far to each client session: each reply's metadata says
+        #: ``loom_seq`` (1, 2, ...), so a client tells a lost reply (a gap) from a late one.
+        self.reply_seq: dict[str, int] = {}
         iothread.control_handlers.update(
             kernel_info_request=lambda msg: Reply(kernel_info_content()),
             interrupt_request=self._interrupt_from_control,
@@ -186,11 +190,17 @@ class KernelServer:
         The request's output (C code's too) is published before its reply, and the
         reply's metadata counts it (``outputs``, a Loom extension): a client that reads
         the count knows it has every output without waiting for ``idle``. Request types
-        in :attr:`unannounced` get no ``busy``/``idle`` at all.
+        in :attr:`unannounced` get no ``busy``/``idle`` at all, nor do requests whose
+        metadata has ``loom_unannounced: true`` (``kernel.protocol._message.UNANNOUNCED``).
         """
         self.current = request
         self.io.begin_request(request.header)
-        announced = request.msg_type not in self.unannounced
+        # A client that counts outputs may ask for no busy/idle (UNANNOUNCED): two
+        # messages fewer per request, most of a small execute's cost on an engine.
+        announced = (
+            request.msg_type not in self.unannounced
+            and request.metadata.get(UNANNOUNCED) is not True
+        )
         if announced:
             self.publish("status", status_content("busy"), request)
         reply: Reply | None = None
@@ -202,8 +212,11 @@ class KernelServer:
             sys.stderr.flush()
             try:
                 if reply is not None:
+                    session = str(request.header.get("session", ""))
+                    seq = self.reply_seq[session] = self.reply_seq.get(session, 0) + 1
+                    outputs = self.io.outputs_of_current
                     counted = replace(
-                        reply, metadata={**reply.metadata, "outputs": self.io.outputs_of_current}
+                        reply, metadata={**reply.metadata, "outputs": outputs, "loom_seq": seq}
                     )
                     await self.shell.send(reply_message(self.session, request, counted), identities)
             finally:

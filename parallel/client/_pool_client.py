@@ -45,6 +45,7 @@ from kernel.protocol import (
     Session,
     TrackerEvent,
 )
+from kernel.protocol._message import UNANNOUNCED
 from kernel.transport import shared_context
 from kernel.transport._curve import HandshakeWatch
 from kernel.transport._frames import send_frames
@@ -416,6 +417,8 @@ class Client:
         if buffers:
             self._check_size(engine_id, buffers)
         metadata = dict(metadata) if metadata else {}
+        # Engines count each reply's outputs (EngineLink): no busy/idle needed for any.
+        metadata[UNANNOUNCED] = True
         if buffers and not self._info.authenticates_peers:
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         message = self.session.message(msg_type, content, metadata=metadata, buffers=buffers)
