@@ -115,6 +115,9 @@ class KernelServer:
         #: ``apply_request``: its client counts the reply's outputs instead, and two
         #: messages fewer per task is most of a trivial task's cost).
         self.unannounced: set[str] = set()
+        #: Shell replies sent so far to each client session: each reply's metadata says
+        #: ``loom_seq`` (1, 2, ...), so a client tells a lost reply (a gap) from a late one.
+        self.reply_seq: dict[str, int] = {}
         iothread.control_handlers.update(
             kernel_info_request=lambda msg: Reply(kernel_info_content()),
             interrupt_request=self._interrupt_from_control,
@@ -209,8 +212,11 @@ class KernelServer:
             sys.stderr.flush()
             try:
                 if reply is not None:
+                    session = str(request.header.get("session", ""))
+                    seq = self.reply_seq[session] = self.reply_seq.get(session, 0) + 1
+                    outputs = self.io.outputs_of_current
                     counted = replace(
-                        reply, metadata={**reply.metadata, "outputs": self.io.outputs_of_current}
+                        reply, metadata={**reply.metadata, "outputs": outputs, "loom_seq": seq}
                     )
                     await self.shell.send(reply_message(self.session, request, counted), identities)
             finally:

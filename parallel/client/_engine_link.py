@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -41,6 +42,7 @@ from kernel.transport._curve import connect_curve
 from kernel.transport._frames import has_large_buffer, send_frames
 
 from ._pump import Pump
+from ._sequence import ReplySequence
 
 __all__ = ["EngineLink"]
 
@@ -72,6 +74,8 @@ class EngineLink:
         self._pump = pump
         self._on_event = on_event
         self.tracker = RequestTracker(session.session_id)
+        #: The numbers of the engine's replies to this client (``_sequence``).
+        self.sequence = ReplySequence()
         self._rejected = RateLimitedLog(log)
         #: Requests sent before iopub was known to be subscribed; ``None`` once it is.
         self._held: list[tuple[str, Message]] | None = []
@@ -116,11 +120,29 @@ class EngineLink:
                 "engine %d: dropped invalid %s message: %s", self.id, channel, exc
             )
             return
+        if channel == "shell" and not self._in_sequence(message):
+            return
         for event in self.tracker.receive(channel, message):
             if isinstance(event, ForeignOutput) and message.msg_type == "iopub_welcome":
                 self._subscribed()
                 continue
             self._on_event(self.id, event)
+
+    def _in_sequence(self, message: Message) -> bool:
+        """Judge a shell reply's number (``_sequence``): False for one seen already
+        (dropped); a gap is reported at once, as a warning: its replies were lost."""
+        before = self.sequence.last
+        verdict = self.sequence.observe(message.metadata.get("loom_seq"))
+        if verdict == "gap":
+            lost = self.sequence.last - before - 1
+            text = (
+                f"engine {self.id}: {lost} repl{'ies' if lost > 1 else 'y'} lost before reply"
+                f" {self.sequence.last} (a gap in its reply numbers); requests still pending"
+                " on it may never be answered"
+            )
+            log.warning("%s", text)
+            warnings.warn(text, RuntimeWarning, stacklevel=1)
+        return verdict != "duplicate"
 
     def _subscribed(self) -> None:
         held, self._held = self._held, None

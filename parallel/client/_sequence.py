@@ -1,0 +1,46 @@
+"""Reply sequence numbers: telling a lost reply (a gap) from a late one (a delay).
+
+An engine numbers the shell replies it sends to each client session, 1, 2, 3...
+(``loom_seq`` in the reply's metadata; ``kernel.server``). Over one connection ZeroMQ
+delivers in order, so a client that has seen reply ``n`` expects ``n + 1`` next:
+
+- ``n + 1``: in order;
+- more: the replies in between were lost (sent to nobody, dropped by a peer's limit,
+  a transport that reconnected and lost its queue): a **gap**, which the client reports
+  at once instead of waiting for replies that will never come;
+- ``n`` or less: a reply seen already (a duplicate), dropped.
+
+A reply without a number (another kernel, an older engine) is not judged. A replacement
+engine starts again at 1; the client makes a new link, and a new :class:`ReplySequence`.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ReplySequence", "Verdict"]
+
+Verdict = Literal["in-order", "gap", "duplicate", "unnumbered"]
+
+
+@dataclass(slots=True)
+class ReplySequence:
+    """The replies seen from one engine, by number; see the module docstring."""
+
+    #: The highest number seen (0: none yet).
+    last: int = 0
+    #: How many replies were found missing, in all gaps so far.
+    missing: int = 0
+
+    def observe(self, seq: object) -> Verdict:
+        """Judge the reply numbered ``seq`` (its metadata's ``loom_seq``)."""
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            return "unnumbered"
+        if seq <= self.last:
+            return "duplicate"
+        verdict: Verdict = "in-order" if seq == self.last + 1 else "gap"
+        self.missing += seq - self.last - 1
+        self.last = seq
+        return verdict

@@ -1,0 +1,77 @@
+"""Reply sequence numbers: a client tells a lost reply (gap) from a late one (issue 13).
+
+- the pure rule (``ReplySequence``): in order, gap (how many missing), duplicate,
+  unnumbered;
+- a real engine numbers its shell replies to each client session 1, 2, 3...;
+- a reply that went elsewhere (a request sent under the client's session on another
+  socket: the engine answers there) is a gap the client reports at once as a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+from _cluster_support import isolate, running_cluster
+
+from kernel.transport._frames import send_frames
+from parallel import Client
+from parallel.client._sequence import ReplySequence
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_the_rule_in_order_gap_duplicate_unnumbered() -> None:
+    sequence = ReplySequence()
+    assert [sequence.observe(n) for n in (1, 2, 3)] == ["in-order"] * 3
+    assert sequence.observe(6) == "gap"
+    assert (sequence.last, sequence.missing) == (6, 2)
+    assert sequence.observe(5) == "duplicate"
+    assert sequence.observe(6) == "duplicate"
+    assert sequence.observe(7) == "in-order"
+    assert [sequence.observe(x) for x in (None, "8", 0, -1, True)] == ["unnumbered"] * 5
+    assert (sequence.last, sequence.missing) == (7, 2)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(monkeypatch, tmp_path_factory.mktemp("sequence"))
+        with running_cluster(1) as (_, connected):
+            yield connected
+
+
+def test_an_engine_numbers_its_replies_to_each_client(client: Client) -> None:
+    (engine,) = client.ids
+    view = client[engine]
+    view.apply_sync(abs, -1)
+    first = client.link(engine).sequence.last
+    assert first >= 1
+    for i in range(3):
+        assert view.apply_sync(abs, -i) == i
+    assert client.link(engine).sequence.last == first + 3
+    assert client.link(engine).sequence.missing == 0
+
+
+def test_a_reply_that_never_arrives_is_reported_as_a_gap(client: Client, tmp_path: Path) -> None:
+    (engine,) = client.ids
+    link = client.link(engine)
+    client[engine].apply_sync(abs, -1)
+    before = link.sequence.last
+    # A request under this client's session, sent on another socket: the engine numbers
+    # its reply in this client's sequence, and the reply goes to that socket.
+    other: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    other.linger = 0
+    try:
+        other.connect(link.info.url("shell"))
+        message = client.session.message("kernel_info_request", {})
+        send_frames(other, client.session.serialize(message))
+        assert other.poll(30_000), "the engine did not answer"
+        other.recv_multipart()
+    finally:
+        other.close()
+    with pytest.warns(RuntimeWarning, match=rf"engine {engine}: 1 reply lost before reply"):
+        assert client[engine].apply_sync(abs, -5) == 5
+    assert (link.sequence.last, link.sequence.missing) == (before + 2, 1)
