@@ -95,6 +95,17 @@ _W, _R, _A = TaskState.WAITING, TaskState.READY, TaskState.ASSIGNED
 _D, _F = TaskState.DONE, TaskState.FAILED
 
 
+def _loss(reason: str) -> tuple[str, str]:
+    """How an engine was lost, split for a sentence: ``("died", ": killed by signal 9
+    ...")`` for the hub's ``"died: ..."``, else ``("was lost", ": REASON")``, so the cause
+    reads once: "engine 1 died while running task 'x': killed by signal 9 (SIGKILL)"."""
+    if reason == "died":
+        return "died", ""
+    if reason.startswith("died: "):
+        return "died", reason[len("died") :]
+    return "was lost", f": {reason}" if reason else ""
+
+
 class SchedulerState:
     """Decides where tasks run. Pure: mutate only through :meth:`handle`."""
 
@@ -238,15 +249,17 @@ class SchedulerState:
         """``task`` was on ``event.engine`` when it was lost: re-run it or fail it."""
         task.engine = None
         task.killed.append(event.engine)
-        cause = f"engine {event.engine} died while running task {task.task_id!r}"
+        how, why = _loss(event.reason)
+        cause = f"engine {event.engine} {how} while running task {task.task_id!r}{why}"
         if task.abort_requested:
-            reason: str | None = f"{cause} (it was being aborted): {event.reason}"
+            reason: str | None = f"{cause} (it was being aborted)"
         elif len(task.killed) >= self._poison_limit(task):
             engines = ", ".join(map(str, task.killed))
             count = len(task.killed)
-            reason = f"task killed {count} engine{'s' * (count > 1)} ({engines}): {event.reason}"
+            last = f"engine {event.engine} {how}{why}"
+            reason = f"task killed {count} engine{'s' * (count > 1)} ({engines}); {last}"
         elif task.retries_left == 0 or not (self._candidates(task) or self._may_wait(task)):
-            reason = f"{cause}: {event.reason}"
+            reason = cause
         else:
             reason = None
         if reason is None:

@@ -204,7 +204,7 @@ def test_load_balanced_tasks_fail_once_every_engine_is_lost() -> None:
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="engine 0 died while running task 'a': died",
+            reason="engine 0 died while running task 'a'",
             stimulus_id="x0",
         ),
         FailTask(
@@ -378,13 +378,13 @@ def test_engine_death_reruns_tasks_with_retries_and_fails_the_others() -> None:
         FailTask(
             task_id="b",
             kind="engine-died",
-            reason="engine 0 died while running task 'b': heartbeat",
+            reason="engine 0 was lost while running task 'b': heartbeat",
             stimulus_id="x0",
         ),
         FailTask(
             task_id="d",
             kind="engine-died",
-            reason="engine 0 died while running task 'd': heartbeat",
+            reason="engine 0 was lost while running task 'd': heartbeat",
             stimulus_id="x0",
         ),
         SendTask(task_id="a", engine=1, stimulus_id="x0"),
@@ -412,7 +412,7 @@ def test_a_task_that_kills_three_engines_is_poison() -> None:
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="task killed 3 engines (0, 1, 2): died",
+            reason="task killed 3 engines (0, 1, 2); engine 2 died",
             stimulus_id="x2",
         ),
     ]
@@ -431,7 +431,7 @@ def test_an_engine_replaced_under_the_same_id_counts_once_per_death() -> None:
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="task killed 3 engines (0, 1, 0): killed by signal 9",
+            reason="task killed 3 engines (0, 1, 0); engine 0 was lost: killed by signal 9",
             stimulus_id="x0",
         ),
     ]
@@ -446,7 +446,7 @@ def test_a_task_may_set_its_own_poison_threshold() -> None:
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="task killed 2 engines (0, 1): died",
+            reason="task killed 2 engines (0, 1); engine 1 died",
             stimulus_id="x1",
         ),
     ]
@@ -463,7 +463,7 @@ def test_retries_run_out_before_the_poison_threshold() -> None:
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="engine 1 died while running task 'a': died",
+            reason="engine 1 died while running task 'a'",
             stimulus_id="x1",
         ),
     ]
@@ -478,7 +478,7 @@ def test_the_poison_threshold_is_a_constructor_argument() -> None:
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="task killed 1 engine (0): died",
+            reason="task killed 1 engine (0); engine 0 died",
             stimulus_id="x0",
         ),
     ]
@@ -683,7 +683,7 @@ def test_with_an_orphan_grace_a_retried_task_waits_for_a_replacement() -> None:
         FailTask(
             task_id="b",
             kind="engine-died",
-            reason="engine 0 died while running task 'b': died",
+            reason="engine 0 died while running task 'b'",
             stimulus_id="x0",
         ),
     ]  # a task without retries still fails at once
@@ -711,6 +711,20 @@ def test_an_orphan_fails_once_no_engine_came_back_within_the_grace() -> None:
     assert not state.waiting_for_engines
 
 
+def test_a_death_reads_once_naming_the_engine_and_how_it_died() -> None:
+    # The hub's reason starts "died: "; the failure says "died" once, then how.
+    state = _state()
+    _engines(state, 1)
+    _handle(state, _submit("t"))
+    hub_reason = "died: killed by signal 9 (SIGKILL); it is being restarted"
+    failed = _handle(state, _lost(1, hub_reason))[1]
+    assert isinstance(failed, FailTask)
+    assert failed.reason == (
+        "engine 1 died while running task 't': killed by signal 9 (SIGKILL); it is being restarted"
+    )
+    assert failed.reason.count("died") == 1
+
+
 def test_without_an_orphan_grace_a_task_fails_when_every_engine_is_lost() -> None:
     state = _state()
     _engines(state, 0)
@@ -720,7 +734,7 @@ def test_without_an_orphan_grace_a_task_fails_when_every_engine_is_lost() -> Non
         FailTask(
             task_id="a",
             kind="engine-died",
-            reason="engine 0 died while running task 'a': died",
+            reason="engine 0 died while running task 'a'",
             stimulus_id="x0",
         ),
     ]
