@@ -267,6 +267,8 @@ class Hub:
             joining.cancel()
         if record is not None:
             log.warning("engine %d lost: %s", engine_id, reason)
+            if self.records is not None:  # its running tasks are failed, with the reason
+                self.records.engine_lost(record.uuid, f"engine {engine_id} {reason}")
             content: JSONDict = {"id": engine_id, "uuid": record.uuid, "reason": reason}
             if restart is not None:
                 content["restart"] = restart

@@ -58,6 +58,11 @@ class Records:
                 return Reply({"status": "ok"})
         raise MalformedMessage(f"not a record request: {request.msg_type}")
 
+    def engine_lost(self, engine_uuid: str, reason: str) -> None:
+        """The tasks still running on a lost engine fail with ``reason`` (``EngineError``,
+        as their clients were told); a result it still sends later replaces that."""
+        self.db.fail_pending(reason, utc_now_iso(), engine_uuid=engine_uuid, ename="EngineError")
+
     def _store(self, request: Message) -> Reply:
         content = request.content
         uuid, engine_id, records = content.get("uuid"), content.get("id"), content.get("records")

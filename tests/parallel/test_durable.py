@@ -201,7 +201,13 @@ def test_sync_durability_records_before_the_reply() -> None:
         cluster.stop_cluster_sync()
 
 
-def test_an_engine_the_hub_declared_lost_registers_again_with_its_id_and_namespace() -> None:
+# The client links to the re-registered engine afresh while the engine's reply numbers
+# go on (H3's gap check): the running task's reply went to the closed link, so the check
+# reports a gap. Reported to its author; not what this test is about.
+@pytest.mark.filterwarnings("ignore:engine 0.*a gap in its reply numbers:RuntimeWarning")
+def test_an_engine_the_hub_declared_lost_registers_again_with_its_id_and_namespace(
+    tmp_path: Path,
+) -> None:
     # A network partition as the hub sees it: the engine's heartbeat goes silent (here:
     # SIGSTOP), the hub declares it lost; when it answers again, its next ping is told
     # "register again", and it comes back as engine 0 with its namespace.
@@ -212,9 +218,21 @@ def test_an_engine_the_hub_declared_lost_registers_again_with_its_id_and_namespa
         engine = rc._records[0].pid
         pids |= {cluster._process.pid, engine}
         rc[0].execute("marker = 42", block=True)
+        flag = tmp_path / "running"
+        flag.write_text("")
+        running = rc[0].apply_async(WAIT_WHILE_FLAG, str(flag))
+        running_id = running.msg_ids[0]
+        deadline = time.monotonic() + 20
+        while not rc.db_query({"msg_id": running_id}, keys=["status"]):
+            assert time.monotonic() < deadline, "the running task was never recorded"
         os.kill(engine, signal.SIGSTOP)
         try:
             assert rc._pump.pump_until(lambda: 0 not in rc._links, 20), "never declared lost"
+            # Its running task is failed in the records too, with the loss's reason.
+            with pytest.raises(RemoteError) as lost, Client(cluster.cluster_file) as other:
+                other.get_result(running_id).get(timeout=10)
+            assert lost.value.ename == "EngineError"
+            assert "engine 0" in lost.value.evalue
         finally:
             os.kill(engine, signal.SIGCONT)
         started = time.monotonic()
@@ -222,7 +240,14 @@ def test_an_engine_the_hub_declared_lost_registers_again_with_its_id_and_namespa
         assert time.monotonic() - started < 10
         assert rc.ids == [0]
         assert rc._records[0].pid == engine  # the same process, not a replacement
-        assert rc[0].apply_sync(READ_MARKER) == 42
+        # The task ran on: its late result replaces the failure in the records.
+        flag.unlink()
+        assert rc[0].apply_sync(READ_MARKER) == 42  # after that task, in the same namespace
+        with Client(cluster.cluster_file) as other:
+            deadline = time.monotonic() + 20
+            while other.db_query({"msg_id": running_id}, keys=["status"])[0]["status"] != "ok":
+                assert time.monotonic() < deadline, "the late result was never recorded"
+            assert other.get_result(running_id).get(timeout=10) == "done"
         cluster.stop_cluster_sync()
 
 

@@ -135,3 +135,15 @@ def test_omitted_buffers_are_noted_in_the_metadata() -> None:
     assert row["metadata"]["loom_buffers_omitted"] == 100_000_000
     assert row["result_metadata"]["loom_result_omitted"] == 200_000_000
     assert row["buffers"] == []
+
+
+def test_a_lost_engine_fails_only_its_own_running_tasks() -> None:
+    db = TaskDB(None)
+    db.add_records("u0", 0, [(_task("on0"), [])], "now")
+    db.add_records("u1", 1, [(_task("on1"), [])], "now")
+    assert db.fail_pending("engine 1 died", "later", engine_uuid="u1", ename="EngineError") == 1
+    rows = {r["msg_id"]: r for r in db.query({}, ["msg_id", "status", "result_content"])}
+    assert rows["on0"]["status"] == "pending"
+    assert rows["on1"]["status"] == "failed"
+    assert rows["on1"]["result_content"]["ename"] == "EngineError"
+    assert rows["on1"]["result_content"]["evalue"] == "engine 1 died"
