@@ -33,7 +33,6 @@ __all__ = [
     "COLUMNS",
     "INFLIGHT_REASON",
     "QueryError",
-    "SetupRow",
     "TaskDB",
     "pack_buffers",
     "unpack_buffers",
@@ -79,14 +78,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (status) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_task_id ON tasks (task_id) WHERE task_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS setup (
-    position INTEGER PRIMARY KEY, msg_type TEXT NOT NULL, content TEXT NOT NULL,
-    buffers BLOB, targets TEXT, summary TEXT NOT NULL
-);
 """
-
-#: One recorded setup item as stored: (msg_type, content, buffers, targets, summary).
-SetupRow = tuple[str, dict[str, Any], list[bytes], list[int] | None, str]
 
 
 # A result that arrived first (a resend) keeps its status and result columns.
@@ -325,31 +317,6 @@ class TaskDB:
             for row in rows:  # the best attempt comes last and wins
                 found[row["task_id"]] = row
         return found
-
-    # -- recorded setup (the hub's ``setup_request``; replayed after a restore too) ---
-
-    def save_setup(self, rows: Sequence[SetupRow]) -> None:
-        """Replace the recorded setup with ``rows``, in order (one transaction)."""
-        with self._transaction():
-            self._db.execute("DELETE FROM setup")
-            self._db.executemany(
-                "INSERT INTO setup (position, msg_type, content, buffers, targets, summary)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (i, kind, json.dumps(content), pack_buffers(buffers), json.dumps(targets), what)
-                    for i, (kind, content, buffers, targets, what) in enumerate(rows)
-                ],
-            )
-
-    def load_setup(self) -> list[SetupRow]:
-        """The recorded setup, in order (empty if none was)."""
-        rows = self._db.execute(
-            "SELECT msg_type, content, buffers, targets, summary FROM setup ORDER BY position"
-        )
-        return [
-            (kind, json.loads(content), unpack_buffers(buffers), json.loads(targets), what)
-            for kind, content, buffers, targets, what in rows
-        ]
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
