@@ -10,9 +10,12 @@ delivers in order, so a client that has seen reply ``n`` expects ``n + 1`` next:
   at once instead of waiting for replies that will never come;
 - ``n`` or less: a reply seen already (a duplicate), dropped.
 
-A reply without a number (another kernel, an older engine) is not judged. A replacement
-engine starts again at 1; the client makes a new link, and a new :class:`ReplySequence`.
-Pure: no I/O, no clock.
+A reply without a number (another kernel, an older engine) is not judged. The first
+number a link sees is its starting point, whatever it is: an engine that re-attached
+(after a partition, or to a restored controller) keeps counting for this client's
+session, and a replacement engine starts again at 1; either way the client made a new
+link, with a new :class:`ReplySequence`. (So a loss of the very first replies on a link
+is not seen; every later one is.) Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class ReplySequence:
         """Judge the reply numbered ``seq`` (its metadata's ``loom_seq``)."""
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             return "unnumbered"
+        if self.last == 0:  # the starting point (module docstring)
+            self.last = seq
+            return "in-order"
         if seq <= self.last:
             return "duplicate"
         verdict: Verdict = "in-order" if seq == self.last + 1 else "gap"

@@ -35,6 +35,15 @@ def test_the_rule_in_order_gap_duplicate_unnumbered() -> None:
     assert (sequence.last, sequence.missing) == (7, 2)
 
 
+def test_a_new_link_starts_from_the_first_number_it_sees() -> None:
+    """An engine that re-attached keeps counting: its next reply is no gap."""
+    sequence = ReplySequence()
+    assert sequence.observe(57) == "in-order"
+    assert sequence.observe(58) == "in-order"
+    assert sequence.observe(60) == "gap"
+    assert sequence.missing == 1
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     with pytest.MonkeyPatch.context() as monkeypatch:
