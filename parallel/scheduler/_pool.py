@@ -35,6 +35,9 @@ class EnginePool:
         self._known: set[EngineId] = set()
         #: Tasks sent so far: the clock of the least-recently-used order.
         self._sends = 0
+        #: Bumped by every change of which engines are live or what they hold: a READY
+        #: task that fit nowhere still fits nowhere while it stays the same.
+        self.version = 0
 
     def __contains__(self, engine: object) -> bool:
         return engine in self._engines
@@ -56,12 +59,14 @@ class EnginePool:
             raise SchedulerError(f"engine {engine} is already registered")
         self._engines[engine] = _Engine()
         self._known.add(engine)
+        self.version += 1
 
     def remove(self, engine: EngineId) -> list[str]:
         """Drop live ``engine``; the tasks it held, in the order they were sent."""
         record = self._engines.pop(engine, None)
         if record is None:
             raise SchedulerError(f"engine {engine} is not live, so cannot be lost")
+        self.version += 1
         return list(record.assigned)
 
     def load(self, engine: EngineId) -> int:
@@ -76,11 +81,13 @@ class EnginePool:
 
     def assign(self, engine: EngineId, task_id: str) -> None:
         self._sends += 1
+        self.version += 1
         self._engines[engine].assigned[task_id] = None
         self._engines[engine].last_sent = self._sends
 
     def release(self, engine: EngineId, task_id: str) -> None:
         del self._engines[engine].assigned[task_id]
+        self.version += 1
 
     def with_room(self, engines: Iterable[EngineId], hwm: int) -> list[EngineId]:
         """Those of ``engines`` holding fewer than ``hwm`` tasks (all of them if ``hwm`` is 0)."""

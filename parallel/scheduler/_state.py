@@ -63,6 +63,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import deque
 
@@ -93,6 +94,23 @@ __all__ = ["SchedulerState"]
 
 _W, _R, _A = TaskState.WAITING, TaskState.READY, TaskState.ASSIGNED
 _D, _F = TaskState.DONE, TaskState.FAILED
+
+
+#: What decides where a READY task may go (``_placement_key``).
+_PlacementKey = tuple[frozenset[EngineId] | None, frozenset[str], tuple[tuple[str, float], ...]]
+
+
+def _placement_key(task: TaskRecord) -> _PlacementKey | None:
+    """Its targets, labels and resources: tasks with equal keys fit the same engines now;
+    ``None`` for a task that avoids the engines it failed on (its answer is its own)."""
+    if task.failed_on:
+        return None
+    key = task.placement_key
+    if key is None:
+        spec = task.spec
+        resources = tuple(sorted(spec.resources.items()))
+        key = task.placement_key = (spec.targets, spec.labels, resources)
+    return key  # type: ignore[return-value]  # made here, of that type
 
 
 def _loss(reason: str) -> tuple[str, str]:
@@ -145,6 +163,13 @@ class SchedulerState:
         self._engines = EnginePool()
         #: Each engine's labels and resources, as it last registered (``_fit``).
         self._traits: dict[EngineId, EngineTraits] = {}
+        #: Placement keys that found no engine, valid while the pool's version is
+        #: ``_blocked_at`` (``_next_placement``).
+        self._blocked: set[_PlacementKey] = set()
+        self._blocked_at = -1
+        #: How many READY tasks, from the front, ``_next_placement`` found no engine for
+        #: at ``_blocked_at``, and the last of them.
+        self._scanned: tuple[int, TaskRecord | None] = (0, None)
 
     # -- public surface ---------------------------------------------------------
 
@@ -462,10 +487,34 @@ class SchedulerState:
                     raise SchedulerError(f"engine {engine} has {name}={amount:g} in use, too much")
 
     def _next_placement(self) -> tuple[TaskRecord, EngineId] | None:
-        for task in self._tasks.queue(_R):
-            engine = self._choose(task)
-            if engine is not None:
-                return task, engine
+        # Tasks asking the same of the engines get the same answer: once one of them found
+        # no engine, the others are skipped, until the engines change (thousands of gpu
+        # tasks waiting for one gpu made every event cost a _choose per READY task).
+        # And the tasks a scan found nowhere to go, the first ``count`` READY ones up to
+        # ``last``, are skipped unlooked-at while they are still exactly those (a READY
+        # task only joins the back of the line): a submission looks at itself alone.
+        if self._blocked_at != self._engines.version:
+            self._blocked.clear()
+            self._blocked_at = self._engines.version
+            self._scanned = (0, None)
+        blocked = self._blocked
+        count, last = self._scanned
+        queue = self._tasks.queue(_R)
+        if count and next(itertools.islice(self._tasks.queue(_R), count - 1, None), None) is not (
+            last
+        ):
+            count = 0  # a READY task left the line: look at them all again
+        scanned, task = count, last
+        for task in itertools.islice(queue, count, None):
+            key = _placement_key(task)
+            if key is None or key not in blocked:
+                engine = self._choose(task)
+                if engine is not None:
+                    return task, engine
+                if key is not None:
+                    blocked.add(key)
+            scanned += 1
+        self._scanned = (scanned, task)
         return None
 
     def _send_ready(self, sid: str, out: list[Instruction]) -> None:

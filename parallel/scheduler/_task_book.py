@@ -107,6 +107,9 @@ class TaskRecord:
     answers: int = 0
     #: A client asked to abort it while it was ASSIGNED: no more retries.
     abort_requested: bool = False
+    #: Its targets, labels and resources as one hashable value, made once
+    #: (``SchedulerState._next_placement`` compares tasks by it).
+    placement_key: object = None
 
     @property
     def task_id(self) -> str:

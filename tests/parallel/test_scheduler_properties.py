@@ -152,6 +152,17 @@ def test_random_event_streams_keep_the_invariants_and_answer_every_task_once(
             assert isinstance(event, TaskAbortRequested)
             assert state.state_of(event.task_id) in FINAL
         state.validate()
+        _assert_no_ready_task_could_be_sent(state)
     for task in world.tasks:
         assert world.answers[task] == (1 if state.state_of(task) in FINAL else 0), task
         assert (task in world.where) == (state.state_of(task) is TaskState.ASSIGNED), task
+
+
+def _assert_no_ready_task_could_be_sent(state: SchedulerState) -> None:
+    """After every event the scheduler has sent whatever it could: no READY task has an
+    engine to go to (its skipping of tasks known not to fit, ``_next_placement``, never
+    skips one that does)."""
+    if not state._engines.has_room(state.hwm):
+        return
+    for task in state._tasks.in_state(TaskState.READY):
+        assert state._choose(task) is None, task.task_id
