@@ -165,3 +165,13 @@ def test_bench_durable_quick(tmp_path: Path) -> None:
     ratio = report["ratios"]["SQLite: Loom / ipyparallel"]["apply_ms"]
     loom, ipp = report["results"]["loom-db"], report["results"]["ipp-sqlite"]
     assert ratio == pytest.approx(loom["apply_ms"] / ipp["apply_ms"])
+
+
+@pytest.mark.timeout(150)
+def test_bench_security_quick(tmp_path: Path) -> None:
+    out, report = run_quick("security", tmp_path, timeout=140)
+    assert report["peer"] == "plaintext"
+    metrics = report["metrics"]
+    assert_positive(metrics, ("apply4_ms", "push_ms", "start_s"), ("loom", "plain", "ratio"))
+    assert metrics["apply4_ms"]["target"] == "<= 1.3x"
+    assert "Curve (loom) vs plaintext" in out

@@ -64,7 +64,7 @@ class ControllerLink:
 
     def __init__(self, client: Client) -> None:
         self._client = client
-        self._sock = _socket(client._ctx, zmq.DEALER, client.info.hub_url)
+        self._sock = _socket(client._ctx, zmq.DEALER, client.info.hub_url, client.info.curve)
         client._pump.add(self._sock, self._on_reply)
         self._pinged = 0.0
         #: When the oldest unanswered ping was sent (``None``: none unanswered).

@@ -40,6 +40,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import zmq
 
@@ -55,6 +56,7 @@ from kernel.protocol import (
     reply_message,
 )
 from kernel.transport import MessageSocket, RateLimitedLog
+from kernel.transport._curve import connect_curve
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
 
 from ..protocol._controller_info import ControllerInfo
@@ -436,10 +438,10 @@ class Hub:
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(monitor.run())
-            # Under CurveZMQ this watcher would need the cluster's keys to complete its
-            # handshake; without one it never fires, so it is not started: heartbeat only.
-            if getattr(self.info, "curve", None) is None:
-                tg.create_task(watch_connection(url, gone))
+            # Under CurveZMQ the watcher completes its handshake with the cluster's keys.
+            curve = self.info.curve
+            configure = None if curve is None else partial(connect_curve, keys=curve)
+            tg.create_task(watch_connection(url, gone, configure=configure))
 
     # -- clients --------------------------------------------------------------------
 

@@ -4,11 +4,12 @@
 ``PYTHON -P -m parallel.launchers._ssh_agent`` there (Loom installed at the same
 interpreter path, or ``python=``), with ``-R SOCKET:CONTROLLER_IP:HUB_PORT``: the
 controller stays bound where it is (loopback by default) and is reached only through the
-SSH tunnel. The agent gets the cluster's settings, key included, as one JSON line on the
+SSH tunnel. The agent gets the cluster's settings, keys included, as one JSON line on the
 ssh channel's stdin (never in an argv), starts its engines bound to the address the ssh
 connection arrived on, relays their registration through the tunnel, and stops them when
 its stdin closes. Clients and the controller's heartbeats reach each engine's own five
-ports directly on that address (plain TCP, every message HMAC-signed).
+ports directly on that address: with CurveZMQ (``engines_off_loopback``), so only holders
+of the cluster's client key connect and nothing travels in clear text.
 
 :meth:`stop` closes each ssh's stdin, so every agent stops its engines and exits, then
 waits for the ssh processes (SIGTERM, then SIGKILL, after ``STOP_GRACE``). If an ssh
@@ -48,6 +49,7 @@ class SSHLauncher(Launcher):
     (absolute path on the hosts), ``env`` (extra environment for the engines)."""
 
     name = "ssh"
+    engines_off_loopback = True
 
     def __init__(
         self,
