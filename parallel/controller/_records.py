@@ -2,7 +2,8 @@
 
 =====================  ==================================================================
 ``record_request``     engine: ``{"uuid", "id", "records": [{"kind": "task"|"result",
-                       "msg_id", ..., "nbuf"}]}``, the records' buffers in order
+                       "msg_id", ..., "json": [column names], "nbuf"}]}``; per record, its
+                       JSON columns' encoded text, then its buffers, as frames in order
 ``record_reply``       ``{"status": "ok"}`` once the batch is committed
 ``result_request``     client: ``{"msg_ids": [...], "keys": [...] | null}``; an id is a
                        msg_id or a load-balanced task id (``metadata.task_id``)
@@ -26,7 +27,7 @@ from typing import Any
 
 from kernel.protocol import JSONDict, MalformedMessage, Message, Reply, utc_now_iso
 
-from ._db import QueryError, TaskDB
+from ._db import JSON_COLUMNS, QueryError, TaskDB
 
 __all__ = ["Records"]
 
@@ -77,7 +78,16 @@ class Records:
             nbuf = record.get("nbuf", 0) if isinstance(record, dict) else -1
             if not isinstance(nbuf, int) or nbuf < 0 or not isinstance(record.get("msg_id"), str):
                 raise MalformedMessage("each record needs a msg_id and its buffer count")
-            batch.append((record, buffers[offset : offset + nbuf]))
+            names = record.get("json", [])
+            if not isinstance(names, list) or not set(names) <= JSON_COLUMNS:
+                raise MalformedMessage(f"unknown JSON columns {names!r}")
+            frames = buffers[offset : offset + len(names)]
+            try:  # the JSON columns' text, stored as is (TaskDB.query reads it back)
+                texts = {n: bytes(f).decode() for n, f in zip(names, frames, strict=False)}
+            except UnicodeDecodeError:
+                raise MalformedMessage("a JSON column is not UTF-8") from None
+            offset += len(names)
+            batch.append(({**record, "_json": texts}, buffers[offset : offset + nbuf]))
             offset += nbuf
         if offset != len(buffers):
             raise MalformedMessage(f"the records count {offset} buffers, {len(buffers)} came")

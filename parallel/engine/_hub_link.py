@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -58,6 +59,9 @@ FLUSH_DELAY = 0.005
 MAX_UNACKED = 100_000
 
 Buffer = bytes | memoryview
+#: Record keys whose values are stored as JSON text (sent encoded, as frames).
+JSON_COLUMNS = frozenset({"header", "metadata", "content", "result_content", "result_metadata"})
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 #: Seconds an engine serves on without its controller before it exits.
 DEFAULT_GRACE = 300.0
 Done = Callable[[], None]
@@ -263,7 +267,17 @@ class HubLink:
         records: list[JSONDict] = []
         buffers: list[Buffer] = []
         for record, bufs, _ in batch:
-            records.append({**record, "nbuf": len(bufs)})
+            # The JSON columns travel encoded, as frames: the hub stores their text as is,
+            # instead of decoding them with the batch and encoding each again for SQLite.
+            small: JSONDict = {}
+            names: list[str] = []
+            for key, value in record.items():
+                if key in JSON_COLUMNS:
+                    names.append(key)
+                    buffers.append(_encode(value).encode("utf-8"))
+                else:
+                    small[key] = value
+            records.append({**small, "json": names, "nbuf": len(bufs)})
             buffers.extend(bufs)
         content = {"uuid": self.registration["uuid"], "id": self.engine_id, "records": records}
         msg_id = self._send(sock, "record_request", content, buffers)

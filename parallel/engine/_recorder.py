@@ -50,17 +50,22 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
     result_limit = _limit("LOOM_RECORD_RESULT_LIMIT", RESULT_LIMIT)
 
     async def recording(request: Message, identities: list[bytes]) -> Reply | None:
+        header, metadata = request.header, request.metadata
         task: JSONDict = {
             "kind": "task",
             "msg_id": request.msg_id,
-            "header": request.header,
-            "metadata": request.metadata,
+            # What the controller indexes, so that it need not decode the JSON columns.
+            "task_id": metadata.get("task_id"),
+            "submitted": header.get("date"),
+            "client_uuid": header.get("session"),
+            "header": header,
+            "metadata": metadata,
             "content": request.content,
             "started": utc_now_iso(),
         }
         buffers: Sequence[bytes | memoryview] = request.buffers
         if _size(buffers) > request_limit:
-            task["buffers_omitted"] = _size(buffers)
+            task["metadata"] = {**metadata, "loom_buffers_omitted": _size(buffers)}
             buffers = []
         link.record(task, buffers, wake=False)  # goes with the reply's record, or a ping
         reply = await handler(request, identities)
@@ -70,12 +75,13 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
             "kind": "result",
             "msg_id": request.msg_id,
             "completed": utc_now_iso(),
+            "status": reply.content.get("status", "ok"),
             "result_content": reply.content,
             "result_metadata": reply.metadata,
         }
         results: Sequence[bytes | memoryview] = reply.buffers
         if _size(results) > result_limit:
-            record["result_omitted"] = _size(results)
+            record["result_metadata"] = {**reply.metadata, "loom_result_omitted": _size(results)}
             results = []
         if not sync:
             link.record(record, results)
