@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from _cluster_support import _kill
-from _launch_fixtures import cleaned_up, isolate_launch, ssh_hosts
+from _launch_fixtures import cleaned_up, isolate_launch, slurm, ssh_hosts
 
 import parallel as ipp
 from parallel import NoEnginesRegistered, RemoteError
@@ -264,3 +264,23 @@ def test_ssh_hosts_carry_the_clusters_labels_and_resources_plus_their_own(
         c_ip: [["gpu", "site"], {"gpu": 1.0, "mem": 64 * GIB}],
     }
     assert report["gpu_ran_on"] == [c_ip]
+
+
+def test_slurm_job_tasks_carry_the_labels_and_resources_of_cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # sbatch hands the job the submitting environment (Slurm's default --export=ALL), and
+    # srun its tasks: the engines of the job read LOOM_ENGINE_LABELS/_RESOURCES there.
+    isolate_launch(monkeypatch, tmp_path)
+    (tmp_path / "slurm").mkdir()
+    with slurm(tmp_path / "slurm") as conf:
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        cluster = ipp.Cluster(n=2, engines="slurm", labels=["slurm"], resources="gpu=1")
+        with cleaned_up(cluster) as pids:
+            rc = cluster.start_and_connect_sync(timeout=90)
+            pids |= {record.pid for record in rc._records.values()}
+            info = rc.engines_info()
+            assert [(e["labels"], e["resources"]) for e in info.values()] == [
+                (["slurm"], {"gpu": 1.0})
+            ] * 2
+            cluster.stop_cluster_sync()
