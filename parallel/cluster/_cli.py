@@ -75,6 +75,14 @@ def add_cluster_arguments(
         metavar="S",
         help="lose an engine silent this long (default: 3 s on this machine, 10 s over a network)",
     )
+    start.add_argument(
+        "--setup-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="announce a joining engine with an error when one setup item runs this long"
+        " (default 300 s)",
+    )
     _add_security_arguments(start)
     stop = actions.add_parser("stop", help="stop a cluster (default: the newest)")
     stop.add_argument("file", nargs="?", help="its cluster file")
@@ -215,6 +223,7 @@ def _start(args: argparse.Namespace) -> int:
             labels=args.label or None,
             resources=args.resources,
             heartbeat_timeout=args.heartbeat_timeout,
+            setup_timeout=args.setup_timeout,
             curve=args.curve,
             **_launcher_options(args.option),
         )

@@ -83,6 +83,7 @@ class Cluster:
         restart_limit: str | None = None,
         curve: bool | None = None,
         heartbeat_timeout: float | None = None,
+        setup_timeout: float | None = None,
         labels: Sequence[str] | str | None = None,
         resources: Mapping[str, float | str] | str | None = None,
         **launcher_options: Any,
@@ -104,7 +105,9 @@ class Cluster:
         exactly when ``ip`` is not loopback; ``False`` off loopback is insecure plaintext
         (a warning says so); ``True`` on loopback too (docs/parallel.md, "Security").
         ``heartbeat_timeout``: seconds of heartbeat silence that lose an engine (default 3
-        on this machine, 10 over a network)."""
+        on this machine, 10 over a network). ``setup_timeout``: seconds one recorded setup
+        item may run on a joining engine before it is announced with a timeout error
+        (default 300)."""
         #: ``labels`` and ``resources`` of every engine (``loom engine --label``), handed on
         #: in the environment, LOOM_ENGINE_LABELS and _RESOURCES, which every launcher passes
         #: to its engines (docs/parallel.md, "Labels and resources").
@@ -135,6 +138,9 @@ class Cluster:
         if heartbeat_timeout is not None and not heartbeat_timeout > 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, not {heartbeat_timeout!r}")
         self.heartbeat_timeout = heartbeat_timeout
+        if setup_timeout is not None and not setup_timeout > 0:
+            raise ValueError(f"setup_timeout must be > 0 seconds, not {setup_timeout!r}")
+        self.setup_timeout = setup_timeout
         self.curve = curve
         if transport is None:
             transport = "ipc" if engines == "local" else "tcp"
@@ -199,6 +205,8 @@ class Cluster:
             argv += ["--restart-limit", self.restart_limit]
         if self.heartbeat_timeout is not None and self.controller != "job":
             argv += ["--heartbeat-timeout", str(self.heartbeat_timeout)]
+        if self.setup_timeout is not None and self.controller != "job":
+            argv += ["--setup-timeout", str(self.setup_timeout)]
         if self.curve is not None and self.controller != "job":
             argv += ["--curve" if self.curve else "--insecure-plaintext"]
         try:

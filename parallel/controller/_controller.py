@@ -42,7 +42,8 @@ from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, ma
 from ..protocol._controller_info import ControllerInfo
 from ._db import TaskDB
 from ._durable import open_records, rebind, remove_records, stop_reattached
-from ._hub import Hub
+from ._engines_file import live_engines
+from ._hub import SETUP_TIMEOUT, Hub
 from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
 from ._security import context_of, plaintext_warning, serve_sockets_with_curve, wants_curve
 
@@ -69,6 +70,7 @@ async def run_controller(
     restore: bool = False,
     restart: RestartPolicy | None = None,
     heartbeat_timeout: float | None = None,
+    setup_timeout: float = SETUP_TIMEOUT,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
     launcher could not start its ``engines``: ``parallel.launchers``; local by default).
@@ -80,7 +82,8 @@ async def run_controller(
     (``_security``); False off loopback prints a warning.
 
     ``restart``: when to replace engines that die (``None``: never); only launchers that
-    ``can_replace`` do.
+    ``can_replace`` do. ``setup_timeout``: seconds a recorded setup item may run on a
+    joining engine before it is announced with a timeout error.
     """
     launch = launcher if launcher is not None else make_launcher("local")
     if launch.engines_off_loopback:  # its engines are reachable from other machines (ssh)
@@ -108,6 +111,9 @@ async def run_controller(
             store = open_records(hub, path, db=db, durability=durability, restore=restore)
             hub.restart_policy = restart
             hub.heartbeat_timeout = heartbeat_timeout  # None: by address (_liveness)
+            hub.setup_timeout = setup_timeout
+            if restore:  # the setup recorded before the crash is replayed on new engines
+                hub.load_setup()
             if launch.can_replace:
                 hub.replace = launch.replace
             else:
@@ -118,6 +124,8 @@ async def run_controller(
             ctx = LaunchContext(
                 path, tg, lambda pid, how: _lost(hub, launch, pid, how), workdir, info.cluster_id
             )
+            if restore:  # the dead controller's engines here: watched, replaced if they die
+                launch.adopt(live_engines(path), ctx)
             serving = [tg.create_task(hub.serve(), name="loom-hub")]
             if parent_pid:
                 serving.append(tg.create_task(_stop_with(parent_pid, stop), name="loom-parent"))
@@ -136,9 +144,9 @@ async def run_controller(
                 status = 1
                 stop.set()
             await stop.wait()
+            hub.stopping = True  # engines stopped from now on are not replaced
             if restore:  # engines that re-attached: no launcher of ours stops them
                 await stop_reattached(hub, list(hub.engines.values()))
-            hub.stopping = True  # engines the launcher now stops are not replaced
             await launch.stop()
             for task in serving:
                 task.cancel()
@@ -316,11 +324,21 @@ def main(argv: list[str] | None = None) -> int:
         help="lose an engine whose heartbeat is silent this long (default: 3 on this machine,"
         " 10 over a network)",
     )
+    parser.add_argument(
+        "--setup-timeout",
+        type=float,
+        default=SETUP_TIMEOUT,
+        metavar="SECONDS",
+        help="announce a joining engine with an error when one recorded setup item runs"
+        " this long (default: %(default)g)",
+    )
     args = parser.parse_args(argv)
     if args.engines < 0:
         parser.error("-n must be 0 or more")
     if args.heartbeat_timeout is not None and not args.heartbeat_timeout > 0:
         parser.error("--heartbeat-timeout must be more than 0 seconds")
+    if not args.setup_timeout > 0:
+        parser.error("--setup-timeout must be more than 0 seconds")
     try:
         policy = None if args.no_restart else restart_policy(args.restart_limit)
     except ValueError as exc:
@@ -346,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 restore=args.restore,
                 restart=policy,
                 heartbeat_timeout=args.heartbeat_timeout,
+                setup_timeout=args.setup_timeout,
             )
         )
     return 130

@@ -33,6 +33,7 @@ __all__ = [
     "COLUMNS",
     "INFLIGHT_REASON",
     "QueryError",
+    "SetupRow",
     "TaskDB",
     "pack_buffers",
     "unpack_buffers",
@@ -65,8 +66,6 @@ COLUMNS: dict[str, bool] = {
     "result_buffers": False,
 }
 _BLOBS = {"buffers", "result_buffers"}
-#: Columns stored as JSON text (an engine sends them encoded: ``record["_json"]``).
-JSON_COLUMNS = frozenset(key for key, is_json in COLUMNS.items() if is_json)
 _OPERATORS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 _SCHEMA = """
@@ -80,7 +79,14 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_pending ON tasks (status) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_task_id ON tasks (task_id) WHERE task_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS setup (
+    position INTEGER PRIMARY KEY, msg_type TEXT NOT NULL, content TEXT NOT NULL,
+    buffers BLOB, targets TEXT, summary TEXT NOT NULL
+);
 """
+
+#: One recorded setup item as stored: (msg_type, content, buffers, targets, summary).
+SetupRow = tuple[str, dict[str, Any], list[bytes], list[int] | None, str]
 
 
 # A result that arrived first (a resend) keeps its status and result columns.
@@ -111,23 +117,20 @@ def _task_row(
     buffers: Sequence[bytes | memoryview],
     received: str,
 ) -> tuple[Any, ...]:
-    texts: Mapping[str, str] = record.get("_json") or {}
     header = record.get("header") or {}
     metadata = dict(record.get("metadata") or {})
     if record.get("buffers_omitted"):  # too large to copy (parallel.engine._recorder)
         metadata["loom_buffers_omitted"] = record["buffers_omitted"]
-    task_id = record.get("task_id", metadata.get("task_id"))
-    submitted = record.get("submitted", header.get("date"))
-    client_uuid = record.get("client_uuid", header.get("session"))
+    task_id = metadata.get("task_id")
     return (
         str(record["msg_id"]),
         task_id if isinstance(task_id, str) else None,
-        texts.get("header") or json.dumps(header),
-        texts.get("metadata") or json.dumps(metadata),
-        texts.get("content") or json.dumps(record.get("content") or {}),
+        json.dumps(header),
+        json.dumps(metadata),
+        json.dumps(record.get("content") or {}),
         pack_buffers(buffers),
-        str(submitted) if submitted else None,
-        str(client_uuid) if client_uuid else None,
+        str(header.get("date", "")) or None,
+        str(header.get("session", "")) or None,
         engine_uuid,
         engine_id,
         record.get("started"),
@@ -142,7 +145,6 @@ def _result_row(
     buffers: Sequence[bytes | memoryview],
     received: str,
 ) -> tuple[Any, ...]:
-    texts: Mapping[str, str] = record.get("_json") or {}
     content = record.get("result_content") or {}
     result_metadata = dict(record.get("result_metadata") or {})
     if record.get("result_omitted"):
@@ -153,9 +155,9 @@ def _result_row(
         engine_id,
         record.get("completed"),
         received,
-        str(record.get("status", content.get("status", "ok"))),
-        texts.get("result_content") or json.dumps(content),
-        texts.get("result_metadata") or json.dumps(result_metadata),
+        str(content.get("status", "ok")),
+        json.dumps(content),
+        json.dumps(result_metadata),
         pack_buffers(buffers),
     )
 
@@ -305,10 +307,7 @@ class TaskDB:
                 if key in _BLOBS:
                     record[key] = unpack_buffers(value)
                 elif COLUMNS[key] and value is not None:
-                    try:
-                        record[key] = json.loads(value)
-                    except ValueError:  # an engine sent text that is not JSON: say nothing
-                        record[key] = None
+                    record[key] = json.loads(value)
                 else:
                     record[key] = value
             out.append(record)
@@ -326,6 +325,31 @@ class TaskDB:
             for row in rows:  # the best attempt comes last and wins
                 found[row["task_id"]] = row
         return found
+
+    # -- recorded setup (the hub's ``setup_request``; replayed after a restore too) ---
+
+    def save_setup(self, rows: Sequence[SetupRow]) -> None:
+        """Replace the recorded setup with ``rows``, in order (one transaction)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM setup")
+            self._db.executemany(
+                "INSERT INTO setup (position, msg_type, content, buffers, targets, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (i, kind, json.dumps(content), pack_buffers(buffers), json.dumps(targets), what)
+                    for i, (kind, content, buffers, targets, what) in enumerate(rows)
+                ],
+            )
+
+    def load_setup(self) -> list[SetupRow]:
+        """The recorded setup, in order (empty if none was)."""
+        rows = self._db.execute(
+            "SELECT msg_type, content, buffers, targets, summary FROM setup ORDER BY position"
+        )
+        return [
+            (kind, json.loads(content), unpack_buffers(buffers), json.loads(targets), what)
+            for kind, content, buffers, targets, what in rows
+        ]
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kernel.protocol import ConnectionFileError, read_json_object, write_private_json
 
-__all__ = ["engines_path", "read_engines", "stop_orphans", "write_engines"]
+__all__ = ["engines_path", "live_engines", "read_engines", "stop_orphans", "write_engines"]
 
 
 def engines_path(cluster_file: Path) -> Path:
@@ -52,6 +52,17 @@ def read_engines(cluster_file: Path) -> dict[str, tuple[int, int, str]]:
         ):
             out[uuid] = (entry[0], entry[1], entry[2])
     return out
+
+
+def live_engines(cluster_file: Path) -> dict[int, str]:
+    """``pid -> uuid`` of this host's engines of the cluster that still run (a restored
+    controller adopts them: ``LocalEngines.adopt``)."""
+    host = socket.gethostname()
+    return {
+        pid: uuid
+        for uuid, (_engine_id, pid, where) in read_engines(cluster_file).items()
+        if where == host and _is_engine(pid, cluster_file)
+    }
 
 
 def stop_orphans(cluster_file: Path, sig: int = signal.SIGTERM) -> list[int]:

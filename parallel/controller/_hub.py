@@ -67,6 +67,7 @@ from ..protocol._hub_messages import (
     ports_of,
     traits_of,
 )
+from ._db import SetupRow
 from ._liveness import LOCAL_HEARTBEAT_TIMEOUT, heartbeat_timeout, watch_connection
 from ._records import Records
 from ._restarts import GiveUp, RestartPolicy, describe_death
@@ -83,6 +84,9 @@ HEARTBEAT_INTERVAL = 0.5
 HEARTBEAT_GRACE = LOCAL_HEARTBEAT_TIMEOUT - HEARTBEAT_INTERVAL
 #: How an engine that stopped of its own accord (a shutdown request) ended: not replaced.
 CLEAN_EXIT = describe_death(0)
+#: Seconds one recorded setup item may run on a joining engine before the engine is
+#: announced with a timeout error instead (``--setup-timeout``; docs/parallel.md).
+SETUP_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,10 @@ class SetupItem:
     def describe(self) -> JSONDict:
         return {"kind": self.msg_type, "summary": self.summary, "targets": self.targets}
 
+    def row(self) -> SetupRow:
+        """As the records database keeps it (so a restored controller replays it)."""
+        return (self.msg_type, self.content, self.buffers, self.targets, self.summary)
+
 
 class Hub:
     """Serves the hub socket and owns the engine table of one controller."""
@@ -116,6 +124,8 @@ class Hub:
     records: Records | None = None
     #: Called with (uuid, id, pid) after each registration (the engines file).
     on_register: Callable[[str, int, int], None] | None = None
+    #: Seconds a setup item may run on a joining engine (``SETUP_TIMEOUT``).
+    setup_timeout: float = SETUP_TIMEOUT
 
     def __init__(
         self,
@@ -341,6 +351,7 @@ class Hub:
         content = request.content
         if content.get("clear") is True:  # Client.clear_setup: replay nothing from now on
             self.setup.clear()
+            self._save_setup()
             return Reply({"status": "ok", "index": -1, "engines": []})
         targets = content.get("targets")
         if targets is not None and not (
@@ -358,8 +369,19 @@ class Hub:
         else:
             raise MalformedMessage("setup needs code (a string) or a pickled call (buffers)")
         self.setup.append(item)
+        self._save_setup()
         announced = [i for i in self.engines if i not in self._joining and item.applies_to(i)]
         return Reply({"status": "ok", "index": len(self.setup) - 1, "engines": announced})
+
+    def _save_setup(self) -> None:
+        """Keep the recorded setup with the records (a restored controller has it)."""
+        if self.records is not None:
+            self.records.db.save_setup([item.row() for item in self.setup])
+
+    def load_setup(self) -> None:
+        """Take the recorded setup from the records (``--restore``)."""
+        if self.records is not None:
+            self.setup = [SetupItem(*row) for row in self.records.db.load_setup()]
 
     def _join(self, record: EngineRecord) -> None:
         name = f"loom-setup-engine-{record.id}"
@@ -387,7 +409,13 @@ class Hub:
                     item.msg_type, item.content, metadata=metadata, buffers=item.buffers
                 )
                 await shell.send(message)
-                reply = await _reply_to(shell, message.msg_id)
+                try:
+                    async with asyncio.timeout(self.setup_timeout):
+                        reply = await _reply_to(shell, message.msg_id)
+                except TimeoutError:  # announced anyway: a stuck engine is one to repair
+                    outcome = _setup_timed_out(index - 1, item.summary, self.setup_timeout)
+                    log.warning("engine %d: %s", record.id, outcome["evalue"])
+                    break
                 ran += 1
                 if reply.content.get("status") != "ok":
                     outcome = {
@@ -486,6 +514,18 @@ class Hub:
     def _publish(self, msg_type: str, content: JSONDict) -> None:
         message = self.session.message(msg_type, content)
         self._notify.send_multipart(self.session.serialize(message))
+
+
+def _setup_timed_out(index: int, summary: str, timeout: float) -> JSONDict:
+    """The ``setup`` outcome of an item that did not answer within ``timeout``."""
+    return {
+        "status": "error",
+        "index": index,
+        "summary": summary,
+        "ename": "SetupTimeout",
+        "evalue": f"no reply after {timeout:g} s (--setup-timeout); it may still be running:"
+        " interrupt the engine or kill it to restart it",
+    }
 
 
 async def _reply_to(shell: MessageSocket, msg_id: str) -> Message:

@@ -18,6 +18,13 @@ of output (:meth:`LocalEngines.output_of`). A SIGKILL is reported as an out-of-m
 kill only when the kernel's OOM killer fired in this cgroup meanwhile (``memory.events``):
 nothing else tells the two apart.
 
+After ``--restore`` (:meth:`LocalEngines.adopt`), the restored controller's launcher
+holds a pidfd on each engine of the dead controller that still runs on this machine: it
+is not their parent (their fork server, orphaned, reaps them and reports to no one), so
+it cannot say how one ended, only that it did, at once. To replace one it starts a fork
+server of its own, with no engines, on the first replacement, and forks there as above.
+:meth:`stop` ends the adopted engines as well as its own.
+
 ``-P``: a ``parallel.py`` or ``kernel.py`` in the user's working directory must not
 shadow Loom's packages.
 """
@@ -30,6 +37,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from kernel.client import KernelProcess
@@ -47,6 +55,8 @@ STOP_GRACE = 2.0
 KILL_GRACE = 2.0
 #: How much of an engine's log is quoted when it dies (bytes).
 LOG_TAIL = 2000
+#: How an adopted engine (``--restore``) ended, said as such: only its parent saw how.
+ADOPTED_EXIT = "exited (a restored controller cannot see how: it is not its parent)"
 
 
 class LocalEngines(Launcher):
@@ -73,11 +83,21 @@ class LocalEngines(Launcher):
         self._log_dir: Path | None = None
         self._stopping = False
         self._oom_kills = _oom_kills()
+        #: Engines of a dead controller this one adopted (``--restore``): pid -> pidfd.
+        self._adopted: dict[int, int] = {}
+        self._adopted_gone = asyncio.Event()
+        self._adopted_gone.set()
+        #: Set by :meth:`adopt`: the context a fork server started later reports to.
+        self._ctx: LaunchContext | None = None
 
     async def start(self, n: int, ctx: LaunchContext) -> None:
         """Start the fork server for ``n`` engines (they register with the hub themselves)."""
         if not n:
             return
+        self._start_server(n, ctx)
+
+    def _start_server(self, n: int, ctx: LaunchContext) -> None:
+        """Start the fork server with ``n`` engines (0: it only forks replacements)."""
         read_fd, write_fd = os.pipe()
         command_read, command_write = os.pipe()
         argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(ctx.cluster_file)]
@@ -99,7 +119,8 @@ class LocalEngines(Launcher):
             os.close(command_read)
         os.set_blocking(command_write, False)
         self._commands = command_write
-        self._none_left.clear()
+        if n:
+            self._none_left.clear()
         ctx.tg.create_task(self._follow(read_fd, n, ctx), name="loom-engine-forkserver")
         ctx.report(LauncherStatus("running", f"{n} local engines, forked by pid {self.server.pid}"))
 
@@ -188,8 +209,39 @@ class LocalEngines(Launcher):
             tail = tail.split("\n", 1)[1]
         return tail.strip()
 
+    def adopt(self, engines: Mapping[int, str], ctx: LaunchContext) -> None:
+        """Watch the dead controller's engines on this machine (``pid -> uuid``): each
+        one's exit is reported at once, and it is replaced like one of ours."""
+        self._ctx = ctx
+        if self._log_dir is None and ctx.workdir.is_dir():  # the dead one's: same path
+            self._log_dir = ctx.workdir
+        loop = asyncio.get_running_loop()
+        for pid, engine_uuid in engines.items():
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # gone already: it is not known to the hub either
+            self._adopted[pid] = pidfd
+            self._uuids[pid] = engine_uuid
+            loop.add_reader(pidfd, self._adopted_exited, pid, ctx)
+        if self._adopted:
+            self._adopted_gone.clear()
+
+    def _adopted_exited(self, pid: int, ctx: LaunchContext) -> None:
+        pidfd = self._adopted.pop(pid, None)
+        if pidfd is None:
+            return
+        asyncio.get_running_loop().remove_reader(pidfd)
+        os.close(pidfd)
+        self._deaths[pid] = ADOPTED_EXIT
+        ctx.engine_exited(pid, ADOPTED_EXIT)
+        if not self._adopted:
+            self._adopted_gone.set()
+
     def replace(self, engine_uuid: str) -> None:
         """Fork a new engine with ``engine_uuid`` (it registers as the one it replaces)."""
+        if self.server is None and self._ctx is not None and not self._stopping:
+            self._start_server(0, self._ctx)  # restored: our first replacement
         if self._commands is None or self._stopping:
             raise LaunchError("the local launcher is stopping: no engine is replaced")
         try:
@@ -213,6 +265,7 @@ class LocalEngines(Launcher):
         server, which exits once it has reaped them all."""
         server = self.server
         self._close_commands()  # no more replacements; the server exits once its engines do
+        await self._stop_adopted()
         if server is None:
             return
         for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, KILL_GRACE)):
@@ -235,6 +288,18 @@ class LocalEngines(Launcher):
             server.kill()
         server.reap_blocking()
         server.close()
+
+    async def _stop_adopted(self) -> None:
+        """SIGTERM the adopted engines, SIGKILL what is left after ``STOP_GRACE``."""
+        for sig, grace in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, KILL_GRACE)):
+            if self._adopted_gone.is_set():
+                return
+            for pidfd in self._adopted.values():
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, sig)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._adopted_gone.wait()
 
 
 def _oom_kills() -> int:

@@ -20,7 +20,9 @@ def main() -> int:
         prog="python -m parallel.engine", description="Run one engine of a Loom cluster."
     )
     parser.add_argument("-f", "--file", metavar="CLUSTER.json", required=True)
-    parser.add_argument("--fork", metavar="N", type=int, default=0, help="fork N engines")
+    parser.add_argument(
+        "--fork", metavar="N", type=int, default=None, help="fork N engines (0: replacements only)"
+    )
     parser.add_argument("--status-fd", metavar="FD", type=int, help="with --fork: report here")
     parser.add_argument(
         "--command-fd", metavar="FD", type=int, help="with --fork: read 'fork UUID' lines here"
@@ -32,7 +34,9 @@ def main() -> int:
         set_traits_env(os.environ, args.label, args.resources)
     except ValueError as exc:
         parser.exit(2, f"{parser.prog}: {exc}\n")
-    if args.fork:
+    if args.fork is not None:  # 0 too: a restored controller's server forks on demand
+        if args.fork < 0:
+            parser.error("--fork needs 0 or more engines")
         if args.status_fd is None:
             parser.error("--fork needs --status-fd")
         from ._forkserver import fork_engines

@@ -122,6 +122,13 @@ class Launcher(ABC):
         """The last lines engine process ``pid`` wrote (stderr), if this launcher has them."""
         return ""
 
+    def adopt(self, engines: Mapping[int, str], ctx: LaunchContext) -> None:
+        """A restored controller (``--restore``) hands over the engines of its cluster
+        that run on this machine, ``pid -> uuid``, so a launcher that ``can_replace``
+        watches them and replaces them when they die. Default: nothing (they stay the
+        dead controller's, and are not replaced)."""
+        return None
+
 
 def load_launcher(engines: str) -> type[Launcher]:
     """The launcher class named ``engines``: a built-in name or ``"module:Class"``."""
