@@ -66,6 +66,8 @@ COLUMNS: dict[str, bool] = {
     "result_buffers": False,
 }
 _BLOBS = {"buffers", "result_buffers"}
+#: Columns stored as JSON text (an engine sends them encoded: ``record["_json"]``).
+JSON_COLUMNS = frozenset(key for key, is_json in COLUMNS.items() if is_json)
 _OPERATORS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 _SCHEMA = """
@@ -117,20 +119,23 @@ def _task_row(
     buffers: Sequence[bytes | memoryview],
     received: str,
 ) -> tuple[Any, ...]:
+    texts: Mapping[str, str] = record.get("_json") or {}
     header = record.get("header") or {}
     metadata = dict(record.get("metadata") or {})
     if record.get("buffers_omitted"):  # too large to copy (parallel.engine._recorder)
         metadata["loom_buffers_omitted"] = record["buffers_omitted"]
-    task_id = metadata.get("task_id")
+    task_id = record.get("task_id", metadata.get("task_id"))
+    submitted = record.get("submitted", header.get("date"))
+    client_uuid = record.get("client_uuid", header.get("session"))
     return (
         str(record["msg_id"]),
         task_id if isinstance(task_id, str) else None,
-        json.dumps(header),
-        json.dumps(metadata),
-        json.dumps(record.get("content") or {}),
+        texts.get("header") or json.dumps(header),
+        texts.get("metadata") or json.dumps(metadata),
+        texts.get("content") or json.dumps(record.get("content") or {}),
         pack_buffers(buffers),
-        str(header.get("date", "")) or None,
-        str(header.get("session", "")) or None,
+        str(submitted) if submitted else None,
+        str(client_uuid) if client_uuid else None,
         engine_uuid,
         engine_id,
         record.get("started"),
@@ -145,6 +150,7 @@ def _result_row(
     buffers: Sequence[bytes | memoryview],
     received: str,
 ) -> tuple[Any, ...]:
+    texts: Mapping[str, str] = record.get("_json") or {}
     content = record.get("result_content") or {}
     result_metadata = dict(record.get("result_metadata") or {})
     if record.get("result_omitted"):
@@ -155,9 +161,9 @@ def _result_row(
         engine_id,
         record.get("completed"),
         received,
-        str(content.get("status", "ok")),
-        json.dumps(content),
-        json.dumps(result_metadata),
+        str(record.get("status", content.get("status", "ok"))),
+        texts.get("result_content") or json.dumps(content),
+        texts.get("result_metadata") or json.dumps(result_metadata),
         pack_buffers(buffers),
     )
 
@@ -307,7 +313,10 @@ class TaskDB:
                 if key in _BLOBS:
                     record[key] = unpack_buffers(value)
                 elif COLUMNS[key] and value is not None:
-                    record[key] = json.loads(value)
+                    try:
+                        record[key] = json.loads(value)
+                    except ValueError:  # an engine sent text that is not JSON: say nothing
+                        record[key] = None
                 else:
                     record[key] = value
             out.append(record)
