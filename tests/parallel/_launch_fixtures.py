@@ -31,6 +31,7 @@ from kernel.client import wait_pid_exit
 from parallel import Cluster, ClusterUnavailable
 from parallel.launchers import CommandLauncher, LaunchContext, LaunchError, engine_argv
 from parallel.launchers._launched_process import tail_of
+from parallel.protocol._controller_info import ControllerInfo
 
 
 class ScriptLauncher(CommandLauncher):
@@ -363,7 +364,8 @@ def ssh_scenario(spec: str) -> None:
             lambda: (__import__("os").getpid(), __import__("os").stat("/proc/self/ns/net").st_ino)
         )
         report["sum"] = sum(rc[:].apply_sync(lambda: 1))
-        report["key_seen_in"] = processes_holding(rc.info.key)
+        report["key_seen_in"] = secrets_exposed(rc.info)
+        report["curve"] = rc.info.curve is not None
         remote_runtime = options.get("env", {}).get("JUPYTER_RUNTIME_DIR")
         if remote_runtime:  # the engines' connection files, while they run
             report["connection_files"] = len(list(Path(remote_runtime).glob("kernel-engine-*")))
@@ -391,6 +393,15 @@ def processes_holding(secret: bytes) -> list[str]:
     return found
 
 
+def secrets_exposed(info: ControllerInfo) -> list[str]:
+    """Processes whose argv or environment hold one of the cluster's secrets: its key, or
+    a Curve secret key (the server's, the client's)."""
+    secrets = [info.key]
+    if info.curve is not None:
+        secrets += [key for key in (info.curve.server_secret, info.curve.client_secret) if key]
+    return [found for secret in secrets for found in processes_holding(secret)]
+
+
 def node_engine_scenario(spec: str) -> None:
     """Run in the controller's namespace: a cluster bound to ``ip`` with no engines, and
     one engine started by ``_node_engine`` in namespace ``node`` (another "node" that
@@ -406,6 +417,8 @@ def node_engine_scenario(spec: str) -> None:
         engine = subprocess.Popen(argv, start_new_session=True)
         rc = cluster.wait_for_engines(1, timeout=60)
         report["address"] = rc._records[0].address
+        report["curve"] = rc.info.curve is not None  # 10.9.0.1 is not loopback
+        report["secrets_seen_in"] = secrets_exposed(rc.info)
         report["engine"] = rc[0].apply_sync(
             lambda: (__import__("os").getpid(), __import__("os").stat("/proc/self/ns/net").st_ino)
         )

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from _launch_fixtures import all_gone, cleaned_up, isolate_launch, kill_pid, launcher_pid
+from _launch_fixtures import (
+    all_gone,
+    cleaned_up,
+    isolate_launch,
+    kill_pid,
+    launcher_pid,
+    secrets_exposed,
+)
 
 from parallel import Cluster, ClusterUnavailable
 
@@ -35,6 +42,7 @@ def test_local_engines_are_the_default_launcher_and_report_their_processes() -> 
         assert status is not None
         assert status.state == "running"
         assert all(str(pid) in status.summary for pid in engine_pids)
+        assert secrets_exposed(rc.info) == []  # the fork server got the file's path
     assert all_gone(engine_pids) == []
 
 

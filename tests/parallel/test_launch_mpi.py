@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from _launch_fixtures import all_gone, cleaned_up, isolate_launch, kill_pid, launcher_pid
+from _launch_fixtures import (
+    all_gone,
+    cleaned_up,
+    isolate_launch,
+    kill_pid,
+    launcher_pid,
+    secrets_exposed,
+)
 
 from parallel import Cluster, ClusterUnavailable
 
@@ -35,6 +42,7 @@ def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() 
         assert ranks == [0, 1, 2, 3]  # the documented mapping: engine i is rank i
         sizes = rc[:].apply_sync(lambda: __import__("mpi4py").MPI.COMM_WORLD.size)
         assert sizes == [4, 4, 4, 4]
+        assert secrets_exposed(rc.info) == []  # mpiexec and the ranks got the file's path
 
         from IPython.core.interactiveshell import InteractiveShell
         from traitlets.config import Config

@@ -16,6 +16,7 @@ from _launch_fixtures import (
     cleaned_up,
     isolate_launch,
     kill_pid,
+    secrets_exposed,
     slurm,
     slurm_steps,
 )
@@ -85,6 +86,7 @@ def test_engines_run_as_one_sbatch_job_with_its_options_and_stop_cancels_it() ->
         environ = rc[:].apply_sync(lambda: dict(__import__("os").environ))
         tasks = [(env["LOOM_SLURM_TEST"], env["SLURM_JOB_ID"]) for env in environ]
         assert tasks == [("it's here", job_id)] * 3
+        assert secrets_exposed(rc.info) == []  # the job script and its tasks got a path
         cluster.stop_cluster_sync()
         assert all_gone(pids) == []
         assert _job(job_id)["JobState"] in ("CANCELLED", "COMPLETED")

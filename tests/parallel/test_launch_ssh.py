@@ -55,7 +55,8 @@ def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
     assert list(remote.iterdir()) == []  # the agents removed them (they hold the key)
     assert report["ids"] == [0, 1, 2]  # n defaults to the hosts' counts
     assert report["sum"] == 3
-    assert report["key_seen_in"] == []  # the key went over ssh's stdin: in no argv, no env
+    assert report["key_seen_in"] == []  # the keys went over ssh's stdin: in no argv, no env
+    assert report["curve"] is True  # the engines bind their hosts' addresses: CurveZMQ
     # The controller listens on its own namespace's loopback: B and C reach it only
     # through the tunnels ssh -R made.
     assert str(report["hub"]).startswith("tcp://127.0.0.1:")
@@ -109,6 +110,8 @@ def test_an_engine_on_another_node_binds_that_nodes_address(hosts: Hosts) -> Non
     report = _scenario(hosts, "node_engine_scenario", ip="10.9.0.1", node=b)
     assert "error" not in report, report["error"]
     assert report["address"] == b_ip
+    assert report["curve"] is True  # off loopback: the node's engine serves CurveZMQ
+    assert report["secrets_seen_in"] == []  # it was given the file's path, no key
     engine = report["engine"]
     assert isinstance(engine, list)
     assert engine[1] == os.stat(f"/run/netns/{b}").st_ino
