@@ -66,7 +66,6 @@ class ControllerLink:
         self._client = client
         self._sock = _socket(client._ctx, zmq.DEALER, client.info.hub_url, client.info.curve)
         client._pump.add(self._sock, self._on_reply)
-        self._pinged = 0.0
         #: When the oldest unanswered ping was sent (``None``: none unanswered).
         self._unanswered: float | None = None
         self.lost = False
@@ -78,6 +77,11 @@ class ControllerLink:
         #: Set by a supervising ``Cluster``: a controller that exited is restarted with
         #: ``--restore`` from the tick, and the wait goes on instead of raising.
         self.supervisor: Supervisor | None = None
+        #: Whether the controller ever answered: a client that never reached it is told so
+        #: by its own connect timeout ("is the cluster running?"), not as "lost".
+        self._heard = False
+        self._pinged = time.monotonic()
+        self._send("engine_ping_request", {"uuid": ""})  # answered while the client connects
 
     def close(self) -> None:
         self._closed = True
@@ -103,7 +107,7 @@ class ControllerLink:
         if self._watched and now - self._polled >= RESULT_POLL:
             self._polled = now
             self._send("result_request", {"msg_ids": list(self._watched)})
-        if self._unanswered is not None and now - self._unanswered > LOST_AFTER:
+        if self._heard and self._unanswered is not None and now - self._unanswered > LOST_AFTER:
             self.lost = True
             self._unanswered = now  # the next wait gets its own LOST_AFTER
             raise ControllerLost(
@@ -126,6 +130,7 @@ class ControllerLink:
         except ProtocolError:
             return
         self._unanswered = None
+        self._heard = True
         self.lost = False
         if message.parent_id in self._replies:
             self._replies[message.parent_id] = message
