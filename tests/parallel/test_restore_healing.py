@@ -1,8 +1,9 @@
 """Healing that goes on past a restore, and a setup replay that hangs (issue 13); real
 processes, every one killed by PID at the end.
 
-One cluster for the module (``setup_timeout=2``): first a replacement whose setup never
-answers is announced anyway, with a timeout error; then its controller is SIGKILLed and
+One cluster for the module (``setup_timeout=2``): first a load-balanced task whose engine
+is SIGKILLed fails saying once which engine died and how; then a replacement whose setup
+never answers is announced anyway, with a timeout error; then its controller is SIGKILLed and
 restored, the restored controller has the recorded setup, replaces an engine that dies
 (same id, the setup replayed), and ``loom cluster stop`` leaves no process behind: not
 the controllers, not either fork server, not an engine.
@@ -23,10 +24,19 @@ from pathlib import Path
 import pytest
 from _cluster_support import isolate, main_function
 
-from parallel import Client, Cluster
+from parallel import Client, Cluster, EngineError
 
 pytestmark = pytest.mark.timeout(120)
 
+WAIT_WHILE_FLAG = main_function(
+    """
+    def wait_while_flag(path):
+        import os, time
+        while os.path.exists(path):
+            time.sleep(0.05)
+    """,
+    "wait_while_flag",
+)
 READ_MARKER = main_function("def read_marker():\n    return marker\n", "read_marker")
 SETUP_TIMEOUT = 2.0
 
@@ -85,6 +95,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
             started.stop_cluster_sync()
             for pid in pids:
                 _kill(pid)
+
+
+def test_a_load_balanced_task_whose_engine_dies_says_so_once(
+    cluster: tuple[Cluster, Client, set[int]], tmp_path: Path
+) -> None:
+    _, rc, pids = cluster
+    flag = tmp_path / "running"
+    flag.touch()
+    task = rc.load_balanced_view([0]).apply_async(WAIT_WHILE_FLAG, str(flag))
+    old = rc._records[0].pid
+    deadline = time.monotonic() + 20
+    while not rc.db_query({"task_id": task.msg_ids[0]}, keys=["msg_id"]):  # it runs
+        assert time.monotonic() < deadline, "the task never started"
+    os.kill(old, signal.SIGKILL)
+    with pytest.raises(EngineError) as died:
+        task.get(timeout=20)
+    said = str(died.value)
+    assert said.endswith(
+        f"engine 0 died while running task {task.msg_ids[0]!r}: killed by signal 9 (SIGKILL);"
+        " it is being restarted"
+    ), said
+    assert said.count("died") == 1, said
+    assert _back(rc, 0, old)
+    pids.add(rc._records[0].pid)
 
 
 def test_a_setup_replay_that_hangs_announces_the_engine_with_a_timeout(
