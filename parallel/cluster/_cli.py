@@ -208,6 +208,14 @@ def _start(args: argparse.Namespace) -> int:
 
     if args.n is not None and args.n < 0:
         raise ClusterUnavailable("-n must be 0 or more")
+    if args.restore:  # said in one line here, before a controller is started for nothing
+        path = Path(args.restore) if isinstance(args.restore, str) else newest_cluster_file()
+        info = ControllerInfo.read(path)
+        if _alive(info.pid):
+            raise ClusterUnavailable(
+                f"the controller of {path} (pid {info.pid}) is running: nothing to restore"
+            )
+        args.restore = str(path)
     try:
         cluster = Cluster(
             n=args.n,

@@ -30,6 +30,7 @@ import signal
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import zmq
@@ -41,7 +42,7 @@ from kernel.transport._curve import new_curve_keys
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
 from ..protocol._controller_info import ControllerInfo
 from ._db import TaskDB
-from ._durable import open_records, rebind, remove_records, stop_reattached
+from ._durable import RestoreError, open_records, rebind, remove_records, stop_reattached
 from ._engines_file import live_engines
 from ._hub import SETUP_TIMEOUT, Hub
 from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
@@ -233,6 +234,16 @@ async def _stop_with(pid: int, stop: asyncio.Event) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _said_in_one_line(*kinds: type[Exception]) -> Iterator[None]:
+    """``kinds`` end the controller with one line on stderr (exit status 2), no traceback."""
+    try:
+        yield
+    except kinds as exc:
+        print(f"loom controller: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def launcher_from_json(text: str) -> Launcher:
     """The launcher ``--launcher`` describes; :class:`LaunchError` if it is wrong."""
     try:
@@ -348,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     except LaunchError as exc:
         parser.error(str(exc))
     logging.basicConfig(format="[loom controller] %(levelname)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), _said_in_one_line(RestoreError):
         return asyncio.run(
             run_controller(
                 ip=args.ip,

@@ -327,3 +327,17 @@ def test_loom_cluster_start_restore_then_stop_leaves_nothing(tmp_path: Path) -> 
             assert _wait_gone(pid, 15), f"pid {pid} outlived the cluster"
         assert not path.exists()
         assert not path.with_suffix(".db").exists()
+
+
+def test_restore_without_a_cluster_file_is_one_line(tmp_path: Path) -> None:
+    for argv in (
+        ["-m", "shell", "cluster", "start", "--restore", str(tmp_path / "none.json")],
+        ["-P", "-m", "parallel.controller", "--restore", "--file", str(tmp_path / "none.json")],
+    ):
+        done = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert done.returncode in (1, 2), done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "cannot read cluster file" in done.stderr
+        assert "Traceback" not in done.stderr
