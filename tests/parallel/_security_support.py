@@ -7,6 +7,7 @@ tries the cluster as each unauthorised peer would, and reports what happened.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -16,9 +17,12 @@ from typing import Any
 import zmq
 from _cluster_support import main_function
 
-from kernel.protocol import CurveKeys, Session
+from kernel.client import connect_client
+from kernel.protocol import ConnectionInfo, CurveKeys, Session, runtime_dir
 from kernel.transport._curve import new_curve_keys
 from parallel import Client, ClusterUnavailable
+from parallel.engine import EngineStartError
+from parallel.engine._engine import register
 from parallel.protocol import serialize_call
 from parallel.protocol._controller_info import ControllerInfo
 
@@ -54,7 +58,21 @@ def _unauthorised(info: ControllerInfo, directory: Path) -> dict[str, Any]:
             told[name] = {"error": None}
         except ClusterUnavailable as exc:
             told[name] = {"error": str(exc), "seconds": time.monotonic() - started}
+        started = time.monotonic()  # an engine with these keys, registering
+        try:
+            register(ControllerInfo.read(path), ConnectionInfo(), "x", TOLD_WITHIN * 3)
+            told[name]["engine"] = None
+        except EngineStartError as exc:
+            told[name]["engine"] = str(exc)
+            told[name]["engine_seconds"] = time.monotonic() - started
     return told
+
+
+async def _attach(info: ConnectionInfo, token: str) -> str:
+    """What ``loom console --existing`` does with an engine's connection file."""
+    async with connect_client(info, ready_timeout=30) as kernel:
+        reply = await kernel.execute(f"x = {token!r}.lower()")
+        return str(reply.content["status"])
 
 
 def _raw_null_request(info: ControllerInfo, url: str) -> bool:
@@ -110,6 +128,12 @@ def client_scenario(spec: str) -> None:
         engine = info.engine_connection(rc._records[0].address, rc._records[0].ports)
         rc.close()
         if info.curve is not None:
+            [engine_file] = runtime_dir().glob("kernel-engine-*.json")
+            attached = ConnectionInfo.read(engine_file)
+            report["engine_file_can_serve"] = (
+                attached.curve is not None and attached.curve.can_serve
+            )
+            report["attached"] = asyncio.run(asyncio.wait_for(_attach(attached, token), 60))
             report["told"] = _unauthorised(info, Path(options["dir"]))
             report["null_hub_answered"] = _raw_null_request(info, info.hub_url)
             report["null_engine_answered"] = _raw_null_request(info, engine.url("shell"))

@@ -174,6 +174,13 @@ def test_with_curve_nothing_readable_crosses_the_wire_and_strangers_are_told(
         assert error.startswith("authentication failed"), (peer, error)
         assert told[peer]["seconds"] < 10, (peer, told[peer])  # told, not a timeout
     assert "not on the cluster's allow-list" in told["random keypair"]["error"]
+    for peer in ("plaintext", "wrong server key", "random keypair"):  # engines are told too
+        assert told[peer]["engine"].startswith("authentication failed"), (peer, told[peer])
+        assert told[peer]["engine_seconds"] < 10, (peer, told[peer])
+    # The engine's connection file: loom console --existing attaches with its client key,
+    # and the file holds no server secret (no one can pose as the engine with it).
+    assert report["attached"] == "ok"
+    assert report["engine_file_can_serve"] is False
     assert report["null_hub_answered"] is False
     assert report["null_engine_answered"] is False
 
