@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -280,3 +282,93 @@ def test_a_kernel_without_the_server_secret_cannot_serve_curve() -> None:
     info = ConnectionInfo(key=b"k", curve=KEYS.client_view())
     with pytest.raises(ValueError, match="server's secret key"):
         open_kernel_sockets(info, zmq.Context.instance())
+
+
+class _FlippingRelay:
+    """A TCP relay between a client and ``port``, driven by :meth:`pump` (no thread):
+    once armed, it flips one byte in the middle of the next large chunk the client sends."""
+
+    def __init__(self, port: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target = port
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.armed = False
+        self.flipped = False
+
+    def pump(self, seconds: float) -> None:
+        readers = [self.listener] + [s for pair in self.pairs for s in pair]
+        ready, _, _ = select.select(readers, [], [], seconds)
+        for sock in ready:
+            if sock is self.listener:
+                client, _ = self.listener.accept()
+                self.pairs.append((client, socket.create_connection(("127.0.0.1", self.target))))
+                continue
+            for client, server in self.pairs:
+                if sock in (client, server):
+                    data = sock.recv(1 << 20)
+                    peer = server if sock is client else client
+                    if not data:
+                        client.close()
+                        server.close()
+                        self.pairs.remove((client, server))
+                        break
+                    if sock is client and self.armed and len(data) > 1000:
+                        middle = len(data) // 2
+                        data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+                        self.armed, self.flipped = False, True
+                    peer.sendall(data)
+                    break
+
+    def close(self) -> None:
+        for pair in self.pairs:
+            for sock in pair:
+                sock.close()
+        self.listener.close()
+
+
+def test_a_buffer_changed_on_the_wire_never_arrives_under_curve(
+    kernel_sockets: tuple[ConnectionInfo, ZapHandler, zmq.Socket[bytes]],
+) -> None:
+    # Curve authenticates every frame (Poly1305): a changed byte ends the connection before
+    # a message exists, which is why buffers need no HMAC of their own under Curve.
+    info, zap, shell = kernel_sockets
+    relay = _FlippingRelay(info.shell_port)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    connect_curve(sock, KEYS.client_view())
+    watch = HandshakeWatch(sock)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{relay.port}")
+        deadline = time.monotonic() + 10
+        while not watch.succeeded and time.monotonic() < deadline:
+            relay.pump(0.02)
+            zap.answer()
+            watch.read()
+        assert watch.succeeded
+        session = Session(b"secret")
+        buffer = b"B" * 50_000
+        intact = session.message("apply_request", {}, buffers=[buffer])
+        sock.send_multipart(session.serialize(intact))
+        received: list[list[bytes]] = []
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            relay.pump(0.02)
+            zap.answer()
+            if shell.poll(0):
+                received.append(shell.recv_multipart())
+        assert received
+        assert received[0][-1] == buffer
+        relay.armed = True
+        tampered = session.message("apply_request", {}, buffers=[buffer])
+        sock.send_multipart(session.serialize(tampered))
+        deadline = time.monotonic() + 2  # it would arrive within milliseconds
+        while time.monotonic() < deadline:
+            relay.pump(0.02)
+            zap.answer()
+            assert not shell.poll(0), "a frame changed on the wire was delivered"
+        assert relay.flipped
+    finally:
+        watch.close()
+        sock.close()
+        relay.close()
