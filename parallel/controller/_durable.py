@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,10 +83,15 @@ def open_records(
 
 
 def remove_records(cluster_file: Path) -> None:
-    """At a clean stop: the database (with its WAL files) and the engines file."""
+    """What a cluster keeps next to its cluster file: the database (with its WAL files),
+    the engines file and the launcher's directory (``loom-launch-ID``, the engines' logs).
+    Removed at a clean stop, and by ``loom cluster stop`` of a controller that died."""
     base = db_path(cluster_file)
     for path in (base, Path(f"{base}-wal"), Path(f"{base}-shm"), engines_path(cluster_file)):
         path.unlink(missing_ok=True)
+    cluster_id = cluster_file.stem.removeprefix("loom-cluster-")
+    if cluster_id != cluster_file.stem:  # a default name: its launcher's directory is known
+        shutil.rmtree(cluster_file.parent / f"loom-launch-{cluster_id}", ignore_errors=True)
 
 
 def rebind(

@@ -182,6 +182,8 @@ def test_no_db_keeps_nothing_on_disk_and_engines_exit_after_the_grace(
         # Silent for 3 s, then past the 1 s grace: the engine ends by itself.
         assert _wait_gone(engine, 20), "the engine outlived its grace"
         cluster.stop_cluster_sync()
+        leftovers = list(cluster.cluster_file.parent.iterdir())
+        assert leftovers == [], leftovers  # its file, records, engines file, launcher's dir
 
 
 def test_sync_durability_records_before_the_reply() -> None:
