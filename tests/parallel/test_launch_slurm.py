@@ -107,6 +107,7 @@ def test_the_controller_can_run_inside_the_batch_job() -> None:
         assert [(env["SLURM_JOB_ID"], env["SLURM_STEP_ID"]) for env in environ] == [
             (job_id, "0")
         ] * 2
+        assert secrets_exposed(rc.info) == []  # srun and its tasks got the file's path
         cluster.stop_cluster_sync()
         assert all_gone(pids) == []
         assert _job(job_id)["JobState"] in ("CANCELLED", "COMPLETED")
