@@ -146,6 +146,8 @@ class Cluster:
             transport = "ipc" if engines == "local" else "tcp"
         if transport not in ("ipc", "tcp"):
             raise ValueError(f"transport must be 'ipc' or 'tcp', not {transport!r}")
+        if curve and transport == "ipc":
+            raise ValueError("curve=True needs transport='tcp' (ipc admits only this user already)")
         try:
             launcher = make_launcher(engines, launcher_options)  # checks; starts nothing
             self._launcher_spec = json.dumps({"engines": engines, "options": launcher_options})

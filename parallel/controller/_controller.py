@@ -346,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.engines < 0:
         parser.error("-n must be 0 or more")
+    if args.curve and args.transport == "ipc":
+        parser.error("--curve needs --transport tcp (ipc admits only this user already)")
     if args.heartbeat_timeout is not None and not args.heartbeat_timeout > 0:
         parser.error("--heartbeat-timeout must be more than 0 seconds")
     if not args.setup_timeout > 0:

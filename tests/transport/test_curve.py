@@ -372,3 +372,11 @@ def test_a_buffer_changed_on_the_wire_never_arrives_under_curve(
         watch.close()
         sock.close()
         relay.close()
+
+
+def test_curve_asked_for_on_ipc_is_a_one_line_error() -> None:
+    from parallel import Cluster
+
+    with pytest.raises(ValueError, match="curve=True needs transport='tcp'"):
+        Cluster(n=1, curve=True)  # local engines default to ipc
+    Cluster(n=1, curve=True, transport="tcp")  # only checks: starts nothing
