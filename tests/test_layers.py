@@ -71,8 +71,12 @@ def _in(module: str, *rooms: str) -> bool:
 def test_only_the_channels_room_imports_threading() -> None:
     # Thread affinity is a folder: code that runs on a helper thread lives in
     # kernel/server/channels/. The console's LOOM_DEBUG_THREADS check reads
-    # threading.enumerate() to prove there are no threads; it starts none.
-    allowed = ("kernel.server.channels", "shell.console._debug")
+    # threading.enumerate() to prove there are no threads; it starts none. The one
+    # exception is an engine's hub link: it must ping the controller and ship task
+    # records while a task holds the main thread, and doing that on loom-io would put
+    # record encoding between a cell's output and its subscribers (architecture.md,
+    # "Task records, restore and the controller's death").
+    allowed = ("kernel.server.channels", "shell.console._debug", "parallel.engine._hub_link")
     assert {m for m in _importers_of("threading") if not _in(m, *allowed)} == set()
 
 
