@@ -47,8 +47,12 @@ FrameHandler = Callable[[list[bytes]], None]
 #: the next, so one busy engine cannot starve the others.
 DRAIN_BATCH = 256
 
-#: While a caller waits, :attr:`Pump.on_tick` runs at least this often (seconds).
+#: While a caller waits, :attr:`Pump.on_tick` runs at least this often (seconds) ...
 TICK = 0.5
+#: ... and at most this often: it looks at every engine (heartbeats, the balancer's
+#: deadlines, the controller), which after every wake cost more than the wake's reading
+#: on 16 engines; nothing it checks needs a finer clock than this.
+TICK_GAP = 0.05
 
 
 class Pump:
@@ -69,6 +73,7 @@ class Pump:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Called while a caller waits, at least every ``TICK`` seconds.
         self.on_tick: Callable[[], None] = lambda: None
+        self._ticked = 0.0  # when on_tick last ran (monotonic seconds)
 
     def add(self, sock: zmq.Socket[bytes], handler: FrameHandler) -> None:
         self._handlers[sock] = handler
@@ -149,8 +154,15 @@ class Pump:
             if remaining is not None and remaining <= 0:
                 break
             self.pump(TICK if remaining is None else min(TICK, remaining))
-            self.on_tick()
+            self._tick()
         return done()
+
+    def _tick(self) -> None:
+        """``on_tick()``, unless it ran less than ``TICK_GAP`` seconds ago."""
+        now = time.monotonic()
+        if now - self._ticked >= TICK_GAP:
+            self._ticked = now
+            self.on_tick()
 
     async def wait_until(self, done: Callable[[], bool]) -> None:
         """On the running loop, drain whenever a socket may be readable, until ``done()``.
@@ -169,7 +181,7 @@ class Pump:
             finally:
                 self._sleepers.discard(woken)
                 woken.cancel()
-            self.on_tick()
+            self._tick()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drain from ``loop`` whenever a socket's descriptor fires (once per loop)."""
