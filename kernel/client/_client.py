@@ -40,7 +40,7 @@ from kernel.protocol import (
 )
 from kernel.transport._socket import MessageSocket, shared_context
 
-from ._errors import KernelDied
+from ._errors import KernelDied, KernelError
 from ._heartbeat_monitor import HeartbeatMonitor
 from ._input_request import current_input_request
 from ._tasks import TaskSet, open_task_set
@@ -111,7 +111,15 @@ class KernelClient:
         identity = new_id().encode("ascii")  # stdin must share the shell identity
         connect = partial(MessageSocket.connect, context=self._context, curve=info.curve)
         s = self.session
-        self.shell = connect(zmq.DEALER, info.url("shell"), s, "shell", identity=identity)
+        # Under Curve a refused key is told at once (wait_for_ready), not as a timeout.
+        self.shell = connect(
+            zmq.DEALER,
+            info.url("shell"),
+            s,
+            "shell",
+            identity=identity,
+            watch_handshake=info.curve is not None,
+        )
         self.stdin = connect(zmq.DEALER, info.url("stdin"), s, "stdin", identity=identity)
         self.control = connect(zmq.DEALER, info.url("control"), s, "control")
         self.iopub = connect(zmq.SUB, info.url("iopub"), s, "iopub")
@@ -143,8 +151,30 @@ class KernelClient:
         A SUB socket misses what is published before its subscription reaches
         the kernel, so a reply alone is not enough: we repeat ``kernel_info``
         until some iopub message (its status, or ``iopub_welcome``) arrives.
-        Returns the ``kernel_info_reply`` content; raises ``TimeoutError``.
+        Returns the ``kernel_info_reply`` content; raises ``TimeoutError``, or
+        :class:`KernelError` ("authentication failed: ...") if the kernel refused our Curve
+        handshake.
         """
+        watch = self.shell.handshake
+        if watch is None:
+            return await self._wait_for_ready(timeout)
+        ready = asyncio.ensure_future(self._wait_for_ready(timeout))
+        refused = asyncio.ensure_future(watch.failed())
+        try:
+            await asyncio.wait((ready, refused), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (ready, refused):
+                task.cancel()
+            await asyncio.wait((ready, refused))
+        told = not refused.cancelled() and refused.exception() is None
+        if told and (ready.cancelled() or ready.exception() is not None):
+            raise KernelError(f"{refused.result()} (the kernel at {self.info.url('shell')})")
+        if ready.cancelled():
+            refused.result()  # the watch's own error: never hidden behind a cancellation
+        self.shell.end_handshake_watch()
+        return ready.result()
+
+    async def _wait_for_ready(self, timeout: float | None) -> JSONDict:
         self._iopub_seen.clear()  # after a restart, the new kernel's iopub must be proven live
         async with asyncio.timeout(timeout):
             while True:

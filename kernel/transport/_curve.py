@@ -24,6 +24,7 @@ that would last forever (libzmq retries silently).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -202,7 +203,12 @@ class HandshakeWatch:
         for event in _FAILURES:
             events |= event
         addr = f"inproc://loom-handshake-{os.getpid()}-{next(_counter)}"
-        self.socket: zmq.Socket[bytes] = sock.get_monitor_socket(events, addr)
+        sock.monitor(addr, events)
+        # A plain socket even on an asyncio context (get_monitor_socket would make an
+        # asyncio one, whose NOBLOCK receives are futures): read() never waits.
+        self.socket: zmq.Socket[bytes] = zmq.Socket(sock.context, zmq.PAIR)
+        self.socket.linger = 0
+        self.socket.connect(addr)
         self.succeeded = False
         #: "authentication failed: <why>" once a handshake failed; None otherwise.
         self.failure: str | None = None
@@ -228,3 +234,20 @@ class HandshakeWatch:
         if not self._sock.closed:
             self._sock.disable_monitor()
         self.socket.close(linger=0)
+
+    async def failed(self) -> str:
+        """Wait on the running loop until a handshake fails; the failure. (Cancel it once
+        the peer answered: a success does not end it.)"""
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        fd = int(self.socket.getsockopt(zmq.FD))
+        loop.add_reader(fd, readable.set)
+        try:
+            while True:
+                self.read()  # the descriptor is edge-triggered: drain, then wait
+                if self.failure is not None:
+                    return self.failure
+                await readable.wait()
+                readable.clear()
+        finally:
+            loop.remove_reader(fd)

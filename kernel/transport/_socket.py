@@ -18,7 +18,7 @@ import zmq.asyncio
 
 from kernel.protocol import CurveKeys, Message, ProtocolError, Received, Session
 
-from ._curve import connect_curve
+from ._curve import HandshakeWatch, connect_curve
 from ._frames import has_input, has_large_buffer, recv_frames, send_frames
 from ._ratelimit import RateLimitedLog
 
@@ -56,6 +56,8 @@ class MessageSocket:
         self._readable = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = int(socket.getsockopt(zmq.FD))
+        #: How the connection's handshakes end (``connect(watch_handshake=True)``).
+        self.handshake: HandshakeWatch | None = None
 
     @classmethod
     def connect(
@@ -68,8 +70,11 @@ class MessageSocket:
         identity: bytes | None = None,
         context: zmq.Context[Any] | None = None,
         curve: CurveKeys | None = None,
+        watch_handshake: bool = False,
     ) -> MessageSocket:
-        """A connected socket; with ``curve``, a Curve client of that server."""
+        """A connected socket; with ``curve``, a Curve client of that server; with
+        ``watch_handshake``, its :attr:`handshake` is watched from before it connects (a
+        refused handshake may not be retried, so a later watch could miss it)."""
         sock: zmq.Socket[bytes] = zmq.Socket(context or shared_context(), socket_type)
         sock.linger = 0
         # No high-water marks on the client side: a PUB or ROUTER peer silently
@@ -83,8 +88,16 @@ class MessageSocket:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         if curve is not None:
             connect_curve(sock, curve)
+        watch = HandshakeWatch(sock) if watch_handshake else None
         sock.connect(url)
-        return cls(sock, session, channel)
+        connected = cls(sock, session, channel)
+        connected.handshake = watch
+        return connected
+
+    def end_handshake_watch(self) -> None:
+        if self.handshake is not None:
+            self.handshake.close()
+            self.handshake = None
 
     def _watch(self) -> None:
         if self._loop is None:
@@ -135,6 +148,7 @@ class MessageSocket:
                 self._rejected.warning("dropped invalid message on %s: %s", self.channel, exc)
 
     def close(self) -> None:
+        self.end_handshake_watch()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
         self.socket.close(linger=0)

@@ -79,12 +79,15 @@ def _read_line_with(process: subprocess.Popen[bytes], marker: bytes, timeout: fl
 
 @contextlib.contextmanager
 def _capture(net: Hosts, pcap: Path) -> Iterator[None]:
-    """tcpdump on the controller namespace's veth while the block runs."""
+    """tcpdump on the controller namespace's veth while the block runs (immediate mode:
+    without it, packets still in the kernel's capture buffer when tcpdump is stopped
+    are lost, and a short run's last second of traffic with them)."""
     argv = ["ip", "netns", "exec", net.controller, "tcpdump", "-i", _veth(net.controller)]
-    argv += ["-n", "-U", "-s", "0", "-w", str(pcap), "tcp"]
+    argv += ["-n", "-U", "--immediate-mode", "-s", "0", "-w", str(pcap), "tcp"]
     dump = subprocess.Popen(argv, stderr=subprocess.PIPE, start_new_session=True)
     try:
         _read_line_with(dump, b"listening on", 30)
+        _capture_is_live(net, pcap)
         yield
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -96,6 +99,21 @@ def _capture(net: Hosts, pcap: Path) -> Iterator[None]:
             dump.wait(10)
         if dump.stderr is not None:
             dump.stderr.close()
+
+
+def _capture_is_live(net: Hosts, pcap: Path, timeout: float = 20.0) -> None:
+    """Knock on a closed port of the controller's address from the other host until the
+    capture holds a packet (its SYN and RST): a capture that sees nothing would make the
+    Curve test pass for the wrong reason."""
+    ((host, _),) = net.hosts.items()
+    knock = f"import socket; socket.socket().connect_ex(('{CONTROLLER_IP}', 9))"
+    deadline = time.monotonic() + timeout
+    while pcap.stat().st_size <= 24:  # the pcap header alone: no packet yet
+        if time.monotonic() > deadline:
+            pytest.fail(f"tcpdump captured nothing within {timeout:g} s")
+        subprocess.run(
+            ["ip", "netns", "exec", host, sys.executable, "-c", knock], timeout=30, check=False
+        )
 
 
 def _run(net: Hosts, tmp_path: Path, *flags: str) -> tuple[dict[str, Any], bytes, str]:

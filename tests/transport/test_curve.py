@@ -3,6 +3,7 @@ and a refused peer told why at once (kernel/transport/_curve.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -380,3 +381,29 @@ def test_curve_asked_for_on_ipc_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match="curve=True needs transport='tcp'"):
         Cluster(n=1, curve=True)  # local engines default to ipc
     Cluster(n=1, curve=True, transport="tcp")  # only checks: starts nothing
+
+
+def test_a_kernel_client_with_a_refused_key_is_told_at_once_not_after_its_timeout(
+    kernel_sockets: tuple[ConnectionInfo, ZapHandler, zmq.Socket[bytes]],
+) -> None:
+    # What `loom console --existing FILE` prints for an engine file with a foreign key.
+    from kernel.client import KernelError, connect_client
+
+    info, zap, _ = kernel_sockets
+    other = new_curve_keys()
+    stranger = dataclasses.replace(
+        KEYS.client_view(), client_public=other.client_public, client_secret=other.client_secret
+    )
+
+    async def attach() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(zap.fd, zap.answer)  # the kernel's loom-io would answer it
+        loop.call_soon(zap.answer)
+        try:
+            async with connect_client(dataclasses.replace(info, curve=stranger), ready_timeout=30):
+                pytest.fail("a refused key got a kernel")
+        finally:
+            loop.remove_reader(zap.fd)
+
+    with pytest.raises(KernelError, match=r"authentication failed: .*allow-list"):
+        asyncio.run(asyncio.wait_for(attach(), 20))  # far below ready_timeout: told at once
