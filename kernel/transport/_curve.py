@@ -24,7 +24,6 @@ that would last forever (libzmq retries silently).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -238,6 +237,8 @@ class HandshakeWatch:
     async def failed(self) -> str:
         """Wait on the running loop until a handshake fails; the failure. (Cancel it once
         the peer answered: a success does not end it.)"""
+        import asyncio  # here: a kernel binds Curve sockets before asyncio may be imported
+
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
         fd = int(self.socket.getsockopt(zmq.FD))
