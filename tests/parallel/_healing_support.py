@@ -40,6 +40,8 @@ class Pool:
     stopped: set[int] = field(default_factory=set)
     #: pids of started engines that registered at some point.
     registered: set[int] = field(default_factory=set)
+    #: Other processes a test started (a restored controller): killed at the end.
+    extra_pids: set[int] = field(default_factory=set)
 
     def pid_of(self, engine: int) -> int:
         self.client._pump.drain()
@@ -115,6 +117,8 @@ class Pool:
         return time.monotonic() - start
 
     def close(self) -> None:
+        for pid in self.extra_pids:
+            _kill(pid)
         for pid in self.stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
