@@ -23,6 +23,7 @@ from parallel.scheduler import (
     TaskAbortRequested,
     TaskFinished,
     TaskState,
+    TaskStatus,
     TaskSubmitted,
     Tick,
 )
@@ -96,7 +97,8 @@ def _event(world: _World, data: st.DataObject, step: int) -> SchedulerEvent | No
         return submission
     if action == "finish" and world.where:
         task = data.draw(st.sampled_from(sorted(world.where)))
-        status = data.draw(st.sampled_from(["ok", "error", "aborted"]))
+        statuses: list[TaskStatus] = ["ok", "error", "aborted"]
+        status = data.draw(st.sampled_from(statuses))
         engine = world.where.pop(task)  # it replied: the engine no longer holds it
         return TaskFinished(task_id=task, engine=engine, status=status, stimulus_id=sid)
     if action == "abort" and world.tasks:
