@@ -61,8 +61,12 @@ class KernelProcess:
         pass_fds: Sequence[int] = (),
         log: Path | None = None,
         stdin_pipe: bool = False,
+        stdout_pipe: bool = False,
     ) -> None:
-        # Owned by this object (closed in close()), so no context manager.
+        # ``stdout_pipe``: the output (stdout and stderr) comes on :attr:`stdout` as it is
+        # written, for an owner that reads it live (the ssh launcher's agent reports) and
+        # writes it to ``log`` itself. The output file is owned by this object (closed in
+        # close()), so no context manager.
         if log is None:
             self._output: IO[bytes] = tempfile.TemporaryFile(prefix="loom-kernel-")  # noqa: SIM115
         else:  # appended to (a launcher's commands share one log), owner-only
@@ -72,7 +76,7 @@ class KernelProcess:
             self._popen = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                stdout=self._output,
+                stdout=subprocess.PIPE if stdout_pipe else self._output,
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
@@ -96,6 +100,11 @@ class KernelProcess:
     def stdin(self) -> IO[bytes] | None:
         """The process's stdin, with ``stdin_pipe=True``."""
         return self._popen.stdin
+
+    @property
+    def stdout(self) -> IO[bytes] | None:
+        """The process's output, with ``stdout_pipe=True``."""
+        return self._popen.stdout
 
     def close_stdin(self) -> None:
         """End the process's stdin (``ssh`` passes the EOF on to the remote command)."""
@@ -216,6 +225,9 @@ class KernelProcess:
             self._release_pidfd()
             if self._exited is not None and not self._exited.done():
                 self._exited.cancel()
+        if self._popen.stdout is not None:  # stdout_pipe: its reader may have closed it
+            with contextlib.suppress(OSError):
+                self._popen.stdout.close()
         self._output.close()
 
     def __repr__(self) -> str:

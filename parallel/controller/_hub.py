@@ -292,7 +292,11 @@ class Hub:
         """A process the launcher started ended (``how``: ``describe_death``): lose its
         engine and replace it if the policy allows. ``engine_uuid`` (from the launcher)
         counts a replacement that died before it registered."""
-        record = next((r for r in self.engines.values() if r.pid == pid), None)
+        # By pid, and by uuid where the launcher knows it: pids of other hosts may repeat.
+        record = next(
+            (r for r in self.engines.values() if r.pid == pid and engine_uuid in (None, r.uuid)),
+            None,
+        )
         if record is not None:
             engine_uuid = record.uuid
         if engine_uuid is None:

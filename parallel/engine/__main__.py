@@ -28,6 +28,9 @@ def main() -> int:
         "--command-fd", metavar="FD", type=int, help="with --fork: read 'fork UUID' lines here"
     )
     parser.add_argument("--log-dir", metavar="DIR", help="with --fork: each engine's stderr here")
+    parser.add_argument(
+        "--uuid", metavar="UUID", help="register as this engine (a replacement: its id back)"
+    )
     add_traits_arguments(parser)
     args = parser.parse_args()
     try:  # the engines read them from the environment (forked ones and replacements too)
@@ -48,7 +51,7 @@ def main() -> int:
             command_fd=args.command_fd,
             log_dir=args.log_dir,
         )
-    return run_engine(args.file)
+    return run_engine(args.file, engine_uuid=args.uuid)
 
 
 sys.exit(main())

@@ -46,8 +46,9 @@ class LaunchedProcess(KernelProcess):
         log: Path,
         env: Mapping[str, str] | None = None,
         stdin_pipe: bool = False,
+        stdout_pipe: bool = False,
     ) -> None:
-        super().__init__(argv, env=env, log=log, stdin_pipe=stdin_pipe)
+        super().__init__(argv, env=env, log=log, stdin_pipe=stdin_pipe, stdout_pipe=stdout_pipe)
         self.argv = list(argv)
         self.log = log
 

@@ -11,16 +11,24 @@ its stdin closes. Clients and the controller's heartbeats reach each engine's ow
 ports directly on that address: with CurveZMQ (``engines_off_loopback``), so only holders
 of the cluster's client key connect and nothing travels in clear text.
 
+Replacement (``can_replace``): each agent reports ``loom agent: started PID UUID`` and
+``loom agent: exited PID CODE`` on ssh's stdout, which the launcher reads as it comes
+(and copies to the log); an exit goes to the hub with how the engine ended, and
+:meth:`replace` writes ``fork UUID`` to that host's ssh stdin. Pids are the hosts' own:
+two hosts may report the same one, so the hub matches an exit by uuid too.
+
 :meth:`stop` closes each ssh's stdin, so every agent stops its engines and exits, then
 waits for the ssh processes (SIGTERM, then SIGKILL, after ``STOP_GRACE``). If an ssh
 ends before that (host unreachable, key refused, Loom missing there, all its engines
-died), the launcher reports ``failed`` with what ssh and the agent printed.
+died and none was replaced), the launcher reports ``failed`` with what ssh and the agent
+printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -50,6 +58,7 @@ class SSHLauncher(Launcher):
 
     name = "ssh"
     engines_off_loopback = True
+    can_replace = True
 
     def __init__(
         self,
@@ -90,6 +99,9 @@ class SSHLauncher(Launcher):
         self.host_traits = _host_traits(counts, host_labels or {}, host_resources or {})
         self.sessions: dict[str, LaunchedProcess] = {}
         self._stopping = False
+        #: pid -> uuid of every engine an agent reported started; uuid -> its host.
+        self._uuids: dict[int, str] = {}
+        self._hosts: dict[str, str] = {}
 
     def host_env(self, host: str, here: Mapping[str, str]) -> dict[str, str]:
         """The environment ``host``'s engines get: the cluster's labels and resources (as
@@ -136,7 +148,7 @@ class SSHLauncher(Launcher):
             ]  # fmt: skip
             log = ctx.workdir / f"ssh-{len(self.sessions)}.log"
             try:
-                session = LaunchedProcess(argv, log=log, stdin_pipe=True)
+                session = LaunchedProcess(argv, log=log, stdin_pipe=True, stdout_pipe=True)
             except OSError as exc:
                 raise LaunchError(f"cannot run {ssh}: {exc.strerror or exc}") from None
             self.sessions[host] = session
@@ -156,11 +168,59 @@ class SSHLauncher(Launcher):
         ctx.report(LauncherStatus("running", f"ssh to {hosts}", log=str(ctx.workdir / "ssh-0.log")))
 
     async def _watch(self, host: str, session: LaunchedProcess, ctx: LaunchContext) -> None:
+        await self._read_reports(host, session, ctx)  # until ssh's output ends
         code = await session.wait()
         if self._stopping:
             return
         what = f"ssh to {host} (pid {session.pid}) {describe_exit(code)}"
         ctx.report(LauncherStatus("failed", what, session.output(), str(session.log)))
+
+    async def _read_reports(self, host: str, session: LaunchedProcess, ctx: LaunchContext) -> None:
+        """Copy ssh's output to its log, acting on the agent's report lines."""
+        if session.stdout is None:
+            return
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), session.stdout
+        )
+        try:
+            with session.log.open("ab") as log:
+                while line := await reader.readline():
+                    log.write(line)
+                    log.flush()
+                    try:
+                        self._report(host, line, ctx)
+                    except Exception:  # a bug here must not end the controller's TaskGroup
+                        logging.getLogger("loom.controller").exception("ssh report %r", line)
+        finally:
+            transport.close()
+
+    def _report(self, host: str, line: bytes, ctx: LaunchContext) -> None:
+        from ..controller._restarts import describe_death  # here: the controller imports us
+
+        match line.decode("utf-8", "replace").split():
+            case ["loom", "agent:", "started", pid, engine_uuid] if pid.isdigit():
+                self._uuids[int(pid)] = engine_uuid
+                self._hosts[engine_uuid] = host
+            case ["loom", "agent:", "exited", pid, code] if pid.isdigit():
+                if not self._stopping and int(pid) in self._uuids:
+                    ctx.engine_exited(int(pid), describe_death(int(code)))
+
+    def uuid_of(self, pid: int) -> str | None:
+        return self._uuids.get(pid)
+
+    def replace(self, engine_uuid: str) -> None:
+        """Ask the agent of ``engine_uuid``'s host for a new engine with that uuid."""
+        host = self._hosts.get(engine_uuid)
+        session = self.sessions.get(host) if host is not None else None
+        if self._stopping or session is None or session.stdin is None:
+            raise LaunchError(f"the ssh launcher has no agent for engine {engine_uuid[:8]}")
+        try:  # a pipe's buffer takes one short line; the agent reads them as they come
+            session.stdin.write(f"fork {engine_uuid}\n".encode())
+            session.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise LaunchError(f"the ssh session to {host} is gone: {exc}") from None
 
     async def stop(self) -> None:
         """Close every ssh's stdin (its agent stops its engines and exits), then wait."""

@@ -11,12 +11,18 @@ the engine count, the forwarded socket's path and extra environment. Then:
    to register; clients and the controller's heartbeats reach an engine's own ports);
 3. it writes a cluster file for this host (0600, in a private directory) naming the relay
    as the hub, and starts the engines with ``JPY_PARENT_PID`` set to itself;
-4. when its stdin ends (the launcher stopped, or ssh died) it SIGTERMs the engines,
-   SIGKILLs what is left after a grace, removes its files and the engines' connection
-   files, and exits: nothing remains.
+4. it reports each engine on stdout, which the launcher reads as it comes:
+   ``loom agent: started PID UUID`` and ``loom agent: exited PID CODE`` (``CODE`` as
+   ``subprocess`` gives it: negative for a signal; it is their parent, so it knows), and
+   reads ``fork UUID`` lines on stdin: one more engine registering with that uuid, the
+   replacement of one that died (``SSHLauncher.replace``);
+5. when its stdin ends (the launcher stopped, or ssh died: the controller was killed)
+   it SIGTERMs the engines, SIGKILLs what is left after a grace, removes its files and
+   the engines' connection files, and exits: nothing remains.
 
-If every engine exits on its own, it exits 1 after printing their last output, so the
-launcher reports the failure.
+If every engine has exited and no replacement is asked for within ``REPLACE_WAIT``
+seconds, it exits 1 after printing their last output, so the launcher reports the
+failure.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,10 @@ from kernel.protocol import runtime_dir
 
 #: Seconds engines get after SIGTERM before SIGKILL.
 STOP_GRACE = 3.0
+#: Seconds the agent waits, once every engine has exited, for a ``fork`` (replacement).
+REPLACE_WAIT = 5.0
+#: What starts a report line on stdout (the launcher reads these as they come).
+REPORT = "loom agent:"
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -63,38 +74,57 @@ async def _relay(
 
 
 class Engines:
-    """This host's engine processes, each watched by a pidfd."""
+    """This host's engine processes, each watched by a pidfd and reported on stdout."""
 
-    def __init__(self, cluster_file: Path, count: int, env: dict[str, str], logs: Path) -> None:
-        argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(cluster_file)]
-        self.processes: list[subprocess.Popen[bytes]] = []
+    def __init__(self, cluster_file: Path, env: dict[str, str], logs: Path) -> None:
+        self.argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(cluster_file)]
+        self.env = env
+        self.dir = logs
+        #: The live engines, by pid.
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: list[Path] = []
-        for index in range(count):
-            log = logs / f"engine-{index}.log"
-            with log.open("wb") as out:
-                self.processes.append(
-                    subprocess.Popen(
-                        argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                        start_new_session=True,
-                    )
-                )  # fmt: skip
-            self.logs.append(log)
+        #: Set at every start and exit.
+        self.changed = asyncio.Event()
 
-    async def all_exited(self) -> None:
-        loop = asyncio.get_running_loop()
-        for process in self.processes:
-            exited = asyncio.Event()
-            fd = os.pidfd_open(process.pid)
-            loop.add_reader(fd, exited.set)
+    def spawn(self, engine_uuid: str) -> None:
+        """Start an engine registering as ``engine_uuid``; its pidfd reports the exit."""
+        log = self.dir / f"engine-{engine_uuid}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [*self.argv, "--uuid", engine_uuid], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=out, start_new_session=True,
+            )  # fmt: skip
+        self.processes[process.pid] = process
+        if log not in self.logs:
+            self.logs.append(log)
+        fd = os.pidfd_open(process.pid)
+        asyncio.get_running_loop().add_reader(fd, self._exited, process.pid, fd)
+        print(f"{REPORT} started {process.pid} {engine_uuid}", flush=True)
+        self.changed.set()
+
+    def _exited(self, pid: int, fd: int) -> None:
+        asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
+        code = self.processes.pop(pid).wait()
+        print(f"{REPORT} exited {pid} {code}", flush=True)
+        self.changed.set()
+
+    async def none_left(self) -> None:
+        """Return once every engine has exited and no replacement came for
+        ``REPLACE_WAIT`` seconds."""
+        while True:
+            while self.processes:
+                self.changed.clear()
+                await self.changed.wait()
+            self.changed.clear()
             try:
-                await exited.wait()
-            finally:
-                loop.remove_reader(fd)
-                os.close(fd)
-            process.wait()
+                async with asyncio.timeout(REPLACE_WAIT):
+                    await self.changed.wait()  # a fork: wait for those again
+            except TimeoutError:
+                return
 
     def signal(self, sig: int) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, sig)
@@ -103,28 +133,46 @@ class Engines:
         self.signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE):
-                await self.all_exited()
+                while self.processes:
+                    self.changed.clear()
+                    await self.changed.wait()
         self.signal(signal.SIGKILL)
-        for process in self.processes:
+        for process in list(self.processes.values()):
             process.wait()
 
 
-async def _stdin_closed() -> None:
+async def _commands(engines: Engines, pending: bytes) -> None:
+    """Serve ``fork UUID`` lines on stdin until it ends (``pending``: read already)."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     fd = sys.stdin.fileno()
+    # Non-blocking: the reader callback may set the event once more after the data it
+    # saw was read (it is level-triggered), and a blocking read would then hang the loop.
+    os.set_blocking(fd, False)
     loop.add_reader(fd, readable.set)
     try:
         while True:
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                match line.decode("ascii", "replace").split():
+                    case ["fork", engine_uuid] if engine_uuid.isprintable():
+                        engines.spawn(engine_uuid)
+                    case _:
+                        print(f"loom ssh agent: ignored {line[:80]!r}", file=sys.stderr)
             await readable.wait()
             readable.clear()
-            if not os.read(fd, 4096):
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
                 return
+            pending += chunk
     finally:
         loop.remove_reader(fd)
 
 
-async def run(settings: dict[str, Any]) -> int:
+async def run(settings: dict[str, Any], pending: bytes = b"") -> int:
     address = os.environ.get("SSH_CONNECTION", "").split()[2:3] or ["127.0.0.1"]
     host = address[0]
     socket_path = str(settings["socket"])
@@ -139,15 +187,17 @@ async def run(settings: dict[str, Any]) -> int:
         # The engines' environment is ours too, so runtime_dir() below is theirs.
         os.environ.update(settings.get("env", {}))
         env = {**os.environ, "JPY_PARENT_PID": str(os.getpid())}
-        engines = Engines(cluster_file, int(settings["n"]), env, private)
-        pids = ", ".join(str(p.pid) for p in engines.processes)
+        engines = Engines(cluster_file, env, private)
+        for _ in range(int(settings["n"])):
+            engines.spawn(str(uuid.uuid4()))
+        pids = ", ".join(map(str, engines.processes))
         print(f"loom ssh agent {os.getpid()} on {host}: engines {pids}", flush=True)
         told = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             loop.add_signal_handler(sig, told.set)
-        closed = asyncio.ensure_future(_stdin_closed())
-        ended = asyncio.ensure_future(engines.all_exited())
+        closed = asyncio.ensure_future(_commands(engines, pending))
+        ended = asyncio.ensure_future(engines.none_left())
         stopped = asyncio.ensure_future(told.wait())
         waiting = (closed, ended, stopped)
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -182,13 +232,18 @@ def _write_private(path: Path, data: dict[str, Any]) -> Path:
 
 
 def main() -> int:
-    line = sys.stdin.buffer.readline()
+    # Read with os.read, not a buffered readline: what follows the line (fork commands)
+    # must not sit in a buffer the command loop never sees.
+    data = b""
+    while b"\n" not in data and (chunk := os.read(sys.stdin.fileno(), 65536)):
+        data += chunk
+    line, _, pending = data.partition(b"\n")
     try:
         settings = json.loads(line)
     except ValueError:
         print("loom ssh agent: expected one JSON line on stdin", file=sys.stderr)
         return 2
-    return asyncio.run(run(settings))
+    return asyncio.run(run(settings, pending))
 
 
 if __name__ == "__main__":

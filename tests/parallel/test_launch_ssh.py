@@ -93,6 +93,32 @@ def test_a_controller_killed_with_sigkill_leaves_nothing_on_the_hosts(
     assert list(remote.iterdir()) == []
 
 
+def test_an_engine_killed_on_its_host_comes_back_there_with_its_id_and_setup(
+    hosts: Hosts,
+) -> None:
+    # The agent reports the exit (it is the engine's parent: "killed by signal 9") on
+    # ssh's stdout, and forks the replacement when the launcher writes "fork UUID".
+    (b, b_ip), (c, c_ip) = hosts.hosts.items()
+    code = "import sys, _ssh_healing_scenario as s; s.run(sys.argv[1])"
+    spec = json.dumps({"hosts": {b_ip: 1, c_ip: 1}, "ssh_args": hosts.ssh_args})
+    done = hosts.run_in_controller(
+        [sys.executable, "-P", "-c", code, spec], env=dict(os.environ), timeout=150
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in report, report["error"]
+    assert report["back"], report
+    assert report["restarts"] == [1, "killed by signal 9 (SIGKILL)"]
+    (old_pid, old_ns), (new_pid, new_ns) = report["old"], report["new"]
+    assert new_pid != old_pid
+    assert new_ns == old_ns  # on its own host again
+    assert old_ns in {os.stat(f"/run/netns/{name}").st_ino for name in (b, c)}
+    assert report["marker"] == 42  # the recorded setup ran on the replacement
+    assert all_gone({old_pid, new_pid} | {pid for pid, _ in report["engines"]}) == []
+    for name in (b, c):
+        assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
+
+
 def test_an_unreachable_host_ends_the_start_with_what_ssh_printed(hosts: Hosts) -> None:
     (_, b_ip), _ = hosts.hosts.items()
     report = _scenario(hosts, hosts={b_ip: 1}, ssh_args=[*hosts.ssh_args, "-p", "2999"])
