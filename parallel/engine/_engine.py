@@ -194,12 +194,21 @@ def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_siz
 
 
 def run_engine(
-    cluster_file: str, *, timeout: float = REGISTRATION_TIMEOUT, engine_uuid: str | None = None
+    cluster_file: str,
+    *,
+    timeout: float = REGISTRATION_TIMEOUT,
+    engine_uuid: str | None = None,
+    bind: str | None = None,
 ) -> int:
     """Run an engine of the cluster in ``cluster_file`` until shut down; ends the process.
 
     ``engine_uuid``: register as this engine (a replacement, forked by the ``local``
     launcher for an engine that died, takes its uuid and so gets its id back); default new.
+
+    ``bind``: the address the engine's sockets bind (tcp), default the cluster file's
+    (the controller's). An engine on another node binds its own (``_node_engine``); the
+    controller is still reached at the cluster file's address, by the registration and
+    by the hub link (which re-registers the engine after a partition).
 
     Returns 2 (with a message on stderr) if the cluster file or a ``LOOM_*`` socket
     setting is unreadable and 3 if the engine could not register; otherwise the process
@@ -220,7 +229,7 @@ def run_engine(
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
     engine_uuid = engine_uuid or str(uuidlib.uuid4())
-    address = controller.new_engine_address(engine_uuid[:8])
+    address = controller.new_engine_address(engine_uuid[:8]) if bind is None else bind
     if controller.curve is not None and not controller.curve.can_serve:
         print(
             f"loom engine: {cluster_file} has no Curve server key; engines need "

@@ -7,9 +7,12 @@ engine registers (``register``, looked up by ``run_engine`` as a module global):
 - **Its own address.** An engine binds the address in the cluster file, the
   controller's. On another node that address is not local, so this entry point finds the
   address this node uses to reach the controller (a UDP socket "connected" to the hub
-  sends nothing, it only picks the route), gives the engine a copy of the cluster file
-  with that address (0600, in a private directory removed once the engine registered),
-  and registers with the real hub. On the controller's node nothing changes.
+  sends nothing, it only picks the route) and has the engine bind that one
+  (``run_engine(bind=...)``); the engine still reaches the hub at the cluster file's
+  address: its registration, and its hub link (controller watch, task records), which
+  once dialled the engine's own address and so never reached the hub from another node
+  (no re-registration after a partition, and an exit after the controller grace). On
+  the controller's node nothing changes.
 - **Its controller's life.** On the controller's node, ``JPY_PARENT_PID`` is set to the
   controller's pid (from the cluster file), so the engine ends when the controller does
   however it ends; elsewhere a pid means nothing, and the hub's heartbeats tell.
@@ -23,14 +26,10 @@ engine registers (``register``, looked up by ``run_engine`` as a module global):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import shutil
 import socket
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from kernel.protocol import ConnectionFileError
@@ -67,37 +66,15 @@ def main() -> int:
     except ConnectionFileError as exc:  # as run_engine says it
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
-    register: Callable[..., int] = engine.register
-    copy_dir: Path | None = None
     here = address_towards(info) if info.transport == "tcp" else info.ip
     if here == info.ip and info.pid > 0:
         # The controller's own node: its pid means it here, so the engine ends with it
         # (the kernel's parent watch), even if the controller is SIGKILLed.
         os.environ["JPY_PARENT_PID"] = str(info.pid)
-    if here != info.ip:
-        copy_dir = Path(tempfile.mkdtemp(prefix="loom-node-"))  # 0700
-        cluster_file = str(dataclasses.replace(info, ip=here).write(copy_dir / "cluster.json"))
-
-        original = register
-
-        def register_with_the_real_hub(_: ControllerInfo, *a: Any, **k: Any) -> int:
-            _remove(copy_dir)  # the engine has read its copy (it holds the key)
-            return original(info, *a, **k)
-
-        register = register_with_the_real_hub
     if args.mpi:
-        register = _in_rank_order(register)
-    engine.register = register
-    try:
-        code: int = engine.run_engine(cluster_file)
-    finally:  # an engine that failed before registering (one that serves never returns)
-        _remove(copy_dir)
+        engine.register = _in_rank_order(engine.register)
+    code: int = engine.run_engine(cluster_file, bind=here if here != info.ip else None)
     return code
-
-
-def _remove(directory: Path | None) -> None:
-    if directory is not None:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _in_rank_order(register: Callable[..., int]) -> Callable[..., int]:
