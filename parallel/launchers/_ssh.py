@@ -12,7 +12,8 @@ ports directly on that address: with CurveZMQ (``engines_off_loopback``), so onl
 of the cluster's client key connect and nothing travels in clear text.
 
 Replacement (``can_replace``): each agent reports ``loom agent: started PID UUID`` and
-``loom agent: exited PID CODE`` on ssh's stdout, which the launcher reads as it comes
+``loom agent: exited PID CODE`` (after ``output PID "TAIL"`` for a failed one: the end of
+its log, for :meth:`output_of`) on ssh's stdout, which the launcher reads as it comes
 (and copies to the log); an exit goes to the hub with how the engine ended, and
 :meth:`replace` writes ``fork UUID`` to that host's ssh stdin. Pids are the hosts' own:
 two hosts may report the same one, so the hub matches an exit by uuid too.
@@ -102,6 +103,8 @@ class SSHLauncher(Launcher):
         #: pid -> uuid of every engine an agent reported started; uuid -> its host.
         self._uuids: dict[int, str] = {}
         self._hosts: dict[str, str] = {}
+        #: pid -> the last lines a dead engine wrote, as its agent reported them.
+        self._outputs: dict[int, str] = {}
 
     def host_env(self, host: str, here: Mapping[str, str]) -> dict[str, str]:
         """The environment ``host``'s engines get: the cluster's labels and resources (as
@@ -199,7 +202,13 @@ class SSHLauncher(Launcher):
     def _report(self, host: str, line: bytes, ctx: LaunchContext) -> None:
         from ..controller._restarts import describe_death  # here: the controller imports us
 
-        match line.decode("utf-8", "replace").split():
+        text = line.decode("utf-8", "replace")
+        if text.startswith("loom agent: output "):  # PID, then the tail as a JSON string
+            pid, _, tail = text[len("loom agent: output ") :].partition(" ")
+            if pid.isdigit():
+                self._outputs[int(pid)] = str(json.loads(tail))
+            return
+        match text.split():
             case ["loom", "agent:", "started", pid, engine_uuid] if pid.isdigit():
                 self._uuids[int(pid)] = engine_uuid
                 self._hosts[engine_uuid] = host
@@ -209,6 +218,9 @@ class SSHLauncher(Launcher):
 
     def uuid_of(self, pid: int) -> str | None:
         return self._uuids.get(pid)
+
+    def output_of(self, pid: int) -> str:
+        return self._outputs.get(pid, "")
 
     def replace(self, engine_uuid: str) -> None:
         """Ask the agent of ``engine_uuid``'s host for a new engine with that uuid."""

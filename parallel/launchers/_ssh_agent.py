@@ -13,7 +13,9 @@ the engine count, the forwarded socket's path and extra environment. Then:
    as the hub, and starts the engines with ``JPY_PARENT_PID`` set to itself;
 4. it reports each engine on stdout, which the launcher reads as it comes:
    ``loom agent: started PID UUID`` and ``loom agent: exited PID CODE`` (``CODE`` as
-   ``subprocess`` gives it: negative for a signal; it is their parent, so it knows), and
+   ``subprocess`` gives it: negative for a signal; it is their parent, so it knows),
+   preceded for a failed engine by ``loom agent: output PID "TAIL"`` (its log's end, a
+   JSON string: the controller quotes it when it gives up on the engine), and
    reads ``fork UUID`` lines on stdin: one more engine registering with that uuid, the
    replacement of one that died (``SSHLauncher.replace``);
 5. when its stdin ends (the launcher stopped, or ssh died: the controller was killed)
@@ -48,6 +50,8 @@ STOP_GRACE = 3.0
 REPLACE_WAIT = 5.0
 #: What starts a report line on stdout (the launcher reads these as they come).
 REPORT = "loom agent:"
+#: How much of a dead engine's log the agent reports (bytes).
+OUTPUT_TAIL = 2000
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -83,6 +87,8 @@ class Engines:
         #: The live engines, by pid.
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: list[Path] = []
+        #: pid -> uuid of the live engines.
+        self.uuids: dict[int, str] = {}
         #: Set at every start and exit.
         self.changed = asyncio.Event()
 
@@ -95,6 +101,7 @@ class Engines:
                 stdout=out, stderr=out, start_new_session=True,
             )  # fmt: skip
         self.processes[process.pid] = process
+        self.uuids[process.pid] = engine_uuid
         if log not in self.logs:
             self.logs.append(log)
         fd = os.pidfd_open(process.pid)
@@ -105,7 +112,13 @@ class Engines:
     def _exited(self, pid: int, fd: int) -> None:
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
-        code = self.processes.pop(pid).wait()
+        process = self.processes.pop(pid)
+        code = process.wait()
+        if code != 0:  # its last lines first, for the controller's give-up notice
+            log = self.dir / f"engine-{self.uuids.pop(pid, '')}.log"
+            with contextlib.suppress(OSError):
+                tail = log.read_bytes()[-OUTPUT_TAIL:].decode("utf-8", "replace")
+                print(f"{REPORT} output {pid} {json.dumps(tail.strip())}", flush=True)
         print(f"{REPORT} exited {pid} {code}", flush=True)
         self.changed.set()
 

@@ -5,9 +5,12 @@ Failures are reported, not raised."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
+from pathlib import Path
 
 from _cluster_support import main_function
 
@@ -46,8 +49,25 @@ def run(spec: str) -> None:
         report["new"] = rc[0].apply_sync(WHERE)
         report["marker"] = rc[0].pull("marker", block=True)
         report["engines"] = rc[:].apply_sync(WHERE)
+        # Its second death within the limit (2/60): given up, with its last output, which
+        # the agent read from the engine's log on its host.
+        # (A task's fd 2 is its captured output, so it appends to its log file by name.)
+        code = f"open({_log_of(rc._records[0].uuid)!r}, 'a').write('last words on the host')"
+        rc[0].execute(code, block=True)
+        said = io.StringIO()
+        with contextlib.redirect_stderr(said):
+            os.kill(report["new"][0], signal.SIGKILL)  # type: ignore[index]
+            rc._pump.pump_until(lambda: "not restarted" in rc._lost.get(0, ""), 30)
+        report["given_up"] = said.getvalue()
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
     finally:
         cluster.stop_cluster_sync()
     print(json.dumps(report), flush=True)
+
+
+def _log_of(engine_uuid: str) -> str:
+    """The log the agent on its host gave engine ``engine_uuid`` (the hosts share this
+    file system)."""
+    [log] = Path("/tmp").glob(f"loom-ssh-*/engine-{engine_uuid}.log")
+    return str(log)

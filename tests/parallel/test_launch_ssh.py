@@ -100,7 +100,8 @@ def test_an_engine_killed_on_its_host_comes_back_there_with_its_id_and_setup(
     # ssh's stdout, and forks the replacement when the launcher writes "fork UUID".
     (b, b_ip), (c, c_ip) = hosts.hosts.items()
     code = "import sys, _ssh_healing_scenario as s; s.run(sys.argv[1])"
-    spec = json.dumps({"hosts": {b_ip: 1, c_ip: 1}, "ssh_args": hosts.ssh_args})
+    options = {"hosts": {b_ip: 1, c_ip: 1}, "ssh_args": hosts.ssh_args, "restart_limit": "2/60"}
+    spec = json.dumps(options)
     done = hosts.run_in_controller(
         [sys.executable, "-P", "-c", code, spec], env=dict(os.environ), timeout=150
     )
@@ -114,6 +115,10 @@ def test_an_engine_killed_on_its_host_comes_back_there_with_its_id_and_setup(
     assert new_ns == old_ns  # on its own host again
     assert old_ns in {os.stat(f"/run/netns/{name}").st_ino for name in (b, c)}
     assert report["marker"] == 42  # the recorded setup ran on the replacement
+    # Killed again: given up (the limit is 2 deaths), quoting what it wrote on its host.
+    given_up = report["given_up"]
+    assert "engine 0 died: killed by signal 9 (SIGKILL); not restarted: it died 2 times" in given_up
+    assert "its last output:\nlast words on the host" in given_up
     assert all_gone({old_pid, new_pid} | {pid for pid, _ in report["engines"]}) == []
     for name in (b, c):
         assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
