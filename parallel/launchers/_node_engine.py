@@ -1,8 +1,9 @@
 """An engine started by a launcher on any node: ``python -P -m parallel.launchers._node_engine
 -f CLUSTER.json [--mpi]`` (what ``mpi`` and ``slurm`` run).
 
-It runs the engine as ``python -m parallel.engine`` would, with two changes to how the
-engine registers (``register``, looked up by ``run_engine`` as a module global):
+It runs the engine as ``python -m parallel.engine`` would, with three changes: the
+address it binds, its controller watch, and (``--mpi``) the order ranks register in
+(``register``, looked up by ``run_engine`` as a module global):
 
 - **Its own address.** An engine binds the address in the cluster file, the
   controller's. On another node that address is not local, so this entry point finds the
