@@ -59,6 +59,7 @@ from kernel.transport import MessageSocket, RateLimitedLog
 from kernel.transport._curve import connect_curve
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
 
+from ..launchers import describe_death
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_messages import (
     EngineRecord,
@@ -70,7 +71,7 @@ from ..protocol._hub_messages import (
 from ._db import SetupRow
 from ._liveness import LOCAL_HEARTBEAT_TIMEOUT, heartbeat_timeout, watch_connection
 from ._records import Records
-from ._restarts import GiveUp, RestartPolicy, describe_death
+from ._restarts import GiveUp, RestartPolicy
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
 

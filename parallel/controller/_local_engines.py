@@ -42,8 +42,7 @@ from pathlib import Path
 
 from kernel.client import KernelProcess
 
-from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus
-from ._restarts import describe_death
+from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, describe_death
 
 __all__ = ["LocalEngines"]
 

@@ -1,4 +1,4 @@
-"""Whether a dead engine is replaced, and how its death is described (pure).
+"""Whether a dead engine is replaced (pure).
 
 Theory of operation
 -------------------
@@ -16,11 +16,10 @@ The policy reads no clock: the driver (the controller) passes ``now``.
 
 from __future__ import annotations
 
-import signal
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["GiveUp", "Restart", "RestartPolicy", "describe_death"]
+__all__ = ["GiveUp", "Restart", "RestartPolicy"]
 
 #: Deaths within :data:`DEATH_WINDOW` seconds after which an engine is not replaced.
 MAX_DEATHS = 3
@@ -91,22 +90,3 @@ class RestartPolicy:
         """How many times ``uuid`` was restarted."""
         history = self._history.get(uuid)
         return 0 if history is None else history.restarts
-
-
-def describe_death(code: int, *, oom_killed: bool = False) -> str:
-    """How a process ended, from its Popen-style status (negative: the signal).
-
-    ``"killed by signal 9 (SIGKILL)"``, ``"exited with code 3"``. ``oom_killed``: the
-    kernel's out-of-memory killer fired in the engine's cgroup while it died (the only
-    way to tell an OOM kill from any other SIGKILL): said as such.
-    """
-    if code >= 0:
-        return f"exited with code {code}"
-    try:
-        name = f" ({signal.Signals(-code).name})"
-    except ValueError:
-        name = ""
-    how = f"killed by signal {-code}{name}"
-    if oom_killed and -code == signal.SIGKILL:
-        how += ": it ran out of memory (the kernel's OOM killer)"
-    return how

@@ -17,6 +17,7 @@ __all__ = [
     "LaunchError",
     "Launcher",
     "LauncherStatus",
+    "describe_death",
     "engine_argv",
     "load_launcher",
     "make_launcher",
@@ -28,13 +29,21 @@ _EXPORTS = {
     "LaunchError": "._base",
     "Launcher": "._base",
     "LauncherStatus": "._status",
+    "describe_death": "._base",
     "load_launcher": "._base",
     "engine_argv": "._command",
     "make_launcher": "._base",
 }
 
 if TYPE_CHECKING:
-    from ._base import LaunchContext, Launcher, LaunchError, load_launcher, make_launcher
+    from ._base import (
+        LaunchContext,
+        Launcher,
+        LaunchError,
+        describe_death,
+        load_launcher,
+        make_launcher,
+    )
     from ._command import CommandLauncher, engine_argv
     from ._status import LauncherStatus
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -160,3 +161,22 @@ def make_launcher(engines: str, options: Mapping[str, Any] | None = None) -> Lau
         return cls(**dict(options or {}))
     except TypeError as exc:  # an unknown or missing option
         raise LaunchError(f"engines={engines!r}: {exc}") from None
+
+
+def describe_death(code: int, *, oom_killed: bool = False) -> str:
+    """How a process ended, from its Popen-style status (negative: the signal).
+
+    ``"killed by signal 9 (SIGKILL)"``, ``"exited with code 3"``. ``oom_killed``: the
+    kernel's out-of-memory killer fired in the engine's cgroup while it died (the only
+    way to tell an OOM kill from any other SIGKILL): said as such.
+    """
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    how = f"killed by signal {-code}{name}"
+    if oom_killed and -code == signal.SIGKILL:
+        how += ": it ran out of memory (the kernel's OOM killer)"
+    return how

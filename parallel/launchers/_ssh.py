@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from kernel.client import describe_exit
 
 from ..protocol._engine_traits import labels_from, resources_from, traits_env, traits_from_env
-from ._base import LaunchContext, Launcher, LaunchError
+from ._base import LaunchContext, Launcher, LaunchError, describe_death
 from ._launched_process import LaunchedProcess
 from ._mpi import _environment, _strings
 from ._status import LauncherStatus
@@ -200,7 +200,6 @@ class SSHLauncher(Launcher):
             transport.close()
 
     def _report(self, host: str, line: bytes, ctx: LaunchContext) -> None:
-        from ..controller._restarts import describe_death  # here: the controller imports us
 
         text = line.decode("utf-8", "replace")
         if text.startswith("loom agent: output "):  # PID, then the tail as a JSON string

@@ -27,7 +27,8 @@ from kernel import start_kernel
 from parallel.cluster._cli import _list
 from parallel.controller._controller import restart_policy
 from parallel.controller._local_engines import LocalEngines
-from parallel.controller._restarts import GiveUp, Restart, RestartPolicy, describe_death
+from parallel.controller._restarts import GiveUp, Restart, RestartPolicy
+from parallel.launchers import describe_death
 from parallel.magics._px_parse import PxUsageError, parse_px
 
 pytestmark = pytest.mark.timeout(120)
