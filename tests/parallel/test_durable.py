@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from _cluster_support import isolate, main_function
+from _support import wait_gone
 
 from parallel import Client, Cluster, ControllerLost, RemoteError
 from parallel.controller._db import INFLIGHT_REASON
@@ -37,20 +38,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Whether ``pid`` exited within ``timeout`` (a pidfd: no polling)."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -145,7 +132,7 @@ def test_restore_after_sigkill_gives_every_result_and_fails_the_running_task(
         finally:
             restored.stop_cluster_sync()
         # The restored controller stopped the engine that re-attached: nothing left.
-        assert _wait_gone(engine0, 15)
+        assert wait_gone(engine0, 15)
         first.stop_cluster_sync()
         assert not path.exists()
         assert not path.with_suffix(".db").exists()
@@ -180,7 +167,7 @@ def test_no_db_keeps_nothing_on_disk_and_engines_exit_after_the_grace(
         assert not cluster.cluster_file.with_suffix(".db").exists()
         _kill(cluster._process.pid)
         # Silent for 3 s, then past the 1 s grace: the engine ends by itself.
-        assert _wait_gone(engine, 20), "the engine outlived its grace"
+        assert wait_gone(engine, 20), "the engine outlived its grace"
         cluster.stop_cluster_sync()
         leftovers = list(cluster.cluster_file.parent.iterdir())
         assert leftovers == [], leftovers  # its file, records, engines file, launcher's dir
@@ -326,7 +313,7 @@ def test_loom_cluster_start_restore_then_stop_leaves_nothing(tmp_path: Path) -> 
         stopped = loom("cluster", "stop", str(path))
         assert stopped.returncode == 0, stopped.stderr
         for pid in pids:  # the controllers, the first one's fork server, the engines
-            assert _wait_gone(pid, 15), f"pid {pid} outlived the cluster"
+            assert wait_gone(pid, 15), f"pid {pid} outlived the cluster"
         assert not path.exists()
         assert not path.with_suffix(".db").exists()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from _cluster_support import isolate, main_function
+from _support import wait_gone
 
 from parallel import Client, Cluster, EngineError
 
@@ -44,18 +44,6 @@ SETUP_TIMEOUT = 2.0
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    """Whether ``pid`` exited within ``timeout`` (a pidfd: no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
 
 
 def _processes_of(path: Path) -> set[int]:
@@ -163,7 +151,7 @@ def test_a_restored_controller_keeps_the_setup_and_replaces_dead_engines(
     assert [item["summary"] for item in recorded] == ["marker = 42"]
     pids |= _processes_of(path)
     _kill(first._process.pid)
-    assert _wait_gone(first._process.pid, 10)
+    assert wait_gone(first._process.pid, 10)
 
     restored = Cluster(restore=path)
     try:
@@ -191,7 +179,7 @@ def test_a_restored_controller_keeps_the_setup_and_replaces_dead_engines(
         )
         assert stopped.returncode == 0, stopped.stderr
         for pid in pids:  # the controllers, both fork servers, every engine
-            assert _wait_gone(pid, 15), f"pid {pid} outlived loom cluster stop"
+            assert wait_gone(pid, 15), f"pid {pid} outlived loom cluster stop"
         assert not path.exists()
         assert not path.with_suffix(".db").exists()
     finally:
