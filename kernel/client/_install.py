@@ -36,7 +36,10 @@ def loom_kernel_json() -> dict[str, object]:
         "display_name": LOOM_DISPLAY_NAME,
         "language": "python",
         "interrupt_mode": "signal",
-        "metadata": {"debugger": False},
+        # supported_encryption: jupyter_client (>= 8.9) with transport_encryption "auto"
+        # or "required" writes Curve keys into the connection file only for a kernel
+        # that declares "curve" here; Loom's kernel then serves every channel with Curve.
+        "metadata": {"debugger": False, "supported_encryption": ["curve"]},
     }
 
 

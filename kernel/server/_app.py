@@ -82,19 +82,20 @@ def run_kernel(connection_file: str | None = None) -> int:
 
 
 def plaintext_warning(info: ConnectionInfo) -> str | None:
-    """The one-line warning a kernel serving ``info`` prints, or None on ``ipc``.
+    """The one-line warning a kernel serving ``info`` prints, or None on ``ipc`` or Curve.
 
     As ipykernel's: the key signs messages, it does not encrypt them, so over TCP code
     and outputs are plain text on the wire; and any process that reaches the ports can
     connect (unsigned messages are dropped, but receiving them costs the kernel).
     """
-    if info.transport != "tcp":
-        return None
+    if info.transport != "tcp" or info.curve is not None:
+        return None  # ipc: file permissions guard the sockets; Curve: encrypted
     return (
         f"loom kernel: WARNING: serving plain TCP on {info.ip}: code and outputs travel "
         "unencrypted and anyone who can reach these ports can connect; to avoid it use "
-        'the ipc transport ("transport": "ipc" in the connection file) or, once '
-        "supported, CurveZMQ encryption (issue 12)"
+        'the ipc transport ("transport": "ipc" in the connection file) or CurveZMQ '
+        "(Curve keys in the connection file, as jupyter_client's "
+        'transport_encryption="required" writes them)'
     )
 
 
