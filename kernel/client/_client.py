@@ -111,14 +111,15 @@ class KernelClient:
         identity = new_id().encode("ascii")  # stdin must share the shell identity
         connect = partial(MessageSocket.connect, context=self._context, curve=info.curve)
         s = self.session
-        # Under Curve a refused key is told at once (wait_for_ready), not as a timeout.
+        # A refused handshake is told at once (wait_for_ready), not as a timeout: a
+        # refused Curve key, and a plaintext file for a kernel that serves Curve.
         self.shell = connect(
             zmq.DEALER,
             info.url("shell"),
             s,
             "shell",
             identity=identity,
-            watch_handshake=info.curve is not None,
+            watch_handshake=True,
         )
         self.stdin = connect(zmq.DEALER, info.url("stdin"), s, "stdin", identity=identity)
         self.control = connect(zmq.DEALER, info.url("control"), s, "control")
@@ -152,8 +153,8 @@ class KernelClient:
         the kernel, so a reply alone is not enough: we repeat ``kernel_info``
         until some iopub message (its status, or ``iopub_welcome``) arrives.
         Returns the ``kernel_info_reply`` content; raises ``TimeoutError``, or
-        :class:`KernelError` ("authentication failed: ...") if the kernel refused our Curve
-        handshake.
+        :class:`KernelError` ("authentication failed: ...") if the kernel refused our
+        handshake (our Curve key, or plaintext where it serves Curve).
         """
         watch = self.shell.handshake
         if watch is None:
