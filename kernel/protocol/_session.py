@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ._errors import MalformedMessage
+from ._errors import MalformedMessage, ReplayedMessage
+from ._freshness import dated_before
 from ._message import JSONDict, Message, new_id
 from ._signing import DEFAULT_REPLAY_HISTORY, Signer
 
@@ -79,6 +80,9 @@ class Session:
         self.username = username
         self.signer = Signer(key, signature_scheme, replay_history=replay_history)
         self.max_json_frame = max_json_frame
+        #: Epoch seconds: a signed message dated earlier is refused as a replay from
+        #: before a restart (``_freshness``); None: no date check (clients, tests).
+        self.not_before: float | None = None
 
     def fork(self) -> Session:
         """A session with the same key and id but its own replay history.
@@ -89,6 +93,7 @@ class Session:
         clone = Session(session_id=self.session_id, username=self.username)
         clone.signer = Signer(signer.key, signer.scheme, replay_history=signer.replay_history)
         clone.max_json_frame = self.max_json_frame
+        clone.not_before = self.not_before
         return clone
 
     # -- building ---------------------------------------------------------
@@ -178,6 +183,15 @@ class Session:
         for key in _HEADER_KEYS:
             if not isinstance(header.get(key), str):
                 raise MalformedMessage(f"header has no string {key!r}")
+        if (
+            self.not_before is not None
+            and self.signer.is_signing
+            and dated_before(header.get("date"), self.not_before)
+        ):
+            raise ReplayedMessage(
+                f"message dated {header.get('date')} is older than this kernel's start "
+                "(a replay from before a restart, or a client clock behind; LOOM_REPLAY_SKEW)"
+            )
         # Message.buffers are bytes-like: memoryviews included, as for sending.
         message = Message(header, parent, metadata, content, buffers)  # type: ignore[arg-type]
         return Received(identities, message)

@@ -13,11 +13,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from kernel.protocol import ConnectionFileError, ConnectionInfo, Session
+from kernel.protocol._freshness import replay_skew
 from kernel.server.channels._control import flush_sent
 from kernel.server.channels._heartbeat_echo import start_heartbeat
 from kernel.server.channels._iothread import IOThread
@@ -46,6 +48,12 @@ def run_kernel(connection_file: str | None = None) -> int:
     :func:`start_io` and :func:`serve` instead.
     """
     _configure_log()
+    started = time.time()  # messages dated much earlier are replays from before a restart
+    try:
+        skew = replay_skew()
+    except ValueError as exc:
+        print(f"loom kernel: {exc}", file=sys.stderr)
+        return 2
     if connection_file and Path(connection_file).exists():
         try:
             info = ConnectionInfo.read(connection_file)
@@ -72,7 +80,7 @@ def run_kernel(connection_file: str | None = None) -> int:
             f"    loom --existing {owned}" + (f"\n{hint}" if hint else ""),
             flush=True,
         )
-    iothread = start_io(sockets)  # answers kernel_info from here on
+    iothread = start_io(sockets, not_before=started - skew)  # answers kernel_info from here on
     import asyncio  # only now: see the module docstring
 
     code = asyncio.run(serve(sockets, iothread))
@@ -120,14 +128,18 @@ def end_process(sockets: KernelSockets, code: int) -> NoReturn:
     os._exit(code)
 
 
-def start_io(sockets: KernelSockets) -> IOThread:
+def start_io(sockets: KernelSockets, *, not_before: float | None = None) -> IOThread:
     """Start the heartbeat echo and the I/O thread on bound ``sockets``.
+
+    ``not_before`` (epoch seconds): signed messages dated earlier are refused as replays
+    from before a restart (``kernel/protocol/_freshness.py``); None: no date check.
 
     From this call on, the kernel answers ``kernel_info`` on shell and captures fds 1
     and 2, before asyncio and the server are imported (the module docstring says why).
     """
     info = sockets.info
     session = Session(info.key, info.signature_scheme)
+    session.not_before = not_before  # before fork(): every channel's session checks it
     start_heartbeat(sockets["hb"])
     iothread = IOThread(
         session,
