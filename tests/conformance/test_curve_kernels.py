@@ -3,6 +3,8 @@
 jupyter_client's KernelManager with ``transport_encryption="required"`` starts Loom's
 kernel from the ``loom`` kernelspec (which must declare ``supported_encryption``) and
 executes code over Curve; a NULL (plaintext) client of the same kernel gets nothing.
+After jupyter_client's restart (same file, same keys) the kernel refuses a message
+captured before it (kernel/protocol/_freshness.py); ipykernel would run it again.
 """
 
 from __future__ import annotations
@@ -118,3 +120,45 @@ def test_a_client_with_a_keypair_of_its_own_is_admitted(
 
     assert asyncio.run(main()) == "ok"
     assert "".join(out) == "admitted\n"
+
+
+def test_a_restarted_kernel_refuses_what_jupyter_client_sent_before_the_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # jupyter_client restarts with the same connection file (same key, same Curve keys);
+    # the capture is a fraction of a second older than the restart: no allowance.
+    monkeypatch.setenv("LOOM_REPLAY_SKEW", "0")
+    marker = tmp_path / "ran"
+    km = KernelManager(kernel_name="loom", transport_encryption="required")
+    km.start_kernel()
+    try:
+        kc = km.blocking_client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=30)
+            code = f"open({str(marker)!r}, 'a').write('captured ')"
+            content = {"code": code, "silent": False, "store_history": False}
+            content |= {"user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+            captured = km.session.serialize(km.session.msg("execute_request", content))
+            shell = km.connect_shell()  # a Curve socket, as jupyter_client configures it
+            try:
+                shell.send_multipart(captured)
+                assert shell.poll(20_000), "no reply before the restart"
+                shell.recv_multipart()
+                assert marker.read_text() == "captured "
+                km.restart_kernel(now=True)
+                kc.wait_for_ready(timeout=30)
+                shell.send_multipart(captured)  # the replay, to the new kernel
+                fresh = km.session.msg("kernel_info_request")
+                shell.send_multipart(km.session.serialize(fresh))  # same socket: after it
+                assert shell.poll(20_000), "no reply after the restart"
+                _, frames = km.session.feed_identities(shell.recv_multipart())
+                reply = km.session.deserialize(frames)
+                assert reply["parent_header"]["msg_id"] == fresh["header"]["msg_id"]
+            finally:
+                shell.close(linger=0)
+        finally:
+            kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)
+    assert marker.read_text() == "captured "  # not run again
