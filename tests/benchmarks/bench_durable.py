@@ -182,7 +182,8 @@ def main() -> int:
         )
         print(f"{label:<26}{row}  {unit}")
     print()
-    ratios: dict[str, dict[str, float]] = {}
+    # A CPU figure can be 0 in a short run (below the clock tick, 10 ms): no ratio then.
+    ratios: dict[str, dict[str, float | None]] = {}
     pairs = (
         ("loom-memory", "loom-off", "Loom: records in memory / none"),
         ("loom-db", "loom-off", "Loom: SQLite db / none"),
@@ -195,14 +196,20 @@ def main() -> int:
     )
     for a, b, label in pairs:
         if a in results and b in results:
-            ratios[label] = {key: results[a][key] / results[b][key] for key, _, _ in keys}
-            parts = ", ".join(f"{key} {ratios[label][key]:.3f}x" for key, _, _ in keys)
+            ratios[label] = {key: _ratio(results[a][key], results[b][key]) for key, _, _ in keys}
+            parts = ", ".join(
+                f"{key} {'n/a' if r is None else f'{r:.3f}x'}" for key, r in ratios[label].items()
+            )
             print(f"{label:<32} {parts}")
     for name, why in failed.items():
         print(f"{name}: FAILED: {why}")
     report = {"benchmark": "durable", "quick": quick, "results": results, "ratios": ratios}
     print_bench_json({**report, "failed": failed})
     return 1 if failed else 0
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
 
 
 if __name__ == "__main__":

@@ -77,6 +77,21 @@ WAIT_THEN_PID = main_function(
     """,
     "wait_then_pid",
 )
+HOLD_THEN_PID = main_function(
+    """
+    def hold_then_pid(started, release):
+        import os, time
+        with open(started, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with open(started + ".done", "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return os.getpid()
+    """,
+    "hold_then_pid",
+)
 EXIT_ONCE = main_function(
     """
     def exit_once(flag):
@@ -237,19 +252,24 @@ def test_a_stopped_engine_is_lost_by_heartbeat_and_its_late_reply_is_dropped(
     pool.top_up(2)
     started = tmp_path / "started"
     view = pool.client.load_balanced_view(retries=1, retry_on="engine-death")
-    ar = view.apply_async(WAIT_THEN_PID, str(started), 0.5)
+    release = tmp_path / "release"
+    # Held until released: the first attempt is surely still running when it is stopped.
+    ar = view.apply_async(HOLD_THEN_PID, str(started), str(release))
     (first,) = _started(started, 1, pool)
     victim = next(e for e in pool.live() if pool.pid_of(e) == first)
     pool.kill(victim, signal.SIGSTOP)
     took = pool.wait_lost(victim, 15)
     assert "silent for 3 s" in pool.client._lost[victim]
+    release.touch()
     second = ar.get(timeout=60)
     assert second != first
     os.kill(first, signal.SIGCONT)
     pool.stopped.discard(first)
     # The old engine finishes its attempt and replies: the client must not take it.
     done = Path(f"{started}.done")
-    assert pool.client._pump.pump_until(lambda: str(first) in done.read_text(), 30)
+    assert pool.client._pump.pump_until(
+        lambda: done.exists() and str(first) in done.read_text(), 30
+    )
     pool.client._pump.drain()
     assert ar.get(0) == second
     assert pool.client.balancer.state.stale == 0  # its link was closed: nothing arrived
