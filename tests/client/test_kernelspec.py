@@ -39,10 +39,16 @@ GOOD = {"argv": ["python", "-c", "pass", "{connection_file}"], "display_name": "
 
 @pytest.fixture
 def jupyter_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private, highest-priority ``JUPYTER_PATH`` entry."""
+    """A private, highest-priority ``JUPYTER_PATH`` entry, and an empty user data directory.
+
+    Both replace what a session-wide fixture may have set (tests/conformance installs a
+    ``loom`` kernelspec for the whole session), so these tests see the same kernelspecs
+    whatever ran before them.
+    """
     root = tmp_path / "first"
     root.mkdir()
     monkeypatch.setenv("JUPYTER_PATH", str(root))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     return root
 
 
@@ -186,7 +192,9 @@ def test_an_installed_loom_kernelspec_is_listed_once(jupyter_path: Path) -> None
     assert f"  loom       {path}" in lines
 
 
-def test_the_unknown_name_error_lists_loom_even_when_it_is_not_installed() -> None:
+def test_the_unknown_name_error_lists_loom_even_when_it_is_not_installed(
+    jupyter_path: Path,
+) -> None:
     assert "loom" not in find_kernel_specs()
     with pytest.raises(KernelSpecError, match=r"available: loom, python3$"):
         get_kernel_spec("no-such-kernel")
