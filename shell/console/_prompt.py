@@ -39,7 +39,7 @@ from kernel import KernelError
 from ._cell_status import BAR_STYLE
 from ._completer import KernelCompleter
 from ._keys import load_console_bindings
-from ._multiline import check_complete, is_complete_line
+from ._multiline import check_complete, is_complete_line, is_line_magic
 from ._pager import page, page_text
 from ._ptk_private import install_focus_cached_bindings, is_editing_newest_line
 
@@ -286,8 +286,9 @@ class ConsoleUI:
         return await check_complete(self.link, text)
 
     def _runs_at_once(self, text: str) -> bool:
-        """A Python kernel need not be asked about a complete single line."""
-        return self.link.language == "python" and is_complete_line(text)
+        """A Python kernel need not be asked about a complete single line, nor about a
+        one-line line magic (``%px a=1``: IPython kernels call those complete)."""
+        return self.link.language == "python" and (is_line_magic(text) or is_complete_line(text))
 
     async def inspect(self, text: str, cursor: int) -> None:
         """Show the kernel's help for the name at ``cursor`` above the prompt."""

@@ -353,11 +353,14 @@ def test_a_complete_single_line_runs_without_asking_the_kernel(kernel: str) -> N
             await h.until(lambda: h.at_prompt(3))
             assert asked == []
             assert h.lines() == ["42", "43"]
-            h.send("%time y = 1\r")  # IPython syntax: the kernel decides
+            h.send("%time y = 1\r")  # a line magic: complete on any IPython kernel
             await h.until(lambda: h.at_prompt(4))
-            h.send("if x:\r")  # an open block: the kernel decides, and indents
+            assert asked == []
+            h.send("%%time\r")  # a cell magic: the kernel decides (it waits for a body)
+            await h.until(lambda: h.buffer.text == "%%time\n")
+            h.send("\x03if x:\r")  # an open block: the kernel decides, and indents
             await h.until(lambda: h.buffer.text == "if x:\n    ")
-            assert asked == ["%time y = 1", "if x:"]
+            assert asked == ["%%time", "if x:"]
 
     run(scenario)
 

@@ -20,7 +20,7 @@ from shell.console._cell_status import BAR_STYLE, CellStatus
 from shell.console._commands import EXIT_WORDS, Command, is_exit, parse_command
 from shell.console._completer import completions_from_reply
 from shell.console._input_history import ConsoleHistory, kernel_history_entries
-from shell.console._multiline import guess_complete, is_complete_line
+from shell.console._multiline import guess_complete, is_complete_line, is_line_magic
 from shell.console._pager import page
 from shell.console._terminal import Terminal
 from shell.render._images import SavedImages, image_protocol, render_image
@@ -308,6 +308,27 @@ def test_guess_complete(text: str, expected: tuple[str, str]) -> None:
 )
 def test_is_complete_line(text: str, expected: bool) -> None:
     assert is_complete_line(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("%px a=1", True),
+        ("%px for i in range(3):", True),  # the magic's argument: IPython calls it complete
+        ("%time x = (", True),
+        ("%autopx", True),
+        ("%%px", False),  # a cell magic waits for its body
+        ("%%px -t 0\nprint(1)", False),
+        ("%px a = 1 + \\", False),  # a continuation line follows
+        ("%px a=1\n", False),  # more than one line: the kernel decides
+        ("  %px a=1", False),  # indented
+        ("a = %px 1", False),  # not a line magic at the start
+        ("!ls", False),
+        ("", False),
+    ],
+)
+def test_is_line_magic(text: str, expected: bool) -> None:
+    assert is_line_magic(text) is expected
 
 
 # -- output batching ------------------------------------------------------------------------
