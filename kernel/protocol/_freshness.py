@@ -15,20 +15,35 @@ minus a small allowance (:data:`DEFAULT_SKEW`, ``LOOM_REPLAY_SKEW``):
   clock is behind the kernel's by more than ``skew`` has every message refused (logged
   as a replay), so clocks must agree to within the allowance.
 
+Addressed requests (the parallel engines, issue 12). A date leaves a window open and
+depends on clocks, and engines sharing a cluster's key would each take a message
+captured on another. So a process may also have an *instance*: a random id made at each
+start that its Loom peers learn (an engine's registration carries it) and name in the
+signed header of every request they send it (:data:`TARGET_KEY`). A request naming
+another instance (another engine, or an earlier start of this one) is refused; one
+naming this instance is taken whatever its date (no clock involved); one naming none
+(a Jupyter client attaching to an engine as a kernel) falls back to the date check.
+:func:`refusal` decides all three.
+
 Pure: no clock read here; the kernel passes its start time.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["DEFAULT_SKEW", "dated_before", "replay_skew"]
+__all__ = ["DEFAULT_SKEW", "TARGET_KEY", "address_to", "dated_before", "refusal", "replay_skew"]
 
 #: Seconds a message may be dated before the kernel started and still be taken: covers
 #: requests a client queued while the kernel restarted (libzmq delivers them to the new
 #: kernel) and clock differences between client and kernel hosts.
 DEFAULT_SKEW = 5.0
+#: The header key naming the instance a request is for (a Loom extension; other peers
+#: neither send nor read it, and a header's unknown keys are kept as they are).
+TARGET_KEY = "loom_target"
 
 
 def replay_skew(environ: dict[str, str] | None = None) -> float:
@@ -61,3 +76,35 @@ def dated_before(date: object, not_before: float) -> bool:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp() < not_before
+
+
+def address_to(header: dict[str, Any], instance: str) -> None:
+    """Name ``instance`` in a request's ``header`` (before it is signed); "" (a peer that
+    told none, an older engine): leave the header as it is."""
+    if instance:
+        header[TARGET_KEY] = instance
+
+
+def refusal(
+    header: Mapping[str, Any], *, not_before: float | None, instance: str | None
+) -> str | None:
+    """Why a verified message must be refused as a replay, or None to take it.
+
+    ``instance``: this process's instance id (None: it has none, names are not checked);
+    ``not_before``: epoch seconds before which an unaddressed message is refused (None: no
+    date check). See the module docstring for the rules.
+    """
+    target = header.get(TARGET_KEY)
+    if instance is not None and target is not None:
+        if target == instance:
+            return None
+        return (
+            f"message is for instance {target!r}, not this one ({instance!r}): replayed"
+            " from another engine, or from before a restart"
+        )
+    if not_before is not None and dated_before(header.get("date"), not_before):
+        return (
+            f"message dated {header.get('date')} is older than this process's start "
+            "(a replay from before a restart, or a client clock behind; LOOM_REPLAY_SKEW)"
+        )
+    return None

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ._errors import MalformedMessage, ReplayedMessage
-from ._freshness import dated_before
+from ._freshness import refusal
 from ._message import JSONDict, Message, new_id
 from ._signing import DEFAULT_REPLAY_HISTORY, Signer
 
@@ -83,6 +83,10 @@ class Session:
         #: Epoch seconds: a signed message dated earlier is refused as a replay from
         #: before a restart (``_freshness``); None: no date check (clients, tests).
         self.not_before: float | None = None
+        #: This process's instance id: a signed message naming another in its header
+        #: (``_freshness.TARGET_KEY``) is refused; one naming it skips the date check.
+        #: None: names are not checked (kernels, clients).
+        self.instance: str | None = None
 
     def fork(self) -> Session:
         """A session with the same key and id but its own replay history.
@@ -94,6 +98,7 @@ class Session:
         clone.signer = Signer(signer.key, signer.scheme, replay_history=signer.replay_history)
         clone.max_json_frame = self.max_json_frame
         clone.not_before = self.not_before
+        clone.instance = self.instance
         return clone
 
     # -- building ---------------------------------------------------------
@@ -183,15 +188,10 @@ class Session:
         for key in _HEADER_KEYS:
             if not isinstance(header.get(key), str):
                 raise MalformedMessage(f"header has no string {key!r}")
-        if (
-            self.not_before is not None
-            and self.signer.is_signing
-            and dated_before(header.get("date"), self.not_before)
-        ):
-            raise ReplayedMessage(
-                f"message dated {header.get('date')} is older than this kernel's start "
-                "(a replay from before a restart, or a client clock behind; LOOM_REPLAY_SKEW)"
-            )
+        if (self.not_before is not None or self.instance is not None) and self.signer.is_signing:
+            why = refusal(header, not_before=self.not_before, instance=self.instance)
+            if why is not None:
+                raise ReplayedMessage(why)
         # Message.buffers are bytes-like: memoryviews included, as for sending.
         message = Message(header, parent, metadata, content, buffers)  # type: ignore[arg-type]
         return Received(identities, message)

@@ -128,11 +128,15 @@ def end_process(sockets: KernelSockets, code: int) -> NoReturn:
     os._exit(code)
 
 
-def start_io(sockets: KernelSockets, *, not_before: float | None = None) -> IOThread:
+def start_io(
+    sockets: KernelSockets, *, not_before: float | None = None, instance: str | None = None
+) -> IOThread:
     """Start the heartbeat echo and the I/O thread on bound ``sockets``.
 
     ``not_before`` (epoch seconds): signed messages dated earlier are refused as replays
     from before a restart (``kernel/protocol/_freshness.py``); None: no date check.
+    ``instance``: this process's instance id (an engine's): a request naming another is
+    refused, one naming it is taken whatever its date (``_freshness.refusal``).
 
     From this call on, the kernel answers ``kernel_info`` on shell and captures fds 1
     and 2, before asyncio and the server are imported (the module docstring says why).
@@ -140,6 +144,7 @@ def start_io(sockets: KernelSockets, *, not_before: float | None = None) -> IOTh
     info = sockets.info
     session = Session(info.key, info.signature_scheme)
     session.not_before = not_before  # before fork(): every channel's session checks it
+    session.instance = instance
     start_heartbeat(sockets["hb"])
     iothread = IOThread(
         session,

@@ -37,6 +37,7 @@ from kernel.protocol import (
     Session,
     TrackerEvent,
 )
+from kernel.protocol._freshness import address_to
 from kernel.transport import RateLimitedLog
 from kernel.transport._curve import connect_curve
 from kernel.transport._frames import has_large_buffer, send_frames
@@ -67,9 +68,13 @@ class EngineLink:
         ctx: zmq.Context[zmq.Socket[bytes]],
         pump: Pump,
         on_event: EventHandler,
+        instance: str = "",
     ) -> None:
         self.id = engine_id
         self.info = info
+        #: The engine process's instance id, named in every request (replays, issue 12:
+        #: another engine, or this one restarted, refuses them; ``_freshness``).
+        self.instance = instance
         self._session = session
         self._pump = pump
         self._on_event = on_event
@@ -96,6 +101,7 @@ class EngineLink:
 
     def send(self, channel: str, message: Message, *, expects_idle: bool = True) -> None:
         """Send a request on ``channel`` and track it (sent at once, or once subscribed)."""
+        address_to(message.header, self.instance)
         # Engines count each reply's outputs: a request is done without waiting for idle.
         self.tracker.track(message.msg_id, channel, expects_idle=expects_idle, counts_outputs=True)
         if self._held is not None:

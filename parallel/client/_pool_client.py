@@ -340,10 +340,17 @@ class Client:
         print(f"[loom] {text}", file=sys.stderr, flush=True)
 
     def _add_engine(self, record: EngineRecord) -> None:
-        if record.id in self._links:
-            return
+        known = self._links.get(record.id)
+        if known is not None:
+            if known.instance == record.instance:
+                return
+            # Another process under that id (its loss not seen): what it had is lost, and
+            # the new one refuses requests naming the old one's instance.
+            self._lose_engine(record.id, "was replaced by a new process")
         info = self._info.engine_connection(record.address, record.ports)
-        link = EngineLink(record.id, info, self.session, self._ctx, self._pump, self._on_event)
+        link = EngineLink(
+            record.id, info, self.session, self._ctx, self._pump, self._on_event, record.instance
+        )
         self._links[record.id] = link
         self._records[record.id] = record
         self._lost.pop(record.id, None)

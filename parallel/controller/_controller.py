@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ from pathlib import Path
 import zmq
 
 from kernel.protocol import Session, runtime_dir
+from kernel.protocol._freshness import DEFAULT_SKEW
+from kernel.protocol._freshness import replay_skew as skew_from_env
 from kernel.transport import MessageSocket, shared_context
 from kernel.transport._curve import new_curve_keys
 
@@ -72,6 +75,7 @@ async def run_controller(
     restart: RestartPolicy | None = None,
     heartbeat_timeout: float | None = None,
     setup_timeout: float = SETUP_TIMEOUT,
+    replay_skew: float = DEFAULT_SKEW,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
     launcher could not start its ``engines``: ``parallel.launchers``; local by default).
@@ -85,7 +89,13 @@ async def run_controller(
     ``restart``: when to replace engines that die (``None``: never); only launchers that
     ``can_replace`` do. ``setup_timeout``: seconds a recorded setup item may run on a
     joining engine before it is announced with a timeout error.
+
+    ``replay_skew`` (``LOOM_REPLAY_SKEW``): the hub refuses signed requests dated more
+    than this many seconds before this start, so a request captured before a restart
+    (``--restore``) is not taken again by the new controller, whose replay memory is
+    empty (``kernel/protocol/_freshness.py``; docs/parallel.md, Security).
     """
+    started = time.time()
     launch = launcher if launcher is not None else make_launcher("local")
     if launch.engines_off_loopback:  # its engines are reachable from other machines (ssh)
         if curve is None:
@@ -98,6 +108,7 @@ async def run_controller(
             )
     # --restore: the dead controller's addresses and key, so its engines come back.
     info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport, curve)
+    hub_sock.session.not_before = started - replay_skew
     path = info.write(cluster_file)
     workdir = path.parent / f"loom-launch-{info.cluster_id}"
     status = 0
@@ -360,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         launcher = launcher_from_json(args.launcher)
     except LaunchError as exc:
         parser.error(str(exc))
+    try:
+        skew = skew_from_env()
+    except ValueError as exc:
+        print(f"loom controller: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(format="[loom controller] %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt), _said_in_one_line(RestoreError):
         return asyncio.run(
@@ -378,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 restart=policy,
                 heartbeat_timeout=args.heartbeat_timeout,
                 setup_timeout=args.setup_timeout,
+                replay_skew=skew,
             )
         )
     return 130

@@ -55,6 +55,7 @@ from kernel.protocol import (
     error_content,
     reply_message,
 )
+from kernel.protocol._freshness import address_to
 from kernel.transport import MessageSocket, RateLimitedLog
 from kernel.transport._curve import connect_curve
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
@@ -64,6 +65,7 @@ from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_messages import (
     EngineRecord,
     address_of,
+    instance_of,
     max_message_size_of,
     ports_of,
     traits_of,
@@ -224,7 +226,10 @@ class Hub:
         engine_id = self.registry.id_of(uuid) if isinstance(uuid, str) else None
         record = self.engines.get(engine_id) if engine_id is not None else None
         registered = record is not None and record.uuid == uuid
-        return Reply({"status": "ok", "registered": registered})
+        content: JSONDict = {"status": "ok", "registered": registered}
+        if self.records is not None and isinstance(uuid, str):  # the batches it committed
+            content["records"] = self.records.committed(uuid, request.content.get("link"))
+        return Reply(content)
 
     # -- engines --------------------------------------------------------------------
 
@@ -236,6 +241,7 @@ class Hub:
         address = address_of(request.content)
         limit = max_message_size_of(request.content)
         labels, resources = traits_of(request.content)  # load-balanced tasks may ask for them
+        instance = instance_of(request.content)  # what requests to the engine name (replays)
         events = self.registry.handle(RegistrationReceived(uuid=uuid, stimulus_id=request.msg_id))
         # A live engine registering again (its hub link after a partition or a restored
         # controller sends its id) keeps its namespace: only a new process replays setup.
@@ -248,7 +254,7 @@ class Hub:
                     self._forget(lost, "it registered again (restarted)")
                 case EngineRegistered(engine=engine_id):
                     record = EngineRecord(
-                        engine_id, uuid, pid, address, ports, limit, labels, resources
+                        engine_id, uuid, pid, address, ports, limit, labels, resources, instance
                     )
                     self.engines[engine_id] = record
                     self._watch(record)
@@ -413,6 +419,7 @@ class Hub:
                 message = session.message(
                     item.msg_type, item.content, metadata=metadata, buffers=item.buffers
                 )
+                address_to(message.header, record.instance)  # for this engine only
                 await shell.send(message)
                 try:
                     async with asyncio.timeout(self.setup_timeout):
@@ -500,7 +507,9 @@ class Hub:
             zmq.DEALER, info.url("control"), session, "control", curve=info.curve
         )
         try:
-            await control.send(session.message("shutdown_request", {"restart": False}))
+            request = session.message("shutdown_request", {"restart": False})
+            address_to(request.header, record.instance)  # a replay stops no other engine
+            await control.send(request)
             async with asyncio.timeout(2.0):
                 await control.recv()
         except TimeoutError:

@@ -26,6 +26,7 @@ off the client's round trip.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -49,6 +50,7 @@ from kernel.protocol import (
     error_content,
     runtime_dir,
 )
+from kernel.protocol._freshness import replay_skew
 from kernel.transport._curve import HandshakeWatch, connect_curve
 
 from ..protocol._controller_info import ControllerInfo
@@ -123,6 +125,7 @@ def register(
     timeout: float,
     max_message_size: int = 0,
     answer: JSONDict | None = None,
+    instance: str = "",
 ) -> int:
     """Register with the controller's hub; the engine id it gives.
 
@@ -130,7 +133,9 @@ def register(
 
     ``max_message_size`` (the shell socket's frame limit, 0: none) travels in the record
     so that clients refuse a larger argument with a clear error: libzmq would drop the
-    connection silently and the request would never be answered.
+    connection silently and the request would never be answered. ``instance`` (this
+    process's, new at each start) too: clients name it in every request they send the
+    engine, which refuses requests naming another (``kernel/protocol/_freshness.py``).
 
     Raises :class:`EngineStartError` if the hub does not answer within ``timeout``
     seconds or refuses.
@@ -143,7 +148,7 @@ def register(
     watch = HandshakeWatch(sock)  # before connecting: a refusal is told, not waited out
     try:
         sock.connect(controller.hub_url)
-        content = registration_content(info, engine_uuid, max_message_size)
+        content = registration_content(info, engine_uuid, max_message_size, instance)
         sock.send_multipart(session.serialize(session.message("registration_request", content)))
         _await_answer(sock, watch, controller.hub_url, timeout)
         try:
@@ -179,11 +184,15 @@ def _await_answer(sock: zmq.Socket[bytes], watch: HandshakeWatch, url: str, time
             raise EngineStartError(f"{watch.failure} (the controller at {url})")
 
 
-def registration_content(info: ConnectionInfo, engine_uuid: str, max_message_size: int) -> JSONDict:
+def registration_content(
+    info: ConnectionInfo, engine_uuid: str, max_message_size: int, instance: str = ""
+) -> JSONDict:
     """What an engine's ``registration_request`` says (sent again as is to re-register)."""
     ports = {f"{ch}_port": info.port(ch) for ch in CHANNELS}
     return {
         "uuid": engine_uuid,
+        # Replays (issue 12): requests for this engine name it, see register().
+        **({"instance": instance} if instance else {}),
         "pid": os.getpid(),
         "address": info.ip,
         "ports": ports,
@@ -217,6 +226,11 @@ def run_engine(
     from kernel.server import end_process, serve, start_io
     from kernel.transport import SocketLimits, SocketLimitsError, open_kernel_sockets
 
+    # Replays (issue 12): requests from Loom's clients and hub name this instance (new at
+    # each start, so also for a replacement with the same uuid and id); others (a Jupyter
+    # client attached as to a kernel) must be dated after this start, as for a kernel.
+    started = time.time()
+    instance = uuidlib.uuid4().hex
     try:
         controller = ControllerInfo.read(cluster_file)
     except ConnectionFileError as exc:
@@ -225,6 +239,7 @@ def run_engine(
     try:
         limits = SocketLimits.from_env()
         traits_from_env(os.environ)  # labels and resources: registration_content sends them
+        skew = replay_skew()
     except (SocketLimitsError, ValueError) as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
@@ -241,17 +256,26 @@ def run_engine(
     answer: JSONDict = {}
     try:
         engine_id = register(
-            controller, sockets.info, engine_uuid, timeout, limits.max_message_size, answer
+            controller,
+            sockets.info,
+            engine_uuid,
+            timeout,
+            limits.max_message_size,
+            answer,
+            instance=instance,
         )
     except EngineStartError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)
         return 3
-    iothread = start_io(sockets)
+    _configure_log()  # before start_io, which points the handler at the real stderr
+    iothread = start_io(sockets, not_before=started - skew, instance=instance)
     import asyncio  # after registration and start_io, as in run_kernel
 
     identity = EngineIdentity(engine_id, engine_uuid, not controller.authenticates_peers)
-    registration = registration_content(sockets.info, engine_uuid, limits.max_message_size)
+    registration = registration_content(
+        sockets.info, engine_uuid, limits.max_message_size, instance
+    )
     durability = answer.get("durability", "async")
     link = HubLink(
         controller,
@@ -267,6 +291,19 @@ def run_engine(
     finally:
         connection_file.unlink(missing_ok=True)
     end_process(sockets, code)
+
+
+def _configure_log() -> None:
+    """The engine's own ``loom.*`` warnings (a refused replay, a controller gone silent)
+    go to its stderr, the launcher's log of it; as ``python -m kernel``'s, they stay out
+    of task output (without a handler, ``logging.lastResort`` wrote them to the captured
+    ``sys.stderr``, that is into whatever task was running, or nowhere)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[loom engine] %(levelname)s %(message)s"))
+    loom = logging.getLogger("loom")
+    loom.addHandler(handler)
+    loom.setLevel(logging.WARNING)
+    loom.propagate = False
 
 
 def for_clients(info: ConnectionInfo) -> ConnectionInfo:

@@ -29,10 +29,12 @@ adds ``"restarted": {"count", "reason"}``; one announced after a setup replay ad
 yet (their setup replay runs).
 
 An engine record is ``{"id", "uuid", "pid", "address", "ports", "max_message_size",
-"labels", "resources"}``: ``address`` is the ip the engine bound (or, on an ipc cluster,
+"labels", "resources", "instance"}``: ``address`` is the ip the engine bound (or, on an ipc cluster,
 its socket-file prefix); the transport and key are the cluster's
 (``ControllerInfo.engine_connection``). A ``registration_request`` carries the last three
-too; older peers leave them out, meaning no limit known, no labels, no resources.
+too, and ``instance`` (the process's id, new at each start: requests to the engine
+name it, see ``kernel/protocol/_freshness.py``); older peers leave them out, meaning no
+limit known, no labels, no resources, no instance to name.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ from kernel.protocol import CHANNELS, JSONDict, MalformedMessage
 
 from ._engine_traits import labels_from, resources_from
 
-__all__ = ["EngineRecord", "address_of", "max_message_size_of", "ports_of", "traits_of"]
+__all__ = [
+    "EngineRecord",
+    "address_of",
+    "instance_of",
+    "max_message_size_of",
+    "ports_of",
+    "traits_of",
+]
 
 
 def ports_of(data: object) -> dict[str, int]:
@@ -77,6 +86,10 @@ class EngineRecord:
     #: -> amount); empty for an engine that registered none, or an older one.
     labels: tuple[str, ...] = ()
     resources: Mapping[str, float] = field(default_factory=dict)
+    #: The engine process's instance id (new at each start; "" from an older engine):
+    #: clients and the hub name it in every request they send the engine, which refuses
+    #: requests naming another (replays, issue 12; ``kernel/protocol/_freshness.py``).
+    instance: str = ""
 
     def to_content(self) -> JSONDict:
         return {
@@ -88,6 +101,7 @@ class EngineRecord:
             "max_message_size": self.max_message_size,
             "labels": list(self.labels),
             "resources": dict(self.resources),
+            **({"instance": self.instance} if self.instance else {}),
         }
 
     @classmethod
@@ -111,6 +125,7 @@ class EngineRecord:
             limit,
             labels=labels,
             resources=resources,
+            instance=instance_of(content),
         )
 
 
@@ -123,6 +138,15 @@ def traits_of(content: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, fl
     except ValueError as exc:
         raise MalformedMessage(str(exc)) from None
     return tuple(sorted(labels)), resources
+
+
+def instance_of(content: Mapping[str, Any]) -> str:
+    """An engine's ``instance`` ("" when absent: an older engine); raises
+    :class:`MalformedMessage` for one that is not a short string."""
+    instance = content.get("instance", "")
+    if not isinstance(instance, str) or len(instance) > 64:
+        raise MalformedMessage("an engine's instance must be a string of at most 64 characters")
+    return instance
 
 
 def max_message_size_of(content: Mapping[str, Any]) -> int:

@@ -130,6 +130,6 @@ def test_a_message_captured_before_a_restart_is_refused_by_the_restarted_kernel(
             if second.stdout is not None:
                 second.stdout.close()  # never read: it prints nothing on a file it did not write
         assert marker.read_text() == "captured fresh"  # the replay did not run again
-        assert "older than this kernel's start" in (tmp_path / "second.log").read_text()
+        assert "older than this process's start" in (tmp_path / "second.log").read_text()
 
     run(scenario)
