@@ -26,6 +26,7 @@ that ends before :meth:`stop` is reported ``failed`` with the end of its output 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -97,6 +98,9 @@ class SlurmLauncher(Launcher):
         #: controller itself, which starts the engines with ``srun``).
         self.job_command: list[str] | None = None
         self._stopping = False
+        #: Set by :meth:`stop`: wakes the watcher from its poll interval at once (the
+        #: controller's task group waits for the watcher before the controller exits).
+        self._stopped = asyncio.Event()
         self._workdir = Path()
 
     def script(self, n: int, ctx: LaunchContext) -> str:
@@ -183,12 +187,16 @@ class SlurmLauncher(Launcher):
                 kind: State = "running" if state == "RUNNING" else "pending"
                 ctx.report(LauncherStatus(kind, summary, log=str(self._output_file())))
             # Polling, because Slurm has no notification a client can wait on; slower
-            # once the job runs (engine losses are the hub's news then).
-            await asyncio.sleep(POLL_RUNNING if state == "RUNNING" else POLL_STARTING)
+            # once the job runs (engine losses are the hub's news then). A plain sleep
+            # here once held every stop up to POLL_RUNNING seconds.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_RUNNING if state == "RUNNING" else POLL_STARTING):
+                    await self._stopped.wait()
 
     async def stop(self) -> None:
         """``scancel`` the job and wait (up to ``CANCEL_WAIT`` s) until it is over."""
         self._stopping = True
+        self._stopped.set()
         if self.job_id is None:
             return
         log = self._workdir / "sbatch.log"

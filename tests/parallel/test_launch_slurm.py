@@ -4,10 +4,12 @@ a pending job shown as pending, a rejected submission quoted, stop cancelling th
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from _launch_fixtures import (
 )
 
 from parallel import Cluster, ClusterUnavailable
+from parallel.launchers import LaunchContext, LauncherStatus, _slurm
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -139,6 +142,42 @@ def test_a_controller_killed_with_sigkill_takes_its_engines_and_job_along() -> N
         kill_pid(cluster._process.pid)  # no scancel: the engines watch their controller
         assert all_gone(engines) == []
         assert _job_over(job_id)
+
+
+@dataclass
+class _WatchedContext(LaunchContext):
+    """A launch context that tells when the launcher first reports ``running``."""
+
+    running: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def report(self, status: LauncherStatus) -> None:
+        super().report(status)
+        if status.state == "running":
+            self.running.set()
+
+
+def test_stop_wakes_the_job_watcher_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The watcher of a running job waits POLL_RUNNING between two squeue, and the
+    # controller's task group waits for the watcher: a plain sleep there held every
+    # stop for up to 5 s (here it would be an hour, past the timeout below).
+    monkeypatch.setattr(_slurm, "POLL_RUNNING", 3600.0)
+
+    async def start_then_stop() -> str:
+        launcher = _slurm.SlurmLauncher()
+        launcher.job_command = ["/bin/sleep", "600"]  # a job that runs until cancelled
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
+            ctx = _WatchedContext(tmp_path / "unused.json", tg, workdir=tmp_path)
+            await launcher.start(1, ctx)
+            job_id = launcher.job_id
+            assert job_id is not None
+            await ctx.running.wait()
+            await launcher.stop()
+        return job_id
+
+    job_id = asyncio.run(start_then_stop())
+    assert _job(job_id)["JobState"] == "CANCELLED"
 
 
 def test_a_pending_job_is_shown_as_pending_and_stop_cancels_it() -> None:
