@@ -60,10 +60,12 @@ from .._errors import (
 from .._errors import TimeoutError as ParallelTimeout
 from ..protocol._controller_info import ControllerInfo, newest_cluster_file
 from ..protocol._hub_messages import EngineRecord
+from ..protocol._shm import METADATA_KEY, SharedMemoryError
 from ._asyncresult import AsyncResult, ExecuteReply
 from ._controller_link import ControllerLink
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
+from ._shm_client import ClientShm, open_client_shm
 
 if TYPE_CHECKING:
     from ._balancer import Balancer
@@ -140,7 +142,15 @@ class Client:
         #: Liveness of the controller and its task records (``_controller_link``).
         self._controller = ControllerLink(self)
         self._closed = False
+        #: Large buffers to and from engines on this host (``_shm_client``); None: wire.
+        self._shm: ClientShm | None = None
         try:
+            self._shm = open_client_shm(
+                self._info.cluster_id,
+                self._info.authenticates_peers,
+                self.session.session_id,
+                os.environ,
+            )
             self._refresh(timeout)
         except BaseException:
             self.close()
@@ -421,6 +431,48 @@ class Client:
         metadata: JSONDict | None = None,
     ) -> str:
         """Send a shell request to an engine; its msg_id. Results are routed by msg_id."""
+        return self.send_requests([engine_id], msg_type, content, buffers, metadata)[0]
+
+    def send_requests(
+        self,
+        engine_ids: Sequence[int],
+        msg_type: str,
+        content: JSONDict,
+        buffers: list[bytes] | None = None,
+        metadata: JSONDict | None = None,
+    ) -> list[str]:
+        """Send the same shell request to each engine; their msg_ids, in order. Large
+        buffers for engines on this host are written to shared memory once for all
+        (``_shm_client``)."""
+        staged: dict[int, list[list[object]]] = {}
+        near: list[bytes] | None = None
+        if buffers and self._shm is not None:
+            uuids = {i: self._records[i].uuid for i in engine_ids if i in self._records}
+            staged, near = self._shm.stage(buffers, uuids)
+        msg_ids = []
+        for engine_id in engine_ids:
+            refs = staged.get(engine_id)
+            sent = near if refs is not None and near is not None else buffers
+            extra = metadata if refs is None else {**(metadata or {}), METADATA_KEY: refs}
+            try:
+                msg_ids.append(self._send_one(engine_id, msg_type, content, sent, extra))
+            except BaseException:  # nothing sent to this engine and the ones after it
+                if self._shm is not None:
+                    for later in engine_ids[len(msg_ids) :]:
+                        self._shm.discard(staged.get(later, []))
+                raise
+            if refs is not None and self._shm is not None:
+                self._shm.sent(msg_ids[-1], refs)
+        return msg_ids
+
+    def _send_one(
+        self,
+        engine_id: int,
+        msg_type: str,
+        content: JSONDict,
+        buffers: list[bytes] | None,
+        metadata: JSONDict | None,
+    ) -> str:
         if buffers:
             self._check_size(engine_id, buffers)
         metadata = dict(metadata) if metadata else {}
@@ -467,6 +519,8 @@ class Client:
         self, engine_id: int, msg_id: str, value: object, error: RemoteError | None
     ) -> None:
         self._kinds.pop(msg_id, None)
+        if self._shm is not None:
+            self._shm.finished(msg_id)  # its shared-memory names, if the engine left them
         if self._balancer is not None and self._balancer.finished(msg_id, engine_id, value, error):
             return  # an attempt of a load-balanced task: the balancer settles the task
         result = self._results.pop(msg_id, None)
@@ -498,7 +552,14 @@ class Client:
             if not self._info.authenticates_peers:
                 digest = reply.metadata.get("buffers_hmac")
                 self.session.signer.verify_buffers(reply.buffers, digest)
-            return deserialize_object(reply.buffers), None
+            buffers = reply.buffers
+            if METADATA_KEY in reply.metadata:  # large buffers wait in shared memory
+                if self._shm is None:
+                    raise SharedMemoryError(
+                        "a reply through shared memory, which this client has not"
+                    )
+                buffers = self._shm.receive(buffers, reply.metadata)
+            return deserialize_object(buffers), None
         except Exception as exc:  # a result this process cannot unpickle
             return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)
 
@@ -665,6 +726,8 @@ class Client:
             link.close()
         self._links.clear()
         self._controller.close()
+        if self._shm is not None:
+            self._shm.close()
         for sock in (self._hub, self._notify):
             self._pump.remove(sock)
             sock.close(linger=0)

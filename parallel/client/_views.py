@@ -136,7 +136,8 @@ class DirectView(_View):
     ) -> AsyncResult:
         ids = self._ids(targets)
         buffers = _serialize(f, args, kwargs)  # before sending: unpicklable -> error here
-        msg_ids = [self.client.send_request(i, "apply_request", {}, buffers) for i in ids]
+        # One request for all: large buffers are written to shared memory once (_shm_client).
+        msg_ids = self.client.send_requests(ids, "apply_request", {}, buffers)
         result = AsyncResult(self.client, msg_ids, fname=_name(f), single=self._single(targets))
         return self.client.track(result)
 
@@ -231,7 +232,7 @@ class DirectView(_View):
         """Concatenate ``key`` from each engine, in target order (undoes ``scatter``)."""
         ids = self._ids(targets)
         buffers = _serialize(pull_one, [key], {})
-        msg_ids = [self.client.send_request(i, "apply_request", {}, buffers) for i in ids]
+        msg_ids = self.client.send_requests(ids, "apply_request", {}, buffers)
         result = AsyncResult(self.client, msg_ids, fname="gather", reducer=_concatenate)
         return self._finish(self.client.track(result), block)
 

@@ -309,6 +309,9 @@ def _remove_leftovers(info: ControllerInfo, path: Path) -> None:
         engine_file.unlink(missing_ok=True)
     if info.transport == "ipc" and Path(info.ip).name.startswith("loom-"):
         shutil.rmtree(info.ip, ignore_errors=True)
+    from ..protocol._shm import remove_cluster_dir
+
+    remove_cluster_dir(info.cluster_id)  # its shared-memory buffers (protocol/_shm.py)
 
 
 def _list() -> int:

@@ -471,6 +471,7 @@ class Cluster:
         from ..controller._durable import remove_records
         from ..controller._engines_file import stop_orphans
         from ..protocol._controller_info import ControllerInfo
+        from ..protocol._shm import remove_cluster_dir
 
         stop_orphans(path)
         remove_records(path)
@@ -478,6 +479,7 @@ class Cluster:
             info = ControllerInfo.read(path)
             if info.transport == "ipc" and Path(info.ip).name.startswith("loom-"):
                 shutil.rmtree(info.ip, ignore_errors=True)
+            remove_cluster_dir(info.cluster_id)  # its shared-memory buffers (protocol/_shm.py)
         path.unlink(missing_ok=True)
 
     # -- context managers -----------------------------------------------------------

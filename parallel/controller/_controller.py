@@ -44,6 +44,7 @@ from kernel.transport._curve import new_curve_keys
 
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
 from ..protocol._controller_info import ControllerInfo
+from ..protocol._shm import create_cluster_dir, remove_cluster_dir
 from ._db import TaskDB
 from ._durable import RestoreError, open_records, rebind, remove_records, stop_reattached
 from ._engines_file import live_engines
@@ -110,6 +111,8 @@ async def run_controller(
     info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport, curve)
     hub_sock.session.not_before = started - replay_skew
     path = info.write(cluster_file)
+    if info.authenticates_peers and os.environ.get("LOOM_SHM", "").lower() != "off":
+        create_cluster_dir(info.cluster_id)  # large buffers on this host (protocol/_shm.py)
     workdir = path.parent / f"loom-launch-{info.cluster_id}"
     status = 0
     store: TaskDB | None = None
@@ -177,6 +180,7 @@ async def run_controller(
         if info.transport == "ipc":
             shutil.rmtree(info.ip, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+        remove_cluster_dir(info.cluster_id)  # with what crashed clients and engines left
     return status
 
 

@@ -19,18 +19,23 @@ are added to the engine's namespace from the client's copy, never replacing the 
 
 from __future__ import annotations
 
+import dataclasses
 import types
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kernel.protocol import JSONDict, Message, Reply, SignatureError, utc_now_iso
 
 from .._errors import SerializationError
+from ..protocol._shm import METADATA_KEY, SharedDir, SharedMemoryError
 
 if TYPE_CHECKING:
     from kernel.server import KernelServer
 
-__all__ = ["EngineIdentity", "handle_apply", "interactive_in"]
+__all__ = ["EngineIdentity", "handle_apply", "interactive_in", "with_shared_memory"]
+
+ShellHandler = Callable[[Message, list[bytes]], Awaitable[Reply | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,9 @@ class EngineIdentity:
     #: Whether buffers carry their own digest: not where the transport admits only this
     #: user (``ControllerInfo.authenticates_peers``).
     signs_buffers: bool = True
+    #: The cluster's shared-memory directory as this engine sees it (``protocol._shm``):
+    #: large buffers of clients on this host arrive and leave through it. None: the wire.
+    shm: SharedDir | None = None
 
 
 async def handle_apply(
@@ -78,6 +86,52 @@ async def handle_apply(
     if engine.signs_buffers:  # on ipc the transport authenticates: no digest to compute
         metadata["buffers_hmac"] = signer.sign_buffers(buffers)
     return Reply({"status": "ok"}, metadata, buffers)
+
+
+def with_shared_memory(
+    handler: ShellHandler, server: KernelServer, engine: EngineIdentity
+) -> ShellHandler:
+    """``handler`` (the whole ``apply_request`` chain: abort list, records, the call), with
+    large buffers through the cluster's shared memory (``parallel/protocol/_shm.py``).
+
+    Outermost, so that everything inside sees the data itself: the request's buffers
+    mapped from their files (each name unlinked at once: this engine owns it), and the
+    reply's buffers as the call made them; only the reply sent to the client carries
+    references, to files the client unlinks when it maps them. So a durable record
+    (``_recorder``, inside) holds the mapped or original buffers, never a name.
+    """
+    shm = engine.shm
+    if shm is None:
+        return handler
+
+    async def sharing(request: Message, identities: list[bytes]) -> Reply | None:
+        refs = request.metadata.get(METADATA_KEY)
+        if refs is not None:
+            try:
+                buffers = shm.resolve(request.buffers, refs)
+            except SharedMemoryError as exc:
+                started: JSONDict = {"engine": engine.uuid, "engine_id": engine.id}
+                started["started"] = utc_now_iso()
+                return _failed(server.interpreter.report_error(exc), started)
+            request = dataclasses.replace(request, buffers=buffers)
+        reply = await handler(request, identities)
+        if reply is None or not reply.buffers:
+            return reply
+        large = shm.large(reply.buffers)
+        if not large or not shm.shares_with("c", request.header.get("session")):
+            return reply  # a client on another host, or with shared memory off
+        buffers, staged = list(reply.buffers), []
+        for index in large:
+            names = shm.stage(buffers[index], 1)
+            if names is not None:  # else (a full tmpfs) this one goes over the wire
+                staged.append([index, names[0], memoryview(buffers[index]).nbytes])
+                buffers[index] = b""
+        if not staged:
+            return reply
+        # A new Reply: the recorder may still hold the old one's buffers and metadata.
+        return Reply(reply.content, {**reply.metadata, METADATA_KEY: staged}, buffers)
+
+    return sharing
 
 
 def _failed(error: JSONDict, metadata: JSONDict) -> Reply:

@@ -55,8 +55,9 @@ from kernel.transport._curve import HandshakeWatch, connect_curve
 
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._engine_traits import registration_traits, traits_from_env
+from ..protocol._shm import join_cluster_dir, shm_threshold
 from ._abort_list import AbortList
-from ._apply import EngineIdentity, handle_apply
+from ._apply import EngineIdentity, handle_apply, with_shared_memory
 from ._hub_link import HubLink
 from ._recorder import recorded
 
@@ -98,7 +99,10 @@ def make_engine(
         if link.recording:
             apply = recorded(apply, link)  # type: ignore[assignment]
         link.start()
-    server.shell_handlers["apply_request"] = aborted.guard(apply)
+    # Shared memory outermost: records and the call see data, never file names (_apply).
+    server.shell_handlers["apply_request"] = with_shared_memory(
+        aborted.guard(apply), server, engine
+    )
     server.unannounced.add("apply_request")  # the reply counts its outputs: no busy/idle
     server.shell_handlers["execute_request"] = aborted.guard(
         server.shell_handlers["execute_request"]
@@ -240,6 +244,7 @@ def run_engine(
         limits = SocketLimits.from_env()
         traits_from_env(os.environ)  # labels and resources: registration_content sends them
         skew = replay_skew()
+        shm_min = shm_threshold(os.environ)  # LOOM_SHM, LOOM_SHM_MIN (protocol/_shm.py)
     except (SocketLimitsError, ValueError) as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
@@ -253,6 +258,10 @@ def run_engine(
         )
         return 2
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
+    # Before registering: a client that learns of the engine finds its marker.
+    # Only where the transport admits no one else (docs/architecture.md, "Large buffers").
+    shm_min = shm_min if controller.authenticates_peers else None
+    shm = join_cluster_dir(controller.cluster_id, "e", engine_uuid, shm_min)
     answer: JSONDict = {}
     try:
         engine_id = register(
@@ -267,12 +276,14 @@ def run_engine(
     except EngineStartError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)
+        if shm is not None:
+            shm.unmark("e", engine_uuid)
         return 3
     _configure_log()  # before start_io, which points the handler at the real stderr
     iothread = start_io(sockets, not_before=started - skew, instance=instance)
     import asyncio  # after registration and start_io, as in run_kernel
 
-    identity = EngineIdentity(engine_id, engine_uuid, not controller.authenticates_peers)
+    identity = EngineIdentity(engine_id, engine_uuid, not controller.authenticates_peers, shm)
     registration = registration_content(
         sockets.info, engine_uuid, limits.max_message_size, instance
     )
@@ -290,6 +301,8 @@ def run_engine(
         code = asyncio.run(serve(sockets, iothread, setup=setup))
     finally:
         connection_file.unlink(missing_ok=True)
+        if shm is not None:
+            shm.unmark("e", engine_uuid)
     end_process(sockets, code)
 
 
