@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "NO_EXECUTE_INPUT",
     "PROTOCOL_VERSION",
     "UNANNOUNCED",
     "JSONDict",
@@ -42,6 +43,12 @@ def new_id() -> str:
 #: reply's ``outputs`` count sends it (the engine pool's); every other request is
 #: announced as the messaging spec says.
 UNANNOUNCED = "loom_unannounced"
+#: Request metadata key (a Loom extension): ``True`` asks a Loom kernel to publish no
+#: ``execute_input`` for this ``execute_request`` (``%px`` sends it: it never shows the
+#: engines' echo of the code it sent, and with 4 engines the echoes were most of what
+#: ``%px a=1`` cost over a silent execute). Everything else about the request (execution count,
+#: history, results) is unchanged; a kernel that does not know the key ignores it.
+NO_EXECUTE_INPUT = "loom_no_execute_input"
 
 #: Message ids are this process's random prefix and a counter (``<uuid4 hex>_<n>``), as
 #: jupyter_client's are (``<session>_<pid>_<n>``): unique without a ``uuid4()`` per

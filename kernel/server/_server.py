@@ -39,7 +39,7 @@ from kernel.protocol import (
     status_content,
     unknown_request_reply,
 )
-from kernel.protocol._message import UNANNOUNCED
+from kernel.protocol._message import NO_EXECUTE_INPUT, UNANNOUNCED
 from kernel.server.channels._control import exit_later, sigint_main_thread
 from kernel.server.channels._iothread import IOThread
 from kernel.server.channels._stdin import StdinBridge
@@ -256,7 +256,7 @@ class KernelServer:
         started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         count = interp.execution_count
         interp.arm_interrupt()
-        if not silent:
+        if not silent and request.metadata.get(NO_EXECUTE_INPUT) is not True:
             self.publish("execute_input", {"code": code, "execution_count": count}, request)
         allow_stdin = bool(content.get("allow_stdin", False))
         with self.stdin.installed(allow_stdin, request.header, identities):

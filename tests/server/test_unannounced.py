@@ -13,7 +13,7 @@ import pytest
 from _kernel_e2e import assert_bracketed, isolate_kernel_env, loom_kernel
 from _support import Reaper, run
 
-from kernel.protocol._message import UNANNOUNCED
+from kernel.protocol._message import NO_EXECUTE_INPUT, UNANNOUNCED
 
 TIMEOUT = 20.0
 
@@ -62,5 +62,37 @@ def test_only_requests_that_ask_go_unannounced() -> None:
             assert quiet.metadata["outputs"] == len(seen)
             assert assert_bracketed(k.log, truthy)
             assert assert_bracketed(k.log, plain)
+
+    run(scenario, timeout=120)
+
+
+def test_a_request_may_ask_for_no_execute_input() -> None:
+    """``%px`` asks engines for no ``execute_input`` echo; the cell is otherwise the same:
+    numbered, in the history, its value shown with its number."""
+
+    async def scenario(reaper: Reaper) -> None:
+        async with loom_kernel(reaper) as k:
+            first = await k.client.execute("1", on_output=k.log.add, timeout=TIMEOUT)
+            quiet = await k.client.request(
+                "execute_request",
+                _content("print('seen'); 6 * 7"),
+                metadata={NO_EXECUTE_INPUT: True},
+                on_output=k.log.add,
+                timeout=TIMEOUT,
+            )
+            after = await k.client.execute("In[-2], _", on_output=k.log.add, timeout=TIMEOUT)
+            seen = k.log.for_parent(quiet.parent_id or "")
+            kinds = [m.msg_type for m in seen if m.msg_type not in ("status", "stream")]
+            assert kinds == ["execute_result"]  # no execute_input
+            text = "".join(m.content["text"] for m in seen if m.msg_type == "stream")
+            assert text == "seen\n"  # (one or more stream messages: a loaded machine splits)
+            count = first.content["execution_count"] + 1
+            assert quiet.content["execution_count"] == count
+            (result,) = [m for m in seen if m.msg_type == "execute_result"]
+            assert result.content["execution_count"] == count
+            (value,) = [
+                m for m in k.log.for_parent(after.parent_id or "") if m.msg_type == "execute_result"
+            ]
+            assert value.content["data"]["text/plain"] == "(\"print('seen'); 6 * 7\", 42)"
 
     run(scenario, timeout=120)
