@@ -36,7 +36,9 @@ from ._px_run import (
     follow_px,
     stream_in_background,
     submit_px,
+    wait_blocking,
     wait_on_loop,
+    wait_then_loop,
 )
 from ._px_status import autopx_bundle
 
@@ -136,8 +138,6 @@ class PxMagics:
 
     @property
     def _wait(self) -> Waiter:
-        from ._px_run import wait_blocking, wait_then_loop
-
         return wait_blocking if self.host.blocking else wait_then_loop
 
     def current_view(self) -> DirectView:

@@ -26,6 +26,7 @@ first (``%px -- -b``). Nothing here evaluates user text: targets are parsed, not
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 from dataclasses import dataclass, replace
@@ -124,8 +125,12 @@ _NAME = re.compile(r"[^\W\d]\w*\Z")
 _SLICE_PART = re.compile(r"\s*(-?\d+)?\s*\Z")
 
 
+@functools.lru_cache(maxsize=256)
 def parse_px(line: str, kind: Kind = "px") -> PxArgs:
     """Parse the options of one magic line.
+
+    Cached (the result is frozen; errors are not cached): a loop of ``%px`` calls, or
+    ``%autopx`` cells, parse the same few lines again and again.
 
     ``kind`` says which magic: ``"px"`` (options, then code: the first token that is not
     an option of ``%px`` starts the code, as does ``--``), ``"cell"`` (the ``%%px`` line:

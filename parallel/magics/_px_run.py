@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kernel.protocol._message import NO_EXECUTE_INPUT
+
 from .._errors import EngineError, ParallelError
 from ._px_output import (
     EngineOutput,
@@ -69,6 +71,8 @@ __all__ = [
 ]
 
 Emit = Callable[[PxOutput], None]
+#: The metadata of every ``%px`` execute_request (the client copies it per request).
+_QUIET_INPUT = {NO_EXECUTE_INPUT: True}
 #: Seconds a blocking run waits before it first reports its progress (status line).
 STATUS_AFTER = 0.25
 #: Seconds engines get to stop after Ctrl-C sent them a signal before they are named.
@@ -162,7 +166,10 @@ def submit_px(
         "allow_stdin": False,
         "stop_on_error": False,
     }
-    msg_ids = [client.send_request(i, "execute_request", content) for i in ids]
+    # No execute_input echo: nothing here shows it, and it was a message per engine.
+    msg_ids = [
+        client.send_request(i, "execute_request", content, metadata=_QUIET_INPUT) for i in ids
+    ]
     result = AsyncResult(client, msg_ids, fname="%px", single=isinstance(chosen, int))
     return client.track(result), ids
 
@@ -240,6 +247,8 @@ async def follow_px(
     try:
         while not result.done():
             await wait(client, worth_waking, progress.next_timeout())
+            if result.done():
+                break  # what is left is shown once, below (most runs: one wait, no pass)
             if stream:
                 _emit_all(emit, cursor.take(labeller))
             _emit_all(emit, lost.take())
@@ -250,6 +259,7 @@ async def follow_px(
         raise
     if stream:
         _emit_all(emit, cursor.take(labeller, final=True))
+    _emit_all(emit, lost.take())
     _emit_all(emit, progress.update())
     finish_px(result, ids, settings.groupby, emit, labeller, streamed=stream)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import pytest
 
+from kernel.protocol._message import NO_EXECUTE_INPUT
 from parallel import CompositeError, EngineError, RemoteError
 from parallel.magics import EngineOutput, PxError, group_errors, render_outputs
 from parallel.magics._px_output import (
@@ -15,7 +17,7 @@ from parallel.magics._px_output import (
     format_engines,
     render_errors,
 )
-from parallel.magics._px_run import run_blocking
+from parallel.magics._px_run import run_blocking, submit_px
 
 TB = ["\x1b[31mZeroDivisionError\x1b[0m  Traceback", "Cell In[4], line 1", "ZeroDivisionError: x"]
 
@@ -172,3 +174,45 @@ def test_a_coroutine_that_never_suspends_runs_without_a_loop() -> None:
 
     with pytest.raises(RuntimeError, match="event loop"):
         run_blocking(needs_a_loop())
+
+
+class _SendingClient:
+    """What ``submit_px`` uses of a client: the requests it sends are recorded."""
+
+    def __init__(self, ids: list[int]) -> None:
+        self._ids = ids
+        self._pump = None
+        self.sent: list[tuple[int, str, dict[str, Any], dict[str, Any] | None]] = []
+
+    def resolve_targets(self, targets: object) -> list[int]:
+        return self._ids if targets == "all" else [cast(int, targets)]
+
+    def send_request(self, engine: int, msg_type: str, content: dict[str, Any], **kw: Any) -> str:
+        self.sent.append((engine, msg_type, content, kw.get("metadata")))
+        return f"m{engine}"
+
+    def track(self, result: object) -> object:
+        return result
+
+
+class _View:
+    def __init__(self, client: _SendingClient) -> None:
+        self.client = client
+        self.targets = "all"
+
+
+def test_px_asks_the_engines_for_a_numbered_cell_without_an_execute_input_echo() -> None:
+    client = _SendingClient([0, 1, 2])
+    result, ids = submit_px(cast(Any, _View(client)), None, "a = 1")
+    assert ids == [0, 1, 2]
+    assert result.msg_ids == ["m0", "m1", "m2"]
+    for engine, (sent_to, msg_type, content, metadata) in enumerate(client.sent):
+        assert (sent_to, msg_type) == (engine, "execute_request")
+        # numbered and in the history (Out[e:n]), as ipyparallel's %px...
+        assert (content["code"], content["silent"], content["store_history"]) == (
+            "a = 1",
+            False,
+            True,
+        )
+        # ...but no echo of the code: nothing shows it, and it was a message per engine.
+        assert metadata == {NO_EXECUTE_INPUT: True}
