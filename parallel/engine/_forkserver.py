@@ -64,8 +64,11 @@ def fork_engines(
     *,
     command_fd: int | None = None,
     log_dir: str | None = None,
+    bind: str | None = None,
 ) -> int:
-    """Run ``count`` engines of the cluster in ``cluster_file`` (module docstring)."""
+    """Run ``count`` engines of the cluster in ``cluster_file`` (module docstring);
+    ``bind``: the address they bind (``run_engine``), for a node other than the
+    controller's (``parallel.launchers._node_engine --fork``)."""
     import select
     import uuid as uuidlib
 
@@ -81,7 +84,7 @@ def fork_engines(
     def spawn(engine_uuid: str) -> None:
         pid = os.fork()
         if pid == 0:  # the engine
-            _become_engine(cluster_file, engine_uuid, log_dir, status, command_fd, children)
+            _become_engine(cluster_file, engine_uuid, log_dir, status, command_fd, children, bind)
         children[pid] = os.pidfd_open(pid)
         report(f"started {pid} {engine_uuid}\n")
 
@@ -128,6 +131,7 @@ def _become_engine(
     status: TextIO,
     command_fd: int | None,
     children: dict[int, int],
+    bind: str | None = None,
 ) -> None:
     """In the forked child: drop the server's descriptors, run the engine, never return."""
     status.close()
@@ -150,7 +154,7 @@ def _become_engine(
 
     code = 1
     try:
-        code = run_engine(cluster_file, engine_uuid=engine_uuid)
+        code = run_engine(cluster_file, engine_uuid=engine_uuid, bind=bind)
     except BaseException:  # said on stderr (the engine's log): the launcher quotes it
         import traceback
 

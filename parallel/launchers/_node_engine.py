@@ -1,9 +1,10 @@
 """An engine started by a launcher on any node: ``python -P -m parallel.launchers._node_engine
--f CLUSTER.json [--mpi]`` (what ``mpi`` and ``slurm`` run).
+-f CLUSTER.json [--mpi | --fork N]`` (what ``mpi`` and ``slurm`` run).
 
-It runs the engine as ``python -m parallel.engine`` would, with three changes: the
-address it binds, its controller watch, and (``--mpi``) the order ranks register in
-(``register``, looked up by ``run_engine`` as a module global):
+It runs the engine as ``python -m parallel.engine`` would, with these changes: the
+address it binds, its controller watch, (``--fork``) several engines from one
+process, and (``--mpi``) the order ranks register in (``register``, looked up by
+``run_engine`` as a module global):
 
 - **Its own address.** An engine binds the address in the cluster file, the
   controller's. On another node that address is not local, so this entry point finds the
@@ -17,6 +18,11 @@ address it binds, its controller watch, and (``--mpi``) the order ranks register
 - **Its controller's life.** On the controller's node, ``JPY_PARENT_PID`` is set to the
   controller's pid (from the cluster file), so the engine ends when the controller does
   however it ends; elsewhere a pid means nothing, and the hub's heartbeats tell.
+- **One process, several engines** (``--fork N``): the ``local`` launcher's fork
+  server (``parallel.engine._forkserver``) on this node: one interpreter imports what an
+  engine needs once and forks ``N`` engines, rather than ``N`` interpreters each paying
+  ~0.2 s of CPU for the same imports. What the ``slurm`` launcher runs for a job on one
+  node.
 - **Rank order** (``--mpi``). It imports ``mpi4py`` first (MPI_Init on the main thread,
   where cells run), and rank r registers only after rank r-1 did, so the hub (which
   numbers engines in registration order) gives rank r the id r in a cluster whose only
@@ -56,7 +62,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m parallel.launchers._node_engine")
     parser.add_argument("-f", "--file", metavar="CLUSTER.json", required=True)
     parser.add_argument("--mpi", action="store_true", help="register in MPI rank order")
+    parser.add_argument(
+        "--fork", metavar="N", type=int, help="fork N engines from one process (one node's)"
+    )
     args = parser.parse_args()
+    if args.fork is not None and (args.fork < 1 or args.mpi):
+        parser.error("--fork needs 1 or more engines, and no --mpi (each rank is a process)")
     cluster_file = args.file
     # The one launcher module that imports the engine (tests/test_layers.py says so):
     # it is the engine's entry point on the nodes.
@@ -72,9 +83,16 @@ def main() -> int:
         # The controller's own node: its pid means it here, so the engine ends with it
         # (the kernel's parent watch), even if the controller is SIGKILLed.
         os.environ["JPY_PARENT_PID"] = str(info.pid)
+    bind = here if here != info.ip else None
+    if args.fork is not None:
+        from ..engine._forkserver import fork_engines
+
+        # Its "started PID UUID" / "exited PID CODE" lines go to this process's stdout
+        # (the job's output file); nobody reads them as commands.
+        return fork_engines(cluster_file, args.fork, os.dup(1), bind=bind)
     if args.mpi:
         engine.register = _in_rank_order(engine.register)
-    code: int = engine.run_engine(cluster_file, bind=here if here != info.ip else None)
+    code: int = engine.run_engine(cluster_file, bind=bind)
     return code
 
 

@@ -1,4 +1,4 @@
-"""The ``slurm`` launcher: the engines are one ``sbatch`` job, one ``srun`` task each.
+"""The ``slurm`` launcher: the engines are one ``sbatch`` job (several nodes: a task each).
 
 The job script (in the launcher's directory, next to the cluster file, which the compute
 nodes must see: a shared home, as usual on a cluster) is::
@@ -11,10 +11,17 @@ nodes must see: a shared home, as usual on a cluster) is::
     #SBATCH <each of sbatch_lines>
     export NAME='value'                                (each of env)
     unset JPY_PARENT_PID
+    if [ "${SLURM_JOB_NUM_NODES:-1}" = 1 ]; then
+      exec PYTHON -P -m parallel.launchers._node_engine -f CLUSTER.json --fork <n>
+    fi
     exec srun PYTHON -P -m parallel.launchers._node_engine -f CLUSTER.json
 
 (``_node_engine``: an engine that binds the address its node uses to reach the
-controller, so engines on other nodes than the controller's work.)
+controller, so engines on other nodes than the controller's work.) A job on one node
+starts no ``srun`` step: its batch script forks the ``n`` engines from one interpreter
+that imported them once (``--fork``, the ``local`` launcher's fork server), which saves
+a step launch and ``n - 1`` Python starts and imports (~0.2 s of CPU each). A job on
+several nodes runs one ``srun`` task per engine.
 
 After ``sbatch --parsable``, a watcher asks ``squeue`` for the job's state: while it is
 ``PENDING`` the launcher reports ``pending`` with Slurm's reason (so a start that times
@@ -126,7 +133,15 @@ class SlurmLauncher(Launcher):
         else:
             engine = [self.python, "-P", "-m", "parallel.launchers._node_engine"]
             engine += ["-f", str(ctx.cluster_file)]
-            lines.append(f"exec srun {shlex.join(engine)}")
+            # A job on one node needs no srun step: the batch script, already on that
+            # node with the job's CPUs, forks the engines from one interpreter (one
+            # Python start and one set of imports rather than n, and no step launch).
+            lines += [
+                'if [ "${SLURM_JOB_NUM_NODES:-1}" = 1 ]; then',
+                f"  exec {shlex.join([*engine, '--fork', str(n)])}",
+                "fi",
+                f"exec srun {shlex.join(engine)}",
+            ]
         return "\n".join(lines) + "\n"
 
     async def start(self, n: int, ctx: LaunchContext) -> None:

@@ -89,10 +89,31 @@ def test_engines_run_as_one_sbatch_job_with_its_options_and_stop_cancels_it() ->
         environ = rc[:].apply_sync(lambda: dict(__import__("os").environ))
         tasks = [(env["LOOM_SLURM_TEST"], env["SLURM_JOB_ID"]) for env in environ]
         assert tasks == [("it's here", job_id)] * 3
+        # One node: no srun step; the batch script forked the three engines.
+        assert [env.get("SLURM_STEP_ID") for env in environ] == [None] * 3
+        parents = set(rc[:].apply_sync(lambda: __import__("os").getppid()))
+        assert len(parents) == 1
+        pids |= parents
         assert secrets_exposed(rc.info) == []  # the job script and its tasks got a path
         cluster.stop_cluster_sync()
         assert all_gone(pids) == []
         assert _job(job_id)["JobState"] in ("CANCELLED", "COMPLETED")
+
+
+def test_a_job_on_several_nodes_runs_one_srun_task_per_engine() -> None:
+    # The script's own test: SLURM_JOB_NUM_NODES, set by Slurm in the batch script's
+    # environment, is overridden by the env option's export (this Slurm has one node).
+    cluster = Cluster(n=2, engines="slurm", env={"SLURM_JOB_NUM_NODES": "2"})
+    with cleaned_up(cluster) as pids:
+        rc = cluster.start_and_connect_sync(timeout=90)
+        pids |= {record.pid for record in rc._records.values()}
+        environ = rc[:].apply_sync(lambda: dict(__import__("os").environ))
+        assert sorted((env["SLURM_STEP_ID"], env["SLURM_PROCID"]) for env in environ) == [
+            ("0", "0"),
+            ("0", "1"),
+        ]
+        cluster.stop_cluster_sync()
+        assert all_gone(pids) == []
 
 
 def test_the_controller_can_run_inside_the_batch_job() -> None:
