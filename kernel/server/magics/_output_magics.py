@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ._registry import Magics
 
-__all__ = ["CapturedIO", "RichOutput", "load_output_magics"]
+__all__ = ["CapturedIO", "RichOutput", "captured_io", "load_output_magics"]
 
 
 @dataclass(slots=True)
@@ -75,6 +75,34 @@ class CapturedIO:
 
     def __repr__(self) -> str:
         return f"<CapturedIO: {len(self.stdout)} chars stdout, {len(self.outputs)} outputs>"
+
+
+def captured_io(
+    stdout: str,
+    stderr: str,
+    outputs: list[RichOutput],
+    publish: Callable[[str, dict[str, Any]], None],
+) -> object:
+    """What ``%%capture NAME`` stores: IPython's own ``CapturedIO`` when IPython is
+    installed, else Loom's :class:`CapturedIO` (the same attributes and ``show()``).
+
+    IPython's type, not a look-alike: code written for IPython may check it, and its repr
+    is what notebooks show (``<IPython.utils.capture.CapturedIO at 0x...>``). That imports
+    IPython the first time a named capture runs (about 0.3 s, once per kernel; never at
+    start-up); its ``show()`` then displays through ``get_ipython()``, which is Loom's
+    shell as soon as IPython is imported (``interpreter/_ipython_shell.py``).
+    """
+    if importlib.util.find_spec("IPython") is not None:
+        try:
+            from IPython.utils.capture import CapturedIO as IPythonCapturedIO
+        except Exception:  # a broken IPython install: Loom's own will do
+            pass
+        else:
+            rich = [
+                {"data": o.data, "metadata": o.metadata, "transient": o.transient} for o in outputs
+            ]
+            return IPythonCapturedIO(io.StringIO(stdout), io.StringIO(stderr), rich)
+    return CapturedIO(stdout, stderr, outputs, publish)
 
 
 def load_output_magics(magics: Magics) -> None:
@@ -141,7 +169,7 @@ class _OutputMagics:
             interp.publish = publish
             sys.stdout, sys.stderr = saved
             if name:
-                site.globals[name] = CapturedIO(
+                site.globals[name] = captured_io(
                     stdout.getvalue(),
                     stderr.getvalue(),
                     outputs,

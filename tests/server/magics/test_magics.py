@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import signal
@@ -565,7 +566,20 @@ def test_parse_ranges() -> None:
 # -- output -----------------------------------------------------------------------------------
 
 
-def test_capture(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("ipython", [True, False], ids=["IPython installed", "no IPython"])
+def test_capture(
+    session: Session,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ipython: bool,
+) -> None:
+    if not ipython:  # as where IPython is not installed: Loom's own CapturedIO
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a: None if name == "IPython" else find_spec(name, *a),
+        )
     session.ok(
         "%%capture captured\nimport sys\nprint('out text')\nprint('err text', file=sys.stderr)\n"
         "display('shown')\n!echo from shell\n40 + 2"
@@ -573,7 +587,12 @@ def test_capture(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr() == ("", "")
     assert session.displays() == []
     captured = session.ns["captured"]
-    assert isinstance(captured, CapturedIO)
+    # IPython's own type where IPython is installed (its repr is what notebooks show).
+    kind = "IPython.utils.capture" if ipython else "kernel.server.magics._output_magics"
+    assert type(captured).__module__ == kind
+    assert type(captured).__name__ == "CapturedIO"
+    if not ipython:
+        assert isinstance(captured, CapturedIO)
     assert captured.stdout == "out text\nfrom shell\n"
     assert captured.stderr == "err text\n"
     assert [o.data["text/plain"] for o in captured.outputs] == ["'shown'", "42"]
