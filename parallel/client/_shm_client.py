@@ -39,8 +39,8 @@ class ClientShm:
         """References per engine (``engines``: id -> uuid) for ``buffers``' large frames,
         written once for all engines on this host, and the frames as sent to those (the
         large ones empty). Engines without a marker here get no references (the wire)."""
-        large = self._shared.large(buffers)
         near = [i for i, uuid in engines.items() if self._shared.shares_with("e", uuid)]
+        large = self._shared.large(buffers, len(near))
         if not large or not near:
             return {}, list(buffers)
         refs: dict[int, Refs] = {engine_id: [] for engine_id in near}

@@ -117,7 +117,7 @@ def with_shared_memory(
         reply = await handler(request, identities)
         if reply is None or not reply.buffers:
             return reply
-        large = shm.large(reply.buffers)
+        large = shm.large(reply.buffers, 1)
         if not large or not shm.shares_with("c", request.header.get("session")):
             return reply  # a client on another host, or with shared memory off
         buffers, staged = list(reply.buffers), []

@@ -36,6 +36,7 @@ from parallel.protocol._shm import (
     METADATA_KEY,
     SharedDir,
     SharedMemoryError,
+    Thresholds,
     cluster_dir,
     open_cluster_dir,
     shm_threshold,
@@ -58,19 +59,26 @@ _DATA = re.compile(r"^[0-9a-f]{32}$")
 def shared(tmp_path: Path) -> SharedDir:
     path = tmp_path / "shm"
     path.mkdir(mode=0o700)
-    return SharedDir(path, 1024)
+    return SharedDir(path, Thresholds(1024, 1024))
 
 
 def _data_files(path: Path) -> list[str]:
     return sorted(name for name in os.listdir(path) if _DATA.match(name))
 
 
-def test_threshold_from_the_environment() -> None:
-    assert shm_threshold({}) == 1 << 20
-    assert shm_threshold({"LOOM_SHM_MIN": "4096"}) == 4096
+def test_thresholds_from_the_environment(shared: SharedDir) -> None:
+    assert shm_threshold({}) == Thresholds(1 << 20, 32 << 20)
+    assert shm_threshold({"LOOM_SHM_MIN": "4096"}) == Thresholds(4096, 32 << 20)
+    assert shm_threshold({"LOOM_SHM_MIN_SINGLE": "5"}) == Thresholds(1 << 20, 5)
     assert shm_threshold({"LOOM_SHM": "off", "LOOM_SHM_MIN": "4096"}) is None
     with pytest.raises(ValueError, match="LOOM_SHM_MIN must be a positive number of bytes"):
         shm_threshold({"LOOM_SHM_MIN": "1M"})
+    with pytest.raises(ValueError, match="LOOM_SHM_MIN_SINGLE must be a positive number"):
+        shm_threshold({"LOOM_SHM_MIN_SINGLE": "0"})
+    by_size = SharedDir(shared.path, Thresholds(many=100, one=1000))
+    frames = [b"p", b"x" * 100, b"x" * 999, b"x" * 1000]
+    assert by_size.large(frames, 4) == [1, 2, 3]
+    assert by_size.large(frames, 1) == [3]
 
 
 def test_one_write_one_name_per_receiver_mapped_private_and_unlinked(shared: SharedDir) -> None:
@@ -161,6 +169,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         isolate(monkeypatch, tmp_path_factory.mktemp("shm"))
         monkeypatch.delenv("LOOM_SHM", raising=False)
         monkeypatch.delenv("LOOM_SHM_MIN", raising=False)
+        # 2.4 MB arrays for one receiver (pull, scatter) too; a broadcast's default is 1 MiB.
+        monkeypatch.setenv("LOOM_SHM_MIN_SINGLE", str(1 << 20))
         with running_cluster(2) as running:
             yield running
 
