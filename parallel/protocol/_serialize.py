@@ -33,7 +33,10 @@ Out-of-band frames are views of the data (a numpy array, a bytearray), not copie
 and a ``bytes`` object is its own frame; the sender passes them to ZeroMQ as they are
 (``Session.serialize(copy_buffers=False)``), so the data must not change until the
 message is sent. Only data that is not C-contiguous is copied once. Arrays received on
-immutable frames are read-only, as in ipyparallel.
+immutable frames are read-only, as in ipyparallel; on frames mapped from shared memory
+(``_shm``: large buffers between processes of one host) writable, since each receiver's
+mapping is private (copy-on-write), unless the sender's buffer was read-only (pickle
+protocol 5 keeps that).
 
 Unpickling runs code: deserialize only frames from an authenticated message
 (a signed ``Session``). Every failure, in either direction, is a
