@@ -226,7 +226,10 @@ class Hub:
         engine_id = self.registry.id_of(uuid) if isinstance(uuid, str) else None
         record = self.engines.get(engine_id) if engine_id is not None else None
         registered = record is not None and record.uuid == uuid
-        return Reply({"status": "ok", "registered": registered})
+        content: JSONDict = {"status": "ok", "registered": registered}
+        if self.records is not None and isinstance(uuid, str):  # the batches it committed
+            content["records"] = self.records.committed(uuid, request.content.get("link"))
+        return Reply(content)
 
     # -- engines --------------------------------------------------------------------
 

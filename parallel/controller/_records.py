@@ -1,10 +1,14 @@
 """The hub's record requests: engines store task records, clients read them back.
 
 =====================  ==================================================================
-``record_request``     engine: ``{"uuid", "id", "records": [{"kind": "task"|"result",
-                       "msg_id", ..., "json": [column names], "nbuf"}]}``; per record, its
-                       JSON columns' encoded text, then its buffers, as frames in order
-``record_reply``       ``{"status": "ok"}`` once the batch is committed
+``record_request``     engine: ``{"uuid", "id", "link", "seq", "ack", "records":
+                       [{"kind": "task"|"result", "msg_id", ..., "json": [column names],
+                       "nbuf"}]}``; per record, its JSON columns' encoded text, then its
+                       buffers, as frames in order. ``link`` names the engine's hub link,
+                       ``seq`` numbers its batches (1, 2, ...)
+``record_reply``       ``{"status": "ok"}`` once the batch is committed, only if it asked
+                       (``ack``: sync records, large buffers); the others are confirmed
+                       by the answer to the engine's next ping (:meth:`Records.committed`)
 ``result_request``     client: ``{"msg_ids": [...], "keys": [...] | null}``; an id is a
                        msg_id or a load-balanced task id (``metadata.task_id``)
 ``result_reply``       ``{"status": "ok", "records": [{msg_id, status, engine_id,
@@ -39,8 +43,18 @@ class Records:
         self.db = db
         #: What engines are told at registration: ``async`` or ``sync``.
         self.durability = durability
+        #: Engine uuid -> (its link, first and last batch committed without a gap).
+        self._batches: dict[str, tuple[str, int, int]] = {}
 
-    def answer(self, request: Message) -> Reply:
+    def committed(self, engine_uuid: str, link: object) -> list[int] | None:
+        """``[first, last]``: the batches of ``link`` this hub committed, none missing
+        between (what an engine's ping is answered with), or None."""
+        known = self._batches.get(engine_uuid)
+        if known is None or known[0] != link:
+            return None
+        return [known[1], known[2]]
+
+    def answer(self, request: Message) -> Reply | None:
         match request.msg_type:
             case "record_request":
                 return self._store(request)
@@ -64,7 +78,7 @@ class Records:
         as their clients were told); a result it still sends later replaces that."""
         self.db.fail_pending(reason, utc_now_iso(), engine_uuid=engine_uuid, ename="EngineError")
 
-    def _store(self, request: Message) -> Reply:
+    def _store(self, request: Message) -> Reply | None:
         content = request.content
         uuid, engine_id, records = content.get("uuid"), content.get("id"), content.get("records")
         if not isinstance(uuid, str) or not isinstance(engine_id, int):
@@ -92,6 +106,17 @@ class Records:
         if offset != len(buffers):
             raise MalformedMessage(f"the records count {offset} buffers, {len(buffers)} came")
         self.db.add_records(uuid, engine_id, batch, utc_now_iso())
+        link, seq = content.get("link"), content.get("seq")
+        if isinstance(link, str) and isinstance(seq, int):
+            known = self._batches.get(uuid)
+            if known is not None and known[0] == link and seq == known[2] + 1:
+                self._batches[uuid] = (link, known[1], seq)
+            else:  # a new link (a replacement engine, this hub restored), or a gap
+                self._batches[uuid] = (link, seq, seq)
+        # Small batches are confirmed by the answer to the engine's next ping: a reply
+        # per batch was a third of the hub's CPU for records.
+        if content.get("ack", True) is False:
+            return None
         return Reply({"status": "ok"})
 
     def _results(self, request: Message) -> Reply:

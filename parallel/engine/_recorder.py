@@ -4,9 +4,18 @@
 request (header, content, metadata, buffers: enough to resubmit it) goes to the hub
 link's queue; when it is answered, its reply (content, metadata, buffers). Only queue
 appends happen here; ``_hub_link`` sends them in batches on its own thread, after the
-reply (``durability="async"``, the default). With ``durability="sync"`` the handler
-waits until the hub has committed the reply's record before it returns, so the client
-can never hold a result the controller's database lacks.
+reply (``durability="async"``, the default): what a window of ``LOOM_RECORD_WINDOW``
+(20 ms) brought goes as one message. The reply's record wakes that thread only if it
+sleeps, and only after the reply left (``call_soon``: the shell handler sends the reply
+in the same step of the loop). With ``durability="sync"`` the handler waits until the
+hub has committed the reply's record before it returns, so the client can never hold a
+result the controller's database lacks.
+
+The interface the engine uses: ``recorded(handler, link)``; of the link, only
+``record(fields, buffers, done=None, *, wake=True)``, ``sleeping``, ``wake()`` and
+``durability``. A record's buffers are the request's and the reply's as they are (any
+buffer-protocol objects: bytes, memoryviews); the link reads them when it sends the
+batch, on its thread, so they must stay unchanged until then.
 
 Large buffers are not copied to the controller: a request whose buffers exceed
 ``LOOM_RECORD_REQUEST_LIMIT`` bytes (1 MiB by default; a ``push`` of an array) is
@@ -83,10 +92,12 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         if _size(results) > result_limit:
             record["result_metadata"] = {**reply.metadata, "loom_result_omitted": _size(results)}
             results = []
-        if not sync:
-            link.record(record, results)
-            return reply
         loop = asyncio.get_running_loop()
+        if not sync:
+            link.record(record, results, wake=False)
+            if link.sleeping:  # wake it once the reply left, not while it is sent
+                loop.call_soon(link.wake)
+            return reply
         committed = loop.create_future()
 
         def done() -> None:  # on the link's thread

@@ -91,9 +91,11 @@ def test_restore_after_sigkill_gives_every_result_and_fails_the_running_task(
             assert time.monotonic() < deadline, "the running task was never recorded"
         while set(rc.result_status(list(expected))["completed"]) != set(expected):
             assert time.monotonic() < deadline, "the results were never all recorded"
-        # The controller dies, and so does the engine running the task.
-        _kill(rc._records[1].pid)
+        # The controller dies, and so does the engine running the task. The controller
+        # first: killed second, it could see the engine's death first (a loaded machine
+        # runs it between the two kills) and fail the task with EngineError itself.
         _kill(controller)
+        _kill(rc._records[1].pid)
         started = time.monotonic()
         with pytest.raises(ControllerLost, match="controller lost"):
             rc.wait_for_engines(5, timeout=-1)  # would wait forever without the watch

@@ -1,11 +1,14 @@
-"""The pure parts of durable results: the engine's controller watch and the task database."""
+"""The pure parts of durable results: the engine's controller watch, its record window and
+batch confirmations, and the task database."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
+from kernel.protocol import Message, Session
 from parallel.controller._db import (
     INFLIGHT_REASON,
     QueryError,
@@ -14,7 +17,9 @@ from parallel.controller._db import (
     unpack_buffers,
     where_clause,
 )
+from parallel.controller._records import Records
 from parallel.engine._controller_watch import Action, ControllerWatch, WatchConfig
+from parallel.engine._record_window import RecordWindow, Unacked, WindowConfig
 
 CONFIG = WatchConfig(ping_interval=1.0, lost_after=3.0, grace=10.0)
 
@@ -147,3 +152,86 @@ def test_a_lost_engine_fails_only_its_own_running_tasks() -> None:
     assert rows["on1"]["status"] == "failed"
     assert rows["on1"]["result_content"]["ename"] == "EngineError"
     assert rows["on1"]["result_content"]["evalue"] == "engine 1 died"
+
+
+# -- the record window and batch confirmations (engine's hub link, hub's Records) ------
+
+WINDOW = WindowConfig(window=0.02, max_records=4, max_bytes=100)
+
+
+def test_the_window_opens_at_the_first_record_and_sends_once_it_passed() -> None:
+    window = RecordWindow(WINDOW)
+    assert window.due(1.0, 0, 0) == math.inf  # nothing held: sleep until the next ping
+    assert window.due(1.0, 1, 10) == pytest.approx(0.02)  # opens now
+    assert window.due(1.015, 2, 20) == pytest.approx(0.005)  # more records: same window
+    assert window.due(1.02, 2, 20) == 0.0
+    assert window.due(1.5, 2, 20) == 0.0  # late (a busy thread): at once
+    window.sent()
+    assert window.due(2.0, 1, 0) == pytest.approx(0.02)  # the next record opens a new one
+
+
+def test_sync_records_and_full_batches_do_not_wait() -> None:
+    assert RecordWindow(WINDOW).due(0.0, 1, 0, urgent=True) == 0.0
+    assert RecordWindow(WINDOW).due(0.0, 4, 0) == 0.0  # max_records
+    assert RecordWindow(WINDOW).due(0.0, 1, 100) == 0.0  # max_bytes
+    window = RecordWindow(WINDOW)
+    assert window.due(0.0, 3, 99) == pytest.approx(0.02)
+    assert window.due(0.001, 0, 0) == math.inf  # emptied elsewhere: the window closes
+    assert window.opened is None
+
+
+def test_unacked_batches_are_confirmed_by_reply_or_by_the_pings_range() -> None:
+    unacked: Unacked[str] = Unacked(limit=10)
+    assert unacked.add(["a", "b"]) == (1, [])
+    assert unacked.add(["c"]) == (2, [])
+    assert unacked.add(["d"]) == (3, [])
+    assert unacked.add(["e"]) == (4, [])
+    assert unacked.acked(3) == ["d"]  # its own record_reply
+    assert unacked.acked(3) == []  # once
+    assert unacked.acked_range(2, 4) == ["c", "e"]  # a ping: the hub has 2 to 4, not 1
+    assert len(unacked) == 2
+    assert unacked.take_all() == [["a", "b"]]  # sent again after a re-registration
+    assert unacked.take_all() == []
+    assert unacked.add(["f"]) == (5, [])  # numbers go on
+
+
+def test_unacked_drops_its_oldest_batches_past_the_limit() -> None:
+    unacked: Unacked[int] = Unacked(limit=3)
+    unacked.add([1, 2])
+    unacked.add([3])
+    assert unacked.add([4, 5]) == (3, [[1, 2]])
+    assert unacked.add([6, 7, 8, 9]) == (4, [[3], [4, 5]])  # the newest is always kept
+    assert len(unacked) == 4
+
+
+def _batch(
+    session: Session, seq: int, msg_ids: list[str], *, link: str = "L1", ack: bool = False
+) -> Message:
+    records = [
+        {"kind": "result", "msg_id": m, "status": "ok", "json": [], "nbuf": 0} for m in msg_ids
+    ]
+    content = {"uuid": "u0", "id": 0, "link": link, "seq": seq, "ack": ack, "records": records}
+    return session.message("record_request", content)
+
+
+def test_the_hub_answers_only_batches_that_ask_and_tells_pings_the_range_it_has() -> None:
+    session = Session(b"key")
+    records = Records(TaskDB(None))
+    assert records.committed("u0", "L1") is None
+    assert records.answer(_batch(session, 1, ["m1"])) is None  # no reply: the ping says it
+    assert records.answer(_batch(session, 2, ["m2"])) is None
+    assert records.committed("u0", "L1") == [1, 2]
+    assert records.committed("u0", "other link") is None  # a replacement numbers anew
+    reply = records.answer(_batch(session, 3, ["m3"], ack=True))
+    assert reply is not None
+    assert reply.content == {"status": "ok"}
+    assert records.committed("u0", "L1") == [1, 3]
+    assert records.answer(_batch(session, 5, ["m5"])) is None  # 4 never came: a gap
+    assert records.committed("u0", "L1") == [5, 5]
+    assert records.answer(_batch(session, 1, ["m1"], link="L2")) is None  # a new link
+    assert records.committed("u0", "L1") is None
+    assert records.committed("u0", "L2") == [1, 1]
+    stored = records.db.query({}, ["msg_id", "status"])
+    assert [(r["msg_id"], r["status"]) for r in stored] == [
+        ("m1", "ok"), ("m2", "ok"), ("m3", "ok"), ("m5", "ok")
+    ]  # fmt: skip

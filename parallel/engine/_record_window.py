@@ -1,0 +1,106 @@
+"""When the hub link sends the records it holds, and which sent batches the hub has: pure.
+
+The engine's ``loom-hub-link`` thread (``_hub_link``) asks :class:`RecordWindow` how long
+it may sleep before sending what accumulated, and keeps its sent batches in
+:class:`Unacked` until the hub says they are committed. No clocks, sockets or threads
+here: the thread passes the time in, so the tests give exact lists.
+
+Why a window: on a 2-core machine every wake of a second Python thread is a context
+switch and a GIL hand-off, and every batch is a message the controller receives, commits
+and (for some) answers. Sending what ``window`` seconds brought, in one message, makes
+those costs per window instead of per task; the price is the durability window: a record
+still in the engine when it is SIGKILLed is lost (``docs/architecture.md``, "Task
+records"). ``durability="sync"`` records (``urgent``) never wait, and neither does a
+batch past ``max_records`` or ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = ["RecordWindow", "Unacked", "WindowConfig"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    #: Seconds the first record of a batch waits for others.
+    window: float = 0.02
+    #: A batch this long goes at once.
+    max_records: int = 256
+    #: A batch whose buffers reach this many bytes goes at once (and asks for its ack).
+    max_bytes: int = 1 << 20
+
+
+@dataclass
+class RecordWindow:
+    """Decides when to send: ``due`` gives the seconds to wait (0: now, inf: nothing)."""
+
+    config: WindowConfig = field(default_factory=WindowConfig)
+    #: When the thread first saw the records it holds (None: it holds none).
+    opened: float | None = None
+
+    def due(self, now: float, count: int, nbytes: int, *, urgent: bool = False) -> float:
+        if count <= 0:
+            self.opened = None
+            return math.inf
+        if self.opened is None:
+            self.opened = now
+        if urgent or count >= self.config.max_records or nbytes >= self.config.max_bytes:
+            return 0.0
+        return max(0.0, self.opened + self.config.window - now)
+
+    def sent(self) -> None:
+        """What was held went out: the next record opens a new window."""
+        self.opened = None
+
+
+class Unacked(Generic[T]):
+    """Sent batches the hub has not confirmed, by sequence number (1, 2, ...).
+
+    The hub commits batches in the order they were sent on the link's socket and says so
+    either in a ``record_reply`` (a batch that asked: sync records, large buffers) or in
+    its answer to the next ping (``records``: the first and last number of the batches
+    it committed without a gap), so a small batch costs the hub no reply and the link no
+    wake. Batches older than that range (sent to a controller that died) stay until a
+    re-registration sends them again."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._batches: dict[int, list[T]] = {}
+        self._last = 0
+
+    def add(self, batch: list[T]) -> tuple[int, list[list[T]]]:
+        """Number a new batch; also the oldest batches dropped to stay under ``limit``
+        records (a controller gone for long)."""
+        self._last += 1
+        self._batches[self._last] = batch
+        dropped = []
+        count = sum(len(b) for b in self._batches.values())
+        while count > self.limit and len(self._batches) > 1:
+            oldest = next(iter(self._batches))
+            dropped.append(self._batches.pop(oldest))
+            count -= len(dropped[-1])
+        return self._last, dropped
+
+    def acked(self, seq: int) -> list[T]:
+        """Batch ``seq`` is committed (its own reply): its items."""
+        return self._batches.pop(seq, [])
+
+    def acked_range(self, first: int, last: int) -> list[T]:
+        """Batches ``first`` to ``last`` are committed (a ping's answer: what this hub
+        committed of this link's batches without a gap): their items, in order."""
+        done = [s for s in self._batches if first <= s <= last]
+        return [item for s in done for item in self._batches.pop(s)]
+
+    def take_all(self) -> list[list[T]]:
+        """Every unconfirmed batch, in order, to send again (after a re-registration)."""
+        batches = list(self._batches.values())
+        self._batches.clear()
+        return batches
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._batches.values())
