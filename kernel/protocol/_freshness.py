@@ -23,7 +23,10 @@ signed header of every request they send it (:data:`TARGET_KEY`). A request nami
 another instance (another engine, or an earlier start of this one) is refused; one
 naming this instance is taken whatever its date (no clock involved); one naming none
 (a Jupyter client attaching to an engine as a kernel) falls back to the date check.
-:func:`refusal` decides all three.
+:func:`refusal` decides all three. The controller's hub has an instance too (in the
+cluster file, new at each start); as engines and clients that outlived a restore still
+name the old one, the hub judges a request naming another instance by its date
+(``strict=False``) instead of refusing it.
 
 Pure: no clock read here; the kernel passes its start time.
 """
@@ -86,22 +89,29 @@ def address_to(header: dict[str, Any], instance: str) -> None:
 
 
 def refusal(
-    header: Mapping[str, Any], *, not_before: float | None, instance: str | None
+    header: Mapping[str, Any],
+    *,
+    not_before: float | None,
+    instance: str | None,
+    strict: bool = True,
 ) -> str | None:
     """Why a verified message must be refused as a replay, or None to take it.
 
     ``instance``: this process's instance id (None: it has none, names are not checked);
     ``not_before``: epoch seconds before which an unaddressed message is refused (None: no
-    date check). See the module docstring for the rules.
+    date check). See the module docstring for the rules. ``strict=False`` (the hub): a
+    message naming another instance is not refused for that alone but judged by its date,
+    as one naming none (peers that predate a controller's restore name the old one).
     """
     target = header.get(TARGET_KEY)
     if instance is not None and target is not None:
         if target == instance:
             return None
-        return (
-            f"message is for instance {target!r}, not this one ({instance!r}): replayed"
-            " from another engine, or from before a restart"
-        )
+        if strict:
+            return (
+                f"message is for instance {target!r}, not this one ({instance!r}): replayed"
+                " from another engine, or from before a restart"
+            )
     if not_before is not None and dated_before(header.get("date"), not_before):
         return (
             f"message dated {header.get('date')} is older than this process's start "

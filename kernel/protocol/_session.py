@@ -87,6 +87,8 @@ class Session:
         #: (``_freshness.TARGET_KEY``) is refused; one naming it skips the date check.
         #: None: names are not checked (kernels, clients).
         self.instance: str | None = None
+        #: False (the hub): a message naming another instance is judged by its date.
+        self.strict_instance = True
 
     def fork(self) -> Session:
         """A session with the same key and id but its own replay history.
@@ -99,6 +101,7 @@ class Session:
         clone.max_json_frame = self.max_json_frame
         clone.not_before = self.not_before
         clone.instance = self.instance
+        clone.strict_instance = self.strict_instance
         return clone
 
     # -- building ---------------------------------------------------------
@@ -189,7 +192,12 @@ class Session:
             if not isinstance(header.get(key), str):
                 raise MalformedMessage(f"header has no string {key!r}")
         if (self.not_before is not None or self.instance is not None) and self.signer.is_signing:
-            why = refusal(header, not_before=self.not_before, instance=self.instance)
+            why = refusal(
+                header,
+                not_before=self.not_before,
+                instance=self.instance,
+                strict=self.strict_instance,
+            )
             if why is not None:
                 raise ReplayedMessage(why)
         # Message.buffers are bytes-like: memoryviews included, as for sending.

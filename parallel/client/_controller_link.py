@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import zmq
 
 from kernel.protocol import JSONDict, Message, ProtocolError
+from kernel.protocol._freshness import address_to
 
 from .._errors import ClusterUnavailable, ControllerLost, RemoteError
 from ._asyncresult import AsyncResult
@@ -120,6 +121,7 @@ class ControllerLink:
     def _send(self, msg_type: str, content: JSONDict) -> str:
         session = self._client.session
         message = session.message(msg_type, content)
+        address_to(message.header, self._client.info.instance)  # the hub's start (replays)
         self._sock.send_multipart(session.serialize(message))
         self._client._pump.sent_on(self._sock)
         return message.msg_id

@@ -45,6 +45,7 @@ from kernel.protocol import (
     Session,
     TrackerEvent,
 )
+from kernel.protocol._freshness import address_to
 from kernel.protocol._message import UNANNOUNCED
 from kernel.transport import shared_context
 from kernel.transport._curve import HandshakeWatch
@@ -209,6 +210,7 @@ class Client:
 
     def _send_hub(self, msg_type: str, content: JSONDict) -> Message:
         message = self.session.message(msg_type, content)
+        address_to(message.header, self._info.instance)  # the hub's start (replays)
         send_frames(self._hub, self.session.serialize(message))
         self._pump.sent_on(self._hub)
         return message
@@ -239,6 +241,7 @@ class Client:
         if buffers and not self._info.authenticates_peers:
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         message = self.session.message("setup_request", content, metadata=metadata, buffers=buffers)
+        address_to(message.header, self._info.instance)
         send_frames(self._hub, self.session.serialize(message))
         self._pump.sent_on(self._hub)
         self._await_hub(message, timeout)

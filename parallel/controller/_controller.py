@@ -109,7 +109,12 @@ async def run_controller(
             )
     # --restore: the dead controller's addresses and key, so its engines come back.
     info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport, curve)
+    # Replays (issue 12): requests naming this start's instance (the cluster file says it)
+    # are taken whatever their date; others must be dated after this start.
+    info = dataclasses.replace(info, instance=uuid.uuid4().hex)
     hub_sock.session.not_before = started - replay_skew
+    hub_sock.session.instance = info.instance
+    hub_sock.session.strict_instance = False  # peers from before a --restore name the old
     path = info.write(cluster_file)
     if info.authenticates_peers and os.environ.get("LOOM_SHM", "").lower() != "off":
         create_cluster_dir(info.cluster_id)  # large buffers on this host (protocol/_shm.py)

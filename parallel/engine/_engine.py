@@ -50,7 +50,7 @@ from kernel.protocol import (
     error_content,
     runtime_dir,
 )
-from kernel.protocol._freshness import replay_skew
+from kernel.protocol._freshness import address_to, replay_skew
 from kernel.transport._curve import HandshakeWatch, connect_curve
 
 from ..protocol._controller_info import ControllerInfo
@@ -153,7 +153,9 @@ def register(
     try:
         sock.connect(controller.hub_url)
         content = registration_content(info, engine_uuid, max_message_size, instance)
-        sock.send_multipart(session.serialize(session.message("registration_request", content)))
+        request = session.message("registration_request", content)
+        address_to(request.header, controller.instance)  # this controller's start (replays)
+        sock.send_multipart(session.serialize(request))
         _await_answer(sock, watch, controller.hub_url, timeout)
         try:
             reply = session.deserialize(sock.recv_multipart()).message

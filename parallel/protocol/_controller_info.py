@@ -53,6 +53,10 @@ class ControllerInfo:
     #: CurveZMQ keys: every socket of the cluster encrypts and admits only holders of
     #: the client key. None: plaintext (loopback or ipc, or ``--insecure-plaintext``).
     curve: CurveKeys | None = field(default=None, repr=False)
+    #: The controller process's instance id, new at each start (a restore too): engines
+    #: and clients name it in their hub requests, which the hub then takes whatever
+    #: their date (``kernel/protocol/_freshness.py``); "" in an older file.
+    instance: str = ""
 
     @staticmethod
     def new_key() -> bytes:
@@ -124,6 +128,7 @@ class ControllerInfo:
             "signature_scheme": self.signature_scheme,
             "pid": self.pid,
             **(self.curve.to_dict() if self.curve is not None else {}),
+            **({"instance": self.instance} if self.instance else {}),
         }
 
     @classmethod
@@ -139,6 +144,7 @@ class ControllerInfo:
                 raise ConnectionFileError(f"{name} must be a port number, got {value!r}")
             ports[name] = value
         pid = data.get("pid", 0)
+        instance = data.get("instance", "")
         transport = data.get("transport", "tcp")
         if transport not in ("tcp", "ipc"):
             raise ConnectionFileError(f"transport must be 'tcp' or 'ipc', not {transport!r}")
@@ -150,6 +156,7 @@ class ControllerInfo:
             signature_scheme=data["signature_scheme"],
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
             curve=CurveKeys.from_dict(data),
+            instance=instance if isinstance(instance, str) else "",
             **ports,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,9 @@ from _support import wait_gone
 
 import parallel.client._engine_link as engine_link
 from kernel.protocol import Message, Session
+from kernel.protocol._freshness import address_to
 from parallel import Client, Cluster
+from parallel.protocol._controller_info import ControllerInfo
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -208,6 +211,8 @@ def test_a_restored_controller_refuses_a_request_signed_before_it_started(
     finally:
         hub.close()
     pids |= _processes_of(path)
+    first_copy = path.with_name("first-controller.json")
+    shutil.copy(path, first_copy)
     _kill(first._process.pid)
     assert wait_gone(first._process.pid, 10)
 
@@ -217,11 +222,24 @@ def test_a_restored_controller_refuses_a_request_signed_before_it_started(
         assert restored._process is not None
         pids |= _processes_of(path)
         assert [item["summary"] for item in rc2.recorded_setup] == ["x = 1"]
+        old_instance = ControllerInfo.read(first_copy).instance
+        assert rc2.info.instance
+        assert rc2.info.instance != old_instance  # a new one at each start
         hub = _dealer(rc2.info.hub_url)
         try:  # the new controller has not seen the signature; the date gives it away
             hub.send_multipart(setup_frames)
             fresh = session.message("connection_request", {})
             assert _answered_only(hub, session, fresh) == [fresh.msg_id]
+            # A peer whose clock is an hour behind: refused unless it names this start's
+            # instance (what engines and clients that read the cluster file do).
+            for named, answered in (("", False), (rc2.info.instance, True)):
+                late = session.message("connection_request", {})
+                late.header["date"] = "2000-01-01T00:00:00Z"
+                address_to(late.header, named)
+                hub.send_multipart(session.serialize(late))
+                fresh = session.message("connection_request", {})
+                expected = [late.msg_id, fresh.msg_id] if answered else [fresh.msg_id]
+                assert _answered_only(hub, session, fresh) == expected
         finally:
             hub.close()
         with Client(path) as other:

@@ -31,6 +31,18 @@ def test_refusal_decides_by_the_named_instance_first_then_the_date() -> None:
     assert judge({TARGET_KEY: other, "date": AFTER}, instance=None) is None
     assert judge({TARGET_KEY: other, "date": BEFORE}, instance=None) is not None
     assert refusal({TARGET_KEY: other}, not_before=None, instance=None) is None
+    # The hub (strict=False): another instance's name is judged by the date alone.
+    assert (
+        refusal({TARGET_KEY: other, "date": AFTER}, not_before=START, instance=mine, strict=False)
+        is None
+    )
+    assert refusal(
+        {TARGET_KEY: other, "date": BEFORE}, not_before=START, instance=mine, strict=False
+    )
+    assert (
+        refusal({TARGET_KEY: mine, "date": BEFORE}, not_before=START, instance=mine, strict=False)
+        is None
+    )
 
 
 def test_address_to_names_an_instance_and_leaves_an_unknown_one_out() -> None:
