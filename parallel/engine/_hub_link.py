@@ -13,19 +13,26 @@ thread) and does two things off the engine's main thread:
    ends the engine cleanly (``on_give_up``).
 2. **Records** (issue 13, results that survive): the engine's shell handler hands each
    task's request (when it starts) and its reply (when it is answered) to :meth:`record`,
-   which only appends to a deque; this thread sends them to the hub in batches
-   (``record_request``). A reply's record wakes it, and it waits ``FLUSH_DELAY`` (5 ms)
-   for more before sending; a task's start record does not wake it (it goes with the
-   next batch, or with the next ping, within a second), so a running task is not
-   disturbed. The hub answers once it committed the
-   batch; a batch not yet answered is kept and sent again after a re-registration, so
-   a controller killed and restored loses none of them (the hub stores a record by
-   msg_id: a second copy replaces the first). ``durability="sync"``: the handler waits
-   for the commit before its reply goes (``record(..., done=...)``), and the batch is
-   flushed at once.
+   which only appends to a deque; this thread sends what accumulated as one
+   ``record_request`` (a batch). When to send is :class:`~._record_window.RecordWindow`'s
+   decision: the first record the thread sees opens a window (``LOOM_RECORD_WINDOW``,
+   20 ms by default), and what came within it goes as one message; a ``sync`` record, or
+   a batch past 256 records or 1 MiB of buffers, goes at once. Only a reply's record
+   wakes a sleeping thread, and only after the reply left (the recorder defers the wake
+   with ``call_soon``); a task's start record waits for it, or for the next ping, within
+   a second, so a running task is not disturbed.
+
+   Batches are numbered; the hub commits them in order. A small batch asks for no reply:
+   the hub's answer to the next ping says the highest number it committed
+   (:class:`~._record_window.Unacked`), so such a batch costs the hub no send and this
+   thread no wake. A batch with ``sync`` records or large buffers asks for its own
+   ``record_reply``. What is not confirmed is kept and sent again after a
+   re-registration, so a controller killed and restored loses none of it (the hub
+   stores a record by msg_id: a second copy replaces the first). ``durability="sync"``:
+   the handler waits for its reply's commit before the reply goes (``done``).
 
 The main thread never blocks on the hub in the default mode: :meth:`record` is an append
-and, when this thread sleeps, one ``eventfd`` write to wake it.
+and, at most once per window, one ``eventfd`` write to wake this thread.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -44,19 +52,18 @@ import zmq
 
 from kernel.protocol import JSONDict, ProtocolError, Session
 from kernel.protocol._freshness import address_to
+from kernel.protocol._freshness import address_to
 from kernel.transport._curve import connect_curve
 
 from ..protocol._controller_info import ControllerInfo
 from ._controller_watch import Action, ControllerWatch, WatchConfig
+from ._record_window import RecordWindow, Unacked, WindowConfig
 
-__all__ = ["FLUSH_DELAY", "HubLink", "watch_config_from_env"]
+__all__ = ["HubLink", "watch_config_from_env", "window_config_from_env"]
 
 log = logging.getLogger("loom.engine")
 
-#: After the record that woke the link, wait this long for more before sending (seconds):
-#: under load a batch then carries several tasks, and the thread takes the GIL less often.
-FLUSH_DELAY = 0.005
-#: Records kept unanswered at most (a controller gone for long); the oldest go first.
+#: Records kept unconfirmed at most (a controller gone for long); the oldest go first.
 MAX_UNACKED = 100_000
 
 Buffer = bytes | memoryview
@@ -66,6 +73,8 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=st
 #: Seconds an engine serves on without its controller before it exits.
 DEFAULT_GRACE = 300.0
 Done = Callable[[], None]
+#: One queued record: its fields, its buffers, and what to call once it is committed.
+Item = tuple[JSONDict, Sequence[Buffer], Done | None]
 
 
 def watch_config_from_env() -> WatchConfig:
@@ -76,6 +85,23 @@ def watch_config_from_env() -> WatchConfig:
     except ValueError:
         value = DEFAULT_GRACE
     return WatchConfig(grace=max(value, 0.5))
+
+
+def window_config_from_env() -> WindowConfig:
+    """The record window; ``LOOM_RECORD_WINDOW`` (seconds, 0 to 10) overrides its 20 ms."""
+    text = os.environ.get("LOOM_RECORD_WINDOW", "")
+    try:
+        window = float(text) if text else WindowConfig.window
+    except ValueError:
+        window = math.nan
+    if not 0.0 <= window <= 10.0:  # nan too
+        log.warning("LOOM_RECORD_WINDOW=%r is not seconds from 0 to 10; using 0.02", text)
+        window = WindowConfig.window
+    return WindowConfig(window=window)
+
+
+def _nbytes(buffers: Sequence[Buffer]) -> int:
+    return sum(memoryview(b).nbytes for b in buffers)
 
 
 class HubLink:
@@ -89,6 +115,7 @@ class HubLink:
         *,
         durability: str = "async",
         config: WatchConfig | None = None,
+        window: WindowConfig | None = None,
     ) -> None:
         self.controller = controller
         #: The content of this engine's ``registration_request`` (sent again as is).
@@ -99,20 +126,35 @@ class HubLink:
         #: their cost or for work whose arguments must not be copied anywhere).
         self.durability = "off" if os.environ.get("LOOM_RECORDS") == "off" else durability
         self.config = config or watch_config_from_env()
+        self.window = window or window_config_from_env()
         self.on_give_up: Callable[[str], None] = lambda reason: None
         self._session = Session(controller.key, controller.signature_scheme)
-        self._queue: collections.deque[tuple[JSONDict, Sequence[Buffer], Done | None]]
-        self._queue = collections.deque()
+        self._queue: collections.deque[Item] = collections.deque()
+        # Each counter has one writer (``_in``: the recording thread, ``_out``: this
+        # link's), so none loses an update; what is queued is their difference.
+        self._bytes_in = self._bytes_out = 0
+        self._sync_in = self._sync_out = 0
+        #: The thread sleeps with no window open: a reply's record must wake it.
         self._idle = False
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._closing = False
-        #: Batches sent and not yet answered: msg_id -> their records.
-        self._unacked: dict[str, list[tuple[JSONDict, Sequence[Buffer], Done | None]]] = {}
+        self._pending = RecordWindow(self.window)
+        #: Names this link's batch numbers to the hub (a replacement engine has the same
+        #: uuid and numbers from 1 again).
+        self._token = os.urandom(8).hex()
+        self._unacked: Unacked[Item] = Unacked(MAX_UNACKED)
+        #: Batches that asked for their own reply: msg_id -> number.
+        self._asked: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="loom-hub-link", daemon=True)
 
     @property
     def recording(self) -> bool:
         return self.durability != "off"
+
+    @property
+    def sleeping(self) -> bool:
+        """The thread sleeps with no window open (a record for it should :meth:`wake` it)."""
+        return self._idle
 
     def start(self) -> None:
         self._thread.start()
@@ -125,12 +167,33 @@ class HubLink:
         *,
         wake: bool = True,
     ) -> None:
-        """Queue one record for the hub (any thread); ``done`` is called (from this link's
-        thread) once the hub committed it. ``wake=False``: no hurry, the record goes with
-        the next batch or the next ping (within a second), so a running task is not
-        disturbed by this thread waking (a task's start record)."""
+        """Queue one record for the hub (from one thread: the engine's main thread).
+
+        ``done`` is called (from this link's thread) once the hub committed it; such a
+        record is sent at once. ``wake=False``: the record goes when a window the thread
+        has open closes, or at the next ping (within a second), so a running task is not
+        disturbed by this thread waking (a task's start record); the caller may
+        :meth:`wake` it later instead (after the reply left). A full batch (count or
+        bytes) wakes the thread in any case."""
         self._queue.append((record, buffers, done))
-        if wake and self._idle:
+        self._bytes_in += _nbytes(buffers)
+        if done is not None:
+            self._sync_in += 1
+        config = self.window
+        if (
+            done is not None
+            or len(self._queue) >= config.max_records
+            or self._bytes_in - self._bytes_out >= config.max_bytes
+        ):
+            self._idle = False
+            with contextlib.suppress(OSError):
+                os.eventfd_write(self._wake, 1)
+        elif wake:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the thread if it sleeps with no window open (queued records open one)."""
+        if self._idle:
             self._idle = False
             with contextlib.suppress(OSError):
                 os.eventfd_write(self._wake, 1)
@@ -163,24 +226,29 @@ class HubLink:
                     if not self._act(action, sock, watch):
                         return
                 timeout = watch.next_due(now)
-                can_flush = not watch.silent and not watch.registering
                 self._idle = True
-                if self._queue and can_flush:
+                if self._queue:  # queued records: this thread comes back for them anyway
                     self._idle = False
-                    timeout = 0.0
-                events = dict(poller.poll(int(timeout * 1000) + (1 if timeout else 0)))
+                    if not watch.silent and not watch.registering:
+                        due = self._pending.due(
+                            now,
+                            len(self._queue),
+                            self._bytes_in - self._bytes_out,
+                            urgent=self._sync_in != self._sync_out,
+                        )
+                        if due <= 0.0:
+                            self._flush(sock)
+                            continue
+                        timeout = min(timeout, due)
+                events = dict(poller.poll(math.ceil(timeout * 1000)))
                 if self._wake in events:
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(self._wake)
                 while sock.poll(0):
                     self._received(sock, watch)
-                if self._queue and can_flush:
-                    # Let the task a record announced finish and join its batch (sync
-                    # records are flushed at once).
-                    sync = any(done for _, _, done in self._queue)
-                    if not sync and sock.poll(int(FLUSH_DELAY * 1000)):
-                        self._received(sock, watch)
-                    self._flush(sock)
+            if self._queue and not watch.silent and not watch.registering:
+                self._flush(sock)  # a clean stop: what the window held still goes
+                sock.close(linger=1000)
         except Exception:  # never take the engine down: it serves without records
             log.exception("the engine's hub link failed")
         finally:
@@ -190,8 +258,9 @@ class HubLink:
         url = self.controller.hub_url
         match action:
             case Action.PING:
+                # ``link``: the hub's answer says which of this link's batches it has.
                 content = {"uuid": self.registration["uuid"], "id": self.engine_id}
-                self._send(sock, "engine_ping_request", content)
+                self._send(sock, "engine_ping_request", {**content, "link": self._token})
             case Action.REGISTER:
                 content = {**self.registration, "id": self.engine_id}
                 self._send(sock, "registration_request", content)
@@ -221,6 +290,7 @@ class HubLink:
     ) -> str:
         message = self._session.message(msg_type, content, buffers=list(buffers))  # type: ignore[arg-type]
         address_to(message.header, self.controller.instance)  # the hub's start (replays)
+        address_to(message.header, self.controller.instance)  # the hub's start (replays)
         sock.send_multipart(self._session.serialize(message), copy=len(buffers) == 0)
         return message.msg_id
 
@@ -234,6 +304,13 @@ class HubLink:
         content: dict[str, Any] = reply.content
         match reply.msg_type:
             case "engine_ping_reply":
+                committed = content.get("records")  # [first, last] batch it committed
+                if (
+                    isinstance(committed, list)
+                    and len(committed) == 2
+                    and all(isinstance(n, int) for n in committed)
+                ):
+                    _confirmed(self._unacked.acked_range(committed[0], committed[1]))
                 was_registering = watch.registering
                 for action in watch.answered(now, registered=bool(content.get("registered"))):
                     self._act(action, sock, watch)
@@ -251,24 +328,34 @@ class HubLink:
                     log.warning("engine %d registered again", self.engine_id)
                     self._resend(sock)
             case "record_reply":
-                batch = self._unacked.pop(reply.parent_id or "", None)
-                if batch is not None and content.get("status") == "ok":
-                    for _, _, done in batch:
-                        if done is not None:
-                            done()
+                seq = self._asked.pop(reply.parent_id or "", None)
+                if seq is None:
+                    return
+                items = self._unacked.acked(seq)
+                if content.get("status") != "ok":  # it will not be stored: waiting is no use
+                    log.warning(
+                        "engine %d: the hub refused %d records: %s",
+                        self.engine_id,
+                        len(items),
+                        content.get("evalue", content),
+                    )
+                _confirmed(items)
 
     def _flush(self, sock: zmq.Socket[bytes]) -> None:
-        batch = []
+        batch: list[Item] = []
         while self._queue:
             batch.append(self._queue.popleft())
+        self._pending.sent()
+        self._bytes_out += sum(_nbytes(buffers) for _, buffers, _ in batch)
+        self._sync_out += sum(1 for _, _, done in batch if done is not None)
         self._send_batch(sock, batch)
 
-    def _send_batch(
-        self, sock: zmq.Socket[bytes], batch: list[tuple[JSONDict, Sequence[Buffer], Done | None]]
-    ) -> None:
+    def _send_batch(self, sock: zmq.Socket[bytes], batch: list[Item]) -> None:
         records: list[JSONDict] = []
         buffers: list[Buffer] = []
-        for record, bufs, _ in batch:
+        ask = False  # its own reply: sync records wait for it; large buffers are not kept
+        for record, bufs, done in batch:
+            ask = ask or done is not None
             # The JSON columns travel encoded, as frames: the hub stores their text as is,
             # instead of decoding them with the batch and encoding each again for SQLite.
             small: JSONDict = {}
@@ -281,20 +368,36 @@ class HubLink:
                     small[key] = value
             records.append({**small, "json": names, "nbuf": len(bufs)})
             buffers.extend(bufs)
-        content = {"uuid": self.registration["uuid"], "id": self.engine_id, "records": records}
+        ask = ask or _nbytes(buffers) >= self.window.max_bytes
+        seq, dropped = self._unacked.add(batch)
+        for old in dropped:
+            log.warning(
+                "engine %d: dropped %d unconfirmed records (limit %d)",
+                self.engine_id,
+                len(old),
+                MAX_UNACKED,
+            )
+            _confirmed(old)  # a sync handler must not wait for them forever
+        content = {
+            "uuid": self.registration["uuid"],
+            "id": self.engine_id,
+            "link": self._token,
+            "seq": seq,
+            "ack": ask,
+            "records": records,
+        }
         msg_id = self._send(sock, "record_request", content, buffers)
-        self._unacked[msg_id] = batch
-        self._trim()
+        if ask:
+            self._asked[msg_id] = seq
 
     def _resend(self, sock: zmq.Socket[bytes]) -> None:
-        """After a re-registration: the hub may have lost what it did not answer."""
-        batches, self._unacked = list(self._unacked.values()), {}
-        for batch in batches:
+        """After a re-registration: the hub may have lost what it did not confirm."""
+        self._asked.clear()
+        for batch in self._unacked.take_all():
             self._send_batch(sock, batch)
 
-    def _trim(self) -> None:
-        count = sum(len(batch) for batch in self._unacked.values())
-        while count > MAX_UNACKED and self._unacked:
-            oldest = next(iter(self._unacked))
-            count -= len(self._unacked.pop(oldest))
-            log.warning("engine %d: dropped unanswered records (limit %d)", self.engine_id, count)
+
+def _confirmed(items: list[Item]) -> None:
+    for _, _, done in items:
+        if done is not None:
+            done()
