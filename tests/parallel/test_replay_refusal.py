@@ -23,11 +23,13 @@ import pytest
 import zmq
 from _cluster_support import isolate, main_function
 from _support import wait_gone
+from jupyter_client import BlockingKernelClient
 
 import parallel.client._engine_link as engine_link
 from kernel.protocol import Message, Session
 from kernel.protocol._freshness import address_to
 from parallel import Client, Cluster
+from parallel.engine import engine_connection_file
 from parallel.protocol._controller_info import ControllerInfo
 
 pytestmark = pytest.mark.timeout(120)
@@ -191,6 +193,16 @@ def test_a_captured_request_is_refused_by_another_engine_and_by_a_replacement(
     new_pid = rc[0].apply_sync(MARK, str(marks))
     assert new_pid == rc._records[0].pid != old
     assert marks.read_text().split() == [str(first_pid)] * 2 + [str(new_pid)]
+    # jupyter_client attached to the new engine as to a kernel (it names no instance, and
+    # its requests are dated now): served as before.
+    client = BlockingKernelClient()
+    client.load_connection_file(str(engine_connection_file(rc.info, 0)))
+    client.start_channels()
+    try:
+        reply = client.execute_interactive("import os; os.getpid()", timeout=20)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        client.stop_channels()
 
 
 def test_a_restored_controller_refuses_a_request_signed_before_it_started(
