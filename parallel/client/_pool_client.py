@@ -447,22 +447,22 @@ class Client:
         """Send the same shell request to each engine; their msg_ids, in order. Large
         buffers for engines on this host are written to shared memory once for all
         (``_shm_client``)."""
-        staged: dict[int, list[list[object]]] = {}
-        near: list[bytes] | None = None
+        staged: list[list[list[object]] | None] = [None] * len(engine_ids)
+        near = buffers
         if buffers and self._shm is not None:
-            uuids = {i: self._records[i].uuid for i in engine_ids if i in self._records}
+            records = [self._records.get(i) for i in engine_ids]
+            uuids = [r.uuid if r is not None else None for r in records]
             staged, near = self._shm.stage(buffers, uuids)
-        msg_ids = []
-        for engine_id in engine_ids:
-            refs = staged.get(engine_id)
-            sent = near if refs is not None and near is not None else buffers
+        msg_ids: list[str] = []
+        for engine_id, refs in zip(engine_ids, staged, strict=True):
+            sent = buffers if refs is None else near
             extra = metadata if refs is None else {**(metadata or {}), METADATA_KEY: refs}
             try:
                 msg_ids.append(self._send_one(engine_id, msg_type, content, sent, extra))
             except BaseException:  # nothing sent to this engine and the ones after it
                 if self._shm is not None:
-                    for later in engine_ids[len(msg_ids) :]:
-                        self._shm.discard(staged.get(later, []))
+                    for unsent in staged[len(msg_ids) :]:
+                        self._shm.discard(unsent or [])
                 raise
             if refs is not None and self._shm is not None:
                 self._shm.sent(msg_ids[-1], refs)

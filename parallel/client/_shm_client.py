@@ -34,26 +34,25 @@ class ClientShm:
         self._names: dict[str, list[str]] = {}
 
     def stage(
-        self, buffers: Sequence[bytes], engines: Mapping[int, str]
-    ) -> tuple[dict[int, Refs], list[bytes]]:
-        """References per engine (``engines``: id -> uuid) for ``buffers``' large frames,
-        written once for all engines on this host, and the frames as sent to those (the
-        large ones empty). Engines without a marker here get no references (the wire)."""
-        near = [i for i, uuid in engines.items() if self._shared.shares_with("e", uuid)]
-        large = self._shared.large(buffers, len(near))
-        if not large or not near:
-            return {}, list(buffers)
-        refs: dict[int, Refs] = {engine_id: [] for engine_id in near}
+        self, buffers: Sequence[bytes], engines: Sequence[str | None]
+    ) -> tuple[list[Refs | None], list[bytes]]:
+        """References for each target (``engines``: their uuids, in target order; the same
+        engine twice gets two names) to ``buffers``' large frames, written once for all
+        targets on this host, and the frames as sent to those (the large ones empty).
+        Targets without a marker here get ``None``: the wire."""
+        near = [pos for pos, uuid in enumerate(engines) if self._shared.shares_with("e", uuid)]
+        large = self._shared.large(buffers, len(near)) if near else []
+        refs: list[Refs | None] = [None] * len(engines)
         wire = list(buffers)
         for index in large:
             names = self._shared.stage(buffers[index], len(near))
             if names is None:  # a full tmpfs: this one goes over the wire
                 continue
             size = memoryview(buffers[index]).nbytes
-            for engine_id, name in zip(near, names, strict=True):
-                refs[engine_id].append([index, name, size])
+            for pos, name in zip(near, names, strict=True):
+                refs[pos] = [*(refs[pos] or []), [index, name, size]]
             wire[index] = b""
-        return {i: r for i, r in refs.items() if r}, wire
+        return refs, wire
 
     def sent(self, msg_id: str, refs: Refs) -> None:
         self._names[msg_id] = [str(ref[1]) for ref in refs]

@@ -213,6 +213,12 @@ def test_push_writes_once_and_every_engine_gets_its_own_writable_array(client: C
     assert a[0] == 0.0
 
 
+def test_an_engine_named_twice_gets_a_name_for_each_request(client: Client) -> None:
+    e0 = client.ids[0]
+    a = np.arange(N, dtype=np.float64)
+    assert client[[e0, e0]].apply_sync(_remote("float(args[0].sum())"), a) == [a.sum()] * 2
+
+
 def test_pull_maps_the_engines_result(client: Client) -> None:
     client[:].execute(f"import numpy as np; y = np.arange({N}) * 2", block=True)
     e0 = client.ids[0]
