@@ -177,3 +177,15 @@ def test_bench_security_quick(tmp_path: Path) -> None:
     assert_positive(metrics, ("apply4_ms", "push_ms", "start_s"), ("loom", "plain", "ratio"))
     assert metrics["apply4_ms"]["target"] == "<= 1.3x"
     assert "Curve (loom) vs plaintext" in out
+
+
+@pytest.mark.peer
+@pytest.mark.timeout(200)
+def test_bench_launchers_quick(tmp_path: Path) -> None:
+    """MPI only in a quick run (the full run adds Slurm); skipped where Open MPI is not."""
+    out, report = run_quick("launchers", tmp_path, timeout=180)
+    if "skipped" in report:
+        pytest.skip(f"bench_launchers: {out.splitlines()[-2]}")
+    metrics = report["metrics"]
+    assert_positive(metrics, ("mpi_start_s", "mpi_stop_s"), ("loom", "ipyparallel", "ratio"))
+    assert metrics["mpi_start_s"]["target"] == "<= 0.2x"

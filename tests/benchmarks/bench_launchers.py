@@ -25,11 +25,12 @@ output goes to a log, whose tail is shown if it fails.
 
 Needs root (the Slurm daemons), Open MPI's ``mpiexec``, Slurm, ``mpi4py`` and ipyparallel;
 without them it says what is missing, prints a ``BENCH_JSON`` with ``skipped`` and exits 0.
-``--quick``: no warm-up round, one round.
+``--quick`` (the CI smoke run): MPI only (no Slurm daemons), no warm-up round, one round.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +78,16 @@ def driver_main(backend: str, launcher: str) -> int:
     return 0
 
 
-def missing() -> list[str]:
+def missing(launchers: tuple[str, ...]) -> list[str]:
     """What this machine lacks to run the benchmark."""
-    lacks = [f"{tool} (not on PATH)" for tool in ("mpiexec", "sbatch", "slurmctld", "slurmd")]
-    lacks = [what for what in lacks if shutil.which(what.split()[0]) is None]
+    tools = ["mpiexec", *(["sbatch", "slurmctld", "slurmd"] if "slurm" in launchers else [])]
+    lacks = [f"{tool} (not on PATH)" for tool in tools if shutil.which(tool) is None]
     for module in ("mpi4py", "ipyparallel"):
         try:
             __import__(module)
         except ImportError:
             lacks.append(f"{module} (not installed)")
-    if os.geteuid() != 0:
+    if "slurm" in launchers and os.geteuid() != 0:
         lacks.append("root (the Slurm daemons)")
     return lacks
 
@@ -124,7 +126,8 @@ def run_driver(
             bench.sigkill_group(pid)
         if still := bench.wait_gone(left, 20.0):
             raise RuntimeError(f"processes left by the {backend} {launcher} driver: {still}")
-    clean_slurm(env)
+    if "SLURM_CONF" in env:
+        clean_slurm(env)
     text = log.read_text(errors="replace")
     lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
     if code != 0 or not lines:
@@ -154,9 +157,21 @@ def clean_slurm(env: dict[str, str]) -> None:
             bench.sigkill_group(pid)
 
 
+@contextlib.contextmanager
+def running_slurm(workdir: Path, env: dict[str, str]) -> Iterator[set[int]]:
+    """The test Slurm, ``SLURM_CONF`` in ``env``; yields its daemons' pids."""
+    (workdir / "slurm").mkdir()
+    t_phase = time.perf_counter()
+    with fixtures().slurm(workdir / "slurm") as conf:
+        env["SLURM_CONF"] = str(conf)
+        print(f"slurm up in {time.perf_counter() - t_phase:.1f} s", flush=True)
+        yield set(bench.descendants(os.getpid()))  # slurmctld, slurmscriptd, slurmd
+
+
 def main() -> int:
     quick, rounds = bench.start_run("bench_launchers", __doc__, quick=1, full=5)
-    lacks = missing()
+    launchers = LAUNCHERS[:1] if quick else LAUNCHERS  # CI smoke: MPI only (no daemons)
+    lacks = missing(launchers)
     if lacks:
         print(f"skipped: this machine lacks {', '.join(lacks)}")
         bench.print_bench_json({"benchmark": "launchers", "quick": quick, "skipped": lacks})
@@ -164,23 +179,22 @@ def main() -> int:
     bench.become_subreaper()
 
     samples: dict[str, dict[str, list[dict[str, float]]]] = {
-        launcher: {backend: [] for backend in BACKENDS} for launcher in LAUNCHERS
+        launcher: {backend: [] for backend in BACKENDS} for launcher in launchers
     }
     with tempfile.TemporaryDirectory(prefix="bench-launchers-") as tmp:
         workdir = Path(tmp)
         env = bench.child_env(workdir)
         env.update(OMPI_MCA_rmaps_base_oversubscribe="1")
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        (workdir / "slurm").mkdir()
-        t_phase = time.perf_counter()
-        with fixtures().slurm(workdir / "slurm") as conf:
-            env["SLURM_CONF"] = str(conf)
-            print(f"slurm up in {time.perf_counter() - t_phase:.1f} s", flush=True)
-            daemons = set(bench.descendants(os.getpid()))  # slurmctld, slurmscriptd, slurmd
+        env.pop("SLURM_CONF", None)
+        slurm: contextlib.AbstractContextManager[set[int]] = (
+            running_slurm(workdir, env) if "slurm" in launchers else contextlib.nullcontext(set())
+        )
+        with slurm as daemons:
             warmup = 0 if quick else 1
             for round_no in range(warmup + rounds):
                 order = BACKENDS if round_no % 2 else BACKENDS[::-1]
-                for launcher in LAUNCHERS:
+                for launcher in launchers:
                     for backend in order:
                         result = run_driver(backend, launcher, env, workdir, daemons)
                         tag = "warm-up" if round_no < warmup else f"round {round_no - warmup + 1}"
@@ -195,7 +209,7 @@ def main() -> int:
     print()
     print(f"{'start -> 4 engines usable':<28} {'n':>2} {'loom':>8} {'ipyparallel':>12} "
           f"{'ratio':>7}  target")  # fmt: skip
-    for launcher in LAUNCHERS:
+    for launcher in launchers:
         for figure in ("start_s", "stop_s"):
             loom = statistics.median(r[figure] for r in samples[launcher]["loom"])
             peer = statistics.median(r[figure] for r in samples[launcher]["ipyparallel"])
