@@ -385,10 +385,11 @@ class _Cursor:
         self._partial = [["", ""] for _ in self._tasks]
 
     def has_new(self) -> bool:
-        return any(
-            (len(t.stdout), len(t.stderr), len(t.outputs)) != tuple(seen)
-            for (_, t), seen in zip(self._tasks, self._shown, strict=True)
-        )
+        # Asked after every read of the sockets while a run waits: a plain loop, no tuples.
+        for (_, t), seen in zip(self._tasks, self._shown, strict=True):
+            if len(t.stdout) != seen[0] or len(t.stderr) != seen[1] or len(t.outputs) != seen[2]:
+                return True
+        return False
 
     def take(self, labeller: StreamLabeller, *, final: bool = False) -> list[PxOutput]:
         """New lines (labelled; with ``final`` or once a task is done, its unfinished line
