@@ -13,7 +13,7 @@ IPython's own terminal decides such lines locally too, so a Python kernel is
 not asked and Enter runs it at once. So is a single-line line magic
 (:func:`is_line_magic`: ``%px a=1``, not ``%%px``, no trailing backslash):
 IPython's ``check_complete`` and Loom's kernel both call every such line
-complete, whatever follows the magic's name, and the round trip was a fifth
+complete, whatever follows the magic's name, and the round trip was a quarter
 of the time from Enter to the next prompt for ``%px a=1``. Everything else
 (several lines, anything else that does not compile, such as ``!cmd``,
 ``obj?``, an open bracket or block) still goes to the kernel.
