@@ -40,9 +40,11 @@ class ClientShm:
         engine twice gets two names) to ``buffers``' large frames, written once for all
         targets on this host, and the frames as sent to those (the large ones empty).
         Targets without a marker here get ``None``: the wire."""
+        refs: list[Refs | None] = [None] * len(engines)
+        if not self._shared.any_large(buffers):  # most requests: nothing to look up
+            return refs, list(buffers)
         near = [pos for pos, uuid in enumerate(engines) if self._shared.shares_with("e", uuid)]
         large = self._shared.large(buffers, len(near)) if near else []
-        refs: list[Refs | None] = [None] * len(engines)
         wire = list(buffers)
         for index in large:
             names = self._shared.stage(buffers[index], len(near))

@@ -236,6 +236,11 @@ class SharedDir:
 
     # -- sending ------------------------------------------------------------------------
 
+    def any_large(self, buffers: Sequence[bytes | memoryview]) -> bool:
+        """Whether a buffer is large enough for shared memory with any number of receivers."""
+        least = min(self.minimum.many, self.minimum.one)
+        return any(memoryview(b).nbytes >= least for b in buffers)
+
     def large(self, buffers: Sequence[bytes | memoryview], receivers: int) -> list[int]:
         """Indices of the buffers this process sends to ``receivers`` through shared memory."""
         least = self.minimum.minimum(receivers)
