@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _cluster_support import isolate, main_function, running_cluster
+from _support import wait_gone
 
 from parallel import Client, Cluster, EngineError, RemoteError
 from parallel.client._asyncresult import AsyncResult
@@ -326,6 +327,14 @@ def test_a_plaintext_tcp_cluster_uses_the_wire(
         assert not rc[0].pull("t", block=True).flags.writeable
 
 
+def test_a_bad_threshold_is_a_one_line_error(
+    cluster: tuple[Cluster, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOM_SHM_MIN", "lots")
+    with pytest.raises(ValueError, match=r"^LOOM_SHM_MIN must be a positive number of bytes"):
+        Client(cluster[1].cluster_file)
+
+
 def test_an_engine_killed_with_a_push_waiting_leaves_nothing_and_stop_removes_the_rest(
     cluster: tuple[Cluster, Client],
 ) -> None:
@@ -347,3 +356,19 @@ def test_an_engine_killed_with_a_push_waiting_leaves_nothing_and_stop_removes_th
     leftover.write_bytes(b"left behind")
     running.stop_cluster_sync()
     assert not path.exists()
+
+
+def test_a_killed_controllers_directory_goes_with_the_clusters_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolate(monkeypatch, tmp_path)
+    with running_cluster(1) as (running, rc):
+        path = _shm_dir(rc)
+        rc[:].push({"big": np.ones(N)}, block=True)
+        (path / ("cd" * 16)).write_bytes(b"a crashed client's name")
+        assert running._process is not None
+        os.kill(running._process.pid, signal.SIGKILL)  # no cleanup of its own
+        assert wait_gone(running._process.pid, 30)
+        assert path.is_dir()
+        running.stop_cluster_sync()  # what a crashed controller left
+        assert not path.exists()
