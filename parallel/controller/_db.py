@@ -31,7 +31,10 @@ from typing import Any
 
 __all__ = [
     "COLUMNS",
+    "FULL_COLUMNS",
     "INFLIGHT_REASON",
+    "RESULT_COLUMNS",
+    "TASK_COLUMNS",
     "QueryError",
     "SetupRow",
     "TaskDB",
@@ -90,6 +93,17 @@ CREATE TABLE IF NOT EXISTS setup (
 #: One recorded setup item as stored: (msg_type, content, buffers, targets, summary).
 SetupRow = tuple[str, dict[str, Any], list[bytes], list[int] | None, str]
 
+
+#: The columns of :meth:`TaskDB.add_rows`' rows, in order.
+TASK_COLUMNS = (
+    "msg_id", "task_id", "header", "metadata", "content", "buffers", "submitted",
+    "client_uuid", "engine_uuid", "engine_id", "started", "received",
+)  # fmt: skip
+RESULT_COLUMNS = (
+    "msg_id", "engine_uuid", "engine_id", "completed", "received", "status",
+    "result_content", "result_metadata", "result_buffers",
+)  # fmt: skip
+FULL_COLUMNS = (*TASK_COLUMNS, "completed", "status", *RESULT_COLUMNS[6:])
 
 # A result that arrived first (a resend) keeps its status and result columns.
 _TASK_SQL = """INSERT INTO tasks (msg_id, task_id, header, metadata, content, buffers,
@@ -247,8 +261,8 @@ class TaskDB:
         records: Iterable[tuple[Mapping[str, Any], Sequence[bytes | memoryview]]],
         received: str,
     ) -> None:
-        """Store one batch an engine sent, in one transaction. A task whose start and
-        reply records are both in the batch (the usual case) is written as one row."""
+        """Store records given as dicts (``kind``, ``msg_id`` and the columns), in one
+        transaction. A task whose start and reply records are both there is one row."""
         tasks: dict[str, tuple[Any, ...]] = {}
         results: dict[str, tuple[Any, ...]] = {}
         for record, buffers in records:
@@ -258,16 +272,32 @@ class TaskDB:
             elif record.get("kind") == "result":
                 results[msg_id] = _result_row(engine_uuid, engine_id, record, buffers, received)
         both = tasks.keys() & results.keys()
+        # The result's completed, status and result columns after the task's.
+        full = [tasks[m] + results[m][3:4] + results[m][5:] for m in both]
+        self.add_rows(
+            full,
+            [v for m, v in tasks.items() if m not in both],
+            [v for m, v in results.items() if m not in both],
+        )
+
+    def add_rows(
+        self,
+        full: Sequence[tuple[Any, ...]],
+        tasks: Sequence[tuple[Any, ...]],
+        results: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """Store rows as they are bound (the hub builds them from an engine's batch with
+        no per-column work): ``full`` rows are a task and its result (:data:`FULL_COLUMNS`),
+        ``tasks`` a started task (:data:`TASK_COLUMNS`), ``results`` a result alone
+        (:data:`RESULT_COLUMNS`). One transaction; :class:`sqlite3.Error` if a value
+        cannot be stored (nothing is then)."""
         with self._transaction():
-            if both:
-                # The result's completed, status and result columns after the task's.
-                rows = [tasks[m] + results[m][3:4] + results[m][5:] for m in both]
-                self._db.executemany(_FULL_SQL, rows)
-            if len(tasks) > len(both):
-                self._db.executemany(_TASK_SQL, [v for m, v in tasks.items() if m not in both])
-            if len(results) > len(both):
-                rows = [v for m, v in results.items() if m not in both]
-                self._db.executemany(_RESULT_SQL, rows)
+            if full:
+                self._db.executemany(_FULL_SQL, full)
+            if tasks:
+                self._db.executemany(_TASK_SQL, tasks)
+            if results:
+                self._db.executemany(_RESULT_SQL, results)
 
     def fail_pending(
         self,

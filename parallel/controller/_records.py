@@ -1,11 +1,11 @@
 """The hub's record requests: engines store task records, clients read them back.
 
 =====================  ==================================================================
-``record_request``     engine: ``{"uuid", "id", "link", "seq", "ack", "records":
-                       [{"kind": "task"|"result", "msg_id", ..., "json": [column names],
-                       "nbuf"}]}``; per record, its JSON columns' encoded text, then its
-                       buffers, as frames in order. ``link`` names the engine's hub link,
-                       ``seq`` numbers its batches (1, 2, ...)
+``record_request``     engine: ``{"uuid", "id", "link", "seq", "ack", "rows": [[kind,
+                       msg_id, task_id, submitted, client_uuid, started, completed,
+                       status], ...]}``, each row's frames in order (:func:`rows_of`: JSON
+                       text and packed buffers, stored as they come). ``link`` names the
+                       engine's hub link, ``seq`` numbers its batches (1, 2, ...)
 ``record_reply``       ``{"status": "ok"}`` once the batch is committed, only if it asked
                        (``ack``: sync records, large buffers); the others are confirmed
                        by the answer to the engine's next ping (:meth:`Records.committed`)
@@ -26,12 +26,13 @@ Nothing here blocks for long: a batch is one SQLite transaction (WAL), on the hu
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from kernel.protocol import JSONDict, MalformedMessage, Message, Reply, utc_now_iso
 
-from ._db import JSON_COLUMNS, QueryError, TaskDB
+from ._db import QueryError, TaskDB
 
 __all__ = ["Records"]
 
@@ -80,32 +81,16 @@ class Records:
 
     def _store(self, request: Message) -> Reply | None:
         content = request.content
-        uuid, engine_id, records = content.get("uuid"), content.get("id"), content.get("records")
+        uuid, engine_id, rows = content.get("uuid"), content.get("id"), content.get("rows")
         if not isinstance(uuid, str) or not isinstance(engine_id, int):
             raise MalformedMessage("a record batch needs the engine's uuid and id")
-        if not isinstance(records, list):
-            raise MalformedMessage("records must be a list")
-        batch = []
-        offset = 0
-        buffers = request.buffers
-        for record in records:
-            nbuf = record.get("nbuf", 0) if isinstance(record, dict) else -1
-            if not isinstance(nbuf, int) or nbuf < 0 or not isinstance(record.get("msg_id"), str):
-                raise MalformedMessage("each record needs a msg_id and its buffer count")
-            names = record.get("json", [])
-            if not isinstance(names, list) or not set(names) <= JSON_COLUMNS:
-                raise MalformedMessage(f"unknown JSON columns {names!r}")
-            frames = buffers[offset : offset + len(names)]
-            try:  # the JSON columns' text, stored as is (TaskDB.query reads it back)
-                texts = {n: bytes(f).decode() for n, f in zip(names, frames, strict=False)}
-            except UnicodeDecodeError:
-                raise MalformedMessage("a JSON column is not UTF-8") from None
-            offset += len(names)
-            batch.append(({**record, "_json": texts}, buffers[offset : offset + nbuf]))
-            offset += nbuf
-        if offset != len(buffers):
-            raise MalformedMessage(f"the records count {offset} buffers, {len(buffers)} came")
-        self.db.add_records(uuid, engine_id, batch, utc_now_iso())
+        if not isinstance(rows, list):
+            raise MalformedMessage("rows must be a list")
+        full, tasks, results = rows_of(rows, request.buffers, uuid, engine_id, utc_now_iso())
+        try:
+            self.db.add_rows(full, tasks, results)
+        except sqlite3.Error as exc:  # a value SQLite cannot bind: nothing was stored
+            raise MalformedMessage(f"the batch cannot be stored: {exc}") from None
         link, seq = content.get("link"), content.get("seq")
         if isinstance(link, str) and isinstance(seq, int):
             known = self._batches.get(uuid)
@@ -151,6 +136,61 @@ class Records:
             raise MalformedMessage(str(exc)) from None
         records, buffers = _with_frames(rows)
         return Reply({"status": "ok", "records": records}, {}, buffers)
+
+
+#: Frames per row kind: a task's header, metadata, content and packed buffers; a
+#: result's content, metadata and packed buffers; both for ``full``.
+_FRAMES = {"full": 7, "task": 4, "result": 3}
+#: Which of them are JSON text (the others: packed buffers).
+_JSON_FRAMES = {"full": (0, 1, 2, 4, 5), "task": (0, 1, 2), "result": (0, 1)}
+
+
+def rows_of(
+    rows: list[Any],
+    frames: Sequence[bytes | memoryview],
+    engine_uuid: str,
+    engine_id: int,
+    received: str,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """An engine's batch as :meth:`TaskDB.add_rows` binds it: ``(full, tasks, results)``.
+
+    Each row is ``[kind, msg_id, task_id, submitted, client_uuid, started, completed,
+    status]`` (``kind``: ``full``, ``task`` or ``result``; fields a kind lacks are null)
+    and takes its frames in order (:data:`_FRAMES`): the JSON columns' text, stored as
+    is, and the buffers packed as the database keeps them (``_db.pack_buffers``), so
+    nothing is decoded or encoded again here. :class:`MalformedMessage` if it is wrong."""
+    full: list[tuple[Any, ...]] = []
+    tasks: list[tuple[Any, ...]] = []
+    results: list[tuple[Any, ...]] = []
+    offset = 0
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 8 or not isinstance(row[1], str):
+            raise MalformedMessage("a record row is [kind, msg_id, 6 fields]")
+        kind, msg_id, task_id, submitted, client_uuid, started, completed, status = row
+        count = _FRAMES.get(kind) if isinstance(kind, str) else None
+        if count is None or not all(v is None or isinstance(v, str) for v in row[2:]):
+            raise MalformedMessage(f"a record row of kind {kind!r} or with non-text fields")
+        got = frames[offset : offset + count]
+        offset += count
+        if len(got) != count:
+            raise MalformedMessage(f"the rows need more than the {len(frames)} frames sent")
+        try:  # JSON columns are TEXT: what a query compares with and reads back
+            texts = [str(got[i], "utf-8") for i in _JSON_FRAMES[kind]]
+        except UnicodeDecodeError:
+            raise MalformedMessage("a JSON column is not UTF-8") from None
+        if kind == "result":
+            results.append((msg_id, engine_uuid, engine_id, completed, received,
+                            status or "ok", texts[0], texts[1], got[2]))  # fmt: skip
+            continue
+        task = (msg_id, task_id, texts[0], texts[1], texts[2], got[3], submitted,
+                client_uuid, engine_uuid, engine_id, started, received)  # fmt: skip
+        if kind == "task":
+            tasks.append(task)
+        else:
+            full.append((*task, completed, status or "ok", texts[3], texts[4], got[6]))
+    if offset != len(frames):
+        raise MalformedMessage(f"the rows take {offset} frames, {len(frames)} came")
+    return full, tasks, results
 
 
 def _with_frames(rows: Sequence[dict[str, Any]]) -> tuple[list[JSONDict], list[bytes]]:

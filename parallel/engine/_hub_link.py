@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,14 +53,19 @@ import zmq
 
 from kernel.protocol import JSONDict, ProtocolError, Session
 from kernel.protocol._freshness import address_to
-from kernel.protocol._freshness import address_to
 from kernel.transport._curve import connect_curve
 
 from ..protocol._controller_info import ControllerInfo
 from ._controller_watch import Action, ControllerWatch, WatchConfig
 from ._record_window import RecordWindow, Unacked, WindowConfig
 
-__all__ = ["HubLink", "watch_config_from_env", "window_config_from_env"]
+__all__ = [
+    "HubLink",
+    "encode_batch",
+    "pack_buffers",
+    "watch_config_from_env",
+    "window_config_from_env",
+]
 
 log = logging.getLogger("loom.engine")
 
@@ -67,8 +73,6 @@ log = logging.getLogger("loom.engine")
 MAX_UNACKED = 100_000
 
 Buffer = bytes | memoryview
-#: Record keys whose values are stored as JSON text (sent encoded, as frames).
-JSON_COLUMNS = frozenset({"header", "metadata", "content", "result_content", "result_metadata"})
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 #: Seconds an engine serves on without its controller before it exits.
 DEFAULT_GRACE = 300.0
@@ -290,7 +294,6 @@ class HubLink:
     ) -> str:
         message = self._session.message(msg_type, content, buffers=list(buffers))  # type: ignore[arg-type]
         address_to(message.header, self.controller.instance)  # the hub's start (replays)
-        address_to(message.header, self.controller.instance)  # the hub's start (replays)
         sock.send_multipart(self._session.serialize(message), copy=len(buffers) == 0)
         return message.msg_id
 
@@ -351,24 +354,10 @@ class HubLink:
         self._send_batch(sock, batch)
 
     def _send_batch(self, sock: zmq.Socket[bytes], batch: list[Item]) -> None:
-        records: list[JSONDict] = []
-        buffers: list[Buffer] = []
-        ask = False  # its own reply: sync records wait for it; large buffers are not kept
-        for record, bufs, done in batch:
-            ask = ask or done is not None
-            # The JSON columns travel encoded, as frames: the hub stores their text as is,
-            # instead of decoding them with the batch and encoding each again for SQLite.
-            small: JSONDict = {}
-            names: list[str] = []
-            for key, value in record.items():
-                if key in JSON_COLUMNS:
-                    names.append(key)
-                    buffers.append(_encode(value).encode("utf-8"))
-                else:
-                    small[key] = value
-            records.append({**small, "json": names, "nbuf": len(bufs)})
-            buffers.extend(bufs)
-        ask = ask or _nbytes(buffers) >= self.window.max_bytes
+        rows, frames = encode_batch(batch)
+        # Its own reply: sync records wait for it; large buffers are not kept unconfirmed.
+        ask = any(done is not None for _, _, done in batch)
+        ask = ask or sum(memoryview(f).nbytes for f in frames) >= self.window.max_bytes
         seq, dropped = self._unacked.add(batch)
         for old in dropped:
             log.warning(
@@ -384,9 +373,9 @@ class HubLink:
             "link": self._token,
             "seq": seq,
             "ack": ask,
-            "records": records,
+            "rows": rows,
         }
-        msg_id = self._send(sock, "record_request", content, buffers)
+        msg_id = self._send(sock, "record_request", content, frames)
         if ask:
             self._asked[msg_id] = seq
 
@@ -395,6 +384,55 @@ class HubLink:
         self._asked.clear()
         for batch in self._unacked.take_all():
             self._send_batch(sock, batch)
+
+
+def encode_batch(batch: Sequence[Item]) -> tuple[list[list[Any]], list[Buffer]]:
+    """A batch's rows and frames as the hub stores them (``_records.rows_of``): one row
+    per task, its start and reply records together when both are in the batch (the
+    usual case), JSON columns encoded and buffers packed here, on this thread, so the
+    hub's loop binds them as they come."""
+    pairs: dict[str, list[Item | None]] = {}
+    for item in batch:
+        slot = pairs.setdefault(str(item[0].get("msg_id")), [None, None])
+        slot[0 if item[0].get("kind") == "task" else 1] = item
+    rows: list[list[Any]] = []
+    frames: list[Buffer] = []
+    for msg_id, (task, result) in pairs.items():
+        row: list[Any] = ["task" if result is None else "result" if task is None else "full"]
+        row += [msg_id, None, None, None, None, None, None]
+        if task is not None:
+            fields, buffers, _ = task
+            row[2:6] = [_text(fields.get(k)) for k in _TASK_FIELDS]
+            frames += [_json(fields.get(k)) for k in ("header", "metadata", "content")]
+            frames.append(pack_buffers(buffers))
+        if result is not None:
+            fields, buffers, _ = result
+            row[6:8] = [_text(fields.get("completed")), _text(fields.get("status"))]
+            frames += [_json(fields.get(k)) for k in ("result_content", "result_metadata")]
+            frames.append(pack_buffers(buffers))
+        rows.append(row)
+    return rows, frames
+
+
+_TASK_FIELDS = ("task_id", "submitted", "client_uuid", "started")
+
+
+def _text(value: object) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _json(value: object) -> bytes:
+    if not value:
+        return b"{}"  # an apply_request's content, most metadata
+    return _encode(value).encode("utf-8", "surrogatepass")
+
+
+def pack_buffers(buffers: Sequence[Buffer]) -> bytes:
+    """Buffers as one blob, as the task database keeps them (``_db.unpack_buffers``
+    reads it): a count, the lengths, then the bytes."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    head = struct.pack(f"<I{len(views)}Q", len(views), *(v.nbytes for v in views))
+    return b"".join([head, *views])
 
 
 def _confirmed(items: list[Item]) -> None:

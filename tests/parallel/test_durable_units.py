@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kernel.protocol import Message, Session
+from kernel.protocol import JSONDict, MalformedMessage, Message, Session
 from parallel.controller._db import (
     INFLIGHT_REASON,
     QueryError,
@@ -17,8 +18,9 @@ from parallel.controller._db import (
     unpack_buffers,
     where_clause,
 )
-from parallel.controller._records import Records
+from parallel.controller._records import Records, rows_of
 from parallel.engine._controller_watch import Action, ControllerWatch, WatchConfig
+from parallel.engine._hub_link import encode_batch
 from parallel.engine._record_window import RecordWindow, Unacked, WindowConfig
 
 CONFIG = WatchConfig(ping_interval=1.0, lost_after=3.0, grace=10.0)
@@ -207,11 +209,10 @@ def test_unacked_drops_its_oldest_batches_past_the_limit() -> None:
 def _batch(
     session: Session, seq: int, msg_ids: list[str], *, link: str = "L1", ack: bool = False
 ) -> Message:
-    records = [
-        {"kind": "result", "msg_id": m, "status": "ok", "json": [], "nbuf": 0} for m in msg_ids
-    ]
-    content = {"uuid": "u0", "id": 0, "link": link, "seq": seq, "ack": ack, "records": records}
-    return session.message("record_request", content)
+    rows = [["result", m, None, None, None, None, "2026", "ok"] for m in msg_ids]
+    frames = [b for _ in msg_ids for b in (b"{}", b"{}", pack_buffers([]))]
+    content = {"uuid": "u0", "id": 0, "link": link, "seq": seq, "ack": ack, "rows": rows}
+    return session.message("record_request", content, buffers=frames)
 
 
 def test_the_hub_answers_only_batches_that_ask_and_tells_pings_the_range_it_has() -> None:
@@ -235,3 +236,67 @@ def test_the_hub_answers_only_batches_that_ask_and_tells_pings_the_range_it_has(
     assert [(r["msg_id"], r["status"]) for r in stored] == [
         ("m1", "ok"), ("m2", "ok"), ("m3", "ok"), ("m5", "ok")
     ]  # fmt: skip
+
+
+def test_a_batch_travels_as_rows_and_is_stored_as_sent() -> None:
+    header = {"msg_id": "m1", "msg_type": "apply_request", "session": "s1", "date": "d0"}
+    start: JSONDict = {
+        "kind": "task", "msg_id": "m1", "task_id": "t1", "submitted": "d0",
+        "client_uuid": "s1", "header": header, "metadata": {"task_id": "t1"},
+        "content": {}, "started": "d1",
+    }  # fmt: skip
+    reply: JSONDict = {
+        "kind": "result", "msg_id": "m1", "completed": "d2", "status": "error",
+        "result_content": {"status": "error", "ename": "ValueError"},
+        "result_metadata": {"engine": "e0"},
+    }  # fmt: skip
+    other: JSONDict = {**start, "msg_id": "m2", "task_id": None, "header": {"a": "é"}}
+    batch = [(start, [b"call", memoryview(b"args")], None), (other, [], None)]
+    batch.append((reply, [b"value"], None))
+    rows, frames = encode_batch(batch)
+    # One row per task: m1's start and reply together, m2 only started.
+    assert rows == [
+        ["full", "m1", "t1", "d0", "s1", "d1", "d2", "error"],
+        ["task", "m2", None, "d0", "s1", "d1", None, None],
+    ]
+    assert len(frames) == 7 + 4
+    assert unpack_buffers(frames[3]) == [b"call", b"args"]  # packed as the database keeps
+    full, tasks, results = rows_of(rows, frames, "u0", 0, "now")
+    assert (len(full), len(tasks), results) == (1, 1, [])
+    db = TaskDB(None)
+    db.add_rows(full, tasks, results)
+    got = {r["msg_id"]: r for r in db.query({}, None)}
+    assert got["m1"]["header"] == header
+    assert got["m1"]["result_content"]["ename"] == "ValueError"
+    assert (got["m1"]["status"], got["m1"]["task_id"], got["m1"]["engine_uuid"]) == (
+        "error", "t1", "u0"
+    )  # fmt: skip
+    assert got["m2"]["header"] == {"a": "é"}
+    assert got["m2"]["status"] == "pending"
+    found = db.find(["m1"], ["buffers", "result_buffers"])["m1"]
+    assert (found["buffers"], found["result_buffers"]) == ([b"call", b"args"], [b"value"])
+    # A result alone (its start went in an earlier batch) completes the row.
+    rows, frames = encode_batch([({**reply, "msg_id": "m2", "status": "ok"}, [], None)])
+    assert rows == [["result", "m2", None, None, None, None, "d2", "ok"]]
+    db.add_rows(*rows_of(rows, frames, "u0", 0, "later"))
+    assert db.query({"msg_id": "m2"}, ["status", "started"]) == [
+        {"msg_id": "m2", "status": "ok", "started": "d1"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rows", "frames", "error"),
+    [
+        ([["full", "m"]], [], "a record row is"),
+        ([["nope", "m", None, None, None, None, None, None]], [], "kind 'nope'"),
+        ([["task", "m", {"a": 1}, None, None, None, None, None]], [], "non-text fields"),
+        ([["task", "m", None, None, None, None, None, None]], [b"{}"], "more than the 1"),
+        ([["result", "m", None, None, None, None, None, None]], [b"\xff", b"", b""], "UTF-8"),
+        ([], [b"stray"], "the rows take 0 frames, 1 came"),
+    ],
+)
+def test_a_malformed_batch_is_one_clear_error(
+    rows: list[Any], frames: list[bytes], error: str
+) -> None:
+    with pytest.raises(MalformedMessage, match=error):
+        rows_of(rows, frames, "u0", 0, "now")
