@@ -22,7 +22,7 @@ pickle but become frames of their own, in the order the pickle refers to them:
   or a dict (one level down, as ipyparallel's canning). Deeper ``bytes`` are
   copied into the pickle, and deeper memoryviews arrive as ``bytes``
   (cloudpickle's reduction). A memoryview keeps its format and shape, and
-  arrives read-only.
+  arrives read-only (writable through shared memory, below, if it was writable).
 
 The second rule is a pass over the top level rather than a pickle hook:
 ``persistent_id`` would make pickle call into Python for every object and
