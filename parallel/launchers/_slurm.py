@@ -52,6 +52,10 @@ __all__ = ["SlurmLauncher"]
 #: Seconds between two ``squeue`` while the job is pending or starting, and once it runs.
 POLL_STARTING = 0.5
 POLL_RUNNING = 5.0
+#: Seconds after the job starts running during which it is still polled as starting: a
+#: job whose engines fail at once (a bad setting, a missing module) ends within its
+#: first seconds, and the start that waits for them should hear it then, not ~5 s later.
+STARTING_GRACE = 15.0
 #: Seconds a Slurm command may take (a busy slurmctld answers slowly).
 COMMAND_TIMEOUT = 30.0
 #: Seconds :meth:`stop` waits for a cancelled job to be over.
@@ -169,7 +173,9 @@ class SlurmLauncher(Launcher):
         """The job's (state, reason) from ``squeue``; ("", "") if Slurm forgot it."""
         log = self._workdir / "squeue.log"
         log.unlink(missing_ok=True)
-        argv = ["squeue", "-h", "-j", str(self.job_id), "-o", "%T|%r"]
+        # -t all: a job that just ended is listed with how it ended (COMPLETED, FAILED...)
+        # until MinJobAge, rather than not at all.
+        argv = ["squeue", "-h", "-t", "all", "-j", str(self.job_id), "-o", "%T|%r"]
         code, out = await run_command(argv, log=log, env=None, timeout=COMMAND_TIMEOUT)
         line = out.strip().splitlines()[-1] if out.strip() else ""
         if code != 0 or "|" not in line:
@@ -179,6 +185,7 @@ class SlurmLauncher(Launcher):
 
     async def _watch(self, ctx: LaunchContext) -> None:
         said = ""
+        running_since: float | None = None
         while not self._stopping:
             state, reason = await self._state()
             if self.job_id is None or self._stopping:  # stop() began meanwhile
@@ -202,10 +209,13 @@ class SlurmLauncher(Launcher):
                 kind: State = "running" if state == "RUNNING" else "pending"
                 ctx.report(LauncherStatus(kind, summary, log=str(self._output_file())))
             # Polling, because Slurm has no notification a client can wait on; slower
-            # once the job runs (engine losses are the hub's news then). A plain sleep
-            # here once held every stop up to POLL_RUNNING seconds.
+            # once the job has run a while (engine losses are the hub's news then). A
+            # plain sleep here once held every stop up to POLL_RUNNING seconds.
+            now = asyncio.get_running_loop().time()
+            if state == "RUNNING" and running_since is None:
+                running_since = now
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_RUNNING if state == "RUNNING" else POLL_STARTING):
+                async with asyncio.timeout(_poll_interval(state, running_since, now)):
                     await self._stopped.wait()
 
     async def stop(self) -> None:
@@ -226,6 +236,14 @@ class SlurmLauncher(Launcher):
         except TimeoutError:
             pass
         self.job_id = None
+
+
+def _poll_interval(state: str, running_since: float | None, now: float) -> float:
+    """Seconds until the next ``squeue``: short while the job starts and for
+    ``STARTING_GRACE`` seconds after it runs, then long (losses are the hub's news)."""
+    if state != "RUNNING" or running_since is None or now - running_since < STARTING_GRACE:
+        return POLL_STARTING
+    return POLL_RUNNING
 
 
 def _exit(code: int) -> str:

@@ -170,11 +170,14 @@ class _WatchedContext(LaunchContext):
     """A launch context that tells when the launcher first reports ``running``."""
 
     running: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def report(self, status: LauncherStatus) -> None:
         super().report(status)
         if status.state == "running":
             self.running.set()
+        if status.state == "failed":
+            self.failed.set()
 
 
 def test_stop_wakes_the_job_watcher_at_once(
@@ -199,6 +202,31 @@ def test_stop_wakes_the_job_watcher_at_once(
 
     job_id = asyncio.run(start_then_stop())
     assert _job(job_id)["JobState"] == "CANCELLED"
+
+
+def test_a_job_that_ends_soon_after_it_runs_is_reported_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Engines that fail at once (a bad setting) end the job in its first seconds; the
+    # watcher polls as while starting for STARTING_GRACE s after the job runs, so the
+    # waiting start hears it then (before: after POLL_RUNNING, here an hour).
+    monkeypatch.setattr(_slurm, "POLL_RUNNING", 3600.0)
+
+    async def start_until_failed() -> LauncherStatus:
+        launcher = _slurm.SlurmLauncher()
+        launcher.job_command = ["/bin/sh", "-c", "sleep 3; echo 'engines failed'; exit 3"]
+        async with asyncio.timeout(60), asyncio.TaskGroup() as tg:
+            ctx = _WatchedContext(tmp_path / "unused.json", tg, workdir=tmp_path)
+            await launcher.start(1, ctx)
+            await ctx.running.wait()
+            await ctx.failed.wait()
+            await launcher.stop()
+        assert ctx.status is not None
+        return ctx.status
+
+    status = asyncio.run(start_until_failed())
+    assert re.fullmatch(r"slurm job \d+ ended \(FAILED\)", status.summary), status.summary
+    assert "engines failed" in status.output
 
 
 def test_a_pending_job_is_shown_as_pending_and_stop_cancels_it() -> None:
