@@ -118,8 +118,9 @@ def with_shared_memory(
         if reply is None or not reply.buffers:
             return reply
         large = shm.large(reply.buffers, 1)
-        if not large or not shm.shares_with("c", request.header.get("session")):
-            return reply  # a client on another host, or with shared memory off
+        client = request.header.get("session")
+        if not large or not shm.shares_with("c", client, cached=False):
+            return reply  # a client on another host, closed, or with shared memory off
         buffers, staged = list(reply.buffers), []
         for index in large:
             names = shm.stage(buffers[index], 1)

@@ -222,12 +222,14 @@ class SharedDir:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self._dir, name))
 
-    def shares_with(self, kind: str, peer: object) -> bool:
-        """Whether the peer (engine uuid, client session id) has its marker here."""
+    def shares_with(self, kind: str, peer: object, *, cached: bool = True) -> bool:
+        """Whether the peer (engine uuid, client session id) has its marker here;
+        ``cached=False`` looks again even if it had (a client removes its marker when it
+        closes, and a reply's file for a closed client would wait for the cluster's stop)."""
         name = _peer_marker(kind, peer)
         if name is None:
             return False
-        if name in self._seen:
+        if cached and name in self._seen:
             return True
         if os.path.isfile(os.path.join(self._dir, name)):
             self._seen.add(name)
