@@ -29,10 +29,12 @@ Between processes of one host that share ``/dev/shm`` it need not travel at all:
 * A receiver maps its file ``MAP_PRIVATE`` (copy on write: its array is writable and its
   own, and all receivers share the physical pages until one writes) and unlinks its name
   at once. So each name has exactly one owner, its receiver, and the data lives exactly
-  as long as the receivers' mappings. The sender unlinks the names it handed out once each
-  request is finished (answered, aborted, or its engine lost): a receiver that never got
-  the message leaves nothing behind either. A client that dies leaves the names of its
-  unanswered requests and replies it never read; the cluster's stop removes them.
+  as long as the receivers' mappings. A client also unlinks the names it handed out once
+  each request is finished (answered, aborted, or its engine lost): an engine that never
+  got the message leaves nothing behind either. An engine writes a reply's file only for
+  a client whose marker is there (a closed client removed its own), and the client
+  unlinks it as it maps it. A client that dies leaves the names of its unanswered
+  requests and replies it never read; the cluster's stop removes them.
 
 Who may read the files: only this user (0700 directory, 0600 files), which is the
 trust boundary of ipc itself. Every failure to write (a full tmpfs: ``ENOSPC``) falls
