@@ -135,7 +135,7 @@ def test_bench_parallel_quick(tmp_path: Path) -> None:
     assert metrics["many_per_s"]["tasks"]["loom"] > 0
 
 
-PX_FIGURES = ("px_ms", "enter_px_ms", "flood_s", "flood_prompt_s")
+PX_FIGURES = ("px_ms", "execute_ms", "enter_px_ms", "flood_s", "flood_prompt_s")
 
 
 @pytest.mark.peer

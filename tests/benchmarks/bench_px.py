@@ -9,6 +9,11 @@ ipyparallel, jupyter console), side by side in one run.
   starts its own 4-engine cluster from a cell (``%cluster start -n 4``;
   ``ipp.Cluster(n=4).start_and_connect_sync()``); both kernels are up at once and
   measured in alternating blocks, after warm-up calls.
+- **the bare execute** (``execute_ms``, informative): the floor ``%px`` stands on, timed
+  the same way right after each block of ``%px`` calls: ``rc[:].execute("a=1",
+  block=True)`` on the same 4 engines (Loom: a ``parallel.Client()`` of the kernel's
+  cluster; ipyparallel: the ``_rc`` the magics use). ``px_ms`` minus this is what the
+  magic adds (parsing, output, a numbered cell on the engines).
 - **Enter on ``%px a=1`` -> next prompt** (``enter_px_ms``): ``loom --kernel loom`` and
   ``jupyter console --kernel python3`` in ptys (40x120, ``TERM=xterm-256color``), each
   with its cluster started as above; the line and Enter are typed at a ready prompt and
@@ -87,10 +92,14 @@ CALL = {
     "loom": "await _px('a=1')",
     "ipyparallel": "get_ipython().run_line_magic('px', 'a=1')",
 }
+#: The bare execute ``%px`` stands on, timed the same way (``execute_ms``).
+BARE = "_dv.execute('a=1', block=True)"
 PREPARE = {
     "loom": "from parallel.magics._px_loom import current_loom_magics\n"
-    "_px = current_loom_magics().line['px']",
-    "ipyparallel": "pass",
+    "_px = current_loom_magics().line['px']\n"
+    "import parallel as _parallel\n"
+    "_dv = _parallel.Client()[:]",
+    "ipyparallel": "_dv = _rc[:]",
 }
 CONSOLES = {
     "loom": [sys.executable, "-m", "shell", "--kernel", "loom"],
@@ -116,6 +125,7 @@ FULL = Settings(20, 300, 50, 5, 60, 10, 3)
 @dataclass
 class Samples:
     px_s: list[float] = field(default_factory=list)
+    execute_s: list[float] = field(default_factory=list)
     enter_s: list[float] = field(default_factory=list)
     flood_s: list[float] = field(default_factory=list)
     flood_prompt_s: list[float] = field(default_factory=list)
@@ -123,6 +133,14 @@ class Samples:
 
 METRICS: list[bench.Metric[Samples]] = [
     bench.Metric("px_ms", "%px a=1 inside the kernel", "ms", 1e3, 0.15, lambda s: s.px_s),
+    bench.Metric(
+        "execute_ms",
+        "bare execute a=1 (the floor)",
+        "ms",
+        1e3,
+        None,
+        lambda s: s.execute_s,
+    ),
     bench.Metric(
         "enter_px_ms", "Enter on %px a=1 -> next prompt", "ms", 1e3, 0.15, lambda s: s.enter_s
     ),
@@ -157,13 +175,14 @@ async def run_cell(client: KernelClient, code: str, timeout: float) -> str:
     return "".join(out)
 
 
-def timing_cell(name: str, calls: int) -> str:
-    """A cell that times ``calls`` calls of the magic and prints the samples as JSON."""
+def timing_cell(call: str, calls: int) -> str:
+    """A cell that times ``calls`` runs of the statement ``call`` and prints the samples
+    as JSON."""
     return (
         "import time as _t, json as _j\n_s = []\n"
         f"for _i in range({calls}):\n"
         "    _a = _t.perf_counter()\n"
-        f"    {CALL[name]}\n"
+        f"    {call}\n"
         "    _s.append(_t.perf_counter() - _a)\n"
         "print('SAMPLES', _j.dumps(_s))"
     )
@@ -179,14 +198,19 @@ async def measure_in_kernels(s: Settings, samples: dict[str, Samples]) -> None:
         for name, client in clients.items():
             for code in [*SETUP[name], PREPARE[name]]:
                 await run_cell(client, code, CLUSTER_TIMEOUT_S)
-            await run_cell(client, timing_cell(name, s.px_warmup), PROMPT_TIMEOUT_S)
+            for call in (CALL[name], BARE):
+                await run_cell(client, timing_cell(call, s.px_warmup), PROMPT_TIMEOUT_S)
         try:
             for name in bench.alternating(CONTENDERS, s.px_calls // s.px_block):
-                text = await run_cell(clients[name], timing_cell(name, s.px_block), 120)
-                found = re.search(r"SAMPLES (\[.*\])", text)
-                if found is None:
-                    raise RuntimeError(f"{name}: no samples in {text[-200:]!r}")
-                samples[name].px_s += json.loads(found.group(1))
+                for call, into in (
+                    (CALL[name], samples[name].px_s),
+                    (BARE, samples[name].execute_s),
+                ):
+                    text = await run_cell(clients[name], timing_cell(call, s.px_block), 120)
+                    found = re.search(r"SAMPLES (\[.*\])", text)
+                    if found is None:
+                        raise RuntimeError(f"{name}: no samples in {text[-200:]!r}")
+                    into += json.loads(found.group(1))
         finally:
             for name, client in clients.items():
                 try:
@@ -371,6 +395,12 @@ def main() -> int:
         if still:
             print(f"bench_px: processes still alive: {still}", flush=True)
     summary = bench.summarize(METRICS, samples, "ipyparallel")
+    for name in CONTENDERS:  # what the magic adds to the execute it stands on
+        px, floor = summary["px_ms"][name], summary["execute_ms"][name]
+        NOTES.append(
+            f"{name}: %px a=1 takes {px - floor:.2f} ms more than its bare execute "
+            f"({px:.2f} vs {floor:.2f} ms)"
+        )
     for line in report_lines(summary):
         print(line)
     load = os.getloadavg()[0]
