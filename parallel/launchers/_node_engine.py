@@ -23,8 +23,9 @@ process, and (``--mpi``) the order ranks register in (``register``, looked up by
   engine needs once and forks ``N`` engines, rather than ``N`` interpreters each paying
   ~0.2 s of CPU for the same imports. What the ``slurm`` launcher runs for a job on one
   node.
-- **Rank order** (``--mpi``). It imports ``mpi4py`` first (MPI_Init on the main thread,
-  where cells run), and rank r registers only after rank r-1 did, so the hub (which
+- **Rank order** (``--mpi``). It initializes MPI first (MPI_Init on the main thread,
+  where cells run, while a thread imports the engine: ``_import_during_mpi_init``), and
+  rank r registers only after rank r-1 did, so the hub (which
   numbers engines in registration order) gives rank r the id r in a cluster whose only
   engines are these ranks. Not under plain ``srun``: mpi4py's singleton init kills the
   task there.
@@ -33,10 +34,16 @@ process, and (``--mpi``) the order ranks register in (``register``, looked up by
 from __future__ import annotations
 
 import argparse
+import atexit
+import ctypes
+import importlib
+import importlib.util
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from kernel.protocol import ConnectionFileError
@@ -71,7 +78,10 @@ def main() -> int:
     cluster_file = args.file
     # The one launcher module that imports the engine (tests/test_layers.py says so):
     # it is the engine's entry point on the nodes.
-    from ..engine import _engine as engine
+    if args.mpi:  # the imports run while MPI_Init waits (see _import_during_mpi_init)
+        engine: Any = _import_during_mpi_init("parallel.engine._engine")
+    else:
+        from ..engine import _engine as engine
 
     try:
         info = ControllerInfo.read(cluster_file)
@@ -94,6 +104,85 @@ def main() -> int:
         engine.register = _in_rank_order(engine.register)
     code: int = engine.run_engine(cluster_file, bind=bind)
     return code
+
+
+def _import_during_mpi_init(module: str) -> ModuleType:
+    """Import ``module`` on a thread while this (main) thread is in ``MPI_Init_thread``.
+
+    MPI_Init takes ~0.3 s (Open MPI 4.1 probing its transports), mostly waiting, and
+    mpi4py's own init (at ``import mpi4py.MPI``) holds the GIL throughout, so the
+    engine's ~0.2 s of imports could only come after it. Called through ctypes, which
+    releases the GIL, the two overlap. MPI is still initialized on the main thread (where
+    cells run), at mpi4py's default level (``MPI_THREAD_MULTIPLE``); mpi4py then finds it
+    initialized and only sets itself up. Whatever is unusual (mpi4py told not to
+    initialize or at another level, an MPI whose constants may differ, a library that
+    does not export the symbol) leaves the init to mpi4py, after the imports.
+    """
+    loaded: list[ModuleType] = []
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            loaded.append(importlib.import_module(module))
+        except BaseException as exc:  # raised again on the main thread
+            failed.append(exc)
+
+    importer = threading.Thread(target=load, name="loom-engine-imports")
+    importer.start()
+    try:
+        _mpi_init_without_gil()
+    finally:
+        importer.join()
+    if failed:
+        raise failed[0]
+    return loaded[0]
+
+
+#: ``MPI_THREAD_MULTIPLE`` in the Open MPI and MPICH ABIs (not the MPI-5 standard ABI's).
+_THREAD_MULTIPLE = 3
+
+
+def _mpi_init_without_gil() -> None:
+    """``MPI_Init_thread(MULTIPLE)`` through ctypes, or nothing (mpi4py will init)."""
+    try:
+        import mpi4py
+
+        spec = importlib.util.find_spec("mpi4py.MPI")  # the extension for this MPI's ABI
+        origin = spec.origin if spec is not None else None
+        if (
+            origin is None
+            or ".mpiabi." in os.path.basename(origin)
+            or mpi4py.rc.initialize is not True
+            or mpi4py.rc.thread_level != "multiple"
+        ):
+            return
+        # Loads the extension as a plain library (no module init) with its libmpi, as
+        # the import below will find it; RTLD_GLOBAL as mpi4py loads it (MPI plugins).
+        libmpi = ctypes.CDLL(origin, mode=os.RTLD_NOW | os.RTLD_GLOBAL)
+        init, finalized, finalize = (
+            libmpi.MPI_Init_thread,
+            libmpi.MPI_Finalized,
+            libmpi.MPI_Finalize,
+        )
+    except (ImportError, OSError, AttributeError, ValueError):
+        return
+    init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+    init.restype = ctypes.c_int
+    provided = ctypes.c_int(-1)
+    code = init(None, None, _THREAD_MULTIPLE, ctypes.byref(provided))
+    if code != 0:  # MPI's default error handler aborts before this: a safety net
+        raise SystemExit(f"loom engine: MPI_Init_thread failed (error {code})")
+
+    def finalize_at_exit() -> None:
+        # mpi4py finalizes only an MPI it initialized; mpiexec calls a rank that exits
+        # without MPI_Finalize an abnormal termination. (A served engine ends with
+        # os._exit, as before: this is for exits before or instead of serving.)
+        done = ctypes.c_int(0)
+        finalized(ctypes.byref(done))
+        if not done.value:
+            finalize()
+
+    atexit.register(finalize_at_exit)  # before mpi4py's own: so it runs after it
 
 
 def _in_rank_order(register: Callable[..., int]) -> Callable[..., int]:

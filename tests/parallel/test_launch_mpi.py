@@ -5,6 +5,7 @@ and an ``mpiexec`` that fails explained by what it printed."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,6 +43,13 @@ def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() 
         assert ranks == [0, 1, 2, 3]  # the documented mapping: engine i is rank i
         sizes = rc[:].apply_sync(lambda: __import__("mpi4py").MPI.COMM_WORLD.size)
         assert sizes == [4, 4, 4, 4]
+        # MPI initialized on the main thread (where cells run), at mpi4py's default level.
+        threading = rc[:].apply_sync(
+            lambda: (lambda M: (M.Query_thread() == M.THREAD_MULTIPLE, M.Is_thread_main()))(
+                __import__("mpi4py.MPI").MPI
+            )
+        )
+        assert threading == [(True, True)] * 4
         assert secrets_exposed(rc.info) == []  # mpiexec and the ranks got the file's path
 
         from IPython.core.interactiveshell import InteractiveShell
@@ -62,6 +70,43 @@ def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() 
 
         cluster.stop_cluster_sync()
         assert all_gone(pids) == []
+
+
+RANK_SCRIPT = """
+import ctypes, importlib.util, sys, threading
+from parallel.launchers._node_engine import _import_during_mpi_init
+
+main = threading.current_thread()
+module = _import_during_mpi_init("_mpi_probe_module")
+assert module.IMPORTED_ON is not main, "the import ran on the main thread"
+assert "mpi4py.MPI" not in sys.modules
+flag = ctypes.c_int(0)
+ctypes.CDLL(importlib.util.find_spec("mpi4py.MPI").origin).MPI_Initialized(ctypes.byref(flag))
+assert flag.value == 1, "MPI is not initialized before mpi4py is imported"
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+seen = (comm.allreduce(1), MPI.Query_thread() == MPI.THREAD_MULTIPLE, MPI.Is_thread_main())
+every = comm.gather(seen)
+if comm.rank == 0:
+    print(every)
+"""
+
+
+def test_ranks_import_the_engine_while_mpi_init_runs(tmp_path: Path) -> None:
+    # MPI_Init (~0.3 s, GIL held when mpi4py calls it) overlaps the engine's imports: it
+    # is called through ctypes on the main thread while a thread imports.
+    (tmp_path / "_mpi_probe_module.py").write_text(
+        "import threading\nIMPORTED_ON = threading.current_thread()\n"
+    )
+    env = {**os.environ, "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        ["mpiexec", "-n", "2", sys.executable, "-c", RANK_SCRIPT],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "[(2, True, True), (2, True, True)]", done.stdout + done.stderr
 
 
 def test_a_controller_killed_with_sigkill_takes_its_ranks_and_mpiexec_along() -> None:
