@@ -21,7 +21,9 @@ controller, so engines on other nodes than the controller's work.) A job on one 
 starts no ``srun`` step: its batch script forks the ``n`` engines from one interpreter
 that imported them once (``--fork``, the ``local`` launcher's fork server), which saves
 a step launch and ``n - 1`` Python starts and imports (~0.2 s of CPU each). A job on
-several nodes runs one ``srun`` task per engine.
+several nodes runs one ``srun`` task per engine, and so does any job with ``srun=True``
+or an ``sbatch_lines`` option ``...-per-task`` (per-task GPUs, CPUs, binding, and
+``SLURM_PROCID`` are what a task has and a forked engine does not).
 
 After ``sbatch --parsable``, a watcher asks ``squeue`` for the job's state: while it is
 ``PENDING`` the launcher reports ``pending`` with Slurm's reason (so a start that times
@@ -72,7 +74,7 @@ _TIME = re.compile(r"^[0-9:-]+$")  # Slurm's time formats: minutes, [d-]h:m:s...
 
 class SlurmLauncher(Launcher):
     """``Cluster(n=8, engines="slurm", partition="debug", time="1:00:00", account=...,
-    sbatch_lines=["--mem=4G"], env={"OMP_NUM_THREADS": "1"})``."""
+    sbatch_lines=["--mem=4G"], env={"OMP_NUM_THREADS": "1"}, srun=False)``."""
 
     name = "slurm"
 
@@ -85,6 +87,7 @@ class SlurmLauncher(Launcher):
         env: Mapping[str, str] | None = None,
         python: str | None = None,
         job_name: str | None = None,
+        srun: bool = False,
     ) -> None:
         for name, value in (("partition", partition), ("account", account), ("job_name", job_name)):
             if value is not None and not (isinstance(value, str) and value and value.isprintable()):
@@ -97,7 +100,12 @@ class SlurmLauncher(Launcher):
         for line in lines:
             if "\n" in line or not line.strip():
                 raise LaunchError(f"sbatch_lines: {line!r} is not one option line")
+        if not isinstance(srun, bool):
+            raise LaunchError(f"srun must be true or false, not {srun!r}")
         self.partition, self.time, self.account, self.job_name = partition, time, account, job_name
+        #: One srun task per engine even on one node: what per-task options need
+        #: (--gpus-per-task, --cpus-per-task, binding), so they imply it.
+        self.srun = srun or any("per-task" in line for line in lines)
         self.sbatch_lines = [line.removeprefix("#SBATCH").strip() for line in lines]
         self.env = _environment(env or {})
         for key in self.env:
@@ -140,12 +148,13 @@ class SlurmLauncher(Launcher):
             # A job on one node needs no srun step: the batch script, already on that
             # node with the job's CPUs, forks the engines from one interpreter (one
             # Python start and one set of imports rather than n, and no step launch).
-            lines += [
-                'if [ "${SLURM_JOB_NUM_NODES:-1}" = 1 ]; then',
-                f"  exec {shlex.join([*engine, '--fork', str(n)])}",
-                "fi",
-                f"exec srun {shlex.join(engine)}",
-            ]
+            if not self.srun:
+                lines += [
+                    'if [ "${SLURM_JOB_NUM_NODES:-1}" = 1 ]; then',
+                    f"  exec {shlex.join([*engine, '--fork', str(n)])}",
+                    "fi",
+                ]
+            lines.append(f"exec srun {shlex.join(engine)}")
         return "\n".join(lines) + "\n"
 
     async def start(self, n: int, ctx: LaunchContext) -> None:

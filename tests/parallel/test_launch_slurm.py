@@ -278,8 +278,30 @@ def test_a_job_whose_engines_die_is_reported_failed_with_its_output(slurm_conf: 
         ({"sbatch_lines": ["--mem=1G\nrm -rf /"]}, "is not one option line"),
         ({"env": {"NOT A NAME": "x"}}, "is not a variable name"),
         ({"controller": "head-node"}, "controller must be 'local' or 'job'"),
+        ({"srun": "yes"}, "srun must be true or false"),
     ],
 )
 def test_bad_slurm_options_are_one_line(options: dict[str, object], expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         Cluster(n=1, engines="slurm", **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "forks"),
+    [
+        ({}, True),
+        ({"srun": True}, False),
+        ({"sbatch_lines": ["--gpus-per-task=1"]}, False),  # per-task resources: tasks
+    ],
+)
+def test_a_one_node_job_forks_its_engines_unless_tasks_are_asked_for(
+    options: dict[str, object], forks: bool, tmp_path: Path
+) -> None:
+    launcher = _slurm.SlurmLauncher(**options)  # type: ignore[arg-type]
+    ctx = LaunchContext(tmp_path / "c.json", asyncio.TaskGroup(), workdir=tmp_path)
+    script = launcher.script(3, ctx)
+    assert script.rstrip().endswith(
+        f"exec srun {launcher.python} -P -m "
+        f"parallel.launchers._node_engine -f {tmp_path / 'c.json'}"
+    )
+    assert ("--fork 3" in script) is forks
