@@ -87,12 +87,18 @@ the other backends are still measured and the table is still printed. Linux only
 the other figures, 40 applies and executes, maps and task runs of 200, a 20 MB array,
 no 16-engine figure, many tasks shrunk to 500 (Loom) and 200 (ipyparallel).
 
-Run: ``python tests/benchmarks/bench_parallel.py [--quick]``.
+``--arrays`` (a partial run): only the push and pull figures, as in the full run (100 MB,
+one warm-up, 5 trials; with ``--quick`` its 20 MB and one trial), on one 4-engine cluster
+per backend. Run it once more with ``LOOM_SHM=off`` in the environment for Loom's figures
+over the sockets instead of shared memory (docs/architecture.md, "Large buffers").
+
+Run: ``python tests/benchmarks/bench_parallel.py [--quick] [--arrays]``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -144,6 +150,7 @@ class Settings:
     many_loom: int
     many_ipyparallel: int
     many_cap_s: float  # N shrinks so that a backend's many tasks take about this long
+    arrays_only: bool = False  # --arrays: only push and pull
 
 
 QUICK = Settings(1, False, 5, 40, 0, 200, 1, 200, 1, 20_000_000, False, 1, 500, 200, 20.0)
@@ -717,6 +724,12 @@ class Run:
             self.phases[name] = time.monotonic() - t0
 
     def run(self) -> None:
+        if self.s.arrays_only:
+            try:
+                self.attempt("steady", self.arrays)
+            finally:
+                self.close_all()
+            return
         try:
             self.attempt("startup", self.startup)
             self.failed = {}  # a backend that failed a start trial gets its steady cluster
@@ -808,6 +821,18 @@ class Run:
         )
         for b, v in runs.items():
             samples[b].async_per_s = [s.async_tasks / t for t in v]
+        self.array_figures()
+
+    def arrays(self) -> None:
+        """``--arrays``: a cluster per backend, then only the push and pull figures."""
+        for b in BACKENDS:
+            with contextlib.suppress(Failed):
+                self.open(b, b, ENGINES, "arrays")
+                self.call(b, "start", START_TIMEOUT_S)
+        self.array_figures()
+
+    def array_figures(self) -> None:
+        s, samples = self.s, self.samples
         size = {"nbytes": s.array_bytes}
         warm = size if s.array_warmup else None
         for b, v in self.trials(BACKENDS, "push", s.array_trials, 120, warm, **size).items():
@@ -917,6 +942,10 @@ def missing_reasons(s: Settings) -> dict[str, dict[str, str]]:
     if not s.apply16_calls:
         for key in ("apply16_ms", "start16_s"):
             reasons[key].update({b: "skipped in --quick" for b in POOLS})
+    if s.arrays_only:
+        for f in FIGURES:
+            if f.key not in ("push_s", "pull_s"):
+                reasons[f.key] = {b: "not in --arrays" for b in BACKENDS}
     return reasons
 
 
@@ -1035,7 +1064,14 @@ def main() -> int:
     if sys.argv[1:2] == ["--driver"]:  # a driver process (see ``Driver``)
         backend, n, reply_fd = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
         return driver_main(backend, n, reply_fd)
+    # --arrays is this benchmark's own flag (bench.start_run parses --quick only).
+    arrays_only = "--arrays" in sys.argv[1:]
+    if arrays_only:
+        sys.argv.remove("--arrays")
     quick, s = bench.start_run("bench_parallel", __doc__, QUICK, FULL)
+    if arrays_only:
+        s = dataclasses.replace(s, arrays_only=True)
+        print(f"bench_parallel: --arrays (LOOM_SHM={os.environ.get('LOOM_SHM', '')!r})")
     bench.become_subreaper()
     started = time.monotonic()
     try:
