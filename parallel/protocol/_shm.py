@@ -268,13 +268,16 @@ class SharedDir:
             finally:
                 os.close(fd)
             for name in names[1:]:
-                made.append(os.path.join(self._dir, name))
-                os.link(first, made[-1])
-        except OSError:
+                path = os.path.join(self._dir, name)
+                os.link(first, path)
+                made.append(path)
+        except BaseException as exc:  # a full tmpfs, or Ctrl-C mid-write: nothing stays
             for path in made:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
-            return None
+            if isinstance(exc, OSError):
+                return None
+            raise
         return names
 
     def unlink(self, names: Sequence[str]) -> None:

@@ -32,6 +32,7 @@ from _support import wait_gone
 
 from parallel import Client, Cluster, EngineError, RemoteError
 from parallel.client._asyncresult import AsyncResult
+from parallel.protocol import _shm as shm_module
 from parallel.protocol._serialize import serialize_call
 from parallel.protocol._shm import (
     METADATA_KEY,
@@ -141,6 +142,19 @@ def test_a_failed_write_leaves_nothing_and_says_none(shared: SharedDir) -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)
+    assert os.listdir(shared.path) == []
+
+
+def test_an_interrupted_write_leaves_nothing_and_propagates(
+    shared: SharedDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(fd: int, data: object) -> None:
+        os.write(fd, b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shm_module, "_write_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        shared.stage(b"x" * 100_000, 3)
     assert os.listdir(shared.path) == []
 
 
