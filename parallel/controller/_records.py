@@ -3,9 +3,11 @@
 =====================  ==================================================================
 ``record_request``     engine: ``{"uuid", "id", "link", "seq", "ack", "rows": [[kind,
                        msg_id, task_id, submitted, client_uuid, started, completed,
-                       status], ...]}``, each row's frames in order (:func:`rows_of`: JSON
-                       text and packed buffers, stored as they come). ``link`` names the
-                       engine's hub link, ``seq`` numbers its batches (1, 2, ...)
+                       status], ...], "sizes": [...]}`` and one buffer: each row's
+                       frames in order (:func:`rows_of`: JSON text and packed buffers,
+                       stored as they come), cut by ``sizes`` (:func:`split_frames`).
+                       ``link`` names the engine's hub link, ``seq`` numbers its
+                       batches (1, 2, ...)
 ``record_reply``       ``{"status": "ok"}`` once the batch is committed, only if it asked
                        (``ack``: sync records, large buffers); the others are confirmed
                        by the answer to the engine's next ping (:meth:`Records.committed`)
@@ -86,7 +88,8 @@ class Records:
             raise MalformedMessage("a record batch needs the engine's uuid and id")
         if not isinstance(rows, list):
             raise MalformedMessage("rows must be a list")
-        full, tasks, results = rows_of(rows, request.buffers, uuid, engine_id, utc_now_iso())
+        frames = split_frames(request.buffers, content.get("sizes"))
+        full, tasks, results = rows_of(rows, frames, uuid, engine_id, utc_now_iso())
         try:
             self.db.add_rows(full, tasks, results)
         except sqlite3.Error as exc:  # a value SQLite cannot bind: nothing was stored
@@ -143,6 +146,21 @@ class Records:
 _FRAMES = {"full": 7, "task": 4, "result": 3}
 #: Which of them are JSON text (the others: packed buffers).
 _JSON_FRAMES = {"full": (0, 1, 2, 4, 5), "task": (0, 1, 2), "result": (0, 1)}
+
+
+def split_frames(buffers: Sequence[bytes | memoryview], sizes: object) -> list[memoryview]:
+    """The one buffer of a record batch cut into its frames (``sizes``: their lengths),
+    as views: no copy, and one frame to receive instead of seven per task."""
+    if len(buffers) != 1 or not isinstance(sizes, list):
+        raise MalformedMessage("a record batch is one buffer and the sizes of its frames")
+    view = memoryview(buffers[0]).cast("B")
+    if not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != view.nbytes:
+        raise MalformedMessage(f"the frame sizes do not add up to the {view.nbytes} bytes sent")
+    frames, offset = [], 0
+    for size in sizes:
+        frames.append(view[offset : offset + size])
+        offset += size
+    return frames
 
 
 def rows_of(

@@ -18,7 +18,7 @@ from parallel.controller._db import (
     unpack_buffers,
     where_clause,
 )
-from parallel.controller._records import Records, rows_of
+from parallel.controller._records import Records, rows_of, split_frames
 from parallel.engine._controller_watch import Action, ControllerWatch, WatchConfig
 from parallel.engine._hub_link import encode_batch
 from parallel.engine._record_window import RecordWindow, Unacked, WindowConfig
@@ -212,7 +212,8 @@ def _batch(
     rows = [["result", m, None, None, None, None, "2026", "ok"] for m in msg_ids]
     frames = [b for _ in msg_ids for b in (b"{}", b"{}", pack_buffers([]))]
     content = {"uuid": "u0", "id": 0, "link": link, "seq": seq, "ack": ack, "rows": rows}
-    return session.message("record_request", content, buffers=frames)
+    content["sizes"] = [len(f) for f in frames]
+    return session.message("record_request", content, buffers=[b"".join(frames)])
 
 
 def test_the_hub_answers_only_batches_that_ask_and_tells_pings_the_range_it_has() -> None:
@@ -300,3 +301,14 @@ def test_a_malformed_batch_is_one_clear_error(
 ) -> None:
     with pytest.raises(MalformedMessage, match=error):
         rows_of(rows, frames, "u0", 0, "now")
+
+
+def test_a_batch_is_one_buffer_cut_by_its_sizes() -> None:
+    assert [bytes(f) for f in split_frames([b"abcdef"], [1, 0, 5])] == [b"a", b"", b"bcdef"]
+    assert split_frames([b""], []) == []
+    for buffers, sizes in [([b"abc"], [1, 1]), ([b"abc"], [4]), ([b"abc"], [-1, 4])]:
+        with pytest.raises(MalformedMessage, match="do not add up to the 3 bytes"):
+            split_frames(buffers, sizes)
+    for buffers, sizes in [([b"a", b"b"], [1, 1]), ([b"ab"], None)]:
+        with pytest.raises(MalformedMessage, match="one buffer and the sizes"):
+            split_frames(buffers, sizes)
