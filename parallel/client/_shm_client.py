@@ -46,14 +46,19 @@ class ClientShm:
         near = [pos for pos, uuid in enumerate(engines) if self._shared.shares_with("e", uuid)]
         large = self._shared.large(buffers, len(near)) if near else []
         wire = list(buffers)
-        for index in large:
-            names = self._shared.stage(buffers[index], len(near))
-            if names is None:  # a full tmpfs: this one goes over the wire
-                continue
-            size = memoryview(buffers[index]).nbytes
-            for pos, name in zip(near, names, strict=True):
-                refs[pos] = [*(refs[pos] or []), [index, name, size]]
-            wire[index] = b""
+        try:
+            for index in large:
+                names = self._shared.stage(buffers[index], len(near))
+                if names is None:  # a full tmpfs: this one goes over the wire
+                    continue
+                size = memoryview(buffers[index]).nbytes
+                for pos, name in zip(near, names, strict=True):
+                    refs[pos] = [*(refs[pos] or []), [index, name, size]]
+                wire[index] = b""
+        except BaseException:  # Ctrl-C while writing the next buffer: none stays
+            for staged in refs:
+                self.discard(staged or [])
+            raise
         return refs, wire
 
     def sent(self, msg_id: str, refs: Refs) -> None:
