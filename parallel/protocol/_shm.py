@@ -256,6 +256,9 @@ class SharedDir:
         names = [secrets.token_hex(16) for _ in range(receivers)]
         first = os.path.join(self._dir, names[0])
         try:
+            room = os.statvfs(self._dir)
+            if room.f_bavail * room.f_frsize < memoryview(data).nbytes:
+                return None  # would end in ENOSPC after writing what fits (a 64 MB container)
             fd = os.open(
                 first, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )

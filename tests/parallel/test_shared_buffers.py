@@ -145,6 +145,20 @@ def test_a_failed_write_leaves_nothing_and_says_none(shared: SharedDir) -> None:
     assert os.listdir(shared.path) == []
 
 
+def test_a_buffer_larger_than_the_free_space_is_not_written(
+    shared: SharedDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /dev/shm of 40 KB free (a container's is often 64 MB): no partial write first."""
+
+    class Small:
+        f_bavail, f_frsize = 10, 4096
+
+    monkeypatch.setattr(os, "statvfs", lambda path: Small)
+    assert shared.stage(b"x" * 100_000, 2) is None
+    assert os.listdir(shared.path) == []
+    assert shared.stage(b"x" * 40_000, 2) is not None  # what fits is written
+
+
 def test_an_interrupted_write_leaves_nothing_and_propagates(
     shared: SharedDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
