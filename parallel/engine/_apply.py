@@ -113,7 +113,10 @@ def with_shared_memory(
                 started: JSONDict = {"engine": engine.uuid, "engine_id": engine.id}
                 started["started"] = utc_now_iso()
                 return _failed(server.interpreter.report_error(exc), started)
-            request = dataclasses.replace(request, buffers=buffers)
+            # Without the references: its record holds the data, and no names of files
+            # that are gone (db_query shows a record's metadata).
+            metadata = {k: v for k, v in request.metadata.items() if k != METADATA_KEY}
+            request = dataclasses.replace(request, metadata=metadata, buffers=buffers)
         reply = await handler(request, identities)
         if reply is None or not reply.buffers:
             return reply

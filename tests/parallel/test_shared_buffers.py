@@ -200,6 +200,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         monkeypatch.delenv("LOOM_SHM_MIN", raising=False)
         # 2.4 MB arrays for one receiver (pull, scatter) too; a broadcast's default is 1 MiB.
         monkeypatch.setenv("LOOM_SHM_MIN_SINGLE", str(1 << 20))
+        # Records keep requests up to 16 MiB here, so a shared-memory one is recorded.
+        monkeypatch.setenv("LOOM_RECORD_REQUEST_LIMIT", str(16 << 20))
         with running_cluster(2) as running:
             yield running
 
@@ -298,6 +300,20 @@ def test_the_durable_record_holds_the_data_not_a_file(client: Client) -> None:
         assert (other.get_result(ar.msg_ids[0]).get(timeout=30) == np.arange(N) + 5).all()
     finally:
         other.close()
+
+
+def test_a_recorded_request_keeps_its_data_and_resubmits(client: Client) -> None:
+    """The engine's recorder saw the mapped buffers, not the file names (unlinked by now)."""
+    a = np.arange(N, dtype=np.float64)
+    ar = client[client.ids[0]].apply_async(_remote("float(args[0].sum())"), a)
+    assert ar.get(timeout=30) == a.sum()
+    deadline = time.monotonic() + 30
+    while client.result_status(ar.msg_ids)["completed"] != ar.msg_ids:
+        assert time.monotonic() < deadline, "the task was never recorded"
+        client.wait(timeout=0.05)  # pumps the sockets while the record is on its way
+    assert client.resubmit(ar.msg_ids[0]).get(timeout=30) == a.sum()
+    [record] = client.db_query({"msg_id": ar.msg_ids[0]}, keys=["metadata"])
+    assert METADATA_KEY not in record["metadata"]
 
 
 def test_a_reference_outside_the_directory_is_refused_by_the_engine(client: Client) -> None:
