@@ -92,16 +92,24 @@ def watch_config_from_env() -> WatchConfig:
 
 
 def window_config_from_env() -> WindowConfig:
-    """The record window; ``LOOM_RECORD_WINDOW`` (seconds, 0 to 10) overrides its 20 ms."""
-    text = os.environ.get("LOOM_RECORD_WINDOW", "")
+    """The record window: ``LOOM_RECORD_WINDOW`` (seconds, 0.1 by default) and
+    ``LOOM_RECORD_QUIET`` (0.005) override its length and its quiet time."""
+    return WindowConfig(
+        window=_seconds("LOOM_RECORD_WINDOW", WindowConfig.window),
+        quiet=_seconds("LOOM_RECORD_QUIET", WindowConfig.quiet),
+    )
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "")
     try:
-        window = float(text) if text else WindowConfig.window
+        value = float(text) if text else default
     except ValueError:
-        window = math.nan
-    if not 0.0 <= window <= 10.0:  # nan too
-        log.warning("LOOM_RECORD_WINDOW=%r is not seconds from 0 to 10; using 0.02", text)
-        window = WindowConfig.window
-    return WindowConfig(window=window)
+        value = math.nan
+    if not 0.0 <= value <= 10.0:  # nan too
+        log.warning("%s=%r is not seconds from 0 to 10; using %g", name, text, default)
+        value = default
+    return value
 
 
 def _nbytes(buffers: Sequence[Buffer]) -> int:
@@ -138,6 +146,7 @@ class HubLink:
         # link's), so none loses an update; what is queued is their difference.
         self._bytes_in = self._bytes_out = 0
         self._sync_in = self._sync_out = 0
+        self._asked_in = self._asked_out = 0  # flush() calls, and those this thread saw
         #: The thread sleeps with no window open: a reply's record must wake it.
         self._idle = False
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -195,6 +204,13 @@ class HubLink:
         elif wake:
             self.wake()
 
+    def flush(self) -> None:
+        """Send what is queued now (the engine went quiet: ``QuietFlush``); any thread."""
+        self._asked_in += 1
+        self._idle = False
+        with contextlib.suppress(OSError):
+            os.eventfd_write(self._wake, 1)
+
     def wake(self) -> None:
         """Wake the thread if it sleeps with no window open (queued records open one)."""
         if self._idle:
@@ -238,7 +254,8 @@ class HubLink:
                             now,
                             len(self._queue),
                             self._bytes_in - self._bytes_out,
-                            urgent=self._sync_in != self._sync_out,
+                            urgent=self._sync_in != self._sync_out
+                            or self._asked_in != self._asked_out,
                         )
                         if due <= 0.0:
                             self._flush(sock)
@@ -345,6 +362,7 @@ class HubLink:
                 _confirmed(items)
 
     def _flush(self, sock: zmq.Socket[bytes]) -> None:
+        self._asked_out = self._asked_in
         batch: list[Item] = []
         while self._queue:
             batch.append(self._queue.popleft())

@@ -10,8 +10,10 @@ switch and a GIL hand-off, and every batch is a message the controller receives,
 and (for some) answers. Sending what ``window`` seconds brought, in one message, makes
 those costs per window instead of per task; the price is the durability window: a record
 still in the engine when it is SIGKILLed is lost (``docs/architecture.md``, "Task
-records"). ``durability="sync"`` records (``urgent``) never wait, and neither does a
-batch past ``max_records`` or ``max_bytes``.
+records"). So the window is only that long while the engine is busy: once its replies
+stop for ``quiet`` seconds, the main thread asks for the batch (:class:`QuietFlush`).
+``durability="sync"`` records (``urgent``) never wait, and neither does a batch past
+``max_records`` or ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["RecordWindow", "Unacked", "WindowConfig"]
+__all__ = ["QuietFlush", "RecordWindow", "Unacked", "WindowConfig"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class WindowConfig:
-    #: Seconds the first record of a batch waits for others.
-    window: float = 0.02
+    #: Seconds the first record of a batch waits for others, at most.
+    window: float = 0.1
+    #: Seconds without a new reply after which the engine's main thread asks for the
+    #: batch at once (:class:`QuietFlush`): a lone task's records do not wait the window.
+    quiet: float = 0.025
     #: A batch this long goes at once.
     max_records: int = 256
     #: A batch whose buffers reach this many bytes goes at once (and asks for its ack).
@@ -56,6 +61,38 @@ class RecordWindow:
     def sent(self) -> None:
         """What was held went out: the next record opens a new window."""
         self.opened = None
+
+
+@dataclass
+class QuietFlush:
+    """The engine's main thread asks for the batch once replies stop for ``quiet`` s.
+
+    A busy engine (replies closer than ``quiet``) leaves its records to the window, so a
+    batch carries many tasks; an engine that answered and has nothing else to do sends
+    them within ``quiet``, so the durability window of a lone task is that short. One
+    timer at a time: :meth:`replied` says when to arm it, :meth:`fired` whether to send
+    (None) or when to look again."""
+
+    quiet: float
+    #: When the latest reply not yet asked for was recorded (None: none is waiting).
+    last: float | None = None
+    armed: bool = False
+
+    def replied(self, now: float) -> float | None:
+        """A reply's record was queued: the delay of the timer to arm, or None (armed)."""
+        self.last = now
+        if self.armed:
+            return None
+        self.armed = True
+        return self.quiet
+
+    def fired(self, now: float) -> float | None:
+        """The timer fired: None to ask for the batch now, or the delay to arm it again."""
+        if self.last is not None and now < self.last + self.quiet:
+            return self.last + self.quiet - now
+        self.armed = False
+        self.last = None
+        return None
 
 
 class Unacked(Generic[T]):

@@ -5,24 +5,20 @@ request (header, content, metadata, buffers: enough to resubmit it) goes to the 
 link's queue; when it is answered, its reply (content, metadata, buffers). Only queue
 appends happen here; ``_hub_link`` sends them in batches on its own thread, after the
 reply (``durability="async"``, the default): what a window of ``LOOM_RECORD_WINDOW``
-(20 ms) brought goes as one message. The reply's record wakes that thread only if it
-sleeps, and only after the reply left (``call_soon``: the shell handler sends the reply
-in the same step of the loop). With ``durability="sync"`` the handler waits until the
+(100 ms) brought goes as one message, or sooner, once the engine's replies stop for
+``LOOM_RECORD_QUIET`` (5 ms; a timer on this loop, :class:`QuietFlush`, asks the link to
+``flush``). The reply's record wakes that thread only if it sleeps, and only after the
+reply left (``call_soon``: the shell handler sends the reply in the same step of the
+loop). With ``durability="sync"`` the handler waits until the
 hub has committed the reply's record before it returns, so the client can never hold a
 result the controller's database lacks.
 
 The interface the engine uses: ``recorded(handler, link)``; of the link, only
-``record(fields, buffers, done=None, *, wake=True)``, ``sleeping``, ``wake()`` and
-``durability``. A record's buffers are the request's and the reply's as they are (any
-buffer-protocol objects: bytes, memoryviews); the link reads them when it sends the
-batch, on its thread, so they must stay unchanged until then.
-
-Large buffers are not copied to the controller: a request whose buffers exceed
-``LOOM_RECORD_REQUEST_LIMIT`` bytes (1 MiB by default; a ``push`` of an array) is
-recorded without them (it cannot be resubmitted), and a result whose buffers exceed
-``LOOM_RECORD_RESULT_LIMIT`` (16 MiB) without its value (``get_result`` says so). Why:
-the controller writes each batch on its loop, and copying every 100 MB push would
-double the traffic and hold up the hub (its pings, registrations) for seconds.
+``record(fields, buffers, done=None, *, wake=True)``, ``sleeping``, ``wake()``,
+``flush()``, ``window`` (its ``quiet``) and ``durability``. A record's buffers are the
+request's and the reply's as they are (any buffer-protocol objects: bytes,
+memoryviews); the link reads them when it sends the batch, on its thread, so they must
+stay unchanged until then.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from kernel.protocol import JSONDict, Message, Reply, utc_now_iso
 
 from ._hub_link import HubLink
+from ._record_window import QuietFlush
 
 __all__ = ["recorded"]
 
@@ -57,6 +54,15 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
     sync = link.durability == "sync"
     request_limit = _limit("LOOM_RECORD_REQUEST_LIMIT", REQUEST_LIMIT)
     result_limit = _limit("LOOM_RECORD_RESULT_LIMIT", RESULT_LIMIT)
+
+    quiet = QuietFlush(link.window.quiet)
+
+    def went_quiet(loop: asyncio.AbstractEventLoop) -> None:
+        delay = quiet.fired(loop.time())
+        if delay is None:
+            link.flush()  # no reply for ``quiet`` s: the records go now, not at the window
+        else:
+            loop.call_later(delay, went_quiet, loop)
 
     async def recording(request: Message, identities: list[bytes]) -> Reply | None:
         header, metadata = request.header, request.metadata
@@ -97,6 +103,9 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
             link.record(record, results, wake=False)
             if link.sleeping:  # wake it once the reply left, not while it is sent
                 loop.call_soon(link.wake)
+            delay = quiet.replied(loop.time())
+            if delay is not None:
+                loop.call_later(delay, went_quiet, loop)
             return reply
         committed = loop.create_future()
 

@@ -1,9 +1,10 @@
 """Records travel in batches (issue 10): what a batch carries survives its client, and an
 engine SIGKILLed loses only what its record window still held; real processes.
 
-The engines here hold their records for ``LOOM_RECORD_WINDOW=1`` second (20 ms by
-default), so what the window holds at a given moment is known without any timing luck:
-a reply the client has in hand is, for a second, in its engine only.
+The engines here hold their records for ``LOOM_RECORD_WINDOW=1`` second, also when
+they have nothing else to do (``LOOM_RECORD_QUIET=1``; by default 100 ms, and 5 ms after
+the last reply), so what the window holds at a given moment is known without any timing
+luck: a reply the client has in hand is, for a second, in its engine only.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Cl
         patch.setenv("JUPYTER_RUNTIME_DIR", str(tmp / "runtime"))
         patch.setenv("LOOM_HISTORY_FILE", str(tmp / "history.sqlite"))
         patch.setenv("LOOM_RECORD_WINDOW", str(WINDOW))
+        patch.setenv("LOOM_RECORD_QUIET", str(WINDOW))  # no early send when replies stop
         with running_cluster(2, restart_engines=False) as (started, rc):
             assert started.cluster_file is not None
             pids = [rc._records[i].pid for i in (0, 1)]

@@ -21,7 +21,7 @@ from parallel.controller._db import (
 from parallel.controller._records import Records, rows_of, split_frames
 from parallel.engine._controller_watch import Action, ControllerWatch, WatchConfig
 from parallel.engine._hub_link import encode_batch
-from parallel.engine._record_window import RecordWindow, Unacked, WindowConfig
+from parallel.engine._record_window import QuietFlush, RecordWindow, Unacked, WindowConfig
 
 CONFIG = WatchConfig(ping_interval=1.0, lost_after=3.0, grace=10.0)
 
@@ -180,6 +180,24 @@ def test_sync_records_and_full_batches_do_not_wait() -> None:
     assert window.due(0.0, 3, 99) == pytest.approx(0.02)
     assert window.due(0.001, 0, 0) == math.inf  # emptied elsewhere: the window closes
     assert window.opened is None
+
+
+def test_the_main_thread_asks_for_the_batch_once_replies_stop() -> None:
+    quiet = QuietFlush(quiet=0.005)
+    assert quiet.replied(1.000) == 0.005  # arm a timer
+    assert quiet.replied(1.003) is None  # armed already: the reply only moves ``last``
+    assert quiet.fired(1.005) == pytest.approx(0.003)  # a reply 2 ms ago: look again
+    assert quiet.fired(1.008) is None  # quiet for 5 ms: send now; disarmed
+    assert (quiet.armed, quiet.last) == (False, None)
+    assert quiet.replied(2.0) == 0.005  # the next reply arms a new timer
+    # A busy engine: replies every 3 ms keep the timer moving, no send until they stop.
+    busy = QuietFlush(quiet=0.005)
+    decisions = [busy.replied(0.0)]
+    for i in range(1, 6):
+        decisions.append(busy.replied(i * 0.003))
+    assert decisions == [0.005, None, None, None, None, None]
+    assert busy.fired(0.005) == pytest.approx(0.015)  # the last reply was at 0.015
+    assert busy.fired(0.020) is None
 
 
 def test_unacked_batches_are_confirmed_by_reply_or_by_the_pings_range() -> None:
