@@ -247,7 +247,10 @@ class HubLink:
                         return
                 timeout = watch.next_due(now)
                 self._idle = True
-                if self._queue:  # queued records: this thread comes back for them anyway
+                asked = self._asked_in
+                if not self._queue:  # a flush() of records already sent: nothing to send
+                    self._asked_out = asked  # (read before the queue: a newer one stays)
+                else:  # queued records: this thread comes back for them anyway
                     self._idle = False
                     if not watch.silent and not watch.registering:
                         due = self._pending.due(
