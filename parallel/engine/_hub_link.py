@@ -93,7 +93,7 @@ def watch_config_from_env() -> WatchConfig:
 
 def window_config_from_env() -> WindowConfig:
     """The record window: ``LOOM_RECORD_WINDOW`` (seconds, 0.1 by default) and
-    ``LOOM_RECORD_QUIET`` (0.005) override its length and its quiet time."""
+    ``LOOM_RECORD_QUIET`` (0.025) override its length and its quiet time."""
     return WindowConfig(
         window=_seconds("LOOM_RECORD_WINDOW", WindowConfig.window),
         quiet=_seconds("LOOM_RECORD_QUIET", WindowConfig.quiet),
@@ -106,8 +106,8 @@ def _seconds(name: str, default: float) -> float:
         value = float(text) if text else default
     except ValueError:
         value = math.nan
-    if not 0.0 <= value <= 10.0:  # nan too
-        log.warning("%s=%r is not seconds from 0 to 10; using %g", name, text, default)
+    if not 0.0 <= value <= 600.0:  # nan too
+        log.warning("%s=%r is not seconds from 0 to 600; using %g", name, text, default)
         value = default
     return value
 

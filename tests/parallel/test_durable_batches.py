@@ -1,10 +1,12 @@
 """Records travel in batches (issue 10): what a batch carries survives its client, and an
 engine SIGKILLed loses only what its record window still held; real processes.
 
-The engines here hold their records for ``LOOM_RECORD_WINDOW=1`` second, also when
-they have nothing else to do (``LOOM_RECORD_QUIET=1``; by default 100 ms, and 5 ms after
-the last reply), so what the window holds at a given moment is known without any timing
-luck: a reply the client has in hand is, for a second, in its engine only.
+The engines here hold their records for a second after their last reply
+(``LOOM_RECORD_QUIET=1``; 25 ms by default) and for at most 30 s while busy
+(``LOOM_RECORD_WINDOW=30``; 100 ms by default), so what the window holds at a given
+moment is known without any timing luck: a reply the client has in hand is, for a
+second, in its engine only; and a record that arrives well before 30 s was sent because
+its engine went quiet.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from parallel import Client
 
 pytestmark = pytest.mark.timeout(120)
 
-WINDOW = 1.0
+QUIET = 1.0
+WINDOW = 30.0
 
 #: A client that runs tasks, prints their msg_ids and results, then waits to be killed.
 CLIENT = """
@@ -47,7 +50,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Cl
         patch.setenv("JUPYTER_RUNTIME_DIR", str(tmp / "runtime"))
         patch.setenv("LOOM_HISTORY_FILE", str(tmp / "history.sqlite"))
         patch.setenv("LOOM_RECORD_WINDOW", str(WINDOW))
-        patch.setenv("LOOM_RECORD_QUIET", str(WINDOW))  # no early send when replies stop
+        patch.setenv("LOOM_RECORD_QUIET", str(QUIET))
         with running_cluster(2, restart_engines=False) as (started, rc):
             assert started.cluster_file is not None
             pids = [rc._records[i].pid for i in (0, 1)]
@@ -86,6 +89,17 @@ def test_a_batch_survives_its_client_killed(cluster: tuple[Path, Client, list[in
     assert {m: rc.get_result(m).get(timeout=10) for m in results} == results
     rows = rc.db_query({"msg_id": {"$in": list(results)}}, keys=["msg_id", "engine_id"])
     assert sorted(r["engine_id"] for r in rows) == [0] * 20 + [1] * 20
+
+
+def test_an_engine_that_goes_quiet_sends_its_records_before_the_window_ends(
+    cluster: tuple[Path, Client, list[int]],
+) -> None:
+    _, rc, _ = cluster
+    ar = rc[0].apply_async(pow, 5, 2)
+    assert ar.get(timeout=30) == 25
+    # The window would hold it 30 s; the engine's quiet timer sends it after 1 s.
+    _recorded(rc, ar.msg_ids, timeout=WINDOW / 2)
+    assert rc.get_result(ar.msg_ids[0]).get(timeout=10) == 25
 
 
 def test_an_engine_killed_right_after_replying_loses_only_its_window(
