@@ -20,7 +20,7 @@ from parallel.controller._db import (
 )
 from parallel.controller._records import Records, rows_of, split_frames
 from parallel.engine._controller_watch import Action, ControllerWatch, WatchConfig
-from parallel.engine._hub_link import encode_batch
+from parallel.engine._hub_link import encode_batch, window_config_from_env
 from parallel.engine._record_window import QuietFlush, RecordWindow, Unacked, WindowConfig
 
 CONFIG = WatchConfig(ping_interval=1.0, lost_after=3.0, grace=10.0)
@@ -330,3 +330,21 @@ def test_a_batch_is_one_buffer_cut_by_its_sizes() -> None:
     for buffers, sizes in [([b"a", b"b"], [1, 1]), ([b"ab"], None)]:
         with pytest.raises(MalformedMessage, match="one buffer and the sizes"):
             split_frames(buffers, sizes)
+
+
+def test_the_window_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("LOOM_RECORD_WINDOW", raising=False)
+    monkeypatch.delenv("LOOM_RECORD_QUIET", raising=False)
+    assert window_config_from_env() == WindowConfig(window=0.1, quiet=0.025)
+    monkeypatch.setenv("LOOM_RECORD_WINDOW", "0.5")
+    monkeypatch.setenv("LOOM_RECORD_QUIET", "0")
+    assert window_config_from_env() == WindowConfig(window=0.5, quiet=0.0)
+    for bad in ("soon", "-1", "nan", "601"):
+        monkeypatch.setenv("LOOM_RECORD_WINDOW", bad)
+        caplog.clear()
+        assert window_config_from_env().window == 0.1
+        assert caplog.messages == [
+            f"LOOM_RECORD_WINDOW={bad!r} is not seconds from 0 to 600; using 0.1"
+        ]
