@@ -16,9 +16,10 @@ result the controller's database lacks.
 The interface the engine uses: ``recorded(handler, link)``; of the link, only
 ``record(fields, buffers, done=None, *, wake=True)``, ``sleeping``, ``wake()``,
 ``flush()``, ``window`` (its ``quiet``) and ``durability``. A record's buffers are the
-request's and the reply's as they are (any buffer-protocol objects: bytes,
-memoryviews); the link reads them when it sends the batch, on its thread, so they must
-stay unchanged until then.
+request's (bytes or read-only views of received frames; a request whose buffers are
+large enough for shared memory is recorded without them) and the reply's, copied here
+unless they are bytes (``_as_sent``): the link reads them when it sends the batch, on its
+thread, up to a window later, and a result's buffer can be an object's live memory.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         if _size(results) > result_limit:
             record["result_metadata"] = {**reply.metadata, "loom_result_omitted": _size(results)}
             results = []
+        else:
+            results = _as_sent(results)
         loop = asyncio.get_running_loop()
         if not sync:
             link.record(record, results, wake=False)
@@ -117,6 +120,19 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         return reply
 
     return recording
+
+
+def _as_sent(buffers: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
+    """The buffers as they are now. A result's buffer can be the live memory of an object
+    (a numpy array the task returned and keeps), which the next task may change in place
+    while the record waits for its window: such buffers are copied; bytes are kept."""
+    out: list[bytes | memoryview] = []
+    for buffer in buffers:
+        if isinstance(buffer, bytes) or isinstance(memoryview(buffer).obj, bytes):
+            out.append(buffer)
+        else:
+            out.append(memoryview(buffer).tobytes())
+    return out
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cluster_support import running_cluster
+from _cluster_support import main_function, running_cluster
 from _support import wait_gone
 
 from parallel import Client
@@ -100,6 +100,30 @@ def test_an_engine_that_goes_quiet_sends_its_records_before_the_window_ends(
     # The window would hold it 30 s; the engine's quiet timer sends it after 1 s.
     _recorded(rc, ar.msg_ids, timeout=WINDOW / 2)
     assert rc.get_result(ar.msg_ids[0]).get(timeout=10) == 25
+
+
+MAKE = main_function(
+    """
+    def make():
+        global array
+        import numpy
+        array = numpy.zeros(20_000)  # 160 kB: a buffer of its own, the array's memory
+        return array
+    """,
+    "make",
+)
+BUMP = main_function("def bump():\n    array[:] += 1\n", "bump")
+
+
+def test_a_result_is_recorded_as_it_was_sent(cluster: tuple[Path, Client, list[int]]) -> None:
+    numpy = pytest.importorskip("numpy")
+    _, rc, _ = cluster
+    ar = rc[0].apply_async(MAKE)
+    assert not ar.get(timeout=30).any()
+    rc[0].apply_sync(BUMP)  # the returned array changes while its record waits
+    _recorded(rc, ar.msg_ids)
+    recorded = rc.get_result(ar.msg_ids[0]).get(timeout=10)
+    assert numpy.array_equal(recorded, numpy.zeros(20_000))
 
 
 def test_an_engine_killed_right_after_replying_loses_only_its_window(
