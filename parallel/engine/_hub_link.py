@@ -16,14 +16,17 @@ thread) and does two things off the engine's main thread:
    which only appends to a deque; this thread sends what accumulated as one
    ``record_request`` (a batch). When to send is :class:`~._record_window.RecordWindow`'s
    decision: the first record the thread sees opens a window (``LOOM_RECORD_WINDOW``,
-   20 ms by default), and what came within it goes as one message; a ``sync`` record, or
-   a batch past 256 records or 1 MiB of buffers, goes at once. Only a reply's record
-   wakes a sleeping thread, and only after the reply left (the recorder defers the wake
-   with ``call_soon``); a task's start record waits for it, or for the next ping, within
-   a second, so a running task is not disturbed.
+   100 ms by default), and what came within it goes as one message; a ``sync`` record,
+   a batch past 256 records or 1 MiB of buffers, or a :meth:`flush` (the engine's loop
+   calls it once replies stop for ``LOOM_RECORD_QUIET``, 25 ms) sends at once. Only a
+   reply's record wakes a sleeping thread, and only after the reply left (the recorder
+   defers the wake with ``call_soon``); a task's start record waits for it, or for the
+   next ping, within a second, so a running task is not disturbed. A batch travels as
+   rows (:func:`encode_batch`: one per task, its JSON columns encoded and buffers packed
+   here) in one frame, which the hub stores without decoding.
 
    Batches are numbered; the hub commits them in order. A small batch asks for no reply:
-   the hub's answer to the next ping says the highest number it committed
+   the hub's answer to the next ping says which of this link's batches it committed
    (:class:`~._record_window.Unacked`), so such a batch costs the hub no send and this
    thread no wake. A batch with ``sync`` records or large buffers asks for its own
    ``record_reply``. What is not confirmed is kept and sent again after a
