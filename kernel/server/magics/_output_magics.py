@@ -101,7 +101,7 @@ def captured_io(
             rich = [
                 {"data": o.data, "metadata": o.metadata, "transient": o.transient} for o in outputs
             ]
-            return IPythonCapturedIO(io.StringIO(stdout), io.StringIO(stderr), rich)
+            return IPythonCapturedIO(io.StringIO(stdout), io.StringIO(stderr), rich)  # type: ignore[no-untyped-call]
     return CapturedIO(stdout, stderr, outputs, publish)
 
 
