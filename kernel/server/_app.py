@@ -47,7 +47,7 @@ def run_kernel(connection_file: str | None = None) -> int:
     Library users (the parallel engine) compose :func:`open_kernel_sockets`,
     :func:`start_io` and :func:`serve` instead.
     """
-    _configure_log()
+    configure_loom_log("kernel")
     started = time.time()  # messages dated much earlier are replays from before a restart
     try:
         skew = replay_skew()
@@ -240,14 +240,15 @@ def _ignore_signal(signum: int, frame: object) -> None:
     """SIGINT before the interpreter exists: no user code runs, so nothing to interrupt."""
 
 
-def _configure_log() -> None:
-    """The kernel's own ``loom.*`` loggers write to stderr; the root logger stays the user's.
+def configure_loom_log(label: str) -> None:
+    """The process's own ``loom.*`` loggers write to stderr as ``[loom LABEL]``; the root
+    logger stays the user's (an engine uses it too: refused replays stay out of task output).
 
     A cell's ``logging.warning()`` then reaches the cell's output (through
     ``logging.lastResort`` and ``sys.stderr``), as in IPython, not the kernel's log.
     """
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[loom kernel] %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter(f"[loom {label}] %(levelname)s %(message)s"))
     loom = logging.getLogger("loom")
     loom.addHandler(handler)
     loom.setLevel(logging.WARNING)

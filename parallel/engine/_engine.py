@@ -26,7 +26,6 @@ off the client's round trip.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import signal
 import sys
@@ -281,7 +280,9 @@ def run_engine(
         if shm is not None:
             shm.unmark("e", engine_uuid)
         return 3
-    _configure_log()  # before start_io, which points the handler at the real stderr
+    from kernel.server._app import configure_loom_log
+
+    configure_loom_log("engine")  # before start_io, which points the handler at the real stderr
     iothread = start_io(sockets, not_before=started - skew, instance=instance)
     import asyncio  # after registration and start_io, as in run_kernel
 
@@ -306,19 +307,6 @@ def run_engine(
         if shm is not None:
             shm.unmark("e", engine_uuid)
     end_process(sockets, code)
-
-
-def _configure_log() -> None:
-    """The engine's own ``loom.*`` warnings (a refused replay, a controller gone silent)
-    go to its stderr, the launcher's log of it; as ``python -m kernel``'s, they stay out
-    of task output (without a handler, ``logging.lastResort`` wrote them to the captured
-    ``sys.stderr``, that is into whatever task was running, or nowhere)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[loom engine] %(levelname)s %(message)s"))
-    loom = logging.getLogger("loom")
-    loom.addHandler(handler)
-    loom.setLevel(logging.WARNING)
-    loom.propagate = False
 
 
 def for_clients(info: ConnectionInfo) -> ConnectionInfo:
