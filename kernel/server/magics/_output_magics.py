@@ -101,7 +101,9 @@ def captured_io(
             rich = [
                 {"data": o.data, "metadata": o.metadata, "transient": o.transient} for o in outputs
             ]
-            return IPythonCapturedIO(io.StringIO(stdout), io.StringIO(stderr), rich)  # type: ignore[no-untyped-call]
+            # Typed through a Callable: some IPython releases annotate CapturedIO, some do not.
+            make_captured: Callable[..., object] = IPythonCapturedIO
+            return make_captured(io.StringIO(stdout), io.StringIO(stderr), rich)
     return CapturedIO(stdout, stderr, outputs, publish)
 
 
