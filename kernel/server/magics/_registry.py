@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from kernel.server.introspection._inspection import format_help
 from kernel.server.introspection._lookup import resolve
 
-from ._args import UsageError, expand_vars
+from ._args import UsageError, expand_vars, split_options
 from ._config_magics import load_config_magics
 from ._debug_magics import load_debug_magics
 from ._display_magics import load_display_magics
@@ -333,15 +333,35 @@ class Magics:
 
     # -- %lsmagic -------------------------------------------------------------------------------
 
-    def _lsmagic(self, args: str) -> None:
+    def _lsmagic(self, args: str) -> object:
         """List the available magics.
 
-        Usage: ``%lsmagic``
+        Usage: ``%lsmagic [-j|--json]``
+
+        The list is the cell's value, a string, as IPython's (9.x) is; with ``--json`` a dict
+        ``{"line": {name: class name}, "cell": {...}}``, as IPython's ``--json``.
         """
+        options, rest = split_options(args, "j", ("json",))
+        if rest:
+            raise UsageError(f"%lsmagic: unexpected arguments: {rest}")
+        if options.get("j") or options.get("json"):
+            return {
+                "line": {name: _owner(fn) for name, fn in sorted(self.line.items())},
+                "cell": {name: _owner(fn) for name, fn in sorted(self.cell.items())},
+            }
         line = "  ".join(f"%{name}" for name in sorted(self.line))
         cell = "  ".join(f"%%{name}" for name in sorted(self.cell))
-        print(f"Available line magics:\n{line}\n\nAvailable cell magics:\n{cell}")
-        print("\nAutomagic is OFF, % prefix IS needed for line magics.")
+        # IPython's layout, word for word, so that code parsing it works on both kernels.
+        return (
+            f"Available line magics:\n{line}\n\nAvailable cell magics:\n{cell}\n\n"
+            "Automagic is OFF, % prefix IS needed for line magics."
+        )
+
+
+def _owner(fn: object) -> str:
+    """The class a magic is a method of (IPython's ``%lsmagic --json`` names it), or "Other"."""
+    owner = getattr(fn, "__self__", None)
+    return type(owner).__name__ if owner is not None else "Other"
 
 
 def _run_callbacks(callbacks: list[Callable[[], object]]) -> None:
