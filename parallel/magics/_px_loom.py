@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kernel.server.magics import UsageError
+from kernel.server.magics import CANNOT_AWAIT, UsageError
 
 from ._px_magics import PxMagics, PxSession, autopx_transform
 from ._px_output import PxError, PxOutput, PxProgress, PxRich, PxText, progress_bundle
@@ -46,12 +46,16 @@ _SHELL_MODULE = "kernel.server.interpreter._ipython_shell"
 class LoomHost:
     """What the magics need of Loom's kernel (see ``PxHost``)."""
 
-    blocking = False
-
     def __init__(self, magics: Magics) -> None:
         self._magics = magics
         self._original_transform: Callable[[str], str] | None = None
         self._progress_id: str | None = None
+
+    @property
+    def blocking(self) -> bool:
+        """A cell awaits the magics on the kernel's loop; ``get_ipython().run_line_magic``
+        cannot await, so its waits pump in place (``CANNOT_AWAIT``)."""
+        return CANNOT_AWAIT.get()
 
     @property
     def user_ns(self) -> dict[str, Any]:

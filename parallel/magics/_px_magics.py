@@ -56,8 +56,11 @@ NO_LAST_RESULT = "%pxresult shows the last non-blocking %px result; there is non
 class PxHost(Protocol):
     """What the magics need of the program they run in."""
 
-    #: True when waits must block in place (IPython); False: they await the loop (Loom).
-    blocking: bool
+    @property
+    def blocking(self) -> bool:
+        """True when waits must block in place (IPython; Loom's kernel when the caller
+        cannot await); False: they await the loop (Loom)."""
+        ...
 
     @property
     def user_ns(self) -> dict[str, Any]: ...

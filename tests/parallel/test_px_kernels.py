@@ -107,6 +107,7 @@ def test_px_magics_run_cells_on_the_engines(kernel_name: str) -> None:
                 values = await ok(client, "%%px\nimport os\nb = a * 2\nb")
                 assert outs(values) == {0: "2", 1: "2"}
                 await _errors_are_grouped(client)
+                await _magics_called_from_code(client)
                 await _noblock_and_targets(client)
                 await _local_and_autopx(client)
                 activated = await ok(
@@ -132,6 +133,24 @@ async def _errors_are_grouped(client: KernelClient) -> None:
     bad_option = await cell(client, "%px --bogus a")
     assert bad_option.ename == "UsageError"
     assert "unknown option '--bogus'" in bad_option.everything
+
+
+async def _magics_called_from_code(client: KernelClient) -> None:
+    """``get_ipython().run_line_magic('px', ...)`` / ``run_cell_magic`` run the magic to the
+    end (Loom's kernel returned an un-awaited coroutine: nothing ran, a RuntimeWarning came
+    later)."""
+    called = await ok(
+        client,
+        "import gc, warnings\n"
+        "with warnings.catch_warnings(record=True) as _w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    _r1 = get_ipython().run_line_magic('px', 'c = 5')\n"
+        "    _r2 = get_ipython().run_cell_magic('px', '', 'd = c + 1')\n"
+        "    gc.collect()\n"
+        "print(type(_r1).__name__, type(_r2).__name__, [str(w.message) for w in _w])",
+    )
+    assert called.stdout.strip() == "NoneType NoneType []", called
+    assert outs(await ok(client, "%px (c, d)")) == {0: "(5, 6)", 1: "(5, 6)"}
 
 
 async def _noblock_and_targets(client: KernelClient) -> None:

@@ -216,12 +216,13 @@ class ShellAPI:
         return self
 
     def run_line_magic(self, magic_name: str, line: str, _stack_depth: int = 1) -> object:
-        """``%magic_name line``; its value."""
-        return self._interpreter.magics.run_line(magic_name, line)
+        """``%magic_name line``; its value (an async magic runs to completion)."""
+        return self._interpreter.magics.run_line_now(magic_name, line)
 
     def run_cell_magic(self, magic_name: str, line: str, cell: str) -> object:
-        """``%%magic_name line`` with ``cell`` as the body; its value."""
-        return self._interpreter.magics.run_cell_magic(magic_name, line, cell)
+        """``%%magic_name line`` with ``cell`` as the body; its value (an async magic runs
+        to completion)."""
+        return self._interpreter.magics.run_cell_now(magic_name, line, cell)
 
     def register_magic_function(
         self, func: Callable[..., object], magic_kind: str = "line", magic_name: str | None = None

@@ -21,6 +21,7 @@ import fnmatch
 import inspect
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -45,12 +46,26 @@ from ._timing import load_timing_magics
 if TYPE_CHECKING:
     from ._context import MagicContext
 
-__all__ = ["HELPERS", "CallSite", "CellMagic", "LineMagic", "Magics", "SList", "UsageError"]
+__all__ = [
+    "CANNOT_AWAIT",
+    "HELPERS",
+    "CallSite",
+    "CellMagic",
+    "LineMagic",
+    "Magics",
+    "SList",
+    "UsageError",
+]
 
 #: ``fn(args)``: a line magic; what it returns is the value of the ``%name args`` expression.
 LineMagic = Callable[[str], object]
 #: ``fn(args, body)``: a cell magic; ``args`` is the rest of the ``%%name`` line.
 CellMagic = Callable[[str, str], object]
+
+#: True while an async magic runs for a caller that cannot await it
+#: (``get_ipython().run_line_magic(...)`` in a cell): the magic must then finish without
+#: suspending, e.g. by waiting in place instead of on the loop (the ``%px`` magics do).
+CANNOT_AWAIT: ContextVar[bool] = ContextVar("loom_magic_cannot_await", default=False)
 
 HELPERS = ("_loom_magic_", "_loom_cell_magic_", "_loom_system_", "_loom_getoutput_", "_loom_help_")
 """The names :meth:`Magics.install` defines in a namespace."""
@@ -259,6 +274,19 @@ class Magics:
         finally:
             self._sites.pop()
 
+    def run_line_now(self, name: str, args: str) -> object:
+        """:meth:`run_line` for a caller that cannot await (``run_line_magic``): an async
+        magic runs to completion (see :func:`_run_now`)."""
+        if f"%{name}" not in self.async_names:
+            return self.run_line(name, args)
+        return _run_now(f"%{name}", lambda: self.run_line(name, args))
+
+    def run_cell_now(self, name: str, args: str, body: str) -> object:
+        """:meth:`run_cell_magic` for a caller that cannot await (``run_cell_magic``)."""
+        if f"%%{name}" not in self.async_names:
+            return self.run_cell_magic(name, args, body)
+        return _run_now(f"%%{name}", lambda: self.run_cell_magic(name, args, body))
+
     async def _awaited_at(self, site: CallSite, call: Callable[[], object]) -> object:
         """Run an async magic with ``site`` as its call site for as long as it is awaited."""
         self._sites.append(site)
@@ -362,6 +390,31 @@ def _owner(fn: object) -> str:
     """The class a magic is a method of (IPython's ``%lsmagic --json`` names it), or "Other"."""
     owner = getattr(fn, "__self__", None)
     return type(owner).__name__ if owner is not None else "Other"
+
+
+def _run_now(key: str, start: Callable[[], object]) -> object:
+    """Run the async magic ``start()`` returns to completion, with :data:`CANNOT_AWAIT` set.
+
+    The caller's cell holds the kernel's loop, so nothing here can wait on it: the magic
+    is stepped once, and one that suspends anyway (it needs the loop) is closed and a
+    one-line :class:`UsageError` says to use it in a cell instead.
+    """
+    token = CANNOT_AWAIT.set(True)
+    try:
+        started = start()
+        if not inspect.iscoroutine(started):
+            return started
+        try:
+            started.send(None)
+        except StopIteration as stop:
+            return stop.value
+        started.close()
+        raise UsageError(
+            f"{key} waits on the event loop here, so it cannot run from "
+            f"run_line_magic/run_cell_magic; use {key} in a cell instead"
+        )
+    finally:
+        CANNOT_AWAIT.reset(token)
 
 
 def _run_callbacks(callbacks: list[Callable[[], object]]) -> None:

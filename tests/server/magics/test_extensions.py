@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from kernel.server.interpreter import CellOutcome, Interpreter, transform_cell
+from kernel.server.magics import CANNOT_AWAIT
 from kernel.server.magics._extensions import load_extension
 
 Published = list[tuple[str, dict[str, Any]]]
@@ -52,6 +54,41 @@ def ext_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield name
     for module in (name, "ipy_only_ext", "not_an_ext"):
         sys.modules.pop(module, None)
+
+
+def test_run_line_magic_runs_an_async_magic_to_the_end(interp: Interpreter) -> None:
+    """``get_ipython().run_line_magic``/``run_cell_magic`` cannot await: an async magic runs
+    to the end with ``CANNOT_AWAIT`` set (it returned a coroutine nobody awaited); one that
+    suspends anyway is a one-line UsageError, and closed (no 'never awaited' warning)."""
+    seen: list[bool] = []
+
+    async def twice(args: str) -> str:
+        seen.append(CANNOT_AWAIT.get())
+        return args * 2
+
+    async def joined(args: str, body: str) -> str:
+        return args + body
+
+    async def sleeps(args: str) -> None:
+        await asyncio.sleep(0)
+
+    interp.magics.register_line("twice", twice, is_async=True)
+    interp.magics.register_cell("joined", joined, is_async=True)
+    interp.magics.register_line("sleeps", sleeps, is_async=True)
+    code = (
+        "r = get_ipython().run_line_magic('twice', 'ab')\n"
+        "c = get_ipython().run_cell_magic('joined', 'x', 'y')\n"
+        "get_ipython().run_line_magic('sleeps', '')"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        error = _run(interp, code).error
+    assert (interp.user_ns["r"], interp.user_ns["c"], seen) == ("abab", "xy", [True])
+    assert error is not None
+    assert error["ename"] == "UsageError"
+    assert error["evalue"].startswith("%sleeps waits on the event loop here")
+    assert "\n" not in error["evalue"]
+    assert CANNOT_AWAIT.get() is False
 
 
 @pytest.fixture
