@@ -165,8 +165,13 @@ async def serve(
     iothread: IOThread,
     *,
     setup: Callable[[KernelServer], None] | None = None,
+    keep_history: bool = True,
 ) -> int:
     """Serve shell requests until a shutdown request; return the exit status (0).
+
+    ``keep_history`` False keeps the cells' history (``In``, ``%history``,
+    ``history_request``) in memory instead of the user's shared history file: an
+    engine's cells are not what the user typed at a prompt.
 
     ``setup`` is called with the server before it serves: the parallel engine adds its
     ``apply_request`` handler there (composition, not subclassing). The process-wide
@@ -186,7 +191,7 @@ async def serve(
 
         return Interpreter(
             lambda msg_type, content: server.publish(msg_type, content, server.current),
-            history=HistoryStore(default_history_path()),
+            history=HistoryStore(default_history_path() if keep_history else None),
         )
 
     shell = MessageSocket(sockets["shell"], iothread.shell_session, "shell")

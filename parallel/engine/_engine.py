@@ -301,7 +301,8 @@ def run_engine(
     # Any Jupyter client can attach: `loom console --existing kernel-engine-<cluster>-<id>.json`.
     connection_file = for_clients(sockets.info).write(engine_connection_file(controller, engine_id))
     try:
-        code = asyncio.run(serve(sockets, iothread, setup=setup))
+        # History in memory: engines' cells (%px) stay out of the user's history file.
+        code = asyncio.run(serve(sockets, iothread, setup=setup, keep_history=False))
     finally:
         connection_file.unlink(missing_ok=True)
         if shm is not None:

@@ -8,9 +8,11 @@ kernel client; the waits are for messages, each bounded by a timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +93,7 @@ def _spec(kernel_name: str) -> KernelSpec:
 
 
 @pytest.mark.parametrize("kernel_name", KERNELS)
-def test_px_magics_run_cells_on_the_engines(kernel_name: str) -> None:
+def test_px_magics_run_cells_on_the_engines(kernel_name: str, tmp_path: Path) -> None:
     with running_cluster(2):
 
         async def scenario(reaper: Reaper) -> None:
@@ -108,6 +110,7 @@ def test_px_magics_run_cells_on_the_engines(kernel_name: str) -> None:
                 assert outs(values) == {0: "2", 1: "2"}
                 await _errors_are_grouped(client)
                 await _magics_called_from_code(client)
+                await _engines_keep_history_in_memory(client, kernel_name, tmp_path)
                 await _noblock_and_targets(client)
                 await _local_and_autopx(client)
                 activated = await ok(
@@ -151,6 +154,25 @@ async def _magics_called_from_code(client: KernelClient) -> None:
     )
     assert called.stdout.strip() == "NoneType NoneType []", called
     assert outs(await ok(client, "%px (c, d)")) == {0: "(5, 6)", 1: "(5, 6)"}
+
+
+async def _engines_keep_history_in_memory(
+    client: KernelClient, kernel_name: str, tmp_path: Path
+) -> None:
+    """Engines number and keep their cells (``In``, ``%history``) but write none of them
+    into the user's history file (``LOOM_HISTORY_FILE``, shared with Loom's kernel): a new
+    console's Up-arrow must not show code typed into engines."""
+    await ok(client, "%px zz = 7")
+    shown = await ok(client, "%%px\nprint(In[-2])\n%history")
+    lines = [line.split("] ", 1)[-1] for line in shown.stdout.splitlines()]
+    assert lines.count("zz = 7") == 4, shown.stdout  # each engine: In[-2] and %history
+    path = tmp_path / "history.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {row[0] for row in db.execute("select name from sqlite_master")}
+        raw = [r[0] for r in db.execute("select source_raw from history")] if tables else []
+    assert "zz = 7" not in raw
+    if kernel_name == "loom":  # the kernel's own cells are there
+        assert "%px zz = 7" in raw
 
 
 async def _noblock_and_targets(client: KernelClient) -> None:
