@@ -22,9 +22,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import zmq
 
@@ -38,11 +36,13 @@ from kernel.protocol import (
     reply_message,
     status_content,
     unknown_request_reply,
+    utc_now_iso,
 )
 from kernel.protocol._message import NO_EXECUTE_INPUT, UNANNOUNCED
 from kernel.server.channels._control import exit_later, sigint_main_thread
 from kernel.server.channels._iothread import IOThread
 from kernel.server.channels._stdin import StdinBridge
+from kernel.server.channels._streams import OutStream
 from kernel.transport._ratelimit import RateLimitedLog
 from kernel.transport._socket import MessageSocket
 
@@ -207,17 +207,16 @@ class KernelServer:
         try:
             reply = await self._handle(request, identities)
         finally:
-            self.io.drain_fds()
-            sys.stdout.flush()
-            sys.stderr.flush()
+            self.io.end_request()  # C output and buffered text, before the reply
+            _flush_if_replaced(sys.stdout)
+            _flush_if_replaced(sys.stderr)
             try:
                 if reply is not None:
                     session = str(request.header.get("session", ""))
                     seq = self.reply_seq[session] = self.reply_seq.get(session, 0) + 1
                     outputs = self.io.outputs_of_current
-                    counted = replace(
-                        reply, metadata={**reply.metadata, "outputs": outputs, "loom_seq": seq}
-                    )
+                    metadata = {**reply.metadata, "outputs": outputs, "loom_seq": seq}
+                    counted = Reply(reply.content, metadata, reply.buffers)
                     await self.shell.send(reply_message(self.session, request, counted), identities)
             finally:
                 if announced:
@@ -253,7 +252,7 @@ class KernelServer:
         if not code.strip():
             store_history = False  # like IPython: an empty cell does not use a number
         interp = self.interpreter
-        started = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        started = utc_now_iso()
         count = interp.execution_count
         interp.arm_interrupt()
         if not silent and request.metadata.get(NO_EXECUTE_INPUT) is not True:
@@ -413,6 +412,13 @@ class KernelServer:
         content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
         self.stop()
         return Reply(content)
+
+
+def _flush_if_replaced(stream: TextIO | None) -> None:
+    """Flush ``stream`` (``sys.stdout``/``sys.stderr``) unless it is the kernel's own, which
+    :meth:`IOThread.end_request` has just flushed: user code may have put another there."""
+    if stream is not None and not isinstance(stream, OutStream):
+        stream.flush()
 
 
 def execute_request_problem(content: JSONDict) -> str | None:

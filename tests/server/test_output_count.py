@@ -22,6 +22,7 @@ CELLS = [
     "print('one')",
     "6 * 7",
     "import os; os.write(1, b'from the fd\\n'); print('and python')",
+    "import os; os.write(2, b'only C-level output\\n')",  # nothing buffered in Python
     "for i in range(50_000): print(i)",  # many stream messages (size- and time-sealed)
     "from IPython.display import display\ndisplay('a'); display('b'); 1",
     "1 / 0",
