@@ -182,6 +182,7 @@ class HubLink:
         done: Done | None = None,
         *,
         wake: bool = True,
+        nbytes: int | None = None,
     ) -> None:
         """Queue one record for the hub (from one thread: the engine's main thread).
 
@@ -190,9 +191,10 @@ class HubLink:
         has open closes, or at the next ping (within a second), so a running task is not
         disturbed by this thread waking (a task's start record); the caller may
         :meth:`wake` it later instead (after the reply left). A full batch (count or
-        bytes) wakes the thread in any case."""
+        bytes) wakes the thread in any case. ``nbytes``: the buffers' size, if the caller
+        knows it already."""
         self._queue.append((record, buffers, done))
-        self._bytes_in += _nbytes(buffers)
+        self._bytes_in += _nbytes(buffers) if nbytes is None else nbytes
         if done is not None:
             self._sync_in += 1
         config = self.window

@@ -14,7 +14,7 @@ hub has committed the reply's record before it returns, so the client can never 
 result the controller's database lacks.
 
 The interface the engine uses: ``recorded(handler, link)``; of the link, only
-``record(fields, buffers, done=None, *, wake=True)``, ``sleeping``, ``wake()``,
+``record(fields, buffers, done=None, *, wake=True, nbytes=None)``, ``sleeping``, ``wake()``,
 ``flush()``, ``window`` (its ``quiet``) and ``durability``. A record's buffers are the
 request's (bytes or read-only views of received frames; a request whose buffers are
 large enough for shared memory is recorded without them) and the reply's, copied here
@@ -47,6 +47,8 @@ def _limit(name: str, default: int) -> int:
 
 
 def _size(buffers: Sequence[bytes | memoryview]) -> int:
+    if not buffers:
+        return 0
     return sum(memoryview(b).nbytes for b in buffers)
 
 
@@ -80,30 +82,34 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
             "started": utc_now_iso(),
         }
         buffers: Sequence[bytes | memoryview] = request.buffers
-        if _size(buffers) > request_limit:
-            task["metadata"] = {**metadata, "loom_buffers_omitted": _size(buffers)}
-            buffers = []
-        link.record(task, buffers, wake=False)  # goes with the reply's record, or a ping
+        size = _size(buffers)
+        if size > request_limit:
+            task["metadata"] = {**metadata, "loom_buffers_omitted": size}
+            buffers, size = [], 0
+        link.record(task, buffers, wake=False, nbytes=size)  # goes with the reply's, or a ping
         reply = await handler(request, identities)
         if reply is None:
             return None
+        # The reply's own time when it has one (an apply's metadata), not a second clock read.
+        completed = reply.metadata.get("completed")
         record: JSONDict = {
             "kind": "result",
             "msg_id": request.msg_id,
-            "completed": utc_now_iso(),
+            "completed": completed if isinstance(completed, str) else utc_now_iso(),
             "status": reply.content.get("status", "ok"),
             "result_content": reply.content,
             "result_metadata": reply.metadata,
         }
         results: Sequence[bytes | memoryview] = reply.buffers
-        if _size(results) > result_limit:
-            record["result_metadata"] = {**reply.metadata, "loom_result_omitted": _size(results)}
-            results = []
+        size = _size(results)
+        if size > result_limit:
+            record["result_metadata"] = {**reply.metadata, "loom_result_omitted": size}
+            results, size = [], 0
         else:
             results = _as_sent(results)
         loop = asyncio.get_running_loop()
         if not sync:
-            link.record(record, results, wake=False)
+            link.record(record, results, wake=False, nbytes=size)
             if link.sleeping:  # wake it once the reply left, not while it is sent
                 loop.call_soon(link.wake)
             delay = quiet.replied(loop.time())
@@ -115,7 +121,7 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         def done() -> None:  # on the link's thread
             loop.call_soon_threadsafe(_resolve, committed)
 
-        link.record(record, results, done)
+        link.record(record, results, done, nbytes=size)
         await committed
         return reply
 

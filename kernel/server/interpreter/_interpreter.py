@@ -203,7 +203,7 @@ class Interpreter:
         engine told to ignore SIGINT must go on ignoring it (``%px`` names it then)."""
         bdb = sys.modules.get("bdb")  # no debugger ever ran if it was never imported
         if self.sigint_fd is None or bdb is None:
-            return  # (before getsignal: its enum conversion is a tenth of a small cell)
+            return  # (before getsignal, whose enum conversion cost a few % of a small cell)
         owner = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
         if isinstance(owner, bdb.Bdb):
             signal.signal(signal.SIGINT, self._on_sigint)
