@@ -49,6 +49,9 @@ __all__ = ["CallOutcome", "CellOutcome", "Interpreter", "Publisher"]
 #: the package, not from this file's depth, so moving the module cannot change it.
 _KERNEL_DIR = str(Path(kernel.__file__).resolve().parent)
 _LAST_VALUE = "__loom_last_value__"
+#: Compiled cells kept (:meth:`Interpreter._compile`), and the longest source kept.
+_CACHED_CELLS = 64
+_CACHED_SOURCE_MAX = 10_000
 
 Publisher = Callable[[str, JSONDict], None]
 Transformer = Callable[[str], str]
@@ -94,6 +97,8 @@ class Interpreter:
         self.hidden_prefixes = list(hidden_prefixes)
         self.history = history if history is not None else HistoryStore(None)
         self.transform: Transformer = transform or self._transform
+        #: Compiled cells, see :meth:`_compile`.
+        self._compiled: dict[tuple[str, str, bool], tuple[CodeType, bool]] = {}
         self.display = Display(self)  # publishes through self.publish, whatever it is then
         self.execution_count = 1
         self.user_ns: dict[str, Any] = {}
@@ -317,6 +322,23 @@ class Interpreter:
 
     def _compile(self, raw: str, filename: str, *, display_last: bool) -> tuple[CodeType, bool]:
         source = self.transform(raw)
+        # Code objects are immutable: a cell compiled before runs again as it was compiled.
+        # An engine runs the same small cell over and over (``rc[:].execute("a=1")`` is
+        # silent, so its filename repeats too), and parsing and compiling it was ~7% of
+        # such a request's CPU on the engine (profiled).
+        key = (source, filename, display_last)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compile_source(source, filename, display_last)
+            if len(source) <= _CACHED_SOURCE_MAX:
+                if len(self._compiled) >= _CACHED_CELLS:
+                    del self._compiled[next(iter(self._compiled))]  # the oldest
+                self._compiled[key] = compiled
+        return compiled
+
+    def _compile_source(
+        self, source: str, filename: str, display_last: bool
+    ) -> tuple[CodeType, bool]:
         tree = ast.parse(source, filename=filename, mode="exec")
         has_result = False
         last = tree.body[-1] if tree.body else None
