@@ -24,6 +24,7 @@ from kernel.client import wait_pid_exit
 from kernel.protocol import ConnectionFileError, runtime_dir
 
 from .._errors import ParallelError
+from ..controller._record_options import add_record_arguments
 from ..protocol._controller_info import CLUSTER_FILE_GLOB, ControllerInfo, newest_cluster_file
 from ..protocol._engine_traits import add_traits_arguments, format_resources, set_traits_env
 from ..protocol._hub_messages import EngineRecord
@@ -60,7 +61,7 @@ def add_cluster_arguments(
         help="take over the cluster whose controller died (default: the newest cluster file):"
         " same addresses, its engines re-attach, its recorded results are kept",
     )
-    _add_record_arguments(start)
+    add_record_arguments(start)
     start.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
     start.add_argument(
         "--restart-limit",
@@ -96,7 +97,7 @@ def add_cluster_arguments(
     controller.add_argument(
         "--restore", action="store_true", help="take over the dead controller of --file"
     )
-    _add_record_arguments(controller)
+    add_record_arguments(controller)
     controller.add_argument(
         "--no-restart", action="store_true", help="do not replace engines that die"
     )
@@ -128,18 +129,6 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _security_argv(curve: bool | None) -> list[str]:
     return [] if curve is None else ["--curve" if curve else "--insecure-plaintext"]
-
-
-def _add_record_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-db", action="store_true", help="keep task records in memory only (no database)"
-    )
-    parser.add_argument(
-        "--durability",
-        choices=("async", "sync"),
-        default="async",
-        help="sync: each reply waits until its record is committed (slower; docs/parallel.md)",
-    )
 
 
 def _add_launcher_arguments(parser: argparse.ArgumentParser) -> None:

@@ -38,6 +38,7 @@ from kernel.client import KernelProcess, describe_exit, wait_pid_exit
 
 from .._errors import ClusterUnavailable
 from ..client._pool_client import REQUERY
+from ..controller._record_options import DURABILITY
 from ..launchers import LaunchError, LauncherStatus, make_launcher
 from ..launchers._launched_process import tail_of
 from ..launchers._status import last_status
@@ -117,7 +118,7 @@ class Cluster:
         if controller == "job" and engines != "slurm":
             raise ValueError("controller='job' needs engines='slurm'")
         self.controller = controller
-        if durability not in ("async", "sync"):
+        if durability not in DURABILITY:
             raise ValueError(f"durability must be 'async' or 'sync', not {durability!r}")
         #: Task records (issue 13): ``db=False`` keeps them in memory only; ``durability=
         #: "sync"``: an engine's reply waits for its record's commit. ``restore``: take

@@ -49,6 +49,7 @@ from ._db import TaskDB
 from ._durable import RestoreError, open_records, rebind, remove_records, stop_reattached
 from ._engines_file import live_engines
 from ._hub import SETUP_TIMEOUT, Hub
+from ._record_options import add_record_arguments
 from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
 from ._security import context_of, plaintext_warning, serve_sockets_with_curve, wants_curve
 
@@ -308,15 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-f", "--file", default=None, help="where to write the cluster file")
     parser.add_argument("--parent", type=int, default=None, help="stop when this PID exits")
     parser.add_argument("--ready-fd", type=int, default=None, help="write the file's path here")
-    parser.add_argument(
-        "--no-db", action="store_true", help="keep task records in memory only (no database)"
-    )
-    parser.add_argument(
-        "--durability",
-        choices=("async", "sync"),
-        default="async",
-        help="sync: an engine's reply waits until its record is committed",
-    )
+    add_record_arguments(parser)
     parser.add_argument(
         "--restore",
         action="store_true",

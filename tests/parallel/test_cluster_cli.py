@@ -89,3 +89,29 @@ def test_stop_without_a_cluster_says_so_in_one_line(runtime: Path) -> None:
     assert stopped.returncode == 1
     assert stopped.stderr.count("\n") == 1
     assert "no running cluster" in stopped.stderr
+
+
+def test_the_record_options_are_the_same_for_every_command() -> None:
+    """``--no-db`` and ``--durability`` come from one definition (``_record_options``):
+    the controller's own command line and ``loom cluster start`` / ``loom controller``
+    take the same values and refuse the same wrong one in one line."""
+    import argparse
+
+    from parallel.cluster._cli import add_cluster_arguments
+    from parallel.controller._controller import main
+
+    parsers = {name: argparse.ArgumentParser(prog=name) for name in ("cluster", "ctl", "engine")}
+    add_cluster_arguments(parsers["cluster"], parsers["ctl"], parsers["engine"])
+    for argv, parser in (
+        (["start", "--no-db", "--durability", "sync"], parsers["cluster"]),
+        (["--no-db", "--durability", "sync"], parsers["ctl"]),
+    ):
+        args = parser.parse_args(argv)
+        assert (args.no_db, args.durability) == (True, "sync")
+    for command in (["cluster", "start"], ["controller"]):
+        done = loom(*command, "--durability", "later")
+        assert done.returncode == 2
+        assert "--durability: invalid choice: 'later' (choose from 'async', 'sync')" in done.stderr
+    with pytest.raises(SystemExit) as stopped:
+        main(["--durability", "later"])
+    assert stopped.value.code == 2
