@@ -184,7 +184,10 @@ class Session:
                 raise MalformedMessage(
                     f"{name} frame is {len(frame)} bytes, over the {self.max_json_frame} byte limit"
                 )
-        self.signer.verify(signature, json_frames)
+        try:
+            self.signer.verify(signature, json_frames)
+        except ReplayedMessage as exc:  # the log line says which message was refused
+            raise ReplayedMessage(f"{_named(json_frames[0])}: {exc}") from None
         header, parent, metadata, content = (
             _loads(name, frame) for name, frame in zip(_FRAME_NAMES, json_frames, strict=True)
         )
@@ -199,13 +202,22 @@ class Session:
                 strict=self.strict_instance,
             )
             if why is not None:
-                raise ReplayedMessage(why)
+                raise ReplayedMessage(f"{header['msg_type']} {header['msg_id']}: {why}")
         # Message.buffers are bytes-like: memoryviews included, as for sending.
         message = Message(header, parent, metadata, content, buffers)  # type: ignore[arg-type]
         return Received(identities, message)
 
 
 _FRAME_NAMES = ("header", "parent_header", "metadata", "content")
+
+
+def _named(header_frame: bytes) -> str:
+    """``"msg_type msg_id"`` of a signed header frame, for a refusal's one log line."""
+    try:
+        header = json.loads(header_frame)
+        return f"{header['msg_type']} {header['msg_id']}"
+    except (ValueError, TypeError, KeyError):
+        return "a message"
 
 
 #: The C scanner behind ``json.loads``, called directly: ``json.loads`` adds two regular

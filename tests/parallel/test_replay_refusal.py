@@ -117,6 +117,13 @@ def _engine_log(cluster: Cluster, rc: Client, engine_uuid: str) -> str:
     return (workdir / f"engine-{engine_uuid}.log").read_text(errors="replace")
 
 
+def _refusals(cluster: Cluster) -> list[str]:
+    """The controller's log lines about messages its hub refused (its output so far)."""
+    assert cluster._process is not None
+    output = cluster._process.output_tail(1_000_000)
+    return [line for line in output.splitlines() if "dropped invalid message on hub" in line]
+
+
 def _back(rc: Client, engine: int, old_pid: int, timeout: float = 30.0) -> bool:
     def replaced() -> bool:
         record = rc._records.get(engine)
@@ -242,6 +249,20 @@ def test_a_restored_controller_refuses_a_request_signed_before_it_started(
             hub.send_multipart(setup_frames)
             fresh = session.message("connection_request", {})
             assert _answered_only(hub, session, fresh) == [fresh.msg_id]
+            # Said once, in one line that names what was refused and why.
+            said = _refusals(restored)
+            assert len(said) == 1, said
+            assert f"setup_request {setup.msg_id}: " in said[0]
+            assert "older than this process's start" in said[0]
+            # A flood of the same replay is rate-limited (a burst of lines, then a count),
+            # and the hub serves on.
+            for _ in range(20):
+                hub.send_multipart(setup_frames)
+            fresh = session.message("connection_request", {})
+            assert _answered_only(hub, session, fresh) == [fresh.msg_id]
+            flood = _refusals(restored)[1:]
+            assert 1 <= len(flood) <= 5, flood
+            assert all(f"setup_request {setup.msg_id}: " in line for line in flood)
             # A peer whose clock is an hour behind: refused unless it names this start's
             # instance (what engines and clients that read the cluster file do).
             for named, answered in (("", False), (rc2.info.instance, True)):
