@@ -89,7 +89,9 @@ class KernelServer:
         self._make_interpreter = make_interpreter or self._default_interpreter
         self._interpreter: Interpreter | None = None
         self.stdin = StdinBridge(stdin, session.fork())
-        self.comms = CommManager(self._publish_for_current)
+        self.comms = CommManager(
+            self._publish_for_current, self._publish_full, lambda: self.current
+        )
         self.current: Message | None = None
         #: The loop serving shell; other threads reach it through :meth:`stop_from_thread`.
         self._loop = asyncio.get_running_loop()
@@ -129,6 +131,9 @@ class KernelServer:
         """The Python session, built on first use (on the main thread only)."""
         if self._interpreter is None:
             self._interpreter = self._make_interpreter()
+            from ._comm_package import install as serve_comm_package
+
+            serve_comm_package(self.comms)  # once user code imports ``comm``
             self._interpreter.drain_fds = self.io.drain_fds  # C output before Out[N]
             self._interpreter.install_sigint_handler()
         return self._interpreter
@@ -149,6 +154,16 @@ class KernelServer:
 
     def _publish_for_current(self, msg_type: str, content: JSONDict) -> None:
         self.publish(msg_type, content, self.current)
+
+    def _publish_full(
+        self, msg_type: str, content: JSONDict, metadata: JSONDict, buffers: list[bytes]
+    ) -> None:
+        """Publish with metadata and binary buffers (comms of the ``comm`` package)."""
+        parent = self.current.header if self.current else {}
+        message = self.session.message(
+            msg_type, content, parent=parent, metadata=metadata, buffers=buffers
+        )
+        self.io.publish(message)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -365,15 +380,15 @@ class KernelServer:
         return Reply({"status": "ok", "comms": comms})
 
     async def _comm_open(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        self.comms.handle_open(request.content)
+        self.comms.handle_open(request.content, request)
         return None
 
     async def _comm_msg(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        self.comms.handle_msg(request.content)
+        self.comms.handle_msg(request.content, request)
         return None
 
     async def _comm_close(self, request: Message, identities: list[bytes]) -> HandlerResult:
-        self.comms.handle_close(request.content)
+        self.comms.handle_close(request.content, request)
         return None
 
     # -- interrupt and shutdown (called on the I/O thread) ----------------------------

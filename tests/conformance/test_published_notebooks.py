@@ -41,14 +41,7 @@ _RANDOM_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?
 
 #: Notebooks whose outputs differ for a reason Loom states (docs/kernel.md): strict, so a
 #: fix shows up as an unexpected pass.
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "ipython/Plotting in the Notebook.ipynb": (
-        "%matplotlib notebook is refused (a UsageError where ipykernel prints nothing, then"
-        " an inline PNG where ipykernel sends nbagg's JavaScript and a <div>): matplotlib's"
-        " nbagg backend talks to the page through ipykernel's own Comm class, which needs"
-        " ipykernel's Kernel instance, and works only in the classic Notebook"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 #: (notebook, code cell number from 1) -> (pattern, replacement, reason): one cell's outputs
 #: masked where they differ for a stated reason; every other cell is compared strictly.

@@ -99,14 +99,18 @@ def register_type_formatter(cls: type, formatter: TypeFormatter) -> None:
 
 def call_ipython_display(obj: object) -> bool:
     """If ``obj`` displays itself (IPython's ``_ipython_display_()``), call that; return
-    whether it did. IPython then publishes nothing else for the object. What the method
-    raises propagates."""
+    whether it did. IPython then publishes nothing else for the object. A method that
+    raises ``NotImplementedError`` declines, as in IPython (ipympl's figures do, to be shown
+    by their ``_repr_mimebundle_``); anything else it raises propagates."""
     if not _is_trusted(obj):
         return False
     method = _method(obj, "_ipython_display_")
     if method is None:
         return False
-    method()
+    try:
+        method()
+    except NotImplementedError:
+        return False
     return True
 
 

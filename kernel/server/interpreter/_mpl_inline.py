@@ -18,6 +18,7 @@ import struct
 import sys
 from typing import Any
 
+from matplotlib import rcParams  # type: ignore[import-not-found, unused-ignore]
 from matplotlib._pylab_helpers import Gcf  # type: ignore[import-not-found, unused-ignore]
 from matplotlib.backends.backend_agg import (  # type: ignore[import-not-found, unused-ignore]
     FigureCanvasAgg,
@@ -61,6 +62,11 @@ def flush_figures() -> None:
     """After a cell: show the figures it left open (as :func:`show`). Never raises: a figure
     that fails to render is reported on stderr."""
     if current_display() is None or not Gcf.get_all_fig_managers():
+        return
+    # After ``%matplotlib notebook`` or ``widget`` (or ``plt.switch_backend``) the open
+    # figures are that backend's to show: as ipykernel's, only the inline backend's flush.
+    backend = dict.__getitem__(rcParams, "backend")  # the raw value: never resolves one
+    if isinstance(backend, str) and backend != BACKEND:
         return
     try:
         show()

@@ -179,33 +179,75 @@ class _OutputMagics:
                 )
 
     def matplotlib(self, line: str) -> None:
-        """Show matplotlib figures as images in the output.
+        """Choose how matplotlib figures are shown.
 
-        Usage: ``%matplotlib [inline]`` or ``%matplotlib --list``. Only ``inline`` exists,
-        and it is already matplotlib's default in this kernel unless ``MPLBACKEND`` says
-        otherwise: ``plt.show()`` and the end of every cell render the open figures (PNG, or
-        the formats of ``%config InlineBackend.figure_formats``) and close them.
+        Usage: ``%matplotlib [inline|notebook|widget]`` or ``%matplotlib --list``.
+
+        - ``inline`` (already the default unless ``MPLBACKEND`` says otherwise): ``plt.show()``
+          and the end of every cell render the open figures (PNG, or the formats of ``%config
+          InlineBackend.figure_formats``) and close them.
+        - ``notebook`` (``nbagg``): matplotlib's interactive nbagg figures (needs IPython and
+          ipykernel installed: matplotlib's backend imports ``ipykernel.comm``).
+        - ``widget`` (``ipympl``): ipympl's interactive figures, ipywidgets (needs ipympl).
         """
         options, gui = split_options(line, "l", ("list",))
         if options.get("l") or options.get("list"):
-            print("Available matplotlib backends: ['inline']")
+            print(f"Available matplotlib backends: {list(_BACKENDS)}")
             return
-        if gui not in ("", "inline"):
-            raise UsageError(f"%matplotlib {gui}: Loom only provides the 'inline' backend")
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("matplotlib is not installed; %pip install matplotlib")
+        if gui not in ("", *_BACKENDS, *_ALIASES):
+            choices = ", ".join(repr(name) for name in _BACKENDS)
+            raise UsageError(
+                f"%matplotlib {gui}: Loom's kernel provides {choices} (it runs no GUI event loop)"
+            )
+        gui = _ALIASES.get(gui, gui) or "inline"
+        missing = [name for name in _BACKENDS[gui] if importlib.util.find_spec(name) is None]
+        if missing:
+            needs = " and ".join(missing)
+            why = _WHY.get(gui, "")
+            raise UsageError(
+                f"%matplotlib {gui} needs {needs}, not installed in the kernel's environment"
+                f"{why}; %pip install {' '.join(missing)}"
+            )
         import matplotlib  # type: ignore[import-not-found, unused-ignore]
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
         from kernel.server.interpreter import _inline_figures
 
+        if gui != "inline":
+            # As IPython's %matplotlib: interactive mode, so that a new figure shows itself
+            # and the end of the cell redraws it. The inline flush stays registered: it
+            # only acts while the inline backend is matplotlib's.
+            matplotlib.interactive(True)
+            plt.switch_backend(_interactive_backend(gui))
+            return
         _inline_figures.activate(self._magics.interpreter.display)
         matplotlib.use(_inline_figures.BACKEND)
         # As IPython's %matplotlib: pyplot switched now, not at its first figure, and
         # ``matplotlib.backends.backend`` (matplotlib's compatibility global, which
         # published notebooks print) names the backend as the user did.
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
-
         plt.switch_backend(_inline_figures.BACKEND)
         matplotlib.backends.backend = "inline"  # type: ignore[attr-defined, unused-ignore]
         if _inline_figures.flush_figures not in self._magics.post_execute:
             self._magics.post_execute.append(_inline_figures.flush_figures)
+
+
+#: ``%matplotlib`` backend -> the modules it needs besides matplotlib.
+_BACKENDS: dict[str, tuple[str, ...]] = {
+    "inline": ("matplotlib",),
+    "notebook": ("matplotlib", "IPython", "ipykernel"),
+    "widget": ("matplotlib", "ipympl"),
+}
+_ALIASES = {"nbagg": "notebook", "ipympl": "widget"}
+_WHY = {
+    "notebook": " (matplotlib's nbagg backend imports IPython.display and ipykernel.comm)",
+    "widget": " (ipympl's figures are ipywidgets)",
+}
+
+
+def _interactive_backend(gui: str) -> str:
+    """The matplotlib backend for ``%matplotlib notebook`` or ``widget``."""
+    if gui == "widget":
+        return "module://ipympl.backend_nbagg"
+    from kernel.server.interpreter._mpl_nbagg import BACKEND
+
+    return BACKEND

@@ -625,15 +625,41 @@ def test_capture_options_and_errors(session: Session, capsys: pytest.CaptureFixt
     assert (sys.stdout, sys.stderr) == streams
 
 
-def test_matplotlib_needs_inline_and_matplotlib(
+def test_matplotlib_says_which_backends_exist_and_what_is_missing(
     session: Session, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert session.error("%matplotlib qt")["ename"] == "UsageError"
+    assert session.error("%matplotlib qt")["evalue"] == (
+        "%matplotlib qt: Loom's kernel provides 'inline', 'notebook', 'widget'"
+        " (it runs no GUI event loop)"
+    )
     session.ok("%matplotlib --list")
-    assert capsys.readouterr().out == "Available matplotlib backends: ['inline']\n"
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)
+    assert capsys.readouterr().out == (
+        "Available matplotlib backends: ['inline', 'notebook', 'widget']\n"
+    )
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    absent = {"matplotlib"}
+    monkeypatch.setattr(
+        "importlib.util.find_spec",
+        lambda name, *args: None if name in absent else find_spec(name, *args),
+    )
     error = session.error("%matplotlib inline")
-    assert error["evalue"] == "matplotlib is not installed; %pip install matplotlib"
+    assert error["evalue"] == (
+        "%matplotlib inline needs matplotlib, not installed in the kernel's environment;"
+        " %pip install matplotlib"
+    )
+    absent = {"ipykernel"}
+    assert session.error("%matplotlib notebook")["evalue"] == (
+        "%matplotlib notebook needs ipykernel, not installed in the kernel's environment"
+        " (matplotlib's nbagg backend imports IPython.display and ipykernel.comm);"
+        " %pip install ipykernel"
+    )
+    absent = {"ipympl"}
+    assert session.error("%matplotlib widget")["evalue"] == (
+        "%matplotlib widget needs ipympl, not installed in the kernel's environment"
+        " (ipympl's figures are ipywidgets); %pip install ipympl"
+    )
 
 
 def test_matplotlib_inline_shows_figures_as_png(
