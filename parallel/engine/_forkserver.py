@@ -19,8 +19,12 @@ times over, which alone kept "start -> 4 engines usable" above half a second. So
    with that uuid: the replacement of a dead engine, which registers with the uuid of the
    engine it replaces and so gets its id back (``EngineRegistry``). It waits on the
    command pipe and on one pidfd per child (``select``: no polling, no SIGCHLD race);
-5. it exits once every child has been reaped and the command pipe (if any) is closed.
-   SIGTERM is passed on to the children.
+5. it exits once every child has been reaped and the command pipe (if any) is closed,
+   with status 0, or, if every engine it forked failed (none ended with status 0 or by
+   a signal that stops it: SIGTERM, SIGINT, SIGHUP), with the last failure's status
+   (a signal as 128 + its number, as a shell says it). A one-node Slurm job is this
+   process: its engines all failing must make the job FAILED, not COMPLETED, so that
+   the launcher reports it with what they printed. SIGTERM is passed on to the children.
 
 With ``--log-dir``, each engine's stderr goes to ``DIR/engine-UUID.log`` (truncated
 at each fork), so the launcher can quote the last lines of the engine that died rather
@@ -76,6 +80,7 @@ def fork_engines(
     status = os.fdopen(status_fd, "w", buffering=1, encoding="ascii")
     #: pid -> pidfd, for every child not yet reaped.
     children: dict[int, int] = {}
+    ended = Endings()
 
     def report(line: str) -> None:
         with contextlib.suppress(OSError):  # the launcher stopped listening
@@ -108,7 +113,9 @@ def fork_engines(
             if pidfd in ready:
                 _, wait_status = os.waitpid(pid, 0)
                 os.close(children.pop(pid))
-                report(f"exited {pid} {os.waitstatus_to_exitcode(wait_status)}\n")
+                code = os.waitstatus_to_exitcode(wait_status)
+                ended.add(code)
+                report(f"exited {pid} {code}\n")
         if commands is not None and commands.fileno() in ready:
             chunk = commands.read(4096)
             if not chunk:  # the launcher is stopping (or gone): no more replacements
@@ -121,7 +128,32 @@ def fork_engines(
                 match line.split():
                     case [b"fork", engine_uuid]:
                         spawn(engine_uuid.decode("ascii", "replace"))
-    return 0
+    return ended.status()
+
+
+#: Signals that stop an engine on purpose (a launcher's stop, scancel, Ctrl-C): no failure.
+STOPPED_BY = frozenset({-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP})
+
+
+class Endings:
+    """How the forked engines ended, and the fork server's exit status from that (pure)."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed: int | None = None  # the last failure's exit status (subprocess style)
+
+    def add(self, code: int) -> None:
+        """One engine ended with ``code`` (negative: killed by that signal)."""
+        if code == 0 or code in STOPPED_BY:
+            self.ok += 1
+        else:
+            self.failed = code
+
+    def status(self) -> int:
+        """0, unless engines failed and none ended well: then the last failure's status."""
+        if self.failed is None or self.ok:
+            return 0
+        return self.failed if self.failed > 0 else 128 - self.failed
 
 
 def _become_engine(

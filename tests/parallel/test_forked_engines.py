@@ -58,3 +58,26 @@ def test_a_killed_engine_is_reported_with_its_signal_and_stop_leaves_nothing() -
         for pid in (pids[0], server):
             assert wait_pid_exit(pid, 10), f"pid {pid} is still running"
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("codes", "status"),
+    [
+        ([], 0),  # nothing forked (a server for replacements only)
+        ([0, 0], 0),
+        ([-signal.SIGTERM, -signal.SIGTERM], 0),  # stopped: scancel, the launcher's stop
+        ([2, 2], 2),  # every engine failed: the job must read FAILED
+        ([2, -signal.SIGKILL], 128 + signal.SIGKILL),  # the last failure, as a shell says it
+        ([2, 0], 0),  # one served and ended well
+        ([-signal.SIGKILL, -signal.SIGTERM], 0),  # died, its replacement was stopped
+    ],
+)
+def test_the_fork_server_exits_non_zero_only_when_every_engine_failed(
+    codes: list[int], status: int
+) -> None:
+    from parallel.engine._forkserver import Endings
+
+    ended = Endings()
+    for code in codes:
+        ended.add(code)
+    assert ended.status() == status

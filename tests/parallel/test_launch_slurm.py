@@ -270,6 +270,28 @@ def test_a_job_whose_engines_die_is_reported_failed_with_its_output(slurm_conf: 
     assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
 
 
+def test_a_one_node_job_whose_forked_engines_all_fail_is_failed_with_what_they_printed(
+    slurm_conf: Path,
+) -> None:
+    """The fork server (the batch script, on one node) starts, forks, and every engine
+    fails on a bad setting: the job must end FAILED (its fork server once exited 0: the
+    job read COMPLETED), and the start says so with the engines' own words."""
+    cluster = Cluster(n=2, engines="slurm", env={"LOOM_ENGINE_RESOURCES": "gpu=lots"})
+    started = time.monotonic()
+    with cleaned_up(cluster), pytest.raises(ClusterUnavailable) as caught:
+        cluster.start_and_connect_sync(timeout=90)
+    assert time.monotonic() - started < 60  # the watcher's news, not the timeout
+    message = str(caught.value)
+    assert "0 of 2 engines registered (none is up): the launcher failed" in message
+    job = re.search(r"slurm job (\d+) ended \((\w+)\)", message)
+    assert job is not None, message
+    assert job.group(2) == "FAILED", message
+    said = "loom engine: LOOM_ENGINE_RESOURCES: resource gpu: 'lots' is not an amount"
+    assert message.count(said) == 2, message  # each engine's line
+    assert _job(job.group(1))["ExitCode"] == "2:0"  # the engines' status, not a signal
+    assert slurm_steps(slurm_conf, tasks_only=True) == []
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
