@@ -118,11 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import asyncio
 
+        from shell.console._loop import ConsoleLoop
         from shell.console._startup import run_console
 
-        return asyncio.run(
-            run_console(kernel_name=args.kernel, existing=args.existing, vi_mode=args.vi)
-        )
+        with asyncio.Runner(loop_factory=ConsoleLoop) as runner:
+            return runner.run(
+                run_console(kernel_name=args.kernel, existing=args.existing, vi_mode=args.vi)
+            )
     except KeyboardInterrupt:
         return 130
     finally:

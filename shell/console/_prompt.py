@@ -41,7 +41,11 @@ from ._completer import KernelCompleter
 from ._keys import load_console_bindings
 from ._multiline import check_complete, is_complete_line, is_line_magic
 from ._pager import page, page_text
-from ._ptk_private import install_focus_cached_bindings, is_editing_newest_line
+from ._ptk_private import (
+    install_focus_cached_bindings,
+    install_redraw_guard,
+    is_editing_newest_line,
+)
 
 if TYPE_CHECKING:
     from prompt_toolkit.application import Application
@@ -105,6 +109,8 @@ class ConsoleUI:
             lexer=DynamicLexer(lambda: self._lexer),
             completer=KernelCompleter(link),
             complete_while_typing=False,
+            # No validator: validating while typing only made an empty task per key.
+            validate_while_typing=False,
             history=history or InMemoryHistory(),
             enable_history_search=True,
             auto_suggest=AutoSuggestFromHistory(),
@@ -162,7 +168,9 @@ class ConsoleUI:
         """One line from the user, in a plain prompt (no history shared with cells);
         ``completer`` completes on Tab (pdb's prompt), for this question only."""
         if self._aux is None:
-            self._aux = PromptSession(history=InMemoryHistory(), **self._io)
+            self._aux = PromptSession(
+                history=InMemoryHistory(), validate_while_typing=False, **self._io
+            )
             _tune(self._aux.app)
         return await self._aux.prompt_async(
             question,
@@ -374,6 +382,7 @@ def _tune(app: Application[Any]) -> None:
     # Resizes come with SIGWINCH; no need to poll the size twice a second.
     app.terminal_size_polling_interval = None
     install_focus_cached_bindings(app)  # a fixed layout: bindings depend on focus alone
+    install_redraw_guard(app)  # no drawing of what is on screen already
 
 
 def _duration(seconds: float) -> str:

@@ -42,6 +42,11 @@ type-ahead after Enter     keys fed back after                  keys typed while
 (``_keys._decide``)        ``validate_and_handle`` are stored   decides are lost (tested by
                            as type-ahead when the app exits     test_console_keys.py::test_keys_
                            (application/application.py:781)     typed_while_the_kernel_decides…)
+install_redraw_guard       wraps the instance's ``_redraw`` and not installed: a cell typed in
+(``_prompt._tune``)        ``invalidate`` (application.py:439,  one go (a paste, a script) is
+                           :497); reads ``render_counter``,     drawn once more before its
+                           ``is_done``, ``renderer.             finished drawing, and often the
+                           _last_screen`` (renderer.py:383)     next prompt twice (~1.5 ms each)
 =========================  ===================================  ===============================
 """
 
@@ -65,6 +70,7 @@ __all__ = [
     "add_older_history",
     "has_focus_cached_bindings",
     "install_focus_cached_bindings",
+    "install_redraw_guard",
     "is_editing_newest_line",
     "report_cursor_row",
 ]
@@ -131,6 +137,60 @@ def install_focus_cached_bindings(app: Application[Any]) -> bool:
 def has_focus_cached_bindings(app: Application[Any]) -> bool:
     """Whether :func:`install_focus_cached_bindings` is in effect on ``app``."""
     return isinstance(getattr(app.key_processor, "_bindings", None), FocusCachedBindings)
+
+
+class RedrawGuard:
+    """Skips redraws that would draw what is on screen already.
+
+    ``invalidate()`` schedules one redraw and swallows further calls until it runs, and
+    it runs late on purpose: prompt_toolkit postpones it while the loop has other work
+    (up to ``max_render_postpone_time``). Meanwhile the prompt may be drawn anyway: as
+    finished, when Enter came in the same read as the text (a paste, a script, a fast
+    typist), or as the next prompt's first drawing. The postponed redraw then draws the
+    typed text once more just before the finished drawing, or the fresh prompt a second
+    time, each a full layout pass (~1.5 ms). So every ``invalidate()`` call is counted,
+    swallowed ones too, and a redraw is skipped when nothing was invalidated since the
+    last drawing began, or the prompt is finishing (its finished drawing follows). A
+    drawing after the renderer was reset (a prompt's first, after output above it,
+    after a resize) always happens.
+    """
+
+    def __init__(self, app: Application[Any]) -> None:
+        self._app = app
+        self._redraw = app._redraw
+        self._invalidate = app.invalidate
+        self.invalidations = 0
+        self._drawn_at = -1  # invalidations counted when the last drawing began
+        self.skipped = 0
+
+    def invalidate(self) -> None:
+        self.invalidations += 1
+        self._invalidate()
+
+    def redraw(self, render_as_done: bool = False) -> None:
+        app = self._app
+        drawn = app.renderer._last_screen is not None  # None: reset, the screen is unknown
+        if not render_as_done and drawn and (app.is_done or self._drawn_at == self.invalidations):
+            self.skipped += 1
+            return
+        self._drawn_at = self.invalidations
+        self._redraw(render_as_done)
+
+
+def install_redraw_guard(app: Application[Any]) -> RedrawGuard | None:
+    """Skip ``app``'s redundant redraws (see :class:`RedrawGuard`); the guard, or None
+    when ``app`` lacks what it wraps and reads."""
+    if not all(hasattr(app, name) for name in ("_redraw", "invalidate", "is_done")):
+        return None
+    if not hasattr(app.renderer, "_last_screen"):
+        return None
+    if isinstance(getattr(app, "redraw_guard", None), RedrawGuard):
+        return None
+    guard = RedrawGuard(app)
+    app._redraw = guard.redraw  # type: ignore[method-assign]
+    app.invalidate = guard.invalidate  # type: ignore[method-assign]
+    app.redraw_guard = guard  # type: ignore[attr-defined]
+    return guard
 
 
 def is_editing_newest_line(buffer: Buffer) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import signal
 from collections import deque
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,11 +31,14 @@ from prompt_toolkit.output import DummyOutput
 
 from shell.console._input_history import ConsoleHistory
 from shell.console._link import KernelLink
+from shell.console._loop import ConsoleLoop
 from shell.console._prompt import ConsoleUI
 from shell.console._ptk_private import (
     FocusCachedBindings,
+    RedrawGuard,
     has_focus_cached_bindings,
     install_focus_cached_bindings,
+    install_redraw_guard,
     is_editing_newest_line,
     report_cursor_row,
 )
@@ -96,6 +100,67 @@ def test_typing_goes_through_the_cached_bindings() -> None:
             return await session.prompt_async()
 
     assert asyncio.run(typed()) == "xabc"
+
+
+# -- the redraw guard -----------------------------------------------------------------------
+
+
+def _count_drawings(app: Application[Any]) -> list[bool]:
+    """Record ``is_done`` of every drawing ``app``'s renderer makes."""
+    drawn: list[bool] = []
+    render = app.renderer.render
+
+    def counted(app_: Any, layout: Any, is_done: bool = False) -> None:
+        drawn.append(is_done)
+        render(app_, layout, is_done)
+
+    app.renderer.render = counted  # type: ignore[method-assign]
+    return drawn
+
+
+def test_cells_typed_in_one_go_are_drawn_once_then_finished() -> None:
+    """Text and Enter in one read: the prompt is drawn, then drawn finished, never more
+    (without the guard the redraw invalidate() had postponed drew the text once more, or
+    the next prompt twice: 1.6-1.7 drawings per cell instead of 1)."""
+
+    async def cells() -> list[bool]:
+        with create_pipe_input() as keys:
+            ui = console_ui(keys)
+            drawn = _count_drawings(ui.session.app)
+            for number in range(20):
+                keys.send_text(f"x = {number}\r")
+                assert await ui.read_cell(number) == f"x = {number}"
+            return drawn
+
+    assert asyncio.run(cells()) == [False, True] * 20
+
+
+def test_the_guard_skips_only_redraws_of_what_is_on_screen() -> None:
+    async def check() -> None:
+        with create_pipe_input() as keys:
+            ui = console_ui(keys)
+            app = ui.session.app
+            guard = app.redraw_guard  # type: ignore[attr-defined]
+            assert isinstance(guard, RedrawGuard)
+            assert install_redraw_guard(app) is None  # never wrapped twice
+            drawn = _count_drawings(app)
+            task = asyncio.ensure_future(ui.read_cell(1))
+            await until(task, lambda: drawn == [False])  # a prompt's first drawing
+            app._redraw()  # nothing invalidated since: skipped
+            assert drawn == [False]
+            ui.invalidate()  # something changed: drawn again once the loop is free
+            await until(task, lambda: drawn == [False, False])
+            app.renderer.reset()  # the screen is unknown (output above it): drawn
+            app._redraw()
+            assert drawn == [False] * 3
+            app.invalidate()
+            app.exit(result="")
+            app._redraw()  # finishing: the finished drawing follows instead
+            await task
+            assert drawn == [False] * 3 + [True]
+            assert guard.skipped >= 2
+
+    asyncio.run(check())
 
 
 # -- the buffer's working lines ------------------------------------------------------------
@@ -205,3 +270,25 @@ def test_queued_keys_become_type_ahead_when_the_app_exits() -> None:
     # shell/console/_keys.py::_decide feeds held keys back after Enter ran the cell.
     source = inspect.getsource(Application.run_async)
     assert "store_typeahead(self.input, self.key_processor.empty_queue())" in source
+
+
+# -- the console's event loop ----------------------------------------------------------------
+
+
+def test_the_console_loop_checks_signals_without_rebuilding_the_valid_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncio's Unix loop still checks signal numbers in ``_check_signal`` (what
+    ``ConsoleLoop`` overrides), and the console's loop never calls ``valid_signals()``."""
+    assert callable(getattr(asyncio.SelectorEventLoop, "_check_signal", None))
+    loop = ConsoleLoop()
+    try:
+        monkeypatch.setattr(signal, "valid_signals", lambda: pytest.fail("rebuilt the set"))
+        loop.add_signal_handler(signal.SIGWINCH, lambda: None)
+        assert loop.remove_signal_handler(signal.SIGWINCH)
+        with pytest.raises(ValueError, match="invalid signal number"):
+            loop.add_signal_handler(0, lambda: None)
+        with pytest.raises(TypeError, match="sig must be an int"):
+            loop.add_signal_handler("SIGWINCH", lambda: None)  # type: ignore[arg-type]
+    finally:
+        loop.close()
