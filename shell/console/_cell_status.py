@@ -9,6 +9,11 @@ a clean line and the status line never reaches the scrollback. The ``%px``
 status line (:mod:`._px_view`) uses the same place; while it is up, this one
 stays hidden.
 
+The line shows up only once the cell has run for :data:`SHOW_AFTER` seconds
+(the console calls :meth:`CellStatus.reveal` then): most cells are done
+sooner, and drawing it, redrawing it at each state change (busy, idle) and
+erasing it were four writes per cell, and a flicker.
+
 :class:`CellStatus` only remembers whether the line is drawn and whether a
 cell runs; the console calls it on the terminal's ordered queue
 (``Terminal.call``), so nothing races with other output.
@@ -20,7 +25,10 @@ import shutil
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["CellStatus"]
+__all__ = ["SHOW_AFTER", "CellStatus"]
+
+#: Seconds a cell runs before its status line shows (see the module doc).
+SHOW_AFTER = 0.15
 
 #: The toolbar's colours (``bottom-toolbar`` in ``_prompt``): #c0c0c0 on #303030.
 BAR_STYLE = "\x1b[0;38;5;250;48;5;236m"
@@ -52,16 +60,23 @@ class CellStatus:
         self._at_line_start = at_line_start
         self._hidden = hidden
         self.running = False
+        self.revealed = False  # the cell has run long enough for the line to show
         self.drawn = False
 
     def begin(self) -> None:
-        """Our cell started: show the line."""
+        """Our cell started; the line shows once :meth:`reveal` is called."""
         self.running = True
+        self.revealed = False
+
+    def reveal(self) -> None:
+        """The cell has run for :data:`SHOW_AFTER` seconds: show the line."""
+        self.revealed = True
         self.draw()
 
     def end(self) -> None:
         """Our cell ended: take the line away for good."""
         self.running = False
+        self.revealed = False
         self.erase()
 
     def around(self, render: Callable[[], None]) -> None:
@@ -79,7 +94,8 @@ class CellStatus:
 
     def draw(self) -> None:
         """Show (or refresh) the line on the cursor's empty line; cursor left at its start."""
-        if not self.running or not self.ansi or self._hidden() or not self._at_line_start():
+        shown = self.running and self.revealed and self.ansi
+        if not shown or self._hidden() or not self._at_line_start():
             return
         width = shutil.get_terminal_size().columns - 1  # never the last column: no wrap
         self.out.write(f"{_ERASE_LINE}{BAR_STYLE}{self._text(width)}{_RESET}\r")

@@ -47,7 +47,7 @@ from kernel.client._input_request import current_input_request
 from kernel.client._tasks import Outcome, TaskSet, open_task_set, settled
 from shell.render._output import OutputRenderer, merge_streams
 
-from ._cell_status import CellStatus
+from ._cell_status import SHOW_AFTER, CellStatus
 from ._commands import (
     Command,
     CommandError,
@@ -244,10 +244,14 @@ class InteractiveConsole:
         self._cells_run += 1
         cell = early.task if early is not None else self._spawn(settled(self._execute(code)))
         self._cell = cell
-        self.term.call(self.status.begin)
+        self.status.begin()
+        reveal = asyncio.get_running_loop().call_later(
+            SHOW_AFTER, lambda: self.term.call(self.status.reveal)
+        )
         try:
             await asyncio.wait({cell})
         finally:
+            reveal.cancel()
             self._cell = None
             self.ui.last_duration = time.monotonic() - started
             cell.cancel()  # we are being cancelled: stop waiting for the reply too

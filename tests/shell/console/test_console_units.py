@@ -491,6 +491,9 @@ def test_cell_status_line_is_drawn_below_output_and_erased_around_it() -> None:
     status.draw()
     assert out.getvalue() == ""  # no cell runs
     status.begin()
+    status.draw()
+    assert out.getvalue() == ""  # not yet: most cells end before SHOW_AFTER
+    status.reveal()
     line = f"\r\x1b[K{BAR_STYLE}busy\x1b[0m\r"
     assert out.getvalue() == line
     status.around(lambda: out.write("text\n"))
@@ -511,4 +514,5 @@ def test_cell_status_line_is_drawn_below_output_and_erased_around_it() -> None:
     plain = CellStatus(io.StringIO(), ansi=False, text=str, at_line_start=lambda: True,
                        hidden=lambda: False)  # fmt: skip
     plain.begin()
+    plain.reveal()
     assert not plain.drawn  # plain mode: never
