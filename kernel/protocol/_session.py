@@ -152,6 +152,44 @@ class Session:
             *(message.buffers if not copy_buffers else (bytes(b) for b in message.buffers)),
         ]
 
+    def serialize_many(
+        self, messages: Sequence[Message], *, copy_buffers: bool = True
+    ) -> list[list[bytes]]:
+        """``[self.serialize(m) for m in messages]``, the same frames, but a parent header,
+        metadata, content or buffer list that several messages share (the same object) is
+        encoded once: the requests of a broadcast differ only in their headers, and
+        encoding the three other JSON frames again for each engine was most of building
+        its frames. Each message is still signed whole (its own header included)."""
+        encoded: dict[int, bytes] = {}  # id() of an object the messages hold -> its JSON
+
+        def once(obj: JSONDict) -> bytes:
+            if not obj:  # a parent-less request's {} (each message has one of its own)
+                return b"{}"
+            frame = encoded.get(id(obj))
+            if frame is None:
+                frame = encoded[id(obj)] = _dumps(obj)
+            return frame
+
+        sign = self.signer.sign
+        out: list[list[bytes]] = []
+        for message in messages:
+            json_frames = [
+                _dumps(message.header),
+                once(message.parent_header),
+                once(message.metadata),
+                once(message.content),
+            ]
+            buffers = message.buffers
+            out.append(
+                [
+                    DELIMITER,
+                    sign(json_frames),
+                    *json_frames,
+                    *(buffers if not copy_buffers else (bytes(b) for b in buffers)),
+                ]
+            )
+        return out
+
     # -- from the wire ----------------------------------------------------
 
     def deserialize(self, frames: Sequence[bytes | memoryview]) -> Received:

@@ -82,8 +82,9 @@ class EngineLink:
         #: The numbers of the engine's replies to this client (``_sequence``).
         self.sequence = ReplySequence()
         self._rejected = RateLimitedLog(log)
-        #: Requests sent before iopub was known to be subscribed; ``None`` once it is.
-        self._held: list[tuple[str, Message]] | None = []
+        #: Requests sent before iopub was known to be subscribed (with their frames, if
+        #: given); ``None`` once it is.
+        self._held: list[tuple[str, Message, list[bytes] | None]] | None = []
         self.sockets = {
             "shell": _socket(ctx, zmq.DEALER, info.url("shell"), info.curve),
             "control": _socket(ctx, zmq.DEALER, info.url("control"), info.curve),
@@ -99,23 +100,40 @@ class EngineLink:
         self._last_ping = 0.0
         self._unanswered_since: float | None = None
 
-    def send(self, channel: str, message: Message, *, expects_idle: bool = True) -> None:
-        """Send a request on ``channel`` and track it (sent at once, or once subscribed)."""
+    def address(self, message: Message) -> None:
+        """Name this engine's process in ``message``'s header (before it is signed)."""
         address_to(message.header, self.instance)
+
+    def send(
+        self,
+        channel: str,
+        message: Message,
+        *,
+        expects_idle: bool = True,
+        frames: list[bytes] | None = None,
+    ) -> None:
+        """Send a request on ``channel`` and track it (sent at once, or once subscribed).
+
+        ``frames``: the message already serialized, after :meth:`address` (a broadcast's
+        requests are serialized together, ``Session.serialize_many``), its buffers as
+        they are (not copied) if any is large (``has_large_buffer``)."""
+        if frames is None:
+            self.address(message)
         # Engines count each reply's outputs: a request is done without waiting for idle.
         self.tracker.track(message.msg_id, channel, expects_idle=expects_idle, counts_outputs=True)
         if self._held is not None:
-            self._held.append((channel, message))
+            self._held.append((channel, message, frames))
             return
-        self._send_now(channel, message)
+        self._send_now(channel, message, frames)
 
-    def _send_now(self, channel: str, message: Message) -> None:
+    def _send_now(self, channel: str, message: Message, frames: list[bytes] | None) -> None:
         sock = self.sockets[channel]
         if message.buffers and has_large_buffer(message.buffers):  # zero-copy (MessageSocket.send)
-            frames = self._session.serialize(message, copy_buffers=False)
+            if frames is None:
+                frames = self._session.serialize(message, copy_buffers=False)
             sock.send_multipart(frames, copy=False)
         else:
-            send_frames(sock, self._session.serialize(message))
+            send_frames(sock, self._session.serialize(message) if frames is None else frames)
         self._pump.sent_on(sock)
 
     def _on_frames(self, channel: str, frames: list[bytes]) -> None:
@@ -152,8 +170,8 @@ class EngineLink:
 
     def _subscribed(self) -> None:
         held, self._held = self._held, None
-        for channel, message in held or ():
-            self._send_now(channel, message)
+        for channel, message, frames in held or ():
+            self._send_now(channel, message, frames)
 
     def check(self, now: float) -> bool:
         """Ping the heartbeat if requests are pending; False once it has been silent for

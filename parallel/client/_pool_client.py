@@ -49,7 +49,7 @@ from kernel.protocol._freshness import address_to
 from kernel.protocol._message import UNANNOUNCED
 from kernel.transport import shared_context
 from kernel.transport._curve import HandshakeWatch
-from kernel.transport._frames import send_frames
+from kernel.transport._frames import has_large_buffer, send_frames
 
 from .._errors import (
     ClusterUnavailable,
@@ -453,40 +453,68 @@ class Client:
             records = [self._records.get(i) for i in engine_ids]
             uuids = [r.uuid if r is not None else None for r in records]
             staged, near = self._shm.stage(buffers, uuids)
+        try:
+            links, messages = self._requests(
+                engine_ids, msg_type, content, metadata, buffers, near, staged
+            )
+        except BaseException:  # nothing sent
+            if self._shm is not None:
+                for unsent in staged:
+                    self._shm.discard(unsent or [])
+            raise
+        # Built first, then sent back to back: every JSON frame the requests share is
+        # encoded once (serialize_many), and libzmq's I/O thread is woken about once for
+        # all of them rather than once per engine between two requests' encoding.
+        zero_copy = bool(buffers) and has_large_buffer(buffers or [])
+        wire = self.session.serialize_many(messages, copy_buffers=not zero_copy)
         msg_ids: list[str] = []
-        for engine_id, refs in zip(engine_ids, staged, strict=True):
-            sent = buffers if refs is None else near
-            extra = metadata if refs is None else {**(metadata or {}), METADATA_KEY: refs}
+        for link, message, frames, refs in zip(links, messages, wire, staged, strict=True):
+            self._kinds[message.msg_id] = msg_type
             try:
-                msg_ids.append(self._send_one(engine_id, msg_type, content, sent, extra))
+                link.send("shell", message, frames=frames)
             except BaseException:  # nothing sent to this engine and the ones after it
+                self._kinds.pop(message.msg_id, None)
                 if self._shm is not None:
                     for unsent in staged[len(msg_ids) :]:
                         self._shm.discard(unsent or [])
                 raise
+            msg_ids.append(message.msg_id)
             if refs is not None and self._shm is not None:
-                self._shm.sent(msg_ids[-1], refs)
+                self._shm.sent(message.msg_id, refs)
         return msg_ids
 
-    def _send_one(
+    def _requests(
         self,
-        engine_id: int,
+        engine_ids: Sequence[int],
         msg_type: str,
         content: JSONDict,
+        metadata_in: JSONDict | None,
         buffers: list[bytes] | None,
-        metadata: JSONDict | None,
-    ) -> str:
-        if buffers:
-            self._check_size(engine_id, buffers)
-        metadata = dict(metadata) if metadata else {}
+        near: list[bytes] | None,
+        staged: list[list[list[object]] | None],
+    ) -> tuple[list[EngineLink], list[Message]]:
+        """Each engine's link and request, addressed to it; the requests share their
+        content and, where they can, their metadata and buffers (objects, encoded once)."""
+        metadata = dict(metadata_in) if metadata_in else {}
         # Engines count each reply's outputs (EngineLink): no busy/idle needed for any.
         metadata[UNANNOUNCED] = True
-        if buffers and not self._info.authenticates_peers:
+        if buffers and not self._info.authenticates_peers:  # one digest for all engines
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
-        message = self.session.message(msg_type, content, metadata=metadata, buffers=buffers)
-        self._kinds[message.msg_id] = msg_type
-        self.link(engine_id).send("shell", message)
-        return message.msg_id
+        links: list[EngineLink] = []
+        messages: list[Message] = []
+        for engine_id, refs in zip(engine_ids, staged, strict=True):
+            link = self.link(engine_id)
+            sent = buffers if refs is None else near
+            if sent:
+                self._check_size(engine_id, sent)
+            extra = metadata if refs is None else {**metadata, METADATA_KEY: refs}
+            if refs is not None and "buffers_hmac" in metadata:  # of what goes on the wire
+                extra["buffers_hmac"] = self.session.signer.sign_buffers(sent or [])
+            message = self.session.message(msg_type, content, metadata=extra, buffers=sent)
+            link.address(message)
+            links.append(link)
+            messages.append(message)
+        return links, messages
 
     def _check_size(self, engine_id: int, buffers: list[bytes]) -> None:
         """:class:`SerializationError` if a frame is larger than the engine accepts: libzmq

@@ -173,7 +173,7 @@ class DirectView(_View):
             "stop_on_error": False,
         }
         ids = self._ids(targets)
-        msg_ids = [self.client.send_request(i, "execute_request", content) for i in ids]
+        msg_ids = self.client.send_requests(ids, "execute_request", content)
         result = AsyncResult(self.client, msg_ids, fname="execute", single=self._single(targets))
         return self._finish(self.client.track(result), block)
 

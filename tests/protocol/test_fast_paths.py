@@ -7,6 +7,7 @@ import json
 import os
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,31 @@ def test_signatures_are_the_hmac_modules(scheme: str) -> None:
         mac.update(buffer)
     assert signer.sign_buffers(buffers) == mac.hexdigest()
     assert Signer(b"", scheme).sign(frames) == b""
+
+
+def test_serialize_many_gives_each_message_its_own_frames_and_signature() -> None:
+    """A broadcast's messages share their metadata, content and buffers (encoded once);
+    each one's frames are what ``serialize`` gives it, signed over its own header."""
+    sender, receiver = Session(b"key"), Session(b"key")
+    metadata, content = {"loom_unannounced": True, "tag": "é"}, {"code": "a = 1"}
+    buffers: list[Any] = [b"pickle", memoryview(b"x" * 2000)]  # bytes-like, as sent
+    shared = [
+        sender.message("apply_request", content, metadata=metadata, buffers=buffers)
+        for _ in range(3)
+    ]
+    shared[1].header["loom_target"] = "engine-1"  # per engine, after the message was built
+    alone = sender.message("execute_request", {"code": "b"}, metadata={"other": 1})
+    messages = [*shared, alone]
+    many = sender.serialize_many(messages)
+    assert many == [sender.serialize(m) for m in messages]
+    assert len({frames[1] for frames in many}) == 4  # every message signed on its own
+    for message, frames in zip(messages, many, strict=True):
+        got = receiver.deserialize(frames).message
+        assert (got.header, got.metadata, got.content) == (
+            message.header,
+            message.metadata,
+            message.content,
+        )
+        assert got.buffers == [bytes(b) for b in message.buffers]
+    views = sender.serialize_many(shared, copy_buffers=False)
+    assert views[0][-1] is buffers[1]  # zero-copy: the buffers as given
