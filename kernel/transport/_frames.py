@@ -66,19 +66,24 @@ def recv_frames(sock: zmq.Socket[Any]) -> list[bytes]:
     JSON frames) of at least :data:`ZERO_COPY_MIN` bytes come as read-only memoryviews
     of libzmq's messages, not copied: a 100 MB array pushed to an engine is copied once
     fewer. Every other frame is ``bytes``.
+
+    Each frame is received as a ``zmq.Frame`` and asked ``more`` (libzmq's
+    ``zmq_msg_more``, no call into the socket): a ``ZMQ_RCVMORE`` ``get`` after each
+    frame cost more than the frame's ``bytes`` copy (measured: 8 frames 20 -> 13 us).
     """
-    frame: bytes = _recv(sock, _NOBLOCK, True)
+    part = _recv(sock, _NOBLOCK, False)
+    frame: bytes = part.bytes
     frames = [frame]
     signed_left = _SIGNED_FRAMES if frame == _DELIMITER else -1
-    while _get(sock, _RCVMORE):
+    while part.more:
+        part = _recv(sock, 0, False)
         if signed_left == 0:  # a buffer
-            part = _recv(sock, 0, False)
             # A memoryview is a bytes-like frame, as in Session.serialize(copy_buffers=False).
             # Read-only, as bytes would be: over inproc the view could be the sender's memory.
             frame_view = part.buffer.toreadonly() if len(part) >= ZERO_COPY_MIN else part.bytes
             frames.append(frame_view)  # type: ignore[arg-type]
             continue
-        frame = _recv(sock, 0, True)
+        frame = part.bytes
         frames.append(frame)
         if signed_left > 0:
             signed_left -= 1
