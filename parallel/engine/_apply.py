@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,13 @@ from ..protocol._shm import METADATA_KEY, SharedDir, SharedMemoryError
 
 if TYPE_CHECKING:
     from kernel.server import KernelServer
+
+    from ..protocol._serialize import Frame
+
+    DeserializeCall = Callable[
+        [Sequence[Frame]], tuple[Callable[..., object], tuple[object, ...], dict[str, object]]
+    ]
+    SerializeObject = Callable[[object], list[bytes]]
 
 __all__ = ["EngineIdentity", "handle_apply", "interactive_in", "with_shared_memory"]
 
@@ -56,9 +63,7 @@ async def handle_apply(
     server: KernelServer, engine: EngineIdentity, request: Message, identities: list[bytes]
 ) -> Reply:
     """Answer one ``apply_request`` (registered in ``shell_handlers`` by ``make_engine``)."""
-    # Imported at the first task: an engine starts without cloudpickle.
-    from ..protocol._serialize import deserialize_call, serialize_object
-
+    deserialize_call, serialize_object = _codec()
     interpreter = server.interpreter
     metadata: JSONDict = {"engine": engine.uuid, "engine_id": engine.id, "started": utc_now_iso()}
     signer = server.session.signer
@@ -72,9 +77,8 @@ async def handle_apply(
     namespace = interpreter.user_ns
     fn = interactive_in(fn, namespace) if isinstance(fn, types.FunctionType) else fn
     # A map's function travels as an argument of the chunk runner: it too is interactive.
-    args = tuple(
-        interactive_in(a, namespace) if isinstance(a, types.FunctionType) else a for a in args
-    )
+    if any(isinstance(a, types.FunctionType) for a in args):
+        args = tuple(_interactive_arg(a, namespace) for a in args)
     outcome = await interpreter.run_callable(fn, args, kwargs)
     if outcome.error is not None:
         return _failed(outcome.error, metadata)
@@ -86,6 +90,19 @@ async def handle_apply(
     if engine.signs_buffers:  # on ipc the transport authenticates: no digest to compute
         metadata["buffers_hmac"] = signer.sign_buffers(buffers)
     return Reply({"status": "ok"}, metadata, buffers)
+
+
+_codec_cache: list[tuple[DeserializeCall, SerializeObject]] = []
+
+
+def _codec() -> tuple[DeserializeCall, SerializeObject]:
+    """``(deserialize_call, serialize_object)``, imported at the first task (an engine starts
+    without cloudpickle) and kept: an import statement per task cost a lookup of its own."""
+    if not _codec_cache:
+        from ..protocol._serialize import deserialize_call, serialize_object
+
+        _codec_cache.append((deserialize_call, serialize_object))
+    return _codec_cache[0]
 
 
 def with_shared_memory(

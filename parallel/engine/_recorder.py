@@ -69,9 +69,10 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
 
     async def recording(request: Message, identities: list[bytes]) -> Reply | None:
         header, metadata = request.header, request.metadata
+        msg_id = request.msg_id
         task: JSONDict = {
             "kind": "task",
-            "msg_id": request.msg_id,
+            "msg_id": msg_id,
             # What the controller indexes, so that it need not decode the JSON columns.
             "task_id": metadata.get("task_id"),
             "submitted": header.get("date"),
@@ -94,7 +95,7 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
         completed = reply.metadata.get("completed")
         record: JSONDict = {
             "kind": "result",
-            "msg_id": request.msg_id,
+            "msg_id": msg_id,
             "completed": completed if isinstance(completed, str) else utc_now_iso(),
             "status": reply.content.get("status", "ok"),
             "result_content": reply.content,
