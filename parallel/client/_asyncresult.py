@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures._base import RUNNING as _RUNNING
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +65,21 @@ class ExecuteReply:
         )
 
 
+#: What an output-less task holds as its output lists: one shared empty tuple rather than
+#: three lists per task (a map's or 100,000 single tasks' worth); a task's own lists are
+#: made at its first output.
+_NONE: tuple[()] = ()
+
+
 @dataclass(slots=True)
 class _Task:
     engine: int | None = None
     done: bool = False
     value: object = None
     error: RemoteError | None = None
-    stdout: list[str] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-    outputs: list[JSONDict] = field(default_factory=list)
+    stdout: list[str] | tuple[()] = _NONE
+    stderr: list[str] | tuple[()] = _NONE
+    outputs: list[JSONDict] | tuple[()] = _NONE
 
 
 class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
@@ -88,12 +95,17 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         reducer: Callable[[list[object]], object] | None = None,
         ordered: bool = True,
     ) -> None:
-        super().__init__()
+        # Future.__init__, without the Condition it would make only to be replaced by the
+        # shared one, and already RUNNING (set_running_or_notify_cancel, without its lock):
+        # the same attributes (tests/parallel/test_stdlib_waits.py checks them).
         self._condition = _SHARED_CONDITION
+        self._state = _RUNNING
+        self._result = None
+        self._exception = None
         # The standard library's wait()/as_completed() block on these waiters' events:
         # ours pump the client's sockets meanwhile (see _stdlib_waits).
         self._waiters = Waiters(client._pump)
-        self.set_running_or_notify_cancel()
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
         self._client = client
         self.msg_ids = list(msg_ids)
         self._tasks = {msg_id: _Task() for msg_id in self.msg_ids}
@@ -120,10 +132,22 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         task.engine = engine
         content = message.content
         if message.msg_type == "stream":
-            target = task.stderr if content.get("name") == "stderr" else task.stdout
-            target.append(str(content.get("text", "")))
+            text = str(content.get("text", ""))
+            if content.get("name") == "stderr":
+                if isinstance(task.stderr, list):
+                    task.stderr.append(text)
+                else:
+                    task.stderr = [text]
+            elif isinstance(task.stdout, list):
+                task.stdout.append(text)
+            else:
+                task.stdout = [text]
         elif message.msg_type in ("display_data", "execute_result", "update_display_data"):
-            task.outputs.append({"msg_type": message.msg_type, **content})
+            output = {"msg_type": message.msg_type, **content}
+            if isinstance(task.outputs, list):
+                task.outputs.append(output)
+            else:
+                task.outputs = [output]
 
     def _finish(self, msg_id: str, engine: int, value: object, error: RemoteError | None) -> None:
         task = self._tasks.get(msg_id)

@@ -575,8 +575,7 @@ class Client:
             return None, RemoteError("TaskAborted", "the task was aborted", (), engine_id)
         if self._kinds.get(msg_id) == "execute_request":
             return ExecuteReply(int(content.get("execution_count", 0))), None
-        from ..protocol._serialize import deserialize_object
-
+        deserialize_object = _deserializer()
         try:
             # Unpickling runs code: only buffers the engine signed (the key) are loaded,
             # unless the transport admits no one else (ControllerInfo.authenticates_peers).
@@ -776,6 +775,20 @@ class Client:
     @property
     def info(self) -> ControllerInfo:
         return self._info
+
+
+_deserialize: Callable[[list[bytes]], object] | None = None
+
+
+def _deserializer() -> Callable[[list[bytes]], object]:
+    """``deserialize_object``, imported at the first result (not with the client, which
+    may only ever ``execute``), then kept: a function-level import cost ~3 us a reply."""
+    global _deserialize
+    if _deserialize is None:
+        from ..protocol._serialize import deserialize_object
+
+        _deserialize = deserialize_object
+    return _deserialize
 
 
 def _restart_note(restart: JSONDict) -> str:

@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import RemoteError
 from ..protocol._engine_traits import labels_from, resources_from
+
+# Imported with the views, not per call (a function-level import was ~3 us a call):
+# whoever makes a view sends pickles, and `import parallel` still loads no cloudpickle.
+from ..protocol._serialize import PickledOnce, serialize_call
 from ._asyncresult import AsyncResult
 from ._remote import map_chunk, pull_names, pull_one, push_names
 
@@ -29,16 +33,11 @@ __all__ = ["DirectView", "LoadBalancedView"]
 def _serialize(
     fn: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
 ) -> list[bytes]:
-    from ..protocol._serialize import serialize_call
-
-    frames: list[bytes] = serialize_call(fn, tuple(args), kwargs)
-    return frames
+    return serialize_call(fn, tuple(args), kwargs)
 
 
 def _pickled_once(fn: Callable[..., object]) -> object:
     """``fn`` as the tasks of one map carry it: pickled once for all of them."""
-    from ..protocol._serialize import PickledOnce
-
     return PickledOnce(fn)
 
 

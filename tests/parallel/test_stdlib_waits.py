@@ -39,6 +39,24 @@ def test_the_cpython_internals_the_hook_relies_on_are_still_there() -> None:
     assert hasattr(seen[0], "event")
 
 
+def test_a_result_sets_what_future_init_sets() -> None:
+    # Canary: AsyncResult sets Future's attributes itself instead of calling
+    # Future.__init__ (which makes a Condition per result); a new one would be missed.
+    from concurrent.futures._base import RUNNING
+
+    from parallel.client._asyncresult import AsyncResult
+
+    class Pumpless:
+        _pump = None
+
+    result = AsyncResult(Pumpless(), ["m"])  # type: ignore[arg-type]
+    assert set(vars(Future())) <= set(vars(result))
+    assert result._state == RUNNING
+    assert result.running()
+    assert not result.done()
+    assert isinstance(result._waiters, Waiters)
+
+
 def test_wait_and_as_completed_complete_results_with_timeouts_honoured() -> None:
     with running_cluster(2) as (_, rc):
         fast = rc[0].apply_async(lambda: "fast")
