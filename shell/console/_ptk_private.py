@@ -20,7 +20,9 @@ bindings                   (key_binding/key_processor.py:94),   own lookup, whic
 (``_prompt._tune``)        a ``_CombinedRegistry``              whole layout twice per key
                            (application/application.py:325,     (~0.1 ms a key)
                            :1426-1519), whose ``_key_bindings``
-                           it reads
+                           it reads; reads each merged
+                           registry's ``_version`` (key_binding/
+                           key_bindings.py:514) on ``on_reset``
 is_editing_newest_line     reads ``Buffer._working_lines``      False: the kernel's history is
 (``ConsoleUI.              (buffer.py:367; ``reset`` at :305,   searchable from the next prompt
 reload_history``)          reloaded by layout/controls.py:734)  instead of the live one
@@ -90,12 +92,24 @@ class FocusCachedBindings(KeyBindingsBase):
     hidden by filters, never added or removed), so the merged bindings depend
     on the focused window alone; they are computed by prompt_toolkit as
     before, once per window.
+
+    The lookups themselves are kept too. prompt_toolkit's merged registry
+    caches them already, but checks on every lookup that no registry it
+    merges has changed, a walk of ~20 nested registries (twice per key,
+    a quarter of a key press's cost). Which bindings match a key sequence
+    changes only when bindings are added or removed (their filters are
+    evaluated by the key processor at each press, as before), so the check
+    is made once per prompt, when the application resets at its start
+    (:meth:`revalidate`): a binding added while a prompt is up takes effect
+    at the next prompt. The console adds none after start-up.
     """
 
     def __init__(self, app: Application[Any], registry: Any) -> None:
         self._app = app
         self._registry = registry
         self._by_window: dict[object, KeyBindingsBase] = {}
+        self._found: dict[tuple[object, KeysTuple, bool], list[Binding]] = {}
+        self._versions: tuple[object, ...] = ()
 
     def _merged(self) -> KeyBindingsBase:
         window = self._app.layout.current_window
@@ -104,11 +118,30 @@ class FocusCachedBindings(KeyBindingsBase):
             merged = self._by_window[window] = self._registry._key_bindings
         return merged
 
+    def revalidate(self) -> None:
+        """Forget the lookups if any registry changed since the last check."""
+        versions = tuple(merged._version for merged in self._by_window.values())
+        if versions != self._versions:
+            self._found.clear()
+            self._versions = versions
+
+    def _lookup(self, keys: KeysTuple, prefix: bool) -> list[Binding]:
+        key = (self._app.layout.current_window, keys, prefix)
+        found = self._found.get(key)
+        if found is None:
+            merged = self._merged()
+            if prefix:
+                found = merged.get_bindings_starting_with_keys(keys)
+            else:
+                found = merged.get_bindings_for_keys(keys)
+            self._found[key] = found
+        return found
+
     def get_bindings_for_keys(self, keys: KeysTuple) -> list[Binding]:
-        return self._merged().get_bindings_for_keys(keys)
+        return self._lookup(keys, False)
 
     def get_bindings_starting_with_keys(self, keys: KeysTuple) -> list[Binding]:
-        return self._merged().get_bindings_starting_with_keys(keys)
+        return self._lookup(keys, True)
 
     @property
     def _version(self) -> Any:
@@ -130,7 +163,9 @@ def install_focus_cached_bindings(app: Application[Any]) -> bool:
     registry = getattr(processor, "_bindings", None)
     if type(registry).__name__ != _REGISTRY_CLASS or not hasattr(registry, "_key_bindings"):
         return False
-    processor._bindings = FocusCachedBindings(app, registry)
+    cached = FocusCachedBindings(app, registry)
+    processor._bindings = cached
+    app.on_reset += lambda _: cached.revalidate()  # at the start of every prompt
     return True
 
 

@@ -163,6 +163,31 @@ def test_the_guard_skips_only_redraws_of_what_is_on_screen() -> None:
     asyncio.run(check())
 
 
+def test_binding_lookups_are_kept_and_rechecked_when_a_prompt_starts() -> None:
+    """A lookup is kept for the rest of the prompt; a binding added between prompts is
+    used from the next prompt on (the registries' versions are checked at its start)."""
+
+    async def typed() -> list[str]:
+        with create_pipe_input() as keys:
+            extra = KeyBindings()
+            session = PromptSession[str](input=keys, output=DummyOutput(), key_bindings=extra)
+            assert install_focus_cached_bindings(session.app)
+            cached = session.app.key_processor._bindings
+            assert isinstance(cached, FocusCachedBindings)
+            keys.send_text("aa\r")
+            first = await session.prompt_async()
+            assert any(key[1] == ("a",) for key in cached._found)  # "a" was looked up
+
+            @extra.add("a")
+            def _upper(event: KeyPressEvent) -> None:
+                event.current_buffer.insert_text("A")
+
+            keys.send_text("aa\r")
+            return [first, await session.prompt_async()]
+
+    assert asyncio.run(typed()) == ["aa", "AA"]
+
+
 # -- the buffer's working lines ------------------------------------------------------------
 
 
