@@ -33,25 +33,25 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import zmq
-
-from kernel.protocol import Session, runtime_dir
 from kernel.protocol._freshness import DEFAULT_SKEW
 from kernel.protocol._freshness import replay_skew as skew_from_env
-from kernel.transport import MessageSocket, shared_context
-from kernel.transport._curve import new_curve_keys
 
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
-from ..protocol._controller_info import ControllerInfo
-from ..protocol._shm import create_cluster_dir, remove_cluster_dir
-from ._db import TaskDB
-from ._durable import RestoreError, open_records, rebind, remove_records, stop_reattached
-from ._engines_file import live_engines
-from ._hub import SETUP_TIMEOUT, Hub
 from ._record_options import add_record_arguments
 from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
-from ._security import context_of, plaintext_warning, serve_sockets_with_curve, wants_curve
+
+# The rest (zmq, the hub, the records) is imported once the launcher has started: what
+# ``python -m parallel.controller`` imports before it is what delays the engines' start.
+if TYPE_CHECKING:
+    import zmq
+
+    from kernel.transport import MessageSocket
+
+    from ..protocol._controller_info import ControllerInfo
+    from ._db import TaskDB
+    from ._hub import Hub
 
 __all__ = ["READY_LINE", "run_controller"]
 
@@ -76,7 +76,7 @@ async def run_controller(
     restore: bool = False,
     restart: RestartPolicy | None = None,
     heartbeat_timeout: float | None = None,
-    setup_timeout: float = SETUP_TIMEOUT,
+    setup_timeout: float | None = None,
     replay_skew: float = DEFAULT_SKEW,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
@@ -90,7 +90,8 @@ async def run_controller(
 
     ``restart``: when to replace engines that die (``None``: never); only launchers that
     ``can_replace`` do. ``setup_timeout``: seconds a recorded setup item may run on a
-    joining engine before it is announced with a timeout error.
+    joining engine before it is announced with a timeout error (None: the hub's
+    ``SETUP_TIMEOUT``).
 
     ``replay_skew`` (``LOOM_REPLAY_SKEW``): the hub refuses signed requests dated more
     than this many seconds before this start, so a request captured before a restart
@@ -103,36 +104,73 @@ async def run_controller(
         if curve is None:
             curve = True
         elif not curve:
+            from ._security import plaintext_warning
+
             print(
                 plaintext_warning("tcp", f"the {launch.name} engines' hosts", False),
                 file=sys.stderr,
                 flush=True,
             )
+    # A launcher whose command needs only the cluster file's path (mpiexec, sbatch) is
+    # started first, and the controller imports, binds and writes that file while the
+    # command starts (its engines wait for the file: _node_engine). The controller's own
+    # start (~0.25 s on a quiet machine, over 1 s loaded) then no longer comes before it.
+    early = bool(engines) and not restore and launch.starts_before_controller
     # --restore: the dead controller's addresses and key, so its engines come back.
-    info, hub_sock, notify = rebind(cluster_file) if restore else _bind(ip, transport, curve)
-    # Replays (issue 12): requests naming this start's instance (the cluster file says it)
-    # are taken whatever their date; others must be dated after this start.
-    info = dataclasses.replace(info, instance=uuid.uuid4().hex)
-    hub_sock.session.not_before = started - replay_skew
-    hub_sock.session.instance = info.instance
-    hub_sock.session.strict_instance = False  # peers from before a --restore name the old
-    path = info.write(cluster_file)
-    if info.authenticates_peers and os.environ.get("LOOM_SHM", "").lower() != "off":
-        create_cluster_dir(info.cluster_id)  # large buffers on this host (protocol/_shm.py)
-    workdir = path.parent / f"loom-launch-{info.cluster_id}"
-    status = 0
+    restored = _rebind(cluster_file) if restore else None
+    cluster_id = restored[0].cluster_id if restored is not None else uuid.uuid4().hex[:12]
+    path = _cluster_path(cluster_file, cluster_id) if early else None
+    workdir = path.parent / f"loom-launch-{cluster_id}" if path is not None else None
+    info: ControllerInfo | None = None
+    hub_sock: MessageSocket | None = None
+    notify: zmq.Socket[bytes] | None = None
     store: TaskDB | None = None
+    hubs: list[Hub] = []  # the hub, once made: an engine exit before it is no news to it
+    ctx: LaunchContext | None = None
+    status = 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
+
+            def lost(pid: int, how: str) -> None:
+                if hubs:
+                    _lost(hubs[0], launch, pid, how)
+
+            if early:
+                assert path is not None
+                assert workdir is not None
+                # No stale file at this path for the engines to read.
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.unlink(missing_ok=True)
+                workdir.mkdir(mode=0o700, exist_ok=True)
+                ctx = LaunchContext(path, tg, lost, workdir, cluster_id)
+                status = await _start_engines(launch, engines, ctx, stop)
+            from ..protocol._shm import create_cluster_dir
+            from ._durable import open_records
+            from ._engines_file import live_engines
+            from ._hub import Hub
+
+            info, hub_sock, notify = restored or _bind(ip, transport, curve, cluster_id)
+            # Replays (issue 12): requests naming this start's instance (the cluster file
+            # says it) are taken whatever their date; others must be dated after this start.
+            info = dataclasses.replace(info, instance=uuid.uuid4().hex)
+            hub_sock.session.not_before = started - replay_skew
+            hub_sock.session.instance = info.instance
+            hub_sock.session.strict_instance = False  # peers from before a --restore: the old
+            path = info.write(path if path is not None else cluster_file)
+            if info.authenticates_peers and os.environ.get("LOOM_SHM", "").lower() != "off":
+                create_cluster_dir(info.cluster_id)  # large buffers on this host (protocol/_shm)
+            workdir = path.parent / f"loom-launch-{info.cluster_id}"
             hub = Hub(info, hub_sock, notify, tg, on_shutdown=stop.set)
+            hubs.append(hub)
             store = open_records(hub, path, db=db, durability=durability, restore=restore)
             hub.restart_policy = restart
             hub.heartbeat_timeout = heartbeat_timeout  # None: by address (_liveness)
-            hub.setup_timeout = setup_timeout
+            if setup_timeout is not None:
+                hub.setup_timeout = setup_timeout
             if restore:  # the setup recorded before the crash is replayed on new engines
                 hub.load_setup()
             if launch.can_replace:
@@ -142,31 +180,23 @@ async def run_controller(
             if restart is None:
                 hub.no_restart = "restarts are off (--no-restart)"
             hub.launched = lambda pid: launch.uuid_of(pid) is not None
-            ctx = LaunchContext(
-                path, tg, lambda pid, how: _lost(hub, launch, pid, how), workdir, info.cluster_id
-            )
+            if ctx is None:
+                ctx = LaunchContext(path, tg, lost, workdir, info.cluster_id)
             if restore:  # the dead controller's engines here: watched, replaced if they die
                 launch.adopt(live_engines(path), ctx)
             serving = [tg.create_task(hub.serve(), name="loom-hub")]
             if parent_pid:
                 serving.append(tg.create_task(_stop_with(parent_pid, stop), name="loom-parent"))
-            try:
-                if engines and not restore:  # a restored cluster's engines come back
-                    workdir.mkdir(mode=0o700, exist_ok=True)
-                    await launch.start(engines, ctx)
+            if engines and not restore and not early:  # a restored cluster's engines come back
+                workdir.mkdir(mode=0o700, exist_ok=True)
+                status = await _start_engines(launch, engines, ctx, stop)
+            if status == 0:
                 _announce(path, ready_fd)
-            except LaunchError as exc:  # said on stdout; Cluster quotes it
-                ctx.report(LauncherStatus("failed", str(exc), exc.output[-2000:]))
-                status = 1
-                stop.set()
-            except Exception as exc:  # a launcher's own bug: said too, and stop() still runs
-                log.exception("the %s launcher failed to start", launch.name or "engine")
-                ctx.report(LauncherStatus("failed", f"{type(exc).__name__}: {exc}"))
-                status = 1
-                stop.set()
             await stop.wait()
             hub.stopping = True  # engines stopped from now on are not replaced
             if restore:  # engines that re-attached: no launcher of ours stops them
+                from ._durable import stop_reattached
+
                 await stop_reattached(hub, list(hub.engines.values()))
             await launch.stop()
             for task in serving:
@@ -175,26 +205,81 @@ async def run_controller(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        hub_sock.close()
-        notify.close(linger=100)
+        if ctx is not None and not hubs:  # started early, and the controller never served
+            await launch.stop()
+        if hub_sock is not None:
+            hub_sock.close()
+        if notify is not None:
+            notify.close(linger=100)
         if store is not None:
             store.close()
-        path.unlink(missing_ok=True)
-        remove_records(path)
-        for engine_file in runtime_dir().glob(f"kernel-engine-{info.cluster_id}-*.json"):
+        if path is not None:
+            path.unlink(missing_ok=True)
+            from ._durable import remove_records
+
+            remove_records(path)
+        from kernel.protocol import runtime_dir
+
+        for engine_file in runtime_dir().glob(f"kernel-engine-{cluster_id}-*.json"):
             engine_file.unlink(missing_ok=True)  # engines stopped by a signal leave theirs
-        if info.transport == "ipc":
+        if info is not None and info.transport == "ipc":
             shutil.rmtree(info.ip, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-        remove_cluster_dir(info.cluster_id)  # with what crashed clients and engines left
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        from ..protocol._shm import remove_cluster_dir
+
+        remove_cluster_dir(cluster_id)  # with what crashed clients and engines left
     return status
 
 
+async def _start_engines(
+    launch: Launcher, engines: int, ctx: LaunchContext, stop: asyncio.Event
+) -> int:
+    """``launch.start``; 0, or 1 (said on stdout, ``stop`` set) if it failed."""
+    try:
+        await launch.start(engines, ctx)
+    except LaunchError as exc:  # said on stdout; Cluster quotes it
+        ctx.report(LauncherStatus("failed", str(exc), exc.output[-2000:]))
+    except Exception as exc:  # a launcher's own bug: said too, and stop() still runs
+        log.exception("the %s launcher failed to start", launch.name or "engine")
+        ctx.report(LauncherStatus("failed", f"{type(exc).__name__}: {exc}"))
+    else:
+        return 0
+    stop.set()
+    return 1
+
+
+def _cluster_path(cluster_file: str | os.PathLike[str] | None, cluster_id: str) -> Path:
+    """Where the cluster file goes (``ControllerInfo.default_path`` unless given)."""
+    if cluster_file is not None:
+        return Path(cluster_file)
+    from kernel.protocol import runtime_dir
+
+    return runtime_dir() / f"loom-cluster-{cluster_id}.json"
+
+
+def _rebind(
+    cluster_file: str | os.PathLike[str] | None,
+) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
+    from ._durable import rebind
+
+    return rebind(cluster_file)
+
+
 def _bind(
-    ip: str, transport: str, curve: bool | None = None
+    ip: str, transport: str, curve: bool | None = None, cluster_id: str | None = None
 ) -> tuple[ControllerInfo, MessageSocket, zmq.Socket[bytes]]:
     """Bind the hub and the notification PUB; ``ipc`` in a fresh 0700 directory; with
     Curve (``_security.wants_curve``) both admit only the cluster's client key."""
+    import zmq
+
+    from kernel.protocol import Session
+    from kernel.transport import MessageSocket, shared_context
+    from kernel.transport._curve import new_curve_keys
+
+    from ..protocol._controller_info import ControllerInfo
+    from ._security import context_of, plaintext_warning, serve_sockets_with_curve, wants_curve
+
     ctx = shared_context()
     router: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
     notify: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.PUB)
@@ -204,7 +289,9 @@ def _bind(
         sock.ipv6 = ":" in ip
     router.rcvhwm = 0
     info = ControllerInfo(
-        cluster_id=uuid.uuid4().hex[:12], key=ControllerInfo.new_key(), pid=os.getpid()
+        cluster_id=cluster_id or uuid.uuid4().hex[:12],
+        key=ControllerInfo.new_key(),
+        pid=os.getpid(),
     )
     use_curve = wants_curve(transport, ip, curve)
     if use_curve:
@@ -351,10 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--setup-timeout",
         type=float,
-        default=SETUP_TIMEOUT,
+        default=None,
         metavar="SECONDS",
         help="announce a joining engine with an error when one recorded setup item runs"
-        " this long (default: %(default)g)",
+        " this long (default: 300)",
     )
     args = parser.parse_args(argv)
     if args.engines < 0:
@@ -363,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--curve needs --transport tcp (ipc admits only this user already)")
     if args.heartbeat_timeout is not None and not args.heartbeat_timeout > 0:
         parser.error("--heartbeat-timeout must be more than 0 seconds")
-    if not args.setup_timeout > 0:
+    if args.setup_timeout is not None and not args.setup_timeout > 0:
         parser.error("--setup-timeout must be more than 0 seconds")
     try:
         policy = None if args.no_restart else restart_policy(args.restart_limit)
@@ -379,7 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loom controller: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(format="[loom controller] %(levelname)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt), _said_in_one_line(RestoreError):
+    one_line: tuple[type[Exception], ...] = ()
+    if args.restore:  # (not imported otherwise: the controller's start, above)
+        from ._durable import RestoreError
+
+        one_line = (RestoreError,)
+    with contextlib.suppress(KeyboardInterrupt), _said_in_one_line(*one_line):
         return asyncio.run(
             run_controller(
                 ip=args.ip,

@@ -6,7 +6,9 @@ A launcher runs inside the controller process, on its asyncio loop (no threads).
 controller builds it from a spec (``{"engines": NAME, "options": {...}}``, JSON on its
 command line: no secrets, the cluster file's *path* is all an engine needs), calls
 :meth:`Launcher.start` once with the engine count and a :class:`LaunchContext`, and
-:meth:`Launcher.stop` when the cluster stops. ``start`` only spawns or submits
+:meth:`Launcher.stop` when the cluster stops. A launcher that needs only that path
+(``starts_before_controller``) is started before the controller has even bound its
+sockets, and its engines wait for the file. ``start`` only spawns or submits
 (``mpiexec``, ``sbatch``, ``ssh``) and returns; engines register with the hub by
 themselves, and the launcher watches its processes in tasks of ``ctx.tg``.
 
@@ -86,6 +88,13 @@ class Launcher(ABC):
     #: on loopback (``ssh``: the controller stays behind its tunnel, engines bind the
     #: host's address). Then the cluster gets CurveZMQ unless told ``--insecure-plaintext``.
     engines_off_loopback: ClassVar[bool] = False
+
+    #: Whether :meth:`start` needs only ``ctx.cluster_file``'s *path*: its engines wait for
+    #: the file to appear (``engine_argv``'s ``_node_engine`` does) and it reads nothing
+    #: from it. The controller then starts it first and binds, writes the file and sets up
+    #: its hub while the command starts (``mpi``, ``slurm``). False (the default): the
+    #: file exists when ``start`` is called (``ssh`` reads the hub's port from it).
+    starts_before_controller: ClassVar[bool] = False
 
     @abstractmethod
     async def start(self, n: int, ctx: LaunchContext) -> None:

@@ -51,6 +51,7 @@ class MPILauncher(CommandLauncher):
     """``Cluster(n=4, engines="mpi", mpiexec="mpiexec", mpi_args=[...], env={...})``."""
 
     name = "mpi"
+    starts_before_controller = True  # its engines need only the file's path
 
     def __init__(
         self,

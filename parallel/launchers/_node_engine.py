@@ -15,6 +15,9 @@ process, and (``--mpi``) the order ranks register in (``register``, looked up by
   once dialled the engine's own address and so never reached the hub from another node
   (no re-registration after a partition, and an exit after the controller grace). On
   the controller's node nothing changes.
+- **Its controller's file.** ``mpi`` and ``slurm`` start their engines while the
+  controller starts (``Launcher.starts_before_controller``), so the cluster file may not
+  exist yet: the engine waits for it (``CLUSTER_FILE_WAIT``), then connects as usual.
 - **Its controller's life.** On the controller's node, ``JPY_PARENT_PID`` is set to the
   controller's pid (from the cluster file), so the engine ends when the controller does
   however it ends; elsewhere a pid means nothing, and the hub's heartbeats tell.
@@ -42,6 +45,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -52,6 +56,26 @@ from ..protocol._controller_info import ControllerInfo
 
 #: The MPI tag of the "I registered" token (any tag no user code will match by chance).
 TAG = 0x100E
+#: Seconds an engine waits for its cluster file: the controller starts ``mpi`` and
+#: ``slurm`` engines before it writes it (``Launcher.starts_before_controller``).
+CLUSTER_FILE_WAIT = 120.0
+
+
+def wait_for_file(path: str, timeout: float) -> bool:
+    """Whether ``path`` exists within ``timeout`` seconds. The controller writes the
+    cluster file atomically (a rename), so once it exists it is whole. Polled: on a
+    compute node the file is often on a network file system, where inotify does not see
+    another machine's writes; 10 ms while the controller usually starts, then 100 ms."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while not os.path.exists(path):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        if time.monotonic() > deadline - timeout + 2.0:
+            pause = 0.1
+    return True
 
 
 def address_towards(info: ControllerInfo) -> str:
@@ -83,6 +107,13 @@ def main() -> int:
     else:
         from ..engine import _engine as engine
 
+    if not wait_for_file(cluster_file, CLUSTER_FILE_WAIT):
+        print(
+            f"loom engine: the cluster file {cluster_file} did not appear within "
+            f"{CLUSTER_FILE_WAIT:g} s (its controller did not start?)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         info = ControllerInfo.read(cluster_file)
     except ConnectionFileError as exc:  # as run_engine says it

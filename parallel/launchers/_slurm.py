@@ -77,6 +77,7 @@ class SlurmLauncher(Launcher):
     sbatch_lines=["--mem=4G"], env={"OMP_NUM_THREADS": "1"}, srun=False)``."""
 
     name = "slurm"
+    starts_before_controller = True  # its engines need only the file's path
 
     def __init__(
         self,

@@ -48,6 +48,20 @@ class ScriptLauncher(CommandLauncher):
         return ["/bin/sh", "-c", self.script], env
 
 
+class EarlyScriptLauncher(ScriptLauncher):
+    """A ``ScriptLauncher`` the controller starts before it writes the cluster file
+    (``starts_before_controller``, as ``mpi`` and ``slurm``); ``$FILE_EXISTED`` says
+    whether the file existed when the controller called :meth:`command` ("yes"/"no")."""
+
+    name = "early-script"
+    starts_before_controller = True
+
+    def command(self, n: int, ctx: LaunchContext) -> tuple[list[str], Mapping[str, str]]:
+        argv, env = super().command(n, ctx)
+        existed = "yes" if ctx.cluster_file.exists() else "no"
+        return argv, {**env, "FILE_EXISTED": existed}
+
+
 TESTS = Path(__file__).resolve().parent
 
 
