@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Final, SupportsIndex
@@ -63,6 +64,7 @@ __all__ = [
     "deserialize_object",
     "serialize_call",
     "serialize_object",
+    "serialize_plain_call",
 ]
 
 #: Buffers this large (bytes) or larger travel as frames of their own.
@@ -317,6 +319,35 @@ def serialize_call(
         return (_CALL, fn, tuple(map(can, args)), {key: can(v) for key, v in kwargs.items()})
 
     return _dump(build, lambda: _culprit(fn, args, kwargs))
+
+
+#: Types whose values the standard pickler writes exactly as cloudpickle does (by value,
+#: nothing by reference that an engine might lack, no buffers to take out of band).
+_PLAIN: Final = frozenset({int, float, complex, str, bool, type(None)})
+
+
+def serialize_plain_call(fn: Callable[..., object], args: Sequence[object]) -> list[bytes] | None:
+    """:func:`serialize_call`'s frames for ``fn(*args)`` by the standard (C) pickler, or
+    None where that could differ from cloudpickle's: ``fn`` must be a function of an
+    importable module (pickled by reference either way), and each argument a
+    :class:`PickledOnce` or a list of values of plain types (``int``, ``str``, ...).
+    A map's tasks are such calls (``map_chunk(once, chunk)``), and cloudpickle's
+    Pickler cost ~30 us more than a trivial task's ~6 us pickle (measured)."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "__main__")
+    if module is None or module.__name__ == "__main__":
+        return None
+    if getattr(module, getattr(fn, "__qualname__", ""), None) is not fn:
+        return None
+    for arg in args:
+        if type(arg) is list:
+            if not all(type(item) in _PLAIN for item in arg):
+                return None
+        elif not isinstance(arg, PickledOnce):
+            return None
+    try:
+        return [pickle.dumps((_CALL, fn, tuple(args), {}), protocol=5)]
+    except Exception:  # let serialize_call pickle it, or name what cannot be
+        return None
 
 
 def deserialize_call(

@@ -343,3 +343,46 @@ def test_a_function_pickled_once_unpickles_as_itself_in_every_call() -> None:
     lock = __import__("threading").Lock()
     with pytest.raises(SerializationError, match="cannot pickle the function"):
         PickledOnce(lambda: lock)  # a closure over a lock
+
+
+# -- a map's tasks by the standard pickler ---------------------------------------------
+
+
+def test_a_plain_map_task_pickles_as_serialize_call_does() -> None:
+    from parallel.client._remote import map_chunk
+    from parallel.protocol._serialize import PickledOnce, serialize_plain_call
+
+    once = PickledOnce(lambda x, y: (x, y))  # by value, once: what a map's tasks carry
+    chunks: list[list[object]] = [[1, 2.5, "é", None, True, 3j], [10**30, "b", 0, 1, 2, 3]]
+    plain = serialize_plain_call(map_chunk, [once, *chunks])
+    assert plain is not None
+    assert plain == serialize_call(map_chunk, (once, *chunks), {})  # the same pickle
+    assert _call(plain) == list(zip(*chunks, strict=True))
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["a __main__ function", "a lambda", "a non-plain element", "bytes", "a plain argument"],
+)
+def test_what_the_standard_pickler_could_send_differently_is_left_to_cloudpickle(
+    why: str,
+) -> None:
+    from parallel.client._remote import map_chunk
+    from parallel.protocol._serialize import PickledOnce, serialize_plain_call
+
+    once = PickledOnce(abs)
+    fn: Callable[..., object] = map_chunk
+    args: list[object] = [once, [1, 2]]
+    match why:
+        case "a __main__ function":
+            fn = types.FunctionType(map_chunk.__code__, {"__name__": "__main__"}, "map_chunk")
+            fn.__module__ = "__main__"
+        case "a lambda":
+            fn = lambda *a: a  # noqa: E731 - not importable by name
+        case "a non-plain element":
+            args = [once, [1, [2]]]
+        case "bytes":  # out of band in serialize_call, one level down
+            args = [once, [b"x" * BIG]]
+        case "a plain argument":
+            args = [once, 5]
+    assert serialize_plain_call(fn, args) is None
