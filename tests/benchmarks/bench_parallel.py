@@ -92,7 +92,11 @@ one warm-up, 5 trials; with ``--quick`` its 20 MB and one trial), on one 4-engin
 per backend. Run it once more with ``LOOM_SHM=off`` in the environment for Loom's figures
 over the sockets instead of shared memory (docs/architecture.md, "Large buffers").
 
-Run: ``python tests/benchmarks/bench_parallel.py [--quick] [--arrays]``.
+``--tasks`` (a partial run): only the per-call and per-task figures (apply, execute, map,
+single tasks, many single tasks) as in the full run, on one 4-engine cluster per backend:
+no startup rounds, no arrays, no 16 engines (the client's CPU per task, issue 10).
+
+Run: ``python tests/benchmarks/bench_parallel.py [--quick] [--arrays | --tasks]``.
 """
 
 from __future__ import annotations
@@ -151,6 +155,7 @@ class Settings:
     many_ipyparallel: int
     many_cap_s: float  # N shrinks so that a backend's many tasks take about this long
     arrays_only: bool = False  # --arrays: only push and pull
+    tasks_only: bool = False  # --tasks: only apply, execute, map, single and many tasks
 
 
 QUICK = Settings(1, False, 5, 40, 0, 200, 1, 200, 1, 20_000_000, False, 1, 500, 200, 20.0)
@@ -730,6 +735,13 @@ class Run:
             finally:
                 self.close_all()
             return
+        if self.s.tasks_only:
+            try:
+                self.attempt("steady", lambda: self.steady(arrays=False))
+                self.attempt("many tasks", self.many_tasks)
+            finally:
+                self.close_all()
+            return
         try:
             self.attempt("startup", self.startup)
             self.failed = {}  # a backend that failed a start trial gets its steady cluster
@@ -798,7 +810,7 @@ class Run:
                     out[b].append(self.call(b, op, timeout, **args))
         return {b: v for b, v in out.items() if b not in self.failed}
 
-    def steady(self) -> None:
+    def steady(self, arrays: bool = True) -> None:
         s, samples = self.s, self.samples
         for b in BACKENDS:  # long-lived clusters (quick: those of the startup round)
             if b not in self.drivers:
@@ -821,7 +833,8 @@ class Run:
         )
         for b, v in runs.items():
             samples[b].async_per_s = [s.async_tasks / t for t in v]
-        self.array_figures()
+        if arrays:
+            self.array_figures()
 
     def arrays(self) -> None:
         """``--arrays``: a cluster per backend, then only the push and pull figures."""
@@ -946,6 +959,9 @@ def missing_reasons(s: Settings) -> dict[str, dict[str, str]]:
         for f in FIGURES:
             if f.key not in ("push_s", "pull_s"):
                 reasons[f.key] = {b: "not in --arrays" for b in BACKENDS}
+    if s.tasks_only:
+        for key in ("start_s", "apply16_ms", "start16_s", "push_s", "pull_s"):
+            reasons[key] = {b: "not in --tasks" for b in BACKENDS}
     return reasons
 
 
@@ -1068,10 +1084,16 @@ def main() -> int:
     arrays_only = "--arrays" in sys.argv[1:]
     if arrays_only:
         sys.argv.remove("--arrays")
+    tasks_only = "--tasks" in sys.argv[1:] and not arrays_only
+    if tasks_only:
+        sys.argv.remove("--tasks")
     quick, s = bench.start_run("bench_parallel", __doc__, QUICK, FULL)
     if arrays_only:
         s = dataclasses.replace(s, arrays_only=True)
         print(f"bench_parallel: --arrays (LOOM_SHM={os.environ.get('LOOM_SHM', '')!r})")
+    if tasks_only:
+        s = dataclasses.replace(s, tasks_only=True, apply16_calls=0)
+        print(f"bench_parallel: --tasks (LOOM_RECORDS={os.environ.get('LOOM_RECORDS', '')!r})")
     bench.become_subreaper()
     started = time.monotonic()
     try:
