@@ -18,7 +18,9 @@ ipyparallel, jupyter console), side by side in one run.
   ``jupyter console --kernel python3`` in ptys (40x120, ``TERM=xterm-256color``), each
   with its cluster started as above; the line and Enter are typed at a ready prompt and
   the time runs until the next prompt, with the next number, has been read from the pty.
-  Alternating blocks.
+  Alternating blocks. The console process's own CPU time per Enter (``enter_cpu_ms``,
+  informative: ``/proc/PID/schedstat``, per block of presses) is shown below it:
+  unlike the wall time, it hardly depends on the machine's load.
 - **4 engines x 10,000 printed lines -> all on screen, prompt back** (``flood_s``):
   ``%px for i in range(10000): print(i)`` typed, timed until the next prompt is back and
   every engine's last line (``9999``) has been read (four times). The time to the prompt
@@ -127,6 +129,7 @@ class Samples:
     px_s: list[float] = field(default_factory=list)
     execute_s: list[float] = field(default_factory=list)
     enter_s: list[float] = field(default_factory=list)
+    enter_cpu_s: list[float] = field(default_factory=list)
     flood_s: list[float] = field(default_factory=list)
     flood_prompt_s: list[float] = field(default_factory=list)
 
@@ -143,6 +146,14 @@ METRICS: list[bench.Metric[Samples]] = [
     ),
     bench.Metric(
         "enter_px_ms", "Enter on %px a=1 -> next prompt", "ms", 1e3, 0.15, lambda s: s.enter_s
+    ),
+    bench.Metric(
+        "enter_cpu_ms",
+        "  console's own CPU per Enter",
+        "ms",
+        1e3,
+        None,
+        lambda s: s.enter_cpu_s,
     ),
     bench.Metric(
         "flood_s", "4 x 10,000 lines all shown + prompt", "s", 1.0, 0.5, lambda s: s.flood_s
@@ -303,6 +314,17 @@ def _last_lines(out: bytes) -> int:
     return len(re.findall(rf"(?m)(?:^|\] ){LINES - 1}\r?$", shown))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far, all its threads (Linux: the scheduler's
+    nanoseconds in ``/proc/PID/schedstat`` when there, else ``stat``'s clock ticks)."""
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def console_env(tmp: Path) -> dict[str, str]:
     env = bench.child_env(tmp)
     env.update(
@@ -330,9 +352,12 @@ def measure_in_consoles(s: Settings, samples: dict[str, Samples], tmp: Path) -> 
             for _ in range(s.enter_warmup):
                 console.run("%px a=1")
         for name in bench.alternating(CONTENDERS, s.enter_presses // s.enter_block):
+            cpu = cpu_seconds(consoles[name].child.pid)
             for _ in range(s.enter_block):
                 took, _out = consoles[name].run("%px a=1")
                 samples[name].enter_s.append(took)
+            used = cpu_seconds(consoles[name].child.pid) - cpu
+            samples[name].enter_cpu_s.append(used / s.enter_block)
         flood = f"%px for i in range({LINES}): print(i)"
         for name in bench.alternating(CONTENDERS, s.flood_trials):
             prompt_took, took, shown = consoles[name].flood(flood)
