@@ -163,8 +163,9 @@ class Client:
     def ids(self) -> list[int]:
         """The ids of the registered engines, in order."""
         # Only the hub and its notifications change the list: reading every engine's
-        # sockets here cost two system calls each, at every call of every view.
-        self._pump.drain(self._hub, self._notify)
+        # sockets here cost two system calls each, at every call of every view; and the
+        # hub's are read only if their descriptors fired (Pump.read_ready).
+        self._pump.read_ready(self._hub, self._notify)
         return sorted(self._links)
 
     def wait_for_engines(self, n: int | None = None, *, timeout: float = -1) -> None:

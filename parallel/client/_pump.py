@@ -120,6 +120,15 @@ class Pump:
             self._unsure.clear()
         return count
 
+    def read_ready(self, *socks: zmq.Socket[bytes]) -> int:
+        """Read what is waiting on ``socks`` now; how many messages. Cheaper than
+        ``drain(*socks)``: one ``epoll_wait`` says whose descriptors fired, and only those
+        and the ones that may hold input without an edge (:meth:`sent_on`) are asked for
+        input (two system calls a socket), the others cannot hold any (module docstring)."""
+        fired = {fd for fd, _ in self._epoll.poll(0.0)}
+        fds, unsure = self._fds, self._unsure
+        return self._read([s for s in socks if s in unsure or fds.get(s) in fired])
+
     def pump(self, timeout: float | None) -> int:
         """Wait up to ``timeout`` seconds (``None``: no limit) for input, then read it.
 

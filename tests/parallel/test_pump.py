@@ -4,6 +4,7 @@ reads only the sockets named."""
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 
 import pytest
@@ -108,4 +109,27 @@ def test_drain_of_named_sockets_reads_only_those(
     pairs[2][1].send_multipart([b"c", b"read"])
     assert pump.pump_until(lambda: len(got[2]) == 2, 10.0)
     assert got[0] == [[b"m"]]
+    pump.close()
+
+
+def test_read_ready_reads_named_sockets_whose_descriptor_fired_or_that_a_send_left_unsure(
+    pairs: list[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]],
+) -> None:
+    pump, got = _pump_with(pairs)
+    pump.drain()  # every socket looked at: none unsure
+    assert pump.read_ready(pairs[0][0], pairs[1][0]) == 0
+    for _, peer in pairs:
+        peer.send_multipart([b"c", b"m"])
+    for client, _ in pairs:  # the descriptor fires (without reading ZMQ_EVENTS)
+        assert select.select([client.getsockopt(zmq.FD)], [], [], 10)[0]
+    assert pump.read_ready(pairs[0][0], pairs[1][0]) == 2
+    assert got == {0: [[b"m"]], 1: [[b"m"]], 2: []}  # the third was not named
+    client, peer = pairs[0]
+    peer.send_multipart([b"c", b"after a send"])
+    while not has_input(client):  # its edge is spent, as a send can spend it
+        pass
+    pump.sent_on(client)
+    assert pump.read_ready(client) == 1
+    assert got[0] == [[b"m"], [b"after a send"]]
+    assert pump.pump_until(lambda: bool(got[2]), 10.0)
     pump.close()
