@@ -153,7 +153,14 @@ async def run_controller(
             from ._engines_file import live_engines
             from ._hub import Hub
 
-            info, hub_sock, notify = restored or _bind(ip, transport, curve, cluster_id)
+            try:
+                info, hub_sock, notify = restored or _bind(ip, transport, curve, cluster_id)
+            except BindError as exc:  # one line, and an early launcher is stopped
+                print(f"loom controller: {exc}", file=sys.stderr, flush=True)
+                if ctx is not None:
+                    await launch.stop()
+                    ctx = None
+                return 2
             # Replays (issue 12): requests naming this start's instance (the cluster file
             # says it) are taken whatever their date; others must be dated after this start.
             info = dataclasses.replace(info, instance=uuid.uuid4().hex)
@@ -308,9 +315,19 @@ def _bind(
         notify.bind(info.notify_url)
     else:
         host = f"tcp://[{ip}]" if ":" in ip else f"tcp://{ip}"
-        hub_port, notify_port = router.bind_to_random_port(host), notify.bind_to_random_port(host)
+        try:
+            hub_port = router.bind_to_random_port(host)
+            notify_port = notify.bind_to_random_port(host)
+        except zmq.ZMQError as exc:  # an address not of this host, a bad name: one line
+            router.close(linger=0)
+            notify.close(linger=0)
+            raise BindError(f"cannot listen on {ip!r}: {exc.strerror}") from None
         info = dataclasses.replace(info, ip=ip, hub_port=hub_port, notify_port=notify_port)
     return info, MessageSocket(router, Session(info.key), "hub"), notify
+
+
+class BindError(Exception):
+    """The controller cannot bind its sockets where it was told (``--ip``)."""
 
 
 def _announce(path: Path, ready_fd: int | None) -> None:

@@ -4,6 +4,7 @@ sets up its hub meanwhile; engines that start before the file exists wait for it
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from _launch_fixtures import cleaned_up, isolate_launch, kill_pid
 
+from kernel.client import wait_pid_exit
 from parallel import Client, Cluster, ClusterUnavailable
 from parallel.launchers._node_engine import wait_for_file
 
@@ -80,3 +82,23 @@ def test_an_early_launcher_that_fails_ends_the_start_with_what_it_printed() -> N
     message = str(caught.value)
     assert "the launcher failed" in message or "exited" in message, message
     assert "no engines here" in message
+
+
+def test_an_address_the_controller_cannot_bind_is_one_line_and_stops_an_early_launcher(
+    tmp_path: Path,
+) -> None:
+    """192.0.2.1 (TEST-NET-1) is no address of this host: bind fails, nothing is sent."""
+    pid_file = tmp_path / "launcher.pid"
+    script = f"echo $$ > {pid_file}; exec sleep 60"
+    spec = {"engines": "_launch_fixtures:EarlyScriptLauncher", "options": {"script": script}}
+    argv = [sys.executable, "-P", "-m", "parallel.controller", "-n", "1", "--ip", "192.0.2.1"]
+    done = subprocess.run(
+        [*argv, "--launcher", json.dumps(spec)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "loom controller: cannot listen on '192.0.2.1': Cannot assign requested address"
+        " (addr='tcp://192.0.2.1:*')"
+    ]
+    launcher = int(pid_file.read_text())  # it was started before the bind
+    assert wait_pid_exit(launcher, 10)  # and stopped when the controller gave up
