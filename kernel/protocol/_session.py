@@ -46,9 +46,29 @@ def _json_default(obj: Any) -> Any:
 #: One encoder for every message: ``json.dumps`` with options builds a new one per call.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
 
+#: json's C encoder with those options, built once: ``JSONEncoder.encode`` builds one per
+#: call (and a dict for its circular-reference check), ~40% of encoding a message's small
+#: frames (a header 4.7 -> 2.9 us, ``{}`` 2.2 -> 0.6 us). Without that check, as a shared
+#: check dict would race between threads: a circular structure ends in RecursionError,
+#: said as json says it (ValueError). None where json has no C accelerator.
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # untyped in typeshed
+_c_encode: Callable[[Any, int], list[str]] | None = (
+    _make_c_encoder(
+        None, _json_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    if _make_c_encoder is not None
+    else None
+)
+
 
 def _dumps(obj: JSONDict) -> bytes:
-    return _encode(obj).encode("utf-8", "surrogatepass")
+    if _c_encode is None:
+        return _encode(obj).encode("utf-8", "surrogatepass")
+    try:
+        text = "".join(_c_encode(obj, 0))
+    except RecursionError:
+        raise ValueError("Circular reference detected") from None
+    return text.encode("utf-8", "surrogatepass")
 
 
 @dataclass(frozen=True, slots=True)

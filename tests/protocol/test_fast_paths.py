@@ -13,7 +13,7 @@ import pytest
 
 from kernel.protocol import MalformedMessage, Session
 from kernel.protocol._message import new_msg_id, utc_now_iso
-from kernel.protocol._session import _loads
+from kernel.protocol._session import _dumps, _loads
 from kernel.protocol._signing import _BUFFERS_DOMAIN, Signer
 
 pytestmark = pytest.mark.timeout(30)
@@ -121,3 +121,33 @@ def test_serialize_many_gives_each_message_its_own_frames_and_signature() -> Non
         assert got.buffers == [bytes(b) for b in message.buffers]
     views = sender.serialize_many(shared, copy_buffers=False)
     assert views[0][-1] is buffers[1]  # zero-copy: the buffers as given
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"msg_id": "a_1", "n": 3, "f": 0.1, "big": 10**30, "t": True, "none": None},
+        {"text": 'é ü 日本 "quoted" \\ \n\t \x00', "nested": {"list": [1, [2, {}]], "e": []}},
+        {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
+        {1: "int key", 2.5: "float key", None: "none key", False: "bool key"},
+    ],
+)
+def test_json_frames_encode_as_the_json_module_encodes_them(value: dict[Any, Any]) -> None:
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert _dumps(value) == expected.encode("utf-8", "surrogatepass")
+
+
+def test_json_encoding_of_dates_bytes_and_bad_values_is_as_before() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert (
+        _dumps({"d": when, "b": b"x\xff"})
+        == '{"d":"2026-01-02T03:04:05.000006+00:00","b":"x\ufffd"}'.encode()
+    )
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        _dumps({"s": {1}})
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    with pytest.raises(ValueError, match="Circular reference"):
+        _dumps(circular)
+    assert _dumps({"after": "an error"}) == b'{"after":"an error"}'  # nothing left behind
