@@ -20,6 +20,7 @@ from typing import Any
 import nbformat as _nbformat
 import pytest
 from test_ipykernel_parity import execute_in, normalise
+from test_widgets import Ids
 
 pytestmark = pytest.mark.peer
 nbformat: Any = _nbformat
@@ -130,7 +131,8 @@ def _without_random_ids(value: Any) -> Any:
     ],
 )
 def test_a_published_notebook_gives_ipykernels_outputs(notebook: str, tmp_path: Path) -> None:
-    ipykernel, loom = (comparable(run(notebook, kernel, tmp_path), notebook) for kernel in KERNELS)
+    notebooks = [run(notebook, kernel, tmp_path) for kernel in KERNELS]
+    ipykernel, loom = (comparable(nb, notebook) for nb in notebooks)
     assert len(loom) == len(ipykernel)
     differ = [
         f"code cell {index + 1}:\n  ipykernel: {theirs!r}\n  loom:      {ours!r}"
@@ -138,3 +140,23 @@ def test_a_published_notebook_gives_ipykernels_outputs(notebook: str, tmp_path: 
         if ours != theirs
     ]
     assert not differ, f"{notebook}\n" + "\n".join(differ)
+    # Widgets: the state nbclient saves, where an ipywidgets Output keeps what it captured.
+    ipykernel_state, loom_state = map(widget_state, notebooks)
+    assert loom_state == ipykernel_state, notebook
+
+
+def widget_state(nb: Any) -> Any:
+    """The widget state saved in ``nb``'s metadata, model ids renamed in order of
+    appearance and captured errors reduced to their name and value."""
+    saved = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return Ids()(_errors_by_name(saved.get("state", {})))
+
+
+def _errors_by_name(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("output_type") == "error":
+            return {key: value[key] for key in ("output_type", "ename", "evalue")}
+        return {key: _errors_by_name(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_errors_by_name(item) for item in value]
+    return value
