@@ -102,7 +102,11 @@ class MessageSocket:
     def _watch(self) -> None:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            self._loop.add_reader(self._fd, self._readable.set)
+            # Woken only for input: the descriptor also signals after a send (ZMQ_EVENTS
+            # changed) and stays readable until ZMQ_EVENTS is read, so waking the reader
+            # at once cost an engine a second wake of its shell loop per task (a task step
+            # through recv, a future, a loop iteration) that found nothing.
+            self._loop.add_reader(self._fd, self._maybe_readable)
 
     def _maybe_readable(self) -> None:
         if has_input(self.socket):
