@@ -118,6 +118,16 @@ def _count_drawings(app: Application[Any]) -> list[bool]:
     return drawn
 
 
+class _PythonLink(KernelLink):
+    """A link with no kernel whose language is Python: Enter runs a complete line at once
+    (as at a Python kernel), without the asynchronous is_complete decision, during which
+    a drawing of the typed text is right."""
+
+    @property
+    def language(self) -> str:
+        return "python"
+
+
 def test_cells_typed_in_one_go_are_drawn_once_then_finished() -> None:
     """Text and Enter in one read: the prompt is drawn, then drawn finished, never more
     (without the guard the redraw invalidate() had postponed drew the text once more, or
@@ -125,7 +135,8 @@ def test_cells_typed_in_one_go_are_drawn_once_then_finished() -> None:
 
     async def cells() -> list[bool]:
         with create_pipe_input() as keys:
-            ui = console_ui(keys)
+            link = _PythonLink(None, None, "canary")
+            ui = ConsoleUI(link, input=keys, output=DummyOutput())
             drawn = _count_drawings(ui.session.app)
             for number in range(20):
                 keys.send_text(f"x = {number}\r")
