@@ -21,7 +21,7 @@ from typing import Any
 
 import nbformat as _nbformat
 import pytest
-from nbclient import NotebookClient
+from test_ipykernel_parity import Client
 
 pytestmark = [
     pytest.mark.peer,
@@ -64,8 +64,9 @@ _ID = re.compile(
 )
 
 
-class RecordingClient(NotebookClient):
-    """nbclient, also keeping every comm message a cell's execution sent."""
+class RecordingClient(Client):
+    """nbclient (waiting for replies in slices, see ``Client``), also keeping every comm
+    message a cell's execution sent."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
