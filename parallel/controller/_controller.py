@@ -127,6 +127,7 @@ async def run_controller(
     store: TaskDB | None = None
     hubs: list[Hub] = []  # the hub, once made: an engine exit before it is no news to it
     ctx: LaunchContext | None = None
+    starting: asyncio.Task[int] | None = None  # an early launcher's start
     status = 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -147,7 +148,11 @@ async def run_controller(
                 path.unlink(missing_ok=True)
                 workdir.mkdir(mode=0o700, exist_ok=True)
                 ctx = LaunchContext(path, tg, lost, workdir, cluster_id)
-                status = await _start_engines(launch, engines, ctx, stop)
+                # A task, run here up to its first wait (the command is spawned by then):
+                # a launcher that waits for its command (sbatch) does so while the rest
+                # of the controller starts, instead of before it.
+                starting = tg.create_task(_start_engines(launch, engines, ctx, stop))
+                await asyncio.sleep(0)
             from ..protocol._shm import create_cluster_dir
             from ._durable import open_records
             from ._engines_file import live_engines
@@ -157,7 +162,8 @@ async def run_controller(
                 info, hub_sock, notify = restored or _bind(ip, transport, curve, cluster_id)
             except BindError as exc:  # one line, and an early launcher is stopped
                 print(f"loom controller: {exc}", file=sys.stderr, flush=True)
-                if ctx is not None:
+                if starting is not None:
+                    await starting
                     await launch.stop()
                     ctx = None
                 return 2
@@ -197,6 +203,8 @@ async def run_controller(
             if engines and not restore and not early:  # a restored cluster's engines come back
                 workdir.mkdir(mode=0o700, exist_ok=True)
                 status = await _start_engines(launch, engines, ctx, stop)
+            if starting is not None:
+                status = await starting
             if status == 0:
                 _announce(path, ready_fd)
             await stop.wait()
