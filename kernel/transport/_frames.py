@@ -46,11 +46,18 @@ def has_large_buffer(buffers: Sequence[bytes | bytearray | memoryview]) -> bool:
     return any(memoryview(b).nbytes >= ZERO_COPY_MIN for b in buffers)
 
 
-def send_frames(sock: zmq.Socket[Any], frames: Sequence[bytes | bytearray | memoryview]) -> None:
-    """``sock.send_multipart(frames)`` (copying, blocking as the socket's options say)."""
+def send_frames(
+    sock: zmq.Socket[Any], frames: Sequence[bytes | bytearray | memoryview], *, wait: bool = True
+) -> None:
+    """``sock.send_multipart(frames)`` (copying, blocking as the socket's options say).
+
+    ``wait=False``: raise ``zmq.Again`` instead of blocking when the message cannot be
+    queued now (nothing was sent then: libzmq accepts the rest of a message whose first
+    frame it took)."""
     last = len(frames) - 1
     for index, frame in enumerate(frames):
-        _send(sock, frame, _SNDMORE if index < last else 0)
+        flags = _SNDMORE if index < last else 0
+        _send(sock, frame, flags if wait or index else flags | _NOBLOCK)
 
 
 def has_input(sock: zmq.Socket[Any]) -> bool:

@@ -26,6 +26,9 @@ __all__ = ["MessageSocket", "RateLimitedLog", "shared_context"]
 
 log = logging.getLogger("loom.transport")
 
+#: Seconds between a blocked sender's checks of ZMQ_EVENTS when no edge woke it.
+_WRITABLE_RECHECK = 0.05
+
 
 def shared_context() -> zmq.asyncio.Context:
     """The process-wide asyncio ZeroMQ context (one context, one set of libzmq I/O threads)."""
@@ -54,6 +57,7 @@ class MessageSocket:
         self._rejected = RateLimitedLog(log)
         self._inbox: deque[Received] = deque()
         self._readable = asyncio.Event()
+        self._writable_event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = int(socket.getsockopt(zmq.FD))
         #: How the connection's handshakes end (``connect(watch_handshake=True)``).
@@ -111,18 +115,46 @@ class MessageSocket:
     def _maybe_readable(self) -> None:
         if has_input(self.socket):
             self._readable.set()
+        self._writable_event.set()  # a sender waiting re-checks ZMQ_EVENTS itself
 
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
-        """Send at once: with no send high-water mark (see ``__init__``) it never blocks."""
+        """Send; at once unless the socket has no peer to queue for.
+
+        With no send high-water mark (see ``__init__``) a socket with a peer always queues.
+        A DEALER or REQ with none blocks in libzmq: one whose Curve handshake was refused
+        loses its pipe until it reconnects. Blocking there stopped the loop, so the
+        handshake watch that explains the refusal never ran (a console hung on a kernel
+        it had no keys for); instead this waits for the socket on the loop.
+        """
         self._watch()
-        if message.buffers and has_large_buffer(message.buffers):
-            # Large buffers (a result array) go out without a copy: pyzmq copies frames
-            # below its copy_threshold anyway, and passes larger ones to libzmq as they are.
-            frames = self.session.serialize(message, identities or (), copy_buffers=False)
-            self.socket.send_multipart(frames, copy=False)
-        else:
-            send_frames(self.socket, self.session.serialize(message, identities or ()))
+        zero_copy = bool(message.buffers) and has_large_buffer(message.buffers)
+        # Large buffers (a result array) go out without a copy: pyzmq copies frames
+        # below its copy_threshold anyway, and passes larger ones to libzmq as they are.
+        frames = self.session.serialize(message, identities or (), copy_buffers=not zero_copy)
+        while True:
+            try:
+                if zero_copy:
+                    self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                else:
+                    send_frames(self.socket, frames, wait=False)
+                break
+            except zmq.Again:
+                await self._writable()
         self._maybe_readable()
+
+    async def _writable(self) -> None:
+        """Return once the socket may take a message, or after a short wait: the descriptor
+        is edge-triggered and shared with the reader, so an edge may be missed."""
+        assert self._loop is not None  # _watch() ran
+        self._writable_event.clear()
+        events = self.socket.get(zmq.EVENTS)
+        if isinstance(events, int) and events & zmq.POLLOUT:  # ZMQ_EVENTS is an int
+            return
+        try:
+            async with asyncio.timeout(_WRITABLE_RECHECK):
+                await self._writable_event.wait()
+        except TimeoutError:
+            pass
 
     async def recv(self) -> Received:
         """The next valid message; invalid ones are logged and skipped."""
