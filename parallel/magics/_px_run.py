@@ -167,9 +167,8 @@ def submit_px(
         "stop_on_error": False,
     }
     # No execute_input echo: nothing here shows it, and it was a message per engine.
-    msg_ids = [
-        client.send_request(i, "execute_request", content, metadata=_QUIET_INPUT) for i in ids
-    ]
+    # One call for all engines: the requests' shared JSON frames are encoded once.
+    msg_ids = client.send_requests(ids, "execute_request", content, metadata=_QUIET_INPUT)
     result = AsyncResult(client, msg_ids, fname="%px", single=isinstance(chosen, int))
     return client.track(result), ids
 

@@ -187,9 +187,11 @@ class _SendingClient:
     def resolve_targets(self, targets: object) -> list[int]:
         return self._ids if targets == "all" else [cast(int, targets)]
 
-    def send_request(self, engine: int, msg_type: str, content: dict[str, Any], **kw: Any) -> str:
-        self.sent.append((engine, msg_type, content, kw.get("metadata")))
-        return f"m{engine}"
+    def send_requests(
+        self, engines: list[int], msg_type: str, content: dict[str, Any], **kw: Any
+    ) -> list[str]:
+        self.sent.extend((engine, msg_type, content, kw.get("metadata")) for engine in engines)
+        return [f"m{engine}" for engine in engines]
 
     def track(self, result: object) -> object:
         return result
