@@ -9,28 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from kernel.server.interpreter import Interpreter
 from kernel.server.interpreter._interpreter import _CACHED_CELLS, _CACHED_SOURCE_MAX
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Published = list[tuple[str, dict[str, Any]]]
-
-
-@pytest.fixture
-def published() -> Published:
-    return []
-
-
-@pytest.fixture
-def interp(published: Published) -> Iterator[Interpreter]:
-    interpreter = Interpreter(lambda msg_type, content: published.append((msg_type, content)))
-    yield interpreter
-    interpreter.history.close()
 
 
 def _run(interp: Interpreter, code: str, *, silent: bool = True) -> Any:

@@ -7,27 +7,12 @@ import os
 import re
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from kernel.server.interpreter import CallOutcome, Interpreter
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 Published = list[tuple[str, dict[str, Any]]]
-
-
-@pytest.fixture
-def published() -> Published:
-    return []
-
-
-@pytest.fixture
-def interp(published: Published) -> Iterator[Interpreter]:
-    interpreter = Interpreter(lambda msg_type, content: published.append((msg_type, content)))
-    yield interpreter
-    interpreter.history.close()
 
 
 def _call(interp: Interpreter, fn: Any, *args: object, **kwargs: object) -> CallOutcome:

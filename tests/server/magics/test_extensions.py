@@ -91,18 +91,6 @@ def test_run_line_magic_runs_an_async_magic_to_the_end(interp: Interpreter) -> N
     assert CANNOT_AWAIT.get() is False
 
 
-@pytest.fixture
-def published() -> Published:
-    return []
-
-
-@pytest.fixture
-def interp(published: Published) -> Iterator[Interpreter]:
-    interpreter = Interpreter(lambda msg_type, content: published.append((msg_type, content)))
-    yield interpreter
-    interpreter.history.close()
-
-
 def _run(interp: Interpreter, code: str) -> CellOutcome:
     return asyncio.run(interp.run_cell(code))
 
