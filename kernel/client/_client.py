@@ -207,7 +207,8 @@ class KernelClient:
         call = _Call(on_output, on_input)
         self._calls[msg.msg_id] = call
         self._tracker.track(msg.msg_id, sock.channel, expects_idle=expects_idle)
-        # Sending on a DEALER socket completes at once; it queues until the peer is there.
+        # A DEALER queues for a peer that is not there yet; one with no pipe at all (a
+        # refused Curve handshake) makes send() wait on the loop (MessageSocket.send).
         await sock.send(msg)
         return call
 
