@@ -247,13 +247,7 @@ def running_sshd(workdir: Path, env: dict[str, str], timeout: float = 30.0) -> I
     ``SSH_CONFIG_ENV`` in ``env`` naming the client's ``ssh_config``; yields the pids of
     sshd and its reaper, SIGKILLed after."""
     folder = workdir / "sshd"
-    folder.mkdir(mode=0o700)
-    for key in ("host", "client"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)],
-            check=True, timeout=30,
-        )  # fmt: skip
-    (folder / "authorized_keys").write_bytes((folder / "client.pub").read_bytes())
+    fixtures().ssh_keys(folder)
     port = fixtures().free_port()
     config = folder / "sshd_config"
     config.write_text(

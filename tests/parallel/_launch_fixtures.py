@@ -151,6 +151,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def ssh_keys(folder: Path) -> None:
+    """Make ``folder`` (0700) with an sshd host key ``host``, a client key ``client`` and
+    ``authorized_keys`` admitting that client."""
+    folder.mkdir(mode=0o700)
+    for key in ("host", "client"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)],
+            check=True, timeout=30,
+        )  # fmt: skip
+    (folder / "authorized_keys").write_bytes((folder / "client.pub").read_bytes())
+
+
 def need_root(what: str) -> None:
     if os.geteuid() != 0:
         pytest.skip(f"{what} needs root (CI runs these as root)")
@@ -303,13 +315,7 @@ def ssh_hosts(directory: Path, count: int = 2, timeout: float = 30.0) -> Iterato
             _ip("-n", name, "link", "set", far, "up")
             hosts[name] = f"10.9.{i}.2"
         keys = directory / "keys"
-        keys.mkdir(mode=0o700)
-        for key in ("host", "client"):
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / key)],
-                check=True, timeout=30,
-            )  # fmt: skip
-        (keys / "authorized_keys").write_bytes((keys / "client.pub").read_bytes())
+        ssh_keys(keys)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         for name, address in hosts.items():
             config = directory / f"sshd-{name}.conf"
