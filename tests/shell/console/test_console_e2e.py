@@ -505,5 +505,9 @@ def test_terminated_console_leaves_no_kernel_behind(
         c.child.close()
         assert c.child.exitstatus == 128 + signal.SIGTERM
     else:
-        c.child.close(force=False)  # the terminal goes away: SIGHUP
+        # The terminal goes away (its master side closes): the console gets SIGHUP. Not
+        # pexpect's close(), which gives the console 0.2 s and then sends it more signals.
+        c.child.ptyproc.fileobj.close()
+        assert wait_gone(c.child.pid, 15), "the console outlived its terminal"
+        c.child.close()  # reaps it
     assert wait_gone(pid, 5), "the kernel outlived its console"
