@@ -28,9 +28,17 @@ class _Engine:
 class EnginePool:
     """Live engines and the tasks they hold. Changed only by ``SchedulerState``."""
 
-    def __init__(self) -> None:
+    def __init__(self, hwm: int = 0) -> None:
+        if hwm < 0:
+            raise ValueError("hwm must be >= 0")
+        #: Most tasks an engine holds before it has no room for a load-balanced one; 0: no
+        #: limit (a direct task goes whatever the load, so a load can exceed it).
+        self.hwm = hwm
         #: Live engines.
         self._engines: dict[EngineId, _Engine] = {}
+        #: How many live engines hold ``hwm`` tasks or more: :meth:`has_room` is asked
+        #: after every scheduler event, so it is kept, not counted (0 while ``hwm`` is 0).
+        self._full = 0
         #: Every engine ever added, live or lost.
         self._known: set[EngineId] = set()
         #: Tasks sent so far: the clock of the least-recently-used order.
@@ -66,6 +74,8 @@ class EnginePool:
         record = self._engines.pop(engine, None)
         if record is None:
             raise SchedulerError(f"engine {engine} is not live, so cannot be lost")
+        if self.hwm and len(record.assigned) >= self.hwm:
+            self._full -= 1
         self.version += 1
         return list(record.assigned)
 
@@ -82,20 +92,37 @@ class EnginePool:
     def assign(self, engine: EngineId, task_id: str) -> None:
         self._sends += 1
         self.version += 1
-        self._engines[engine].assigned[task_id] = None
-        self._engines[engine].last_sent = self._sends
+        record = self._engines[engine]
+        assigned = record.assigned
+        assigned[task_id] = None
+        record.last_sent = self._sends
+        if len(assigned) == self.hwm:  # never true while hwm is 0: there is a task now
+            self._full += 1
 
     def release(self, engine: EngineId, task_id: str) -> None:
-        del self._engines[engine].assigned[task_id]
+        assigned = self._engines[engine].assigned
+        if len(assigned) == self.hwm:
+            self._full -= 1
+        del assigned[task_id]
         self.version += 1
 
-    def with_room(self, engines: Iterable[EngineId], hwm: int) -> list[EngineId]:
+    def with_room(self, engines: Iterable[EngineId]) -> list[EngineId]:
         """Those of ``engines`` holding fewer than ``hwm`` tasks (all of them if ``hwm`` is 0)."""
-        return [e for e in engines if not hwm or len(self._engines[e].assigned) < hwm]
+        hwm = self.hwm
+        if not hwm:
+            return list(engines)
+        live = self._engines
+        return [e for e in engines if len(live[e].assigned) < hwm]
 
-    def has_room(self, hwm: int) -> bool:
+    def has_room(self) -> bool:
         """Whether some live engine holds fewer than ``hwm`` tasks (0: any live engine)."""
-        return bool(self.with_room(self._engines, hwm))
+        return len(self._engines) > self._full
+
+    def validate(self) -> None:
+        """The count of full engines is what counting them gives."""
+        full = sum(1 for e in self._engines.values() if self.hwm and len(e.assigned) >= self.hwm)
+        if full != self._full:
+            raise SchedulerError(f"{self._full} engines are counted full, {full} are")
 
     def least_recently_used(self, engines: Iterable[EngineId]) -> list[EngineId]:
         """``engines`` in least-recently-used order (module docstring)."""

@@ -66,6 +66,8 @@ from __future__ import annotations
 import itertools
 import random
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import SchedulerError
 from ._events import (
@@ -149,8 +151,6 @@ class SchedulerState:
         self.rng = rng
         #: Picks one of several candidate engines (``parallel.scheduler._schemes``).
         self.scheme = scheme
-        #: Most tasks a load-balanced task may find on its engine; 0 means no limit.
-        self.hwm = hwm
         #: A task that was on this many engines when they died fails instead of retrying.
         self.poison_after = poison_after
         #: The last ``log_size`` events handled (rejected ones too), oldest first.
@@ -160,7 +160,7 @@ class SchedulerState:
         #: Every task ever submitted, filed by state.
         self._tasks = TaskBook()
         #: Live engines, their loads and least-recently-used order.
-        self._engines = EnginePool()
+        self._engines = EnginePool(hwm)
         #: Each engine's labels and resources, as it last registered (``_fit``).
         self._traits: dict[EngineId, EngineTraits] = {}
         #: Placement keys that found no engine, valid while the pool's version is
@@ -172,6 +172,11 @@ class SchedulerState:
         self._scanned: tuple[int, TaskRecord | None] = (0, None)
 
     # -- public surface ---------------------------------------------------------
+
+    @property
+    def hwm(self) -> int:
+        """Most tasks a load-balanced task may find on its engine; 0 means no limit."""
+        return self._engines.hwm
 
     def handle(self, *events: SchedulerEvent) -> list[Instruction]:
         """Apply ``events`` in order and return the instructions they call for.
@@ -225,6 +230,7 @@ class SchedulerState:
                 raise SchedulerError(f"task {task.task_id!r} is {task.state} on {task.engine}")
         if len(held) != sum(self._engines.load(engine) for engine in self._engines):
             raise SchedulerError("a task is counted on two engines")
+        self._engines.validate()
         self._validate_resources()
         self._validate_answers()
 
@@ -240,25 +246,23 @@ class SchedulerState:
     # -- events ---------------------------------------------------------------------
 
     def _handle(self, event: SchedulerEvent, out: list[Instruction]) -> None:
-        match event:
-            case EngineRegistered():
-                self._engines.add(event.engine)
-                self._traits[event.engine] = EngineTraits(event.labels, dict(event.resources))
-            case EngineLost():
-                self._on_lost(event, out)
-            case TaskSubmitted():
-                self._on_submitted(event, out)
-            case TaskFinished():
-                self._on_finished(event, out)
-            case TaskAbortRequested():
-                self._on_abort(event, out)
-            case TaskForgotten():
-                self._tasks.forget(self._tasks.get(event.task_id))
-            case Tick():
-                self._on_tick(event, out)
-            case _:
+        # By the event's class in one dict lookup: a ``match`` tried the classes in turn,
+        # and a map's events are mostly the later ones (submitted, finished, forgotten).
+        handler = _HANDLERS.get(type(event))
+        if handler is None:  # a subclass of an event, or no event of ours
+            kind = next((k for k in _HANDLERS if isinstance(event, k)), None)
+            if kind is None:
                 raise SchedulerError(f"the scheduler does not handle {type(event).__name__}")
+            handler = _HANDLERS[kind]
+        handler(self, event, out)
         self._send_ready(event.stimulus_id, out)
+
+    def _on_registered(self, event: EngineRegistered, out: list[Instruction]) -> None:
+        self._engines.add(event.engine)
+        self._traits[event.engine] = EngineTraits(event.labels, dict(event.resources))
+
+    def _on_forgotten(self, event: TaskForgotten, out: list[Instruction]) -> None:
+        self._tasks.forget(self._tasks.get(event.task_id))
 
     def _on_lost(self, event: EngineLost, out: list[Instruction]) -> None:
         held = self._engines.remove(event.engine)
@@ -300,9 +304,13 @@ class SchedulerState:
             raise SchedulerError(f"task {event.task_id!r} has negative retries")
         if event.max_engine_deaths is not None and event.max_engine_deaths < 1:
             raise SchedulerError(f"task {event.task_id!r} needs max_engine_deaths >= 1")
+        sid = event.stimulus_id
+        if not event.after:  # most tasks: nothing to look up
+            self._advance(self._tasks.add(event), sid, out)
+            return
+        # Looked up before it is filed: a task naming itself names an unknown task.
         unknown = sorted(d for d in event.after if d not in self._tasks)
         task = self._tasks.add(event)
-        sid = event.stimulus_id
         if unknown:
             self._fail(task, "unsatisfiable", f"unknown dependency {unknown}", sid, out)
             return
@@ -417,7 +425,10 @@ class SchedulerState:
         return self._misfit(task)
 
     def _candidates(self, task: TaskRecord) -> list[EngineId]:
-        targets = task.spec.targets
+        spec = task.spec
+        targets = spec.targets
+        if targets is None and not (spec.labels or spec.resources):
+            return list(self._engines)  # most load-balanced tasks: any live engine
         return [
             engine
             for engine in self._engines
@@ -429,7 +440,7 @@ class SchedulerState:
         candidates = self._candidates(task)
         pool = [e for e in candidates if e not in task.failed_on] or candidates
         if not task.spec.direct:
-            pool = self._engines.with_room(pool, self.hwm)
+            pool = self._engines.with_room(pool)
             pool = self._with_free_resources(pool, task)
         if len(pool) <= 1:
             return pool[0] if pool else None
@@ -519,7 +530,7 @@ class SchedulerState:
 
     def _send_ready(self, sid: str, out: list[Instruction]) -> None:
         """Place READY tasks, oldest READY first, until none fits or no engine has room."""
-        while self._engines.has_room(self.hwm):
+        while self._engines.has_room():
             placement = self._next_placement()
             if placement is None:
                 return
@@ -584,3 +595,15 @@ class SchedulerState:
             if dependent.state is _W:
                 dependent.pending.discard(task.task_id)
                 self._advance(dependent, sid, out)
+
+
+#: What ``SchedulerState._handle`` calls for each kind of event.
+_HANDLERS: dict[type[SchedulerEvent], Callable[[SchedulerState, Any, list[Instruction]], None]] = {
+    TaskSubmitted: SchedulerState._on_submitted,
+    TaskFinished: SchedulerState._on_finished,
+    TaskForgotten: SchedulerState._on_forgotten,
+    EngineRegistered: SchedulerState._on_registered,
+    EngineLost: SchedulerState._on_lost,
+    TaskAbortRequested: SchedulerState._on_abort,
+    Tick: SchedulerState._on_tick,
+}

@@ -29,6 +29,11 @@ class TaskState(enum.Enum):
     DONE = "done"
     FAILED = "failed"
 
+    # Members are singletons compared by identity, so identity hashes them too: Enum's own
+    # __hash__ is Python code (hash of the name), and every move of every task hashed a
+    # state three or four times (dict keys here, in ``TRANSITIONS``), ~3 us a task.
+    __hash__ = object.__hash__
+
 
 #: What moves a task: the names of the arrows in the ``_state`` module docstring.
 Trigger = Literal[
@@ -84,6 +89,8 @@ class TaskRecord:
 
     #: The submission, as the client made it.
     spec: TaskSubmitted
+    #: ``spec.task_id``, kept here: read several times per event.
+    task_id: str
     #: Submission order, the order of scans over many tasks.
     seq: int
     #: Re-runs still allowed.
@@ -111,10 +118,6 @@ class TaskRecord:
     #: (``SchedulerState._next_placement`` compares tasks by it).
     placement_key: object = None
 
-    @property
-    def task_id(self) -> str:
-        return self.spec.task_id
-
 
 class TaskBook:
     """Every task ever submitted, each filed under exactly one state."""
@@ -137,7 +140,9 @@ class TaskBook:
         """File a new task as WAITING; a known ``task_id`` raises :class:`SchedulerError`."""
         if spec.task_id in self._tasks:
             self.expect(self._tasks[spec.task_id], "submit")
-        task = TaskRecord(spec=spec, seq=self._submitted, retries_left=spec.retries)
+        task = TaskRecord(
+            spec=spec, task_id=spec.task_id, seq=self._submitted, retries_left=spec.retries
+        )
         self._submitted += 1
         self._tasks[spec.task_id] = task
         self.move(task, "submit")
@@ -167,10 +172,15 @@ class TaskBook:
 
     def move(self, task: TaskRecord, trigger: Trigger) -> None:
         """Move ``task`` as the table says, or raise :class:`SchedulerError` and change nothing."""
-        target = self.expect(task, trigger)
-        if task.state is not None:
-            del self._in[task.state][task.task_id]
-        self._in[target][task.task_id] = None
+        state = task.state
+        target = TRANSITIONS.get((state, trigger))
+        if target is None:
+            target = self.expect(task, trigger)  # raises, naming the move
+        in_ = self._in
+        task_id = task.task_id
+        if state is not None:
+            del in_[state][task_id]
+        in_[target][task_id] = None
         task.state = target
 
     def in_state(self, *states: TaskState) -> list[TaskRecord]:

@@ -164,7 +164,7 @@ def _assert_no_ready_task_could_be_sent(state: SchedulerState) -> None:
     """After every event the scheduler has sent whatever it could: no READY task has an
     engine to go to (its skipping of tasks known not to fit, ``_next_placement``, never
     skips one that does)."""
-    if not state._engines.has_room(state.hwm):
+    if not state._engines.has_room():
         return
     for task in state._tasks.in_state(TaskState.READY):
         assert state._choose(task) is None, task.task_id
