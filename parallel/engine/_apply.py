@@ -29,6 +29,7 @@ from kernel.protocol import JSONDict, Message, Reply, SignatureError, utc_now_is
 
 from .._errors import SerializationError
 from ..protocol._shm import METADATA_KEY, SharedDir, SharedMemoryError
+from ._call_cache import CallCache, global_names
 
 if TYPE_CHECKING:
     from kernel.server import KernelServer
@@ -60,25 +61,43 @@ class EngineIdentity:
 
 
 async def handle_apply(
-    server: KernelServer, engine: EngineIdentity, request: Message, identities: list[bytes]
+    server: KernelServer,
+    engine: EngineIdentity,
+    request: Message,
+    identities: list[bytes],
+    *,
+    calls: CallCache | None = None,
 ) -> Reply:
-    """Answer one ``apply_request`` (registered in ``shell_handlers`` by ``make_engine``)."""
+    """Answer one ``apply_request`` (registered in ``shell_handlers`` by ``make_engine``).
+
+    ``calls``: calls unpickled before, reused where that cannot be told apart from a
+    fresh unpickle (``_call_cache``); None: every call is unpickled.
+    """
     deserialize_call, serialize_object = _codec()
     interpreter = server.interpreter
     metadata: JSONDict = {"engine": engine.uuid, "engine_id": engine.id, "started": utc_now_iso()}
     signer = server.session.signer
+    namespace = interpreter.user_ns
     try:
         # Unpickling runs code: only buffers signed with the cluster's key are loaded.
         if engine.signs_buffers:
             signer.verify_buffers(request.buffers, request.metadata.get("buffers_hmac"))
-        fn, args, kwargs = deserialize_call(request.buffers)
+        key = None if calls is None else calls.key(request.buffers)
+        cached = None if key is None else calls.get(key, namespace)  # type: ignore[union-attr]
+        if cached is None:
+            fn, args, kwargs = deserialize_call(request.buffers)
+        else:
+            fn, args, kwargs = cached.fn, cached.args, cached.kwargs
     except (SerializationError, SignatureError) as exc:
         return _failed(interpreter.report_error(exc), metadata)
-    namespace = interpreter.user_ns
-    fn = interactive_in(fn, namespace) if isinstance(fn, types.FunctionType) else fn
-    # A map's function travels as an argument of the chunk runner: it too is interactive.
-    if any(isinstance(a, types.FunctionType) for a in args):
-        args = tuple(_interactive_arg(a, namespace) for a in args)
+    if cached is None:
+        unpickled = fn
+        fn = interactive_in(fn, namespace) if isinstance(fn, types.FunctionType) else fn
+        # A map's function travels as an argument of the chunk runner: it too is interactive.
+        if any(isinstance(a, types.FunctionType) for a in args):
+            args = tuple(_interactive_arg(a, namespace) for a in args)
+        if key is not None:
+            calls.put(key, unpickled, fn, args, kwargs)  # type: ignore[union-attr]
     outcome = await interpreter.run_callable(fn, args, kwargs)
     if outcome.error is not None:
         return _failed(outcome.error, metadata)
@@ -168,7 +187,7 @@ def interactive_in(fn: types.FunctionType, namespace: dict[str, object]) -> type
     """
     if fn.__module__ != "__main__" or fn.__globals__ is namespace:
         return fn
-    for name in _global_names(fn.__code__):
+    for name in global_names(fn.__code__):
         if name in fn.__globals__ and name not in namespace:
             namespace[name] = fn.__globals__[name]
     bound = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -180,12 +199,3 @@ def interactive_in(fn: types.FunctionType, namespace: dict[str, object]) -> type
 
 def _interactive_arg(arg: object, namespace: dict[str, object]) -> object:
     return interactive_in(arg, namespace) if isinstance(arg, types.FunctionType) else arg
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    """Names ``code`` and the code nested in it (comprehensions, inner functions) read."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names

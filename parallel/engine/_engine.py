@@ -57,6 +57,7 @@ from ..protocol._engine_traits import registration_traits, traits_from_env
 from ..protocol._shm import join_cluster_dir, shm_threshold
 from ._abort_list import AbortList
 from ._apply import EngineIdentity, handle_apply, with_shared_memory
+from ._call_cache import CallCache
 from ._hub_link import HubLink
 from ._recorder import recorded
 
@@ -92,7 +93,8 @@ def make_engine(
     task as ``interrupt_request`` does).
     """
     aborted = AbortList()
-    apply = partial(handle_apply, server, engine)
+    # Calls unpickled before, reused where nothing could tell (_call_cache).
+    apply = partial(handle_apply, server, engine, calls=CallCache())
     if link is not None:  # the hub link: controller watch and records (module docstring)
         link.on_give_up = lambda reason: server.stop_from_thread()
         if link.recording:

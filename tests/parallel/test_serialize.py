@@ -386,3 +386,20 @@ def test_what_the_standard_pickler_could_send_differently_is_left_to_cloudpickle
         case "a plain argument":
             args = [once, 5]
     assert serialize_plain_call(fn, args) is None
+
+
+@pytest.mark.parametrize("value", [0, -(10**40), 2.5, float("nan"), 3j, "é" * 5000, True, None])
+def test_a_plain_result_pickles_as_cloudpickle_would(value: object) -> None:
+    """serialize_object takes the standard pickler for plain values (an engine's trivial
+    results): the frames must be the ones cloudpickle's Pickler writes."""
+    import io
+
+    import cloudpickle
+
+    from parallel.protocol._serialize import _OBJECT
+
+    stream = io.BytesIO()
+    cloudpickle.Pickler(stream, protocol=5).dump((_OBJECT, value))
+    assert serialize_object(value) == [stream.getvalue()]
+    got = _round_trip(value)
+    assert got == value or (value != value and got != got)  # nan
