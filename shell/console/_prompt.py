@@ -43,7 +43,9 @@ from ._multiline import check_complete, is_complete_line, is_line_magic
 from ._pager import page, page_text
 from ._ptk_private import (
     install_focus_cached_bindings,
+    install_invalidate_events_once,
     install_redraw_guard,
+    install_slim_layout,
     is_editing_newest_line,
 )
 
@@ -122,7 +124,7 @@ class ConsoleUI:
             include_default_pygments_style=True,
             **self._io,
         )
-        _tune(self.session.app)
+        _tune(self.session)
         #: Called with the cell (as :meth:`read_cell` will return it) the moment
         #: Enter accepts it, before the prompt is redrawn as finished.
         self.on_accept: Callable[[str], None] | None = None
@@ -171,7 +173,7 @@ class ConsoleUI:
             self._aux = PromptSession(
                 history=InMemoryHistory(), validate_while_typing=False, **self._io
             )
-            _tune(self._aux.app)
+            _tune(self._aux)
         return await self._aux.prompt_async(
             question,
             is_password=password,
@@ -377,12 +379,15 @@ def _lexer_for(kernel_info: dict[str, Any], language: str = "") -> Lexer | None:
     return None
 
 
-def _tune(app: Application[Any]) -> None:
+def _tune(session: PromptSession[Any]) -> None:
     """Settings of prompt_toolkit's ``Application`` that ``PromptSession`` does not take."""
+    app = session.app
     # Resizes come with SIGWINCH; no need to poll the size twice a second.
     app.terminal_size_polling_interval = None
     install_focus_cached_bindings(app)  # a fixed layout: bindings depend on focus alone
     install_redraw_guard(app)  # no drawing of what is on screen already
+    install_invalidate_events_once(app)  # a fixed layout: the same events every drawing
+    install_slim_layout(session)  # no walk through the parts that show nothing
 
 
 def _duration(seconds: float) -> str:

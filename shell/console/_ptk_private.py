@@ -49,6 +49,16 @@ install_redraw_guard       wraps the instance's ``_redraw`` and not installed: a
                            :497); reads ``render_counter``,     drawn once more before its
                            ``is_done``, ``renderer.             finished drawing, and often the
                            _last_screen`` (renderer.py:383)     next prompt twice (~1.5 ms each)
+install_slim_layout         wraps the instance's ``Renderer.     not installed: every drawing
+(``_prompt._tune``)        render`` (renderer.py:591, which     walks the whole layout (floats,
+                           reads only ``layout.container``);    five hidden toolbars), ~0.4 ms
+                           finds its parts in ``PromptSession.  more per drawing
+                           _create_layout`` (shortcuts/prompt.
+                           py:550-737) and ``_RPrompt`` (:190)
+install_invalidate_events_ wraps ``Application._update_         not installed: every drawing
+once (``_prompt._tune``)   invalidate_events`` (application.    walks the layout's controls
+                           py:555; its list is emptied at exit, again (~0.15 ms a drawing)
+                           :766-768)
 =========================  ===================================  ===============================
 """
 
@@ -61,18 +71,24 @@ from typing import TYPE_CHECKING, Any
 from prompt_toolkit.key_binding import KeyBindingsBase
 
 if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
     from prompt_toolkit.application import Application
     from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.filters import Filter
     from prompt_toolkit.history import History
     from prompt_toolkit.key_binding import KeyPressEvent
     from prompt_toolkit.key_binding.key_bindings import Binding, KeysTuple, NotImplementedOrNone
+    from prompt_toolkit.layout import Layout
+    from prompt_toolkit.layout.containers import Container, Window
 
 __all__ = [
     "FocusCachedBindings",
     "add_older_history",
     "has_focus_cached_bindings",
     "install_focus_cached_bindings",
+    "install_invalidate_events_once",
     "install_redraw_guard",
+    "install_slim_layout",
     "is_editing_newest_line",
     "report_cursor_row",
 ]
@@ -226,6 +242,132 @@ def install_redraw_guard(app: Application[Any]) -> RedrawGuard | None:
     app.invalidate = guard.invalidate  # type: ignore[method-assign]
     app.redraw_guard = guard  # type: ignore[attr-defined]
     return guard
+
+
+class SlimLayout:
+    """Draws ``PromptSession``'s layout without the parts that show nothing.
+
+    The layout is an ``HSplit`` of the input (inside a ``ConditionalContainer`` for the
+    frame and a ``FloatContainer`` for the completion menus and the right prompt) and
+    five toolbars (validation, system, ``arg``, search, bottom). At a plain prompt only
+    the input and the bottom toolbar show anything, yet every drawing asks each part its
+    height twice and evaluates its filters, and draws the three floats: about a third of
+    a drawing. When nothing else can show (:meth:`is_plain`), the renderer is given a
+    layout of the same input window, prompt line and bottom toolbar in the same nesting,
+    which writes the same screen; otherwise (a completion menu, a search, a numeric
+    argument, a validation error, a frame, a right prompt) it is given the full one.
+    Only ``renderer.render`` sees the slim layout: focus, key bindings and
+    ``app.layout`` stay the session's.
+    """
+
+    def __init__(
+        self,
+        app: Application[Any],
+        session: PromptSession[Any],
+        slim: Container,
+        buffer_window: Window,
+        frame: Filter,
+    ) -> None:
+        from prompt_toolkit.layout import Layout
+
+        self._app = app
+        self._session = session
+        self._buffer_window = buffer_window
+        self._frame = frame
+        # Layout() focuses the window and records parents: its own, not the app's.
+        self.layout = Layout(slim, focused_element=buffer_window)
+        self.slim_drawings = 0
+
+    def is_plain(self) -> bool:
+        """Whether the full layout would show only the input and the bottom toolbar."""
+        app = self._app
+        buffer = self._session.default_buffer
+        return (
+            app.layout.current_window is self._buffer_window
+            and buffer.complete_state is None
+            and buffer.validation_error is None
+            and app.key_processor.arg is None
+            and not self._session.rprompt
+            and not self._frame()
+        )
+
+
+def install_slim_layout(session: PromptSession[Any]) -> SlimLayout | None:
+    """Draw ``session``'s prompt with :class:`SlimLayout` when nothing but the input and
+    the bottom toolbar shows; the hook, or None when the layout is not the one it was
+    written against (prompt_toolkit's ``PromptSession._create_layout``)."""
+    from prompt_toolkit.filters import Filter
+    from prompt_toolkit.layout.containers import (
+        ConditionalContainer,
+        FloatContainer,
+        HSplit,
+        Window,
+    )
+    from prompt_toolkit.layout.controls import BufferControl
+
+    app = session.app
+    full = app.layout.container
+    renderer = app.renderer
+    if not isinstance(full, HSplit) or len(full.children) != 6:
+        return None
+    framed, bottom = full.children[0], full.children[-1]
+    if not isinstance(framed, ConditionalContainer) or not isinstance(
+        framed.alternative_content, FloatContainer
+    ):
+        return None
+    inner = framed.alternative_content.content
+    if not isinstance(inner, HSplit) or len(inner.children) != 3:
+        return None
+    above, shown = inner.children[0], inner.children[1]
+    window = getattr(shown, "content", None)
+    if not isinstance(shown, ConditionalContainer) or not isinstance(window, Window):
+        return None
+    control = window.content
+    if not isinstance(control, BufferControl) or control.buffer is not session.default_buffer:
+        return None
+    toolbar = getattr(bottom, "content", None)
+    if not isinstance(bottom, ConditionalContainer) or not isinstance(toolbar, Window):
+        return None
+    if toolbar.style != "class:bottom-toolbar" or not isinstance(framed.filter, Filter):
+        return None
+    if not callable(getattr(renderer, "render", None)):
+        return None
+    # The same nesting (an HSplit of the input's HSplit and the toolbar): the wrappers
+    # left out pass heights through unchanged, so the rows are divided alike.
+    slim = HSplit([HSplit([above, window]), bottom])
+    hook = SlimLayout(app, session, slim, window, framed.filter)
+    render = renderer.render
+
+    def render_slim(app: Application[Any], layout: Layout, is_done: bool = False) -> None:
+        if layout.container is full and hook.is_plain():
+            hook.slim_drawings += 1
+            layout = hook.layout
+        render(app, layout, is_done)
+
+    renderer.render = render_slim  # type: ignore[method-assign]
+    app.slim_layout = hook  # type: ignore[attr-defined]
+    return hook
+
+
+def install_invalidate_events_once(app: Application[Any]) -> bool:
+    """Gather ``app``'s invalidate events once per prompt, not after every drawing.
+
+    After each drawing prompt_toolkit detaches its handler from every control's
+    invalidate events, walks the layout for them again and reattaches it: the same
+    events, as the layout is fixed (its parts are shown and hidden, never replaced).
+    The list is emptied when a prompt ends, so each prompt's first drawing still
+    gathers them. Installed only where the list and the method are found.
+    """
+    update = getattr(app, "_update_invalidate_events", None)
+    if not callable(update) or not isinstance(getattr(app, "_invalidate_events", None), list):
+        return False
+
+    def update_once() -> None:
+        if not app._invalidate_events:
+            update()
+
+    app._update_invalidate_events = update_once  # type: ignore[method-assign]
+    return True
 
 
 def is_editing_newest_line(buffer: Buffer) -> bool:

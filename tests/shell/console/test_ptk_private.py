@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import signal
 from collections import deque
 from pathlib import Path
@@ -21,6 +22,12 @@ import pytest
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application, in_terminal
 from prompt_toolkit.application.application import _CombinedRegistry
+from prompt_toolkit.application.current import set_app
+from prompt_toolkit.auto_suggest import Suggestion
+from prompt_toolkit.buffer import CompletionState
+from prompt_toolkit.completion import Completion
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.document import Document
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -28,6 +35,8 @@ from prompt_toolkit.key_binding.bindings.cpr import load_cpr_bindings
 from prompt_toolkit.key_binding.key_bindings import Binding
 from prompt_toolkit.keys import Keys
 from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.output.vt100 import Vt100_Output
+from prompt_toolkit.renderer import Renderer
 
 from shell.console._input_history import ConsoleHistory
 from shell.console._link import KernelLink
@@ -36,6 +45,7 @@ from shell.console._prompt import ConsoleUI
 from shell.console._ptk_private import (
     FocusCachedBindings,
     RedrawGuard,
+    SlimLayout,
     has_focus_cached_bindings,
     install_focus_cached_bindings,
     install_redraw_guard,
@@ -170,6 +180,162 @@ def test_the_guard_skips_only_redraws_of_what_is_on_screen() -> None:
             await task
             assert drawn == [False] * 3 + [True]
             assert guard.skipped >= 2
+
+    asyncio.run(check())
+
+
+# -- the slim layout and the invalidate events -------------------------------------------
+
+
+def _drawn(ui: ConsoleUI, out: io.StringIO, *, slim: bool, done: bool, rows_below: int) -> str:
+    """What one drawing of ``ui``'s prompt writes, from a reset renderer, through the
+    slim-layout hook (``slim``) or prompt_toolkit's own ``Renderer.render``."""
+    app = ui.session.app
+    renderer = app.renderer
+    renderer.reset()
+    if rows_below:  # as a cursor position report says: the toolbar can be drawn
+        renderer.report_absolute_cursor_row(ROWS - rows_below + 1)
+    out.seek(0)
+    out.truncate()
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    if done:
+        future.set_result("")
+    app.future = future
+    with set_app(app):
+        if slim:
+            renderer.render(app, app.layout, done)
+        else:
+            Renderer.render(renderer, app, app.layout, done)
+    app.future = None
+    return out.getvalue()
+
+
+ROWS, COLUMNS = 40, 120
+
+
+class _BusyLink(_PythonLink):
+    @property
+    def state(self) -> Any:
+        return "busy"
+
+
+#: Prompt states: (text, cursor from the end, what the console sets up). Each is drawn
+#: through both layouts, as typed and as finished, without and with the toolbar.
+PLAIN_STATES: list[tuple[str, int, str]] = [
+    ("", 0, ""),
+    ("%px a=1", 0, ""),
+    ("%px a=1", 3, ""),
+    ("pri", 0, "suggest"),  # the auto-suggestion after the cursor
+    ("for i in range(3):\n    print(i)\n", 5, ""),
+    ("x = '" + "y" * 150 + "'", 0, ""),  # wraps at 120 columns
+    ("def f():\n    return 1", 0, "select"),
+    ("a = 1", 0, "px"),  # %autopx's marker before the prompt
+    ("a = 1", 0, "vi"),  # vi mode: [ins] before the prompt
+    ("a = 1", 0, "busy"),  # the toolbar's state in colour
+]
+
+
+@pytest.mark.parametrize(("text", "back", "setup"), PLAIN_STATES)
+def test_the_slim_layout_draws_what_the_full_one_draws(text: str, back: int, setup: str) -> None:
+    """At a plain prompt the slim layout writes byte for byte what prompt_toolkit's full
+    layout writes, as typed and as finished, with and without the bottom toolbar."""
+
+    async def check() -> None:
+        out = io.StringIO()
+        output = Vt100_Output(out, lambda: Size(ROWS, COLUMNS), term="xterm-256color")
+        with create_pipe_input() as keys:
+            link = (_BusyLink if setup == "busy" else _PythonLink)(None, None, "canary")
+            ui = ConsoleUI(link, input=keys, output=output, vi_mode=setup == "vi")
+            ui.load_lexer()  # highlighted, as at a Python kernel
+            if setup == "px":
+                ui.prompt_marker = lambda: "[px] "
+            hook = ui.session.app.slim_layout  # type: ignore[attr-defined]
+            assert isinstance(hook, SlimLayout)
+            buffer = ui.session.default_buffer
+            buffer.document = Document(text, len(text) - back)
+            if setup == "suggest":
+                buffer.suggestion = Suggestion("nt(1)")
+            if setup == "select":
+                buffer.cursor_position = 4
+                buffer.start_selection()
+                buffer.cursor_position = 14
+            ui.session.message = ui._message  # as read_cell passes it
+            assert hook.is_plain()
+            _drawn(ui, out, slim=False, done=False, rows_below=0)  # once-only modes set
+            hook.slim_drawings = 0
+            for done in (False, True):
+                for rows_below in (0, 1, 12):
+                    full = _drawn(ui, out, slim=False, done=done, rows_below=rows_below)
+                    slim = _drawn(ui, out, slim=True, done=done, rows_below=rows_below)
+                    assert slim == full, (done, rows_below)
+                    assert "In [" in full
+            assert hook.slim_drawings == 6
+
+    asyncio.run(check())
+
+
+def test_a_completion_menu_or_a_search_is_drawn_with_the_full_layout() -> None:
+    async def check() -> None:
+        out = io.StringIO()
+        output = Vt100_Output(out, lambda: Size(ROWS, COLUMNS), term="xterm-256color")
+        with create_pipe_input() as keys:
+            ui = ConsoleUI(_PythonLink(None, None, "canary"), input=keys, output=output)
+            app = ui.session.app
+            hook = app.slim_layout  # type: ignore[attr-defined]
+            buffer = ui.session.default_buffer
+            buffer.document = Document("pri", 3)
+            buffer.complete_state = CompletionState(
+                buffer.document, [Completion("print", -3), Completion("property", -3)]
+            )
+            assert not hook.is_plain()
+            _drawn(ui, out, slim=False, done=False, rows_below=0)  # once-only modes set
+            drawn = _drawn(ui, out, slim=True, done=False, rows_below=12)
+            assert "property" in drawn  # the menu
+            assert drawn == _drawn(ui, out, slim=False, done=False, rows_below=12)
+            buffer.complete_state = None
+            assert hook.is_plain()
+            app.key_processor.arg = "3"  # Esc 3: the arg toolbar shows it
+            assert not hook.is_plain()
+            app.key_processor.arg = None
+            app.layout.focus(ui.session.search_buffer)  # Ctrl-R: the search toolbar
+            assert not hook.is_plain()
+            assert hook.slim_drawings == 0
+
+    asyncio.run(check())
+
+
+def test_a_prompt_gathers_its_invalidate_events_at_its_first_drawing_only() -> None:
+    """prompt_toolkit walks the layout for every control's invalidate events after each
+    drawing; the console's layout is fixed, so once per prompt is enough, and an event
+    still redraws the prompt (the auto-suggestion arriving after the text)."""
+
+    async def check() -> None:
+        with create_pipe_input() as keys:
+            ui = ConsoleUI(_PythonLink(None, None, "canary"), input=keys, output=DummyOutput())
+            app = ui.session.app
+            drawn = _count_drawings(app)
+            task = asyncio.ensure_future(ui.read_cell(1))
+            await until(task, lambda: len(drawn) == 1)
+            events = app._invalidate_events  # prompt_toolkit makes a new list per gathering
+            assert events
+            for char in "abc":
+                before = len(drawn)
+                keys.send_text(char)
+                await until(task, lambda: len(drawn) > before)  # noqa: B023 (awaited here)
+            assert app._invalidate_events is events
+            # An invalidate event still redraws: a suggestion set on the buffer.
+            count = len(drawn)
+            ui.session.default_buffer.suggestion = Suggestion("d")
+            ui.session.default_buffer.on_suggestion_set.fire()
+            await until(task, lambda: len(drawn) > count)
+            keys.send_text("\r")
+            assert await task == "abc"
+            assert app._invalidate_events == []  # detached when the prompt ended
+            task = asyncio.ensure_future(ui.read_cell(2))
+            await until(task, lambda: bool(app._invalidate_events))  # the next one gathers
+            assert app._invalidate_events is not events
+            keys.send_text("\r")
+            await task
 
     asyncio.run(check())
 
