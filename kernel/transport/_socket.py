@@ -60,6 +60,10 @@ class MessageSocket:
         self._writable_event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = int(socket.getsockopt(zmq.FD))
+        #: What the last ``ZMQ_EVENTS`` read said of input, while nothing since can have
+        #: changed it (no receive, no send): None once unknown. A read is a system call or
+        #: two in libzmq (and an enum in pyzmq); an engine's task made five (``_input``).
+        self._has_input: bool | None = None
         #: How the connection's handshakes end (``connect(watch_handshake=True)``).
         self.handshake: HandshakeWatch | None = None
 
@@ -113,9 +117,20 @@ class MessageSocket:
             self._loop.add_reader(self._fd, self._maybe_readable)
 
     def _maybe_readable(self) -> None:
-        if has_input(self.socket):
+        if self._input(known=False):
             self._readable.set()
         self._writable_event.set()  # a sender waiting re-checks ZMQ_EVENTS itself
+
+    def _input(self, *, known: bool = True) -> bool:
+        """Whether a message can be read now. ``known``: an answer from the last
+        ``ZMQ_EVENTS`` read is still good, if nothing since could have changed it: input
+        stays until it is received, and once a read said none, a message arriving makes
+        the descriptor fire (``_maybe_readable`` reads again). A receive or a send (which
+        may take libzmq's commands, and with them the edge) makes it unknown."""
+        if known and self._has_input is not None:
+            return self._has_input
+        self._has_input = has_input(self.socket)
+        return self._has_input
 
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
         """Send; at once unless the socket has no peer to queue for.
@@ -131,6 +146,7 @@ class MessageSocket:
         # Large buffers (a result array) go out without a copy: pyzmq copies frames
         # below its copy_threshold anyway, and passes larger ones to libzmq as they are.
         frames = self.session.serialize(message, identities or (), copy_buffers=not zero_copy)
+        self._has_input = None  # the send may take libzmq's commands: read again after
         while True:
             try:
                 if zero_copy:
@@ -173,7 +189,8 @@ class MessageSocket:
 
     def _drain(self) -> None:
         # Asking ZMQ_EVENTS first: a recv that raises zmq.Again costs an exception.
-        while has_input(self.socket):
+        while self._input():
+            self._has_input = None  # more may be queued behind this message
             try:
                 frames = recv_frames(self.socket)  # large buffers without a copy
             except zmq.Again:

@@ -1,0 +1,103 @@
+"""``MessageSocket`` reads ``ZMQ_EVENTS`` only when its last answer may be stale.
+
+Each read is a ``poll`` and a ``getpid`` in libzmq and an enum in pyzmq. A server's
+request and reply (the kernel's shell loop, an engine's task) read it five times: in
+the loop's reader callback, twice while draining, after the send, and once more when
+the loop went back to waiting. Two of those repeated an answer nothing could have
+changed: input stays until it is received, and after a read that saw none, an arriving
+message makes the descriptor fire. Never skipped: the read after a receive or a send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import zmq
+
+from kernel.protocol import Session
+from kernel.transport import _socket
+from kernel.transport._socket import MessageSocket
+
+
+def _pair(ctx: zmq.Context[zmq.Socket[bytes]]) -> tuple[MessageSocket, MessageSocket]:
+    session = Session(b"key")
+    sockets = []
+    for _ in range(2):
+        sock: zmq.Socket[bytes] = ctx.socket(zmq.PAIR)
+        sock.linger, sock.sndhwm, sock.rcvhwm = 0, 0, 0
+        sockets.append(sock)
+    sockets[0].bind("inproc://events-reads")
+    sockets[1].connect("inproc://events-reads")
+    return MessageSocket(sockets[0], session, "a"), MessageSocket(sockets[1], session.fork(), "b")
+
+
+def test_a_request_and_its_reply_read_zmq_events_three_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[zmq.Socket[bytes]] = []
+    real = _socket.has_input  # type: ignore[attr-defined]
+
+    def counting(sock: zmq.Socket[bytes]) -> bool:
+        reads.append(sock)
+        return real(sock)
+
+    monkeypatch.setattr(_socket, "has_input", counting)
+
+    async def scenario() -> list[int]:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        server, client = _pair(ctx)
+        per_request: list[int] = []
+
+        async def serve() -> None:  # what KernelServer._serve_shell does
+            while True:
+                request = (await server.recv()).message
+                await server.send(server.session.message("reply", request.content))
+
+        serving = asyncio.ensure_future(serve())
+        try:
+            async with asyncio.timeout(10):
+                for _ in range(3):  # let the server settle into waiting
+                    await client.send(client.session.message("request", {}))
+                    await client.recv()
+                for n in range(20):
+                    reads.clear()
+                    await client.send(client.session.message("request", {"n": n}))
+                    assert (await client.recv()).message.content == {"n": n}
+                    for _ in range(3):  # the server is back to waiting
+                        await asyncio.sleep(0)
+                    per_request.append(sum(1 for sock in reads if sock is server.socket))
+        finally:
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            server.close()
+            client.close()
+            ctx.term()
+        return per_request
+
+    per_request = asyncio.run(scenario())
+    # Five before: the callback, two in the drain, after the send, the next drain.
+    assert max(per_request) <= 3, per_request
+
+
+def test_messages_queued_behind_one_are_all_received() -> None:
+    """The receive makes the answer unknown: a burst is drained to the last message."""
+
+    async def scenario() -> None:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        a, b = _pair(ctx)
+        try:
+            async with asyncio.timeout(10):
+                for n in range(50):
+                    await b.send(b.session.message("burst", {"n": n}))
+                got = [(await a.recv()).message.content["n"] for _ in range(50)]
+                assert got == list(range(50))
+                await a.send(a.session.message("after", {}))  # a send in between
+                await b.send(b.session.message("late", {}))
+                assert (await a.recv()).message.msg_type == "late"
+        finally:
+            a.close()
+            b.close()
+            ctx.term()
+
+    asyncio.run(scenario())
