@@ -49,6 +49,8 @@ def _limit(name: str, default: int) -> int:
 def _size(buffers: Sequence[bytes | memoryview]) -> int:
     if not buffers:
         return 0
+    if len(buffers) == 1 and type(buffers[0]) is bytes:  # a pickled call or result
+        return len(buffers[0])
     return sum(memoryview(b).nbytes for b in buffers)
 
 
@@ -133,6 +135,8 @@ def _as_sent(buffers: Sequence[bytes | memoryview]) -> list[bytes | memoryview]:
     """The buffers as they are now. A result's buffer can be the live memory of an object
     (a numpy array the task returned and keeps), which the next task may change in place
     while the record waits for its window: such buffers are copied; bytes are kept."""
+    if len(buffers) == 1 and type(buffers[0]) is bytes:  # a plain result's one pickle
+        return [buffers[0]]
     out: list[bytes | memoryview] = []
     for buffer in buffers:
         if isinstance(buffer, bytes) or isinstance(memoryview(buffer).obj, bytes):

@@ -380,7 +380,8 @@ class Interpreter:
         finally:
             self._running_sync = False
             asyncio.events._set_running_loop(loop)
-            asyncio.set_event_loop(loop)
+            if _current_event_loop() is not loop:  # set_event_loop: ~3 us through the policy
+                asyncio.set_event_loop(loop)
 
     async def _await_as_cell(self, awaitable: Awaitable[Any]) -> Any:
         """Await user code as a task that SIGINT cancels (see :meth:`_on_sigint`)."""
@@ -501,3 +502,11 @@ def _cell_name(filename: str) -> str | None:
     if filename.startswith("<cell-") and filename.endswith(">"):
         return f"Cell In[{filename[6:-1]}]"
     return None
+
+
+def _current_event_loop() -> object:
+    """The thread's current event loop as the default policy keeps it (not creating one,
+    as ``get_event_loop`` may), or None where the policy is another kind: then the caller
+    sets it anyway."""
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    return getattr(local, "_loop", None)
