@@ -22,6 +22,7 @@ from ..protocol._engine_traits import labels_from, resources_from
 # whoever makes a view sends pickles, and `import parallel` still loads no cloudpickle.
 from ..protocol._serialize import PickledOnce, serialize_call, serialize_plain_call
 from ._asyncresult import AsyncResult
+from ._pickles import serialize_apply
 from ._remote import map_chunk, pull_names, pull_one, push_names
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ class DirectView(_View):
         targets: Targets = None,
     ) -> AsyncResult:
         ids = self._ids(targets)
-        buffers = _serialize(f, args, kwargs)  # before sending: unpicklable -> error here
+        # Before sending: unpicklable -> error here. The function's pickle may be kept.
+        buffers = serialize_apply(f, args, kwargs)
         # One request for all: large buffers are written to shared memory once (_shm_client).
         msg_ids = self.client.send_requests(ids, "apply_request", {}, buffers)
         result = AsyncResult(self.client, msg_ids, fname=_name(f), single=self._single(targets))
@@ -366,7 +368,7 @@ class LoadBalancedView(_View):
             call = {name: kwargs.pop(name) for name in ("labels", "resources") if name in kwargs}
             with self.temp_flags(**call):
                 return self._apply(f, args, kwargs)
-        buffers = _serialize(f, args, kwargs)
+        buffers = serialize_apply(f, args, kwargs)  # the function's pickle may be kept
         msg_id = self._submit(buffers, self._target_set(), self._after_ids())
         return self.client.track(AsyncResult(self.client, [msg_id], fname=_name(f), single=True))
 

@@ -355,6 +355,23 @@ def serialize_plain_call(fn: Callable[..., object], args: Sequence[object]) -> l
         return None
 
 
+def serialize_pickled_call(
+    once: PickledOnce, args: Sequence[object], kwargs: Mapping[str, object]
+) -> list[bytes] | None:
+    """:func:`serialize_call`'s frames for ``once``'s function called with plain ``args``
+    and ``kwargs`` (``int``, ``str``, ... : nothing cloudpickle would pickle otherwise,
+    no buffer to take out of band) by the standard (C) pickler; None for any other
+    argument. The client's kept function pickles (``parallel/client/_pickles.py``)."""
+    if not all(type(arg) in _PLAIN for arg in args):
+        return None
+    if not all(type(value) in _PLAIN for value in kwargs.values()):
+        return None
+    try:
+        return [pickle.dumps((_CALL, once, tuple(args), dict(kwargs)), protocol=5)]
+    except Exception:  # let serialize_call pickle it, or name what cannot be
+        return None
+
+
 def deserialize_call(
     frames: Sequence[Frame],
 ) -> tuple[Callable[..., object], tuple[object, ...], dict[str, object]]:
