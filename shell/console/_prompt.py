@@ -44,6 +44,7 @@ from ._pager import page, page_text
 from ._ptk_private import (
     install_focus_cached_bindings,
     install_invalidate_events_once,
+    install_parents_once,
     install_redraw_guard,
     install_slim_layout,
     is_editing_newest_line,
@@ -387,6 +388,7 @@ def _tune(session: PromptSession[Any]) -> None:
     install_focus_cached_bindings(app)  # a fixed layout: bindings depend on focus alone
     install_redraw_guard(app)  # no drawing of what is on screen already
     install_invalidate_events_once(app)  # a fixed layout: the same events every drawing
+    install_parents_once(app)  # ... and the same parents
     install_slim_layout(session)  # no walk through the parts that show nothing
 
 

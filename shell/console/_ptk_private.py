@@ -87,6 +87,7 @@ __all__ = [
     "has_focus_cached_bindings",
     "install_focus_cached_bindings",
     "install_invalidate_events_once",
+    "install_parents_once",
     "install_redraw_guard",
     "install_slim_layout",
     "is_editing_newest_line",
@@ -350,24 +351,82 @@ def install_slim_layout(session: PromptSession[Any]) -> SlimLayout | None:
 
 
 def install_invalidate_events_once(app: Application[Any]) -> bool:
-    """Gather ``app``'s invalidate events once per prompt, not after every drawing.
+    """Walk ``app``'s layout for its invalidate events once, not after every drawing.
 
     After each drawing prompt_toolkit detaches its handler from every control's
-    invalidate events, walks the layout for them again and reattaches it: the same
-    events, as the layout is fixed (its parts are shown and hidden, never replaced).
-    The list is emptied when a prompt ends, so each prompt's first drawing still
-    gathers them. Installed only where the list and the method are found.
+    invalidate events, walks the layout for them again and reattaches it; when a prompt
+    ends it detaches them all. The layout is fixed (its parts are shown and hidden, never
+    replaced), so the walk finds the same events every time: they are gathered once, at
+    the first drawing of the first prompt, and attached again at each later prompt's
+    first drawing. Installed only where the list and the method are found.
     """
     update = getattr(app, "_update_invalidate_events", None)
-    if not callable(update) or not isinstance(getattr(app, "_invalidate_events", None), list):
+    handler = getattr(app, "_invalidate_handler", None)
+    if not callable(update) or not callable(handler):
         return False
+    if not isinstance(getattr(app, "_invalidate_events", None), list):
+        return False
+    gathered: list[Any] = []
 
     def update_once() -> None:
-        if not app._invalidate_events:
+        if app._invalidate_events:  # attached since this prompt began
+            return
+        if not gathered:
             update()
+            gathered.extend(app._invalidate_events)
+            return
+        for event in gathered:
+            event += handler
+        app._invalidate_events = list(gathered)
 
     app._update_invalidate_events = update_once  # type: ignore[method-assign]
     return True
+
+
+def install_parents_once(app: Application[Any]) -> bool:
+    """Record the layout's child -> parent map once, not after every drawing.
+
+    prompt_toolkit walks the whole layout after each drawing to rebuild the map (for
+    ``Layout.get_parent``). Only a ``DynamicContainer`` can make a walk find other
+    children; ``PromptSession``'s layout has one, in the frame around the input, which
+    shows the frame's body, the input's container (``Frame.body``, never reassigned by
+    the session), also reached without it. Installed only when every
+    ``DynamicContainer`` shows a part reached that way.
+    """
+    from prompt_toolkit.layout.containers import DynamicContainer
+
+    layout = app.layout
+    update = getattr(layout, "update_parents_relations", None)
+    if not callable(update) or not isinstance(getattr(layout, "_child_to_parent", None), dict):
+        return False
+    dynamic: list[DynamicContainer] = []
+    fixed = _fixed_parts(layout.container, dynamic)
+    if any(part.get_container() not in fixed for part in dynamic):
+        return False
+
+    def update_once() -> None:
+        if not layout._child_to_parent:
+            update()
+
+    layout.update_parents_relations = update_once  # type: ignore[method-assign]
+    return True
+
+
+def _fixed_parts(root: Container, dynamic: list[Any]) -> set[Container]:
+    """The containers under ``root`` reached without going through a ``DynamicContainer``
+    (those are added to ``dynamic``)."""
+    from prompt_toolkit.layout.containers import DynamicContainer
+
+    found: set[Container] = set()
+    todo = [root]
+    while todo:
+        part = todo.pop()
+        if isinstance(part, DynamicContainer):
+            dynamic.append(part)
+            continue
+        found.add(part)
+        todo += part.get_children()
+    return found
 
 
 def is_editing_newest_line(buffer: Buffer) -> bool:

@@ -48,6 +48,7 @@ from shell.console._ptk_private import (
     SlimLayout,
     has_focus_cached_bindings,
     install_focus_cached_bindings,
+    install_parents_once,
     install_redraw_guard,
     is_editing_newest_line,
     report_cursor_row,
@@ -304,25 +305,35 @@ def test_a_completion_menu_or_a_search_is_drawn_with_the_full_layout() -> None:
     asyncio.run(check())
 
 
-def test_a_prompt_gathers_its_invalidate_events_at_its_first_drawing_only() -> None:
-    """prompt_toolkit walks the layout for every control's invalidate events after each
-    drawing; the console's layout is fixed, so once per prompt is enough, and an event
-    still redraws the prompt (the auto-suggestion arriving after the text)."""
+def test_the_layout_is_walked_for_events_and_parents_at_the_first_prompt_only() -> None:
+    """prompt_toolkit walks the layout for every control's invalidate events and for the
+    parents' map after each drawing; the console's layout is fixed, so the walks are made
+    once, and the events are attached at each prompt and still redraw it."""
 
     async def check() -> None:
         with create_pipe_input() as keys:
             ui = ConsoleUI(_PythonLink(None, None, "canary"), input=keys, output=DummyOutput())
             app = ui.session.app
+            walks: list[str] = []
+            find = app.layout.find_all_controls
+
+            def counted() -> Any:
+                walks.append("controls")
+                return find()
+
+            app.layout.find_all_controls = counted  # type: ignore[method-assign]
             drawn = _count_drawings(app)
             task = asyncio.ensure_future(ui.read_cell(1))
             await until(task, lambda: len(drawn) == 1)
-            events = app._invalidate_events  # prompt_toolkit makes a new list per gathering
+            events = list(app._invalidate_events)
+            parents = app.layout._child_to_parent
             assert events
+            assert parents
+            assert walks == ["controls"]
             for char in "abc":
                 before = len(drawn)
                 keys.send_text(char)
                 await until(task, lambda: len(drawn) > before)  # noqa: B023 (awaited here)
-            assert app._invalidate_events is events
             # An invalidate event still redraws: a suggestion set on the buffer.
             count = len(drawn)
             ui.session.default_buffer.suggestion = Suggestion("d")
@@ -331,13 +342,35 @@ def test_a_prompt_gathers_its_invalidate_events_at_its_first_drawing_only() -> N
             keys.send_text("\r")
             assert await task == "abc"
             assert app._invalidate_events == []  # detached when the prompt ended
+            walked = len(walks)  # the first key looked the focused window's bindings up
             task = asyncio.ensure_future(ui.read_cell(2))
-            await until(task, lambda: bool(app._invalidate_events))  # the next one gathers
-            assert app._invalidate_events is not events
+            await until(task, lambda: app.is_running and len(drawn) > count + 2)
+            assert app._invalidate_events == events  # attached again, without a walk
+            assert len(walks) == walked
+            assert app.layout._child_to_parent is parents
+            assert app.layout.get_parent(app.layout.current_window) is not None
+            ui.session.default_buffer.suggestion = Suggestion("x")
+            ui.session.default_buffer.on_suggestion_set.fire()
+            await until(task, lambda: len(drawn) > count + 3)
             keys.send_text("\r")
             await task
 
     asyncio.run(check())
+
+
+def test_a_layout_that_can_change_keeps_prompt_toolkits_walks() -> None:
+    """A ``DynamicContainer`` showing something new makes the parents' map change."""
+    from prompt_toolkit.layout import DynamicContainer, HSplit, Layout, Window
+
+    with create_pipe_input() as keys:
+        app = Application[None](
+            layout=Layout(HSplit([DynamicContainer(lambda: Window())])),
+            input=keys,
+            output=DummyOutput(),
+        )
+        assert not install_parents_once(app)
+        session = PromptSession[str](input=keys, output=DummyOutput())
+        assert install_parents_once(session.app)
 
 
 def test_binding_lookups_are_kept_and_rechecked_when_a_prompt_starts() -> None:
