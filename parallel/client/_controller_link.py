@@ -122,8 +122,8 @@ class ControllerLink:
         session = self._client.session
         message = session.message(msg_type, content)
         address_to(message.header, self._client.info.instance)  # the hub's start (replays)
-        self._sock.send_multipart(session.serialize(message))
-        self._client._pump.sent_on(self._sock)
+        # Never blocks: no connection within seconds is ClusterUnavailable (``_send``).
+        self._client._to_hub(self._sock, session.serialize(message))
         return message.msg_id
 
     def _on_reply(self, frames: list[bytes]) -> None:

@@ -40,9 +40,11 @@ from kernel.protocol import (
 from kernel.protocol._freshness import address_to
 from kernel.transport import RateLimitedLog
 from kernel.transport._curve import connect_curve
-from kernel.transport._frames import has_large_buffer, send_frames
+from kernel.transport._frames import has_large_buffer
 
+from .._errors import EngineError
 from ._pump import Pump
+from ._send import SEND_WAIT, Unreachable, send_or_fail
 from ._sequence import ReplySequence
 
 __all__ = ["EngineLink"]
@@ -124,17 +126,32 @@ class EngineLink:
         if self._held is not None:
             self._held.append((channel, message, frames))
             return
-        self._send_now(channel, message, frames)
+        try:
+            self._send_now(channel, message, frames)
+        except Unreachable as exc:  # not sent: not pending either
+            self.tracker.forget(message.msg_id)
+            raise EngineError(
+                f"cannot reach engine {self.id} at {self.info.url(channel)}: {exc.reason}",
+                self.id,
+            ) from None
 
-    def _send_now(self, channel: str, message: Message, frames: list[bytes] | None) -> None:
+    def _send_now(
+        self,
+        channel: str,
+        message: Message,
+        frames: list[bytes] | None,
+        wait: float = SEND_WAIT,
+    ) -> None:
+        """Send now, never blocking in libzmq; :class:`Unreachable` if no connection
+        takes the message within ``wait`` seconds (``_send``)."""
         sock = self.sockets[channel]
-        if message.buffers and has_large_buffer(message.buffers):  # zero-copy (MessageSocket.send)
-            if frames is None:
-                frames = self._session.serialize(message, copy_buffers=False)
-            sock.send_multipart(frames, copy=False)
-        else:
-            send_frames(sock, self._session.serialize(message) if frames is None else frames)
-        self._pump.sent_on(sock)
+        zero_copy = bool(message.buffers) and has_large_buffer(message.buffers)
+        if frames is None:  # zero-copy: large buffers as they are (MessageSocket.send)
+            frames = self._session.serialize(message, copy_buffers=not zero_copy)
+        try:
+            send_or_fail(sock, frames, zero_copy=zero_copy, wait=wait)
+        finally:
+            self._pump.sent_on(sock)  # a send (or the wait's poll) may take an edge
 
     def _on_frames(self, channel: str, frames: list[bytes]) -> None:
         try:
@@ -171,7 +188,14 @@ class EngineLink:
     def _subscribed(self) -> None:
         held, self._held = self._held, None
         for channel, message, frames in held or ():
-            self._send_now(channel, message, frames)
+            try:  # in a handler: no waiting here
+                self._send_now(channel, message, frames, wait=0.0)
+            except Unreachable as exc:
+                # Left pending: the heartbeat (no connection either) loses the engine
+                # within HEARTBEAT_GRACE, and that fails the request with EngineError.
+                self._rejected.warning(
+                    "engine %d: a held %s request was not sent: %s", self.id, channel, exc
+                )
 
     def check(self, now: float) -> bool:
         """Ping the heartbeat if requests are pending; False once it has been silent for

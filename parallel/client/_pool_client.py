@@ -49,7 +49,7 @@ from kernel.protocol._freshness import address_to
 from kernel.protocol._message import UNANNOUNCED
 from kernel.transport import shared_context
 from kernel.transport._curve import HandshakeWatch
-from kernel.transport._frames import has_large_buffer, send_frames
+from kernel.transport._frames import has_large_buffer
 
 from .._errors import (
     ClusterUnavailable,
@@ -66,6 +66,7 @@ from ._asyncresult import AsyncResult, ExecuteReply
 from ._controller_link import ControllerLink
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
+from ._send import Unreachable, send_or_fail
 from ._shm_client import ClientShm, open_client_shm
 
 if TYPE_CHECKING:
@@ -212,9 +213,38 @@ class Client:
     def _send_hub(self, msg_type: str, content: JSONDict) -> Message:
         message = self.session.message(msg_type, content)
         address_to(message.header, self._info.instance)  # the hub's start (replays)
-        send_frames(self._hub, self.session.serialize(message))
-        self._pump.sent_on(self._hub)
+        self._to_hub(self._hub, self.session.serialize(message))
         return message
+
+    def _to_hub(self, sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+        """Send on a socket to the hub (``sock``); :class:`ClusterUnavailable` if no
+        connection takes it within seconds: a refused handshake (``_send``)."""
+        try:
+            send_or_fail(sock, frames, refused=self._refused)
+        except Unreachable as exc:
+            raise ClusterUnavailable(self._unreachable(exc.reason)) from None
+        finally:
+            self._pump.sent_on(sock)  # a send (or the wait's poll) may take an edge
+
+    def _refused(self) -> str | None:
+        """Why the hub refused this client ("authentication failed: ..."), if it did and
+        the handshake is still watched (while the client connects)."""
+        watch = self._handshake
+        if watch is None:
+            return None
+        watch.read()
+        return watch.failure
+
+    def _unreachable(self, reason: str) -> str:
+        if reason.startswith("authentication failed"):
+            return (
+                f"{reason}: the controller at {self._info.hub_url} refused this client"
+                f" (cluster file {self.cluster_file}); use the cluster's own file"
+            )
+        return (
+            f"cannot reach the controller at {self._info.hub_url}: {reason}"
+            f" (cluster file {self.cluster_file})"
+        )
 
     def _hub_request(self, msg_type: str, content: JSONDict, timeout: float) -> None:
         self._await_hub(self._send_hub(msg_type, content), timeout)
@@ -243,8 +273,7 @@ class Client:
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         message = self.session.message("setup_request", content, metadata=metadata, buffers=buffers)
         address_to(message.header, self._info.instance)
-        send_frames(self._hub, self.session.serialize(message))
-        self._pump.sent_on(self._hub)
+        self._to_hub(self._hub, self.session.serialize(message))
         self._await_hub(message, timeout)
         reply = self._hub_replies.pop(message.msg_id, {})
         if reply.get("status") != "ok":
@@ -282,10 +311,7 @@ class Client:
                     f" {timeout:g} s (cluster file {self.cluster_file}); is the cluster running?"
                 )
             if watch is not None and watch.failure and not self._answered[message.msg_id]:
-                raise ClusterUnavailable(
-                    f"{watch.failure}: the controller at {self._info.hub_url} refused this"
-                    f" client (cluster file {self.cluster_file}); use the cluster's own file"
-                )
+                raise ClusterUnavailable(self._unreachable(watch.failure))
         finally:
             del self._answered[message.msg_id]
 
