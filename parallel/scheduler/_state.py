@@ -37,9 +37,9 @@ Rules:
   order they became READY (a retried task joins the back of the line), until
   no engine has room. A task may go to the live engines in its ``targets``
   (any, if ``None``), preferring those that have not already failed it, and
-  skipping those that hold ``hwm`` tasks (``hwm=0``: no limit) and those
-  without its ``resources`` free (load-balanced tasks hold their resources
-  while ASSIGNED); if none is left it stays READY. With several candidates,
+  skipping those that hold as many tasks as their depth (``hwm``; ``hwm=0``: no
+  limit) and those without its ``resources`` free (load-balanced tasks hold their
+  resources while ASSIGNED); if none is left it stays READY. With several candidates,
   listed least recently used first, the scheme picks one (:mod:`._schemes`);
   with one, the scheme is not asked and ``rng`` is not drawn from.
 * An ``error`` reply with retries left and ``retry_on="any"`` sends the task
@@ -59,6 +59,13 @@ Rules:
 * An abort fails a WAITING/READY task as ``aborted``; for an ASSIGNED task it
   asks the engine (``AbortOnEngine``) and disables retries.
 * A ``Tick`` fails WAITING/READY tasks whose ``deadline`` has passed (``timeout``).
+* Depth: with ``deep_hwm`` > ``hwm``, an engine that answered at least ``fast_rate``
+  tasks a second over the ``Tick``s of the last ``PACE_WINDOW`` seconds or more is
+  *fast* and may hold ``deep_hwm`` tasks, until a window in which it answered fewer
+  (``_pool`` module docstring: a deep queue costs less per task but holds tasks behind
+  a slow one, so it is kept for short tasks). A task with a ``deadline`` is only ever
+  offered engines holding fewer than ``hwm``: its deadline is for being *sent*, and
+  that keeps it meaning what it did (the task is not left queued on an engine).
 """
 
 from __future__ import annotations
@@ -92,18 +99,29 @@ from ._pool import EnginePool
 from ._schemes import Scheme, leastload
 from ._task_book import FAILURE_KINDS, TaskBook, TaskRecord, TaskState, Trigger
 
-__all__ = ["SchedulerState"]
+__all__ = ["FAST_RATE", "PACE_WINDOW", "SchedulerState"]
 
 _W, _R, _A = TaskState.WAITING, TaskState.READY, TaskState.ASSIGNED
 _D, _F = TaskState.DONE, TaskState.FAILED
 
+#: Replies a second from which an engine is fast and gets the deep queue (module
+#: docstring, depth): its tasks take 10 ms or less, so the ``deep_hwm - 1`` tasks a slow
+#: one may hold up behind it had been waiting ~0.1 s or less for their turn anyway.
+FAST_RATE = 100.0
+#: The shortest time over which a rate is judged (seconds): a client ticks every 50 ms
+#: while it waits, and a shorter window counts too few replies to judge by.
+PACE_WINDOW = 0.05
+
 
 #: What decides where a READY task may go (``_placement_key``).
-_PlacementKey = tuple[frozenset[EngineId] | None, frozenset[str], tuple[tuple[str, float], ...]]
+_PlacementKey = tuple[
+    frozenset[EngineId] | None, frozenset[str], tuple[tuple[str, float], ...], bool
+]
 
 
 def _placement_key(task: TaskRecord) -> _PlacementKey | None:
-    """Its targets, labels and resources: tasks with equal keys fit the same engines now;
+    """Its targets, labels, resources and whether it has no deadline (a deadline keeps it
+    off deep queues): tasks with equal keys fit the same engines now;
     ``None`` for a task that avoids the engines it failed on (its answer is its own)."""
     if task.failed_on:
         return None
@@ -111,7 +129,7 @@ def _placement_key(task: TaskRecord) -> _PlacementKey | None:
     if key is None:
         spec = task.spec
         resources = tuple(sorted(spec.resources.items()))
-        key = task.placement_key = (spec.targets, spec.labels, resources)
+        key = task.placement_key = (spec.targets, spec.labels, resources, spec.deadline is None)
     return key  # type: ignore[return-value]  # made here, of that type
 
 
@@ -138,9 +156,20 @@ class SchedulerState:
         poison_after: int = 3,
         log_size: int = 10_000,
         orphan_grace: float = 0.0,
+        deep_hwm: int | None = None,
+        fast_rate: float = FAST_RATE,
     ) -> None:
-        if hwm < 0 or poison_after < 1 or orphan_grace < 0:
-            raise ValueError("hwm must be >= 0, poison_after >= 1 and orphan_grace >= 0")
+        if hwm < 0 or poison_after < 1 or orphan_grace < 0 or fast_rate <= 0:
+            raise ValueError(
+                "hwm must be >= 0, poison_after >= 1, orphan_grace >= 0 and fast_rate > 0"
+            )
+        #: Replies a second from which an engine is fast (module docstring, depth).
+        self.fast_rate = fast_rate
+        #: The ``Tick`` time the current pace window began (``None``: no tick yet).
+        self._paced_at: float | None = None
+        #: Unfinished tasks with a deadline, in submission order (the ``Tick`` checks
+        #: these, not every READY task: a map's thousands have none). Cleaned at ticks.
+        self._deadlined: dict[str, None] = {}
         #: Seconds a task with retries waits for an engine when none it may run on is live
         #: (every engine lost, replacements on their way); 0: it fails at once.
         self.orphan_grace = orphan_grace
@@ -160,7 +189,7 @@ class SchedulerState:
         #: Every task ever submitted, filed by state.
         self._tasks = TaskBook()
         #: Live engines, their loads and least-recently-used order.
-        self._engines = EnginePool(hwm)
+        self._engines = EnginePool(hwm, deep_hwm)
         #: Each engine's labels and resources, as it last registered (``_fit``).
         self._traits: dict[EngineId, EngineTraits] = {}
         #: Placement keys that found no engine, valid while the pool's version is
@@ -205,6 +234,11 @@ class SchedulerState:
     def load(self, engine: EngineId) -> int:
         """How many tasks live ``engine`` holds; :class:`SchedulerError` if it is not live."""
         return self._engines.load(engine)
+
+    def depth(self, engine: EngineId) -> int:
+        """How many tasks live ``engine`` may hold now (module docstring, depth)."""
+        self._engines.load(engine)  # SchedulerError if it is not live
+        return self._engines.depth(engine)
 
     @property
     def live_engines(self) -> frozenset[EngineId]:
@@ -306,11 +340,16 @@ class SchedulerState:
             raise SchedulerError(f"task {event.task_id!r} needs max_engine_deaths >= 1")
         sid = event.stimulus_id
         if not event.after:  # most tasks: nothing to look up
-            self._advance(self._tasks.add(event), sid, out)
+            task = self._tasks.add(event)
+            if event.deadline is not None:
+                self._deadlined[task.task_id] = None
+            self._advance(task, sid, out)
             return
         # Looked up before it is filed: a task naming itself names an unknown task.
         unknown = sorted(d for d in event.after if d not in self._tasks)
         task = self._tasks.add(event)
+        if event.deadline is not None:
+            self._deadlined[task.task_id] = None
         if unknown:
             self._fail(task, "unsatisfiable", f"unknown dependency {unknown}", sid, out)
             return
@@ -362,12 +401,44 @@ class SchedulerState:
         out.append(AbortOnEngine(task_id=task.task_id, engine=task.engine, stimulus_id=sid))
 
     def _on_tick(self, event: Tick, out: list[Instruction]) -> None:
-        for task in self._tasks.in_state(_W, _R):
+        for task_id in list(self._deadlined):
+            task = self._tasks.get(task_id) if task_id in self._tasks else None
+            if task is None or task.state in (_D, _F):  # an ASSIGNED one may be retried
+                del self._deadlined[task_id]
+                continue
             deadline = task.spec.deadline
-            if deadline is not None and deadline <= event.now and task.state in (_W, _R):
+            assert deadline is not None  # only those are noted
+            if deadline <= event.now and task.state in (_W, _R):
                 reason = f"not sent to an engine by its deadline {deadline}"
                 self._fail(task, "timeout", reason, event.stimulus_id, out)
+                del self._deadlined[task_id]
         self._expire_orphans(event, out)
+        self._pace(event.now)
+
+    # -- depth: deep queues for engines that run short tasks -------------------------
+
+    @property
+    def paces(self) -> bool:
+        """Whether engines may be given deep queues (the driver should ``Tick`` then)."""
+        return self._engines.deep_hwm != self._engines.hwm
+
+    def _pace(self, now: float) -> None:
+        """At a ``Tick`` that ends a pace window: each engine is fast or not by the replies
+        it sent during the window (module docstring, depth)."""
+        if not self.paces:
+            return
+        if self._paced_at is None or now < self._paced_at:
+            self._paced_at = now
+            for engine in self._engines:
+                self._engines.take_answered(engine)
+            return
+        elapsed = now - self._paced_at
+        if elapsed < PACE_WINDOW:
+            return
+        self._paced_at = now
+        for engine in self._engines:
+            rate = self._engines.take_answered(engine) / elapsed
+            self._engines.set_fast(engine, rate >= self.fast_rate)
 
     # -- tasks waiting for an engine to come back --------------------------------------
 
@@ -440,7 +511,7 @@ class SchedulerState:
         candidates = self._candidates(task)
         pool = [e for e in candidates if e not in task.failed_on] or candidates
         if not task.spec.direct:
-            pool = self._engines.with_room(pool)
+            pool = self._engines.with_room(pool, shallow=task.spec.deadline is not None)
             pool = self._with_free_resources(pool, task)
         if len(pool) <= 1:
             return pool[0] if pool else None

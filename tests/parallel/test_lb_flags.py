@@ -17,6 +17,7 @@ import pytest
 from _cluster_support import isolate, main_function, running_cluster
 
 from parallel import RemoteError
+from parallel.client._balancer import DEEP_HWM, HWM
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,13 +67,21 @@ def test_unordered_results_come_as_tasks_finish_and_ordered_ones_in_order() -> N
 def test_a_task_that_waits_longer_than_its_timeout_fails_without_running() -> None:
     with running_cluster(1) as (_, rc):
         lview = rc.load_balanced_view()
-        busy = [lview.apply_async(SLEEP_THEN, (3.0, "busy")) for _ in range(2)]  # fills hwm
+        # Short tasks first, so that the engine is fast and may hold a deep queue
+        # (DEEP_HWM): a task with a timeout still goes only where fewer than HWM wait.
+        for _ in range(20):
+            lview.map_sync(abs, range(300))
+            if rc._balancer is not None and rc._balancer.state.depth(0) == DEEP_HWM:
+                break
+        else:
+            raise AssertionError("the engine never ran 100 short tasks a second")
+        busy = [lview.apply_async(SLEEP_THEN, (3.0, "busy")) for _ in range(HWM)]
         with lview.temp_flags(timeout=0.5):
             late = lview.apply_async(SLEEP_THEN, (0, "ran"))
         with pytest.raises(RemoteError) as info:
             late.get(timeout=2.5)  # fails long before the engine frees up (6 s)
         assert info.value.ename == "TaskTimeout"
-        assert [ar.get(timeout=30) for ar in busy] == ["busy", "busy"]
+        assert [ar.get(timeout=30) for ar in busy] == ["busy"] * HWM
 
 
 def test_after_waits_for_success_fails_on_failure_and_refuses_unknown_tasks() -> None:

@@ -135,12 +135,16 @@ def _submission(world: _World, data: st.DataObject, sid: str) -> TaskSubmitted:
 def test_random_event_streams_keep_the_invariants_and_answer_every_task_once(
     data: st.DataObject,
 ) -> None:
+    hwm = data.draw(st.integers(0, 2))
     state = SchedulerState(
         rng=Random(data.draw(st.integers(0, 99))),
         scheme=data.draw(st.sampled_from(list(SCHEMES.values()))),
-        hwm=data.draw(st.integers(0, 2)),
+        hwm=hwm,
         poison_after=data.draw(st.integers(1, 3)),
         orphan_grace=data.draw(st.sampled_from([0.0, 3.0])),
+        # engines that answer 0.1 or 1 task a second (ticks are 0-5 s apart) go deep
+        deep_hwm=hwm + data.draw(st.integers(0, 2)) if hwm else 0,
+        fast_rate=data.draw(st.sampled_from([0.1, 1.0])),
     )
     world = _World(state)
     for step in range(data.draw(st.integers(1, 60))):

@@ -27,6 +27,7 @@ from parallel.scheduler import (
     lru,
     plainrandom,
 )
+from parallel.scheduler._state import PACE_WINDOW
 
 
 def _state(**options: object) -> SchedulerState:
@@ -119,6 +120,52 @@ def test_hwm_holds_tasks_ready_until_an_engine_frees_up() -> None:
     assert _handle(state, EngineRegistered(engine=2, stimulus_id="r2")) == [
         SendTask(task_id="d", engine=2, stimulus_id="r2"),
     ]
+
+
+def _sent(instructions: list[Instruction]) -> list[tuple[str, int]]:
+    return [(i.task_id, i.engine) for i in instructions if isinstance(i, SendTask)]
+
+
+def test_an_engine_that_answers_fast_gets_the_deep_queue_and_loses_it_when_slow() -> None:
+    state = _state(hwm=1, deep_hwm=3, fast_rate=10.0)
+    _engines(state, 0)
+    assert state.paces
+    assert _sent(_handle(state, *(_submit(t) for t in "abcdefgh"))) == [("a", 0)]
+    _handle(state, Tick(now=0.0, stimulus_id="t0"))  # the first window starts
+    _handle(state, _finished("a", 0))  # one reply in 0.2 s: 5 a second, slow
+    assert _sent(_handle(state, Tick(now=0.2, stimulus_id="t1"))) == []
+    assert state.load(0) == 1
+    for task in "bc":  # two more in 0.1 s: 20 a second, fast
+        _handle(state, _finished(task, 0))
+    assert _sent(_handle(state, Tick(now=0.3, stimulus_id="t2"))) == [("e", 0), ("f", 0)]
+    assert state.load(0) == 3
+    # A window shorter than PACE_WINDOW judges nothing yet.
+    assert _handle(state, Tick(now=0.3 + PACE_WINDOW / 2, stimulus_id="t3")) == []
+    assert _sent(_handle(state, _finished("d", 0))) == [("g", 0)]  # still deep
+    # Then slow (one reply in a second): no more sends until the queue drains below hwm.
+    assert _sent(_handle(state, Tick(now=1.3, stimulus_id="t4"))) == []
+    for task in "ef":
+        assert _sent(_handle(state, _finished(task, 0))) == []
+    assert _sent(_handle(state, _finished("g", 0))) == [("h", 0)]
+
+
+def test_a_task_with_a_deadline_never_goes_deep_and_times_out_waiting() -> None:
+    state = _state(hwm=1, deep_hwm=4, fast_rate=1.0)
+    _engines(state, 0)
+    _handle(state, _submit("a"), Tick(now=0.0, stimulus_id="t0"), _finished("a", 0))
+    _handle(state, Tick(now=0.5, stimulus_id="t1"))  # 2 a second: fast
+    assert _sent(_handle(state, _submit("b"))) == [("b", 0)]
+    assert _sent(_handle(state, _submit("late", deadline=1.0))) == []  # 1 held: full for it
+    assert _sent(_handle(state, _submit("c"))) == [("c", 0)]  # room below deep_hwm
+    assert _handle(state, Tick(now=1.0, stimulus_id="t2")) == [
+        FailTask(
+            task_id="late",
+            kind="timeout",
+            reason="not sent to an engine by its deadline 1.0",
+            stimulus_id="t2",
+        )
+    ]
+    assert state.state_of("b") is TaskState.ASSIGNED
 
 
 def test_a_direct_task_goes_to_its_engine_even_past_hwm() -> None:
