@@ -43,6 +43,16 @@ def test_engines_are_mpi_ranks_with_id_equal_to_rank_and_px_runs_a_collective() 
         assert ranks == [0, 1, 2, 3]  # the documented mapping: engine i is rank i
         sizes = rc[:].apply_sync(lambda: __import__("mpi4py").MPI.COMM_WORLD.size)
         assert sizes == [4, 4, 4, 4]
+        # One node: Open MPI's fast-start settings (_mpi.ONE_NODE_ENV); start-up's objects
+        # frozen out of the way of collections, which run again (_node_engine).
+        settled = rc[:].apply_sync(
+            lambda: (
+                __import__("os").environ.get("OMPI_MCA_pml"),
+                __import__("gc").isenabled(),
+                __import__("gc").get_freeze_count() > 0,
+            )
+        )
+        assert settled == [("ob1", True, True)] * 4
         # MPI initialized on the main thread (where cells run), at mpi4py's default level.
         threading = rc[:].apply_sync(
             lambda: (lambda M: (M.Query_thread() == M.THREAD_MULTIPLE, M.Is_thread_main()))(
