@@ -44,6 +44,7 @@ from ._pager import page, page_text
 from ._ptk_private import (
     install_focus_cached_bindings,
     install_invalidate_events_once,
+    install_one_write_when_done,
     install_parents_once,
     install_redraw_guard,
     install_slim_layout,
@@ -139,9 +140,11 @@ class ConsoleUI:
 
     # -- reading --------------------------------------------------------------
 
-    async def read_cell(self, count: int, default: str = "") -> str:
+    async def read_cell(self, count: int, default: str = "", before: str = "") -> str:
         """Show ``In [count]:`` and return the accepted text (trailing blank lines removed).
 
+        ``before`` is written just before the prompt, in the same ``write`` as its first
+        drawing (the console's blank line between cells; see :meth:`writes_to`).
         Raises ``KeyboardInterrupt`` (Ctrl-C) and ``EOFError`` (Ctrl-D on an empty line).
         """
         self.count = count
@@ -151,8 +154,21 @@ class ConsoleUI:
             # prompt_async draws the prompt before it first waits: these run after that.
             callbacks, self._after_drawn = self._after_drawn, []
             asyncio.get_running_loop().call_soon(_call_all, callbacks)
-        text = await self.session.prompt_async(self._message, default=default, handle_sigint=False)
+        output = self.session.app.output
+        text = await self.session.prompt_async(
+            self._message,
+            default=default,
+            handle_sigint=False,
+            # After the prompt's reset, before its first drawing (or cursor position
+            # request), which flushes it: the output only buffers until then.
+            pre_run=(lambda: output.write_raw(before)) if before else None,
+        )
         return _cell_text(text)
+
+    def writes_to(self, stream: TextIO) -> bool:
+        """Whether the prompt is drawn on ``stream`` (the terminal; not in tests, where
+        it is drawn nowhere), so text for ``stream`` can go with its drawing."""
+        return getattr(self.session.app.output, "stdout", None) is stream
 
     def _watch_accept(self, buffer: Buffer) -> None:
         accept = buffer.accept_handler
@@ -390,6 +406,7 @@ def _tune(session: PromptSession[Any]) -> None:
     install_invalidate_events_once(app)  # a fixed layout: the same events every drawing
     install_parents_once(app)  # ... and the same parents
     install_slim_layout(session)  # no walk through the parts that show nothing
+    install_one_write_when_done(app)  # a cell's finished prompt in one write
 
 
 def _duration(seconds: float) -> str:

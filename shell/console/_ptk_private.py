@@ -87,6 +87,7 @@ __all__ = [
     "has_focus_cached_bindings",
     "install_focus_cached_bindings",
     "install_invalidate_events_once",
+    "install_one_write_when_done",
     "install_parents_once",
     "install_redraw_guard",
     "install_slim_layout",
@@ -348,6 +349,41 @@ def install_slim_layout(session: PromptSession[Any]) -> SlimLayout | None:
     renderer.render = render_slim  # type: ignore[method-assign]
     app.slim_layout = hook  # type: ignore[attr-defined]
     return hook
+
+
+def install_one_write_when_done(app: Application[Any]) -> bool:
+    """Write a prompt's finished drawing and what ends the prompt in one ``write``.
+
+    ``Renderer.render(is_done=True)`` flushes the drawing, then resets the renderer,
+    which writes the end of bracketed paste and flushes again: two writes to the
+    terminal, back to back, for every cell. The first flush is held until the reset is
+    done. Installed only where the renderer and the output's ``flush`` are found.
+    """
+    renderer, output = app.renderer, app.output
+    if not callable(getattr(renderer, "render", None)) or not callable(
+        getattr(output, "flush", None)
+    ):
+        return False
+    render = renderer.render
+
+    def render_in_one_write(app: Application[Any], layout: Layout, is_done: bool = False) -> None:
+        if not is_done:
+            render(app, layout, is_done)
+            return
+        flush = output.flush
+        output.flush = _no_flush  # type: ignore[method-assign]
+        try:
+            render(app, layout, is_done)
+        finally:
+            output.flush = flush  # type: ignore[method-assign]
+            flush()
+
+    renderer.render = render_in_one_write  # type: ignore[method-assign]
+    return True
+
+
+def _no_flush() -> None:
+    pass
 
 
 def install_invalidate_events_once(app: Application[Any]) -> bool:

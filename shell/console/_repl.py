@@ -180,13 +180,16 @@ class InteractiveConsole:
         """The next input; '' after Ctrl-C. Raises ``_Exit`` on a confirmed Ctrl-D."""
         await self.term.settle()
         self.renderer.ensure_newline()
+        gap: list[str] = []
         if not self._first_prompt:
-            self.renderer.separate()
+            # The blank line goes out with the prompt's first drawing: one write.
+            with_prompt = self.ui.writes_to(self.renderer.out)
+            self.renderer.separate(gap.append if with_prompt else None)
         self._first_prompt = False
         report_threads()
         default, self._next_input = self._next_input, ""
         try:
-            code = await self.ui.read_cell(self.count, default)
+            code = await self.ui.read_cell(self.count, default, before="".join(gap))
         except KeyboardInterrupt:
             return ""
         except EOFError:

@@ -29,6 +29,8 @@ import unicodedata
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kernel.protocol import JSONDict, Message
 
 # ANSI_RE and format_bundle are re-exported: console modules import them from here.
@@ -123,14 +125,16 @@ class OutputRenderer:
         self._write("\n")
         self.column = 0
 
-    def separate(self) -> None:
+    def separate(self, write: Callable[[str], None] | None = None) -> None:
         """A blank line before the next prompt (IPython's look).
 
         Output arriving while that prompt is up (background output) goes
         *above* the blank line: the separator is erased and rewritten after
         it, and does not end the last display's claim to be last on screen.
+        ``write``, if given, writes the line instead of :attr:`out` (the console
+        hands it to the prompt, which writes it with its first drawing).
         """
-        self._write("\n")
+        self._write("\n", write=write)
         self._trailing += 1
 
     def _take_separator(self) -> int:
@@ -282,15 +286,25 @@ class OutputRenderer:
         self._last_display = None
         self._trailing = 0
 
-    def _write(self, text: str, *, err: bool = False, unknown: bool = False) -> None:
+    def _write(
+        self,
+        text: str,
+        *,
+        err: bool = False,
+        unknown: bool = False,
+        write: Callable[[str], None] | None = None,
+    ) -> None:
         self._echo = None  # anything written now follows our input
         if not self.ansi:
             text = ANSI_RE.sub("", text)
         stream = self.err if err else self.out
-        if stream is not self.out:
-            self.out.flush()  # keep the two streams' order on a shared terminal
-        stream.write(text)
-        stream.flush()
+        if write is not None:
+            write(text)
+        else:
+            if stream is not self.out:
+                self.out.flush()  # keep the two streams' order on a shared terminal
+            stream.write(text)
+            stream.flush()
         rows = self._advance(text)
         if self._cell_rows is not None:
             self._cell_rows = None if unknown else self._cell_rows + rows

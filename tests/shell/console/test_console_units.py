@@ -100,6 +100,20 @@ def test_background_output_goes_above_the_separator() -> None:
     assert out.getvalue() == "cell output\n\n\x1b[1F\x1b[Jlate\n\n"
 
 
+def test_the_separator_can_be_written_by_the_prompt_and_is_kept_track_of() -> None:
+    """The console hands the blank line to the next prompt, which writes it with its
+    first drawing; the renderer counts it as its own (output arriving then goes above)."""
+    r, out = renderer(ansi=True)
+    r.render(msg("stream", name="stdout", text="cell output\n"))
+    handed: list[str] = []
+    r.separate(handed.append)
+    assert handed == ["\n"]
+    assert out.getvalue() == "cell output\n"
+    out.write("".join(handed))  # the prompt writes it
+    r.render(msg("stream", name="stdout", text="late\n"))
+    assert out.getvalue() == "cell output\n\n\x1b[1F\x1b[Jlate\n\n"
+
+
 def test_plain_mode_never_moves_the_cursor() -> None:
     r, out = renderer(ansi=False)
     display = {"display_id": "bar"}

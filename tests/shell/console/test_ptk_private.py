@@ -373,6 +373,56 @@ def test_a_layout_that_can_change_keeps_prompt_toolkits_walks() -> None:
         assert install_parents_once(session.app)
 
 
+class _Writes:
+    """A terminal that records each write (prompt_toolkit writes once per flush)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[str] = []
+
+    def write(self, data: str) -> int:
+        self.chunks.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError("no file")
+
+
+def test_a_cell_is_two_writes_finished_prompt_and_blank_line_with_the_next_prompt() -> None:
+    """Text and Enter in one go: the finished drawing and the end of bracketed paste in
+    one write (prompt_toolkit made two), then the console's blank line and the next
+    prompt's first drawing in one (the console wrote the line on its own)."""
+
+    async def cells() -> list[str]:
+        terminal = _Writes()
+        # No cursor position requests (as in the benchmarks): with them, the request
+        # goes out with the blank line, before the drawing.
+        output = Vt100_Output(
+            terminal, lambda: Size(ROWS, COLUMNS), term="xterm-256color", enable_cpr=False
+        )
+        with create_pipe_input() as keys:
+            ui = ConsoleUI(_PythonLink(None, None, "canary"), input=keys, output=output)
+            assert ui.writes_to(terminal)  # type: ignore[arg-type]
+            assert not ui.writes_to(io.StringIO())
+            keys.send_text("x = 1\r")
+            assert await ui.read_cell(1) == "x = 1"
+            del terminal.chunks[:]
+            keys.send_text("x = 2\r")
+            assert await ui.read_cell(2, before="\n") == "x = 2"
+            return terminal.chunks
+
+    first, finished = asyncio.run(cells())
+    assert first.startswith("\n\x1b[?2004h")  # the blank line, then the prompt
+    assert "In [" in first
+    assert "x" in finished
+    assert finished.endswith("\x1b[?2004l")  # bracketed paste ends in the same write
+
+
 def test_binding_lookups_are_kept_and_rechecked_when_a_prompt_starts() -> None:
     """A lookup is kept for the rest of the prompt; a binding added between prompts is
     used from the next prompt on (the registries' versions are checked at its start)."""
