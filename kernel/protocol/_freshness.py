@@ -38,7 +38,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["DEFAULT_SKEW", "TARGET_KEY", "address_to", "dated_before", "refusal", "replay_skew"]
+__all__ = [
+    "DEFAULT_SKEW",
+    "OUTLIVED_RESTART",
+    "TARGET_KEY",
+    "address_to",
+    "dated_before",
+    "refusal",
+    "replay_skew",
+]
 
 #: Seconds a message may be dated before the kernel started and still be taken: covers
 #: requests a client queued while the kernel restarted (libzmq delivers them to the new
@@ -47,6 +55,10 @@ DEFAULT_SKEW = 5.0
 #: The header key naming the instance a request is for (a Loom extension; other peers
 #: neither send nor read it, and a header's unknown keys are kept as they are).
 TARGET_KEY = "loom_target"
+#: What the refusal of a message that names an earlier instance and is dated before this
+#: start says (``strict=False``): a peer that outlived a restart, whose queued messages
+#: arrive after it (the hub logs those apart, ``parallel/controller/_hub.py``).
+OUTLIVED_RESTART = "names an earlier instance"
 
 
 def replay_skew(environ: dict[str, str] | None = None) -> float:
@@ -113,8 +125,11 @@ def refusal(
                 " from another engine, or from before a restart"
             )
     if not_before is not None and dated_before(header.get("date"), not_before):
+        # (Here a named instance is another one: strict=False.)
+        named = target is not None and instance is not None
+        earlier = f" {OUTLIVED_RESTART} ({target!r})," if named else ""
         return (
-            f"message dated {header.get('date')} is older than this process's start "
+            f"message{earlier} dated {header.get('date')} is older than this process's start "
             "(a replay from before a restart, or a client clock behind; LOOM_REPLAY_SKEW)"
         )
     return None

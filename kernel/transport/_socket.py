@@ -54,7 +54,8 @@ class MessageSocket:
         self.socket = socket
         self.session = session
         self.channel = channel
-        self._rejected = RateLimitedLog(log)
+        #: Where refused input is logged (the hub gives its socket one of its own kind).
+        self.rejected = RateLimitedLog(log)
         self._inbox: deque[Received] = deque()
         self._readable = asyncio.Event()
         self._writable_event = asyncio.Event()
@@ -198,7 +199,7 @@ class MessageSocket:
             try:
                 self._inbox.append(self.session.deserialize(frames))
             except ProtocolError as exc:
-                self._rejected.warning("dropped invalid message on %s: %s", self.channel, exc)
+                self.rejected.warning("dropped invalid message on %s: %s", self.channel, exc)
 
     def close(self) -> None:
         self.end_handshake_watch()

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import zmq
 
@@ -50,12 +51,13 @@ from kernel.protocol import (
     MalformedMessage,
     Message,
     Received,
+    ReplayedMessage,
     Reply,
     Session,
     error_content,
     reply_message,
 )
-from kernel.protocol._freshness import address_to
+from kernel.protocol._freshness import OUTLIVED_RESTART, address_to
 from kernel.transport import MessageSocket, RateLimitedLog
 from kernel.transport._curve import connect_curve
 from parallel.scheduler import EngineLost, EngineRegistered, EngineRegistry, RegistrationReceived
@@ -90,6 +92,25 @@ CLEAN_EXIT = describe_death(0)
 #: Seconds one recorded setup item may run on a joining engine before the engine is
 #: announced with a timeout error instead (``--setup-timeout``; docs/parallel.md).
 SETUP_TIMEOUT = 300.0
+
+
+class HubRefusals(RateLimitedLog):
+    """The hub socket's log of refused input, with a budget of its own for messages from
+    peers that outlived a restore: engines' pings and task records queued while the
+    controller was down, dated before this start and naming the previous instance
+    (``OUTLIVED_RESTART``). After a ``--restore`` they come in a flood, which on one
+    budget (5 lines per 10 s, then a count) could hide the line of a real replay or
+    forgery refused at the same time; now each kind has its 5 lines, then its count."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger)
+        self.outlived = RateLimitedLog(logger)
+
+    def warning(self, fmt: str, *args: Any) -> None:
+        if any(isinstance(arg, ReplayedMessage) and OUTLIVED_RESTART in str(arg) for arg in args):
+            self.outlived.warning(fmt, *args)
+        else:
+            super().warning(fmt, *args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +171,7 @@ class Hub:
         self.engines: dict[int, EngineRecord] = {}
         self._heartbeats: dict[int, asyncio.Task[None]] = {}
         self._rejected = RateLimitedLog(log)
+        hub.rejected = HubRefusals(log)  # stale peers after a restore: a budget of their own
         #: Set whenever an engine registers (``wait_for_engines`` in the controller).
         self.changed = asyncio.Event()
         #: Restarts: the policy (``None``: engines are not replaced) and the launcher's
