@@ -529,11 +529,15 @@ class Client:
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         links: list[EngineLink] = []
         messages: list[Message] = []
+        sizes: dict[int, int] = {}  # id() of a buffer list -> its largest frame (bytes)
         for engine_id, refs in zip(engine_ids, staged, strict=True):
             link = self.link(engine_id)
             sent = buffers if refs is None else near
-            if sent:
-                self._check_size(engine_id, sent)
+            if sent:  # the largest frame of each list measured once per broadcast
+                largest = sizes.get(id(sent))
+                if largest is None:
+                    largest = sizes[id(sent)] = max(memoryview(b).nbytes for b in sent)
+                self._check_size(engine_id, largest)
             extra = metadata if refs is None else {**metadata, METADATA_KEY: refs}
             if refs is not None and "buffers_hmac" in metadata:  # of what goes on the wire
                 extra["buffers_hmac"] = self.session.signer.sign_buffers(sent or [])
@@ -543,12 +547,12 @@ class Client:
             messages.append(message)
         return links, messages
 
-    def _check_size(self, engine_id: int, buffers: list[bytes]) -> None:
-        """:class:`SerializationError` if a frame is larger than the engine accepts: libzmq
-        would drop the connection without a word, and the request would never finish."""
+    def _check_size(self, engine_id: int, largest: int) -> None:
+        """:class:`SerializationError` if a frame (the ``largest``, in bytes) is larger than
+        the engine accepts: libzmq would drop the connection without a word, and the
+        request would never finish."""
         record = self._records.get(engine_id)
         limit = record.max_message_size if record is not None else 0
-        largest = max(memoryview(b).nbytes for b in buffers)
         if limit and largest > limit:
             raise SerializationError(
                 f"an argument of {largest:,} bytes is larger than engine {engine_id} accepts"
