@@ -28,7 +28,8 @@ process, and (``--mpi``) the order ranks register in (``register``, looked up by
   node.
 - **Rank order** (``--mpi``). It initializes MPI first (MPI_Init on the main thread,
   where cells run, while a thread imports the engine: ``_import_during_mpi_init``), and
-  rank r registers only after rank r-1 did, so the hub (which
+  rank r registers only after rank r-1 did (waiting without spinning:
+  ``wait_politely``), so the hub (which
   numbers engines in registration order) gives rank r the id r in a cluster whose only
   engines are these ranks. Not under plain ``srun``: mpi4py's singleton init kills the
   task there.
@@ -236,6 +237,26 @@ def _mpi_init_without_gil() -> None:
     atexit.register(finalize_at_exit)  # before mpi4py's own: so it runs after it
 
 
+#: Seconds between two checks of a receive (``wait_politely``): first, and at most.
+POLL_FIRST, POLL_MAX = 0.0005, 0.005
+
+
+def wait_politely(request: Any) -> Any:
+    """Wait for an MPI ``request`` (mpi4py) to complete without spinning; its message.
+
+    Open MPI's blocking receive spins: a rank waiting 1 s for its turn used 1 s of CPU,
+    taken, on a node with more ranks than cores, from the ranks still importing, the ones
+    it waits for. Checked instead at growing intervals up to ``POLL_MAX`` (each check is
+    a few microseconds), so a turn passes within ~5 ms."""
+    pause = POLL_FIRST
+    while True:
+        done, message = request.test()
+        if done:
+            return message
+        time.sleep(pause)
+        pause = min(pause * 2, POLL_MAX)
+
+
 def _in_rank_order(register: Callable[..., int]) -> Callable[..., int]:
     from mpi4py import MPI
 
@@ -244,7 +265,7 @@ def _in_rank_order(register: Callable[..., int]) -> Callable[..., int]:
 
     def register_in_rank_order(*a: Any, **k: Any) -> int:
         if rank > 0:
-            comm.recv(source=rank - 1, tag=TAG)
+            wait_politely(comm.irecv(source=rank - 1, tag=TAG))
         engine_id = register(*a, **k)
         if rank + 1 < size:
             comm.send(engine_id, dest=rank + 1, tag=TAG)  # small: sent eagerly, no wait

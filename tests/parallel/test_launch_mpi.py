@@ -99,10 +99,24 @@ seen = (comm.allreduce(1), MPI.Query_thread() == MPI.THREAD_MULTIPLE, MPI.Is_thr
 every = comm.gather(seen)
 if comm.rank == 0:
     print(every)
+# A rank waiting for its turn (rank order) does not spin: Open MPI's blocking receive
+# burnt a core for as long as it waited.
+import time
+from parallel.launchers._node_engine import wait_politely
+if comm.rank == 0:
+    time.sleep(1.0)  # a rank 0 that is late with the token
+    comm.send("token", dest=1, tag=7)
+else:
+    cpu = time.process_time()
+    assert wait_politely(comm.irecv(source=0, tag=7)) == "token"
+    cpu = time.process_time() - cpu
+    assert cpu < 0.05, f"waiting for the token took {cpu:.3f} s of CPU"
 """
 
 
-def test_ranks_import_the_engine_while_mpi_init_runs(tmp_path: Path) -> None:
+def test_ranks_import_the_engine_while_mpi_init_runs_and_wait_their_turn_idle(
+    tmp_path: Path,
+) -> None:
     # MPI_Init (~0.3 s, GIL held when mpi4py calls it) overlaps the engine's imports: it
     # is called through ctypes on the main thread while a thread imports.
     (tmp_path / "_mpi_probe_module.py").write_text(
