@@ -48,6 +48,7 @@ from ._ptk_private import (
     install_parents_once,
     install_redraw_guard,
     install_slim_layout,
+    install_suggest_after_burst,
     is_editing_newest_line,
 )
 
@@ -407,6 +408,7 @@ def _tune(session: PromptSession[Any]) -> None:
     install_parents_once(app)  # ... and the same parents
     install_slim_layout(session)  # no walk through the parts that show nothing
     install_one_write_when_done(app)  # a cell's finished prompt in one write
+    install_suggest_after_burst(session.default_buffer, app)  # not one task per key
 
 
 def _duration(seconds: float) -> str:

@@ -68,12 +68,15 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from prompt_toolkit.auto_suggest import AutoSuggest
 from prompt_toolkit.key_binding import KeyBindingsBase
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.application import Application
+    from prompt_toolkit.auto_suggest import Suggestion
     from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.document import Document
     from prompt_toolkit.filters import Filter
     from prompt_toolkit.history import History
     from prompt_toolkit.key_binding import KeyPressEvent
@@ -91,6 +94,7 @@ __all__ = [
     "install_parents_once",
     "install_redraw_guard",
     "install_slim_layout",
+    "install_suggest_after_burst",
     "is_editing_newest_line",
     "report_cursor_row",
 ]
@@ -349,6 +353,44 @@ def install_slim_layout(session: PromptSession[Any]) -> SlimLayout | None:
     renderer.render = render_slim  # type: ignore[method-assign]
     app.slim_layout = hook  # type: ignore[attr-defined]
     return hook
+
+
+class SuggestAfterBurst(AutoSuggest):
+    """The prompt's auto-suggestion, looked for once per burst of keys, not per key.
+
+    ``Buffer.insert_text`` starts a task looking for a suggestion after every inserted
+    character if its ``auto_suggest`` is true. Keys that arrive together (a paste
+    without bracketed paste, a script, pexpect, a fast typist) are processed in one go,
+    so each started a task whose suggestion the next key made stale: eight tasks for
+    ``%px a=1`` typed with Enter. This wrapper is false while more keys of the same read
+    wait in the key processor's queue, so only the last character starts one (and none
+    when Enter follows); the suggestion shown after the burst is the same.
+    """
+
+    def __init__(self, app: Application[Any], inner: AutoSuggest) -> None:
+        self._processor = app.key_processor
+        self._inner = inner
+
+    def __bool__(self) -> bool:
+        return not self._processor.input_queue  # a new deque at every reset: look it up
+
+    def get_suggestion(self, buffer: Buffer, document: Document) -> Suggestion | None:
+        return self._inner.get_suggestion(buffer, document)
+
+    async def get_suggestion_async(self, buffer: Buffer, document: Document) -> Suggestion | None:
+        return await self._inner.get_suggestion_async(buffer, document)
+
+
+def install_suggest_after_burst(buffer: Buffer, app: Application[Any]) -> bool:
+    """Wrap ``buffer``'s auto-suggestion in :class:`SuggestAfterBurst`; whether it was."""
+    from collections import deque as _deque
+
+    inner = buffer.auto_suggest
+    queue = getattr(app.key_processor, "input_queue", None)
+    if inner is None or isinstance(inner, SuggestAfterBurst) or not isinstance(queue, _deque):
+        return False
+    buffer.auto_suggest = SuggestAfterBurst(app, inner)
+    return True
 
 
 def install_one_write_when_done(app: Application[Any]) -> bool:

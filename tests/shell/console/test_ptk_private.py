@@ -23,7 +23,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.application import Application, in_terminal
 from prompt_toolkit.application.application import _CombinedRegistry
 from prompt_toolkit.application.current import set_app
-from prompt_toolkit.auto_suggest import Suggestion
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory, Suggestion
 from prompt_toolkit.buffer import CompletionState
 from prompt_toolkit.completion import Completion
 from prompt_toolkit.data_structures import Size
@@ -46,6 +46,7 @@ from shell.console._ptk_private import (
     FocusCachedBindings,
     RedrawGuard,
     SlimLayout,
+    SuggestAfterBurst,
     has_focus_cached_bindings,
     install_focus_cached_bindings,
     install_parents_once,
@@ -371,6 +372,48 @@ def test_a_layout_that_can_change_keeps_prompt_toolkits_walks() -> None:
         assert not install_parents_once(app)
         session = PromptSession[str](input=keys, output=DummyOutput())
         assert install_parents_once(session.app)
+
+
+class _CountedSuggest(AutoSuggestFromHistory):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_suggestion(self, buffer: Any, document: Document) -> Suggestion | None:
+        self.asked.append(document.text)
+        return super().get_suggestion(buffer, document)
+
+
+def test_keys_typed_together_look_for_one_suggestion_after_the_last() -> None:
+    """A task per character looked for a suggestion the next character made stale; now
+    one after a burst (none when Enter ends it), one per key typed one at a time, and
+    the suggestion shown is the same."""
+
+    async def check() -> None:
+        with create_pipe_input() as keys:
+            history = InMemoryHistory(["print(1)"])
+            link = _PythonLink(None, None, "canary")
+            ui = ConsoleUI(link, history=history, input=keys, output=DummyOutput())
+            buffer = ui.session.default_buffer
+            assert isinstance(buffer.auto_suggest, SuggestAfterBurst)
+            counted = buffer.auto_suggest._inner = _CountedSuggest()
+            keys.send_text("%px a=1\r")  # a line and Enter in one read
+            assert await ui.read_cell(1) == "%px a=1"
+            assert counted.asked == []
+            task = asyncio.ensure_future(ui.read_cell(2))
+            keys.send_text("pri")  # a burst: one look, for the whole of it
+            await until(task, lambda: buffer.suggestion is not None)
+            assert buffer.suggestion is not None
+            assert buffer.suggestion.text == "nt(1)"
+            assert counted.asked == ["pri"]
+            for char in "nt":  # one at a time: one look each, as before
+                before = len(counted.asked)
+                keys.send_text(char)
+                await until(task, lambda: len(counted.asked) > before)  # noqa: B023
+            assert counted.asked == ["pri", "prin", "print"]
+            keys.send_text("\r")
+            assert await task == "print"
+
+    asyncio.run(check())
 
 
 class _Writes:
