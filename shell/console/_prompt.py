@@ -42,6 +42,7 @@ from ._keys import load_console_bindings
 from ._multiline import check_complete, is_complete_line, is_line_magic
 from ._pager import page, page_text
 from ._ptk_private import (
+    install_content_once_per_drawing,
     install_focus_cached_bindings,
     install_invalidate_events_once,
     install_one_write_when_done,
@@ -407,6 +408,7 @@ def _tune(session: PromptSession[Any]) -> None:
     install_invalidate_events_once(app)  # a fixed layout: the same events every drawing
     install_parents_once(app)  # ... and the same parents
     install_slim_layout(session)  # no walk through the parts that show nothing
+    install_content_once_per_drawing(session)  # the input made once per size per drawing
     install_one_write_when_done(app)  # a cell's finished prompt in one write
     install_suggest_after_burst(session.default_buffer, app)  # not one task per key
 

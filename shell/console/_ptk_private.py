@@ -88,6 +88,7 @@ __all__ = [
     "FocusCachedBindings",
     "add_older_history",
     "has_focus_cached_bindings",
+    "install_content_once_per_drawing",
     "install_focus_cached_bindings",
     "install_invalidate_events_once",
     "install_one_write_when_done",
@@ -390,6 +391,56 @@ def install_suggest_after_burst(buffer: Buffer, app: Application[Any]) -> bool:
     if inner is None or isinstance(inner, SuggestAfterBurst) or not isinstance(queue, _deque):
         return False
     buffer.auto_suggest = SuggestAfterBurst(app, inner)
+    return True
+
+
+def install_content_once_per_drawing(session: PromptSession[Any]) -> bool:
+    """Make the input's content once per drawing for each size asked, not four times.
+
+    A drawing asks the input window's ``BufferControl`` for its content (the document
+    through the lexer and the input processors) once per height computation, three
+    times with the same arguments, and once more to draw it. Nothing a drawing reads
+    changes while it draws, so within one ``Renderer.render`` the content made for given
+    arguments is kept and given again; outside a drawing (key bindings, mouse) every call
+    makes it afresh, as before. Installed only where the control and renderer are found.
+    """
+    from prompt_toolkit.layout.controls import BufferControl, UIContent
+
+    app = session.app
+    window = app.layout.current_window
+    control = getattr(window, "content", None)
+    renderer = app.renderer
+    if not isinstance(control, BufferControl) or control.buffer is not session.default_buffer:
+        return False
+    if not callable(getattr(renderer, "render", None)):
+        return False
+    create = control.create_content
+    render = renderer.render
+    kept: dict[tuple[int, int, bool], UIContent] = {}
+    drawing = False
+
+    def create_content(width: int, height: int, preview_search: bool = False) -> UIContent:
+        if not drawing:
+            return create(width, height, preview_search)
+        key = (width, height, preview_search)
+        content = kept.get(key)
+        if content is None:
+            content = kept[key] = create(width, height, preview_search)
+        return content
+
+    def render_keeping_content(
+        app: Application[Any], layout: Layout, is_done: bool = False
+    ) -> None:
+        nonlocal drawing
+        drawing = True
+        try:
+            render(app, layout, is_done)
+        finally:
+            drawing = False
+            kept.clear()
+
+    control.create_content = create_content  # type: ignore[method-assign]
+    renderer.render = render_keeping_content  # type: ignore[method-assign]
     return True
 
 

@@ -276,6 +276,40 @@ def test_the_slim_layout_draws_what_the_full_one_draws(text: str, back: int, set
     asyncio.run(check())
 
 
+def test_a_drawing_makes_the_inputs_content_once_per_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prompt_toolkit made it four times per drawing (three for heights, one to draw);
+    outside a drawing it is made afresh at every call."""
+    from prompt_toolkit.layout.controls import BufferControl
+
+    made: list[tuple[int, int]] = []
+    create = BufferControl.create_content
+
+    def counted(self: BufferControl, width: int, height: int, preview: bool = False) -> Any:
+        made.append((width, height))
+        return create(self, width, height, preview)
+
+    monkeypatch.setattr(BufferControl, "create_content", counted)
+
+    async def check() -> None:
+        out = io.StringIO()
+        output = Vt100_Output(out, lambda: Size(ROWS, COLUMNS), term="xterm-256color")
+        with create_pipe_input() as keys:
+            ui = ConsoleUI(_PythonLink(None, None, "canary"), input=keys, output=output)
+            ui.session.message = ui._message
+            ui.session.default_buffer.document = Document("%px a=1", 7)
+            _drawn(ui, out, slim=True, done=False, rows_below=12)
+            assert sorted(set(made)) == sorted(made)  # each size once
+            assert len(made) == 2
+            control = ui.session.app.layout.current_window.content
+            control.create_content(COLUMNS, 1)
+            control.create_content(COLUMNS, 1)
+            assert len(made) == 4
+
+    asyncio.run(check())
+
+
 def test_a_completion_menu_or_a_search_is_drawn_with_the_full_layout() -> None:
     async def check() -> None:
         out = io.StringIO()
