@@ -248,8 +248,11 @@ class TaskDB:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
+        #: Whether rows stored with ``add_rows(defer=True)`` wait for :meth:`commit`.
+        self.uncommitted = False
 
     def close(self) -> None:
+        self.commit()
         self._db.close()
 
     # -- records ------------------------------------------------------------------
@@ -285,19 +288,55 @@ class TaskDB:
         full: Sequence[tuple[Any, ...]],
         tasks: Sequence[tuple[Any, ...]],
         results: Sequence[tuple[Any, ...]],
+        *,
+        defer: bool = False,
     ) -> None:
         """Store rows as they are bound (the hub builds them from an engine's batch with
         no per-column work): ``full`` rows are a task and its result (:data:`FULL_COLUMNS`),
         ``tasks`` a started task (:data:`TASK_COLUMNS`), ``results`` a result alone
         (:data:`RESULT_COLUMNS`). One transaction; :class:`sqlite3.Error` if a value
-        cannot be stored (nothing is then)."""
-        with self._transaction():
-            if full:
-                self._db.executemany(_FULL_SQL, full)
-            if tasks:
-                self._db.executemany(_TASK_SQL, tasks)
-            if results:
-                self._db.executemany(_RESULT_SQL, results)
+        cannot be stored (nothing is then).
+
+        ``defer``: into the transaction left open for later batches, committed by
+        :meth:`commit` (or by the next write that is not deferred): a commit per batch
+        was half of what a small batch cost the hub (engines that reply a task at a time
+        send batches of one). Until then the rows are visible to this connection's
+        queries, not durable."""
+        if not defer:
+            self.commit()
+            with self._transaction():
+                self._insert(full, tasks, results)
+            return
+        if not self.uncommitted:
+            self._db.execute("BEGIN")
+            self.uncommitted = True
+        self._db.execute("SAVEPOINT batch")  # a batch that fails leaves the others
+        try:
+            self._insert(full, tasks, results)
+        except BaseException:
+            self._db.execute("ROLLBACK TO batch")
+            raise
+        finally:
+            self._db.execute("RELEASE batch")
+
+    def commit(self) -> None:
+        """Commit the rows stored with ``defer`` (nothing if there are none)."""
+        if self.uncommitted:
+            self.uncommitted = False
+            self._db.execute("COMMIT")
+
+    def _insert(
+        self,
+        full: Sequence[tuple[Any, ...]],
+        tasks: Sequence[tuple[Any, ...]],
+        results: Sequence[tuple[Any, ...]],
+    ) -> None:
+        if full:
+            self._db.executemany(_FULL_SQL, full)
+        if tasks:
+            self._db.executemany(_TASK_SQL, tasks)
+        if results:
+            self._db.executemany(_RESULT_SQL, results)
 
     def fail_pending(
         self,
@@ -391,6 +430,7 @@ class TaskDB:
         ]
 
     def _transaction(self) -> _Transaction:
+        self.commit()  # deferred rows first: one transaction at a time
         return _Transaction(self._db)
 
 

@@ -74,7 +74,7 @@ from ..protocol._hub_messages import (
 )
 from ._db import SetupRow
 from ._liveness import LOCAL_HEARTBEAT_TIMEOUT, heartbeat_timeout, watch_connection
-from ._records import Records
+from ._records import COMMIT_WINDOW, Records
 from ._restarts import GiveUp, RestartPolicy
 
 __all__ = ["HEARTBEAT_GRACE", "Hub"]
@@ -194,6 +194,8 @@ class Hub:
         self._pids: dict[str, int] = {}
         #: Engines registered but not announced yet: their setup runs.
         self._joining: dict[int, asyncio.Task[None]] = {}
+        #: The pending commit of record batches (``_records.COMMIT_WINDOW``).
+        self._flush: asyncio.TimerHandle | None = None
 
     async def serve(self) -> None:
         """Answer hub requests until cancelled."""
@@ -232,13 +234,23 @@ class Hub:
             case "record_request" | "result_request" | "db_request" | "resubmitted_request":
                 if self.records is None:
                     raise MalformedMessage("this controller keeps no records")
-                return self.records.answer(request)
+                reply = self.records.answer(request)
+                if self.records.unflushed and self._flush is None:
+                    loop = asyncio.get_running_loop()
+                    self._flush = loop.call_later(COMMIT_WINDOW, self._flush_records)
+                return reply
             case "setup_request":
                 return self._record_setup(request)
         self._rejected.warning("unknown hub request %r", request.msg_type)
         if request.msg_type.endswith("_request"):
             return Reply(error_content(ValueError(f"unknown request {request.msg_type}")))
         return None
+
+    def _flush_records(self) -> None:
+        """Commit the record batches of the last ``COMMIT_WINDOW`` together."""
+        self._flush = None
+        if self.records is not None:
+            self.records.flush()
 
     def _ping(self, request: Message) -> Reply:
         """An engine checks that its controller is there and knows it; one it does not
@@ -542,6 +554,9 @@ class Hub:
     def close(self) -> None:
         """Stop every heartbeat monitor (the controller is stopping)."""
         self.stopping = True
+        if self._flush is not None:  # committed now (TaskDB.close would too)
+            self._flush.cancel()
+            self._flush_records()
         for task in [*self._heartbeats.values(), *self._joining.values()]:
             task.cancel()
         self._heartbeats.clear()

@@ -36,7 +36,13 @@ from kernel.protocol import JSONDict, MalformedMessage, Message, Reply, utc_now_
 
 from ._db import QueryError, TaskDB
 
-__all__ = ["Records"]
+__all__ = ["COMMIT_WINDOW", "Records"]
+
+#: Seconds a batch that asked for no reply may wait to be committed with the batches
+#: that follow it (``Records.flush``). While it waits, its engine still holds it
+#: unconfirmed, so a controller killed meanwhile loses nothing: the engine sends it again
+#: when it registers with the restored one (docs/architecture.md, "Task records").
+COMMIT_WINDOW = 0.02
 
 
 class Records:
@@ -48,6 +54,22 @@ class Records:
         self.durability = durability
         #: Engine uuid -> (its link, first and last batch committed without a gap).
         self._batches: dict[str, tuple[str, int, int]] = {}
+        #: Batches stored but not committed yet (``TaskDB.add_rows(defer=True)``), as
+        #: (uuid, link, seq): they count as committed once :meth:`flush` commits them.
+        self._stored: list[tuple[str, object, object]] = []
+
+    @property
+    def unflushed(self) -> bool:
+        """Whether batches wait for :meth:`flush` (the hub calls it soon after)."""
+        return self.db.uncommitted or bool(self._stored)
+
+    def flush(self) -> None:
+        """Commit the batches stored since the last commit; only now do engines' pings
+        learn of them (``committed``), so an engine drops no record the hub could lose."""
+        self.db.commit()
+        stored, self._stored = self._stored, []
+        for uuid, link, seq in stored:
+            self._confirm(uuid, link, seq)
 
     def committed(self, engine_uuid: str, link: object) -> list[int] | None:
         """``[first, last]``: the batches of ``link`` this hub committed, none missing
@@ -62,8 +84,10 @@ class Records:
             case "record_request":
                 return self._store(request)
             case "result_request":
+                self.flush()  # what a client is shown is committed: it outlives this hub
                 return self._results(request)
             case "db_request":
+                self.flush()
                 return self._query(request)
             case "resubmitted_request":
                 pairs = request.content.get("pairs")
@@ -90,22 +114,34 @@ class Records:
             raise MalformedMessage("rows must be a list")
         frames = split_frames(request.buffers, content.get("sizes"))
         full, tasks, results = rows_of(rows, frames, uuid, engine_id, utc_now_iso())
+        # A batch that asks for no reply is committed with the others that come within
+        # COMMIT_WINDOW (the hub calls flush); one that asks (sync records, large buffers)
+        # is committed before its reply, and the deferred ones with it.
+        defer = content.get("ack", True) is False
         try:
-            self.db.add_rows(full, tasks, results)
-        except sqlite3.Error as exc:  # a value SQLite cannot bind: nothing was stored
+            self.db.add_rows(full, tasks, results, defer=defer)
+        except (sqlite3.Error, ValueError, OverflowError) as exc:
+            # A value SQLite cannot bind (a lone surrogate, a huge integer): nothing of
+            # this batch was stored, and the hub serves on.
             raise MalformedMessage(f"the batch cannot be stored: {exc}") from None
         link, seq = content.get("link"), content.get("seq")
+        if defer:
+            self._stored.append((uuid, link, seq))
+            # Small batches are confirmed by the answer to the engine's next ping: a
+            # reply per batch was a third of the hub's CPU for records.
+            return None
+        self.flush()
+        self._confirm(uuid, link, seq)
+        return Reply({"status": "ok"})
+
+    def _confirm(self, uuid: str, link: object, seq: object) -> None:
+        """Batch ``seq`` of ``link`` is committed: what the engine's pings are told."""
         if isinstance(link, str) and isinstance(seq, int):
             known = self._batches.get(uuid)
             if known is not None and known[0] == link and seq == known[2] + 1:
                 self._batches[uuid] = (link, known[1], seq)
             else:  # a new link (a replacement engine, this hub restored), or a gap
                 self._batches[uuid] = (link, seq, seq)
-        # Small batches are confirmed by the answer to the engine's next ping: a reply
-        # per batch was a third of the hub's CPU for records.
-        if content.get("ack", True) is False:
-            return None
-        return Reply({"status": "ok"})
 
     def _results(self, request: Message) -> Reply:
         msg_ids = request.content.get("msg_ids")

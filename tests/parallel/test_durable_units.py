@@ -240,21 +240,67 @@ def test_the_hub_answers_only_batches_that_ask_and_tells_pings_the_range_it_has(
     assert records.committed("u0", "L1") is None
     assert records.answer(_batch(session, 1, ["m1"])) is None  # no reply: the ping says it
     assert records.answer(_batch(session, 2, ["m2"])) is None
+    assert records.unflushed
+    assert records.committed("u0", "L1") is None  # stored, not yet committed: not said
+    records.flush()
     assert records.committed("u0", "L1") == [1, 2]
     assert records.committed("u0", "other link") is None  # a replacement numbers anew
     reply = records.answer(_batch(session, 3, ["m3"], ack=True))
     assert reply is not None
     assert reply.content == {"status": "ok"}
-    assert records.committed("u0", "L1") == [1, 3]
+    assert records.committed("u0", "L1") == [1, 3]  # committed before its reply
     assert records.answer(_batch(session, 5, ["m5"])) is None  # 4 never came: a gap
+    records.flush()
     assert records.committed("u0", "L1") == [5, 5]
     assert records.answer(_batch(session, 1, ["m1"], link="L2")) is None  # a new link
+    records.flush()
     assert records.committed("u0", "L1") is None
     assert records.committed("u0", "L2") == [1, 1]
     stored = records.db.query({}, ["msg_id", "status"])
     assert [(r["msg_id"], r["status"]) for r in stored] == [
         ("m1", "ok"), ("m2", "ok"), ("m3", "ok"), ("m5", "ok")
     ]  # fmt: skip
+
+
+def test_batches_that_ask_no_reply_are_committed_together_and_only_then_confirmed(
+    tmp_path: Path,
+) -> None:
+    session = Session(b"key")
+    path = tmp_path / "records.db"
+    records = Records(TaskDB(path))
+    reader = TaskDB(path)  # another connection sees only what is committed
+
+    def committed_ids() -> list[str]:
+        return [r["msg_id"] for r in reader.query({}, ["msg_id"])]
+
+    records.answer(_batch(session, 1, ["m1"]))
+    records.answer(_batch(session, 2, ["m2", "m3"]))
+    assert committed_ids() == []
+    # What a client is shown is committed first: it may outlive the hub's next crash.
+    query = session.message("db_request", {"query": {}, "keys": ["msg_id"]})
+    reply = records.answer(query)
+    assert reply is not None
+    assert [r["msg_id"] for r in reply.content["records"]] == ["m1", "m2", "m3"]
+    assert committed_ids() == ["m1", "m2", "m3"]
+    assert records.committed("u0", "L1") == [1, 2]
+    # A batch SQLite refuses (a value it cannot bind) leaves the others stored.
+    bad = _batch(session, 3, ["m4"])
+    bad.content["rows"][0][6] = "\ud800"  # a lone surrogate: not UTF-8, not storable
+    with pytest.raises(MalformedMessage, match="cannot be stored"):
+        records.answer(bad)
+    records.flush()
+    assert committed_ids() == ["m1", "m2", "m3"]
+    # A write of another kind (an engine lost) commits what waits first, then itself.
+    records.answer(_batch(session, 3, ["m5"]))
+    records.engine_lost("u0", "gone")
+    assert committed_ids() == ["m1", "m2", "m3", "m5"]
+    assert records.unflushed  # batch 3's confirmation waits for the flush
+    records.flush()
+    assert records.committed("u0", "L1") == [1, 3]
+    records.answer(_batch(session, 4, ["m6"]))
+    records.db.close()  # a clean stop commits too
+    assert committed_ids()[-1] == "m6"
+    reader.close()
 
 
 def test_a_batch_travels_as_rows_and_is_stored_as_sent() -> None:
