@@ -42,6 +42,12 @@ def test_engines_are_forked_by_one_server_each_in_its_own_session() -> None:
         assert all(os.getsid(pid) == pid for pid in pids)
         # The server imported the engines' modules before forking: a task finds them loaded.
         assert rc[0].apply_sync(lambda: "cloudpickle" in __import__("sys").modules)
+        # ... with collection off, then froze what they made (out of the way of the
+        # engines' collections, and of their shared pages) and collection is on again.
+        gc_state = rc[:].apply_sync(
+            lambda: (__import__("gc").isenabled(), __import__("gc").get_freeze_count() > 0)
+        )
+        assert gc_state == [(True, True)] * 3
 
 
 def test_a_killed_engine_is_reported_with_its_signal_and_stop_leaves_nothing() -> None:
