@@ -22,7 +22,11 @@ bindings                   (key_binding/key_processor.py:94),   own lookup, whic
                            :1426-1519), whose ``_key_bindings``
                            it reads; reads each merged
                            registry's ``_version`` (key_binding/
-                           key_bindings.py:514) on ``on_reset``
+                           key_bindings.py:514) on ``on_reset``;
+                           reads ``_AndList.filters`` (filters/
+                           base.py:92) and the identity of
+                           ``vi_mode``/``emacs_mode`` (filters/
+                           app.py:221, :363)
 is_editing_newest_line     reads ``Buffer._working_lines``      False: the kernel's history is
 (``ConsoleUI.              (buffer.py:367; ``reset`` at :305,   searchable from the next prompt
 reload_history``)          reloaded by layout/controls.py:734)  instead of the live one
@@ -77,6 +81,7 @@ if TYPE_CHECKING:
     from prompt_toolkit.auto_suggest import Suggestion
     from prompt_toolkit.buffer import Buffer
     from prompt_toolkit.document import Document
+    from prompt_toolkit.enums import EditingMode
     from prompt_toolkit.filters import Filter
     from prompt_toolkit.history import History
     from prompt_toolkit.key_binding import KeyPressEvent
@@ -125,13 +130,19 @@ class FocusCachedBindings(KeyBindingsBase):
     is made once per prompt, when the application resets at its start
     (:meth:`revalidate`): a binding added while a prompt is up takes effect
     at the next prompt. The console adds none after start-up.
+
+    A kept lookup leaves out the bindings of the other editing mode: those whose
+    filter is ``vi_mode`` or ``emacs_mode``, or an ``&`` of filters with one of them,
+    while the prompt is in the other mode (the mode is part of the lookup's key). The
+    key processor evaluates every matching binding's filter at each press, and a
+    printable key matched ten bindings in Emacs mode, seven of them vi's.
     """
 
     def __init__(self, app: Application[Any], registry: Any) -> None:
         self._app = app
         self._registry = registry
         self._by_window: dict[object, KeyBindingsBase] = {}
-        self._found: dict[tuple[object, KeysTuple, bool], list[Binding]] = {}
+        self._found: dict[tuple[object, KeysTuple, bool, EditingMode], list[Binding]] = {}
         self._versions: tuple[object, ...] = ()
 
     def _merged(self) -> KeyBindingsBase:
@@ -149,7 +160,9 @@ class FocusCachedBindings(KeyBindingsBase):
             self._versions = versions
 
     def _lookup(self, keys: KeysTuple, prefix: bool) -> list[Binding]:
-        key = (self._app.layout.current_window, keys, prefix)
+        app = self._app
+        mode = app.editing_mode
+        key = (app.layout.current_window, keys, prefix, mode)
         found = self._found.get(key)
         if found is None:
             merged = self._merged()
@@ -157,6 +170,7 @@ class FocusCachedBindings(KeyBindingsBase):
                 found = merged.get_bindings_starting_with_keys(keys)
             else:
                 found = merged.get_bindings_for_keys(keys)
+            found = [binding for binding in found if not _off_in(mode, binding.filter)]
             self._found[key] = found
         return found
 
@@ -173,6 +187,23 @@ class FocusCachedBindings(KeyBindingsBase):
     @property
     def bindings(self) -> list[Binding]:
         raise NotImplementedError
+
+
+def _off_in(mode: EditingMode, condition: Filter) -> bool:
+    """Whether ``condition`` is false whenever the editing mode is ``mode``: it is
+    ``vi_mode`` or ``emacs_mode`` (which test the editing mode alone) for the other mode,
+    or an ``&`` with such a part (``_AndList``, prompt_toolkit's ``a & b``)."""
+    from prompt_toolkit.enums import EditingMode
+    from prompt_toolkit.filters import emacs_mode, vi_mode
+    from prompt_toolkit.filters.base import _AndList
+
+    if condition is vi_mode:
+        return mode is not EditingMode.VI
+    if condition is emacs_mode:
+        return mode is not EditingMode.EMACS
+    if isinstance(condition, _AndList):
+        return any(_off_in(mode, part) for part in condition.filters)
+    return False
 
 
 def install_focus_cached_bindings(app: Application[Any]) -> bool:

@@ -28,6 +28,7 @@ from prompt_toolkit.buffer import CompletionState
 from prompt_toolkit.completion import Completion
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.document import Document
+from prompt_toolkit.enums import EditingMode
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -109,6 +110,42 @@ def test_typing_goes_through_the_cached_bindings() -> None:
             session = PromptSession[str](input=keys, output=DummyOutput())
             assert install_focus_cached_bindings(session.app)
             keys.send_text("abc\x01x\r")  # Ctrl-A: to the start of the line
+            return await session.prompt_async()
+
+    assert asyncio.run(typed()) == "xabc"
+
+
+def test_kept_lookups_leave_out_the_other_editing_modes_bindings() -> None:
+    """A printable key matched ten bindings in Emacs mode, seven of them vi's, whose
+    filters the key processor evaluated at every press; left out, they change nothing:
+    each was false in that mode."""
+
+    async def check() -> None:
+        with create_pipe_input() as keys:
+            app = console_ui(keys).session.app
+            lookup = app.key_processor._bindings
+            assert isinstance(lookup, FocusCachedBindings)
+            every = lookup._merged().get_bindings_for_keys(("p",))
+            emacs = lookup.get_bindings_for_keys(("p",))
+            assert len(emacs) <= len(every) - 5
+            assert [b for b in every if b in emacs] == emacs  # the same order
+            with set_app(app):
+                assert not any(b.filter() for b in every if b not in emacs)
+                app.editing_mode = EditingMode.VI
+                vi = lookup.get_bindings_for_keys(("p",))
+                assert not any(b.filter() for b in every if b not in vi)
+            assert "_paste" in [b.handler.__name__ for b in vi]  # vi's p, in vi mode
+            assert "_paste" not in [b.handler.__name__ for b in emacs]
+
+    asyncio.run(check())
+
+
+def test_typing_in_vi_mode_goes_through_the_kept_lookups() -> None:
+    async def typed() -> str:
+        with create_pipe_input() as keys:
+            session = PromptSession[str](input=keys, output=DummyOutput(), vi_mode=True)
+            assert install_focus_cached_bindings(session.app)
+            keys.send_text("abc\x1b0ix\r")  # Esc, 0: to the start; i: insert
             return await session.prompt_async()
 
     assert asyncio.run(typed()) == "xabc"
