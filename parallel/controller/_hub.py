@@ -11,7 +11,7 @@ Which engines exist is decided by the pure ``EngineRegistry`` (ids 0, 1, 2... in
 registration order; a uuid that registers again gets its id back, and a restart of a
 live engine is a loss then a registration). The hub only carries out what it says:
 reply, publish, start or stop a heartbeat monitor. An engine is lost when its heartbeat
-goes quiet for ``HEARTBEAT_GRACE`` seconds (``kernel.client.HeartbeatMonitor``) or, for
+goes quiet for ``HEARTBEAT_GRACE`` seconds (``_liveness.Heartbeats``) or, for
 an engine this controller launched, the moment its process exits.
 
 Engines that come back (``parallel.controller._restarts``): when a launched engine's
@@ -45,7 +45,6 @@ from typing import Any
 
 import zmq
 
-from kernel.client import HeartbeatMonitor
 from kernel.protocol import (
     JSONDict,
     MalformedMessage,
@@ -73,7 +72,12 @@ from ..protocol._hub_messages import (
     traits_of,
 )
 from ._db import SetupRow
-from ._liveness import LOCAL_HEARTBEAT_TIMEOUT, heartbeat_timeout, watch_connection
+from ._liveness import (
+    LOCAL_HEARTBEAT_TIMEOUT,
+    Heartbeats,
+    heartbeat_timeout,
+    watch_connection,
+)
 from ._records import COMMIT_WINDOW, Records
 from ._restarts import GiveUp, RestartPolicy
 
@@ -81,7 +85,7 @@ __all__ = ["HEARTBEAT_GRACE", "Hub"]
 
 log = logging.getLogger("loom.controller")
 
-#: How often the heartbeat pings (``HeartbeatMonitor``'s interval, seconds): an engine is
+#: How often the heartbeat pings (``Heartbeats``' interval, seconds): an engine is
 #: declared lost at most this long after its grace ran out, so the grace is the timeout
 #: minus this (``_liveness.heartbeat_timeout``).
 HEARTBEAT_INTERVAL = 0.5
@@ -194,6 +198,9 @@ class Hub:
         self._pids: dict[str, int] = {}
         #: Engines registered but not announced yet: their setup runs.
         self._joining: dict[int, asyncio.Task[None]] = {}
+        #: Every engine's heartbeat, and the task that beats (started with the first).
+        self._beats = Heartbeats(HEARTBEAT_INTERVAL)
+        self._beating: asyncio.Task[None] | None = None
         #: The pending commit of record batches (``_records.COMMIT_WINDOW``).
         self._flush: asyncio.TimerHandle | None = None
 
@@ -315,6 +322,7 @@ class Hub:
         task = self._heartbeats.pop(engine_id, None)
         if task is not None:
             task.cancel()
+            self._beats.unwatch(engine_id)
         joining = self._joining.pop(engine_id, None)
         if joining is not None:
             joining.cancel()
@@ -490,19 +498,21 @@ class Hub:
         url = self.info.engine_connection(record.address, record.ports).url("hb")
         timeout = heartbeat_timeout(self.info.transport, record.address, self.heartbeat_timeout)
 
-        def changed(responsive: bool) -> None:
-            if not responsive:
+        def silent() -> None:
+            if self.engines.get(record.id) is record:  # not a replacement under its id
                 self.lose(record.id, f"heartbeat silent for {timeout:g} s")
 
-        grace, interval, curve = timeout - HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL, self.info.curve
-        monitor = HeartbeatMonitor(url, changed, interval=interval, grace=grace, curve=curve)
+        # Every engine's heartbeat from one task (``_liveness.Heartbeats``).
+        grace = timeout - HEARTBEAT_INTERVAL
+        self._beats.watch(record.id, url, grace, silent, curve=self.info.curve)
+        if self._beating is None:
+            self._beating = self._tg.create_task(self._beats.run(), name="loom-heartbeats")
         name = f"loom-heartbeat-engine-{record.id}"
-        watch = self._liveness(record, url, monitor)
-        self._heartbeats[record.id] = self._tg.create_task(watch, name=name)
+        self._heartbeats[record.id] = self._tg.create_task(self._liveness(record, url), name=name)
 
-    async def _liveness(self, record: EngineRecord, url: str, monitor: HeartbeatMonitor) -> None:
-        """Watch one engine's heartbeat and its connection, cancelled together
-        (``_liveness``: a process that exits is lost at once, a hang after the timeout)."""
+    async def _liveness(self, record: EngineRecord, url: str) -> None:
+        """Watch one engine's connection (``_liveness``: a process that exits is lost at
+        once; a hang is lost by its heartbeat, after the timeout)."""
 
         def gone() -> None:
             if self.launched(record.pid):  # its launcher reports the exit, and how (pidfd)
@@ -510,12 +520,10 @@ class Hub:
             if self.engines.get(record.id) is record:  # not a replacement under its id
                 self.lose(record.id, "its connection closed: the process exited")
 
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(monitor.run())
-            # Under CurveZMQ the watcher completes its handshake with the cluster's keys.
-            curve = self.info.curve
-            configure = None if curve is None else partial(connect_curve, keys=curve)
-            tg.create_task(watch_connection(url, gone, configure=configure))
+        # Under CurveZMQ the watcher completes its handshake with the cluster's keys.
+        curve = self.info.curve
+        configure = None if curve is None else partial(connect_curve, keys=curve)
+        await watch_connection(url, gone, configure=configure)
 
     # -- clients --------------------------------------------------------------------
 
@@ -559,6 +567,9 @@ class Hub:
             self._flush_records()
         for task in [*self._heartbeats.values(), *self._joining.values()]:
             task.cancel()
+        if self._beating is not None:
+            self._beating.cancel()
+        self._beats.close()
         self._heartbeats.clear()
         self._joining.clear()
 

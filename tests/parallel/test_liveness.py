@@ -4,7 +4,10 @@
   network, a configured value wins, a bad one is a one-line error;
 - the connection watch: a process that exits (SIGKILL) closes its connection and is
   reported at once; a stopped one (SIGSTOP) closes nothing and is left to the heartbeat;
-  a peer that never answered is never reported.
+  a peer that never answered is never reported;
+- the heartbeats (one task for every engine): a peer that echoes is never silent, even
+  when our loop was blocked past the grace; a stopped one is reported once, after the
+  grace, and no longer watched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +28,7 @@ import pytest
 from parallel.controller._liveness import (
     LOCAL_HEARTBEAT_TIMEOUT,
     REMOTE_HEARTBEAT_TIMEOUT,
+    Heartbeats,
     heartbeat_timeout,
     watch_connection,
 )
@@ -120,6 +125,73 @@ def test_a_stopped_peer_is_not_reported_by_the_connection_watch(
 
 def test_a_peer_that_never_listened_is_never_reported(tmp_path: Path) -> None:
     assert not asyncio.run(_watch(f"ipc://{tmp_path}/nobody", None, 1.0))
+
+
+@pytest.fixture
+def echo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A heartbeat port as an engine's: a ROUTER that echoes what it gets; killed by PID."""
+    url = f"ipc://{tmp_path}/echo"
+    code = textwrap.dedent(
+        f"""
+        import zmq
+        sock = zmq.Context().socket(zmq.ROUTER)
+        sock.bind({url!r})
+        print("bound", flush=True)
+        while True:
+            sock.send_multipart(sock.recv_multipart())
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline() == b"bound\n"
+            yield process, url
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+            process.wait(10)
+
+
+def test_heartbeats_keep_an_echoing_peer_and_report_a_stopped_one_once(
+    echo: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, url = echo
+    interval, grace = 0.05, 0.3
+
+    async def scenario() -> tuple[float, list[int]]:
+        beats = Heartbeats(interval)
+        silent: list[int] = []
+        reported = asyncio.Event()
+
+        def on_silent() -> None:
+            silent.append(0)
+            reported.set()
+
+        beats.watch(0, url, grace, on_silent)
+        beats.watch(1, f"{url}-nobody", 60.0, lambda: silent.append(1))  # never connects
+        task = asyncio.create_task(beats.run())
+        try:
+            await asyncio.sleep(4 * grace)  # echoes come: not silent
+            assert silent == []
+            time.sleep(2 * grace)  # noqa: ASYNC251  # our loop blocked past the grace: echoes queue
+            await asyncio.sleep(2 * interval)
+            assert silent == []
+            os.kill(process.pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+            async with asyncio.timeout(10):
+                await reported.wait()
+            waited = time.monotonic() - stopped
+            await asyncio.sleep(4 * interval)  # reported once, then no longer watched
+            assert beats.watched == frozenset({1})
+            return waited, silent
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert beats.watched == frozenset()  # run() closed every socket on its way out
+
+    waited, silent = asyncio.run(scenario())
+    assert silent == [0]
+    assert grace - interval <= waited < grace + 5.0  # 5 s: a loaded machine's scheduling
 
 
 def test_a_cluster_takes_its_heartbeat_timeout(
