@@ -31,7 +31,11 @@ The Slurm is ``tests/parallel/_launch_fixtures.slurm``: the test fixture's
 ../shared/CLUSTER-TESTBED.md explains; otherwise defaults), ``auth/none``, slurmctld and
 slurmd started by pid and stopped after, every job cancelled.
 
-One discarded warm-up round, then interleaved rounds (the order of backends reversed every
+Loom's sources are compiled first into the run's ``PYTHONPYCACHEPREFIX``
+(``bench.child_env``), as an installed package's are at install time (ipyparallel's
+are): otherwise the first Loom driver, the only one of a ``--quick`` run, had its
+controller and its 4 ranks each compile Loom's modules at the same time. Then one
+discarded warm-up round, then interleaved rounds (the order of backends reversed every
 other round); every figure is a median, the ratio Loom/ipyparallel, the target issue 12's
 (<= 0.2x). This process is a child subreaper: after each driver, whatever it left (a
 controller, ``mpiexec``, engines, ``srun``) is SIGKILLed by pid and waited for. A driver's
@@ -193,6 +197,14 @@ def run_driver(
     return result
 
 
+def precompile(env: dict[str, str]) -> None:
+    """Compile Loom's packages into ``env``'s ``PYTHONPYCACHEPREFIX`` (module docstring)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", "0", "kernel", "parallel", "shell"],
+        cwd=bench.REPO, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 class DriverFailed(RuntimeError):
     """A driver did not finish (its start, apply or stop failed or hung)."""
 
@@ -325,6 +337,7 @@ def main() -> int:
         env.update(OMPI_MCA_rmaps_base_oversubscribe="1")
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         env.pop("SLURM_CONF", None)
+        precompile(env)
         slurm: contextlib.AbstractContextManager[set[int]] = (
             running_slurm(workdir, env) if "slurm" in launchers else contextlib.nullcontext(set())
         )
