@@ -52,7 +52,7 @@ __all__ = ["Balancer"]
 #: Most tasks queued on one engine at once; the rest wait in the scheduler, so a late
 #: engine or a freed one still gets work (ipyparallel's hwm, whose default is 1).
 HWM = 2
-#: The same for an engine that answers 100 tasks a second or more (its tasks are short):
+#: The same for an engine that answers 50 tasks a second or more (its tasks are short):
 #: an engine takes queued tasks several per wake-up, ~15% less CPU per trivial task in
 #: all processes (``parallel.scheduler._state``, depth; docs/architecture.md).
 DEEP_HWM = 8

@@ -105,9 +105,11 @@ _W, _R, _A = TaskState.WAITING, TaskState.READY, TaskState.ASSIGNED
 _D, _F = TaskState.DONE, TaskState.FAILED
 
 #: Replies a second from which an engine is fast and gets the deep queue (module
-#: docstring, depth): its tasks take 10 ms or less, so the ``deep_hwm - 1`` tasks a slow
-#: one may hold up behind it had been waiting ~0.1 s or less for their turn anyway.
-FAST_RATE = 100.0
+#: docstring, depth): its tasks take 20 ms or less, so the ``deep_hwm - 1`` tasks queued
+#: behind one had been waiting ~0.15 s or less for their turn. Not higher: on a loaded
+#: 2-core machine trivial tasks came at ~60 a second per engine (load ~28), and a 100
+#: kept them from the deep queue where it saves the most.
+FAST_RATE = 50.0
 #: The shortest time over which a rate is judged (seconds): a client ticks every 50 ms
 #: while it waits, and a shorter window counts too few replies to judge by.
 PACE_WINDOW = 0.05
