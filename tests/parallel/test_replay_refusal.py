@@ -18,6 +18,7 @@ import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -149,13 +150,13 @@ def test_a_captured_request_is_refused_by_another_engine_and_by_a_replacement(
     session = Session(rc.info.key)
     # Capture the frames Loom's client itself sends for an apply on engine 0.
     captured: list[list[bytes]] = []
-    real_send = engine_link.send_frames
+    real_send = engine_link.send_or_fail
 
-    def spy(sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
+    def spy(sock: zmq.Socket[bytes], frames: list[bytes], **options: Any) -> None:
         captured.append([bytes(f) for f in frames])
-        real_send(sock, frames)
+        real_send(sock, frames, **options)
 
-    monkeypatch.setattr(engine_link, "send_frames", spy)
+    monkeypatch.setattr(engine_link, "send_or_fail", spy)
     first_pid = rc[0].apply_sync(MARK, str(marks))
     monkeypatch.undo()
     apply_frames = next(f for f in captured if b'"msg_type":"apply_request"' in f[2])
