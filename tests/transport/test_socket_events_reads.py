@@ -14,22 +14,9 @@ import asyncio
 
 import pytest
 import zmq
+from _socket_pair import message_socket_pair
 
-from kernel.protocol import Session
 from kernel.transport import _socket
-from kernel.transport._socket import MessageSocket
-
-
-def _pair(ctx: zmq.Context[zmq.Socket[bytes]]) -> tuple[MessageSocket, MessageSocket]:
-    session = Session(b"key")
-    sockets = []
-    for _ in range(2):
-        sock: zmq.Socket[bytes] = ctx.socket(zmq.PAIR)
-        sock.linger, sock.sndhwm, sock.rcvhwm = 0, 0, 0
-        sockets.append(sock)
-    sockets[0].bind("inproc://events-reads")
-    sockets[1].connect("inproc://events-reads")
-    return MessageSocket(sockets[0], session, "a"), MessageSocket(sockets[1], session.fork(), "b")
 
 
 def test_a_request_and_its_reply_read_zmq_events_three_times(
@@ -46,7 +33,7 @@ def test_a_request_and_its_reply_read_zmq_events_three_times(
 
     async def scenario() -> list[int]:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        server, client = _pair(ctx)
+        server, client = message_socket_pair(ctx, "events-reads")
         per_request: list[int] = []
 
         async def serve() -> None:  # what KernelServer._serve_shell does
@@ -85,7 +72,7 @@ def test_messages_queued_behind_one_are_all_received() -> None:
 
     async def scenario() -> None:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        a, b = _pair(ctx)
+        a, b = message_socket_pair(ctx, "events-reads")
         try:
             async with asyncio.timeout(10):
                 for n in range(50):

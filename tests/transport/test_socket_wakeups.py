@@ -13,27 +13,13 @@ from __future__ import annotations
 import asyncio
 
 import zmq
-
-from kernel.protocol import Session
-from kernel.transport._socket import MessageSocket
-
-
-def _pair(ctx: zmq.Context[zmq.Socket[bytes]]) -> tuple[MessageSocket, MessageSocket]:
-    session = Session(b"key")
-    sockets = []
-    for _ in range(2):
-        sock: zmq.Socket[bytes] = ctx.socket(zmq.PAIR)
-        sock.linger, sock.sndhwm, sock.rcvhwm = 0, 0, 0
-        sockets.append(sock)
-    sockets[0].bind("inproc://wakeups")
-    sockets[1].connect("inproc://wakeups")
-    return MessageSocket(sockets[0], session, "a"), MessageSocket(sockets[1], session.fork(), "b")
+from _socket_pair import message_socket_pair
 
 
 def test_a_reader_waiting_again_after_a_message_is_not_woken_for_nothing() -> None:
     async def scenario() -> None:
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        a, b = _pair(ctx)
+        a, b = message_socket_pair(ctx, "wakeups")
         drains = 0
         drain = a._drain
 
