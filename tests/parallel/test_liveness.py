@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,19 +61,12 @@ def test_a_configured_timeout_wins_and_a_bad_one_is_refused() -> None:
             heartbeat_timeout("tcp", "127.0.0.1", bad)
 
 
-@pytest.fixture
-def peer(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A process with a bound ROUTER (like an engine's heartbeat port); killed by PID."""
-    url = f"ipc://{tmp_path}/hb"
-    code = textwrap.dedent(
-        f"""
-        import sys, zmq
-        sock = zmq.Context().socket(zmq.ROUTER)
-        sock.bind({url!r})
-        print("bound", flush=True)
-        sys.stdin.read()
-        """
-    )
+def _router(url: str, serve: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A process with a ROUTER bound at ``url`` running ``serve`` (Python, ``sock`` is
+    the ROUTER) once bound; killed by PID (continued first, in case a test stopped it)."""
+    code = "import sys, zmq\n"
+    code += f"sock = zmq.Context().socket(zmq.ROUTER)\nsock.bind({url!r})\n"
+    code += 'print("bound", flush=True)\n' + serve
     argv = [sys.executable, "-c", code]
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
         try:
@@ -85,6 +77,12 @@ def peer(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
             os.kill(process.pid, signal.SIGCONT)
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A process with a bound ROUTER (like an engine's heartbeat port) that never answers."""
+    yield from _router(f"ipc://{tmp_path}/hb", "sys.stdin.read()\n")
 
 
 async def _watch(url: str, act: Callable[[], object] | None, limit: float) -> bool:
@@ -129,27 +127,9 @@ def test_a_peer_that_never_listened_is_never_reported(tmp_path: Path) -> None:
 
 @pytest.fixture
 def echo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A heartbeat port as an engine's: a ROUTER that echoes what it gets; killed by PID."""
-    url = f"ipc://{tmp_path}/echo"
-    code = textwrap.dedent(
-        f"""
-        import zmq
-        sock = zmq.Context().socket(zmq.ROUTER)
-        sock.bind({url!r})
-        print("bound", flush=True)
-        while True:
-            sock.send_multipart(sock.recv_multipart())
-        """
-    )
-    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) as process:
-        try:
-            assert process.stdout is not None
-            assert process.stdout.readline() == b"bound\n"
-            yield process, url
-        finally:
-            os.kill(process.pid, signal.SIGCONT)
-            process.kill()
-            process.wait(10)
+    """A heartbeat port as an engine's: a ROUTER that echoes what it gets."""
+    serve = "while True:\n    sock.send_multipart(sock.recv_multipart())\n"
+    yield from _router(f"ipc://{tmp_path}/echo", serve)
 
 
 def test_heartbeats_keep_an_echoing_peer_and_report_a_stopped_one_once(
