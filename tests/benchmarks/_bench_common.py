@@ -174,6 +174,17 @@ async def exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far, all its threads (Linux: the scheduler's
+    nanoseconds in ``/proc/PID/schedstat`` when there, else ``stat``'s clock ticks)."""
+    try:
+        tasks = Path(f"/proc/{pid}/task").iterdir()
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def become_subreaper() -> None:
     """Orphans of what this process starts (an engine whose parent died) become its children.
 

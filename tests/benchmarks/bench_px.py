@@ -314,17 +314,6 @@ def _last_lines(out: bytes) -> int:
     return len(re.findall(rf"(?m)(?:^|\] ){LINES - 1}\r?$", shown))
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time process ``pid`` has used so far, all its threads (Linux: the scheduler's
-    nanoseconds in ``/proc/PID/schedstat`` when there, else ``stat``'s clock ticks)."""
-    try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
-    except (OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def console_env(tmp: Path) -> dict[str, str]:
     env = bench.child_env(tmp)
     env.update(
@@ -352,11 +341,11 @@ def measure_in_consoles(s: Settings, samples: dict[str, Samples], tmp: Path) -> 
             for _ in range(s.enter_warmup):
                 console.run("%px a=1")
         for name in bench.alternating(CONTENDERS, s.enter_presses // s.enter_block):
-            cpu = cpu_seconds(consoles[name].child.pid)
+            cpu = bench.cpu_seconds(consoles[name].child.pid)
             for _ in range(s.enter_block):
                 took, _out = consoles[name].run("%px a=1")
                 samples[name].enter_s.append(took)
-            used = cpu_seconds(consoles[name].child.pid) - cpu
+            used = bench.cpu_seconds(consoles[name].child.pid) - cpu
             samples[name].enter_cpu_s.append(used / s.enter_block)
         flood = f"%px for i in range({LINES}): print(i)"
         for name in bench.alternating(CONTENDERS, s.flood_trials):
