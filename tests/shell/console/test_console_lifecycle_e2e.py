@@ -267,12 +267,9 @@ def test_a_bare_kernel_in_a_terminal_says_how_to_stop_it(tmp_path: Path) -> None
         child.close(force=True)
 
 
-def run_plain(
-    tmp_path: Path, *args: str, stdin: str = ""
-) -> tuple[subprocess.CompletedProcess[str], float]:
-    """``loom ARGS`` in plain mode (pipes, no terminal); the result and the seconds it took."""
-    started = time.monotonic()
-    done = subprocess.run(
+def run_plain(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``loom ARGS`` in plain mode (pipes, no terminal)."""
+    return subprocess.run(
         [sys.executable, "-P", "-m", "shell", *args],
         input=stdin,
         capture_output=True,
@@ -281,25 +278,25 @@ def run_plain(
         timeout=60,
         check=False,
     )
-    return done, time.monotonic() - started
 
 
 def test_existing_passes_over_stale_files_and_names_a_dead_one_at_once(tmp_path: Path) -> None:
     """Item 2: with no name, `--existing` skips files of gone kernels and says which;
-    named, a stale file is reported in under 2 s with the command that removes it."""
+    named, a stale file is reported at once with the command that removes it: "nothing
+    listens on its ports" is the refused-connection probe's verdict, given without waiting
+    for a heartbeat to time out (no timed assert: a loaded machine stretches any bound)."""
     with standalone_kernel(tmp_path, "loom", "kernel-live.json") as (pid, _):
         with standalone_kernel(tmp_path, "loom", "kernel-dead.json") as (dead_pid, dead):
             os.kill(dead_pid, signal.SIGKILL)  # it leaves its file behind: now the newest
             assert wait_gone(dead_pid, 10)
-        done, _ = run_plain(tmp_path, "--existing", stdin="import os; os.getpid()\n")
+        done = run_plain(tmp_path, "--existing", stdin="import os; os.getpid()\n")
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == str(pid)
         assert f"skipped stale connection files (their kernels are gone): {dead}" in done.stderr
-        done, took = run_plain(tmp_path, "--existing", "kernel-dead.json")
+        done = run_plain(tmp_path, "--existing", "kernel-dead.json")
         assert done.returncode == 1
-        assert f"the kernel of {dead} is gone" in done.stderr
+        assert f"the kernel of {dead} is gone (nothing listens on its ports)" in done.stderr
         assert f"remove it with: rm {dead}" in done.stderr
-        assert took < 2.0
 
 
 #: Ctrl-C at input() is tried this many times in one session, on each kernel.
