@@ -74,6 +74,30 @@ def guess_one_node(mpi_args: Sequence[str], env: Mapping[str, str]) -> bool:
     return not any(env.get(name) for name in ALLOCATION_ENV)
 
 
+def host_counts(value: object) -> dict[str, int]:
+    """``hosts`` checked: host name -> slots (``{"node1": 2}``; a list means one each)."""
+    if isinstance(value, Mapping):
+        counts = dict(value)
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        counts = {host: 1 for host in value}
+    else:
+        raise LaunchError(f"hosts must map host names to engine counts, not {value!r}")
+    if not counts:
+        raise LaunchError("hosts is empty: name at least one host")
+    for host, count in counts.items():
+        # Open MPI's --host list is "name:slots,name:slots": no commas, colons or spaces.
+        if (
+            not isinstance(host, str)
+            or not host
+            or host.startswith("-")
+            or any(c in host for c in ",: \t\n")
+        ):
+            raise LaunchError(f"hosts: {host!r} is not a host name")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise LaunchError(f"hosts: {host!r} needs a positive engine count, not {count!r}")
+    return counts
+
+
 def _environment(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -85,8 +109,11 @@ def _environment(value: object) -> dict[str, str]:
 class MPILauncher(CommandLauncher):
     """``Cluster(n=4, engines="mpi", mpiexec="mpiexec", mpi_args=[...], env={...})``.
 
-    ``one_node``: whether the job runs on this node only (its Open MPI settings are
-    then ``ONE_NODE_ENV``); None (the default): guessed (``guess_one_node``)."""
+    ``hosts``: the nodes and their ranks (``{"node1": 2, "node2": 2}``: ``mpiexec --host
+    node1:2,node2:2``, which starts the ranks on other nodes through ``ssh``, Open MPI's
+    ``plm_rsh_agent``); ``n`` defaults to their sum. ``one_node``: whether the job runs
+    on this node only (its Open MPI settings are then ``ONE_NODE_ENV``); None (the
+    default): guessed (``guess_one_node``)."""
 
     name = "mpi"
     starts_before_controller = True  # its engines need only the file's path
@@ -98,6 +125,7 @@ class MPILauncher(CommandLauncher):
         env: Mapping[str, str] | None = None,
         python: str | None = None,
         one_node: bool | None = None,
+        hosts: Mapping[str, int] | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if one_node is not None and not isinstance(one_node, bool):
@@ -111,6 +139,19 @@ class MPILauncher(CommandLauncher):
         self.env = _environment(env or {})
         self.python = python or sys.executable
         self.one_node = one_node
+        self.hosts = host_counts(hosts) if hosts is not None else None
+        if self.hosts is not None and guess_one_node(self.mpi_args, {}) is False:
+            raise LaunchError("name the hosts in hosts= or in mpi_args, not in both")
+
+    def default_count(self) -> int | None:
+        """Every host's count with ``hosts``; else one per local CPU."""
+        return sum(self.hosts.values()) if self.hosts is not None else None
+
+    def host_args(self) -> list[str]:
+        """``--host node1:2,node2:2`` for ``hosts`` (nothing without it)."""
+        if self.hosts is None:
+            return []
+        return ["--host", ",".join(f"{host}:{count}" for host, count in self.hosts.items())]
 
     def command(self, n: int, ctx: LaunchContext) -> tuple[list[str], Mapping[str, str]]:
         mpiexec = shutil.which(self.mpiexec)
@@ -125,16 +166,18 @@ class MPILauncher(CommandLauncher):
         env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
         one_node = self.one_node
         if one_node is None:
-            one_node = guess_one_node(self.mpi_args, {**env, **self.env})
+            one_node = guess_one_node([*self.host_args(), *self.mpi_args], {**env, **self.env})
         if one_node:
             for name, value in ONE_NODE_ENV.items():
                 env.setdefault(name, value)
         env["JPY_PARENT_PID"] = str(os.getpid())
         env.update(self.env)
-        argv = [mpiexec, "-n", str(n), *self.mpi_args]
+        argv = [mpiexec, "-n", str(n), *self.host_args(), *self.mpi_args]
         # Open MPI hands ranks on other nodes only the variables -x names: the engines'
-        # labels and resources (Cluster(labels=...)) must reach them too.
-        argv += [arg for name in (LABELS_ENV, RESOURCES_ENV) if name in env for arg in ("-x", name)]
+        # labels and resources (Cluster(labels=...)) and the env option must reach them too.
+        forwarded = [name for name in (LABELS_ENV, RESOURCES_ENV) if name in env]
+        forwarded += [name for name in self.env if name not in forwarded]
+        argv += [arg for name in forwarded for arg in ("-x", name)]
         argv += [self.python, "-P", "-m"]
         argv += ["parallel.launchers._node_engine", "--mpi", "-f", str(ctx.cluster_file)]
         return argv, env

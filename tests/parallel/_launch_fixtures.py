@@ -287,7 +287,16 @@ def _ip(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def ssh_hosts(directory: Path, count: int = 2, timeout: float = 30.0) -> Iterator[Hosts]:
+def ssh_hosts(
+    directory: Path, count: int = 2, timeout: float = 30.0, *, routed: bool = False
+) -> Iterator[Hosts]:
+    """``count`` hosts running sshd, and the controller's namespace joined to each.
+
+    ``routed``: the hosts are also one network, as a cluster's nodes are: the controller's
+    namespace forwards between its veth pairs and each host routes 10.9.0.0/16 through
+    it, and each host's sshd (so whatever ssh starts there) runs with a hostname of its
+    own, the namespace's name (a UTS namespace): Open MPI tells its nodes apart by name.
+    """
     need_root("network namespaces and sshd")
     tag = f"{os.getpid() % 100000}"
     guarded = subprocess.run(
@@ -314,6 +323,13 @@ def ssh_hosts(directory: Path, count: int = 2, timeout: float = 30.0) -> Iterato
             _ip("-n", controller, "link", "set", near, "up")
             _ip("-n", name, "link", "set", far, "up")
             hosts[name] = f"10.9.{i}.2"
+            if routed:  # the other hosts through the controller's namespace (still 10.9.x)
+                _ip("-n", name, "route", "add", GUARDED, "via", f"10.9.{i}.1")
+        if routed:
+            subprocess.run(
+                ["ip", "netns", "exec", controller, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"],
+                check=True, capture_output=True, timeout=30,
+            )  # fmt: skip
         keys = directory / "keys"
         ssh_keys(keys)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
@@ -326,10 +342,12 @@ def ssh_hosts(directory: Path, count: int = 2, timeout: float = 30.0) -> Iterato
                 "PasswordAuthentication no\nAllowStreamLocalForwarding yes\n"
             )
             subprocess.run(["/usr/sbin/sshd", "-t", "-f", str(config)], check=True, timeout=30)
+            sshd = ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)]
+            if routed:  # its own hostname: a UTS namespace, named, then sshd in it
+                sshd = ["unshare", "--uts", "sh", "-c", f'hostname {name} && exec "$@"', "-", *sshd]
             daemon = subprocess.Popen(
-                ["ip", "netns", "exec", name, "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                stderr=subprocess.PIPE, start_new_session=True,
-            )  # fmt: skip
+                ["ip", "netns", "exec", name, *sshd], stderr=subprocess.PIPE, start_new_session=True
+            )
             daemons.append(daemon)
             assert daemon.stderr is not None
             ready, _, _ = select.select([daemon.stderr], [], [], timeout)  # "Server listening"
@@ -391,6 +409,48 @@ def ssh_scenario(spec: str) -> None:
             report["connection_files"] = len(list(Path(remote_runtime).glob("kernel-engine-*")))
         if kill_controller:  # no stop at all: the ssh sessions must end the engines
             kill_pid(cluster._process.pid)
+    except ClusterUnavailable as exc:
+        report["error"] = str(exc)
+    finally:
+        cluster.stop_cluster_sync()
+    print(json.dumps(report), flush=True)
+
+
+def mpi_hosts_scenario(spec: str) -> None:
+    """Run in the controller's namespace by the multi-host MPI test (``python -c``): start
+    an ``mpi`` cluster as ``spec`` (JSON) says, report what its ranks see as one JSON
+    line on stdout, and stop it. Failures are reported, not raised."""
+    options = json.loads(spec)
+    timeout = options.pop("timeout", 90)
+    cluster = Cluster(engines="mpi", **options)
+    report: dict[str, object] = {}
+    try:
+        rc = cluster.start_and_connect_sync(timeout=timeout)
+        report["ids"] = rc.ids
+        report["curve"] = rc.info.curve is not None
+        report["addresses"] = {i: rc._records[i].address for i in rc.ids}
+        report["ranks"] = rc[:].apply_sync(
+            lambda: (
+                __import__("mpi4py").MPI.COMM_WORLD.rank,
+                __import__("socket").gethostname(),
+                __import__("os").getpid(),
+                __import__("os").stat("/proc/self/ns/net").st_ino,
+            )
+        )
+        # Every rank's rank and hostname, gathered by MPI itself (over the TCP BTL
+        # between the hosts), and a sum of the ranks.
+        report["collective"] = rc[:].apply_sync(
+            lambda: (
+                lambda comm: (
+                    comm.allreduce(comm.rank),
+                    comm.allgather((comm.rank, __import__("socket").gethostname())),
+                )
+            )(__import__("mpi4py").MPI.COMM_WORLD)
+        )
+        report["environ"] = rc[:].apply_sync(
+            lambda: __import__("os").environ.get("LOOM_TEST_FORWARDED")
+        )
+        report["secrets_seen_in"] = secrets_exposed(rc.info)
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
     finally:

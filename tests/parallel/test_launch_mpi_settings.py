@@ -75,3 +75,45 @@ def test_the_users_settings_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_one_node_must_be_a_bool_or_none() -> None:
     with pytest.raises(LaunchError, match="one_node must be True, False or None, not 'yes'"):
         MPILauncher(one_node="yes")  # type: ignore[arg-type]
+
+
+def command_argv(tmp_path: Path, n: int = 4, **options: object) -> list[str]:
+    ctx = LaunchContext(cluster_file=tmp_path / "c.json", tg=None)  # type: ignore[arg-type]
+    argv, _ = MPILauncher(mpiexec="sh", **options).command(n, ctx)  # type: ignore[arg-type]
+    return argv[1:]  # after mpiexec's own path
+
+
+def test_hosts_become_one_host_list_and_the_engine_count(tmp_path: Path) -> None:
+    launcher = MPILauncher(hosts={"node1": 2, "node2": 3})
+    assert launcher.default_count() == 5
+    assert MPILauncher(hosts=["node1", "node2"]).default_count() == 2
+    assert MPILauncher().default_count() is None  # one per local CPU
+    argv = command_argv(tmp_path, hosts={"node1": 2, "node2": 3}, mpi_args=["-v"])
+    assert argv[:5] == ["-n", "4", "--host", "node1:2,node2:3", "-v"]
+    # Other hosts: Open MPI's defaults, not the one-node settings.
+    env = command_env(tmp_path, hosts={"node1": 2})
+    assert not set(ONE_NODE_ENV) & set(env)
+
+
+def test_the_env_option_reaches_ranks_on_other_nodes(tmp_path: Path) -> None:
+    # Open MPI gives ranks on other nodes only the variables -x names.
+    argv = command_argv(tmp_path, env={"OMP_NUM_THREADS": "1", "A": "b"})
+    assert argv[argv.index("-x") : argv.index("-x") + 4] == ["-x", "OMP_NUM_THREADS", "-x", "A"]
+    assert "-x" not in command_argv(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "mpi_args", "expected"),
+    [
+        ("node1", [], "hosts must map host names to engine counts, not 'node1'"),
+        ({}, [], "hosts is empty"),
+        ({"node1,node2": 2}, [], "hosts: 'node1,node2' is not a host name"),
+        ({"-H": 2}, [], "hosts: '-H' is not a host name"),
+        ({"node1": 0}, [], "hosts: 'node1' needs a positive engine count, not 0"),
+        ({"node1": True}, [], "needs a positive engine count, not True"),
+        ({"node1": 2}, ["--host", "node2"], "name the hosts in hosts= or in mpi_args, not in both"),
+    ],
+)
+def test_bad_hosts_are_one_line(hosts: object, mpi_args: list[str], expected: str) -> None:
+    with pytest.raises(LaunchError, match=expected):
+        MPILauncher(hosts=hosts, mpi_args=mpi_args)  # type: ignore[arg-type]

@@ -1,0 +1,70 @@
+"""The ``mpi`` launcher across hosts: one ``mpiexec`` whose ranks run on two other
+"hosts" (network namespaces with hostnames of their own, sshd in each), started there by
+Open MPI through ``ssh`` (its ``plm_rsh_agent``), talking MPI to each other over TCP
+through the controller's namespace, and to a controller bound off loopback (CurveZMQ).
+
+The fixture blackholes 10.9.0.0/16 in the root namespace before it makes any namespace;
+the cluster and its client run in the controller's namespace (``mpi_hosts_scenario`` in
+a ``python -c``), so those addresses are used only inside the namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _launch_fixtures import Hosts, all_gone, isolate_launch, ssh_hosts
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
+    with ssh_hosts(tmp_path_factory.mktemp("mpi-hosts"), routed=True) as made:
+        yield made
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_launch(monkeypatch, tmp_path)
+
+
+def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(hosts: Hosts) -> None:
+    (b, b_ip), (c, c_ip) = hosts.hosts.items()
+    spec = {
+        "ip": "10.9.0.1",  # the controller's address facing B; C reaches it through a route
+        "hosts": {b_ip: 2, c_ip: 2},  # n defaults to their sum
+        # Open MPI starts its daemon on B and C with this ssh (the test's keys and port).
+        "mpi_args": ["--mca", "plm_rsh_agent", f"ssh {' '.join(hosts.ssh_args)}"],
+        # Ranks on other nodes get only what -x names: the env option is forwarded.
+        "env": {"LOOM_TEST_FORWARDED": "yes", "PYTHONDONTWRITEBYTECODE": "1"},
+    }
+    code = "import sys, _launch_fixtures as f; f.mpi_hosts_scenario(sys.argv[1])"
+    done = hosts.run_in_controller(
+        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=200
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in report, report["error"]
+    assert report["ids"] == [0, 1, 2, 3]
+    assert report["curve"] is True  # bound off loopback: CurveZMQ by default
+    assert report["secrets_seen_in"] == []  # mpiexec, orted, ranks: the file's path only
+    # Engine i is rank i; ranks 0-1 on B, 2-3 on C (--host B:2,C:2), each in its host's
+    # network namespace, with its host's name, bound to its host's address.
+    namespaces = {os.stat(f"/run/netns/{name}").st_ino: name for name in (b, c)}
+    ranks = report["ranks"]
+    assert [(rank, name) for rank, name, _, _ in ranks] == [(0, b), (1, b), (2, c), (3, c)]
+    assert [namespaces[inode] for _, _, _, inode in ranks] == [b, b, c, c]
+    assert report["addresses"] == {"0": b_ip, "1": b_ip, "2": c_ip, "3": c_ip}
+    # An MPI collective across the hosts: every rank sees every rank and both hostnames.
+    everyone = [[0, b], [1, b], [2, c], [3, c]]
+    assert report["collective"] == [[6, everyone]] * 4
+    assert report["environ"] == ["yes"] * 4
+    # Stopped: the ranks are gone, and nothing but sshd runs on the hosts (Open MPI's
+    # daemons included).
+    assert all_gone({pid for _, _, pid, _ in ranks}) == []
+    for name in (b, c):
+        assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
