@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._display import Display
 
 __all__ = ["BACKEND", "FIGURE_FORMATS", "InlineConfig", "activate", "config", "current_display"]
-__all__ += ["enable_by_default", "flush_figures", "set_figure_formats"]
+__all__ += ["enable_by_default", "flush_figures", "set_figure_format", "set_figure_formats"]
 
 _BACKEND_MODULE = f"{__package__}._mpl_inline"
 BACKEND = f"module://{_BACKEND_MODULE}"
@@ -41,6 +41,9 @@ class InlineConfig:
     # A plain class: a dataclass costs a millisecond to define, on every kernel's start.
     def __init__(self) -> None:
         self.figure_formats: set[str] = {"png"}
+        # IPython's older single-format setting: setting it sets figure_formats; reading it
+        # gives what was last set ('' at first), as IPython's does.
+        self.figure_format = ""
         self.print_figure_kwargs: dict[str, Any] = {"bbox_inches": "tight"}
         self.close_figures = True
 
@@ -91,3 +94,9 @@ def set_figure_formats(formats: object) -> None:
     if unknown:
         raise ValueError(f"unknown figure formats {sorted(unknown)}; choose from {FIGURE_FORMATS}")
     config.figure_formats = chosen
+
+
+def set_figure_format(value: object) -> None:
+    """Set ``InlineBackend.figure_format``: one format, which becomes ``figure_formats``."""
+    set_figure_formats(value)
+    config.figure_format = str(value)

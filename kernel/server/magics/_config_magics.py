@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["load_config_magics"]
 
 _SHELLS = ("InteractiveShell", "ZMQInteractiveShell", "TerminalInteractiveShell")
+_INLINE_SETTINGS = ("figure_formats", "figure_format", "print_figure_kwargs", "close_figures")
 
 
 def load_config_magics(magics: Magics) -> None:
@@ -53,12 +54,13 @@ class _ConfigMagics:
         interp.xmode = name
         print(f"Exception reporting mode: {name}")
 
-    def config(self, line: str) -> None:
+    def config(self, line: str) -> Any:
         """Show or set the kernel's IPython-style settings.
 
         Usage:
           %config                         list what can be configured
           %config InlineBackend           show its settings
+          %config InlineBackend.figure_formats   the value of one (the cell's value)
           %config InlineBackend.figure_formats = ['svg']   set one (the value is Python)
 
         Settings: ``InlineBackend.figure_formats`` (png, retina, jpeg, svg, pdf),
@@ -72,21 +74,32 @@ class _ConfigMagics:
             return
         target, equals, value = line.partition("=")
         target = target.strip()
+        owner, dot, name = target.partition(".")
         if not equals:
+            if dot:
+                return self._value(owner, name)
             self._show(target)
-            return
-        owner, _, name = target.partition(".")
+            return None
         setter = self._setters(owner).get(name)
         if setter is None:
             raise UsageError(f"%config {target}: {_unsupported(owner, name)}")
         site = self._magics.call_site
         setter(eval(value.strip(), site.globals, site.locals))
+        return None
+
+    def _value(self, owner: str, name: str) -> Any:
+        """One setting's current value, as IPython's ``%config Class.trait`` returns it."""
+        if owner == "InlineBackend" and name in _INLINE_SETTINGS:
+            return getattr(_inline_figures.config, name)
+        if owner in _SHELLS and name == "xmode":
+            return self._magics.interpreter.xmode
+        raise UsageError(f"%config {owner}.{name}: {_unsupported(owner, name)}")
 
     def _setters(self, owner: str) -> dict[str, Callable[[Any], None]]:
         if owner == "InlineBackend":
             return {
                 "figure_formats": _inline_figures.set_figure_formats,
-                "figure_format": _inline_figures.set_figure_formats,
+                "figure_format": _inline_figures.set_figure_format,
                 "print_figure_kwargs": _set_print_figure_kwargs,
                 "close_figures": _set_close_figures,
             }

@@ -192,6 +192,36 @@ def test_config_sets_inline_backend_formats_and_refuses_the_unknown(
         assert "not a setting of Loom's kernel" in error["evalue"]
     finally:
         _inline_figures.config.figure_formats = {"png"}
+        _inline_figures.config.figure_format = ""
+
+
+def test_config_of_one_setting_is_its_value(session: Session) -> None:
+    # As IPython: `%config Class.trait` (no `=`) is the setting's current value, so a cell
+    # can read it (`fmts = %config InlineBackend.figure_formats`).
+    try:
+        session.ok("%config InlineBackend.figure_formats")
+        assert session.results() == ["{'png'}"]
+        session.ok("%config InlineBackend.figure_format")
+        assert session.results() == ["''"]  # IPython's default: only ever set, not derived
+        session.ok("%config InlineBackend.figure_format = 'svg'")
+        session.ok(
+            "fmt = %config InlineBackend.figure_format\n"
+            "formats = %config InlineBackend.figure_formats"
+        )
+        assert session.interp.user_ns["fmt"] == "svg"
+        assert session.interp.user_ns["formats"] == {"svg"}
+        session.ok("%config InlineBackend.close_figures")
+        assert session.results() == ["True"]
+        session.ok("%config InlineBackend.print_figure_kwargs")
+        assert session.results() == ["{'bbox_inches': 'tight'}"]
+        session.ok("%config ZMQInteractiveShell.xmode")
+        assert session.results() == ["'Context'"]
+        error = session.error("%config InlineBackend.nosuch")
+        assert error["ename"] == "UsageError"
+        assert "InlineBackend.nosuch is not a setting" in error["evalue"]
+    finally:
+        _inline_figures.config.figure_formats = {"png"}
+        _inline_figures.config.figure_format = ""
 
 
 def test_figures_use_the_configured_formats(session: Session) -> None:
