@@ -9,7 +9,7 @@ addresses, the chunking of a stream into messages, figure pixels):
 - a matplotlib figure appears as ``image/png`` without ``%matplotlib inline``;
 - ``%load_ext autoreload`` + ``%autoreload 2`` picks up a module edited between cells;
 - ``%xmode``, ``%%html``, ``%%markdown``, ``%%latex``, ``%%svg``, ``%%javascript``,
-  ``%%script``, ``%timeit -o`` and plain objects' reprs;
+  ``%%script`` (``--bg`` too), ``%timeit -o`` and plain objects' reprs;
 - a ``history_request`` for the current session with ``output=True``.
 
 Both kernels run in their own temporary directory (the autoreload cells write a module
@@ -124,6 +124,17 @@ CELLS: list[tuple[str, str]] = [
     ("script output", "out_text"),
     ("bash magic", "%%bash\necho one\necho two"),
     ("bash stderr", "%%bash\necho oops >&2"),
+    (
+        "script bg",
+        "%%script --bg --out bg_out --err bg_err --proc bg_proc bash\n"
+        "echo 'from the background'\necho 'an error' >&2\nexit 3",
+    ),
+    (
+        "script bg result",
+        "await bg_proc.wait()\n"
+        "(await bg_out.read()).decode(), (await bg_err.read()).decode(), bg_proc.returncode",
+    ),
+    ("killbgscripts", "%killbgscripts"),
     (
         "timeit result",
         "r = %timeit -o -q -n 3 -r 2 sum(range(10))\n"
@@ -340,6 +351,15 @@ def test_script_magics_give_ipykernels_outputs(notebooks: dict[str, Any]) -> Non
     assert value[0]["data"]["text/plain"] == "'stored\\n'"
     assert bash == [{"output_type": "stream", "name": "stdout", "text": "one\ntwo\n"}]
     assert stderr == [{"output_type": "stream", "name": "stderr", "text": "oops\n"}]
+
+
+def test_script_bg_gives_ipythons_awaitable_streams_and_process(
+    notebooks: dict[str, Any],
+) -> None:
+    started, result, killed = same(notebooks, "script bg", "script bg result", "killbgscripts")
+    assert started == []  # the cell ends at once, showing nothing
+    assert result[0]["data"]["text/plain"] == "('from the background\\n', 'an error\\n', 3)"
+    assert killed[0]["text"] == "All background processes were killed.\n"
 
 
 def test_timeit_result_has_ipythons_shape(notebooks: dict[str, Any]) -> None:

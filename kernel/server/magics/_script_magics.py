@@ -6,8 +6,9 @@ IPython, ``%%script PROGRAM ARGS`` writes the cell to the program's stdin, and a
 exit status raises ``CalledProcessError`` unless ``--no-raise-error``; ``--out VAR`` /
 ``--err VAR`` store a stream's text in a variable instead of showing it. ``%%bash`` and
 ``%%sh`` pass the cell with ``-c`` (so the script's own stdin stays free). ``%%python``
-and ``%%python3`` run the kernel's own interpreter. IPython's ``--bg`` and ``--proc``
-(background processes) are refused with that reason.
+and ``%%python3`` run the kernel's own interpreter. ``--bg`` starts the program in the
+background and ends the cell at once (``--out``/``--err``/``--proc`` then bind awaitable
+streams and the process: ``_background``); ``%killbgscripts`` ends those still running.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ._args import UsageError, split_options
+from ._background import BackgroundScripts, LoopProxy
 from ._system import run_command
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ def load_script_magics(magics: Magics) -> None:
     magics.register_cell("script", scripts.script)
     magics.register_cell("bash", scripts.bash)
     magics.register_cell("sh", scripts.sh)
+    magics.register_line("killbgscripts", scripts.killbgscripts)
     for name, command in _SHORTCUTS.items():
         magics.register_cell(name, scripts.shortcut(name, command))
 
@@ -51,14 +54,18 @@ def load_script_magics(magics: Magics) -> None:
 class _ScriptMagics:
     def __init__(self, magics: Magics) -> None:
         self._magics = magics
+        self._background = BackgroundScripts()
 
     def script(self, line: str, body: str) -> None:
         """Run the cell with a program, which reads it on its stdin.
 
-        Usage: ``%%script [--out VAR] [--err VAR] [--no-raise-error] PROGRAM [ARGS...]``,
-        e.g. ``%%script python3 -u``. The output streams live; ``--out``/``--err`` store it
-        in a variable instead. A non-zero exit status raises ``CalledProcessError`` unless
-        ``--no-raise-error``.
+        Usage: ``%%script [--out VAR] [--err VAR] [--no-raise-error] [--bg [--proc VAR]]
+        PROGRAM [ARGS...]``, e.g. ``%%script python3 -u``. The output streams live;
+        ``--out``/``--err`` store it in a variable instead. A non-zero exit status raises
+        ``CalledProcessError`` unless ``--no-raise-error``. ``--bg`` runs it in the
+        background: the cell ends at once, ``--out``/``--err`` name stream readers
+        (``await VAR.read()`` in a later cell; otherwise the output is dropped) and ``--proc``
+        the process (``await VAR.wait()``); ``%killbgscripts`` ends them.
         """
         options, command = split_options(line, "", _OPTIONS)
         if not command:
@@ -94,8 +101,9 @@ class _ScriptMagics:
             # looking at --bg/--proc, which IPython reads only once the program started.
             print(f"Couldn't find program: {argv[0]!r}")
             return
-        if options.get("bg") or options.get("proc"):
-            raise UsageError("--bg and --proc are not supported: Loom runs scripts to the end")
+        if options.get("bg"):
+            self._start_background(options, argv, stdin)
+            return
         try:
             status, out, err = run_command(
                 argv,
@@ -114,6 +122,37 @@ class _ScriptMagics:
             # The cell as bytes, as IPython reports it (its message shows b'...').
             cell = stdin if stdin is not None else argv[-1]
             raise subprocess.CalledProcessError(status, cell.encode("utf8", "replace"))
+
+    def _start_background(
+        self, options: dict[str, str | bool], argv: list[str], stdin: str | None
+    ) -> None:
+        out_name, err_name, proc_name = (options.get(key) for key in ("out", "err", "proc"))
+        cell = stdin if stdin is None or stdin.endswith("\n") else stdin + "\n"
+        try:
+            process, loop = self._background.start(
+                argv,
+                (cell or "").encode("utf8", "replace"),
+                keep_stdout=isinstance(out_name, str),
+                keep_stderr=isinstance(err_name, str),
+            )
+        except FileNotFoundError:
+            print(f"Couldn't find program: {argv[0]!r}")
+            return
+        namespace = self._magics.call_site.globals
+        if isinstance(out_name, str):
+            namespace[out_name] = LoopProxy(process.stdout, loop)
+        if isinstance(err_name, str):
+            namespace[err_name] = LoopProxy(process.stderr, loop)
+        if isinstance(proc_name, str):
+            namespace[proc_name] = LoopProxy(process, loop)
+
+    def killbgscripts(self, line: str) -> None:
+        """End every script started with ``%%script --bg`` that is still running.
+
+        Usage: ``%killbgscripts``. Each gets SIGINT, then SIGTERM, then SIGKILL, 0.1 s apart.
+        """
+        self._background.kill_all()
+        print("All background processes were killed.")
 
 
 class _Shortcut:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sys
 import textwrap
 import uuid
@@ -155,14 +156,39 @@ def test_script_shortcuts_store_output_and_raise_on_failure(
     assert error["ename"] == "CalledProcessError"
     assert error["evalue"].startswith("Command 'b'raise SystemExit(3)")  # bytes, as IPython
     session.ok("%%script --no-raise-error sh\nexit 3")
-    assert session.error("%%script --bg sh\necho")["ename"] == "UsageError"
-    # A missing program is a line of output, as in IPython (a notebook goes on), even
-    # with options Loom refuses, which IPython reads only once the program started.
+    # A missing program is a line of output, as in IPython (a notebook goes on), in the
+    # background too.
     capsys.readouterr()
     session.ok("%%script no-such-program-here\n")
     session.ok("%%script --bg --out lines no-such-program-here\n")
     assert capsys.readouterr().out == "Couldn't find program: 'no-such-program-here'\n" * 2
     assert session.interp.user_ns["lines"] == ""  # set before the program is looked for
+
+
+@pytest.mark.timeout(60)
+def test_script_bg_ends_the_cell_at_once_and_killbgscripts_ends_the_program(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As IPython 9: --bg returns while the program runs (it sleeps a minute here, longer
+    # than this test may take); --out/--proc name awaitable stream and process proxies.
+    session.ok(
+        f"%%script --bg --out out --proc proc {sys.executable}\n"
+        "import time\nprint('started', flush=True)\ntime.sleep(60)"
+    )
+    session.ok("line = await out.readline()")
+    assert session.interp.user_ns["line"] == b"started\n"
+    assert session.interp.user_ns["proc"].returncode is None
+    capsys.readouterr()
+    session.ok("%killbgscripts")
+    assert capsys.readouterr().out == "All background processes were killed.\n"
+    session.ok("code = await proc.wait()")
+    assert session.interp.user_ns["code"] == -signal.SIGINT  # the first signal sufficed
+    # The cell reaches the program on stdin; its exit status and stderr are kept, and a
+    # non-zero status raises nothing (nobody waits for it).
+    session.ok("%%script --bg --err err --proc proc sh\necho oops >&2\nexit 3")
+    session.ok("code = await proc.wait()\ntext = await err.read()")
+    assert session.interp.user_ns["code"] == 3
+    assert session.interp.user_ns["text"] == b"oops\n"
 
 
 def test_script_input_larger_than_a_pipe_does_not_deadlock(session: Session) -> None:
