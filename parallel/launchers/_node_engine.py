@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import ctypes
 import gc
 import importlib
 import importlib.util
 import os
+import signal
 import socket
 import sys
 import threading
@@ -143,10 +145,38 @@ def main() -> int:
         return fork_engines(cluster_file, args.fork, os.dup(1), bind=bind)
     if args.mpi:
         engine.register = _in_rank_order(engine.register)
+    engine.register = _removing_its_file_on_sigterm(engine.register, engine.engine_connection_file)
     gc.freeze()  # start-up's objects: later collections skip them
     gc.enable()
     code: int = engine.run_engine(cluster_file, bind=bind)
     return code
+
+
+def _removing_its_file_on_sigterm(
+    register: Callable[..., int], connection_file: Callable[[ControllerInfo, int], Any]
+) -> Callable[..., int]:
+    """``register``, after which SIGTERM first removes this engine's connection file.
+
+    ``mpiexec`` and Slurm stop their engines with SIGTERM, whose default action ends the
+    process where it stands: its connection file (the cluster's key, and its Curve client
+    keypair) stayed. The controller removes its own host's, but a node whose runtime
+    directory is not the controller's kept them. The signal then does what it did (the
+    default action, re-raised), so the exit status the launcher sees is unchanged."""
+
+    def register_then_watch_sigterm(controller: ControllerInfo, *a: Any, **k: Any) -> int:
+        engine_id = register(controller, *a, **k)
+        path = connection_file(controller, engine_id)
+
+        def remove_then_end(signum: int, frame: object) -> None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, remove_then_end)
+        return engine_id
+
+    return register_then_watch_sigterm
 
 
 def _preload_engine() -> None:

@@ -451,6 +451,9 @@ def mpi_hosts_scenario(spec: str) -> None:
             lambda: __import__("os").environ.get("LOOM_TEST_FORWARDED")
         )
         report["secrets_seen_in"] = secrets_exposed(rc.info)
+        remote_runtime = options.get("env", {}).get("JUPYTER_RUNTIME_DIR")
+        if remote_runtime:  # the ranks' connection files, while they run
+            report["connection_files"] = len(list(Path(remote_runtime).glob("kernel-engine-*")))
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
     finally:

@@ -32,15 +32,23 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate_launch(monkeypatch, tmp_path)
 
 
-def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(hosts: Hosts) -> None:
+def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(
+    hosts: Hosts, tmp_path: Path
+) -> None:
     (b, b_ip), (c, c_ip) = hosts.hosts.items()
+    remote = tmp_path / "remote-runtime"  # the hosts' runtime directory, not the controller's
+    remote.mkdir(mode=0o700)
     spec = {
         "ip": "10.9.0.1",  # the controller's address facing B; C reaches it through a route
         "hosts": {b_ip: 2, c_ip: 2},  # n defaults to their sum
         # Open MPI starts its daemon on B and C with this ssh (the test's keys and port).
         "mpi_args": ["--mca", "plm_rsh_agent", f"ssh {' '.join(hosts.ssh_args)}"],
         # Ranks on other nodes get only what -x names: the env option is forwarded.
-        "env": {"LOOM_TEST_FORWARDED": "yes", "PYTHONDONTWRITEBYTECODE": "1"},
+        "env": {
+            "LOOM_TEST_FORWARDED": "yes",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "JUPYTER_RUNTIME_DIR": str(remote),
+        },
     }
     code = "import sys, _launch_fixtures as f; f.mpi_hosts_scenario(sys.argv[1])"
     done = hosts.run_in_controller(
@@ -63,6 +71,11 @@ def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(hosts:
     everyone = [[0, b], [1, b], [2, c], [3, c]]
     assert report["collective"] == [[6, everyone]] * 4
     assert report["environ"] == ["yes"] * 4
+    # The ranks' connection files (the cluster's keys) were there while they ran; stopped
+    # by SIGTERM (mpiexec's), each removed its own: the controller cleans only its runtime
+    # directory, and a node's may not be that one.
+    assert report["connection_files"] == 4
+    assert list(remote.iterdir()) == []
     # Stopped: the ranks are gone, and nothing but sshd runs on the hosts (Open MPI's
     # daemons included).
     assert all_gone({pid for _, _, pid, _ in ranks}) == []
