@@ -499,6 +499,25 @@ def test_script_to_notebook(tmp_path: Path) -> None:
     assert nb.metadata["kernelspec"]["name"] == "loom"
 
 
+@peer
+def test_notebook_keeps_figures_and_ipython_displays(tmp_path: Path) -> None:
+    # Issue 14: no `%matplotlib inline` needed; IPython.display objects and a display
+    # updated by its handle are written as the page would show them.
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("IPython")
+    name = script(
+        tmp_path,
+        "# %%\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n"
+        "# %%\nfrom IPython.display import Markdown, display\n"
+        "h = display(Markdown('a'), display_id=True)\nh.update(Markdown('b'))\n",
+    )
+    result = run(tmp_path, name, "-o", "out.ipynb")
+    assert result.returncode == 0, result.stderr
+    (_, figure), (_, markdown) = _outputs(tmp_path / "out.ipynb")
+    assert [sorted(o["data"]) for o in figure] == [["image/png", "text/plain"]]
+    assert [o["data"]["text/markdown"] for o in markdown] == ["b"]
+
+
 # -- input and usage errors --------------------------------------------------------
 
 

@@ -63,6 +63,12 @@ def test_debug_after_an_error_p_up_tab_arrows_q(
         c.child.send("\r")
         c.expect("<module>")  # where's output (colours split its source lines)
     c.expect(PDB_PROMPT)
+    c.child.send("p 6*9\x1b[D\x1b[D1\r")  # Left twice and an insert edit it: p 61*9
+    c.expect("549")
+    c.expect(PDB_PROMPT)
+    c.child.send("\x1b[A\r")  # Up recalls that command (its echo is p 61*9, not 549)
+    c.expect("549")
+    c.expect(PDB_PROMPT)
     c.child.send("\x1b[A")  # Up recalls the last command, Down goes back: no escape codes
     c.child.send("\x1b[B")
     c.child.send("\x1b[D\x1b[C")  # Left, Right on an empty line
