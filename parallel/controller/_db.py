@@ -23,6 +23,7 @@ translation to SQL is pure (:func:`where_clause`) and takes names from that list
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import struct
 from collections.abc import Iterable, Mapping, Sequence
@@ -243,6 +244,11 @@ class TaskDB:
 
     def __init__(self, path: Path | None, *, sync: bool = False) -> None:
         self.path = path
+        if path is not None:
+            # Created owner-only before SQLite opens it (which would make it 0644 under the
+            # usual umask): it holds every task's arguments and results, and SQLite gives
+            # its -wal and -shm files the database file's mode.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         self._db = sqlite3.connect(":memory:" if path is None else str(path), isolation_level=None)
         if path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
