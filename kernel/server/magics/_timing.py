@@ -51,7 +51,7 @@ def load_timing_magics(magics: Magics) -> None:
 
 
 def format_time(seconds: float, precision: int = 3) -> str:
-    """A duration as IPython prints it: ``1.23 µs``, ``45.6 ms``, ``2.5 s``, ``1min 5s``."""
+    """A duration as IPython prints it: ``1.23 μs``, ``45.6 ms``, ``2.5 s``, ``1min 5s``."""
     if seconds >= 60.0:
         parts = []
         left = seconds
@@ -69,13 +69,14 @@ def format_time(seconds: float, precision: int = 3) -> str:
 
 
 def _micro() -> str:
-    """``µs`` if stdout can encode it, else ``us``."""
+    """``μs`` (the Greek letter mu, U+03BC, as IPython writes it; not the micro sign
+    U+00B5) if stdout can encode it, else ``us``."""
     encoding = getattr(sys.stdout, "encoding", None) or "ascii"
     try:
-        "\u00b5".encode(encoding)
+        "\u03bc".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return "us"
-    return "\u00b5s"
+    return "\u03bcs"
 
 
 class TimeitResult:
@@ -178,7 +179,7 @@ class _TimingMagics:
           -q    quiet: print nothing
           -o    return a TimeitResult (loops, all_runs, timings, average, stdev, best, worst)
 
-        Prints, like IPython: ``1.23 µs ± 45.6 ns per loop (mean ± std. dev. of 7 runs,
+        Prints, like IPython: ``1.23 μs ± 45.6 ns per loop (mean ± std. dev. of 7 runs,
         1,000,000 loops each)``.
         """
         options, stmt = split_options(line, _TIMEIT_OPTIONS)
