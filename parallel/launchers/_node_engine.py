@@ -33,6 +33,9 @@ process, and (``--mpi``) the order ranks register in (``register``, looked up by
   numbers engines in registration order) gives rank r the id r in a cluster whose only
   engines are these ranks. Not under plain ``srun``: mpi4py's singleton init kills the
   task there.
+- **Its connection file at SIGTERM** (how ``mpiexec`` and Slurm stop engines): removed
+  before the signal's default action ends the process (``_removing_its_file_on_sigterm``);
+  the controller cleans only its own runtime directory, and a node's may be another.
 """
 
 from __future__ import annotations
