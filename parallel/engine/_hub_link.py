@@ -18,7 +18,8 @@ thread) and does two things off the engine's main thread:
    decision: the first record the thread sees opens a window (``LOOM_RECORD_WINDOW``,
    100 ms by default), and what came within it goes as one message; a ``sync`` record,
    a batch past 256 records or 1 MiB of buffers, or a :meth:`flush` (the engine's loop
-   calls it once replies stop for ``LOOM_RECORD_QUIET``, 25 ms) sends at once. Only a
+   calls it once replies stop for a quiet time: ``LOOM_RECORD_QUIET``, 25 ms, or up to the
+   window while replies come in a stream, ``QuietFlush``) sends at once. Only a
    reply's record wakes a sleeping thread, and only after the reply left (the recorder
    defers the wake with ``call_soon``); a task's start record waits for it, or for the
    next ping, within a second, so a running task is not disturbed. A batch travels as

@@ -11,7 +11,8 @@ and (for some) answers. Sending what ``window`` seconds brought, in one message,
 those costs per window instead of per task; the price is the durability window: a record
 still in the engine when it is SIGKILLed is lost (``docs/architecture.md``, "Task
 records"). So the window is only that long while the engine is busy: once its replies
-stop for ``quiet`` seconds, the main thread asks for the batch (:class:`QuietFlush`).
+stop for a quiet time (``quiet``, or longer, up to the window, while its replies come
+in a stream: :class:`QuietFlush`), the main thread asks for the batch.
 ``durability="sync"`` records (``urgent``) never wait, and neither does a batch past
 ``max_records`` or ``max_bytes``.
 """
@@ -22,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["QuietFlush", "RecordWindow", "Unacked", "WindowConfig"]
+__all__ = ["QUIET_FACTOR", "QUIET_SPAN", "QuietFlush", "RecordWindow", "Unacked", "WindowConfig"]
 
 T = TypeVar("T")
 
@@ -33,6 +34,7 @@ class WindowConfig:
     window: float = 0.1
     #: Seconds without a new reply after which the engine's main thread asks for the
     #: batch at once (:class:`QuietFlush`): a lone task's records do not wait the window.
+    #: While replies come in a stream the quiet time follows their rate, up to the window.
     quiet: float = 0.025
     #: A batch this long goes at once.
     max_records: int = 256
@@ -63,33 +65,68 @@ class RecordWindow:
         self.opened = None
 
 
+#: How much longer than the latest gap between two replies the quiet time is: an
+#: engine's replies in a steady stream (a broadcast in a loop) jitter around their mean.
+QUIET_FACTOR = 2.0
+#: The quiet time follows the reply rate up to this many times ``quiet`` (and never past
+#: the window): 4 x 25 ms = the 100 ms window by default.
+QUIET_SPAN = 4.0
+
+
 @dataclass
 class QuietFlush:
-    """The engine's main thread asks for the batch once replies stop for ``quiet`` s.
+    """The engine's main thread asks for the batch once replies stop for a quiet time.
 
-    A busy engine (replies closer than ``quiet``) leaves its records to the window, so a
-    batch carries many tasks; an engine that answered and has nothing else to do sends
-    them within ``quiet``, so the durability window of a lone task is that short. One
-    timer at a time: :meth:`replied` says when to arm it, :meth:`fired` whether to send
-    (None) or when to look again."""
+    The quiet time follows the reply rate: after a reply that came within ``longest``
+    of the one before (a stream), it is ``QUIET_FACTOR`` times that gap, at least
+    ``quiet`` and at most ``longest`` (``min(window, QUIET_SPAN * quiet)``: 100 ms by
+    default); after a lone reply (the first, or one after a longer pause), ``quiet``.
+    So a steady stream leaves its records to the window, a batch of many tasks, even
+    when its replies are further apart than ``quiet`` (16 engines on 2 cores answer a
+    broadcast in a loop every 25-35 ms: with a fixed 25 ms every task went alone, a wake
+    and a message each), while a lone task's records go within ``quiet``. The price: the
+    last task of a stream may wait up to ``longest`` (the window) after its reply instead
+    of ``quiet`` (docs/parallel.md, "The loss window"). One timer at a time:
+    :meth:`replied` says when to arm it, :meth:`fired` whether to send (None) or when to
+    look again. Time comes in as arguments (the loop's clock)."""
 
     quiet: float
+    #: The longest quiet time (the window, or ``QUIET_SPAN * quiet`` if shorter); at
+    #: most ``quiet`` (the default): a fixed quiet time.
+    longest: float = 0.0
     #: When the latest reply not yet asked for was recorded (None: none is waiting).
     last: float | None = None
+    #: When the latest reply was recorded, asked for or not (to measure the next gap).
+    previous: float | None = None
+    #: The quiet time the latest reply set.
+    wait: float = 0.0
     armed: bool = False
+
+    @classmethod
+    def for_window(cls, config: WindowConfig) -> QuietFlush:
+        return cls(config.quiet, min(config.window, QUIET_SPAN * config.quiet))
+
+    def __post_init__(self) -> None:
+        self.longest = max(self.longest, self.quiet)
+        self.wait = self.quiet
 
     def replied(self, now: float) -> float | None:
         """A reply's record was queued: the delay of the timer to arm, or None (armed)."""
-        self.last = now
+        gap = None if self.previous is None else now - self.previous
+        if gap is not None and gap <= self.longest:  # a stream: follow its rate
+            self.wait = min(self.longest, max(self.quiet, QUIET_FACTOR * gap))
+        else:  # a lone reply
+            self.wait = self.quiet
+        self.previous = self.last = now
         if self.armed:
             return None
         self.armed = True
-        return self.quiet
+        return self.wait
 
     def fired(self, now: float) -> float | None:
         """The timer fired: None to ask for the batch now, or the delay to arm it again."""
-        if self.last is not None and now < self.last + self.quiet:
-            return self.last + self.quiet - now
+        if self.last is not None and now < self.last + self.wait:
+            return self.last + self.wait - now
         self.armed = False
         self.last = None
         return None

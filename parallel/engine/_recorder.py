@@ -6,12 +6,12 @@ link's queue; when it is answered, its reply (content, metadata, buffers). Only 
 appends happen here; ``_hub_link`` sends them in batches on its own thread, after the
 reply (``durability="async"``, the default): what a window of ``LOOM_RECORD_WINDOW``
 (100 ms) brought goes as one message, or sooner, once the engine's replies stop for
-``LOOM_RECORD_QUIET`` (25 ms; a timer on this loop, :class:`QuietFlush`, asks the link to
-``flush``). The reply's record wakes that thread only if it sleeps, and only after the
-reply left (``call_soon``: the shell handler sends the reply in the same step of the
-loop). With ``durability="sync"`` the handler waits until the
-hub has committed the reply's record before it returns, so the client can never hold a
-result the controller's database lacks.
+``LOOM_RECORD_QUIET`` (25 ms; twice the gap between replies, up to the window, while they
+come in a stream; a timer on this loop, :class:`QuietFlush`, asks the link to ``flush``).
+The reply's record wakes that thread only if it sleeps, and only after the reply left
+(``call_soon``: the shell handler sends the reply in the same step of the loop). With
+``durability="sync"`` the handler waits until the hub has committed the reply's record
+before it returns, so the client can never hold a result the controller's database lacks.
 
 The interface the engine uses: ``recorded(handler, link)``; of the link, only
 ``record(fields, buffers, done=None, *, wake=True, nbytes=None)``, ``sleeping``, ``wake()``,
@@ -60,7 +60,7 @@ def recorded(handler: ShellHandler, link: HubLink) -> ShellHandler:
     request_limit = _limit("LOOM_RECORD_REQUEST_LIMIT", REQUEST_LIMIT)
     result_limit = _limit("LOOM_RECORD_RESULT_LIMIT", RESULT_LIMIT)
 
-    quiet = QuietFlush(link.window.quiet)
+    quiet = QuietFlush.for_window(link.window)
 
     def went_quiet(loop: asyncio.AbstractEventLoop) -> None:
         delay = quiet.fired(loop.time())

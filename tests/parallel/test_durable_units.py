@@ -200,6 +200,61 @@ def test_the_main_thread_asks_for_the_batch_once_replies_stop() -> None:
     assert busy.fired(0.020) is None
 
 
+def test_the_quiet_time_follows_the_reply_rate_up_to_its_longest() -> None:
+    quiet = QuietFlush(quiet=0.025, longest=0.1)
+    assert quiet.replied(0.0) == 0.025  # the first reply: a lone one, the least quiet time
+    assert quiet.replied(0.030) is None  # armed; a stream 30 ms apart: quiet for 60 ms
+    assert quiet.wait == pytest.approx(0.06)
+    assert quiet.fired(0.025) == pytest.approx(0.065)  # the last reply was at 0.030
+    assert quiet.replied(0.060) is None
+    assert quiet.fired(0.090) == pytest.approx(0.03)
+    assert quiet.fired(0.120) is None  # 60 ms without a reply: send now
+    assert quiet.replied(0.130) == pytest.approx(0.1)  # 70 ms apart: 140 ms, capped
+    assert quiet.fired(0.230) is None
+    assert quiet.replied(0.235) == pytest.approx(0.025)  # 105 ms apart: a lone reply
+    assert quiet.replied(0.240) is None
+    assert quiet.wait == pytest.approx(0.025)  # 5 ms apart: the least quiet time
+    assert quiet.fired(0.260) == pytest.approx(0.005)
+    assert quiet.fired(0.265) is None
+    assert quiet.replied(1.0) == pytest.approx(0.025)  # after 760 ms: a lone reply
+
+
+def test_the_longest_quiet_time_is_the_window_or_four_quiet_times() -> None:
+    assert QuietFlush.for_window(WindowConfig(window=0.1, quiet=0.025)).longest == 0.1
+    assert QuietFlush.for_window(WindowConfig(window=0.05, quiet=0.025)).longest == 0.05
+    assert QuietFlush.for_window(WindowConfig(window=30.0, quiet=1.0)).longest == 4.0
+    assert QuietFlush.for_window(WindowConfig(window=0.01, quiet=0.025)).longest == 0.025
+    assert QuietFlush(quiet=0.025).longest == 0.025  # alone: a fixed quiet time
+
+
+def _asks(quiet: QuietFlush, replies: list[float]) -> list[float]:
+    """When the engine's loop asks for the batch: its one timer driven like the loop."""
+    asks: list[float] = []
+    timer: float | None = None
+    for now in [*replies, math.inf]:
+        while timer is not None and timer <= now:
+            delay = quiet.fired(timer)
+            asks += [timer] if delay is None else []
+            timer = None if delay is None else timer + delay
+        if now < math.inf:
+            delay = quiet.replied(now)
+            timer = now + delay if delay is not None else timer
+    return [round(t, 6) for t in asks]
+
+
+def test_a_steady_stream_slower_than_quiet_leaves_its_records_to_the_window() -> None:
+    # 16 engines on 2 cores answer a broadcast in a loop about every 30 ms: with a fixed
+    # 25 ms quiet time each reply was asked for alone (a wake and a batch per task).
+    replies = [i * 0.030 for i in range(10)]
+    assert _asks(QuietFlush(quiet=0.025), replies) == [round(t + 0.025, 6) for t in replies]
+    following = QuietFlush.for_window(WindowConfig(window=0.1, quiet=0.025))
+    # The first reply is a lone one (no rate yet); then once, 60 ms after the last.
+    assert _asks(following, replies) == [0.025, 0.33]
+    # Replies 200 ms apart are lone ones: each asked for after 25 ms, as before.
+    lone = [i * 0.2 for i in range(3)]
+    assert _asks(QuietFlush.for_window(WindowConfig()), lone) == [0.025, 0.225, 0.425]
+
+
 def test_unacked_batches_are_confirmed_by_reply_or_by_the_pings_range() -> None:
     unacked: Unacked[str] = Unacked(limit=10)
     assert unacked.add(["a", "b"]) == (1, [])
