@@ -181,7 +181,8 @@ class _OutputMagics:
     def matplotlib(self, line: str) -> None:
         """Choose how matplotlib figures are shown.
 
-        Usage: ``%matplotlib [inline|notebook|widget]`` or ``%matplotlib --list``.
+        Usage: ``%matplotlib [inline|notebook|widget]`` or ``%matplotlib --list``; without a
+        backend, ``inline``, named as it is chosen.
 
         - ``inline`` (already the default unless ``MPLBACKEND`` says otherwise): ``plt.show()``
           and the end of every cell render the open figures (PNG, or the formats of ``%config
@@ -229,6 +230,9 @@ class _OutputMagics:
         matplotlib.backends.backend = "inline"  # type: ignore[attr-defined, unused-ignore]
         if _inline_figures.flush_figures not in self._magics.post_execute:
             self._magics.post_execute.append(_inline_figures.flush_figures)
+        if not line.strip():
+            # As IPython: the backend chosen for the user is named; one they named is not.
+            print(f"Using matplotlib backend: {_inline_figures.BACKEND}")
 
 
 #: ``%matplotlib`` backend -> the modules it needs besides matplotlib.

@@ -707,3 +707,16 @@ def test_expand_vars() -> None:
     assert expand_vars("awk '{print $1}'", ns) == "awk '{print $1}'"
     assert expand_vars("$HOME {x}", ns) == "$HOME {x}"  # one failure: nothing expands
     assert expand_vars("{y}", ns, {"y": "local"}) == "local"
+
+
+def test_matplotlib_without_a_backend_says_which_it_uses(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As IPython: a bare %matplotlib chooses the default and names it; a named one is silent.
+    pytest.importorskip("matplotlib")
+    session.ok("%matplotlib")
+    assert capsys.readouterr().out == (
+        "Using matplotlib backend: module://kernel.server.interpreter._mpl_inline\n"
+    )
+    session.ok("%matplotlib inline")
+    assert capsys.readouterr().out == ""
