@@ -20,10 +20,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from ._args import UsageError, split_options
-from ._background import BackgroundScripts, LoopProxy
 from ._system import run_command
 
 if TYPE_CHECKING:
+    from ._background import BackgroundScripts
     from ._registry import Magics
 
 __all__ = ["load_script_magics"]
@@ -54,7 +54,7 @@ def load_script_magics(magics: Magics) -> None:
 class _ScriptMagics:
     def __init__(self, magics: Magics) -> None:
         self._magics = magics
-        self._background = BackgroundScripts()
+        self._background: BackgroundScripts | None = None  # made by the first --bg cell
 
     def script(self, line: str, body: str) -> None:
         """Run the cell with a program, which reads it on its stdin.
@@ -127,6 +127,10 @@ class _ScriptMagics:
         self, options: dict[str, str | bool], argv: list[str], stdin: str | None
     ) -> None:
         out_name, err_name, proc_name = (options.get(key) for key in ("out", "err", "proc"))
+        from ._background import BackgroundScripts, LoopProxy  # only for --bg: start-up
+
+        if self._background is None:
+            self._background = BackgroundScripts()
         cell = stdin if stdin is None or stdin.endswith("\n") else stdin + "\n"
         try:
             process, loop = self._background.start(
@@ -151,7 +155,8 @@ class _ScriptMagics:
 
         Usage: ``%killbgscripts``. Each gets SIGINT, then SIGTERM, then SIGKILL, 0.1 s apart.
         """
-        self._background.kill_all()
+        if self._background is not None:
+            self._background.kill_all()
         print("All background processes were killed.")
 
 
