@@ -116,7 +116,7 @@ def all_gone(pids: set[int], timeout: float = 20.0) -> list[int]:
 
 SLURM_CONF = """\
 ClusterName=loomtest
-SlurmctldHost={host}(127.0.0.1)
+SlurmctldHost={host}({ctld_addr})
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 SlurmUser=root
@@ -124,11 +124,11 @@ SlurmdUser=root
 AuthType=auth/none
 CredType=cred/none
 StateSaveLocation={dir}/state
-SlurmdSpoolDir={dir}/spool
+SlurmdSpoolDir={dir}/spool{per_node}
 SlurmctldPidFile={dir}/slurmctld.pid
-SlurmdPidFile={dir}/slurmd.pid
+SlurmdPidFile={dir}/slurmd{per_node}.pid
 SlurmctldLogFile={dir}/slurmctld.log
-SlurmdLogFile={dir}/slurmd.log
+SlurmdLogFile={dir}/slurmd{per_node}.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -139,7 +139,7 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 ReturnToService=2
 MailProg=/bin/true
 SlurmdParameters=config_overrides
-NodeName={host} NodeAddr=127.0.0.1 CPUs=8
+{nodes}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 PartitionName=closed Nodes=ALL MaxTime=INFINITE State=DOWN
 """
@@ -169,30 +169,56 @@ def need_root(what: str) -> None:
 
 
 @contextlib.contextmanager
-def slurm(directory: Path, timeout: float = 60.0) -> Iterator[Path]:
+def slurm(directory: Path, timeout: float = 60.0, *, net: Hosts | None = None) -> Iterator[Path]:
     """slurmctld and slurmd for one node (this host), with ``auth/none``; yields the
-    ``slurm.conf`` path (set ``SLURM_CONF`` to it). Every job is cancelled and both
-    daemons are stopped by pid afterwards."""
+    ``slurm.conf`` path (set ``SLURM_CONF`` to it). Every job is cancelled and the
+    daemons are stopped by pid afterwards.
+
+    ``net`` (``ssh_hosts(routed=True)``): a Slurm of several nodes instead, slurmctld in
+    the controller's namespace (at 10.9.0.1) and one slurmd on each host, named as the
+    host (2 CPUs each); Slurm's commands then work only from the controller's namespace
+    (``net.run_in_controller``), since 10.9.x is blackholed everywhere else."""
     need_root("a test Slurm (slurmctld, slurmd)")
-    for sub in ("state", "spool"):
-        (directory / sub).mkdir(parents=True)
+    if net is None:
+        nodes = {socket.gethostname(): "127.0.0.1"}
+        node_cpus, ctld_addr, per_node = 8, "127.0.0.1", ""
+    else:
+        nodes, node_cpus, ctld_addr, per_node = net.hosts, 2, "10.9.0.1", "-%n"
+    (directory / "state").mkdir(parents=True)
+    for node in nodes:
+        (directory / ("spool" + per_node.replace("%n", node))).mkdir()
     conf = directory / "slurm.conf"
     conf.write_text(
         SLURM_CONF.format(
             host=socket.gethostname(),
+            ctld_addr=ctld_addr,
             ctld_port=free_port(),
             slurmd_port=free_port(),
             dir=directory,
+            per_node=per_node,
+            nodes="\n".join(
+                f"NodeName={node} NodeAddr={address} CPUs={node_cpus}"
+                for node, address in nodes.items()
+            ),
         )
     )
     env = {**os.environ, "SLURM_CONF": str(conf)}
+    # In the controller's namespace (with net), where 10.9.0.1 is.
+    here = ["ip", "netns", "exec", net.controller] if net is not None else []
+    commands = {"slurmctld": [*here, "/usr/sbin/slurmctld", "-D", "-c", "-i", "-f", str(conf)]}
+    if net is None:
+        commands["slurmd"] = ["/usr/sbin/slurmd", "-D", "-f", str(conf)]
+    else:  # nsenter, not ip netns exec: that remounts /sys, and slurmd needs its cgroups
+        for node in nodes:
+            name_it = f'hostname {node} && exec "$@"'  # the node's name, in a UTS namespace
+            commands[f"slurmd-{node}"] = [
+                "nsenter", f"--net=/run/netns/{node}", "unshare", "--uts", "sh", "-c", name_it,
+                "-", "/usr/sbin/slurmd", "-D", "-f", str(conf), "-N", node,
+            ]  # fmt: skip
     daemons: list[subprocess.Popen[bytes]] = []
     try:
-        for argv in (
-            ["/usr/sbin/slurmctld", "-D", "-c", "-i", "-f", str(conf)],
-            ["/usr/sbin/slurmd", "-D", "-f", str(conf)],
-        ):
-            log = (directory / f"{Path(argv[0]).name}.out").open("wb")
+        for name, argv in commands.items():
+            log = (directory / f"{name}.out").open("wb")
             with log:
                 daemons.append(
                     subprocess.Popen(
@@ -203,10 +229,10 @@ def slurm(directory: Path, timeout: float = 60.0) -> Iterator[Path]:
         state = ""
         while state != "idle":  # sinfo is the only way to ask; it answers within ~1 s
             if time.monotonic() > deadline or any(d.poll() is not None for d in daemons):
-                logs = "\n".join(tail_of(directory / n) for n in ("slurmctld.log", "slurmd.log"))
+                logs = "\n".join(tail_of(path) for path in sorted(directory.glob("slurm*.log")))
                 pytest.fail(f"Slurm did not come up (node state {state!r}):\n{logs}")
             done = subprocess.run(
-                ["sinfo", "-h", "-p", "debug", "-o", "%T"],
+                [*here, "sinfo", "-h", "-p", "debug", "-o", "%T"],
                 env=env, capture_output=True, text=True, timeout=30, check=False,
             )  # fmt: skip
             state = done.stdout.strip()
@@ -216,8 +242,9 @@ def slurm(directory: Path, timeout: float = 60.0) -> Iterator[Path]:
     finally:
         if daemons and daemons[0].poll() is None:
             subprocess.run(
-                ["scancel", "--full", "--partition", "debug"], env=env, timeout=30, check=False
-            )
+                [*here, "scancel", "--full", "--partition", "debug"],
+                env=env, timeout=30, check=False,
+            )  # fmt: skip
         for daemon in reversed(daemons):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(daemon.pid, signal.SIGTERM)
