@@ -19,10 +19,13 @@ thread) and does two things off the engine's main thread:
    100 ms by default), and what came within it goes as one message; a ``sync`` record,
    a batch past 256 records or 1 MiB of buffers, or a :meth:`flush` (the engine's loop
    calls it once replies stop for a quiet time: ``LOOM_RECORD_QUIET``, 25 ms, or up to the
-   window while replies come in a stream, ``QuietFlush``) sends at once. Only a
-   reply's record wakes a sleeping thread, and only after the reply left (the recorder
-   defers the wake with ``call_soon``); a task's start record waits for it, or for the
-   next ping, within a second, so a running task is not disturbed. A batch travels as
+   window while replies come in a stream, ``QuietFlush``) sends at once. A send at a
+   window's end opens the next window at once (it *ticks*): while replies keep coming,
+   the thread wakes once per window, at its end, and no record wakes it; a window that
+   ends with nothing held closes. Only then does a reply's record wake the sleeping
+   thread, and only after the reply left (the recorder defers the wake with
+   ``call_soon``); a task's start record waits for it, or for the next ping, within a
+   second, so a running task is not disturbed. A batch travels as
    rows (:func:`encode_batch`: one per task, its JSON columns encoded and buffers packed
    here) in one frame, which the hub stores without decoding.
 
@@ -268,18 +271,25 @@ class HubLink:
                 asked = self._asked_in
                 if not self._queue:  # a flush() of records already sent: nothing to send
                     self._asked_out = asked  # (read before the queue: a newer one stays)
+                    tick = self._pending.due(now, 0, 0)
+                    if tick < math.inf:  # a stream's window: its records wait for its end,
+                        self._idle = False  # and wake nobody (a record queued just before
+                        # this line may still wake it: a harmless early look)
+                        timeout = min(timeout, tick)
                 else:  # queued records: this thread comes back for them anyway
                     self._idle = False
                     if not watch.silent and not watch.registering:
+                        urgent = (
+                            self._sync_in != self._sync_out or self._asked_in != self._asked_out
+                        )
                         due = self._pending.due(
-                            now,
-                            len(self._queue),
-                            self._bytes_in - self._bytes_out,
-                            urgent=self._sync_in != self._sync_out
-                            or self._asked_in != self._asked_out,
+                            now, len(self._queue), self._bytes_in - self._bytes_out, urgent=urgent
                         )
                         if due <= 0.0:
                             self._flush(sock)
+                            # A window's end or a full batch: the next window opens now
+                            # (ticking); asked for or urgent: it closes.
+                            self._pending.sent(None if urgent else now)
                             continue
                         timeout = min(timeout, due)
                 events = dict(poller.poll(math.ceil(timeout * 1000)))
@@ -387,7 +397,7 @@ class HubLink:
         batch: list[Item] = []
         while self._queue:
             batch.append(self._queue.popleft())
-        self._pending.sent()
+        self._pending.sent()  # closed; the loop opens the next window if it ticks on
         self._bytes_out += sum(_nbytes(buffers) for _, buffers, _ in batch)
         self._sync_out += sum(1 for _, _, done in batch if done is not None)
         self._send_batch(sock, batch)

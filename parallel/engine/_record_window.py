@@ -44,14 +44,25 @@ class WindowConfig:
 
 @dataclass
 class RecordWindow:
-    """Decides when to send: ``due`` gives the seconds to wait (0: now, inf: nothing)."""
+    """Decides when to send: ``due`` gives the seconds to wait (0: now, inf: nothing).
+
+    A window opens at the first record the thread sees, or at a send that its end or a
+    full batch caused (:meth:`sent` with the time): an engine in a stream of replies
+    then sends a batch at the end of each window, and the records that come meanwhile
+    need not wake the thread (it is not idle: ``due`` gives the window's end even with
+    nothing held). Such a *ticking* window that ends with nothing held closes, and the
+    next record wakes the thread again. Per batch of a stream that is one wake of the
+    thread, not two (the first record's, then the window's end). A send the engine asked
+    for (it went quiet) or a ``sync`` record caused closes the window: nothing follows."""
 
     config: WindowConfig = field(default_factory=WindowConfig)
-    #: When the thread first saw the records it holds (None: it holds none).
+    #: When the current window opened (None: none is open, the thread may sleep).
     opened: float | None = None
 
     def due(self, now: float, count: int, nbytes: int, *, urgent: bool = False) -> float:
         if count <= 0:
+            if self.opened is not None and now < self.opened + self.config.window:
+                return self.opened + self.config.window - now  # ticking: wait for its end
             self.opened = None
             return math.inf
         if self.opened is None:
@@ -60,9 +71,11 @@ class RecordWindow:
             return 0.0
         return max(0.0, self.opened + self.config.window - now)
 
-    def sent(self) -> None:
-        """What was held went out: the next record opens a new window."""
-        self.opened = None
+    def sent(self, now: float | None = None) -> None:
+        """What was held went out. ``now``: a window's end or a full batch sent it, so a
+        new window opens now (records may be coming); None: the engine asked for it (it
+        went quiet) or it was urgent, and the next record opens a new window."""
+        self.opened = now
 
 
 #: How much longer than the latest gap between two replies the quiet time is: an

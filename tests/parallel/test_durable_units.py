@@ -178,8 +178,27 @@ def test_sync_records_and_full_batches_do_not_wait() -> None:
     assert RecordWindow(WINDOW).due(0.0, 1, 100) == 0.0  # max_bytes
     window = RecordWindow(WINDOW)
     assert window.due(0.0, 3, 99) == pytest.approx(0.02)
-    assert window.due(0.001, 0, 0) == math.inf  # emptied elsewhere: the window closes
+    assert window.due(0.001, 0, 0) == pytest.approx(0.019)  # emptied: open until its end
+    assert window.due(0.02, 0, 0) == math.inf  # then it closes
     assert window.opened is None
+
+
+def test_a_window_sent_at_its_end_ticks_on_until_one_ends_empty() -> None:
+    # A stream: the thread sends at each window's end, and the records that came
+    # meanwhile need no wake (the thread is not idle: due is finite with nothing held).
+    window = RecordWindow(WINDOW)
+    assert window.due(1.0, 1, 0) == pytest.approx(0.02)  # the first record opens it
+    assert window.due(1.02, 5 - 2, 0) == 0.0  # its end: send
+    window.sent(1.02)  # a window's end: the next one opens now
+    assert window.due(1.02, 0, 0) == pytest.approx(0.02)  # nothing held: wait for its end
+    assert window.due(1.04, 2, 0) == 0.0  # two records came meanwhile: send at its end
+    window.sent(1.04)
+    assert window.due(1.06, 0, 0) == math.inf  # a window with nothing: closed, idle
+    assert window.opened is None
+    assert window.due(1.5, 1, 0) == pytest.approx(0.02)  # a record (it woke the thread)
+    assert window.due(1.505, 1, 0, urgent=True) == 0.0  # asked for (quiet) or sync
+    window.sent(None)  # closed at once: nothing follows such a send
+    assert window.due(1.505, 0, 0) == math.inf
 
 
 def test_the_main_thread_asks_for_the_batch_once_replies_stop() -> None:
