@@ -33,6 +33,9 @@ process, and (``--mpi``) the order ranks register in (``register``, looked up by
   numbers engines in registration order) gives rank r the id r in a cluster whose only
   engines are these ranks. Not under plain ``srun``: mpi4py's singleton init kills the
   task there.
+- **A controller it cannot reach.** One bound to its own loopback (the default) serves
+  only its host: an engine on another host says so and exits (``loopback_elsewhere``),
+  and the start fails with that line at once rather than at its timeout.
 - **Its connection file at SIGTERM** (how ``mpiexec`` and Slurm stop engines): removed
   before the signal's default action ends the process (``_removing_its_file_on_sigterm``);
   the controller cleans only its own runtime directory, and a node's may be another.
@@ -47,6 +50,7 @@ import ctypes
 import gc
 import importlib
 import importlib.util
+import ipaddress
 import os
 import signal
 import socket
@@ -96,6 +100,26 @@ def address_towards(info: ControllerInfo) -> str:
         return str(probe.getsockname()[0])
 
 
+def loopback_elsewhere(info: ControllerInfo, timeout: float = 10.0) -> bool:
+    """Whether the controller is bound to a loopback address and this is another host: no
+    one listens at its hub's port here (the cluster file is written after the hub is
+    bound, so on the controller's host someone does). A connection refused says so at
+    once, where the engine's registration would wait for its whole timeout; anything
+    else (a timeout, no route) is left to the engine to report."""
+    try:
+        if not ipaddress.ip_address(info.ip).is_loopback:
+            return False
+    except ValueError:  # a host name
+        return False
+    try:
+        with socket.create_connection((info.ip, info.hub_port), timeout=timeout):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m parallel.launchers._node_engine")
     parser.add_argument("-f", "--file", metavar="CLUSTER.json", required=True)
@@ -133,6 +157,14 @@ def main() -> int:
         info = ControllerInfo.read(cluster_file)
     except ConnectionFileError as exc:  # as run_engine says it
         print(f"loom engine: {exc}", file=sys.stderr)
+        return 2
+    if info.transport == "tcp" and loopback_elsewhere(info):
+        print(
+            f"loom engine: the controller is bound to {info.ip}, its host's loopback, which "
+            f"this host ({socket.gethostname()}) cannot reach: start it on an address the "
+            "engines' hosts reach (Cluster(ip=...), loom cluster start --ip ...)",
+            file=sys.stderr,
+        )
         return 2
     here = address_towards(info) if info.transport == "tcp" else info.ip
     if here == info.ip and info.pid > 0:

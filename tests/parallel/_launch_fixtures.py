@@ -451,6 +451,7 @@ def mpi_hosts_scenario(spec: str) -> None:
     timeout = options.pop("timeout", 90)
     cluster = Cluster(engines="mpi", **options)
     report: dict[str, object] = {}
+    started = time.monotonic()
     try:
         rc = cluster.start_and_connect_sync(timeout=timeout)
         report["ids"] = rc.ids
@@ -483,6 +484,7 @@ def mpi_hosts_scenario(spec: str) -> None:
             report["connection_files"] = len(list(Path(remote_runtime).glob("kernel-engine-*")))
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
+        report["failed_after"] = time.monotonic() - started
     finally:
         cluster.stop_cluster_sync()
     print(json.dumps(report), flush=True)

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _launch_fixtures import Hosts, all_gone, isolate_launch, ssh_hosts
@@ -32,30 +33,36 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate_launch(monkeypatch, tmp_path)
 
 
+def _scenario(net: Hosts, /, **spec: object) -> dict[str, Any]:
+    """``mpi_hosts_scenario(spec)`` in the controller's namespace; its report. Open MPI
+    starts its daemon on the hosts with the test's ssh (its keys and port)."""
+    code = "import sys, _launch_fixtures as f; f.mpi_hosts_scenario(sys.argv[1])"
+    spec["mpi_args"] = ["--mca", "plm_rsh_agent", f"ssh {' '.join(net.ssh_args)}"]
+    done = net.run_in_controller(
+        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=200
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
 def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(
     hosts: Hosts, tmp_path: Path
 ) -> None:
     (b, b_ip), (c, c_ip) = hosts.hosts.items()
     remote = tmp_path / "remote-runtime"  # the hosts' runtime directory, not the controller's
     remote.mkdir(mode=0o700)
-    spec = {
-        "ip": "10.9.0.1",  # the controller's address facing B; C reaches it through a route
-        "hosts": {b_ip: 2, c_ip: 2},  # n defaults to their sum
-        # Open MPI starts its daemon on B and C with this ssh (the test's keys and port).
-        "mpi_args": ["--mca", "plm_rsh_agent", f"ssh {' '.join(hosts.ssh_args)}"],
+    report = _scenario(
+        hosts,
+        ip="10.9.0.1",  # the controller's address facing B; C reaches it through a route
+        hosts={b_ip: 2, c_ip: 2},  # n defaults to their sum
         # Ranks on other nodes get only what -x names: the env option is forwarded.
-        "env": {
+        env={
             "LOOM_TEST_FORWARDED": "yes",
             "PYTHONDONTWRITEBYTECODE": "1",
             "JUPYTER_RUNTIME_DIR": str(remote),
         },
-    }
-    code = "import sys, _launch_fixtures as f; f.mpi_hosts_scenario(sys.argv[1])"
-    done = hosts.run_in_controller(
-        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=200
     )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert "error" not in report, report["error"]
     assert report["ids"] == [0, 1, 2, 3]
     assert report["curve"] is True  # bound off loopback: CurveZMQ by default
@@ -80,4 +87,16 @@ def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(
     # daemons included).
     assert all_gone({pid for _, _, pid, _ in ranks}) == []
     for name in (b, c):
+        assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
+
+
+def test_a_controller_on_loopback_is_named_at_once_by_ranks_on_other_hosts(hosts: Hosts) -> None:
+    # The default ip (127.0.0.1) serves only the controller's host: each rank elsewhere
+    # says so and exits, and the start ends then, not at its timeout.
+    (_, b_ip), (_, c_ip) = hosts.hosts.items()
+    report = _scenario(hosts, hosts={b_ip: 1, c_ip: 1}, timeout=90)
+    assert "the controller is bound to 127.0.0.1, its host's loopback" in report["error"]
+    assert "the launcher failed" in report["error"]
+    assert report["failed_after"] < 60
+    for name in hosts.hosts:
         assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
