@@ -159,7 +159,7 @@ def run_controller_command(args: argparse.Namespace) -> int:
             print(f"loom engine: {exc}", file=sys.stderr)
             return 2
         return run_engine(args.file)
-    from ..controller._controller import main
+    from ..controller._main import main
 
     try:
         spec = {"engines": args.engines, "options": _launcher_options(args.option)}

@@ -36,11 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kernel.protocol._freshness import DEFAULT_SKEW
-from kernel.protocol._freshness import replay_skew as skew_from_env
 
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, make_launcher
-from ._record_options import add_record_arguments
-from ._restarts import DEATH_WINDOW, MAX_DEATHS, RestartPolicy
+from ._restarts import RestartPolicy
 
 # The rest (zmq, the hub, the records) is imported once the launcher has started: what
 # ``python -m parallel.controller`` imports before it is what delays the engines' start.
@@ -78,6 +76,7 @@ async def run_controller(
     heartbeat_timeout: float | None = None,
     setup_timeout: float | None = None,
     replay_skew: float = DEFAULT_SKEW,
+    cluster_id: str | None = None,
 ) -> int:
     """Serve a cluster until told to stop; returns the exit status (0, or 1 if the
     launcher could not start its ``engines``: ``parallel.launchers``; local by default).
@@ -97,6 +96,9 @@ async def run_controller(
     than this many seconds before this start, so a request captured before a restart
     (``--restore``) is not taken again by the new controller, whose replay memory is
     empty (``kernel/protocol/_freshness.py``; docs/parallel.md, Security).
+
+    ``cluster_id``: the cluster's id (default: a new one); ``_main`` picks it before it
+    starts the local engines' fork server, which is given the cluster file's path.
     """
     started = time.time()
     launch = launcher if launcher is not None else make_launcher("local")
@@ -118,7 +120,10 @@ async def run_controller(
     early = bool(engines) and not restore and launch.starts_before_controller
     # --restore: the dead controller's addresses and key, so its engines come back.
     restored = _rebind(cluster_file) if restore else None
-    cluster_id = restored[0].cluster_id if restored is not None else uuid.uuid4().hex[:12]
+    if restored is not None:
+        cluster_id = restored[0].cluster_id
+    elif cluster_id is None:
+        cluster_id = uuid.uuid4().hex[:12]
     path = _cluster_path(cluster_file, cluster_id) if early else None
     workdir = path.parent / f"loom-launch-{cluster_id}" if path is not None else None
     info: ControllerInfo | None = None
@@ -404,116 +409,8 @@ def restart_policy(limit: str) -> RestartPolicy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m parallel.controller [-n N] [--ip IP] [--file PATH] [--parent PID]``."""
-    import argparse
+    """``python -m parallel.controller``: :func:`._main.main` (it starts a local fork
+    server before importing this module)."""
+    from ._main import main as controller_main
 
-    parser = argparse.ArgumentParser(
-        prog="python -m parallel.controller", description="Run a Loom cluster's controller."
-    )
-    parser.add_argument("-n", "--engines", type=int, default=0, help="local engines to start")
-    parser.add_argument("--ip", default="127.0.0.1")
-    parser.add_argument(
-        "--transport",
-        choices=("tcp", "ipc"),
-        default="tcp",
-        help="ipc: socket files in a private directory (one machine, this user only)",
-    )
-    parser.add_argument("-f", "--file", default=None, help="where to write the cluster file")
-    parser.add_argument("--parent", type=int, default=None, help="stop when this PID exits")
-    parser.add_argument("--ready-fd", type=int, default=None, help="write the file's path here")
-    add_record_arguments(parser)
-    parser.add_argument(
-        "--restore",
-        action="store_true",
-        help="take over the cluster of --file (default: the newest) whose controller died",
-    )
-    parser.add_argument(
-        "--launcher",
-        default='{"engines": "local"}',
-        help='how to start the engines: {"engines": NAME, "options": {...}} (JSON)',
-    )
-    parser.add_argument("--no-restart", action="store_true", help="do not replace engines that die")
-    parser.add_argument(
-        "--restart-limit",
-        default=f"{MAX_DEATHS}/{DEATH_WINDOW:g}",
-        metavar="DEATHS/SECONDS",
-        help="give up on an engine that died DEATHS times within SECONDS (default: %(default)s)",
-    )
-    security = parser.add_mutually_exclusive_group()
-    security.add_argument(
-        "--curve",
-        action="store_true",
-        default=None,
-        help="CurveZMQ even on loopback (it is on by default on any other address)",
-    )
-    security.add_argument(
-        "--insecure-plaintext",
-        dest="curve",
-        action="store_false",
-        help="no CurveZMQ on a non-loopback address: traffic readable on the network",
-    )
-    parser.add_argument(
-        "--heartbeat-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="lose an engine whose heartbeat is silent this long (default: 3 on this machine,"
-        " 10 over a network)",
-    )
-    parser.add_argument(
-        "--setup-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="announce a joining engine with an error when one recorded setup item runs"
-        " this long (default: 300)",
-    )
-    args = parser.parse_args(argv)
-    if args.engines < 0:
-        parser.error("-n must be 0 or more")
-    if args.curve and args.transport == "ipc":
-        parser.error("--curve needs --transport tcp (ipc admits only this user already)")
-    if args.heartbeat_timeout is not None and not args.heartbeat_timeout > 0:
-        parser.error("--heartbeat-timeout must be more than 0 seconds")
-    if args.setup_timeout is not None and not args.setup_timeout > 0:
-        parser.error("--setup-timeout must be more than 0 seconds")
-    try:
-        policy = None if args.no_restart else restart_policy(args.restart_limit)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        launcher = launcher_from_json(args.launcher)
-    except LaunchError as exc:
-        parser.error(str(exc))
-    try:
-        skew = skew_from_env()
-    except ValueError as exc:
-        print(f"loom controller: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(format="[loom controller] %(levelname)s %(message)s")
-    one_line: tuple[type[Exception], ...] = ()
-    if args.restore:  # (not imported otherwise: the controller's start, above)
-        from ._durable import RestoreError
-
-        one_line = (RestoreError,)
-    with contextlib.suppress(KeyboardInterrupt), _said_in_one_line(*one_line):
-        return asyncio.run(
-            run_controller(
-                ip=args.ip,
-                transport=args.transport,
-                engines=args.engines,
-                cluster_file=args.file,
-                parent_pid=args.parent,
-                ready_fd=args.ready_fd,
-                launcher=launcher,
-                curve=args.curve,
-                db=not args.no_db,
-                durability=args.durability,
-                restore=args.restore,
-                restart=policy,
-                heartbeat_timeout=args.heartbeat_timeout,
-                setup_timeout=args.setup_timeout,
-                replay_skew=skew,
-            )
-        )
-    return 130
+    return controller_main(argv)

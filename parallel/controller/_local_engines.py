@@ -36,13 +36,13 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from kernel.client import KernelProcess
 
 from ..launchers import LaunchContext, Launcher, LaunchError, LauncherStatus, describe_death
+from ._fork_server import ForkServer
 
 __all__ = ["LocalEngines"]
 
@@ -88,6 +88,8 @@ class LocalEngines(Launcher):
         self._adopted_gone.set()
         #: Set by :meth:`adopt`: the context a fork server started later reports to.
         self._ctx: LaunchContext | None = None
+        #: A fork server the controller started before its imports (:meth:`prestarted`).
+        self._early: ForkServer | None = None
 
     async def start(self, n: int, ctx: LaunchContext) -> None:
         """Start the fork server for ``n`` engines (they register with the hub themselves)."""
@@ -95,29 +97,42 @@ class LocalEngines(Launcher):
             return
         self._start_server(n, ctx)
 
+    def prestarted(self, server: ForkServer) -> None:
+        """Use ``server``, started by the controller before its own imports (``_main``),
+        for the first :meth:`start`; :meth:`stop` ends it if it was never used."""
+        self._early = server
+
     def _start_server(self, n: int, ctx: LaunchContext) -> None:
-        """Start the fork server with ``n`` engines (0: it only forks replacements)."""
-        read_fd, write_fd = os.pipe()
-        command_read, command_write = os.pipe()
-        argv = [sys.executable, "-P", "-m", "parallel.engine", "-f", str(ctx.cluster_file)]
-        argv += ["--fork", str(n), "--status-fd", str(write_fd)]
-        argv += ["--command-fd", str(command_read)]
-        if ctx.workdir.is_dir():
-            self._log_dir = ctx.workdir
-            argv += ["--log-dir", str(ctx.workdir)]
-        # No JPY_PARENT_PID: engines watch their controller through the hub instead.
-        env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
+        """Start the fork server with ``n`` engines (0: it only forks replacements), or
+        let the one started early (holding, the file not written then) fork them now."""
+        log_dir = ctx.workdir if ctx.workdir.is_dir() else None
+        server, self._early = self._early, None
+        if server is not None and (server.count, server.cluster_file, server.log_dir) != (
+            n,
+            ctx.cluster_file,
+            log_dir,
+        ):  # started for another start than this one (not expected): not used
+            server.discard()
+            server = None
+        if server is None:
+            server = ForkServer(n, ctx.cluster_file, log_dir, hold=False)
+        if log_dir is not None:
+            self._log_dir = log_dir
+        assert server.status is not None
+        assert server.commands is not None
+        self.server = server.process
+        self._commands, read_fd = server.commands, server.status
         try:
-            self.server = KernelProcess(argv, env=env, pass_fds=(write_fd, command_read))
-        except BaseException:
+            if server.hold:
+                server.go()
+        except BrokenPipeError:  # it died importing: say how, with what it printed
             os.close(read_fd)
-            os.close(command_write)
-            raise
+            self.server.reap_blocking()
+            code = self.server.returncode
+            how = describe_death(code) if code is not None else "is gone"
+            raise LaunchError(f"the engine fork server {how}", self.server.output_tail()) from None
         finally:
-            os.close(write_fd)
-            os.close(command_read)
-        os.set_blocking(command_write, False)
-        self._commands = command_write
+            server.status = server.commands = None  # ours now (stop() closes the commands)
         if n:
             self._none_left.clear()
         ctx.tg.create_task(self._follow(read_fd, n, ctx), name="loom-engine-forkserver")
@@ -262,6 +277,9 @@ class LocalEngines(Launcher):
     async def stop(self) -> None:
         """SIGTERM every engine, SIGKILL what is left after ``STOP_GRACE``; then the fork
         server, which exits once it has reaped them all."""
+        if self._early is not None:  # started early, never told a cluster: forked nothing
+            self._early.discard()
+            self._early = None
         server = self.server
         self._close_commands()  # no more replacements; the server exits once its engines do
         await self._stop_adopted()

@@ -29,6 +29,11 @@ def main() -> int:
     )
     parser.add_argument("--log-dir", metavar="DIR", help="with --fork: each engine's stderr here")
     parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="with --fork: import first, fork once 'go' comes on --command-fd (the file exists)",
+    )
+    parser.add_argument(
         "--uuid", metavar="UUID", help="register as this engine (a replacement: its id back)"
     )
     add_traits_arguments(parser)
@@ -42,6 +47,8 @@ def main() -> int:
             parser.error("--fork needs 0 or more engines")
         if args.status_fd is None:
             parser.error("--fork needs --status-fd")
+        if args.hold and args.command_fd is None:
+            parser.error("--hold needs --command-fd")
         from ._forkserver import fork_engines
 
         return fork_engines(
@@ -50,6 +57,7 @@ def main() -> int:
             args.status_fd,
             command_fd=args.command_fd,
             log_dir=args.log_dir,
+            hold=args.hold,
         )
     return run_engine(args.file, engine_uuid=args.uuid)
 

@@ -26,6 +26,13 @@ times over, which alone kept "start -> 4 engines usable" above half a second. So
    process: its engines all failing must make the job FAILED, not COMPLETED, so that
    the launcher reports it with what they printed. SIGTERM is passed on to the children.
 
+With ``--hold`` it preloads and then waits for a ``go`` line on the command pipe before
+it forks: the ``local`` launcher starts it before its controller has imported, bound and
+written the cluster file (whose path it is given), so the ~0.25 s of imports here run
+while the controller does that, on the other core, instead of after it. A command pipe
+closed before ``go`` (the controller could not start) ends it with status 0, having
+forked nothing.
+
 With ``--log-dir``, each engine's stderr goes to ``DIR/engine-UUID.log`` (truncated
 at each fork), so the launcher can quote the last lines of the engine that died rather
 than the interleaved output of all of them.
@@ -41,7 +48,7 @@ import gc
 import os
 import signal
 import sys
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 __all__ = ["fork_engines", "preload"]
 
@@ -73,12 +80,17 @@ def fork_engines(
     command_fd: int | None = None,
     log_dir: str | None = None,
     bind: str | None = None,
+    hold: bool = False,
 ) -> int:
     """Run ``count`` engines of the cluster in ``cluster_file`` (module docstring);
     ``bind``: the address they bind (``run_engine``), for a node other than the
-    controller's (``parallel.launchers._node_engine --fork``)."""
+    controller's (``parallel.launchers._node_engine --fork``). ``hold``: fork only once
+    ``go`` comes on ``command_fd`` (the file exists then)."""
     import select
     import uuid as uuidlib
+
+    if hold and command_fd is None:
+        raise ValueError("a fork server that holds needs a command pipe")
 
     # Start-up allocates much and frees little: collecting meanwhile cost ~6% of the
     # imports' CPU. Then what they made is frozen (``gc.freeze``): later collections in
@@ -92,6 +104,15 @@ def fork_engines(
     #: pid -> pidfd, for every child not yet reaped.
     children: dict[int, int] = {}
     ended = Endings()
+    commands = os.fdopen(command_fd, "rb", buffering=0) if command_fd is not None else None
+    pending = b""
+    if hold:
+        assert commands is not None
+        after = _await_go(commands)
+        if after is None:  # the controller could not start: nothing to fork
+            commands.close()
+            return 0
+        pending = after
 
     def report(line: str) -> None:
         with contextlib.suppress(OSError):  # the launcher stopped listening
@@ -104,8 +125,18 @@ def fork_engines(
         children[pid] = os.pidfd_open(pid)
         report(f"started {pid} {engine_uuid}\n")
 
+    def take(chunk: bytes) -> None:
+        nonlocal pending
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            match line.split():
+                case [b"fork", engine_uuid]:
+                    spawn(engine_uuid.decode("ascii", "replace"))
+
     for _ in range(count):
         spawn(str(uuidlib.uuid4()))
+    take(b"")  # lines that came with ``go``
 
     def forward(signum: int, frame: object) -> None:
         for child in list(children):
@@ -113,8 +144,6 @@ def fork_engines(
                 os.kill(child, signum)
 
     signal.signal(signal.SIGTERM, forward)
-    commands = os.fdopen(command_fd, "rb", buffering=0) if command_fd is not None else None
-    pending = b""
     while children or commands is not None:
         watched: list[int] = list(children.values())
         if commands is not None:
@@ -133,13 +162,21 @@ def fork_engines(
                 commands.close()
                 commands = None
                 continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                match line.split():
-                    case [b"fork", engine_uuid]:
-                        spawn(engine_uuid.decode("ascii", "replace"))
+            take(chunk)
     return ended.status()
+
+
+def _await_go(commands: BinaryIO) -> bytes | None:
+    """Read ``commands`` up to a ``go`` line; what came after it, or None at the end of
+    the pipe. Lines before it are dropped: nothing is forked before the file exists."""
+    pending = b""
+    while chunk := commands.read(4096):
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip() == b"go":
+                return pending
+    return None
 
 
 #: Signals that stop an engine on purpose (a launcher's stop, scancel, Ctrl-C): no failure.
