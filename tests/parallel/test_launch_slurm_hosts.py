@@ -14,8 +14,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _launch_fixtures import Hosts, all_gone, isolate_launch, secrets_exposed, slurm, ssh_hosts
@@ -47,6 +49,7 @@ def slurm_hosts_scenario(spec: str) -> None:
     options = json.loads(spec)
     cluster = Cluster(engines="slurm", **options)
     report: dict[str, object] = {}
+    started = time.monotonic()
     try:
         rc = cluster.start_and_connect_sync(timeout=90)
         status = cluster.launcher_status
@@ -67,6 +70,7 @@ def slurm_hosts_scenario(spec: str) -> None:
         report["secrets_seen_in"] = secrets_exposed(rc.info)
     except ClusterUnavailable as exc:
         report["error"] = str(exc)
+        report["failed_after"] = time.monotonic() - started
     finally:
         cluster.stop_cluster_sync()
     if "job" in report:
@@ -85,19 +89,24 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def test_one_job_puts_engines_on_two_nodes_reaching_a_curve_controller(
-    nodes: tuple[Hosts, Path],
-) -> None:
+def _scenario(nodes: tuple[Hosts, Path], **spec: object) -> dict[str, Any]:
     net, conf = nodes
-    (b, b_ip), (c, c_ip) = net.hosts.items()
-    spec = {"n": 4, "ip": "10.9.0.1"}  # 2 CPUs a node: 4 tasks take both
     code = "import sys, test_launch_slurm_hosts as t; t.slurm_hosts_scenario(sys.argv[1])"
     env = {**os.environ, "SLURM_CONF": str(conf)}
     done = net.run_in_controller(
         [sys.executable, "-P", "-c", code, json.dumps(spec)], env=env, timeout=200
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_one_job_puts_engines_on_two_nodes_reaching_a_curve_controller(
+    nodes: tuple[Hosts, Path],
+) -> None:
+    net, _ = nodes
+    (b, b_ip), (c, c_ip) = net.hosts.items()
+    report = _scenario(nodes, n=4, ip="10.9.0.1")  # 2 CPUs a node: 4 tasks take both
     assert "error" not in report, report["error"]
     assert report["ids"] == [0, 1, 2, 3]
     assert report["curve"] is True  # bound off loopback: CurveZMQ by default
@@ -115,5 +124,18 @@ def test_one_job_puts_engines_on_two_nodes_reaching_a_curve_controller(
     assert report["job_state"] in ("CANCELLED", "COMPLETED")
     assert all_gone({pid for *_, pid in engines}) == []
     for name in (b, c):
+        left = net.pids_in(name) - {net.sshd_pids[name]}
+        assert all_gone({pid for pid in left if _comm(pid) != "slurmd"}) == []
+
+
+def test_a_controller_on_loopback_is_named_at_once_by_engines_on_other_nodes(
+    nodes: tuple[Hosts, Path],
+) -> None:
+    net, _ = nodes
+    report = _scenario(nodes, n=4)  # the default ip: 127.0.0.1, which only its host reaches
+    assert "the controller is bound to 127.0.0.1, its host's loopback" in report["error"]
+    assert report["failed_after"] < 60, report
+    assert "slurm job" in report["error"], report  # which job, and what its engines said
+    for name in net.hosts:
         left = net.pids_in(name) - {net.sshd_pids[name]}
         assert all_gone({pid for pid in left if _comm(pid) != "slurmd"}) == []
