@@ -96,7 +96,11 @@ over the sockets instead of shared memory (docs/architecture.md, "Large buffers"
 single tasks, many single tasks) as in the full run, on one 4-engine cluster per backend:
 no startup rounds, no arrays, no 16 engines (the client's CPU per task, issue 10).
 
-Run: ``python tests/benchmarks/bench_parallel.py [--quick] [--arrays | --tasks]``.
+``--sixteen`` (a partial run): only the 16-engine figures (``apply16_ms``, ``start16_s``)
+as in the full run, Loom and ipyparallel (the records' cost per task at 16 engines,
+issue 10).
+
+Run: ``python tests/benchmarks/bench_parallel.py [--quick] [--arrays | --tasks | --sixteen]``.
 """
 
 from __future__ import annotations
@@ -156,6 +160,7 @@ class Settings:
     many_cap_s: float  # N shrinks so that a backend's many tasks take about this long
     arrays_only: bool = False  # --arrays: only push and pull
     tasks_only: bool = False  # --tasks: only apply, execute, map, single and many tasks
+    sixteen_only: bool = False  # --sixteen: only the 16-engine figures
 
 
 QUICK = Settings(1, False, 5, 40, 0, 200, 1, 200, 1, 20_000_000, False, 1, 500, 200, 20.0)
@@ -735,6 +740,12 @@ class Run:
             finally:
                 self.close_all()
             return
+        if self.s.sixteen_only:
+            try:
+                self.attempt("16 engines", self.sixteen)
+            finally:
+                self.close_all()
+            return
         if self.s.tasks_only:
             try:
                 self.attempt("steady", lambda: self.steady(arrays=False))
@@ -962,6 +973,10 @@ def missing_reasons(s: Settings) -> dict[str, dict[str, str]]:
     if s.tasks_only:
         for key in ("start_s", "apply16_ms", "start16_s", "push_s", "pull_s"):
             reasons[key] = {b: "not in --tasks" for b in BACKENDS}
+    if s.sixteen_only:
+        for f in FIGURES:
+            if f.key not in ("apply16_ms", "start16_s"):
+                reasons[f.key] = {b: "not in --sixteen" for b in BACKENDS}
     return reasons
 
 
@@ -1087,6 +1102,9 @@ def main() -> int:
     tasks_only = "--tasks" in sys.argv[1:] and not arrays_only
     if tasks_only:
         sys.argv.remove("--tasks")
+    sixteen_only = "--sixteen" in sys.argv[1:] and not (arrays_only or tasks_only)
+    if sixteen_only:
+        sys.argv.remove("--sixteen")
     quick, s = bench.start_run("bench_parallel", __doc__, QUICK, FULL)
     if arrays_only:
         s = dataclasses.replace(s, arrays_only=True)
@@ -1094,6 +1112,9 @@ def main() -> int:
     if tasks_only:
         s = dataclasses.replace(s, tasks_only=True, apply16_calls=0)
         print(f"bench_parallel: --tasks (LOOM_RECORDS={os.environ.get('LOOM_RECORDS', '')!r})")
+    if sixteen_only:
+        s = dataclasses.replace(s, sixteen_only=True, apply16_calls=FULL.apply16_calls)
+        print(f"bench_parallel: --sixteen (LOOM_RECORDS={os.environ.get('LOOM_RECORDS', '')!r})")
     bench.become_subreaper()
     started = time.monotonic()
     try:
