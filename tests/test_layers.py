@@ -77,9 +77,12 @@ def test_only_the_channels_room_imports_threading() -> None:
     # record encoding between a cell's output and its subscribers (architecture.md,
     # "Task records, restore and the controller's death"). And an MPI rank's start: it
     # imports the engine on a thread, joined at once, while its main thread waits in
-    # MPI_Init with the GIL released (parallel/launchers/_node_engine.py).
+    # MPI_Init with the GIL released (parallel/launchers/_node_engine.py). And the loop
+    # of `%%script --bg` scripts, started by the first such cell: IPython's background
+    # streams flow while a cell holds the main thread (kernel/server/magics/_background.py).
     allowed = (
         "kernel.server.channels",
+        "kernel.server.magics._background",
         "shell.console._debug",
         "parallel.engine._hub_link",
         "parallel.launchers._node_engine",

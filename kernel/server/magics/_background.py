@@ -10,6 +10,10 @@ awaitable for the cell's own loop: ``await VAR.read()`` in a later cell. A strea
 asked for is read to its end and dropped, so the program never blocks on a full pipe.
 ``%killbgscripts`` (and the process's exit) ends the ones still running: SIGINT, then
 SIGTERM, then SIGKILL, a tenth of a second apart, as IPython does.
+
+The loop's thread is the kernel's one helper thread outside ``kernel/server/channels``
+(``tests/test_layers.py`` names it): IPython's ``--bg`` streams must keep flowing while a
+cell holds the main thread, which the kernel's own loop cannot do.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class BackgroundScripts:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._processes: list[asyncio.subprocess.Process] = []
 
     def start(
@@ -119,14 +124,31 @@ class BackgroundScripts:
             running = [p for p in running if p.returncode is None]
         self._processes = running
 
+    def close(self) -> None:
+        """End the processes still running and stop the loop's thread (at the process's
+        exit; a later ``start`` makes a new one)."""
+        self.kill_all()
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        atexit.unregister(self.close)
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
+
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            threading.Thread(
+            # A daemon: a kernel killed outright must not wait for it; close() at a normal
+            # exit ends its processes first.
+            thread = threading.Thread(
                 target=loop.run_forever, name="loom-background-scripts", daemon=True
-            ).start()
-            atexit.register(self.kill_all)
-            self._loop = loop
+            )
+            thread.start()
+            atexit.register(self.close)
+            self._loop, self._thread = loop, thread
         return self._loop
 
     @staticmethod

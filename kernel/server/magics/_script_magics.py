@@ -150,6 +150,11 @@ class _ScriptMagics:
         if isinstance(proc_name, str):
             namespace[proc_name] = LoopProxy(process, loop)
 
+    def close_background(self) -> None:
+        """End the background scripts and their loop's thread (tests; the kernel's exit)."""
+        if self._background is not None:
+            self._background.close()
+
     def killbgscripts(self, line: str) -> None:
         """End every script started with ``%%script --bg`` that is still running.
 
