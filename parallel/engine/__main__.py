@@ -12,7 +12,9 @@ import os
 import sys
 
 from ..protocol._engine_traits import add_traits_arguments, set_traits_env
-from ._engine import run_engine
+
+# ``._engine`` (most of what an engine imports) is imported where it is used: a fork
+# server imports it with garbage collection off and freezes it (``_forkserver``).
 
 
 def main() -> int:
@@ -59,6 +61,8 @@ def main() -> int:
             log_dir=args.log_dir,
             hold=args.hold,
         )
+    from ._engine import run_engine
+
     return run_engine(args.file, engine_uuid=args.uuid)
 
 

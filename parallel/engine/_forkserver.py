@@ -69,6 +69,7 @@ def preload() -> None:
     import kernel.server.interpreter._interpreter
     import kernel.transport._ports  # noqa: F401
     import parallel.engine._apply
+    import parallel.engine._engine  # run_engine (python -m parallel.engine imports it late)
     import parallel.protocol._serialize  # noqa: F401
 
 
