@@ -53,6 +53,7 @@ from kernel.protocol import (
     ReplayedMessage,
     Reply,
     Session,
+    SignatureError,
     error_content,
     reply_message,
 )
@@ -241,6 +242,8 @@ class Hub:
             case "record_request" | "result_request" | "db_request" | "resubmitted_request":
                 if self.records is None:
                     raise MalformedMessage("this controller keeps no records")
+                if request.msg_type == "record_request" and not self.info.authenticates_peers:
+                    self._check_batch(request)
                 reply = self.records.answer(request)
                 if self.records.unflushed and self._flush is None:
                     loop = asyncio.get_running_loop()
@@ -252,6 +255,16 @@ class Hub:
         if request.msg_type.endswith("_request"):
             return Reply(error_content(ValueError(f"unknown request {request.msg_type}")))
         return None
+
+    def _check_batch(self, request: Message) -> None:
+        """A record batch's one buffer (its rows' frames) against the digest its signed
+        content carries: on a transport that does not authenticate peers (tcp without
+        Curve) the message signature does not cover buffers, and a batch altered on the
+        way would be stored as what the engine ran."""
+        try:
+            self.session.signer.verify_buffers(request.buffers, request.content.get("hmac"))
+        except SignatureError as exc:
+            raise MalformedMessage(f"a record batch refused: {exc}") from None
 
     def _flush_records(self) -> None:
         """Commit the record batches of the last ``COMMIT_WINDOW`` together."""

@@ -7,7 +7,9 @@
                        frames in order (:func:`rows_of`: JSON text and packed buffers,
                        stored as they come), cut by ``sizes`` (:func:`split_frames`).
                        ``link`` names the engine's hub link, ``seq`` numbers its
-                       batches (1, 2, ...)
+                       batches (1, 2, ...); ``hmac``: the buffer's digest
+                       (``Signer.sign_buffers``) where the transport does not
+                       authenticate peers (tcp without Curve), checked by the hub
 ``record_reply``       ``{"status": "ok"}`` once the batch is committed, only if it asked
                        (``ack``: sync records, large buffers); the others are confirmed
                        by the answer to the engine's next ping (:meth:`Records.committed`)

@@ -427,6 +427,8 @@ class HubLink:
             "rows": rows,
             "sizes": [len(frame) for frame in frames],
         }
+        if not self.controller.authenticates_peers:  # tcp without Curve: sign the frame too
+            content["hmac"] = self._session.signer.sign_buffers([blob])
         msg_id = self._send(sock, "record_request", content, [blob])
         if ask:
             self._asked[msg_id] = seq

@@ -17,7 +17,8 @@ import pytest
 import zmq
 from _cluster_support import isolate, running_cluster
 
-from kernel.protocol import Message, Session
+from kernel.protocol import JSONDict, Message, Session
+from parallel.engine._hub_link import encode_batch
 
 TIMEOUT_MS = 20_000
 #: What the hub answers; shutdown_request is left out (it would stop it, as asked).
@@ -81,3 +82,44 @@ def test_signed_malformed_requests_get_errors_and_the_hub_serves_on() -> None:
         log = cluster._process.output_tail(1 << 20)
         assert "WARNING bad " in log  # said, ...
         assert log.count("WARNING") < 100, log[-3000:]  # ... and rate-limited
+
+
+def test_a_record_batch_whose_buffer_was_altered_is_refused_over_tcp() -> None:
+    # tcp without Curve: the message signature does not cover buffers, so a record
+    # batch carries its buffer's digest in its signed content and the hub checks it.
+    with running_cluster(0, transport="tcp") as (_, rc):
+        hub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        hub.linger = 0
+        hub.connect(rc.info.hub_url)
+        session = Session(rc.info.key)
+
+        def send(msg_id: str, hmac: object, alter: bool = False) -> Message:
+            task: JSONDict = {"kind": "task", "msg_id": msg_id, "header": {"msg_id": msg_id}}
+            rows, frames = encode_batch([(task, [b"the call"], None)])
+            blob = b"".join(frames)
+            content: JSONDict = {
+                "uuid": "u", "id": 0, "link": "l", "seq": 1, "ack": True, "rows": rows,
+                "sizes": [len(f) for f in frames],
+            }  # fmt: skip
+            if hmac is not None:
+                content["hmac"] = session.signer.sign_buffers([blob]) if hmac is True else hmac
+            sent = blob.replace(b"the call", b"evil call") if alter else blob
+            request = session.message("record_request", content, buffers=[sent])
+            hub.send_multipart(session.serialize(request))
+            return _answer_to(hub, session, request.msg_id)
+
+        try:
+            for msg_id, hmac, alter, why in [
+                ("none", None, False, "carry no digest"),
+                ("wrong", "00" * 32, False, "do not match"),
+                ("altered", True, True, "do not match"),
+            ]:
+                reply = send(msg_id, hmac, alter)
+                assert reply.content["status"] == "error", msg_id
+                assert why in reply.content["evalue"], reply.content
+            assert send("kept", True).content["status"] == "ok"
+            status = rc.result_status(["none", "wrong", "altered", "kept"])
+            assert status["pending"] == ["kept"]
+            assert sorted(status["unknown"]) == ["altered", "none", "wrong"]
+        finally:
+            hub.close()
