@@ -23,6 +23,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import inspect
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -186,5 +187,8 @@ async def _wait_all(processes: list[asyncio.subprocess.Process], timeout: float)
 
 
 def _signal(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    # os.kill, not process.send_signal: that polls (waitpid) from this thread, and reaping a
+    # child that just exited would take it from the loop's child watcher, which then reports
+    # exit status 255 for it. A signal to an exited, unreaped child does nothing.
     with contextlib.suppress(ProcessLookupError):
-        process.send_signal(sig)
+        os.kill(process.pid, sig)
