@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Generator
 from typing import Any
 
 import zmq
@@ -35,6 +36,94 @@ def shared_context() -> zmq.asyncio.Context:
     return zmq.asyncio.Context.instance()
 
 
+class _Wake:
+    """What :meth:`MessageSocket.recv` awaits: a future-like object (asyncio's duck-typed
+    Future protocol, as a ``Task`` uses it) that the socket's reader callback resolves
+    by running the waiting task's next step at once.
+
+    Why not an ``asyncio.Event``: setting one schedules the task's wake-up for the
+    loop's next iteration (a callback handle, an ``epoll_wait`` that returns at once,
+    the handle's run), about 10 us per message on an engine or a kernel, whose shell
+    loop is woken once per request. Called from the reader callback, no task is running,
+    so the waiting task can step right there; called from inside a task (a send that
+    found input), the step is scheduled as a future's would be: tasks never nest.
+    Cancelling (a timeout around ``recv``) wakes the task with ``CancelledError``.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_callbacks", "_cancel_message", "_loop", "_state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._asyncio_future_blocking = False
+        self._callbacks: list[tuple[Any, Any]] = []
+        self._state = 0  # 0 waiting, 1 woken, 2 cancelled
+        self._cancel_message: Any = None
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != 0
+
+    def cancelled(self) -> bool:
+        return self._state == 2
+
+    def result(self) -> None:
+        if self._state == 2:
+            message = self._cancel_message
+            raise asyncio.CancelledError() if message is None else asyncio.CancelledError(message)
+        if self._state == 0:
+            raise asyncio.InvalidStateError("not woken yet")
+
+    def exception(self) -> BaseException | None:
+        self.result()
+        return None
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        if self._state:
+            self._loop.call_soon(fn, self, context=context)
+        else:
+            self._callbacks.append((fn, context))
+
+    def remove_done_callback(self, fn: Any) -> int:
+        kept = [(f, c) for f, c in self._callbacks if f != fn]
+        removed, self._callbacks = len(self._callbacks) - len(kept), kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state:
+            return False
+        self._state, self._cancel_message = 2, msg
+        self._schedule()
+        return True
+
+    def wake(self) -> None:
+        """Resolve: the waiting task steps now if no task is running, else next iteration."""
+        if self._state:
+            return
+        self._state = 1
+        if asyncio.current_task(self._loop) is not None:
+            self._schedule()
+            return
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            if context is None:
+                fn(self)
+            else:
+                context.run(fn, self)
+
+    def _schedule(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if not self._state:
+            self._asyncio_future_blocking = True
+            yield self
+        self.result()
+
+
 class MessageSocket:
     """A ZeroMQ socket that speaks Jupyter messages on the running asyncio loop.
 
@@ -57,7 +146,8 @@ class MessageSocket:
         #: Where refused input is logged (the hub gives its socket one of its own kind).
         self.rejected = RateLimitedLog(log)
         self._inbox: deque[Received] = deque()
-        self._readable = asyncio.Event()
+        #: Readers waiting in :meth:`recv` (``_Wake``), woken by the reader callback.
+        self._waiters: list[_Wake] = []
         self._writable_event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = int(socket.getsockopt(zmq.FD))
@@ -118,9 +208,13 @@ class MessageSocket:
             self._loop.add_reader(self._fd, self._maybe_readable)
 
     def _maybe_readable(self) -> None:
-        if self._input(known=False):
-            self._readable.set()
         self._writable_event.set()  # a sender waiting re-checks ZMQ_EVENTS itself
+        # ZMQ_EVENTS is read even with no reader waiting: the descriptor stays readable
+        # (and the loop's selector keeps calling back) until it is.
+        if self._input(known=False) and self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.wake()
 
     def _input(self, *, known: bool = True) -> bool:
         """Whether a message can be read now. ``known``: an answer from the last
@@ -180,8 +274,14 @@ class MessageSocket:
             self._drain()
             if self._inbox:
                 break
-            await self._readable.wait()
-            self._readable.clear()
+            assert self._loop is not None  # _watch() ran
+            waiter = _Wake(self._loop)
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:  # cancelled (a timeout): not woken
+                    self._waiters.remove(waiter)
         return self._inbox.popleft()
 
     def requeue(self, received: list[Received]) -> None:
