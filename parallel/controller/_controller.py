@@ -298,8 +298,13 @@ def _bind(
     from kernel.transport._curve import new_curve_keys
 
     from ..protocol._controller_info import ControllerInfo
+    from ..protocol._hub_limits import hub_max_message_size, limit_hub_sockets
     from ._security import context_of, plaintext_warning, serve_sockets_with_curve, wants_curve
 
+    try:  # before any socket: a bad setting is one line, and nothing to close
+        limit = hub_max_message_size()
+    except ValueError as exc:
+        raise BindError(str(exc)) from None
     ctx = shared_context()
     router: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.ROUTER)
     notify: zmq.Socket[bytes] = zmq.Socket(ctx, zmq.PUB)
@@ -312,8 +317,11 @@ def _bind(
         cluster_id=cluster_id or uuid.uuid4().hex[:12],
         key=ControllerInfo.new_key(),
         pid=os.getpid(),
+        max_message_size=limit,
     )
     use_curve = wants_curve(transport, ip, curve)
+    # Frames of any size were taken (issue 12): peers learn the limit from the cluster file.
+    limit_hub_sockets(router, notify, limit, use_curve)
     if use_curve:
         info = dataclasses.replace(info, curve=new_curve_keys())
         assert info.curve is not None

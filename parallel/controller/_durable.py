@@ -34,6 +34,7 @@ from kernel.protocol import ConnectionFileError, Session, utc_now_iso
 from kernel.transport import MessageSocket, shared_context
 
 from ..protocol._controller_info import ControllerInfo, newest_cluster_file
+from ..protocol._hub_limits import hub_max_message_size, limit_hub_sockets
 from ..protocol._hub_messages import EngineRecord
 from ..scheduler import EngineRegistry
 from ._db import INFLIGHT_REASON, TaskDB
@@ -103,6 +104,12 @@ def rebind(
         old = ControllerInfo.read(path)
     except ConnectionFileError as exc:
         raise RestoreError(f"nothing to restore: {exc}") from None
+    try:
+        limit = hub_max_message_size()
+    except ValueError as exc:
+        raise RestoreError(str(exc)) from None
+    if limit:  # engines that outlived the crash keep their batches under the old limit
+        limit = max(limit, old.max_message_size)
     if old.pid and old.pid != os.getpid() and _alive(old.pid):
         raise RestoreError(
             f"the controller of {path} (pid {old.pid}) is still running; stop it first"
@@ -117,6 +124,7 @@ def rebind(
         signature_scheme=old.signature_scheme,
         pid=os.getpid(),
         curve=old.curve,
+        max_message_size=limit,
     )
     if info.transport == "ipc":
         Path(info.ip).mkdir(mode=0o700, exist_ok=True)
@@ -128,6 +136,7 @@ def rebind(
         sock.sndhwm = 0
         sock.ipv6 = info.transport == "tcp" and ":" in info.ip
     router.rcvhwm = 0
+    limit_hub_sockets(router, notify, limit, info.curve is not None)
     if info.curve is not None:  # the same keys: engines and clients keep theirs
         serve_sockets_with_curve(info.curve, [router, notify], context_of(router))
     try:

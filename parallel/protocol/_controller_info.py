@@ -57,6 +57,10 @@ class ControllerInfo:
     #: and clients name it in their hub requests, which the hub then takes whatever
     #: their date (``kernel/protocol/_freshness.py``); "" in an older file.
     instance: str = ""
+    #: The largest frame the hub takes (``LOOM_HUB_MAX_MESSAGE_SIZE``; 0: none, or an
+    #: older file): engines keep their record batches under it, clients their setup
+    #: (``parallel.protocol._hub_limits``).
+    max_message_size: int = 0
 
     @staticmethod
     def new_key() -> bytes:
@@ -129,6 +133,7 @@ class ControllerInfo:
             "pid": self.pid,
             **(self.curve.to_dict() if self.curve is not None else {}),
             **({"instance": self.instance} if self.instance else {}),
+            **({"max_message_size": self.max_message_size} if self.max_message_size else {}),
         }
 
     @classmethod
@@ -145,6 +150,9 @@ class ControllerInfo:
             ports[name] = value
         pid = data.get("pid", 0)
         instance = data.get("instance", "")
+        limit = data.get("max_message_size", 0)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ConnectionFileError(f"max_message_size must be a size in bytes, got {limit!r}")
         transport = data.get("transport", "tcp")
         if transport not in ("tcp", "ipc"):
             raise ConnectionFileError(f"transport must be 'tcp' or 'ipc', not {transport!r}")
@@ -157,6 +165,7 @@ class ControllerInfo:
             pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
             curve=CurveKeys.from_dict(data),
             instance=instance if isinstance(instance, str) else "",
+            max_message_size=limit,
             **ports,
         )
 
