@@ -60,11 +60,14 @@ def preload() -> None:
     first task, like a forked engine's, imports nothing."""
     import asyncio  # noqa: F401
     import sqlite3  # noqa: F401  # the interpreter's history
+    import tempfile  # noqa: F401  # the engine's connection file
 
     import cloudpickle  # noqa: F401
     import zmq  # noqa: F401
 
     import kernel.server._app
+    import kernel.server._comm_package  # serve() installs its import hook
+    import kernel.server._import_path  # a task's imports
     import kernel.server._server
     import kernel.server.interpreter._interpreter
     import kernel.transport._ports  # noqa: F401
