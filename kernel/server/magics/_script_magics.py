@@ -104,20 +104,27 @@ class _ScriptMagics:
         if options.get("bg"):
             self._start_background(options, argv, stdin)
             return
+        stopped: list[str] = []
         try:
             status, out, err = run_command(
                 argv,
                 capture_stdout=isinstance(out_name, str),
                 capture_stderr=isinstance(err_name, str),
                 input=stdin,
+                on_interrupt=stopped.append,
             )
         except FileNotFoundError:
             print(f"Couldn't find program: {argv[0]!r}")
             return
-        if isinstance(out_name, str):
-            namespace[out_name] = out
-        if isinstance(err_name, str):
-            namespace[err_name] = err
+        if stopped:
+            # As IPython 9: an interrupted script says how it ended, and is an error (a
+            # CalledProcessError with its signal) unless --no-raise-error.
+            print(f"Process was {stopped[0]}.")
+        else:
+            if isinstance(out_name, str):
+                namespace[out_name] = out
+            if isinstance(err_name, str):
+                namespace[err_name] = err
         if status != 0 and not options.get("no-raise-error"):
             # The cell as bytes, as IPython reports it (its message shows b'...').
             cell = stdin if stdin is not None else argv[-1]

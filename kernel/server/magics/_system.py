@@ -29,7 +29,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING, SupportsIndex, TextIO
 
 from ._args import UsageError, split_options, unquote
@@ -113,14 +113,17 @@ def run_command(
     capture_stderr: bool = False,
     merge_stderr: bool = False,
     input: str | None = None,
+    on_interrupt: Callable[[str], None] | None = None,
 ) -> tuple[int, str | None, str | None]:
     """Run a command; return ``(status, stdout, stderr)``, the texts ``None`` unless captured.
 
     Output not captured goes to ``sys.stdout``/``sys.stderr`` as described in the module
     docstring; ``merge_stderr`` sends stderr wherever stdout goes. ``input`` is written to the
     command's stdin (UTF-8), which is then closed; without it stdin is ``/dev/null``. Raises
-    ``OSError`` if the command cannot be started and ``KeyboardInterrupt`` (after stopping
-    the child) if interrupted.
+    ``OSError`` if the command cannot be started. Interrupted, it stops the child, then
+    raises ``KeyboardInterrupt``; or, given ``on_interrupt``, calls it with how the child
+    ended (``"interrupted"`` or ``"killed"``) and returns its status (what was captured
+    before is dropped).
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -142,8 +145,11 @@ def run_command(
         captured = _pump([(key, pipe, sink) for key, pipe, sink in pipes if pipe is not None], feed)
         status = proc.wait()
     except KeyboardInterrupt:
-        _stop(proc)
-        raise
+        how = _stop(proc)
+        if on_interrupt is None:
+            raise
+        on_interrupt(how)
+        status, captured = proc.returncode, {1: [], 2: []}
     finally:
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             if pipe is not None and not pipe.closed:
@@ -210,14 +216,17 @@ def _feed(selector: selectors.BaseSelector, pipe: IO[bytes], pending: memoryview
     return pending
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Interrupt the child's process group; kill it if it has not exited after the grace."""
+def _stop(proc: subprocess.Popen[bytes]) -> str:
+    """Interrupt the child's process group; kill it if it has not exited after the grace.
+    Returns ``"interrupted"`` or ``"killed"``: which ended it."""
     try:
         _signal_group(proc, signal.SIGINT)
         proc.wait(timeout=INTERRUPT_GRACE)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
         _signal_group(proc, signal.SIGKILL)
         proc.wait()
+        return "killed"
+    return "interrupted"
 
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
