@@ -227,7 +227,8 @@ class ControllerLink:
             return None, RemoteError(
                 "ResultNotRecorded",
                 f"the task succeeded, but its result ({omitted:,} bytes) was larger than the"
-                " controller records (LOOM_RECORD_RESULT_LIMIT in the engines' environment)",
+                " controller records (LOOM_RECORD_RESULT_LIMIT in the engines' environment,"
+                " LOOM_HUB_MAX_MESSAGE_SIZE in the controller's)",
                 (),
                 engine_id,
             )
@@ -283,7 +284,7 @@ class ControllerLink:
             if not found[msg_id].get("buffers"):
                 raise ValueError(
                     f"{msg_id} cannot be resubmitted: its arguments were larger than the"
-                    " controller records (LOOM_RECORD_REQUEST_LIMIT)"
+                    " controller records (LOOM_RECORD_REQUEST_LIMIT, LOOM_HUB_MAX_MESSAGE_SIZE)"
                 )
         balancer = self._client.balancer
         new_ids = [

@@ -8,15 +8,19 @@ cheap to make."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
-from _cluster_support import running_cluster
+from _cluster_support import main_function, running_cluster
 
-from kernel.protocol import Session
-from parallel import Client, Cluster
+from kernel.protocol import JSONDict, Session
+from parallel import Client, Cluster, RemoteError
+from parallel.engine._hub_link import encode_batch
+from parallel.engine._record_fit import Item, batch_size, fit_batch, truncated
 from parallel.protocol._controller_info import ControllerInfo
 from parallel.protocol._hub_limits import (
     HUB_MAX_MESSAGE_SIZE,
@@ -114,3 +118,105 @@ def test_junk_frames_over_the_limit_leave_the_controllers_memory_bounded(
     assert rc[0].apply_sync(os.getpid) == rc._records[0].pid
     grown = _peak_rss(pid) - before
     assert grown < 50 << 20, f"the controller's peak memory grew by {grown >> 20} MiB"
+
+
+def _recorded(other: Client, msg_ids: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while set(other.result_status(msg_ids)["completed"]) != set(msg_ids):
+        assert time.monotonic() < deadline, "the records never reached the controller"
+
+
+@pytest.fixture
+def other(cluster: tuple[Cluster, Client]) -> Iterator[Client]:
+    """A second client: it reads results from the controller's records, not from memory."""
+    started, _ = cluster
+    assert started.cluster_file is not None
+    client = Client(started.cluster_file)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_a_task_whose_record_is_over_the_limit_is_recorded_in_parts(
+    cluster: tuple[Cluster, Client], other: Client
+) -> None:
+    # Its request (900 KB of arguments, under LOOM_RECORD_REQUEST_LIMIT) and its result
+    # (900 KB) together are over the hub's 1 MiB: sent whole, libzmq would drop the
+    # engine's connection and the batch; the link sends them as two batches.
+    _, rc = cluster
+    data = b"x" * 900_000
+    ar = rc[0].apply_async(bytes.upper, data)
+    assert ar.get(timeout=30) == data.upper()
+    _recorded(other, ar.msg_ids)
+    assert other.get_result(ar.msg_ids[0]).get(timeout=10) == data.upper()
+    [record] = other.db_query({"msg_id": ar.msg_ids[0]}, keys=["metadata", "buffers"])
+    assert "loom_buffers_omitted" not in record["metadata"]
+    assert other.resubmit(ar.msg_ids[0]).get(timeout=30) == data.upper()  # all kept
+
+
+def test_a_result_over_the_limit_is_recorded_without_its_value_and_says_so(
+    cluster: tuple[Cluster, Client], other: Client
+) -> None:
+    # Under LOOM_RECORD_RESULT_LIMIT (16 MiB), over the hub's limit: slimmed by the link.
+    _, rc = cluster
+    ar = rc[0].apply_async(bytes, 2_000_000)
+    assert ar.get(timeout=30) == bytes(2_000_000)  # the client that sent it has it
+    _recorded(other, ar.msg_ids)
+    with pytest.raises(RemoteError, match=r"its result \(2,000,0\d\d bytes\) was larger"):
+        other.get_result(ar.msg_ids[0]).get(timeout=10)
+    assert rc[0].apply_sync(pow, 2, 10) == 1024  # the link and the engine work on
+
+
+def test_a_task_whose_error_message_is_huge_is_recorded_cut_and_says_so(
+    cluster: tuple[Cluster, Client], other: Client
+) -> None:
+    _, rc = cluster
+    source = "def fail(n):\n    raise ValueError('e' * n)\n"
+    fail = main_function(source, "fail")
+    ar = rc[0].apply_async(fail, 3_000_000)
+    with pytest.raises(RemoteError) as sent:
+        ar.get(timeout=30)
+    assert len(str(sent.value.evalue)) == 3_000_000  # the client that sent it: all of it
+    _recorded(other, ar.msg_ids)
+    with pytest.raises(RemoteError, match=r"ValueError") as recorded:
+        other.get_result(ar.msg_ids[0]).get(timeout=10)
+    evalue = str(recorded.value.evalue)
+    assert evalue.startswith("eeee")
+    assert evalue.endswith("more characters not recorded]")
+    assert len(evalue) < LIMIT
+    [record] = other.db_query({"msg_id": ar.msg_ids[0]}, keys=["result_metadata"])
+    assert record["result_metadata"]["loom_record_truncated"] > 3_000_000
+
+
+def _item(kind: str, msg_id: str, size: int, **fields: Any) -> Item:
+    record: JSONDict = {"kind": kind, "msg_id": msg_id, **fields}
+    return (record, [bytes(size)] if size else [], None)
+
+
+def test_fit_batch_keeps_order_cuts_at_the_budget_and_slims_what_cannot_fit() -> None:
+    budget = 100_000
+    done: list[str] = []
+    batch = [
+        _item("task", "a", 40_000),
+        _item("result", "a", 40_000),
+        _item("task", "b", 40_000),
+        _item("result", "b", 150_000),  # alone over: its buffers go
+        _item("result", "c", 0, result_content={"evalue": "e" * 500_000, "tb": ["l"] * 10**5}),
+        ({"kind": "result", "msg_id": "m" * 200_000}, [], lambda: done.append("dropped")),
+    ]
+    parts = fit_batch(batch, budget)
+    assert [[item[0]["msg_id"] for item in part] for part in parts] == [["a", "a"], ["b", "b", "c"]]
+    for part in parts:
+        assert batch_size(*encode_batch(part)) <= budget
+    b_result = parts[1][1]
+    assert b_result[1] == []
+    assert b_result[0]["result_metadata"]["loom_result_omitted"] == 150_000
+    c_result = parts[1][2][0]
+    assert c_result["result_content"]["evalue"].endswith("more characters not recorded]")
+    assert c_result["result_content"]["tb"][-1].endswith("more items not recorded]")
+    assert c_result["result_metadata"]["loom_record_truncated"] > 500_000
+    assert done == ["dropped"]  # a sync handler waiting for it is released
+    assert truncated({"k": ["abcdef"] * 3}, 3, 2) == {
+        "k": ["abc… [3 more characters not recorded]"] * 2 + ["… [1 more items not recorded]"]
+    }
