@@ -3,6 +3,7 @@
 IPython stops the program, prints ``Process was interrupted.`` and raises
 ``CalledProcessError`` with the signal (nothing raised with ``--no-raise-error``). Loom's
 kernel gave a ``KeyboardInterrupt`` whose traceback ran through ``subprocess``'s internals.
+An interrupted ``!cmd`` stops the cell with a ``KeyboardInterrupt`` at the user's line.
 The test waits for the script's first line of output before it sends the interrupt.
 """
 
@@ -56,5 +57,10 @@ def test_an_interrupted_script_says_so_and_is_an_error_as_in_ipython() -> None:
             reply, text = await interrupted(f"%%bash --no-raise-error\n{BODY}")
             assert reply.content["status"] == "ok"
             assert text == "started\nProcess was interrupted.\n"
+            # `!cmd` stops the cell (IPython's goes on after '^C'); its traceback is the
+            # user's line, not subprocess's internals.
+            reply, text = await interrupted("!echo started; sleep 30")
+            assert reply.content["ename"] == "KeyboardInterrupt"
+            assert "subprocess" not in "".join(reply.content["traceback"])
 
     run(scenario, timeout=90)

@@ -147,7 +147,9 @@ def run_command(
     except KeyboardInterrupt:
         how = _stop(proc)
         if on_interrupt is None:
-            raise
+            # A fresh one, raised here: the traceback shows the user's line, not the
+            # subprocess module's wait that the signal happened to land in.
+            raise KeyboardInterrupt from None
         on_interrupt(how)
         status, captured = proc.returncode, {1: [], 2: []}
     finally:
