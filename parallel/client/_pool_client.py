@@ -218,7 +218,16 @@ class Client:
 
     def _to_hub(self, sock: zmq.Socket[bytes], frames: list[bytes]) -> None:
         """Send on a socket to the hub (``sock``); :class:`ClusterUnavailable` if no
-        connection takes it within seconds: a refused handshake (``_send``)."""
+        connection takes it within seconds: a refused handshake (``_send``).
+        :class:`ValueError` for a frame over the hub's limit, which libzmq would drop
+        with the connection, unanswered (issue 12; ``parallel.protocol._hub_limits``)."""
+        limit = self._info.max_message_size
+        if limit and (largest := max(memoryview(f).nbytes for f in frames)) > limit:
+            raise ValueError(
+                f"this request to the controller has a part of {largest:,} bytes, more than"
+                f" it accepts ({limit:,}): start the cluster with a larger"
+                " LOOM_HUB_MAX_MESSAGE_SIZE, or send less (setup: load data in the function)"
+            )
         try:
             send_or_fail(sock, frames, refused=self._refused)
         except Unreachable as exc:

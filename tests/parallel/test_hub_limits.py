@@ -220,3 +220,17 @@ def test_fit_batch_keeps_order_cuts_at_the_budget_and_slims_what_cannot_fit() ->
     assert truncated({"k": ["abcdef"] * 3}, 3, 2) == {
         "k": ["abc… [3 more characters not recorded]"] * 2 + ["… [1 more items not recorded]"]
     }
+
+
+def test_a_setup_over_the_limit_is_refused_by_the_client_by_name(
+    cluster: tuple[Cluster, Client],
+) -> None:
+    # Sent, libzmq would drop the client's connection to the hub and never answer.
+    _, rc = cluster
+    data = b"d" * (2 << 20)
+    with pytest.raises(ValueError, match=r"more than it accepts.*LOOM_HUB_MAX_MESSAGE_SIZE"):
+        rc.setup(lambda: len(data))
+    assert rc.recorded_setup == []
+    assert rc.setup("small = 1").get(timeout=30) is not None
+    assert rc[0].pull("small", block=True) == 1
+    rc.clear_setup()
