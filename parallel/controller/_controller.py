@@ -312,7 +312,6 @@ def _bind(
         sock.linger = 0
         sock.sndhwm = 0  # replies and notifications are small and must not be dropped
         sock.ipv6 = ":" in ip
-    router.rcvhwm = 0
     info = ControllerInfo(
         cluster_id=cluster_id or uuid.uuid4().hex[:12],
         key=ControllerInfo.new_key(),

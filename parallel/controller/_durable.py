@@ -135,7 +135,6 @@ def rebind(
         sock.linger = 0
         sock.sndhwm = 0
         sock.ipv6 = info.transport == "tcp" and ":" in info.ip
-    router.rcvhwm = 0
     limit_hub_sockets(router, notify, limit, info.curve is not None)
     if info.curve is not None:  # the same keys: engines and clients keep theirs
         serve_sockets_with_curve(info.curve, [router, notify], context_of(router))

@@ -39,6 +39,7 @@ from kernel.transport._ports import CURVE_OVERHEAD
 
 __all__ = [
     "HUB_MAX_MESSAGE_SIZE",
+    "HUB_RECEIVE_HWM",
     "MIN_HUB_MESSAGE_SIZE",
     "RECORD_MARGIN",
     "hub_max_message_size",
@@ -56,6 +57,10 @@ MIN_HUB_MESSAGE_SIZE = 1 << 20
 #: What a record batch leaves of the limit for the frames around its blob (header,
 #: signed content: its rows' strings are counted in the budget, the rest is ~1 KiB).
 RECORD_MARGIN = 64 << 10
+
+#: Whole messages the hub's ROUTER queues from one peer before it stops reading it: a
+#: peer waits for each answer (clients) or sends a few messages a second (engines).
+HUB_RECEIVE_HWM = 4
 
 VARIABLE = "LOOM_HUB_MAX_MESSAGE_SIZE"
 
@@ -88,8 +93,12 @@ def limit_hub_sockets(
     router: zmq.Socket[bytes], notify: zmq.Socket[bytes], limit: int, curve: bool
 ) -> None:
     """Set the frame limits on the hub ROUTER (``limit``, 0: none) and the notification
-    PUB (subscriptions); with Curve, its envelope and handshake fit on top (as on a
-    kernel's sockets: ``kernel.transport._ports``)."""
+    PUB (subscriptions), and the ROUTER's receive mark; with Curve, its envelope and
+    handshake fit on top (as on a kernel's sockets: ``kernel.transport._ports``)."""
     margin = CURVE_OVERHEAD if curve else 0
+    # Without a mark libzmq read on while the loop was busy (a commit), queueing frames
+    # under the limit without end; with one it stops reading that peer (TCP pushes
+    # back, nothing is dropped), so a connection holds about (mark + 1) frames.
+    router.rcvhwm = HUB_RECEIVE_HWM
     router.setsockopt(zmq.MAXMSGSIZE, limit + margin if limit > 0 else -1)
     notify.setsockopt(zmq.MAXMSGSIZE, IOPUB_MAX_SUBSCRIPTION + margin)
