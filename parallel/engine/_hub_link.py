@@ -66,7 +66,7 @@ from kernel.transport._curve import connect_curve
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_limits import record_budget
 from ._controller_watch import Action, ControllerWatch, WatchConfig
-from ._record_fit import batch_size, fit_batch
+from ._record_fit import ROW_OVERHEAD, fit_batch
 from ._record_window import RecordWindow, Unacked, WindowConfig
 
 __all__ = [
@@ -406,16 +406,16 @@ class HubLink:
 
     def _send_batch(self, sock: zmq.Socket[bytes], batch: list[Item]) -> None:
         rows, frames = encode_batch(batch)
+        # One frame for the whole batch (``sizes`` splits it): a frame costs each side
+        # a few microseconds of Python, and a task has seven.
+        blob = b"".join(frames)
         budget = record_budget(self.controller.max_message_size)
-        if budget and batch_size(rows, frames) > budget:
+        if budget and len(blob) + ROW_OVERHEAD * len(rows) > budget:
             # Over the hub's frame limit, libzmq would drop the connection and the batch
             # (issue 12): sent as batches that fit, records too large alone slimmed.
             for part in fit_batch(batch, budget):
                 self._send_batch(sock, part)
             return
-        # One frame for the whole batch (``sizes`` splits it): a frame costs each side
-        # a few microseconds of Python, and a task has seven.
-        blob = b"".join(frames)
         # Its own reply: sync records wait for it; large buffers are not kept unconfirmed.
         ask = any(done is not None for _, _, done in batch) or len(blob) >= self.window.max_bytes
         seq, dropped = self._unacked.add(batch)

@@ -18,7 +18,8 @@ left out:
 3. a record that cannot fit even so (a msg_id of megabytes) is dropped, with a warning.
 
 Batches under the budget, every batch of ordinary tasks, are sent as they were encoded:
-this costs them one comparison.
+this costs them one comparison (``len(blob) + ROW_OVERHEAD * rows``; an exact
+:func:`batch_size` would cost a pass over the rows, about half of encoding them).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 from kernel.protocol import JSONDict
 from kernel.transport import RateLimitedLog
 
-__all__ = ["batch_size", "fit_batch", "truncated"]
+__all__ = ["ROW_OVERHEAD", "batch_size", "fit_batch", "truncated"]
 
 log = logging.getLogger("loom.engine")
 _warn = RateLimitedLog(log)
@@ -39,9 +40,14 @@ Buffer = bytes | memoryview
 Done = Callable[[], None]
 Item = tuple[JSONDict, Sequence[Buffer], Done | None]
 
-#: What a row costs in the batch's JSON content besides its strings: brackets, nulls,
-#: its frames' sizes (seven numbers).
-ROW_OVERHEAD = 160
+#: What a row costs in the batch's JSON content besides the strings its frames hold too
+#: (task id, dates, session: copies of the request's JSON): brackets, nulls, its frames'
+#: seven sizes, and the strings the engine makes (start and completion dates, the
+#: msg_id of a result row). So a batch whose blob plus this per row is under the budget
+#: has both its frames under it, which the hub link checks with no pass over the rows.
+#: (A msg_id of megabytes, which only a key holder can send, is not counted there: one
+#: who can run code on the engines anyway.)
+ROW_OVERHEAD = 256
 #: Below this many characters, strings are not cut further: the record is dropped.
 MIN_CUT = 64
 
