@@ -85,7 +85,8 @@ def host_counts(value: object) -> dict[str, int]:
     if not counts:
         raise LaunchError("hosts is empty: name at least one host")
     for host, count in counts.items():
-        # Open MPI's --host list is "name:slots,name:slots": no commas, colons or spaces.
+        # Open MPI's --host list is "name:slots,name:slots", and ssh takes the name as
+        # one argument: no commas, colons or spaces (nor a leading "-", an option).
         if (
             not isinstance(host, str)
             or not host

@@ -41,7 +41,7 @@ from kernel.client import describe_exit
 from ..protocol._engine_traits import labels_from, resources_from, traits_env, traits_from_env
 from ._base import LaunchContext, Launcher, LaunchError, describe_death
 from ._launched_process import LaunchedProcess
-from ._mpi import _environment, _strings
+from ._mpi import _environment, _strings, host_counts
 from ._status import LauncherStatus
 
 __all__ = ["SSHLauncher"]
@@ -72,19 +72,7 @@ class SSHLauncher(Launcher):
         host_labels: Mapping[str, Sequence[str] | str] | None = None,
         host_resources: Mapping[str, Mapping[str, float | str] | str] | None = None,
     ) -> None:
-        if isinstance(hosts, Mapping):
-            counts = dict(hosts)
-        elif isinstance(hosts, Sequence) and not isinstance(hosts, str):
-            counts = {host: 1 for host in hosts}
-        else:
-            raise LaunchError(f"hosts must map host names to engine counts, not {hosts!r}")
-        if not counts:
-            raise LaunchError("hosts is empty: name at least one host")
-        for host, count in counts.items():
-            if not isinstance(host, str) or not host or host.startswith("-") or " " in host:
-                raise LaunchError(f"hosts: {host!r} is not a host name")
-            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-                raise LaunchError(f"hosts: {host!r} needs a positive engine count, not {count!r}")
+        counts = host_counts(hosts)
         if user is not None and not (isinstance(user, str) and user.isprintable() and user):
             raise LaunchError(f"user must be a user name, not {user!r}")
         if python is not None and not (isinstance(python, str) and os.path.isabs(python)):
