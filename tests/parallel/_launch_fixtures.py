@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _cluster_support import isolate
@@ -301,6 +302,27 @@ class Hosts:
             ["ip", "netns", "exec", self.controller, *argv],
             capture_output=True, text=True, timeout=timeout, check=False, env=env,
         )  # fmt: skip
+
+    def scenario(
+        self,
+        call: str,
+        spec: Mapping[str, object],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """``module.function(json spec)`` run in the controller's namespace by a fresh
+        Python; the JSON report it prints last (it fails the test if the run failed)."""
+        module, function = call.rsplit(".", 1)
+        code = f"import sys, {module} as m; m.{function}(sys.argv[1])"
+        done = self.run_in_controller(
+            [sys.executable, "-P", "-c", code, json.dumps(spec)],
+            env=dict(os.environ) if env is None else env,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return report
 
     def pids_in(self, namespace: str) -> set[int]:
         out = subprocess.run(

@@ -253,11 +253,7 @@ def test_ssh_hosts_carry_the_clusters_labels_and_resources_plus_their_own(
             "host_labels": {c_ip: ["gpu"]},
             "host_resources": {c_ip: "gpu=1,mem=64G"},
         }
-        code = "import sys, test_engine_traits as t; t.ssh_traits_scenario(sys.argv[1])"
-        argv = [sys.executable, "-P", "-c", code, json.dumps(spec)]
-        done = hosts.run_in_controller(argv, env=dict(os.environ), timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+        report = hosts.scenario("test_engine_traits.ssh_traits_scenario", spec, timeout=120)
     assert "error" not in report, report["error"]
     assert report["traits"] == {
         b_ip: [["site"], {"mem": 16 * GIB}],

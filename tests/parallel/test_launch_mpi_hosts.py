@@ -9,9 +9,7 @@ a ``python -c``), so those addresses are used only inside the namespaces."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def _scenario(net: Hosts, /, **spec: object) -> dict[str, Any]:
     """``mpi_hosts_scenario(spec)`` in the controller's namespace; its report. Open MPI
     starts its daemon on the hosts with the test's ssh (its keys and port)."""
-    code = "import sys, _launch_fixtures as f; f.mpi_hosts_scenario(sys.argv[1])"
     spec["mpi_args"] = ["--mca", "plm_rsh_agent", f"ssh {' '.join(net.ssh_args)}"]
-    done = net.run_in_controller(
-        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=200
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
+    return net.scenario("_launch_fixtures.mpi_hosts_scenario", spec, timeout=200)
 
 
 def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,14 +101,8 @@ def _scenario(
     nodes: tuple[Hosts, Path], env: dict[str, str] | None = None, **spec: object
 ) -> dict[str, Any]:
     net, conf = nodes
-    code = "import sys, test_launch_slurm_hosts as t; t.slurm_hosts_scenario(sys.argv[1])"
     env = {**os.environ, "SLURM_CONF": str(conf), **(env or {})}
-    done = net.run_in_controller(
-        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=env, timeout=200
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
+    return net.scenario("test_launch_slurm_hosts.slurm_hosts_scenario", spec, timeout=200, env=env)
 
 
 def test_one_job_puts_engines_on_two_nodes_reaching_a_curve_controller(

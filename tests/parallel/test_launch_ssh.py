@@ -34,13 +34,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _scenario(net: Hosts, scenario: str = "ssh_scenario", **spec: object) -> dict[str, object]:
-    code = f"import sys, _launch_fixtures as f; f.{scenario}(sys.argv[1])"
-    done = net.run_in_controller(
-        [sys.executable, "-P", "-c", code, json.dumps(spec)], env=dict(os.environ), timeout=150
-    )
-    assert done.returncode == 0, done.stderr
-    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return report
+    return net.scenario(f"_launch_fixtures.{scenario}", spec, timeout=150)
 
 
 def test_engines_run_on_other_hosts_and_reach_the_controller_only_through_ssh(
