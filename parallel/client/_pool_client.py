@@ -110,6 +110,12 @@ class Client:
         except ConnectionFileError as exc:
             raise ClusterUnavailable(str(exc)) from exc
         self.session = Session(self._info.key, self._info.signature_scheme)
+        #: What the engine links read with: where the transport authenticates every peer
+        #: (``authenticates_peers``) an engine's replies are not checked against their
+        #: signature again, about a fifth of reading one (docs/architecture.md, "Security of
+        #: the buffers"); a repeated reply is still dropped (``_sequence``, the tracker).
+        self._link_session = self.session.fork()
+        self._link_session.check_signatures = not self._info.authenticates_peers
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()  # type: ignore[assignment]
         self._pump = Pump()
         self._links: dict[int, EngineLink] = {}
@@ -398,7 +404,13 @@ class Client:
             self._lose_engine(record.id, "was replaced by a new process")
         info = self._info.engine_connection(record.address, record.ports)
         link = EngineLink(
-            record.id, info, self.session, self._ctx, self._pump, self._on_event, record.instance
+            record.id,
+            info,
+            self._link_session,
+            self._ctx,
+            self._pump,
+            self._on_event,
+            record.instance,
         )
         self._links[record.id] = link
         self._records[record.id] = record

@@ -45,6 +45,11 @@ def _parents(replies: list[Message]) -> list[str | None]:
 
 def test_garbage_and_forged_hub_messages_are_dropped_and_the_hub_serves_on() -> None:
     with running_cluster(1) as (_, rc):
+        # On ipc the transport authenticates the engines: the client does not check their
+        # replies' signatures again (it still checks the hub's, and every peer checks its).
+        assert rc.info.authenticates_peers
+        assert not rc._link_session.check_signatures
+        assert rc.session.check_signatures
         hub = _dealer(rc.info.hub_url)
         try:
             good = Session(rc.info.key)
@@ -70,6 +75,8 @@ def test_an_engine_refuses_tampered_buffers_and_forged_requests_and_lives_on() -
     # On tcp anyone on the host can connect: buffers carry a digest (on ipc, only this
     # user can reach the socket files, and the transport is the authentication).
     with running_cluster(1, transport="tcp") as (_, rc):
+        assert not rc.info.authenticates_peers
+        assert rc._link_session.check_signatures
         record = rc._records[0]
         info = rc.info.engine_connection(record.address, record.ports)
         shell = _dealer(info.url("shell"))

@@ -214,6 +214,28 @@ def test_empty_key_ignores_any_signature_and_does_not_track_replays() -> None:
     assert receiver.deserialize(frames).message.msg_type == "x"
 
 
+def test_unchecked_signatures_for_an_authenticating_transport() -> None:
+    # check_signatures=False (the transport authenticates every peer): a wrong signature
+    # and a repeat are both accepted, nothing is remembered; outbound messages are still
+    # signed, and a fork keeps the setting.
+    sender, receiver = _pair()
+    receiver.check_signatures = False
+    frames = sender.serialize(sender.message("x", {"a": 1}))
+    assert frames[1] == sender.signer.sign(frames[2:6]) != b""
+    assert receiver.deserialize(frames).message.content == {"a": 1}
+    assert receiver.deserialize(frames).message.content == {"a": 1}
+    frames[1] = b"deadbeef"
+    assert receiver.deserialize(frames).message.msg_type == "x"
+    assert receiver.fork().deserialize(frames).message.msg_type == "x"
+    assert receiver.serialize(receiver.message("y"))[1] != b""
+    # Everything else is still checked.
+    with pytest.raises(MalformedMessage, match="not valid JSON"):
+        receiver.deserialize([*frames[:2], b"{", *frames[3:]])
+    receiver.check_signatures = True
+    with pytest.raises(SignatureError):
+        receiver.deserialize(frames)
+
+
 def test_wrong_key_is_rejected() -> None:
     sender = Session(b"key-one")
     receiver = Session(b"key-two")
