@@ -127,7 +127,8 @@ class Pump:
         input (two system calls a socket), the others cannot hold any (module docstring)."""
         fired = {fd for fd, _ in self._epoll.poll(0.0)}
         fds, unsure = self._fds, self._unsure
-        return self._read([s for s in socks if s in unsure or fds.get(s) in fired])
+        count = self._read([s for s in socks if s in unsure])
+        return count + self._read([s for s in socks if fds.get(s) in fired], fired=True)
 
     def pump(self, timeout: float | None) -> int:
         """Wait up to ``timeout`` seconds (``None``: no limit) for input, then read it.
@@ -141,15 +142,17 @@ class Pump:
         if not ready and not count and wait != 0.0:  # a whole wait and not a word: read all
             return self.drain()
         by_fd = self._by_fd
-        return count + self._read([by_fd[fd] for fd, _ in ready if fd in by_fd])
+        return count + self._read([by_fd[fd] for fd, _ in ready if fd in by_fd], fired=True)
 
-    def _read(self, socks: list[zmq.Socket[bytes]]) -> int:
+    def _read(self, socks: list[zmq.Socket[bytes]], *, fired: bool = False) -> int:
+        """Drain ``socks``; ``fired``: their descriptors fired, so each most likely holds
+        a message and is read without asking ``ZMQ_EVENTS`` first (``_drain_one``)."""
         count = 0
         for sock in socks:
             self._unsure.discard(sock)
             handler = self._handlers.get(sock)  # None: removed by an earlier handler
             if handler is not None:
-                n = _drain_one(sock, handler)
+                n = _drain_one(sock, handler, fired)
                 if n == DRAIN_BATCH:
                     self._unsure.add(sock)  # left with input: its edge is spent
                 count += n
@@ -225,11 +228,22 @@ class Pump:
                 sleeper.set_result(None)
 
 
-def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler) -> int:
+def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler, fired: bool = False) -> int:
+    """Read and handle up to ``DRAIN_BATCH`` messages; ends with ``ZMQ_EVENTS`` read (which
+    re-arms the descriptor) unless the batch is full or a recv found nothing.
+
+    Asking ``ZMQ_EVENTS`` before a recv is much cheaper than a recv that raises
+    ``zmq.Again``, so it is asked first, except for the first message of a socket whose
+    descriptor ``fired``: that edge announces a message nearly always (libzmq signals a
+    pipe that turns readable; a stray command is the exception, costing one ``Again``),
+    and the check before it was a tenth of reading a reply (a ``getsockopt`` through
+    pyzmq's option lookup, two per reply before)."""
     for count in range(DRAIN_BATCH):
-        # Asking ZMQ_EVENTS first is much cheaper than a recv that raises zmq.Again.
-        if sock.closed or not has_input(sock):
-            return count  # (closed: its own handler closed it, an engine was lost)
+        if sock.closed:  # its own handler closed it (an engine was lost)
+            return count
+        if not fired and not has_input(sock):
+            return count
+        fired = False
         try:
             frames = recv_frames(sock)  # large buffers (a pulled array) without a copy
         except zmq.Again:

@@ -133,3 +133,36 @@ def test_read_ready_reads_named_sockets_whose_descriptor_fired_or_that_a_send_le
     assert got[0] == [[b"m"], [b"after a send"]]
     assert pump.pump_until(lambda: bool(got[2]), 10.0)
     pump.close()
+
+
+def test_a_descriptor_that_fires_without_a_message_reads_nothing_and_fires_again() -> None:
+    # A fired socket is read without asking ZMQ_EVENTS first (_drain_one): an edge with
+    # no message behind it (here a peer going away) costs one zmq.Again, and the next
+    # message still fires the descriptor.
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    client: zmq.Socket[bytes] = ctx.socket(zmq.DEALER)
+    client.setsockopt(zmq.IDENTITY, b"c")
+    peers: list[zmq.Socket[bytes]] = []
+    for index in range(2):
+        peer: zmq.Socket[bytes] = ctx.socket(zmq.ROUTER)
+        peer.bind(f"inproc://fired-{index}")
+        client.connect(f"inproc://fired-{index}")
+        peers.append(peer)
+    got: list[list[bytes]] = []
+    pump = Pump()
+    pump.add(client, got.append)
+    try:
+        pump.drain()
+        peers[0].close(linger=0)  # the client's pipe to it ends: a command, no message
+        fd = client.getsockopt(zmq.FD)
+        assert select.select([fd], [], [], 10)[0]
+        assert pump.pump(0.0) == 0
+        assert got == []
+        peers[1].send_multipart([b"c", b"after"])
+        assert pump.pump_until(lambda: bool(got), 10.0)
+        assert got == [[b"after"]]
+    finally:
+        pump.close()
+        client.close(linger=0)
+        peers[1].close(linger=0)
+        ctx.term()
