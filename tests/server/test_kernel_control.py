@@ -175,8 +175,15 @@ def test_heartbeat_answers_while_the_main_thread_sleeps_or_holds_the_gil() -> No
         async with loom_kernel(reaper) as k:
             changes: list[bool] = []
             k.client.on_heartbeat = changes.append
-            # time.sleep releases the GIL; sum() over a range is one C call that never does.
-            for code in ("import time\ntime.sleep(8)", "sum(range(3 * 10**8))"):
+            # Each cell blocks for twice the time after which the client's monitor calls a
+            # silent kernel unresponsive. time.sleep releases the GIL; libc's sleep called
+            # through ctypes.PyDLL keeps it (PyDLL never releases the GIL), as a long C
+            # call does, without burning a core for it.
+            hold = round(2 * k.client.heartbeat.grace)
+            for code in (
+                f"import time\ntime.sleep({hold})",
+                f"import ctypes\nctypes.PyDLL(None).sleep({hold})",
+            ):
                 task = start_cell(k, code)
                 await cell_started(k, code)
                 await hb_ping(k.info)
