@@ -18,8 +18,8 @@ thread) and does two things off the engine's main thread:
    decision: the first record the thread sees opens a window (``LOOM_RECORD_WINDOW``,
    100 ms by default), and what came within it goes as one message; a ``sync`` record,
    a batch past 256 records or 1 MiB of buffers, or a :meth:`flush` (the engine's loop
-   calls it once replies stop for a quiet time: ``LOOM_RECORD_QUIET``, 25 ms, or up to the
-   window while replies come in a stream, ``QuietFlush``) sends at once. A send at a
+   calls it ``LOOM_RECORD_QUIET``, 25 ms, after a lone reply; a stream's replies are left to
+   the window's end: ``QuietFlush``) sends at once. A send at a
    window's end opens the next window at once (it *ticks*): while replies keep coming,
    the thread wakes once per window, at its end, and no record wakes it; a window that
    ends with nothing held closes. Only then does a reply's record wake the sleeping

@@ -90,16 +90,24 @@ QUIET_SPAN = 4.0
 class QuietFlush:
     """The engine's main thread asks for the batch once replies stop for a quiet time.
 
-    The quiet time follows the reply rate: after a reply that came within ``longest``
-    of the one before (a stream), it is ``QUIET_FACTOR`` times that gap, at least
-    ``quiet`` and at most ``longest`` (``min(window, QUIET_SPAN * quiet)``: 100 ms by
-    default); after a lone reply (the first, or one after a longer pause), ``quiet``.
-    So a steady stream leaves its records to the window, a batch of many tasks, even
-    when its replies are further apart than ``quiet`` (16 engines on 2 cores answer a
-    broadcast in a loop every 25-35 ms: with a fixed 25 ms every task went alone, a wake
-    and a message each), while a lone task's records go within ``quiet``. The price: the
-    last task of a stream may wait up to ``longest`` (the window) after its reply instead
-    of ``quiet`` (docs/parallel.md, "The loss window"). One timer at a time:
+    After a lone reply (the first, or one more than ``longest`` after the one before) the
+    quiet time is ``quiet``: a lone task's records go within it, not at the window's end.
+    After a reply that came within ``longest`` of the one before (a stream) it is
+    ``QUIET_FACTOR`` times that gap, at least ``quiet`` and at most ``longest``
+    (``min(window, QUIET_SPAN * quiet)``: 100 ms by default), so a steady stream leaves
+    its records to the window, a batch of many tasks, even when its replies are further
+    apart than ``quiet`` (16 engines on 2 cores answer a broadcast in a loop every 25-35
+    ms: with a fixed 25 ms every task went alone, a wake and a message each).
+
+    ``covered``: the hub link's window alone bounds a stream's records as tightly (the
+    window is no longer than ``longest``: the default), since every record goes at the
+    end of the window it came in, at most ``window`` after it. Then a stream's reply arms
+    no timer and moves none: timing a stream's quiet time on the engine's loop woke its
+    main thread about once every two replies (16 engines answering a broadcast in a loop)
+    for nothing, since the window's end sent the records anyway. A lone reply's timer
+    still runs, and fires at its own time whatever replies followed it. The price: the
+    last task of a stream waits for the window's end, up to ``longest`` after its reply,
+    instead of twice the gap (docs/parallel.md, "The loss window"). One timer at a time:
     :meth:`replied` says when to arm it, :meth:`fired` whether to send (None) or when to
     look again. Time comes in as arguments (the loop's clock)."""
 
@@ -107,6 +115,8 @@ class QuietFlush:
     #: The longest quiet time (the window, or ``QUIET_SPAN * quiet`` if shorter); at
     #: most ``quiet`` (the default): a fixed quiet time.
     longest: float = 0.0
+    #: The window bounds a stream's records (see above): its replies need no timer.
+    covered: bool = False
     #: When the latest reply not yet asked for was recorded (None: none is waiting).
     last: float | None = None
     #: When the latest reply was recorded, asked for or not (to measure the next gap).
@@ -117,20 +127,25 @@ class QuietFlush:
 
     @classmethod
     def for_window(cls, config: WindowConfig) -> QuietFlush:
-        return cls(config.quiet, min(config.window, QUIET_SPAN * config.quiet))
+        longest = min(config.window, QUIET_SPAN * config.quiet)
+        return cls(config.quiet, longest, covered=config.window <= max(longest, config.quiet))
 
     def __post_init__(self) -> None:
         self.longest = max(self.longest, self.quiet)
         self.wait = self.quiet
 
     def replied(self, now: float) -> float | None:
-        """A reply's record was queued: the delay of the timer to arm, or None (armed)."""
+        """A reply's record was queued: the delay of the timer to arm, or None (armed,
+        or no timer needed)."""
         gap = None if self.previous is None else now - self.previous
+        self.previous = now
         if gap is not None and gap <= self.longest:  # a stream: follow its rate
+            if self.covered:  # the window's end sends it in time: nothing to time here
+                return None
             self.wait = min(self.longest, max(self.quiet, QUIET_FACTOR * gap))
         else:  # a lone reply
             self.wait = self.quiet
-        self.previous = self.last = now
+        self.last = now
         if self.armed:
             return None
         self.armed = True

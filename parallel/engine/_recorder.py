@@ -6,8 +6,9 @@ link's queue; when it is answered, its reply (content, metadata, buffers). Only 
 appends happen here; ``_hub_link`` sends them in batches on its own thread, after the
 reply (``durability="async"``, the default): what a window of ``LOOM_RECORD_WINDOW``
 (100 ms) brought goes as one message, or sooner, once the engine's replies stop for
-``LOOM_RECORD_QUIET`` (25 ms; twice the gap between replies, up to the window, while they
-come in a stream; a timer on this loop, :class:`QuietFlush`, asks the link to ``flush``).
+``LOOM_RECORD_QUIET`` (25 ms) after a lone reply (a timer on this loop,
+:class:`QuietFlush`, asks the link to ``flush``); replies that come in a stream are left
+to the window's end, which is no later than their longest quiet time.
 The reply's record wakes that thread only if it sleeps, and only after the reply left
 (``call_soon``: the shell handler sends the reply in the same step of the loop). With
 ``durability="sync"`` the handler waits until the hub has committed the reply's record

@@ -266,12 +266,34 @@ def test_a_steady_stream_slower_than_quiet_leaves_its_records_to_the_window() ->
     # 25 ms quiet time each reply was asked for alone (a wake and a batch per task).
     replies = [i * 0.030 for i in range(10)]
     assert _asks(QuietFlush(quiet=0.025), replies) == [round(t + 0.025, 6) for t in replies]
-    following = QuietFlush.for_window(WindowConfig(window=0.1, quiet=0.025))
-    # The first reply is a lone one (no rate yet); then once, 60 ms after the last.
-    assert _asks(following, replies) == [0.025, 0.33]
+    # A window longer than the longest quiet time (4 x 1 s here): the quiet time follows
+    # the stream's rate; the first reply is a lone one (no rate yet), then once, two
+    # gaps after the last.
+    slow = [i * 1.2 for i in range(10)]
+    following = QuietFlush.for_window(WindowConfig(window=30.0, quiet=1.0))
+    assert not following.covered
+    assert _asks(following, slow) == [1.0, 13.2]
+    # The default window (100 ms, no longer than the longest quiet time) bounds a
+    # stream's records by itself: only the lone first reply arms a timer, at its time.
+    default = QuietFlush.for_window(WindowConfig(window=0.1, quiet=0.025))
+    assert default.covered
+    assert _asks(default, replies) == [0.025]
     # Replies 200 ms apart are lone ones: each asked for after 25 ms, as before.
     lone = [i * 0.2 for i in range(3)]
     assert _asks(QuietFlush.for_window(WindowConfig()), lone) == [0.025, 0.225, 0.425]
+
+
+def test_a_covered_stream_arms_no_timer_and_moves_none() -> None:
+    # 16 engines answering a broadcast in a loop: a timer per stream reply woke the
+    # engine's main thread about every second reply, for records the window sends anyway.
+    quiet = QuietFlush.for_window(WindowConfig(window=0.1, quiet=0.025))
+    assert quiet.replied(1.000) == 0.025  # lone: its records go within 25 ms
+    assert quiet.replied(1.010) is None  # a stream reply: the window's end sends it
+    assert quiet.replied(1.020) is None
+    assert quiet.fired(1.025) is None  # the lone reply's time, unmoved: ask now
+    assert not quiet.armed
+    assert [quiet.replied(1.025 + 0.03 * i) for i in range(1, 6)] == [None] * 5  # no timer
+    assert quiet.replied(1.3) == 0.025  # 125 ms after the last: lone again
 
 
 def test_unacked_batches_are_confirmed_by_reply_or_by_the_pings_range() -> None:
