@@ -113,12 +113,14 @@ class EngineLink:
         *,
         expects_idle: bool = True,
         frames: list[bytes] | None = None,
+        zero_copy: bool | None = None,
     ) -> None:
         """Send a request on ``channel`` and track it (sent at once, or once subscribed).
 
         ``frames``: the message already serialized, after :meth:`address` (a broadcast's
         requests are serialized together, ``Session.serialize_many``), its buffers as
-        they are (not copied) if any is large (``has_large_buffer``)."""
+        they are (not copied) if any is large (``has_large_buffer``); ``zero_copy``:
+        whether one is, if the caller knows (a broadcast asks once for all engines)."""
         if frames is None:
             self.address(message)
         # Engines count each reply's outputs: a request is done without waiting for idle.
@@ -127,7 +129,7 @@ class EngineLink:
             self._held.append((channel, message, frames))
             return
         try:
-            self._send_now(channel, message, frames)
+            self._send_now(channel, message, frames, zero_copy=zero_copy)
         except Unreachable as exc:  # not sent: not pending either
             self.tracker.forget(message.msg_id)
             raise EngineError(
@@ -141,11 +143,13 @@ class EngineLink:
         message: Message,
         frames: list[bytes] | None,
         wait: float = SEND_WAIT,
+        zero_copy: bool | None = None,
     ) -> None:
         """Send now, never blocking in libzmq; :class:`Unreachable` if no connection
         takes the message within ``wait`` seconds (``_send``)."""
         sock = self.sockets[channel]
-        zero_copy = bool(message.buffers) and has_large_buffer(message.buffers)
+        if zero_copy is None:
+            zero_copy = bool(message.buffers) and has_large_buffer(message.buffers)
         if frames is None:  # zero-copy: large buffers as they are (MessageSocket.send)
             frames = self._session.serialize(message, copy_buffers=not zero_copy)
         try:

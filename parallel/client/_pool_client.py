@@ -115,7 +115,10 @@ class Client:
         #: signature again, about a fifth of reading one (docs/architecture.md, "Security of
         #: the buffers"); a repeated reply is still dropped (``_sequence``, the tracker).
         self._link_session = self.session.fork()
-        self._link_session.check_signatures = not self._info.authenticates_peers
+        #: ``ControllerInfo.authenticates_peers`` (a property), asked at every request
+        #: with buffers and every reply: the cluster file does not change under a client.
+        self._authenticated = self._info.authenticates_peers
+        self._link_session.check_signatures = not self._authenticated
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()  # type: ignore[assignment]
         self._pump = Pump()
         self._links: dict[int, EngineLink] = {}
@@ -517,18 +520,22 @@ class Client:
         wire = self.session.serialize_many(messages, copy_buffers=not zero_copy)
         msg_ids: list[str] = []
         for link, message, frames, refs in zip(links, messages, wire, staged, strict=True):
-            self._kinds[message.msg_id] = msg_type
+            msg_id = message.msg_id
+            self._kinds[msg_id] = msg_type
             try:
-                link.send("shell", message, frames=frames)
+                # (Asked once for all; an engine sent shared-memory references asks itself.)
+                link.send(
+                    "shell", message, frames=frames, zero_copy=zero_copy if refs is None else None
+                )
             except BaseException:  # nothing sent to this engine and the ones after it
-                self._kinds.pop(message.msg_id, None)
+                self._kinds.pop(msg_id, None)
                 if self._shm is not None:
                     for unsent in staged[len(msg_ids) :]:
                         self._shm.discard(unsent or [])
                 raise
-            msg_ids.append(message.msg_id)
+            msg_ids.append(msg_id)
             if refs is not None and self._shm is not None:
-                self._shm.sent(message.msg_id, refs)
+                self._shm.sent(msg_id, refs)
         return msg_ids
 
     def _requests(
@@ -546,7 +553,7 @@ class Client:
         metadata = dict(metadata_in) if metadata_in else {}
         # Engines count each reply's outputs (EngineLink): no busy/idle needed for any.
         metadata[UNANNOUNCED] = True
-        if buffers and not self._info.authenticates_peers:  # one digest for all engines
+        if buffers and not self._authenticated:  # one digest for all engines
             metadata["buffers_hmac"] = self.session.signer.sign_buffers(buffers)
         links: list[EngineLink] = []
         messages: list[Message] = []
@@ -631,7 +638,7 @@ class Client:
         try:
             # Unpickling runs code: only buffers the engine signed (the key) are loaded,
             # unless the transport admits no one else (ControllerInfo.authenticates_peers).
-            if not self._info.authenticates_peers:
+            if not self._authenticated:
                 digest = reply.metadata.get("buffers_hmac")
                 self.session.signer.verify_buffers(reply.buffers, digest)
             buffers = reply.buffers
