@@ -33,15 +33,21 @@ from __future__ import annotations
 import asyncio
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import zmq
+from zmq.backend import zmq_poll
 
-from kernel.transport._frames import has_input, recv_frames
+from kernel.transport._frames import recv_frames
 
 __all__ = ["FrameHandler", "Pump"]
 
 FrameHandler = Callable[[list[bytes]], None]
+#: ``[(socket, POLLIN)]``: what ``zmq_poll`` asks of one socket.
+_PollItems = list[tuple[zmq.Socket[bytes], int]]
+
+_POLLIN = int(zmq.POLLIN)
 
 #: At most this many messages are read from one socket per drain before moving on to
 #: the next, so one busy engine cannot starve the others.
@@ -60,6 +66,8 @@ class Pump:
 
     def __init__(self) -> None:
         self._handlers: dict[zmq.Socket[bytes], FrameHandler] = {}
+        #: Each socket's ``zmq_poll`` items, made once (``_drain_one``).
+        self._items: dict[zmq.Socket[bytes], _PollItems] = {}
         #: The sockets' descriptors, for blocking waits (see the module docstring).
         self._epoll = select.epoll()
         self._by_fd: dict[int, zmq.Socket[bytes]] = {}
@@ -77,6 +85,7 @@ class Pump:
 
     def add(self, sock: zmq.Socket[bytes], handler: FrameHandler) -> None:
         self._handlers[sock] = handler
+        self._items[sock] = [(sock, _POLLIN)]
         fd = self._fds[sock] = int(sock.getsockopt(zmq.FD))
         self._by_fd[fd] = sock
         self._epoll.register(fd, select.EPOLLIN)
@@ -86,6 +95,7 @@ class Pump:
 
     def remove(self, sock: zmq.Socket[bytes]) -> None:
         if self._handlers.pop(sock, None) is not None:
+            del self._items[sock]
             fd = self._fds.pop(sock)
             self._epoll.unregister(fd)
             del self._by_fd[fd]
@@ -98,7 +108,7 @@ class Pump:
         so the next blocking wait looks at it first, and if input is waiting, the loop's
         waiters are woken to drain it."""
         self._unsure.add(sock)
-        if self._loop is not None and has_input(sock):
+        if self._loop is not None and _with_input([sock]):
             self._loop.call_soon(self._on_readable)
 
     def drain(self, *only: zmq.Socket[bytes]) -> int:
@@ -113,7 +123,7 @@ class Pump:
                     continue
                 if only and sock not in only:
                     continue
-                n = _drain_one(sock, handler)
+                n = _drain_one(sock, handler, False, self._items[sock])
                 count += n
                 more = more or n == DRAIN_BATCH
         if not only:
@@ -127,7 +137,7 @@ class Pump:
         input (two system calls a socket), the others cannot hold any (module docstring)."""
         fired = {fd for fd, _ in self._epoll.poll(0.0)}
         fds, unsure = self._fds, self._unsure
-        count = self._read([s for s in socks if s in unsure])
+        count = self._read_unsure([s for s in socks if s in unsure])
         return count + self._read([s for s in socks if fds.get(s) in fired], fired=True)
 
     def pump(self, timeout: float | None) -> int:
@@ -136,13 +146,23 @@ class Pump:
         The sockets that may hold input without an edge (module docstring) are read
         first; if they held some, nothing is waited for.
         """
-        count = self._read(list(self._unsure)) if self._unsure else 0
+        count = self._read_unsure(list(self._unsure)) if self._unsure else 0
         wait = -1.0 if timeout is None else max(0.0, timeout)
         ready = self._epoll.poll(0.0 if count else wait)
         if not ready and not count and wait != 0.0:  # a whole wait and not a word: read all
             return self.drain()
         by_fd = self._by_fd
         return count + self._read([by_fd[fd] for fd, _ in ready if fd in by_fd], fired=True)
+
+    def _read_unsure(self, socks: list[zmq.Socket[bytes]]) -> int:
+        """Drain those of ``socks`` (sockets that may hold input without an edge) that hold
+        input: one ``zmq_poll`` reads every one's ``ZMQ_EVENTS`` (which re-arms their
+        descriptors), a third of asking each in turn (after a broadcast, every engine's
+        shell socket is unsure until the next wait)."""
+        unsure, handlers = self._unsure, self._handlers
+        for sock in socks:
+            unsure.discard(sock)
+        return self._read(_with_input(s for s in socks if s in handlers), fired=True)
 
     def _read(self, socks: list[zmq.Socket[bytes]], *, fired: bool = False) -> int:
         """Drain ``socks``; ``fired``: their descriptors fired, so each most likely holds
@@ -152,7 +172,7 @@ class Pump:
             self._unsure.discard(sock)
             handler = self._handlers.get(sock)  # None: removed by an earlier handler
             if handler is not None:
-                n = _drain_one(sock, handler, fired)
+                n = _drain_one(sock, handler, fired, self._items[sock])
                 if n == DRAIN_BATCH:
                     self._unsure.add(sock)  # left with input: its edge is spent
                 count += n
@@ -228,7 +248,21 @@ class Pump:
                 sleeper.set_result(None)
 
 
-def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler, fired: bool = False) -> int:
+def _with_input(socks: Iterable[zmq.Socket[bytes]]) -> list[zmq.Socket[bytes]]:
+    """Those of ``socks`` (the open ones) that hold a message, by their ``ZMQ_EVENTS``,
+    which reading re-arms their descriptors: one ``zmq_poll`` for all (pyzmq's
+    ``getsockopt`` looks the option up in an ``Enum`` at every call: 3.2 us a socket
+    here, against 1.9 us for one socket and 4.1 us for four by ``zmq_poll``)."""
+    items = [(sock, _POLLIN) for sock in socks if not sock.closed]
+    if not items:
+        return []
+    ready: list[tuple[Any, int]] = zmq_poll(items, 0)  # the sockets given, as given
+    return [sock for sock, _ in ready]
+
+
+def _drain_one(
+    sock: zmq.Socket[bytes], handler: FrameHandler, fired: bool, items: _PollItems
+) -> int:
     """Read and handle up to ``DRAIN_BATCH`` messages; ends with ``ZMQ_EVENTS`` read (which
     re-arms the descriptor) unless the batch is full or a recv found nothing.
 
@@ -237,11 +271,12 @@ def _drain_one(sock: zmq.Socket[bytes], handler: FrameHandler, fired: bool = Fal
     descriptor ``fired``: that edge announces a message nearly always (libzmq signals a
     pipe that turns readable; a stray command is the exception, costing one ``Again``),
     and the check before it was a tenth of reading a reply (a ``getsockopt`` through
-    pyzmq's option lookup, two per reply before)."""
+    pyzmq's option lookup, two per reply before). ``items``: the socket's ``zmq_poll``
+    items, how ``ZMQ_EVENTS`` is read (``_with_input``)."""
     for count in range(DRAIN_BATCH):
         if sock.closed:  # its own handler closed it (an engine was lost)
             return count
-        if not fired and not has_input(sock):
+        if not fired and not zmq_poll(items, 0):
             return count
         fired = False
         try:
