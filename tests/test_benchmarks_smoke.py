@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,16 @@ KERNEL_METRICS = {
     "idle_rss_mib",
 }
 CONSOLE_METRICS = ("start_s", "enter_pass_ms", "lines_20k_s")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One ``$LOOM_BENCH_PYCACHE`` for all the runs, as ``run_all.py`` gives them: each run
+    would otherwise compile everything its processes import (``_bench_common.child_env``),
+    tens of seconds of CPU a run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOOM_BENCH_PYCACHE", str(tmp_path_factory.mktemp("pycache")))
+        yield
 
 
 def run_quick(name: str, cwd: Path, timeout: float) -> tuple[str, dict[str, Any]]:

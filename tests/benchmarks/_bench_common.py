@@ -68,19 +68,29 @@ def start_run(name: str, doc: str | None, quick: T, full: T) -> tuple[bool, T]:
     return is_quick, settings
 
 
+#: Set by what runs several benchmarks in a row (``run_all.py``, the smoke tests): one
+#: bytecode cache for the whole series (:func:`child_env`).
+PYCACHE_ENV = "LOOM_BENCH_PYCACHE"
+
+
 def child_env(workdir: Path) -> dict[str, str]:
     """The environment for what a benchmark starts: this one, with Loom importable.
 
     ``PYTHONSTARTUP`` is dropped; ``PYTHONPYCACHEPREFIX`` points into ``workdir`` (and
     ``PYTHONDONTWRITEBYTECODE`` is dropped), so that Loom's uninstalled sources are
     compiled once, like an installed package's, and nothing is written into the source
-    tree (see ``bench_kernel.py``'s docstring).
+    tree (see ``bench_kernel.py``'s docstring). With a prefix, Python ignores every
+    ``__pycache__``, the installed packages' too, so each new prefix compiles all that the
+    children import (ipyparallel, IPython, zmq, ...: seconds of CPU per process, several
+    processes at once): ``$LOOM_BENCH_PYCACHE``, where set, is used instead, so a series of
+    runs compiles each source once (a stale file is recompiled: its source's mtime is in
+    the ``.pyc``).
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.pop("PYTHONSTARTUP", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env["PYTHONPYCACHEPREFIX"] = os.environ.get(PYCACHE_ENV) or str(workdir / "pycache")
     return env
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_common import (
+    PYCACHE_ENV,
     REPO,
     child_env,
     cpu_seconds,
@@ -145,6 +146,9 @@ def main() -> int:
     results: dict[str, dict[str, float]] = {}
     failed: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="loom-bench-durable-") as tmp:
+        # One bytecode cache for every driver (child_env): each configuration would
+        # otherwise compile all its processes import, ipyparallel and IPython included.
+        os.environ.setdefault(PYCACHE_ENV, str(Path(tmp) / "pycache"))
         for name in CONFIGS:
             workdir = Path(tmp) / name
             workdir.mkdir()
