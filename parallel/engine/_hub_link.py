@@ -62,6 +62,7 @@ import zmq
 from kernel.protocol import JSONDict, ProtocolError, Session
 from kernel.protocol._freshness import address_to
 from kernel.transport._curve import connect_curve
+from kernel.transport._frames import has_input, has_large_buffer, send_frames
 
 from ..protocol._controller_info import ControllerInfo
 from ..protocol._hub_limits import record_budget
@@ -162,7 +163,8 @@ class HubLink:
         self.window = window or window_config_from_env()
         self.on_give_up: Callable[[str], None] = lambda reason: None
         self._session = Session(controller.key, controller.signature_scheme)
-        self._queue: collections.deque[Item] = collections.deque()
+        #: Each record with its buffers' size (counted once, by the recording thread).
+        self._queue: collections.deque[tuple[Item, int]] = collections.deque()
         # Each counter has one writer (``_in``: the recording thread, ``_out``: this
         # link's), so none loses an update; what is queued is their difference.
         self._bytes_in = self._bytes_out = 0
@@ -211,8 +213,9 @@ class HubLink:
         :meth:`wake` it later instead (after the reply left). A full batch (count or
         bytes) wakes the thread in any case. ``nbytes``: the buffers' size, if the caller
         knows it already."""
-        self._queue.append((record, buffers, done))
-        self._bytes_in += _nbytes(buffers) if nbytes is None else nbytes
+        size = _nbytes(buffers) if nbytes is None else nbytes
+        self._queue.append(((record, buffers, done), size))
+        self._bytes_in += size
         if done is not None:
             self._sync_in += 1
         config = self.window
@@ -298,7 +301,7 @@ class HubLink:
                 if self._wake in events:
                     with contextlib.suppress(BlockingIOError):
                         os.eventfd_read(self._wake)
-                while sock.poll(0):
+                while has_input(sock):  # (Socket.poll builds a Poller per call)
                     self._received(sock, watch)
             if self._queue and not watch.silent and not watch.registering:
                 self._flush(sock)  # a clean stop: what the window held still goes
@@ -344,7 +347,11 @@ class HubLink:
     ) -> str:
         message = self._session.message(msg_type, content, buffers=list(buffers))  # type: ignore[arg-type]
         address_to(message.header, self.controller.instance)  # the hub's start (replays)
-        sock.send_multipart(self._session.serialize(message), copy=len(buffers) == 0)
+        frames = self._session.serialize(message)
+        if has_large_buffer(buffers):  # zero-copy: the blob is not copied into libzmq
+            sock.send_multipart(frames, copy=False)
+        else:  # copied, without pyzmq's per-frame enum arithmetic (a batch's usual case)
+            send_frames(sock, frames)
         return message.msg_id
 
     def _received(self, sock: zmq.Socket[bytes], watch: ControllerWatch) -> None:
@@ -397,11 +404,15 @@ class HubLink:
     def _flush(self, sock: zmq.Socket[bytes]) -> None:
         self._asked_out = self._asked_in
         batch: list[Item] = []
+        nbytes = synced = 0
         while self._queue:
-            batch.append(self._queue.popleft())
+            item, size = self._queue.popleft()
+            batch.append(item)
+            nbytes += size
+            synced += item[2] is not None
         self._pending.sent()  # closed; the loop opens the next window if it ticks on
-        self._bytes_out += sum(_nbytes(buffers) for _, buffers, _ in batch)
-        self._sync_out += sum(1 for _, _, done in batch if done is not None)
+        self._bytes_out += nbytes
+        self._sync_out += synced
         self._send_batch(sock, batch)
 
     def _send_batch(self, sock: zmq.Socket[bytes], batch: list[Item]) -> None:
