@@ -145,8 +145,12 @@ class _Pending:
 class RequestTracker:
     """Routes inbound messages to the requests they answer. Pure; never blocks."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, *, report_replies: bool = True) -> None:
+        """``report_replies=False``: no :class:`ReplyReceived` events, for a client that
+        acts only when a request is finished (the pool client's engine links): one event
+        object, and one dispatch of it, fewer per reply."""
         self.session_id = session_id
+        self._report_replies = report_replies
         self._pending: dict[str, _Pending] = {}
 
     def track(
@@ -192,7 +196,9 @@ class RequestTracker:
             declared = message.metadata.get("outputs")
             if isinstance(declared, int) and not isinstance(declared, bool):
                 pending.declared = declared
-        events: list[TrackerEvent] = [ReplyReceived(parent_id, message)]
+        events: list[TrackerEvent] = (
+            [ReplyReceived(parent_id, message)] if self._report_replies else []
+        )
         if pending.complete():
             events.append(self._finish(parent_id, message))
         return events

@@ -80,7 +80,8 @@ class EngineLink:
         self._session = session
         self._pump = pump
         self._on_event = on_event
-        self.tracker = RequestTracker(session.session_id)
+        # Only finished requests matter here (Client._on_event): no ReplyReceived events.
+        self.tracker = RequestTracker(session.session_id, report_replies=False)
         #: The numbers of the engine's replies to this client (``_sequence``).
         self.sequence = ReplySequence()
         self._rejected = RateLimitedLog(log)

@@ -265,6 +265,24 @@ def test_counted_reply_with_no_outputs_finishes_at_once() -> None:
     ]
 
 
+def test_without_reply_reports_only_finished_requests_are_said() -> None:
+    # report_replies=False (the pool client): a reply gives no ReplyReceived; the request
+    # still finishes when its reply and its counted outputs are in, whichever comes last.
+    tracker = RequestTracker(CLIENT.session_id, report_replies=False)
+    request = _request(tracker, "apply_request", counts_outputs=True)
+    reply = _counted_reply(request, 0)
+    assert tracker.receive("shell", reply) == [RequestFinished(request.msg_id, reply)]
+    waiting = _request(tracker, "apply_request", counts_outputs=True)
+    reply, out = _counted_reply(waiting, 1), _stream(waiting)
+    assert tracker.receive("shell", reply) == []
+    assert tracker.is_pending(waiting.msg_id)
+    assert tracker.receive("iopub", out) == [
+        OutputReceived(waiting.msg_id, out),
+        RequestFinished(waiting.msg_id, reply),
+    ]
+    assert tracker.receive("shell", reply) == [UnexpectedReply("shell", reply)]
+
+
 def test_a_count_is_ignored_unless_asked_for_and_a_bad_count_means_idle() -> None:
     tracker = _tracker()
     plain = _request(tracker, "apply_request")
