@@ -118,10 +118,13 @@ class Settings:
     enter_presses: int
     enter_block: int
     flood_trials: int
+    #: Seconds a console may take, after its prompt is back, to show the rest of a flood.
+    #: jupyter console never does (module docstring), so each of its floods waits this long.
+    late_output_s: float
 
 
-QUICK = Settings(5, 20, 10, 2, 6, 3, 1)
-FULL = Settings(20, 300, 50, 5, 60, 10, 3)
+QUICK = Settings(5, 20, 10, 2, 6, 3, 1, 2.0)
+FULL = Settings(20, 300, 50, 5, 60, 10, 3, 15.0)
 
 
 @dataclass
@@ -268,7 +271,7 @@ class Console:
         before = self.child.before
         return took, before if isinstance(before, bytes) else b""
 
-    def flood(self, code: str) -> tuple[float, float | None, int]:
+    def flood(self, code: str, late_output_s: float) -> tuple[float, float | None, int]:
         """Run the flood ``code``: seconds until the next prompt, seconds until the prompt
         is back *and* every engine's last line (``9999``) has been shown (None if that
         never happened: a console may show its prompt first, and the rest of the output
@@ -278,7 +281,7 @@ class Console:
         shown = _numbers(out)
         seen = _last_lines(out)
         started = time.perf_counter() - took
-        deadline = time.perf_counter() + LATE_OUTPUT_S
+        deadline = time.perf_counter() + late_output_s
         while seen < ENGINES:
             try:
                 self.child.expect(LAST_LINE, timeout=max(0.0, deadline - time.perf_counter()))
@@ -296,8 +299,6 @@ class Console:
         self.child.close(force=True)
 
 
-#: Seconds a console may take, after its prompt is back, to show the rest of a flood.
-LATE_OUTPUT_S = 15.0
 LAST_LINE = re.compile(rb"(?:\n|\] )" + _E + str(LINES - 1).encode() + _E + rb"\r?\n")
 NOTES: list[str] = []
 
@@ -349,7 +350,7 @@ def measure_in_consoles(s: Settings, samples: dict[str, Samples], tmp: Path) -> 
             samples[name].enter_cpu_s.append(used / s.enter_block)
         flood = f"%px for i in range({LINES}): print(i)"
         for name in bench.alternating(CONTENDERS, s.flood_trials):
-            prompt_took, took, shown = consoles[name].flood(flood)
+            prompt_took, took, shown = consoles[name].flood(flood, s.late_output_s)
             samples[name].flood_prompt_s.append(prompt_took)
             if took is not None:
                 samples[name].flood_s.append(took)
@@ -362,7 +363,7 @@ def measure_in_consoles(s: Settings, samples: dict[str, Samples], tmp: Path) -> 
             NOTES.append(
                 f"{name}: prompt back after {prompt_took:.2f} s with {shown} of "
                 f"{ENGINES * LINES} lines shown; the rest never came within "
-                f"{LATE_OUTPUT_S:.0f} s: its flood figure is its time to the prompt"
+                f"{s.late_output_s:.0f} s: its flood figure is its time to the prompt"
             )
         for name, console in consoles.items():
             try:
