@@ -242,7 +242,7 @@ class Balancer:
     def _deliver(
         self, task_id: str, engine: int | None, value: object, error: RemoteError | None
     ) -> None:
-        result = self._client._results.pop(task_id, None)
+        result = self._client._results.pop(task_id)
         if result is not None:
             result._finish(task_id, -1 if engine is None else engine, value, error)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +45,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.protocol._freshness import address_to
-from kernel.protocol._message import UNANNOUNCED
+from kernel.protocol._message import UNANNOUNCED, utc_now_iso
 from kernel.transport import shared_context
 from kernel.transport._curve import HandshakeWatch
 from kernel.transport._frames import has_large_buffer
@@ -66,6 +65,7 @@ from ._asyncresult import AsyncResult, ExecuteReply
 from ._controller_link import ControllerLink
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
+from ._result_index import ResultIndex
 from ._send import Unreachable, send_or_fail
 from ._shm_client import ClientShm, open_client_shm
 
@@ -135,7 +135,7 @@ class Client:
         #: Engines registered but not announced yet, as of the last engine list: the
         #: controller is replaying setup on them (``{"id", "pid"}`` each).
         self.joining: list[JSONDict] = []
-        self._results: weakref.WeakValueDictionary[str, AsyncResult] = weakref.WeakValueDictionary()
+        self._results = ResultIndex()
         self._kinds: dict[str, str] = {}
         #: Hub requests someone waits for -> whether their reply arrived (engine lists are
         #: applied as replies arrive, waited for or not).
@@ -558,6 +558,7 @@ class Client:
         links: list[EngineLink] = []
         messages: list[Message] = []
         sizes: dict[int, int] = {}  # id() of a buffer list -> its largest frame (bytes)
+        date = utc_now_iso()  # one stamp for the broadcast, not one per engine
         for engine_id, refs in zip(engine_ids, staged, strict=True):
             link = self.link(engine_id)
             sent = buffers if refs is None else near
@@ -569,7 +570,9 @@ class Client:
             extra = metadata if refs is None else {**metadata, METADATA_KEY: refs}
             if refs is not None and "buffers_hmac" in metadata:  # of what goes on the wire
                 extra["buffers_hmac"] = self.session.signer.sign_buffers(sent or [])
-            message = self.session.message(msg_type, content, metadata=extra, buffers=sent)
+            message = self.session.message(
+                msg_type, content, metadata=extra, buffers=sent, date=date
+            )
             link.address(message)
             links.append(link)
             messages.append(message)
@@ -590,9 +593,9 @@ class Client:
 
     def track(self, result: AsyncResult) -> AsyncResult:
         """Route the replies to ``result``'s msg_ids to it (held weakly)."""
-        for msg_id in result.msg_ids:
-            self._results[msg_id] = result
-            if self._balancer is not None:
+        self._results.add(result, result.msg_ids)
+        if self._balancer is not None:
+            for msg_id in result.msg_ids:
                 self._balancer.deliver_early(msg_id)
         return result
 
@@ -613,7 +616,7 @@ class Client:
             self._shm.finished(msg_id)  # its shared-memory names, if the engine left them
         if self._balancer is not None and self._balancer.finished(msg_id, engine_id, value, error):
             return  # an attempt of a load-balanced task: the balancer settles the task
-        result = self._results.pop(msg_id, None)
+        result = self._results.pop(msg_id)
         if result is not None:
             result._finish(msg_id, engine_id, value, error)
 
