@@ -115,14 +115,16 @@ class Message:
         buffers: list[bytes] | None = None,
         username: str = _USERNAME,
         msg_id: str | None = None,
+        date: str | None = None,
     ) -> Message:
-        """Build a message; ``parent`` may be the message it answers or its header."""
+        """Build a message; ``parent`` may be the message it answers or its header.
+        ``date``: its ``utc_now_iso()`` stamp, if the caller took one for several."""
         header: JSONDict = {
             "msg_id": msg_id or new_msg_id(),
             "msg_type": msg_type,
             "username": username,
             "session": session,
-            "date": utc_now_iso(),
+            "date": date or utc_now_iso(),
             "version": PROTOCOL_VERSION,
         }
         if parent is None:

@@ -143,8 +143,10 @@ class Session:
         parent: Message | JSONDict | None = None,
         metadata: JSONDict | None = None,
         buffers: list[bytes] | None = None,
+        date: str | None = None,
     ) -> Message:
-        """A new message stamped with this session's id."""
+        """A new message stamped with this session's id (and ``date``, if given: the
+        requests of one broadcast share the stamp, ``utc_now_iso()``, taken once)."""
         extra = {"username": self.username} if self.username else {}
         return Message.create(
             msg_type,
@@ -153,6 +155,7 @@ class Session:
             parent=parent,
             metadata=metadata,
             buffers=buffers,
+            date=date,
             **extra,
         )
 

@@ -151,3 +151,15 @@ def test_json_encoding_of_dates_bytes_and_bad_values_is_as_before() -> None:
     with pytest.raises(ValueError, match="Circular reference"):
         _dumps(circular)
     assert _dumps({"after": "an error"}) == b'{"after":"an error"}'  # nothing left behind
+
+
+def test_a_stamp_taken_once_dates_several_messages() -> None:
+    # A broadcast's requests share one utc_now_iso() stamp (the pool client); without
+    # one, each message is stamped as it is made.
+    session = Session(b"key")
+    stamp = utc_now_iso()
+    first = session.message("apply_request", date=stamp)
+    second = session.message("apply_request", date=stamp)
+    assert first.header["date"] == second.header["date"] == stamp
+    assert first.msg_id != second.msg_id
+    assert session.message("x").header["date"] >= stamp
