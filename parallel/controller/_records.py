@@ -43,8 +43,12 @@ __all__ = ["COMMIT_WINDOW", "Records"]
 #: Seconds a batch that asked for no reply may wait to be committed with the batches
 #: that follow it (``Records.flush``). While it waits, its engine still holds it
 #: unconfirmed, so a controller killed meanwhile loses nothing: the engine sends it again
-#: when it registers with the restored one (docs/architecture.md, "Task records").
-COMMIT_WINDOW = 0.02
+#: when it registers with the restored one (docs/architecture.md, "Task records"); an
+#: engine killed meanwhile loses nothing either: the batch is in the open transaction.
+#: Why 100 ms and not 20: 16 engines each send a batch per record window (100 ms), and a
+#: commit (and the loop's wake for its timer) every 20 ms was ~10% of the hub's CPU
+#: for records (a 16-engine broadcast loop: 2.57 -> 2.29 and 2.01 -> 1.82 ms a call).
+COMMIT_WINDOW = 0.1
 
 
 class Records:
