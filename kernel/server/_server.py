@@ -19,6 +19,7 @@ cell blocks the main thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ from kernel.protocol import (
     Session,
     error_content,
     reply_message,
+    reply_type,
     status_content,
     unknown_request_reply,
     utc_now_iso,
@@ -209,12 +211,13 @@ class KernelServer:
         metadata has ``loom_unannounced: true`` (``kernel.protocol._message.UNANNOUNCED``).
         """
         self.current = request
-        self.io.begin_request(request.header)
+        header = request.header
+        msg_type = request.msg_type
+        self.io.begin_request(header)
         # A client that counts outputs may ask for no busy/idle (UNANNOUNCED): two
         # messages fewer per request, most of a small execute's cost on an engine.
         announced = (
-            request.msg_type not in self.unannounced
-            and request.metadata.get(UNANNOUNCED) is not True
+            msg_type not in self.unannounced and request.metadata.get(UNANNOUNCED) is not True
         )
         if announced:
             self.publish("status", status_content("busy"), request)
@@ -227,12 +230,21 @@ class KernelServer:
             _flush_if_replaced(sys.stderr)
             try:
                 if reply is not None:
-                    session = str(request.header.get("session", ""))
+                    session = str(header.get("session", ""))
                     seq = self.reply_seq[session] = self.reply_seq.get(session, 0) + 1
-                    outputs = self.io.outputs_of_current
-                    metadata = {**reply.metadata, "outputs": outputs, "loom_seq": seq}
-                    counted = Reply(reply.content, metadata, reply.buffers)
-                    await self.shell.send(reply_message(self.session, request, counted), identities)
+                    # A copy: the handler's metadata may be kept (an engine's task record).
+                    metadata = reply.metadata.copy()
+                    metadata["outputs"] = self.io.outputs_of_current
+                    metadata["loom_seq"] = seq
+                    # What reply_message() builds, without a second Reply: per request.
+                    message = self.session.message(
+                        _reply_type(msg_type),
+                        reply.content,
+                        parent=request,
+                        metadata=metadata,
+                        buffers=reply.buffers,
+                    )
+                    await self.shell.send(message, identities)
             finally:
                 if announced:
                     self.publish("status", status_content("idle"), request)
@@ -427,6 +439,12 @@ class KernelServer:
         content = {"status": "ok", "restart": bool(request.content.get("restart", False))}
         self.stop()
         return Reply(content)
+
+
+@functools.lru_cache(maxsize=64)  # bounded: message types come from peers
+def _reply_type(request_type: str) -> str:
+    """``reply_type`` once per message type (a handful), not per request."""
+    return reply_type(request_type)
 
 
 def _flush_if_replaced(stream: TextIO | None) -> None:

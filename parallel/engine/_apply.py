@@ -76,12 +76,13 @@ async def handle_apply(
     deserialize_call, serialize_object = _codec()
     interpreter = server.interpreter
     metadata: JSONDict = {"engine": engine.uuid, "engine_id": engine.id, "started": utc_now_iso()}
-    signer = server.session.signer
     namespace = interpreter.user_ns
     try:
         # Unpickling runs code: only buffers signed with the cluster's key are loaded.
         if engine.signs_buffers:
-            signer.verify_buffers(request.buffers, request.metadata.get("buffers_hmac"))
+            server.session.signer.verify_buffers(
+                request.buffers, request.metadata.get("buffers_hmac")
+            )
         key = None if calls is None else calls.key(request.buffers)
         cached = None if key is None else calls.get(key, namespace)  # type: ignore[union-attr]
         if cached is None:
@@ -94,7 +95,7 @@ async def handle_apply(
         unpickled = fn
         fn = interactive_in(fn, namespace) if isinstance(fn, types.FunctionType) else fn
         # A map's function travels as an argument of the chunk runner: it too is interactive.
-        if any(isinstance(a, types.FunctionType) for a in args):
+        if args and any(isinstance(a, types.FunctionType) for a in args):
             args = tuple(_interactive_arg(a, namespace) for a in args)
         if key is not None:
             calls.put(key, unpickled, fn, args, kwargs)  # type: ignore[union-attr]
@@ -105,9 +106,10 @@ async def handle_apply(
         buffers = serialize_object(outcome.value)
     except SerializationError as exc:  # an unpicklable result: say what, keep serving
         return _failed(interpreter.report_error(exc), metadata)
-    metadata.update(status="ok", completed=utc_now_iso())
+    metadata["status"] = "ok"
+    metadata["completed"] = utc_now_iso()
     if engine.signs_buffers:  # on ipc the transport authenticates: no digest to compute
-        metadata["buffers_hmac"] = signer.sign_buffers(buffers)
+        metadata["buffers_hmac"] = server.session.signer.sign_buffers(buffers)
     return Reply({"status": "ok"}, metadata, buffers)
 
 
@@ -156,7 +158,13 @@ def with_shared_memory(
         reply = await handler(request, identities)
         if reply is None or not reply.buffers:
             return reply
-        large = shm.large(reply.buffers, 1)
+        buffers = reply.buffers
+        # A plain result's one small pickle (most tasks) is never shared: asked without
+        # SharedDir.large's pass over memoryviews.
+        first = buffers[0]
+        if len(buffers) == 1 and type(first) is bytes and len(first) < shm.minimum.minimum(1):
+            return reply
+        large = shm.large(buffers, 1)
         client = request.header.get("session")
         if not large or not shm.shares_with("c", client, cached=False):
             return reply  # a client on another host, closed, or with shared memory off

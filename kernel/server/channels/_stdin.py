@@ -165,23 +165,32 @@ class StdinBridge:
                 with contextlib.suppress(OSError):
                     os.write(previous, missed)
 
-    @contextmanager
-    def installed(self, allow: bool, parent: JSONDict, identities: list[bytes]) -> Iterator[None]:
-        """Route ``input``/``getpass`` to the requesting front end for one cell."""
-        saved_input, saved_getpass = builtins.input, getpass.getpass
-        _input = FrontEndInput(self, allow, parent, identities)
+    def installed(self, allow: bool, parent: JSONDict, identities: list[bytes]) -> _Installed:
+        """Route ``input``/``getpass`` to the requesting front end for one cell (a context
+        manager; a class rather than ``@contextmanager``, whose generator cost an engine's
+        execute ~3 us)."""
+        return _Installed(FrontEndInput(self, allow, parent, identities))
 
-        def _getpass(prompt: str = "Password: ", stream: Any = None) -> str:
-            if not allow:
-                raise StdinNotImplementedError("getpass() is not supported by this front end")
-            return self.request(prompt, True, parent, identities)
 
-        builtins.input = _input
-        getpass.getpass = _getpass
-        try:
-            yield
-        finally:
-            builtins.input, getpass.getpass = saved_input, saved_getpass
+class _Installed:
+    """:meth:`StdinBridge.installed`: ``input``/``getpass`` asking one front end, restored
+    on exit."""
+
+    __slots__ = ("_input", "_saved")
+
+    def __init__(self, front_end_input: FrontEndInput) -> None:
+        self._input = front_end_input
+        self._saved: tuple[Any, Any] | None = None
+
+    def __enter__(self) -> None:
+        self._saved = (builtins.input, getpass.getpass)
+        builtins.input = self._input
+        getpass.getpass = self._input.getpass
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._saved is not None:
+            builtins.input, getpass.getpass = self._saved
+            self._saved = None
 
 
 class FrontEndInput:
@@ -203,6 +212,12 @@ class FrontEndInput:
 
     def __call__(self, prompt: Any = "") -> str:
         return self.ask(str(prompt))
+
+    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        """``getpass.getpass`` while a request runs: a hidden answer from the front end."""
+        if not self.allowed:
+            raise StdinNotImplementedError("getpass() is not supported by this front end")
+        return self._bridge.request(prompt, True, self._parent, self._identities)
 
     def ask(self, prompt: str, metadata: JSONDict | None = None) -> str:
         if not self.allowed:
