@@ -43,7 +43,11 @@ _get = _BackendSocket.get
 def has_large_buffer(buffers: Sequence[bytes | bytearray | memoryview]) -> bool:
     """Whether any buffer is worth a zero-copy send (:data:`ZERO_COPY_MIN` or more): below
     that, pyzmq copies anyway, and its ``send_multipart(copy=False)`` only costs more."""
-    return any(memoryview(b).nbytes >= ZERO_COPY_MIN for b in buffers)
+    for buffer in buffers:  # a loop, not any(generator): most messages have one small buffer
+        size = len(buffer) if type(buffer) is bytes else memoryview(buffer).nbytes
+        if size >= ZERO_COPY_MIN:
+            return True
+    return False
 
 
 def send_frames(

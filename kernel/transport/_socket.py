@@ -206,7 +206,23 @@ class MessageSocket:
             # changed) and stays readable until ZMQ_EVENTS is read, so waking the reader
             # at once cost an engine a second wake of its shell loop per task (a task step
             # through recv, a future, a loop iteration) that found nothing.
-            self._loop.add_reader(self._fd, self._maybe_readable)
+            self._loop.add_reader(self._fd, self._fired)
+
+    def _fired(self) -> None:
+        """The descriptor fired. With a reader waiting, that edge announces a message
+        nearly always (libzmq signals a pipe that turns readable): the reader is woken to
+        receive it at once, without asking ``ZMQ_EVENTS`` first, a ``getsockopt`` per
+        request on a kernel's or an engine's shell (the receive takes libzmq's commands,
+        re-arming the descriptor, as that read would). A stray edge costs the reader one
+        ``zmq.Again``, after which it reads ``ZMQ_EVENTS`` (``_drain``, ``recv``)."""
+        if not self._waiters:
+            self._maybe_readable()
+            return
+        self._writable_event.set()  # a sender waiting re-checks ZMQ_EVENTS itself
+        self._has_input = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.wake()
 
     def _maybe_readable(self) -> None:
         self._writable_event.set()  # a sender waiting re-checks ZMQ_EVENTS itself

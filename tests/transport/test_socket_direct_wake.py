@@ -53,7 +53,7 @@ def test_a_waiting_reader_steps_inside_the_reader_callback() -> None:
             await b.send(b.session.message("ping", {"n": n}))
             assert (await waiting).message.content == {"n": n}
         # The callback's frame is below the reader's: it ran the reader's step itself.
-        assert all("_maybe_readable" in callers for callers in seen), seen
+        assert all("_fired" in callers for callers in seen), seen
 
     _run(check)
 
