@@ -7,9 +7,9 @@ imports share an interpreter with another's:
 
 - **apply_async throughput** (``tasks_per_s``): ``N`` ``lview.apply_async(zero)`` on the
   load-balanced view, every result kept, then ``get()`` of each; tasks/s; a warm-up of
-  100 first, then 3 trials, median;
+  100 first, then 3 trials, median (``--quick``: 20, then 100 tasks once);
 - **apply latency** (``apply_ms``): ``rc[0].apply_sync(zero)``, one call timed at a time;
-  20 warm-up calls, then ``M``; median;
+  20 warm-up calls, then ``M``; median (``--quick``: 4, then 20);
 - **CPU per task** (``ctl_us``, ``eng_us``): the controller's and the engines' CPU time
   (``utime + stime`` from ``/proc/PID/stat``) over the throughput trials, per task.
   Loom's controller only stores records (engines send them in batches after replying),
@@ -58,8 +58,8 @@ CONFIGS = (
     "ipp-dictdb",
     "ipp-sqlite",
 )
-QUICK = {"tasks": 300, "trials": 1, "calls": 50}
-FULL = {"tasks": 2000, "trials": 3, "calls": 300}
+QUICK = {"warmup_tasks": 20, "tasks": 100, "trials": 1, "warmup_calls": 4, "calls": 20}
+FULL = {"warmup_tasks": 100, "tasks": 2000, "trials": 3, "warmup_calls": 20, "calls": 300}
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -103,7 +103,7 @@ def driver(name: str, settings: dict[str, int]) -> dict[str, Any]:
         stop = cluster.stop_cluster_sync
     try:
         lview = rc.load_balanced_view()
-        for ar in [lview.apply_async(_zero) for _ in range(100)]:
+        for ar in [lview.apply_async(_zero) for _ in range(settings["warmup_tasks"])]:
             ar.get(timeout=60)
         rates: list[float] = []
         cpu_ctl = cpu_eng = 0.0
@@ -118,7 +118,7 @@ def driver(name: str, settings: dict[str, int]) -> dict[str, Any]:
             cpu_ctl += _cpu_seconds([controller]) - ctl0
             cpu_eng += _cpu_seconds(engines) - eng0
         view = rc[0]
-        for _ in range(20):
+        for _ in range(settings["warmup_calls"]):
             view.apply_sync(_zero)
         latencies = []
         for _ in range(settings["calls"]):
