@@ -121,7 +121,7 @@ def test_read_ready_reads_named_sockets_whose_descriptor_fired_or_that_a_send_le
     for _, peer in pairs:
         peer.send_multipart([b"c", b"m"])
     for client, _ in pairs:  # the descriptor fires (without reading ZMQ_EVENTS)
-        assert select.select([client.getsockopt(zmq.FD)], [], [], 10)[0]
+        assert select.select([int(client.getsockopt(zmq.FD))], [], [], 10)[0]
     assert pump.read_ready(pairs[0][0], pairs[1][0]) == 2
     assert got == {0: [[b"m"]], 1: [[b"m"]], 2: []}  # the third was not named
     client, peer = pairs[0]
@@ -154,7 +154,7 @@ def test_a_descriptor_that_fires_without_a_message_reads_nothing_and_fires_again
     try:
         pump.drain()
         peers[0].close(linger=0)  # the client's pipe to it ends: a command, no message
-        fd = client.getsockopt(zmq.FD)
+        fd = int(client.getsockopt(zmq.FD))
         assert select.select([fd], [], [], 10)[0]
         assert pump.pump(0.0) == 0
         assert got == []

@@ -119,7 +119,7 @@ def test_deserialize_accepts_bytes_like_frames() -> None:
     sender, receiver = _pair()
     msg = sender.message("status", {"execution_state": "idle"})
     frames = [memoryview(f) for f in sender.serialize(msg, [b"id"])]
-    received = receiver.deserialize(frames)  # type: ignore[arg-type]
+    received = receiver.deserialize(frames)
     assert received.identities == [b"id"]
     assert received.message == msg
 
