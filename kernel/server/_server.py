@@ -447,10 +447,12 @@ def _reply_type(request_type: str) -> str:
     return reply_type(request_type)
 
 
-def _flush_if_replaced(stream: TextIO | None) -> None:
+def _flush_if_replaced(stream: TextIO | OutStream | None) -> None:
     """Flush ``stream`` (``sys.stdout``/``sys.stderr``) unless it is the kernel's own, which
     :meth:`IOThread.end_request` has just flushed: user code may have put another there."""
-    if stream is not None and not isinstance(stream, OutStream):
+    # The exact type first: isinstance goes through io's ABC machinery (~1 us, twice a
+    # request).
+    if stream is not None and type(stream) is not OutStream and not isinstance(stream, OutStream):
         stream.flush()
 
 

@@ -58,10 +58,17 @@ def send_frames(
     ``wait=False``: raise ``zmq.Again`` instead of blocking when the message cannot be
     queued now (nothing was sent then: libzmq accepts the rest of a message whose first
     frame it took)."""
+    # The first frame alone decides whether the message is taken; the middle ones need no
+    # index arithmetic (a Jupyter message has 7 to 9 frames).
     last = len(frames) - 1
-    for index, frame in enumerate(frames):
-        flags = _SNDMORE if index < last else 0
-        _send(sock, frame, flags if wait or index else flags | _NOBLOCK)
+    if last <= 0:
+        if frames:
+            _send(sock, frames[0], 0 if wait else _NOBLOCK)
+        return
+    _send(sock, frames[0], _SNDMORE if wait else _SNDMORE | _NOBLOCK)
+    for index in range(1, last):
+        _send(sock, frames[index], _SNDMORE)
+    _send(sock, frames[last], 0)
 
 
 def has_input(sock: zmq.Socket[Any]) -> bool:
