@@ -84,11 +84,11 @@ the other backends are still measured and the table is still printed. Linux only
 (``/proc``, ``pidfd_open``, ``prctl``).
 
 ``--quick`` (a smoke run): one startup round without warm-up whose clusters stay up for
-the other figures, 40 applies and executes, maps and task runs of 200, a 20 MB array,
+the other figures, 20 applies and executes, maps and task runs of 100, a 5 MB array,
 no 16-engine figure, many tasks shrunk to 500 (Loom) and 200 (ipyparallel).
 
 ``--arrays`` (a partial run): only the push and pull figures, as in the full run (100 MB,
-one warm-up, 5 trials; with ``--quick`` its 20 MB and one trial), on one 4-engine cluster
+one warm-up, 5 trials; with ``--quick`` its 5 MB and one trial), on one 4-engine cluster
 per backend. Run it once more with ``LOOM_SHM=off`` in the environment for Loom's figures
 over the sockets instead of shared memory (docs/architecture.md, "Large buffers").
 
@@ -163,7 +163,7 @@ class Settings:
     sixteen_only: bool = False  # --sixteen: only the 16-engine figures
 
 
-QUICK = Settings(1, False, 5, 40, 0, 200, 1, 200, 1, 20_000_000, False, 1, 500, 200, 20.0)
+QUICK = Settings(1, False, 5, 20, 0, 100, 1, 100, 1, 5_000_000, False, 1, 500, 200, 20.0)
 FULL = Settings(
     5, True, 20, 300, 200, 5000, 3, 2000, 3, 100_000_000, True, 5, 100_000, 20_000, 60.0
 )
