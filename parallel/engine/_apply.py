@@ -158,13 +158,13 @@ def with_shared_memory(
         reply = await handler(request, identities)
         if reply is None or not reply.buffers:
             return reply
-        buffers = reply.buffers
+        results = reply.buffers
         # A plain result's one small pickle (most tasks) is never shared: asked without
         # SharedDir.large's pass over memoryviews.
-        first = buffers[0]
-        if len(buffers) == 1 and type(first) is bytes and len(first) < shm.minimum.minimum(1):
+        first = results[0]
+        if len(results) == 1 and type(first) is bytes and len(first) < shm.minimum.minimum(1):
             return reply
-        large = shm.large(buffers, 1)
+        large = shm.large(results, 1)
         client = request.header.get("session")
         if not large or not shm.shares_with("c", client, cached=False):
             return reply  # a client on another host, closed, or with shared memory off
