@@ -23,8 +23,7 @@ from typing import Any
 
 import nbformat as _nbformat
 import pytest
-from nbclient import NotebookClient
-from test_ipykernel_parity import normalise
+from test_ipykernel_parity import Client, normalise
 from test_widgets import Ids
 
 pytestmark = pytest.mark.peer
@@ -70,13 +69,14 @@ NOTEBOOK_TIMEOUT_S = 100
 
 async def run(notebook: str, kernel: str, tmp_path: Path) -> Any:
     """Run a copy of ``notebook`` (in a copy of its directory) with nbclient on ``kernel``,
-    errors kept as outputs, as ``test_ipykernel_parity.execute_in`` does."""
+    errors kept as outputs, as ``test_ipykernel_parity.execute_in`` does (its ``Client``,
+    which waits for replies in slices)."""
     source = HERE / notebook
     workdir = tmp_path / kernel
     shutil.copytree(source.parent, workdir)
     nb = nbformat.read(workdir / source.name, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(SEED))
-    client = NotebookClient(
+    client = Client(
         nb,
         kernel_name=kernel,
         timeout=NOTEBOOK_TIMEOUT_S,
