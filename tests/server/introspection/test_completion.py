@@ -4,7 +4,6 @@ never raising."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,19 +21,6 @@ def matches(code: str, namespace: dict[str, Any] | None = None, **kwargs: Any) -
     reply = complete(code, len(code), namespace if namespace is not None else {}, **kwargs)
     result: list[str] = reply["matches"]
     return result
-
-
-def timed(code: str, namespace: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    started = time.perf_counter()
-    reply = complete(code, len(code), namespace)
-    return time.perf_counter() - started, reply
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _warm_jedi() -> None:
-    # jedi's first use loads typeshed (0.3-1 s); the timing tests measure the objects, not that.
-    complete("len(", 4, {})
-    complete("os.pa", 5, {"os": os})
 
 
 class Point:
@@ -267,11 +253,12 @@ def huge() -> Iterator[dict[str, Any]]:
         ("print(", "print", MAX_MATCHES),
     ],
 )
-def test_huge_objects_complete_quickly(
+def test_huge_objects_complete_within_bounds(
     huge: dict[str, Any], code: str, expected: str, count: int | None
 ) -> None:
-    elapsed, reply = timed(code, huge)
-    assert elapsed < 2.0
+    # Bounded in matches here; the time bound is test_budget_stops_scanning_dict_keys's
+    # (deterministic), speed is bench_kernel's (no timed asserts in tests).
+    reply = complete(code, len(code), huge)
     assert expected in reply["matches"]
     if count is not None:
         assert len(reply["matches"]) == count
