@@ -149,9 +149,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FIGURE_MIMES = ("image/png", "image/svg+xml")
 
 
-def run_notebook(kernel: str, workdir: Path) -> Any:
+async def run_notebook(kernel: str, workdir: Path) -> Any:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for _, src in CELLS])
-    return execute_in(nb, kernel, workdir)
+    return await execute_in_async(nb, kernel, workdir)
 
 
 class Client(NotebookClient):
@@ -189,8 +189,9 @@ class Client(NotebookClient):
 REPLY_SLICE = 0.5
 
 
-def execute_in(nb: Any, kernel: str, workdir: Path) -> Any:
-    """Run every cell of ``nb`` with nbclient on ``kernel``, errors kept as outputs."""
+async def execute_in_async(nb: Any, kernel: str, workdir: Path) -> Any:
+    """Run every cell of ``nb`` with nbclient on ``kernel``, errors kept as outputs; a
+    coroutine, so that both kernels can run at once."""
     client = Client(
         nb,
         kernel_name=kernel,
@@ -198,13 +199,26 @@ def execute_in(nb: Any, kernel: str, workdir: Path) -> Any:
         allow_errors=True,
         resources={"metadata": {"path": str(workdir)}},
     )
-    client.execute()
+    await client.async_execute()
     return nb
+
+
+#: For the notebook on both kernels at once: under pytest-timeout's 120 s, so that a hang
+#: fails naming the stage.
+BOTH_TIMEOUT_S = 100
 
 
 @pytest.fixture(scope="module")
 def notebooks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return {kernel: run_notebook(kernel, tmp_path_factory.mktemp(kernel)) for kernel in KERNELS}
+    """The notebook run on each kernel, both at once (each keeps about one core busy)."""
+    workdirs = [tmp_path_factory.mktemp(kernel) for kernel in KERNELS]
+
+    async def both() -> list[Any]:
+        async with asyncio.timeout(BOTH_TIMEOUT_S):
+            runs = (run_notebook(k, w) for k, w in zip(KERNELS, workdirs, strict=True))
+            return list(await asyncio.gather(*runs))
+
+    return dict(zip(KERNELS, asyncio.run(both()), strict=True))
 
 
 def normalise(output: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import nbformat as _nbformat
 import pytest
-from test_ipykernel_parity import Client, normalise
+from test_ipykernel_parity import execute_in_async, normalise
 from test_widgets import Ids
 
 pytestmark = pytest.mark.peer
@@ -69,22 +69,13 @@ NOTEBOOK_TIMEOUT_S = 100
 
 async def run(notebook: str, kernel: str, tmp_path: Path) -> Any:
     """Run a copy of ``notebook`` (in a copy of its directory) with nbclient on ``kernel``,
-    errors kept as outputs, as ``test_ipykernel_parity.execute_in`` does (its ``Client``,
-    which waits for replies in slices)."""
+    errors kept as outputs."""
     source = HERE / notebook
     workdir = tmp_path / kernel
     shutil.copytree(source.parent, workdir)
     nb = nbformat.read(workdir / source.name, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(SEED))
-    client = Client(
-        nb,
-        kernel_name=kernel,
-        timeout=NOTEBOOK_TIMEOUT_S,
-        allow_errors=True,
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    await client.async_execute()
-    return nb
+    return await execute_in_async(nb, kernel, workdir)
 
 
 async def run_on_both(notebook: str, tmp_path: Path) -> list[Any]:
