@@ -82,7 +82,7 @@ class Settings:
     complete_trials: int
 
 
-QUICK = Settings(3, 20, 200, 1, 3, 10)  # --quick: a smoke run
+QUICK = Settings(1, 20, 200, 1, 3, 10)  # --quick: a smoke run (starts: warm-up + 1)
 FULL = Settings(7, 50, 1000, 3, 3, 50)
 
 
