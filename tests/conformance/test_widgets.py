@@ -14,6 +14,7 @@ ipympl's messages are matplotlib's own code on both sides, so they are compared 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 from pathlib import Path
@@ -87,7 +88,7 @@ class RecordingClient(Client):
         return super().process_message(msg, cell, cell_index)
 
 
-def run(kernel: str, workdir: Path) -> tuple[Any, dict[int, list[dict[str, Any]]]]:
+async def run(kernel: str, workdir: Path) -> tuple[Any, dict[int, list[dict[str, Any]]]]:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for _, source in CELLS]
     client = RecordingClient(
@@ -97,13 +98,20 @@ def run(kernel: str, workdir: Path) -> tuple[Any, dict[int, list[dict[str, Any]]
         allow_errors=True,
         resources={"metadata": {"path": str(workdir)}},
     )
-    client.execute()
+    await client.async_execute()
     return nb, client.comm_messages
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return {kernel: run(kernel, tmp_path_factory.mktemp(kernel)) for kernel in KERNELS}
+    """The notebook run on each kernel, both at once (each keeps about one core busy)."""
+    workdirs = [tmp_path_factory.mktemp(kernel) for kernel in KERNELS]
+
+    async def both() -> list[Any]:
+        async with asyncio.timeout(100):  # under pytest-timeout's 120 s: names the stage
+            return list(await asyncio.gather(*map(run, KERNELS, workdirs)))
+
+    return dict(zip(KERNELS, asyncio.run(both()), strict=True))
 
 
 class Ids:
