@@ -39,14 +39,17 @@ def _one_bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         yield
 
 
-def run_quick(name: str, cwd: Path, timeout: float) -> tuple[str, dict[str, Any]]:
-    """Run ``benchmarks/bench_<name>.py --quick`` from ``cwd``: its stdout and ``BENCH_JSON``.
+def run_quick(
+    name: str, cwd: Path, timeout: float, *, script: str = "", args: Iterable[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """Run ``benchmarks/bench_<name>.py --quick`` (or ``script`` with ``args`` too) from
+    ``cwd``: its stdout and ``BENCH_JSON``.
 
     The benchmark must exit 0 within ``timeout`` seconds and print exactly one
     ``BENCH_JSON`` line: a JSON object that names it and says it was a quick run.
     """
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"bench_{name}.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / (script or f"bench_{name}.py")), "--quick", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -199,3 +202,15 @@ def test_bench_launchers_quick(tmp_path: Path) -> None:
     metrics = report["metrics"]
     assert_positive(metrics, ("mpi_start_s", "mpi_stop_s"), ("loom", "ipyparallel", "ratio"))
     assert metrics["mpi_start_s"]["target"] == "<= 0.2x"
+
+
+@pytest.mark.timeout(120)
+def test_probe_floor16_quick(tmp_path: Path) -> None:
+    """The floor probe (a measurement aid, not a benchmark) times all three contenders."""
+    _, report = run_quick(
+        "probe_floor16", tmp_path, 100, script="probe_floor16.py", args=["--engines", "2"]
+    )
+    assert report["engines"] == 2
+    medians = report["median_ms"]
+    assert set(medians) == {"loom", "bare engines", "bare both"}
+    assert all(isinstance(ms, float) and ms > 0 for ms in medians.values()), medians

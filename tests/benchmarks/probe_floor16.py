@@ -272,7 +272,8 @@ def main() -> int:
         medians = {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
         for name, ms in medians.items():
             print(f"  {name:14s} median {ms:6.3f} ms  ({ms / medians['loom']:.2f}x loom)")
-        print("BENCH_JSON " + json.dumps({"probe": "floor16", "engines": n, "median_ms": medians}))
+        report = {"benchmark": "probe_floor16", "quick": args.quick, "engines": n}
+        print("BENCH_JSON " + json.dumps({**report, "median_ms": medians}))
     finally:
         for client in clients:
             client.close()
