@@ -60,6 +60,7 @@ from ._apply import EngineIdentity, handle_apply, with_shared_memory
 from ._call_cache import CallCache
 from ._hub_link import HubLink
 from ._recorder import recorded
+from ._scheduling import run_as_batch_work, wants_batch_policy
 
 if TYPE_CHECKING:
     from kernel.server import KernelServer
@@ -248,9 +249,12 @@ def run_engine(
         traits_from_env(os.environ)  # labels and resources: registration_content sends them
         skew = replay_skew()
         shm_min = shm_threshold(os.environ)  # LOOM_SHM, LOOM_SHM_MIN (protocol/_shm.py)
+        batch = wants_batch_policy(os.environ)  # LOOM_ENGINE_SCHED (_scheduling)
     except (SocketLimitsError, ValueError) as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         return 2
+    if batch:  # before the sockets: libzmq's threads, and every later one, inherit it
+        run_as_batch_work()
     engine_uuid = engine_uuid or str(uuidlib.uuid4())
     address = controller.new_engine_address(engine_uuid[:8]) if bind is None else bind
     if controller.curve is not None and not controller.curve.can_serve:
