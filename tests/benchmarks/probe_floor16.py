@@ -12,8 +12,9 @@ of calls alternating (the order reversed every other round), medians of single c
   ``apply_request`` with a reply made from a template: the request's header parsed
   (``json.loads``), two small dicts dumped, one HMAC, Loom's own frame calls
   (``kernel.transport._frames``: pyzmq's backend without its per-frame Python layer), a
-  blocking loop. No signature check, no unpickling, no call, no
-  output capture, no records, no asyncio; the result is a pickle of 0 made once.
+  blocking loop, batch work (``SCHED_BATCH``) as Loom's engines. No signature check, no
+  unpickling, no call, no output capture, no records, no asyncio; the result is a pickle
+  of 0 made once.
 - ``bare both``: the same bare engines driven by a *bare client*: 16 DEALER sockets, one
   header dumped and signed per request, replies matched by their parent's ``msg_id``,
   nothing unpickled. This is the Jupyter wire format (one message per engine and back)
@@ -69,9 +70,12 @@ def bare_engine(cluster_file: str) -> None:
     from kernel.transport import SocketLimits, open_kernel_sockets
     from kernel.transport._frames import has_input, recv_frames, send_frames
     from parallel.engine._engine import register
+    from parallel.engine._scheduling import run_as_batch_work, wants_batch_policy
     from parallel.protocol._controller_info import ControllerInfo
     from parallel.protocol._serialize import serialize_object
 
+    if wants_batch_policy(os.environ):  # as Loom's engines run (parallel/engine/_scheduling.py)
+        run_as_batch_work()
     controller = ControllerInfo.read(cluster_file)
     engine_uuid = str(uuid.uuid4())
     address = controller.new_engine_address(engine_uuid[:8])
