@@ -153,16 +153,18 @@ class Chaos:
 @contextlib.contextmanager
 def kills_at_random(
     pool: Pool, chaos: Chaos, mean: float, keep: int
-) -> Iterator[Callable[[], int]]:
+) -> Iterator[Callable[..., int]]:
     """A ``step()`` that SIGKILLs a random live engine whenever the Poisson clock says so
-    (and tops the pool up to ``keep`` live engines); ``step`` returns the kills so far."""
+    (and tops the pool up to ``keep`` live engines); ``step`` returns the kills so far.
+    ``step(force=True)`` kills one now whatever the clock says (a run that would end
+    before the clock's first kill still sees one)."""
     kills = 0
     due = time.monotonic() + chaos.next_kill_after(mean)
 
-    def step() -> int:
+    def step(force: bool = False) -> int:
         nonlocal kills, due
         now = time.monotonic()
-        if now >= due:
+        if force or now >= due:
             live = pool.live()
             if live:
                 victim = chaos.rng.choice(live)
