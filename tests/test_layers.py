@@ -80,11 +80,15 @@ def test_only_the_channels_room_imports_threading() -> None:
     # MPI_Init with the GIL released (parallel/launchers/_node_engine.py). And the loop
     # of `%%script --bg` scripts, started by the first such cell: IPython's background
     # streams flow while a cell holds the main thread (kernel/server/magics/_background.py).
+    # And an engine's writes of a large reply into shared memory: one file per thread,
+    # started and joined inside one call, because one tmpfs file fills at one thread's
+    # speed (parallel/engine/_write_threads.py).
     allowed = (
         "kernel.server.channels",
         "kernel.server.magics._background",
         "shell.console._debug",
         "parallel.engine._hub_link",
+        "parallel.engine._write_threads",
         "parallel.launchers._node_engine",
     )
     assert {m for m in _importers_of("threading") if not _in(m, *allowed)} == set()

@@ -30,6 +30,7 @@ from kernel.protocol import JSONDict, Message, Reply, SignatureError, utc_now_is
 from .._errors import SerializationError
 from ..protocol._shm import METADATA_KEY, SharedDir, SharedMemoryError
 from ._call_cache import CallCache, global_names
+from ._write_threads import run_at_once, write_parts
 
 if TYPE_CHECKING:
     from kernel.server import KernelServer
@@ -141,6 +142,7 @@ def with_shared_memory(
     shm = engine.shm
     if shm is None:
         return handler
+    parts_per_buffer = write_parts()
 
     async def sharing(request: Message, identities: list[bytes]) -> Reply | None:
         refs = request.metadata.get(METADATA_KEY)
@@ -170,10 +172,15 @@ def with_shared_memory(
             return reply  # a client on another host, closed, or with shared memory off
         buffers, staged = list(reply.buffers), []
         for index in large:
-            names = shm.stage(buffers[index], 1)
-            if names is not None:  # else (a full tmpfs) this one goes over the wire
-                staged.append([index, names[0], memoryview(buffers[index]).nbytes])
-                buffers[index] = b""
+            # In parts written at once by several threads (_write_threads: why).
+            parts = shm.stage_split(buffers[index], parts_per_buffer, run_at_once)
+            if parts is None:  # a full tmpfs: this one goes over the wire
+                continue
+            if len(parts) == 1:
+                staged.append([index, *parts[0]])
+            else:
+                staged.append([index, [name for name, _ in parts], [size for _, size in parts]])
+            buffers[index] = b""
         if not staged:
             return reply
         # A new Reply: the recorder may still hold the old one's buffers and metadata.

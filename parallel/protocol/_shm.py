@@ -26,6 +26,15 @@ Between processes of one host that share ``/dev/shm`` it need not travel at all:
   (signed with the cluster key) says ``loom_shm: [[frame index, name, size], ...]``. A
   name is a name, never a path: a receiver takes only 32 hex digits and opens it in its
   own directory (:meth:`SharedDir.map`).
+* A large buffer for one receiver may be written as *parts*, several files written at
+  once by several threads of the sender (:meth:`SharedDir.stage_split`; engines do this
+  for a reply, the client never: it starts no thread). One write(2) into one tmpfs file
+  holds that file's lock, so one file fills at one thread's speed (100 MB: ~47 ms here),
+  two files on two cores in ~30 ms. The reference then names the parts in order,
+  ``[index, [name, ...], [size, ...]]``, every part but the last a whole number of
+  :data:`SPLIT_ALIGN` bytes, and the receiver maps them side by side into one range of
+  its address space (:meth:`SharedDir.map_parts`), so the buffer is one contiguous,
+  uncopied memoryview again.
 * A receiver maps its file ``MAP_PRIVATE`` (copy on write: its array is writable and its
   own, and all receivers share the physical pages until one writes) and unlinks its name
   at once. So each name has exactly one owner, its receiver, and the data lives exactly
@@ -45,13 +54,14 @@ back to the wire for that buffer; every failure to map is a one-line
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import mmap
 import os
 import re
 import secrets
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -60,6 +70,8 @@ __all__ = [
     "DEFAULT_MIN",
     "DEFAULT_MIN_SINGLE",
     "METADATA_KEY",
+    "SPLIT_ALIGN",
+    "SPLIT_PART_MIN",
     "SharedDir",
     "SharedMemoryError",
     "Thresholds",
@@ -69,6 +81,7 @@ __all__ = [
     "open_cluster_dir",
     "remove_cluster_dir",
     "shm_threshold",
+    "split_sizes",
 ]
 
 #: Where the per-cluster directories live (tmpfs on Linux).
@@ -86,6 +99,15 @@ DEFAULT_MIN: Final = 1 << 20
 DEFAULT_MIN_SINGLE: Final = 32 << 20
 #: The metadata key of a message whose buffers wait in files: ``[[index, name, size]...]``.
 METADATA_KEY: Final = "loom_shm"
+
+#: A buffer is split into parts (:meth:`SharedDir.stage_split`) of at least this many bytes:
+#: below it a thread's start and a second file cost more than the lock they avoid.
+SPLIT_PART_MIN: Final = 16 << 20
+#: Every part but the last is a multiple of this (bytes): each maps at a page boundary
+#: of the receiver's range (2 MiB: a page of any size Linux uses for such files).
+SPLIT_ALIGN: Final = 2 << 20
+#: The most parts one buffer is split into (a receiver validates this bound).
+_MAX_PARTS = 64
 
 _DATA_NAME = re.compile(r"[0-9a-f]{32}")
 _PEER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -256,12 +278,9 @@ class SharedDir:
         names = [secrets.token_hex(16) for _ in range(receivers)]
         first = os.path.join(self._dir, names[0])
         try:
-            room = os.statvfs(self._dir)
-            if room.f_bavail * room.f_frsize < memoryview(data).nbytes:
-                return None  # would end in ENOSPC after writing what fits (a 64 MB container)
-            fd = os.open(
-                first, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
+            if not self._has_room(memoryview(data).nbytes):
+                return None
+            fd = _create(first)
         except OSError:
             return None
         made = [first]
@@ -283,6 +302,50 @@ class SharedDir:
             raise
         return names
 
+    def stage_split(
+        self,
+        data: bytes | memoryview,
+        parts: int,
+        run_all: Callable[[Sequence[Callable[[], None]]], None],
+    ) -> list[tuple[str, int]] | None:
+        """Write ``data`` for one receiver as up to ``parts`` files (:func:`split_sizes`),
+        their writes run by ``run_all`` (which runs every callable, at once if it can, and
+        raises the first exception); ``[(name, size), ...]`` in order, or ``None`` if
+        they could not be written (a full tmpfs): then it goes over the wire."""
+        view = _byte_view(data)
+        sizes = split_sizes(view.nbytes, parts)
+        names = [secrets.token_hex(16) for _ in sizes]
+        paths = [os.path.join(self._dir, name) for name in names]
+        fds: list[int] = []
+        try:
+            if not self._has_room(view.nbytes):
+                return None
+            for path in paths:
+                fds.append(_create(path))
+            writes, offset = [], 0
+            for fd, size in zip(fds, sizes, strict=True):
+                part = view[offset : offset + size]
+                writes.append(lambda fd=fd, part=part: _write_all(fd, part))
+                offset += size
+            run_all(writes)
+        except BaseException as exc:  # a full tmpfs, or Ctrl-C mid-write: nothing stays
+            for path in paths[: len(fds)]:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if isinstance(exc, OSError):
+                return None
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return list(zip(names, sizes, strict=True))
+
+    def _has_room(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` fit: else a write would end in ENOSPC after writing what fits
+        (a container's /dev/shm is often 64 MB). Raises OSError."""
+        room = os.statvfs(self._dir)
+        return room.f_bavail * room.f_frsize >= nbytes
+
     def unlink(self, names: Sequence[str]) -> None:
         """Remove names handed out (a receiver that mapped its name removed it already)."""
         for name in names:
@@ -296,6 +359,48 @@ class SharedDir:
 
         Raises :class:`SharedMemoryError` (one line) if the name is no data name, or the
         file is missing, not a regular file of this user, or of another size.
+        """
+        fd, nbytes = self._open(name, size)
+        try:
+            # MAP_PRIVATE: writable, and a write copies the page for this process only.
+            return memoryview(mmap.mmap(fd, nbytes, access=mmap.ACCESS_COPY))
+        except OSError as exc:
+            raise SharedMemoryError(f"shared-memory buffer {name}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def map_parts(self, names: Sequence[object], sizes: Sequence[object]) -> memoryview:
+        """The files ``names`` (a buffer's parts, :meth:`stage_split`) mapped copy-on-write
+        side by side into one range, as one memoryview, and unlinked.
+
+        Raises :class:`SharedMemoryError` (one line) as :meth:`map` does, or if a part but
+        the last is no whole number of :data:`SPLIT_ALIGN` bytes. Every name is unlinked,
+        even after a failure.
+        """
+        if not 1 <= len(names) == len(sizes) <= _MAX_PARTS:
+            raise SharedMemoryError(f"not a shared-memory buffer's parts: {len(names)} names")
+        opened: list[tuple[int, int]] = []
+        try:
+            for name, size in zip(names, sizes, strict=True):
+                opened.append(self._open(name, size))
+            if any(nbytes % SPLIT_ALIGN for _, nbytes in opened[:-1]):
+                raise SharedMemoryError(
+                    f"shared-memory buffer parts of {[n for _, n in opened]} bytes:"
+                    f" all but the last must be multiples of {SPLIT_ALIGN}"
+                )
+            return _map_side_by_side(opened)
+        except SharedMemoryError:
+            rest = names[len(opened) + 1 :]  # not opened, so not unlinked yet
+            self.unlink([name for name in rest if isinstance(name, str)])
+            raise
+        finally:
+            for fd, _ in opened:
+                os.close(fd)
+
+    def _open(self, name: object, size: object) -> tuple[int, int]:
+        """``(fd, size)`` of the data file ``name`` of ``size`` bytes; its name is unlinked.
+
+        Raises :class:`SharedMemoryError`; see :meth:`map`.
         """
         if not isinstance(name, str) or not _DATA_NAME.fullmatch(name):
             raise SharedMemoryError(f"not a shared-memory buffer name: {name!r}")
@@ -316,12 +421,12 @@ class SharedDir:
                 raise SharedMemoryError(
                     f"shared-memory buffer {name}: not a {size}-byte file of this user"
                 )
-            # MAP_PRIVATE: writable, and a write copies the page for this process only.
-            return memoryview(mmap.mmap(fd, size, access=mmap.ACCESS_COPY))
-        except OSError as exc:
-            raise SharedMemoryError(f"shared-memory buffer {name}: {exc.strerror}") from None
-        finally:
+        except BaseException as exc:
             os.close(fd)
+            if isinstance(exc, OSError):
+                raise SharedMemoryError(f"shared-memory buffer {name}: {exc.strerror}") from None
+            raise
+        return fd, size
 
     def resolve(self, buffers: Sequence[bytes], refs: object) -> list[bytes]:
         """``buffers`` with the frames ``refs`` (a message's ``loom_shm``) names mapped in.
@@ -334,7 +439,10 @@ class SharedDir:
         failure: SharedMemoryError | None = None
         for index, name, size in entries:
             try:
-                resolved[index] = self.map(name, size)  # type: ignore[call-overload]
+                if isinstance(name, list) and isinstance(size, list):
+                    resolved[index] = self.map_parts(name, size)  # type: ignore[call-overload]
+                else:
+                    resolved[index] = self.map(name, size)  # type: ignore[call-overload]
             except SharedMemoryError as exc:
                 failure = failure or exc
         if failure is not None:
@@ -342,9 +450,18 @@ class SharedDir:
         return resolved
 
 
+def split_sizes(total: int, parts: int) -> list[int]:
+    """The sizes of ``total`` bytes' parts: at most ``parts`` of them, each at least
+    :data:`SPLIT_PART_MIN` bytes, all but the last multiples of :data:`SPLIT_ALIGN`."""
+    count = max(1, min(parts, _MAX_PARTS, total // SPLIT_PART_MIN))
+    size = total // count // SPLIT_ALIGN * SPLIT_ALIGN
+    return [size] * (count - 1) + [total - size * (count - 1)]
+
+
 def _parse_refs(refs: object, frames: int) -> list[tuple[int, object, object]]:
-    """``[(index, name, size)...]`` from a ``loom_shm`` value; names and sizes are checked
-    by :meth:`SharedDir.map`. Raises :class:`SharedMemoryError`."""
+    """``[(index, name, size)...]`` from a ``loom_shm`` value, a name and size being lists
+    for a buffer in parts; names and sizes are checked by :meth:`SharedDir.map` and
+    :meth:`SharedDir.map_parts`. Raises :class:`SharedMemoryError`."""
     if not isinstance(refs, list):
         raise SharedMemoryError(f"{METADATA_KEY} must be a list, not {type(refs).__name__}")
     entries: list[tuple[int, object, object]] = []
@@ -352,6 +469,8 @@ def _parse_refs(refs: object, frames: int) -> list[tuple[int, object, object]]:
     for ref in refs:
         match ref:
             case [int(index), name, size] if 0 <= index < frames and index not in indices:
+                if isinstance(name, list) != isinstance(size, list):
+                    raise SharedMemoryError(f"not a shared-memory reference: {ref!r:.80}")
                 indices.add(index)
                 entries.append((index, name, size))
             case _:
@@ -359,10 +478,91 @@ def _parse_refs(refs: object, frames: int) -> list[tuple[int, object, object]]:
     return entries
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _map_side_by_side(parts: Sequence[tuple[int, int]]) -> memoryview:
+    """The files of ``parts`` (``(fd, size)`` each) mapped copy-on-write one after another.
+
+    Python's mmap cannot place a mapping, so an anonymous private range of the whole size
+    is reserved with it and each file mapped over its slice with libc's ``mmap(MAP_FIXED)``;
+    closing (or dropping) that one mmap object unmaps the range, files included. Where
+    libc cannot be called (or a placement fails, which may leave a hole in the range), the
+    parts are read into new memory instead: a copy, but the same bytes.
+    """
+    total = sum(size for _, size in parts)
+    place = _fixed_mmap()
+    if place is not None:
+        flags, prot = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE
+        try:
+            region = mmap.mmap(-1, total, flags=flags, prot=prot)
+        except OSError as exc:
+            raise SharedMemoryError(f"{total} bytes of address space: {exc.strerror}") from None
+        anchor = ctypes.c_char.from_buffer(region)
+        address = ctypes.addressof(anchor)
+        del anchor  # an exported buffer would keep the region from ever closing
+        placed = True
+        for fd, size in parts:
+            placed = placed and place(address, size, fd)
+            address += size
+        if placed:
+            return memoryview(region)
+        region.close()
+    whole = memoryview(bytearray(total))
+    offset = 0
+    for fd, size in parts:
+        _read_all(fd, whole[offset : offset + size])
+        offset += size
+    return whole
+
+
+_MAP_FIXED: Final = 0x10  # Linux's, on every architecture
+_MAP_FAILED: Final = ctypes.c_void_p(-1).value
+_libc_mmap: list[Callable[[int, int, int], bool] | None] = []
+
+
+def _fixed_mmap() -> Callable[[int, int, int], bool] | None:
+    """``place(address, size, fd)``: map ``fd`` copy-on-write at ``address``; ``None``
+    where libc's mmap cannot be called (then the caller reads instead)."""
+    if not _libc_mmap:
+        try:
+            call = ctypes.CDLL(None, use_errno=True).mmap
+        except (OSError, AttributeError):
+            _libc_mmap.append(None)
+            return None
+        call.restype = ctypes.c_void_p
+        word, size_t = ctypes.c_int, ctypes.c_size_t
+        call.argtypes = [ctypes.c_void_p, size_t, word, word, word, ctypes.c_long]
+        prot = mmap.PROT_READ | mmap.PROT_WRITE
+        flags = mmap.MAP_PRIVATE | _MAP_FIXED
+
+        def place(address: int, size: int, fd: int) -> bool:
+            got = call(address, size, prot, flags, fd, 0)
+            return got is not None and got != _MAP_FAILED and got == address
+
+        _libc_mmap.append(place)
+    return _libc_mmap[0]
+
+
+def _create(path: str) -> int:
+    """A new file (never an existing one, never through a symlink), owner-only."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(path, flags, 0o600)
+
+
+def _byte_view(data: bytes | memoryview) -> memoryview:
     view = memoryview(data)
-    if view.ndim != 1 or view.format != "B":
-        view = view.cast("B")
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = _byte_view(data)
     done, total = 0, view.nbytes
     while done < total:
         done += os.write(fd, view[done : done + _WRITE_CHUNK])
+
+
+def _read_all(fd: int, into: memoryview) -> None:
+    done, total = 0, into.nbytes
+    while done < total:
+        got = os.preadv(fd, [into[done : done + _WRITE_CHUNK]], done)
+        if got == 0:
+            raise SharedMemoryError(f"shared-memory buffer part shorter than {total} bytes")
+        done += got

@@ -16,10 +16,12 @@ tests tell which way a buffer went.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,16 +34,20 @@ from _support import wait_gone
 
 from parallel import Client, Cluster, EngineError, RemoteError
 from parallel.client._asyncresult import AsyncResult
+from parallel.engine._write_threads import run_at_once, write_parts
 from parallel.protocol import _shm as shm_module
 from parallel.protocol._serialize import serialize_call
 from parallel.protocol._shm import (
     METADATA_KEY,
+    SPLIT_ALIGN,
+    SPLIT_PART_MIN,
     SharedDir,
     SharedMemoryError,
     Thresholds,
     cluster_dir,
     open_cluster_dir,
     shm_threshold,
+    split_sizes,
 )
 
 pytestmark = [
@@ -172,6 +178,135 @@ def test_an_interrupted_write_leaves_nothing_and_propagates(
     assert os.listdir(shared.path) == []
 
 
+def test_split_sizes_are_aligned_parts_of_at_least_the_minimum() -> None:
+    mib = 1 << 20
+    assert (16 * mib, 2 * mib) == (SPLIT_PART_MIN, SPLIT_ALIGN)
+    assert split_sizes(100_000_000, 2) == [46 * mib, 100_000_000 - 46 * mib]
+    assert split_sizes(100_000_000, 4) == [22 * mib] * 3 + [100_000_000 - 66 * mib]
+    assert split_sizes(40 * mib, 4) == [20 * mib, 20 * mib]  # parts of at least 16 MiB
+    assert split_sizes(31 * mib, 4) == [31 * mib]
+    assert split_sizes(100, 2) == [100]
+    assert split_sizes(100_000_000, 1) == [100_000_000]
+    assert split_sizes(100 << 30, 1000) == [(100 << 30) // 64] * 64  # at most 64 parts
+
+
+def _stage_in_parts(shared: SharedDir, data: bytes, parts: int) -> list[tuple[str, int]]:
+    staged = shared.stage_split(data, parts, run_at_once)
+    assert staged is not None
+    return staged
+
+
+def test_parts_written_at_once_map_back_side_by_side_private_and_unlinked(
+    shared: SharedDir,
+) -> None:
+    data = np.arange(5 * SPLIT_PART_MIN // 8 + 3, dtype=np.int64)  # 80 MiB and 24 bytes
+    staged = _stage_in_parts(shared, data.tobytes(), 4)
+    names, sizes = [n for n, _ in staged], [s for _, s in staged]
+    assert sizes == split_sizes(data.nbytes, 4)
+    assert len(sizes) == 4
+    assert _data_files(shared.path) == sorted(names)
+    assert all((os.stat(shared.path / n).st_mode & 0o777) == 0o600 for n in names)
+    view = shared.map_parts(names, sizes)
+    assert _data_files(shared.path) == []  # the receiver unlinked every part at once
+    array = np.frombuffer(view, dtype=np.int64)
+    assert (array == data).all()
+    array[-1] = -1  # copy on write, across the last part's partial page too
+    assert array[-1] == -1
+    assert data[-1] == data.size - 1
+    refs = [[1, names, sizes]]
+    with pytest.raises(SharedMemoryError, match="is not in"):  # each name has one owner
+        shared.resolve([b"pickle", b""], refs)
+
+
+def test_a_resolved_reference_in_parts_is_one_buffer(shared: SharedDir) -> None:
+    data = bytes(range(256)) * (SPLIT_PART_MIN // 128)  # 32 MiB: two parts
+    staged = _stage_in_parts(shared, data, 2)
+    refs = [[1, [n for n, _ in staged], [s for _, s in staged]]]
+    pickle, buffer = shared.resolve([b"pickle", b""], refs)
+    assert pickle == b"pickle"
+    assert memoryview(buffer).nbytes == len(data)
+    assert bytes(buffer) == data
+
+
+def test_parts_are_read_where_they_cannot_be_mapped_side_by_side(
+    shared: SharedDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(2 * SPLIT_PART_MIN + 5)
+    staged = _stage_in_parts(shared, data, 2)
+    monkeypatch.setattr(shm_module, "_fixed_mmap", lambda: None)
+    view = shared.map_parts([n for n, _ in staged], [s for _, s in staged])
+    assert bytes(view) == data
+    assert not view.readonly
+    assert _data_files(shared.path) == []
+
+
+def test_misaligned_or_malformed_parts_are_refused_and_every_name_unlinked(
+    shared: SharedDir,
+) -> None:
+    first = shared.stage(b"a" * 5000, 1)  # a part but the last that is no multiple of 2 MiB
+    last = shared.stage(b"b" * 7000, 1)
+    assert first is not None
+    assert last is not None
+    with pytest.raises(SharedMemoryError, match="all but the last must be multiples of"):
+        shared.map_parts([first[0], last[0]], [5000, 7000])
+    assert _data_files(shared.path) == []
+    after = shared.stage(b"c" * 100, 1)
+    assert after is not None
+    with pytest.raises(SharedMemoryError, match="not a shared-memory buffer name"):
+        shared.map_parts(["../x", after[0]], [100, 100])
+    assert _data_files(shared.path) == []  # the part after the bad name went too
+    with pytest.raises(SharedMemoryError, match="0 names"):
+        shared.map_parts([], [])
+    with pytest.raises(SharedMemoryError, match="65 names"):
+        shared.map_parts(["0" * 32] * 65, [SPLIT_ALIGN] * 65)
+    for refs in ([[1, ["0" * 32], 10]], [[1, "0" * 32, [10]]], [[1, ["0" * 32], [10, 20]]]):
+        with pytest.raises(SharedMemoryError):
+            shared.resolve([b"pickle", b""], refs)
+
+
+def test_parts_that_cannot_all_be_written_leave_nothing(
+    shared: SharedDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = shm_module._write_all
+    calls: list[int] = []
+
+    def second_fails(fd: int, data: memoryview) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_write(fd, data)
+
+    monkeypatch.setattr(shm_module, "_write_all", second_fails)
+    assert shared.stage_split(b"x" * (2 * SPLIT_PART_MIN), 2, run_at_once) is None
+    assert os.listdir(shared.path) == []
+
+    def interrupted(fd: int, data: memoryview) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shm_module, "_write_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        shared.stage_split(b"x" * (2 * SPLIT_PART_MIN), 2, run_at_once)
+    assert os.listdir(shared.path) == []
+
+
+def test_run_at_once_runs_every_call_on_its_own_thread_and_raises_the_first_failure() -> None:
+    seen: list[str] = []
+    run_at_once(
+        [lambda i=i: seen.append(f"{i}:{threading.current_thread().name}") for i in range(3)]
+    )
+    assert sorted(seen) == ["0:MainThread", "1:loom-shm-write", "2:loom-shm-write"]
+
+    def fails() -> None:
+        raise OSError(28, "No space left on device")
+
+    after: list[int] = []
+    with pytest.raises(OSError, match="No space left"):
+        run_at_once([lambda: after.append(0), fails, lambda: after.append(2)])
+    assert sorted(after) == [0, 2]  # the others ran to the end all the same
+    assert [t.name for t in threading.enumerate() if t.name == "loom-shm-write"] == []
+    assert 1 <= write_parts() <= 4
+
+
 def test_a_directory_others_can_enter_is_not_used(tmp_path: Path) -> None:
     cluster_id = f"test{os.getpid()}"
     path = cluster_dir(cluster_id)
@@ -260,6 +395,39 @@ def test_pull_maps_the_engines_result(client: Client) -> None:
     assert client[e0].apply_sync(_remote("int(y[0])")) == 0
     both = client[:].pull(["y"], block=True)
     assert [int(v[0][-1]) for v in both] == [2 * (N - 1)] * 2
+
+
+def _mapped_ranges(directory: Path) -> list[tuple[int, int]]:
+    """The client's mappings of files that were in ``directory`` (start, end)."""
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith(f"{directory}/"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((start, end))
+    return sorted(ranges)
+
+
+def test_a_large_pull_arrives_in_parts_mapped_as_one_array(client: Client) -> None:
+    """Above 32 MiB an engine writes its reply's buffer as one file per core (up to 4),
+    written at once, and the client maps them side by side: one contiguous array."""
+    size = 5 * SPLIT_PART_MIN // 8  # 80 MiB of float64
+    e0 = client.ids[0]
+    client[e0].execute(f"import numpy as np; big = np.arange({size}, dtype='float64')", block=True)
+    before = _mapped_ranges(_shm_dir(client))
+    big = client[e0].pull("big", block=True)
+    assert big.shape == (size,)
+    assert (big == np.arange(size, dtype="float64")).all()
+    parts = [r for r in _mapped_ranges(_shm_dir(client)) if r not in before]
+    assert len(parts) == len(split_sizes(big.nbytes, write_parts()))
+    start = big.__array_interface__["data"][0]
+    assert parts[0][0] == start  # side by side, from the array's first byte on
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    assert parts[-1][1] >= start + big.nbytes
+    big[0] = -1.0
+    assert client[e0].apply_sync(_remote("float(big[0])")) == 0.0
+    client[e0].execute("del big", block=True)
+    del big
 
 
 def test_scatter_and_gather_of_large_arrays(client: Client) -> None:
