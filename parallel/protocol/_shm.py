@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import mmap
 import os
 import re
@@ -513,32 +514,31 @@ def _map_side_by_side(parts: Sequence[tuple[int, int]]) -> memoryview:
     return whole
 
 
-_MAP_FIXED: Final = 0x10  # Linux's, on every architecture
-_MAP_FAILED: Final = ctypes.c_void_p(-1).value
-_libc_mmap: list[Callable[[int, int, int], bool] | None] = []
+#: Linux's ``MAP_FIXED`` on the machines listed (Alpha's and PA-RISC's differ: they read).
+_MAP_FIXED: Final = 0x10
+_MAP_FIXED_MACHINES: Final = ("x86_64", "i686", "aarch64", "armv7l", "ppc64le", "s390x", "riscv64")
 
 
+@functools.cache
 def _fixed_mmap() -> Callable[[int, int, int], bool] | None:
-    """``place(address, size, fd)``: map ``fd`` copy-on-write at ``address``; ``None``
-    where libc's mmap cannot be called (then the caller reads instead)."""
-    if not _libc_mmap:
-        try:
-            call = ctypes.CDLL(None, use_errno=True).mmap
-        except (OSError, AttributeError):
-            _libc_mmap.append(None)
-            return None
-        call.restype = ctypes.c_void_p
-        word, size_t = ctypes.c_int, ctypes.c_size_t
-        call.argtypes = [ctypes.c_void_p, size_t, word, word, word, ctypes.c_long]
-        prot = mmap.PROT_READ | mmap.PROT_WRITE
-        flags = mmap.MAP_PRIVATE | _MAP_FIXED
+    """``place(address, size, fd)``: map ``fd`` copy-on-write at ``address``, whether it
+    did; ``None`` where libc's mmap cannot be called (then the caller reads instead)."""
+    if os.uname().machine not in _MAP_FIXED_MACHINES:
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).mmap
+    except (OSError, AttributeError):
+        return None
+    call.restype = ctypes.c_void_p
+    word, size_t = ctypes.c_int, ctypes.c_size_t
+    call.argtypes = [ctypes.c_void_p, size_t, word, word, word, ctypes.c_long]
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    flags = mmap.MAP_PRIVATE | _MAP_FIXED
 
-        def place(address: int, size: int, fd: int) -> bool:
-            got = call(address, size, prot, flags, fd, 0)
-            return got is not None and got != _MAP_FAILED and got == address
+    def place(address: int, size: int, fd: int) -> bool:
+        return bool(call(address, size, prot, flags, fd, 0) == address)  # else MAP_FAILED
 
-        _libc_mmap.append(place)
-    return _libc_mmap[0]
+    return place
 
 
 def _create(path: str) -> int:
