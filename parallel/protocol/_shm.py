@@ -317,28 +317,27 @@ class SharedDir:
         sizes = split_sizes(view.nbytes, parts)
         names = [secrets.token_hex(16) for _ in sizes]
         paths = [os.path.join(self._dir, name) for name in names]
-        fds: list[int] = []
+        made: list[str] = []
         try:
             if not self._has_room(view.nbytes):
                 return None
-            for path in paths:
-                fds.append(_create(path))
             writes, offset = [], 0
-            for fd, size in zip(fds, sizes, strict=True):
+            for path, size in zip(paths, sizes, strict=True):
+                os.close(_create(path))
+                made.append(path)
                 part = view[offset : offset + size]
-                writes.append(lambda fd=fd, part=part: _write_all(fd, part))
+                # Each write opens its own descriptor: one interrupted caller cannot close
+                # a descriptor a write still uses (whose number could be reused).
+                writes.append(lambda path=path, part=part: _write_file(path, part))
                 offset += size
             run_all(writes)
         except BaseException as exc:  # a full tmpfs, or Ctrl-C mid-write: nothing stays
-            for path in paths[: len(fds)]:
+            for path in made:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             if isinstance(exc, OSError):
                 return None
             raise
-        finally:
-            for fd in fds:
-                os.close(fd)
         return list(zip(names, sizes, strict=True))
 
     def _has_room(self, nbytes: int) -> bool:
@@ -557,6 +556,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
     done, total = 0, view.nbytes
     while done < total:
         done += os.write(fd, view[done : done + _WRITE_CHUNK])
+
+
+def _write_file(path: str, data: memoryview) -> None:
+    """Write ``data`` into the existing file ``path`` (made by :func:`_create`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _read_all(fd: int, into: memoryview) -> None:

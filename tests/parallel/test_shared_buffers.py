@@ -303,8 +303,35 @@ def test_run_at_once_runs_every_call_on_its_own_thread_and_raises_the_first_fail
     with pytest.raises(OSError, match="No space left"):
         run_at_once([lambda: after.append(0), fails, lambda: after.append(2)])
     assert sorted(after) == [0, 2]  # the others ran to the end all the same
-    assert [t.name for t in threading.enumerate() if t.name == "loom-shm-write"] == []
+    writers = [t for t in threading.enumerate() if t.name == "loom-shm-write"]
+    for thread in writers:  # each ends right after its call: none is left running
+        thread.join(10)
+    assert [t for t in writers if t.is_alive()] == []
     assert 1 <= write_parts() <= 4
+
+
+def test_run_at_once_interrupted_in_a_join_returns_only_after_every_write() -> None:
+    """Ctrl-C while the main thread waits for a writer: the writer finishes first (its
+    descriptor is closed after run_at_once returns), then the interrupt is raised."""
+    started, seen, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    def writer() -> None:
+        assert started.wait(10)  # the main thread runs its own call: every thread started
+        os.kill(os.getpid(), signal.SIGINT)  # handled on the main thread, in its join
+        assert seen.wait(10)
+        finished.set()
+
+    old = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_at_once([started.set, writer])
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert finished.is_set()
 
 
 def test_a_directory_others_can_enter_is_not_used(tmp_path: Path) -> None:
