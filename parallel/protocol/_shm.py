@@ -284,20 +284,17 @@ class SharedDir:
             fd = _create(first)
         except OSError:
             return None
-        made = [first]
+        made = 1
         try:
             try:
                 _write_all(fd, data)
             finally:
                 os.close(fd)
             for name in names[1:]:
-                path = os.path.join(self._dir, name)
-                os.link(first, path)
-                made.append(path)
+                os.link(first, os.path.join(self._dir, name))
+                made += 1
         except BaseException as exc:  # a full tmpfs, or Ctrl-C mid-write: nothing stays
-            for path in made:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            self.unlink(names[:made])
             if isinstance(exc, OSError):
                 return None
             raise
@@ -316,15 +313,15 @@ class SharedDir:
         view = _byte_view(data)
         sizes = split_sizes(view.nbytes, parts)
         names = [secrets.token_hex(16) for _ in sizes]
-        paths = [os.path.join(self._dir, name) for name in names]
-        made: list[str] = []
+        made = 0
         try:
             if not self._has_room(view.nbytes):
                 return None
             writes, offset = [], 0
-            for path, size in zip(paths, sizes, strict=True):
+            for name, size in zip(names, sizes, strict=True):
+                path = os.path.join(self._dir, name)
                 os.close(_create(path))
-                made.append(path)
+                made += 1
                 part = view[offset : offset + size]
                 # Each write opens its own descriptor: one interrupted caller cannot close
                 # a descriptor a write still uses (whose number could be reused).
@@ -332,9 +329,7 @@ class SharedDir:
                 offset += size
             run_all(writes)
         except BaseException as exc:  # a full tmpfs, or Ctrl-C mid-write: nothing stays
-            for path in made:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            self.unlink(names[:made])
             if isinstance(exc, OSError):
                 return None
             raise
