@@ -11,9 +11,14 @@ imports share an interpreter with another's:
 - **apply latency** (``apply_ms``): ``rc[0].apply_sync(zero)``, one call timed at a time;
   20 warm-up calls, then ``M``; median (``--quick``: 4, then 20);
 - **CPU per task** (``ctl_us``, ``eng_us``): the controller's and the engines' CPU time
-  (``utime + stime`` from ``/proc/PID/stat``) over the throughput trials, per task.
+  (the scheduler's, all threads) over the throughput trials, per task.
   Loom's controller only stores records (engines send them in batches after replying),
   ipyparallel's hub is in every task's path, so its controller CPU includes routing.
+  A trial's CPU is read once the controller reports the last task each engine ran
+  completed (``rc.result_status`` of one msg_id an engine, asked every 10 ms; an engine
+  runs and reports its tasks in order), not when the client has the results: records
+  still on their way would otherwise go uncounted, and a quick run's whole trial can end
+  before the first batch is stored. That all of them were stored is checked after.
 
 Configurations: ``loom-off`` (``LOOM_RECORDS=off``: engines send no records, the
 baseline), ``loom-memory`` (``Cluster(db=False)``: records kept in memory),
@@ -78,6 +83,27 @@ def _zero() -> int:
     return 0
 
 
+def _last_per_engine(results: list[Any]) -> list[str]:
+    """The msg_id of the last of ``results`` (finished tasks) each engine ran."""
+    last = {ar.engine_id: ar.msg_ids[-1] for ar in results}
+    return list(last.values())
+
+
+def _wait_recorded(rc: Any, msg_ids: list[str], timeout: float = 60.0) -> None:
+    """Return once the controller of ``rc`` reports all ``msg_ids`` completed.
+
+    Asked again every 10 ms at most, so the asking adds little to the controller's CPU.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        status = rc.result_status(msg_ids)
+        if len(status["completed"]) == len(msg_ids):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"records of {len(status['pending'])} tasks not stored")
+        time.sleep(0.01)
+
+
 def driver(name: str, settings: dict[str, int]) -> dict[str, Any]:
     """Start the configuration's cluster, measure, stop; the figures."""
     if name.startswith("loom"):
@@ -115,8 +141,13 @@ def driver(name: str, settings: dict[str, int]) -> dict[str, Any]:
             for ar in results:
                 ar.get(timeout=120)
             rates.append(tasks / (time.perf_counter() - started))
+            recorded = name not in ("loom-off", "ipp-nodb")  # the two keep no records
+            if recorded:
+                _wait_recorded(rc, _last_per_engine(results))
             cpu_ctl += _cpu_seconds([controller]) - ctl0
             cpu_eng += _cpu_seconds(engines) - eng0
+            if recorded:  # and every one of them (uncounted: this query is costly)
+                _wait_recorded(rc, [msg_id for ar in results for msg_id in ar.msg_ids])
         view = rc[0]
         for _ in range(settings["warmup_calls"]):
             view.apply_sync(_zero)
