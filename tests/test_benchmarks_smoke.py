@@ -8,6 +8,7 @@ ratios. One test per ``tests/benchmarks/bench_*.py``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -214,3 +215,28 @@ def test_probe_floor16_quick(tmp_path: Path) -> None:
     medians = report["median_ms"]
     assert set(medians) == {"loom", "bare engines", "bare both"}
     assert all(isinstance(ms, float) and ms > 0 for ms in medians.values()), medians
+
+
+@pytest.mark.timeout(60)
+def test_machine_state_line_measures_and_restores_affinity() -> None:
+    """Every run's second line: wake-ups on one CPU and across two, and a Python loop,
+    each a time above 0; the process's CPUs are its own again afterwards."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import _machine_state as machine_state
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    before = os.sched_getaffinity(0)
+    state = machine_state.measure()
+    assert os.sched_getaffinity(0) == before
+    assert state.wake_same_us is not None
+    assert state.wake_same_us > 0
+    if len(before) > 1:
+        assert state.wake_cross_us is not None
+        assert state.wake_cross_us > 0
+    else:
+        assert state.wake_cross_us is None
+    assert state.python_ms > 0
+    line = state.line()
+    assert line.startswith("machine now: pipe round trip ")
+    assert "across CPUs" in line

@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # runnable without installing Loom or setting PYTHONPATH
     sys.path.insert(0, str(REPO))
 
+import _machine_state as machine_state  # noqa: E402 - beside this file, found the same way
+
 T = TypeVar("T")
 S = TypeVar("S")  # the samples of one contender (loom or its peer)
 
@@ -52,8 +54,8 @@ def start_run(name: str, doc: str | None, quick: T, full: T) -> tuple[bool, T]:
 
     Returns whether the run is quick, and its settings: ``quick`` (few iterations, for a
     smoke run) or ``full``. The first line names the benchmark (``name``), the machine
-    and its load, so that results can be judged; ``doc``'s first line describes the
-    benchmark in ``--help``.
+    and its load, the second how fast the machine is now (``_machine_state``), so that
+    results can be judged; ``doc``'s first line describes the benchmark in ``--help``.
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--quick", action="store_true", help="few iterations (CI smoke run)")
@@ -65,6 +67,7 @@ def start_run(name: str, doc: str | None, quick: T, full: T) -> tuple[bool, T]:
         f"{'quick' if is_quick else 'full'} run, {settings}",
         flush=True,
     )
+    print(machine_state.measure().line(), flush=True)
     return is_quick, settings
 
 

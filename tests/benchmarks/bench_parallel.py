@@ -1144,6 +1144,7 @@ def main() -> int:
     phases = ", ".join(f"{name} {took:.0f} s" for name, took in run.phases.items())
     load = os.getloadavg()[0]
     print(f"run took {time.monotonic() - started:.0f} s ({phases}); load average now {load:.2f}")
+    print(bench.machine_state.measure().line(), flush=True)
     bench.print_bench_json(
         {
             "benchmark": "parallel",
