@@ -23,7 +23,8 @@ of calls alternating (the order reversed every other round), medians of single c
 What a bare engine and the bare client leave out is work a real engine and client must
 do (check signatures, unpickle, call, pickle, capture output, record, track results), so
 each bare figure is a lower bound for what any engine or client of this design can
-reach. Linux; the repository importable (``_bench_common``). Every process started here
+reach. How fast the machine was (``_machine_state``) is printed before and after the
+calls. Linux; the repository importable (``_bench_common``). Every process started here
 is killed by PID at the end.
 
 Run: ``python tests/benchmarks/probe_floor16.py [--quick] [--engines N]``.
@@ -226,6 +227,7 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    print(common.machine_state.measure().line(), flush=True)
     common.become_subreaper()
     workdir = tempfile.mkdtemp(prefix="probe-floor16-")
     loom = parallel.Cluster(n=n)
@@ -276,6 +278,7 @@ def main() -> int:
         medians = {name: statistics.median(samples) * 1e3 for name, samples in times.items()}
         for name, ms in medians.items():
             print(f"  {name:14s} median {ms:6.3f} ms  ({ms / medians['loom']:.2f}x loom)")
+        print(common.machine_state.measure().line(), flush=True)
         report = {"benchmark": "probe_floor16", "quick": args.quick, "engines": n}
         print("BENCH_JSON " + json.dumps({**report, "median_ms": medians}))
     finally:
