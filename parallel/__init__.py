@@ -19,6 +19,7 @@ from kernel._lazy import lazy_exports
 __all__ = [
     "AsyncResult",
     "Client",
+    "ClientClosed",
     "Cluster",
     "ClusterUnavailable",
     "CompositeError",
@@ -49,6 +50,7 @@ _EXPORTS = {
     "DirectView": ".client._views",
     "LoadBalancedView": ".client._views",
     "Cluster": ".cluster._cluster",
+    "ClientClosed": "._errors",
     "ClusterUnavailable": "._errors",
     "CompositeError": "._errors",
     "ControllerLost": "._errors",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from kernel.server.magics import Magics
 
     from ._errors import (
+        ClientClosed,
         ClusterUnavailable,
         CompositeError,
         ControllerLost,

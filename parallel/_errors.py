@@ -11,6 +11,7 @@ import builtins
 from collections.abc import Sequence
 
 __all__ = [
+    "ClientClosed",
     "ClusterUnavailable",
     "CompositeError",
     "ControllerLost",
@@ -59,6 +60,15 @@ class ControllerLost(ClusterUnavailable):
 
     Requests already sent to live engines stay pending; a controller restarted with
     ``loom cluster start --restore`` is found again at the same address.
+    """
+
+
+class ClientClosed(ParallelError, RuntimeError):
+    """The client was closed (``Client.close()``): it can neither send nor wait any more.
+
+    Results still pending when it closed fail with it. Tasks it had sent run on, and
+    their results reach the controller's records, where a new ``Client`` finds them
+    (``get_result``); load-balanced tasks it still held back were never sent.
     """
 
 

@@ -145,6 +145,7 @@ class ControllerLink:
         The request is sent again every :data:`RESEND` seconds until answered (they are
         all reads or idempotent): one sent while the controller was dying or being
         restored is lost with its connection, and ZeroMQ does not say so."""
+        self._client._pump.check_open()
         sent: list[str] = []
         deadline = time.monotonic() + timeout
         try:

@@ -25,10 +25,12 @@ kernel that line lands in the output of the cell that is waiting, ``%px`` includ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import InvalidStateError
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,7 @@ from kernel.transport._curve import HandshakeWatch
 from kernel.transport._frames import has_large_buffer
 
 from .._errors import (
+    ClientClosed,
     ClusterUnavailable,
     EngineError,
     NoEnginesRegistered,
@@ -196,6 +199,7 @@ class Client:
         False; whether enough are known. Notifications are the fast path; the hub is asked
         again every :data:`REQUERY` seconds, since a PUB drops what it sends before a new
         subscription reaches it."""
+        self._pump.check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(self._links) < count and alive():
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -450,6 +454,7 @@ class Client:
         """The connection to a registered engine; :class:`NoEnginesRegistered` otherwise."""
         link = self._links.get(engine_id)
         if link is None:
+            self._pump.check_open()  # a closed client has no links left
             lost = self._lost.get(engine_id)
             why = f" (it was lost: {lost})" if lost else ""
             raise NoEnginesRegistered(f"engine {engine_id} is not registered{why}")
@@ -808,10 +813,12 @@ class Client:
         self._hub_request("shutdown_request", {"targets": ids, "hub": hub}, timeout)
 
     def close(self, linger: int | None = None) -> None:
-        """Close every socket; the client cannot be used afterwards."""
+        """Close every socket; the client cannot be used afterwards (:class:`ClientClosed`).
+        Results still pending fail with :class:`ClientClosed`: nothing would finish them."""
         if self._closed:
             return
         self._closed = True
+        pending = [r for r in self._results.pop_all() if not r.done()]
         self._end_handshake_watch()
         self._pump.unwatch()
         for link in self._links.values():
@@ -824,6 +831,14 @@ class Client:
             self._pump.remove(sock)
             sock.close(linger=0)
         self._pump.close()
+        for result in pending:
+            with contextlib.suppress(InvalidStateError):  # settled by a callback meanwhile
+                result.set_exception(
+                    ClientClosed(
+                        "the Client was closed before this result arrived; a new Client"
+                        f" can fetch it from the controller: get_result({result.msg_ids!r})"
+                    )
+                )
 
     def __enter__(self) -> Client:
         return self

@@ -41,6 +41,8 @@ from zmq.backend import zmq_poll
 
 from kernel.transport._frames import recv_frames
 
+from .._errors import ClientClosed
+
 __all__ = ["FrameHandler", "Pump"]
 
 FrameHandler = Callable[[list[bytes]], None]
@@ -82,6 +84,7 @@ class Pump:
         #: Called while a caller waits, at least every ``TICK`` seconds.
         self.on_tick: Callable[[], None] = lambda: None
         self._ticked = 0.0  # when on_tick last ran (monotonic seconds)
+        self._closed = False
 
     def add(self, sock: zmq.Socket[bytes], handler: FrameHandler) -> None:
         self._handlers[sock] = handler
@@ -135,6 +138,7 @@ class Pump:
         ``drain(*socks)``: one ``epoll_wait`` says whose descriptors fired, and only those
         and the ones that may hold input without an edge (:meth:`sent_on`) are asked for
         input (two system calls a socket), the others cannot hold any (module docstring)."""
+        self.check_open()
         fired = {fd for fd, _ in self._epoll.poll(0.0)}
         fds, unsure = self._fds, self._unsure
         count = self._read_unsure([s for s in socks if s in unsure])
@@ -146,6 +150,7 @@ class Pump:
         The sockets that may hold input without an edge (module docstring) are read
         first; if they held some, nothing is waited for.
         """
+        self.check_open()
         count = self._read_unsure(list(self._unsure)) if self._unsure else 0
         wait = -1.0 if timeout is None else max(0.0, timeout)
         ready = self._epoll.poll(0.0 if count else wait)
@@ -201,6 +206,7 @@ class Pump:
 
         Bound it with ``asyncio.timeout``; cancelling leaves every socket as it was.
         """
+        self.check_open()
         self._watch(asyncio.get_running_loop())
         while True:
             self.drain()
@@ -213,6 +219,9 @@ class Pump:
             finally:
                 self._sleepers.discard(woken)
                 woken.cancel()
+            if done():  # a close fails the results still pending: theirs is the error
+                return
+            self.check_open()
             self._tick()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -225,9 +234,20 @@ class Pump:
             loop.add_reader(int(sock.getsockopt(zmq.FD)), self._on_readable)
 
     def close(self) -> None:
-        """Stop watching everything (the client is closing)."""
+        """Stop watching everything (the client is closing); waits from now on raise
+        :class:`ClientClosed`, and those asleep on a loop are woken to raise it."""
+        self._closed = True
         self.unwatch()
         self._epoll.close()
+        self._wake()
+
+    def check_open(self) -> None:
+        """:class:`ClientClosed` once :meth:`close` ran: its sockets and ``epoll`` are gone."""
+        if self._closed:
+            raise ClientClosed(
+                "this Client is closed (Client.close() ran): connect a new one,"
+                " e.g. parallel.Client(), to send tasks or wait for results"
+            )
 
     def unwatch(self) -> None:
         """Stop watching the descriptors (closing, or the loop is gone)."""

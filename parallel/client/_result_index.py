@@ -54,6 +54,12 @@ class ResultIndex:
         ref = self._refs.pop(msg_id, None)
         return None if ref is None else ref()
 
+    def pop_all(self) -> list[AsyncResult]:
+        """Every result still routed to, once each; none is routed to any more."""
+        results = {id(r): r for ref in self._refs.values() if (r := ref()) is not None}
+        self._refs.clear()
+        return list(results.values())
+
     def __contains__(self, msg_id: object) -> bool:
         ref = self._refs.get(msg_id) if isinstance(msg_id, str) else None
         return ref is not None and ref() is not None
