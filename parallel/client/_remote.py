@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["interactive", "map_chunk", "pull_names", "pull_one", "push_names"]
+__all__ = ["interactive", "map_chunk", "pull_names", "pull_one", "push"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,7 +22,8 @@ def interactive(fn: F) -> F:
 
 
 @interactive
-def push_names(ns: dict[str, object]) -> None:
+def push(ns: dict[str, object]) -> None:
+    # Named as the view's method: an unpicklable value is reported as push()'s.
     globals().update(ns)
 
 

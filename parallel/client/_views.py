@@ -23,7 +23,8 @@ from ..protocol._engine_traits import labels_from, resources_from
 from ..protocol._serialize import PickledOnce, serialize_call, serialize_plain_call
 from ._asyncresult import AsyncResult
 from ._pickles import serialize_apply
-from ._remote import map_chunk, pull_names, pull_one, push_names
+from ._remote import map_chunk, pull_names, pull_one
+from ._remote import push as push_on_engines
 
 if TYPE_CHECKING:
     from ._pool_client import Client, Targets
@@ -213,7 +214,7 @@ class DirectView(_View):
         self, ns: dict[str, object], targets: Targets = None, block: bool | None = None
     ) -> Any:
         """Put the names of ``ns`` in the engines' namespaces."""
-        return self._finish(self._apply(push_names, [ns], {}, targets), block)
+        return self._finish(self._apply(push_on_engines, [ns], {}, targets), block)
 
     def pull(
         self, names: str | Sequence[str], targets: Targets = None, block: bool | None = None
@@ -231,7 +232,7 @@ class DirectView(_View):
         msg_ids = []
         for index, engine_id in enumerate(ids):
             lo, hi = _block(len(seq), len(ids), index)
-            buffers = _serialize(push_names, [{key: list(seq[lo:hi])}], {})
+            buffers = _serialize(push_on_engines, [{key: list(seq[lo:hi])}], {})
             msg_ids.append(self.client.send_request(engine_id, "apply_request", {}, buffers))
         return self._finish(
             self.client.track(AsyncResult(self.client, msg_ids, fname="scatter")), block

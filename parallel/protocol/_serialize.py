@@ -48,7 +48,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Final, SupportsIndex
 
@@ -404,8 +404,27 @@ def _culprit(fn: object, args: Sequence[object], kwargs: Mapping[str, object]) -
     ]
     for part, value in parts:
         if not _pickles(value):
-            return f"{part} of {name}()" if part != "the function" else f"the function {name}"
+            if part == "the function":
+                return f"the function {name}"
+            return f"{part} of {name}(){_item_culprit(value)}"
     return f"the call of {name}()"
+
+
+def _item_culprit(value: object) -> str:
+    """Which item of a dict, list or tuple does not pickle (``push({...})``'s namespace,
+    a list of arguments), as `` (its item 'key': a T)``; empty for anything else."""
+    if isinstance(value, dict):
+        items: Iterable[tuple[object, object]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return ""
+    for key, item in items:
+        if not _pickles(item):
+            kind = type(item)
+            module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+            return f" (its item {key!r}: a {module}{kind.__qualname__})"
+    return ""
 
 
 def _pickles(value: object) -> bool:

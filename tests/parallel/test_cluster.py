@@ -133,6 +133,12 @@ def test_an_unpicklable_argument_fails_before_anything_is_sent() -> None:
         before = set(rc.outstanding)
         with pytest.raises(ipp.SerializationError, match="lock"):
             rc[0].apply_async(lambda x: x, lock)
+        # push names the name whose value does not pickle, and says it was push()'s.
+        with pytest.raises(
+            ipp.SerializationError,
+            match=r"argument 0 of push\(\) \(its item 'held': a _thread\.lock\)",
+        ):
+            rc[0].push({"fine": 1, "held": lock})
         assert rc.outstanding == before
         assert rc[0].apply_sync(lambda: "still fine") == "still fine"
 

@@ -204,6 +204,26 @@ def test_an_unpicklable_argument_is_named() -> None:
     assert isinstance(caught.value.__cause__, TypeError)
 
 
+def test_the_item_that_does_not_pickle_in_a_dict_list_or_tuple_argument_is_named() -> None:
+    def fails(argument: object) -> str:
+        with pytest.raises(SerializationError) as caught:
+            serialize_call(module_level_power, (1, argument), {})
+        return str(caught.value)
+
+    assert fails({"fine": 1, "gen": _generator()}).startswith(
+        "cannot serialize argument 1 of module_level_power() (its item 'gen': a generator): "
+    )
+    assert "(its item 2: a generator)" in fails([1, 2, _generator()])
+    assert "(its item 0: a generator)" in fails((_generator(),))
+    # A dict whose items all pickle alone: the dict is named, no item.
+    assert "argument 1 of module_level_power(): " in fails(_Unpicklable())
+
+
+class _Unpicklable(dict[str, int]):
+    def __reduce__(self) -> object:
+        raise TypeError("this dict refuses")
+
+
 def test_an_unpicklable_keyword_argument_or_function_is_named() -> None:
     with pytest.raises(SerializationError, match="keyword argument 'gen' of module_level_power"):
         serialize_call(module_level_power, (), {"gen": _generator()})
