@@ -185,8 +185,9 @@ class ControllerLink:
         unknown = reply.content.get("unknown", [])
         if unknown:
             raise KeyError(
-                f"the controller has no record of {', '.join(unknown)} (not started on an"
-                " engine yet, or not a task of this cluster)"
+                f"the controller has no record of {', '.join(unknown)}: not a task of this"
+                " cluster, or not reported yet (an engine reports a task with its reply, or"
+                " within a second of its start: ask again then)"
             )
         result = AsyncResult(self._client, ids, fname="get_result", single=single)
         for msg_id in ids:

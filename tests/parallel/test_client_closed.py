@@ -80,6 +80,8 @@ def test_every_call_on_a_closed_client_raises_client_closed_and_pending_results_
                 assert time.monotonic() < deadline, "the tasks' records never came"
                 time.sleep(0.05)  # between questions to the controller
             assert again.get_result(pending.msg_ids).get(timeout=TIMEOUT) == [None, None]
+            with pytest.raises(KeyError, match="no record of no-such-task: not a task of this"):
+                again.get_result("no-such-task")
             assert again[:].apply_sync(int) == [0, 0]
 
 
