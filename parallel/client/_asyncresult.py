@@ -296,6 +296,37 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         """Each task's displayed outputs (``display_data``/``execute_result`` contents)."""
         return self._per_task(lambda t: list(t.outputs))
 
+    def get_dict(self, timeout: float | None = -1) -> dict[int, Any]:
+        """The results keyed by engine id (ipyparallel's), waiting as :meth:`get` does.
+        :class:`ValueError` if an engine ran more than one of the tasks (a map's chunks, a
+        load-balanced batch): their results would not fit one key."""
+        value = self.get(timeout)
+        if self._reducer is not None:
+            raise ValueError("a map's result has no one value per engine: use get()")
+        engines = [task.engine for task in self._tasks.values()]
+        repeated = sorted({e for e in engines if e is not None and engines.count(e) > 1})
+        if repeated:
+            raise ValueError(
+                f"cannot key the results by engine: engine(s) {repeated} ran more than one task"
+            )
+        values = [value] if self._single else value
+        return {int(engine): v for engine, v in zip(engines, values, strict=True)}  # type: ignore[arg-type]
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds from submission to the last task's end (:attr:`elapsed` once finished;
+        ipyparallel's, which takes the engines' clocks, reads a little less)."""
+        return self.elapsed
+
+    @property
+    def sent(self) -> bool:
+        """Always True: the requests are sent before the result is returned (no thread
+        sends them later, as in ipyparallel)."""
+        return True
+
+    def wait_for_send(self, timeout: float | None = -1) -> None:
+        """Returns at once: see :attr:`sent`."""
+
     def _per_task(self, get: Callable[[_Task], Any]) -> Any:
         values = [get(t) for t in self._tasks.values()]
         return values[0] if self._single else values  # one task's, or a list per task

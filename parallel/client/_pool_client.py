@@ -775,6 +775,12 @@ class Client:
         """msg_ids of requests this client sent that have not finished."""
         return {msg_id for link in self._links.values() for msg_id in link.tracker.pending}
 
+    def spin(self) -> None:
+        """Read what has arrived from the engines and the controller, without waiting
+        (ipyparallel's; a blocking call or ``await`` does this by itself)."""
+        self._pump.check_open()
+        self._pump.drain()
+
     def wait(self, jobs: Iterable[AsyncResult | str] | None = None, timeout: float = -1) -> bool:
         """Wait for ``jobs`` (results or msg_ids; default: everything outstanding); done?"""
         if jobs is None:

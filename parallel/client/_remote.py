@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["interactive", "map_chunk", "pull_names", "pull_one", "push"]
+__all__ = ["interactive", "map_chunk", "nothing", "pull_names", "pull_one", "push"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,3 +47,8 @@ def pull_one(name: str) -> object:
 def map_chunk(fn: Callable[..., object], *chunks: Iterable[object]) -> list[object]:
     """``list(map(fn, *chunks))`` on an engine: one task of a map."""
     return list(map(fn, *chunks))
+
+
+@interactive
+def nothing() -> None:
+    """What ``use_cloudpickle()`` runs on the engines: there is nothing to switch."""

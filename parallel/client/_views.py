@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from ..protocol._serialize import PickledOnce, serialize_call, serialize_plain_c
 from ._asyncresult import AsyncResult
 from ._pickles import serialize_apply
 from ._remote import map_chunk, pull_names, pull_one
+from ._remote import nothing as _nothing
 from ._remote import push as push_on_engines
 
 if TYPE_CHECKING:
@@ -112,6 +113,57 @@ class _View:
         self, f: Callable[..., object], *sequences: Sequence[object], **flags: Any
     ) -> AsyncResult:
         return self._map(f, sequences, **flags)
+
+    def remote(
+        self, block: bool | None = None
+    ) -> Callable[[Callable[..., object]], Callable[..., Any]]:
+        """Decorator: calling the function runs it on the view's engines."""
+
+        def decorate(fn: Callable[..., object]) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def call(*args: object, **kwargs: object) -> Any:
+                return self._finish(self._apply(fn, args, kwargs), block)
+
+            return call
+
+        return decorate
+
+    def parallel(self, block: bool | None = None) -> Callable[[Callable[..., object]], Any]:
+        """Decorator: ``f.map(seq)`` maps the function over the engines."""
+
+        def decorate(fn: Callable[..., object]) -> Any:
+            @functools.wraps(fn)
+            def call(*sequences: Sequence[object]) -> Any:
+                return self.map(fn, *sequences, block=block)
+
+            call.map = call  # type: ignore[attr-defined]
+            return call
+
+        return decorate
+
+    # -- the client's, for the view (ipyparallel's View has them too) ---------------------
+
+    def wait(self, jobs: Iterable[AsyncResult | str] | None = None, timeout: float = -1) -> bool:
+        """Wait for ``jobs`` (default: everything the client has outstanding: a view keeps
+        no history of its own); whether all finished (``Client.wait``)."""
+        return self.client.wait(jobs, timeout)
+
+    def abort(self, jobs: Iterable[str] | None = None) -> None:
+        """Abort tasks that have not started (``Client.abort``)."""
+        self.client.abort(jobs)
+
+    def get_result(self, indices_or_msg_ids: str | Sequence[str]) -> AsyncResult:
+        """Recorded results by msg_id (``Client.get_result``)."""
+        return self.client.get_result(indices_or_msg_ids)
+
+    def spin(self) -> None:
+        """Read what has arrived (``Client.spin``)."""
+        self.client.spin()
+
+    def shutdown(self, targets: Targets = None, hub: bool = False, timeout: float = 10.0) -> None:
+        """Stop the view's engines (or ``targets``); ``hub=True`` stops the whole cluster."""
+        chosen = self.targets if targets is None else targets
+        self.client.shutdown("all" if chosen is None else chosen, hub=hub, timeout=timeout)
 
     def _apply(
         self, f: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
@@ -246,38 +298,34 @@ class DirectView(_View):
         result = AsyncResult(self.client, msg_ids, fname="gather", reducer=_concatenate)
         return self._finish(self.client.track(result), block)
 
+    def update(self, ns: dict[str, object]) -> Any:
+        """``push(ns)`` (ipyparallel's alias)."""
+        return self.push(ns)
+
+    def get(self, key_s: str | Sequence[str]) -> Any:
+        """``pull(key_s, block=True)`` (ipyparallel's alias)."""
+        return self.pull(key_s, block=True)
+
+    def use_cloudpickle(self) -> Any:
+        """Nothing to switch: Loom always pickles with cloudpickle. Runs a no-op on the
+        engines so that the result (blocking or an ``AsyncResult``) is ipyparallel's."""
+        return self._finish(self._apply(_nothing, (), {}), None)
+
+    def use_pickle(self) -> Any:
+        """As :meth:`use_cloudpickle`: cloudpickle pickles all that ``pickle`` does."""
+        return self.use_cloudpickle()
+
+    def use_dill(self) -> Any:
+        """As :meth:`use_cloudpickle`: cloudpickle covers what code switches to dill for
+        (lambdas, closures, interactively defined classes); what it cannot pickle is
+        refused before sending, naming the object."""
+        return self.use_cloudpickle()
+
     def __getitem__(self, key: str) -> Any:
         return self.pull(key, block=True)
 
     def __setitem__(self, key: str, value: object) -> None:
         self.push({key: value}, block=True)
-
-    def remote(
-        self, block: bool | None = None
-    ) -> Callable[[Callable[..., object]], Callable[..., Any]]:
-        """Decorator: calling the function runs it on the view's engines."""
-
-        def decorate(fn: Callable[..., object]) -> Callable[..., Any]:
-            @functools.wraps(fn)
-            def call(*args: object, **kwargs: object) -> Any:
-                return self._finish(self._apply(fn, args, kwargs), block)
-
-            return call
-
-        return decorate
-
-    def parallel(self, block: bool | None = None) -> Callable[[Callable[..., object]], Any]:
-        """Decorator: ``f.map(seq)`` maps the function over the engines."""
-
-        def decorate(fn: Callable[..., object]) -> Any:
-            @functools.wraps(fn)
-            def call(*sequences: Sequence[object]) -> Any:
-                return self.map(fn, *sequences, block=block)
-
-            call.map = call  # type: ignore[attr-defined]
-            return call
-
-        return decorate
 
     @contextlib.contextmanager
     def sync_imports(self, local: bool = True, quiet: bool = False) -> Iterator[None]:

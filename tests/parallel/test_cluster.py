@@ -273,3 +273,16 @@ def test_results_report_progress_show_outputs_and_are_freed_when_dropped(
         assert ref() is None  # the client holds results weakly
         assert rc.wait(ids, timeout=30)  # its replies arrive and are discarded
         assert not any(msg_id in rc._results for msg_id in ids)
+
+
+def test_spin_reads_what_arrived_and_runs_done_callbacks_without_a_blocking_wait() -> None:
+    with running_cluster(1) as (_, rc):
+        result = rc[0].apply_async(abs, -3)
+        called: list[object] = []
+        result.add_done_callback(lambda done: called.append(done.result()))
+        deadline = time.monotonic() + 30
+        while not result.done():  # only spin() reads the sockets here
+            assert time.monotonic() < deadline, "spin() never delivered the result"
+            rc.spin()
+        assert called == [3]
+        rc[0].spin()  # a view's spin is the client's

@@ -137,3 +137,39 @@ def test_temp_flags_and_wait(cluster: tuple[ModuleType, Any]) -> None:
     results = [view.apply_async(L("lambda: 1")) for _ in range(3)]
     assert rc.wait(results, timeout=30)
     assert all(r.ready() for r in results)
+
+
+def test_results_by_engine_send_state_and_wall_time(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    result = rc[:].apply_async(os.getpid)
+    result.wait_for_send(timeout=30)
+    assert result.sent
+    by_engine = result.get_dict(timeout=30)
+    assert sorted(by_engine) == rc.ids
+    assert len(set(by_engine.values())) == ENGINES  # each engine's own process
+    assert rc[1].apply_async(L("lambda: 5")).get_dict(timeout=30) == {1: 5}
+    assert result.wall_time > 0
+
+
+def test_view_aliases_serializer_switches_and_housekeeping(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    view = rc[:]
+    # cloudpickle is what Loom always uses; ipyparallel switches to it: either way the
+    # call answers like an apply and lambdas travel afterwards.
+    assert view.use_cloudpickle().get(timeout=30) == [None] * ENGINES
+    assert view.apply_sync(L("lambda: 'after'")) == ["after"] * ENGINES
+    view.update({"updated": 3})
+    assert view.get("updated") == [3] * ENGINES
+    pending = view.apply_async(L("lambda: 'waited'"))
+    assert view.wait([pending], timeout=30)
+    assert pending.get(timeout=0) == ["waited"] * ENGINES
+
+
+def test_load_balanced_remote_and_parallel_decorators(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    lview = rc.load_balanced_view()
+    double = lview.remote(block=True)(L("lambda x: x * 2"))
+    assert double(4) == 8
+    plus_one = lview.parallel(block=True)(L("lambda x: x + 1"))
+    assert list(plus_one.map(range(3))) == [1, 2, 3]
+    assert lview.wait(timeout=30)
