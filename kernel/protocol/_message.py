@@ -71,6 +71,11 @@ def new_msg_id() -> str:
     return f"{_id_prefix}_{next(_id_counter)}"
 
 
+def made_here(msg_id: str) -> bool:
+    """Whether :func:`new_msg_id` of this process made ``msg_id``."""
+    return msg_id.startswith(_id_prefix) and msg_id[len(_id_prefix) : len(_id_prefix) + 1] == "_"
+
+
 #: ``(second, "YYYY-MM-DDTHH:MM:SS")`` of the last stamp: formatting the date once a
 #: second and only the microseconds per message is a third of ``datetime.now(UTC)``'s
 #: ``isoformat`` (one tuple, replaced whole, so threads never see half an update).

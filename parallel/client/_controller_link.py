@@ -30,6 +30,7 @@ import zmq
 
 from kernel.protocol import JSONDict, Message, ProtocolError
 from kernel.protocol._freshness import address_to
+from kernel.protocol._message import made_here
 
 from .._errors import ClusterUnavailable, ControllerLost, RemoteError
 from ._asyncresult import AsyncResult
@@ -45,6 +46,10 @@ LOST_AFTER = 5.0
 PING_INTERVAL = 1.0
 #: A hub request not answered in this long is sent again (seconds).
 RESEND = 2.0
+#: How long ``get_result`` asks again for tasks this process sent that the controller has
+#: no record of yet: an engine reports a task with its reply (within 100 ms: the record
+#: window) or, while it runs, at its next ping (within a second).
+RECORD_WAIT = 2.0
 #: How often results still running elsewhere are asked for again while someone waits.
 RESULT_POLL = 0.5
 #: Record keys holding dates (given back as ``datetime``, as ipyparallel does).
@@ -183,6 +188,13 @@ class ControllerLink:
             return own[0]
         reply = self.call("result_request", {"msg_ids": ids})
         unknown = reply.content.get("unknown", [])
+        if unknown and all(made_here(m) for m in unknown):
+            # Sent from here, so they exist; their records are on their way (RECORD_WAIT).
+            deadline = time.monotonic() + RECORD_WAIT
+            while unknown and time.monotonic() < deadline:
+                self._client._pump.pump_until(lambda: False, 0.05)  # reads while it waits
+                reply = self.call("result_request", {"msg_ids": ids})
+                unknown = reply.content.get("unknown", [])
         if unknown:
             raise KeyError(
                 f"the controller has no record of {', '.join(unknown)}: not a task of this"

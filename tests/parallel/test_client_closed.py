@@ -104,3 +104,23 @@ def test_an_await_asleep_when_the_client_closes_raises_client_closed() -> None:
                     await rc[0].apply_async(int)
 
         asyncio.run(main())
+
+
+def test_get_result_of_a_task_this_process_sent_waits_for_its_record() -> None:
+    """Records reach the controller after the reply (or at the engine's next ping while
+    the task runs): for a task this process sent, get_result waits for them, where any
+    other unknown id is a KeyError at once."""
+    with running_cluster(1) as (_, rc):
+        finished = rc[0].apply_async(abs, -4)
+        assert finished.get(timeout=TIMEOUT) == 4
+        msg_id = finished.msg_ids[0]
+        del finished  # no longer tracked here: only the controller's record can answer
+        assert rc.get_result(msg_id).get(timeout=TIMEOUT) == 4
+        running = rc[0].apply_async(time.sleep, 0.5)
+        ids = running.msg_ids
+        del running
+        assert rc.get_result(ids).get(timeout=TIMEOUT) == [None]
+        started = time.monotonic()
+        with pytest.raises(KeyError, match="no record of someone-elses-task"):
+            rc.get_result("someone-elses-task")
+        assert time.monotonic() - started < 1.0

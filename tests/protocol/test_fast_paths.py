@@ -6,6 +6,7 @@ import hmac
 import json
 import os
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -163,3 +164,12 @@ def test_a_stamp_taken_once_dates_several_messages() -> None:
     assert first.header["date"] == second.header["date"] == stamp
     assert first.msg_id != second.msg_id
     assert session.message("x").header["date"] >= stamp
+
+
+def test_made_here_knows_this_process_ids_only() -> None:
+    from kernel.protocol._message import _id_prefix, made_here
+
+    assert made_here(new_msg_id())
+    assert not made_here(f"{uuid.uuid4().hex}_1")  # another process's
+    assert not made_here(f"{_id_prefix}1")  # the prefix, then no separator
+    assert not made_here("")
