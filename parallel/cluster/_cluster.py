@@ -162,9 +162,9 @@ class Cluster:
         self.detached = detached
         if n is None:
             n = launcher.default_count() or os.cpu_count() or 1
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a number of engines, 0 or more, not {n!r}")
         self.n = n
-        if self.n < 0:
-            raise ValueError("n must be 0 or more")
         self.ip = ip
         self.cluster_file: Path | None = None
         self._process: KernelProcess | None = None

@@ -286,3 +286,9 @@ def test_spin_reads_what_arrived_and_runs_done_callbacks_without_a_blocking_wait
             rc.spin()
         assert called == [3]
         rc[0].spin()  # a view's spin is the client's
+
+
+@pytest.mark.parametrize("n", [-1, "4", 2.5, True, [4]])
+def test_a_bad_engine_count_is_one_value_error_before_anything_starts(n: object) -> None:
+    with pytest.raises(ValueError, match=r"n must be a number of engines, 0 or more, not "):
+        ipp.Cluster(n=n)  # type: ignore[arg-type]
