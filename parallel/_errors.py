@@ -84,20 +84,29 @@ class RemoteError(ParallelError):
     """A task raised on an engine: the remote exception's name, value and traceback.
 
     ``engine_id`` is the engine it ran on; ``traceback`` is the engine's formatted
-    traceback (what ``str()`` and ``render_traceback()`` show), without the kernel's frames.
+    traceback (what ``str()`` and ``render_traceback()`` show), without the kernel's frames;
+    ``kind`` the request's (``apply``, ``execute``), shown as ipyparallel does:
+    ``[0:execute]: NameError: ...``.
     """
 
     def __init__(
-        self, ename: str, evalue: str, traceback: Sequence[str] = (), engine_id: int | None = None
+        self,
+        ename: str,
+        evalue: str,
+        traceback: Sequence[str] = (),
+        engine_id: int | None = None,
+        *,
+        kind: str = "apply",
     ) -> None:
         super().__init__(ename, evalue)
         self.ename = ename
         self.evalue = evalue
         self.traceback = "\n".join(traceback)
         self.engine_id = engine_id
+        self.kind = kind
 
     def __str__(self) -> str:
-        where = f"[{self.engine_id}:apply]: " if self.engine_id is not None else ""
+        where = f"[{self.engine_id}:{self.kind}]: " if self.engine_id is not None else ""
         return f"{where}{self.ename}: {self.evalue}"
 
     def render_traceback(self) -> list[str]:

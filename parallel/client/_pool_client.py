@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -465,14 +466,23 @@ class Client:
         ids = self.ids
         if targets is None or targets == "all":
             chosen = ids
-        elif isinstance(targets, int):
-            chosen = [ids[targets] if targets < 0 and ids else targets]
+        elif isinstance(targets, int) and not isinstance(targets, bool):
+            if targets < 0 and -len(ids) <= targets:
+                chosen = [ids[targets]]
+            elif targets < 0:
+                raise NoEnginesRegistered(
+                    f"engine {targets} counts back past the {len(ids)} engines"
+                )
+            else:
+                chosen = [targets]
         elif isinstance(targets, slice):
             chosen = ids[targets]
-        elif isinstance(targets, str):
-            raise TypeError(f"targets must be 'all', an int, a slice or ints, not {targets!r}")
-        else:
+        elif isinstance(targets, Iterable) and not isinstance(targets, str | bytes):
             chosen = list(targets)
+            if not all(isinstance(t, int) and not isinstance(t, bool) for t in chosen):
+                raise TypeError(f"targets must be engine ids (ints), not {chosen!r}")
+        else:
+            raise TypeError(f"targets must be 'all', an int, a slice or ints, not {targets!r}")
         if not chosen:
             raise NoEnginesRegistered("no engines are registered: start some or wait_for_engines()")
         for engine_id in chosen:
@@ -636,6 +646,7 @@ class Client:
                 str(content.get("evalue", "")),
                 [str(line) for line in content.get("traceback", [])],
                 engine_id,
+                kind="execute" if self._kinds.get(msg_id) == "execute_request" else "apply",
             )
             return None, error
         if status == "aborted":
@@ -809,6 +820,10 @@ class Client:
 
     def send_signal(self, sig: int, targets: Targets = None) -> None:
         """Send signal ``sig`` to the engines' processes (SIGINT interrupts their task)."""
+        try:
+            sig = signal.Signals(sig)
+        except ValueError:
+            raise ValueError(f"{sig!r} is not a signal (e.g. signal.SIGINT)") from None
         for engine_id in self.resolve_targets(targets):
             message = self.session.message("signal_request", {"sig": int(sig)})
             self.link(engine_id).send("control", message, expects_idle=False)

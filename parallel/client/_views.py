@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,17 @@ def _serialize_chunk(once: object, chunks: list[list[object]]) -> list[bytes]:
     args = [once, *chunks]
     frames = serialize_plain_call(map_chunk, args)
     return frames if frames is not None else _serialize(map_chunk, args, {})
+
+
+def _check_sequences(call: str, sequences: Sequence[object]) -> None:
+    """:class:`TypeError` naming what is not a sequence (``len()`` and slices): the
+    views cut sequences into blocks before anything is sent."""
+    for index, seq in enumerate(sequences):
+        if not (hasattr(seq, "__len__") and hasattr(seq, "__getitem__")) or isinstance(seq, dict):
+            raise TypeError(
+                f"{call}() needs sequences (with len() and slices, e.g. a list or an array),"
+                f" not {type(seq).__name__} (sequence {index + 1})"
+            )
 
 
 def _name(fn: object) -> str:
@@ -208,6 +219,7 @@ class DirectView(_View):
     ) -> AsyncResult:
         if not sequences:
             raise TypeError("map() needs at least one sequence")
+        _check_sequences("map", sequences)
         ids = self._ids()
         length = min(len(seq) for seq in sequences)
         once = _pickled_once(f)
@@ -226,6 +238,8 @@ class DirectView(_View):
         self, code: str, silent: bool = True, targets: Targets = None, block: bool | None = None
     ) -> Any:
         """Run ``code`` on the engines as a cell (``execute_request``)."""
+        if not isinstance(code, str):
+            raise TypeError(f"execute() takes code as a str, not {code!r:.80}")
         content = {
             "code": code,
             "silent": silent,
@@ -266,12 +280,19 @@ class DirectView(_View):
         self, ns: dict[str, object], targets: Targets = None, block: bool | None = None
     ) -> Any:
         """Put the names of ``ns`` in the engines' namespaces."""
-        return self._finish(self._apply(push_on_engines, [ns], {}, targets), block)
+        if not isinstance(ns, Mapping) or not all(isinstance(k, str) for k in ns):
+            raise TypeError(f"push() takes a dict of names (str) to values, not {ns!r:.80}")
+        return self._finish(self._apply(push_on_engines, [dict(ns)], {}, targets), block)
 
     def pull(
         self, names: str | Sequence[str], targets: Targets = None, block: bool | None = None
     ) -> Any:
         """The value of ``names`` (a name, or a list of names) on each engine."""
+        if not isinstance(names, str):
+            listed = list(names) if isinstance(names, Iterable) else None
+            if listed is None or not all(isinstance(n, str) for n in listed):
+                raise TypeError(f"pull() takes a name or a list of names, not {names!r:.80}")
+            names = listed
         if isinstance(names, str):
             return self._finish(self._apply(pull_one, [names], {}, targets), block)
         return self._finish(self._apply(pull_names, [list(names)], {}, targets), block)
@@ -280,6 +301,9 @@ class DirectView(_View):
         self, key: str, seq: Sequence[object], targets: Targets = None, block: bool | None = None
     ) -> Any:
         """Partition ``seq`` into contiguous blocks and push block i as ``key`` to engine i."""
+        if not isinstance(key, str):
+            raise TypeError(f"scatter() takes a name (str) first, not {key!r:.80}")
+        _check_sequences("scatter", [seq])
         ids = self._ids(targets)
         msg_ids = []
         for index, engine_id in enumerate(ids):
@@ -477,8 +501,9 @@ class LoadBalancedView(_View):
                 return self._map(f, sequences, chunksize=chunksize, ordered=ordered)
         if not sequences:
             raise TypeError("map() needs at least one sequence")
-        if chunksize < 1:
-            raise ValueError("chunksize must be at least 1")
+        _check_sequences("map", sequences)
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be an int >= 1, not {chunksize!r}")
         length = min(len(seq) for seq in sequences)
         targets, after = self._target_set(), self._after_ids()
         once = _pickled_once(f)

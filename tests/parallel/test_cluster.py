@@ -8,6 +8,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,42 @@ def test_spin_reads_what_arrived_and_runs_done_callbacks_without_a_blocking_wait
 def test_a_bad_engine_count_is_one_value_error_before_anything_starts(n: object) -> None:
     with pytest.raises(ValueError, match=r"n must be a number of engines, 0 or more, not "):
         ipp.Cluster(n=n)  # type: ignore[arg-type]
+
+
+def test_bad_arguments_to_views_are_clear_errors_before_anything_is_sent() -> None:
+    with running_cluster(2) as (_, rc):
+        view, balanced = rc[:], rc.load_balanced_view()
+        bad: list[tuple[Callable[[], object], type[Exception], str]] = [
+            (lambda: view.scatter("x", 5), TypeError, r"scatter\(\) needs sequences .* not int"),
+            (lambda: view.scatter(3, [1]), TypeError, r"scatter\(\) takes a name \(str\)"),
+            (lambda: view.map(abs, {1: 2}), TypeError, r"map\(\) needs sequences .* not dict"),
+            (lambda: balanced.map(abs, 5), TypeError, r"not int \(sequence 1\)"),
+            (lambda: balanced.imap(abs, [1], 7), TypeError, r"not int \(sequence 2\)"),
+            (lambda: balanced.map(abs, [1], chunksize="2"), ValueError, "chunksize must be an int"),
+            (lambda: view.pull(5), TypeError, r"pull\(\) takes a name or a list of names"),
+            (lambda: view.push([("a", 1)]), TypeError, r"push\(\) takes a dict of names"),
+            (lambda: view.push({1: 2}), TypeError, r"push\(\) takes a dict of names"),
+            (lambda: view.execute(5), TypeError, r"execute\(\) takes code as a str"),
+            (lambda: rc[-3].apply(abs, 1), ipp.NoEnginesRegistered, "counts back past the 2"),
+            (lambda: rc[1.5].apply(abs, 1), TypeError, "targets must be 'all', an int"),
+            (lambda: rc[["0"]].apply(abs, 1), TypeError, "targets must be engine ids"),
+            (lambda: rc.send_signal(999), ValueError, "999 is not a signal"),
+        ]
+        before = set(rc.outstanding)
+        for call, kind, message in bad:
+            with pytest.raises(kind, match=message):
+                call()
+        assert rc.outstanding == before
+        assert rc[-1].apply_sync(abs, -2) == 2  # counting back within the engines is fine
+        assert view.map_sync(abs, range(-3, 0)) == [3, 2, 1]
+        view.push({"pulled": 1}, block=True)
+        assert view.pull(name for name in ["pulled"]).get(timeout=30) == [[1], [1]]
+
+
+def test_a_failed_execute_is_labelled_execute_as_in_ipyparallel() -> None:
+    with running_cluster(2) as (_, rc):
+        with pytest.raises(ipp.CompositeError, match=r"\[0:execute\]: NameError") as failed:
+            rc[:].execute("never_defined", block=True)
+        assert [error.kind for error in failed.value.elist] == ["execute", "execute"]
+        with pytest.raises(ipp.RemoteError, match=r"\[1:apply\]: ZeroDivisionError"):
+            rc[1].apply_sync(divmod, 1, 0)
