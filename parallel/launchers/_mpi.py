@@ -11,6 +11,8 @@ Settings for the ranks (the ``env`` option overrides any of them):
   ``..._CONFIRM=1``; they are set only when the controller runs as root;
 - ``OMPI_MCA_rmaps_base_oversubscribe=1``: engines mostly wait, so more engines than
   cores is normal (without it Open MPI says "not enough slots");
+- ``OMPI_MCA_odls_base_sigkill_timeout=4``: a stopped rank has 4 s, not 1, to remove
+  its connection file before it is SIGKILLed (``RANK_STOP_GRACE``);
 - ``JPY_PARENT_PID``: the controller, so ranks on its host end if it dies;
 - for a job on this one node (``one_node``; guessed: ``mpi_args`` name no hosts and no
   batch allocation is in the environment), what makes Open MPI start faster there
@@ -46,6 +48,13 @@ def _strings(name: str, value: object) -> list[str]:
         raise LaunchError(f"{name} must be a list of strings, not {value!r}")
     return list(value)
 
+
+#: Seconds a rank has between the SIGTERM and the SIGKILL of Open MPI's daemons when the
+#: job stops (Open MPI's default: 1). A rank removes its connection file (it holds the
+#: cluster's key, on its node) when SIGTERMed; on a loaded node a second was seen to be
+#: too short, and the file stayed. Below the launcher's own grace for ``mpiexec`` (5 s).
+RANK_STOP_GRACE = 4
+SIGKILL_TIMEOUT_ENV = "OMPI_MCA_odls_base_sigkill_timeout"
 
 #: Open MPI settings for a job on one node (the module docstring says why), unless
 #: the environment or the ``env`` option sets them.
@@ -165,6 +174,7 @@ class MPILauncher(CommandLauncher):
         if os.geteuid() == 0:
             env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         env.setdefault("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        env.setdefault(SIGKILL_TIMEOUT_ENV, str(RANK_STOP_GRACE))
         one_node = self.one_node
         if one_node is None:
             one_node = guess_one_node([*self.host_args(), *self.mpi_args], {**env, **self.env})

@@ -70,14 +70,15 @@ def test_ranks_on_two_hosts_reach_a_curve_controller_and_run_a_collective(
     everyone = [[0, b], [1, b], [2, c], [3, c]]
     assert report["collective"] == [[6, everyone]] * 4
     assert report["environ"] == ["yes"] * 4
+    # Stopped: the ranks are gone (waited for: the stop returns once mpiexec has, and a
+    # rank may still be cleaning up then), and nothing but sshd runs on the hosts (Open
+    # MPI's daemons included).
+    assert all_gone({pid for _, _, pid, _ in ranks}) == []
     # The ranks' connection files (the cluster's keys) were there while they ran; stopped
     # by SIGTERM (mpiexec's), each removed its own: the controller cleans only its runtime
     # directory, and a node's may not be that one.
     assert report["connection_files"] == 4
     assert list(remote.iterdir()) == []
-    # Stopped: the ranks are gone, and nothing but sshd runs on the hosts (Open MPI's
-    # daemons included).
-    assert all_gone({pid for _, _, pid, _ in ranks}) == []
     for name in (b, c):
         assert all_gone(hosts.pids_in(name) - {hosts.sshd_pids[name]}) == []
 

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from parallel.launchers import LaunchContext, LaunchError
-from parallel.launchers._mpi import ALLOCATION_ENV, ONE_NODE_ENV, MPILauncher, guess_one_node
+from parallel.launchers._command import STOP_GRACE
+from parallel.launchers._mpi import (
+    ALLOCATION_ENV,
+    ONE_NODE_ENV,
+    RANK_STOP_GRACE,
+    SIGKILL_TIMEOUT_ENV,
+    MPILauncher,
+    guess_one_node,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +125,14 @@ def test_the_env_option_reaches_ranks_on_other_nodes(tmp_path: Path) -> None:
 def test_bad_hosts_are_one_line(hosts: object, mpi_args: list[str], expected: str) -> None:
     with pytest.raises(LaunchError, match=expected):
         MPILauncher(hosts=hosts, mpi_args=mpi_args)  # type: ignore[arg-type]
+
+
+def test_ranks_get_time_to_clean_up_when_stopped_unless_the_user_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SIGKILL_TIMEOUT_ENV, raising=False)
+    assert command_env(tmp_path)[SIGKILL_TIMEOUT_ENV] == str(RANK_STOP_GRACE)
+    assert RANK_STOP_GRACE < STOP_GRACE  # mpiexec itself is SIGKILLed after STOP_GRACE
+    assert command_env(tmp_path, env={SIGKILL_TIMEOUT_ENV: "9"})[SIGKILL_TIMEOUT_ENV] == "9"
+    monkeypatch.setenv(SIGKILL_TIMEOUT_ENV, "2")
+    assert command_env(tmp_path)[SIGKILL_TIMEOUT_ENV] == "2"
