@@ -288,14 +288,12 @@ class DirectView(_View):
         self, names: str | Sequence[str], targets: Targets = None, block: bool | None = None
     ) -> Any:
         """The value of ``names`` (a name, or a list of names) on each engine."""
-        if not isinstance(names, str):
-            listed = list(names) if isinstance(names, Iterable) else None
-            if listed is None or not all(isinstance(n, str) for n in listed):
-                raise TypeError(f"pull() takes a name or a list of names, not {names!r:.80}")
-            names = listed
         if isinstance(names, str):
             return self._finish(self._apply(pull_one, [names], {}, targets), block)
-        return self._finish(self._apply(pull_names, [list(names)], {}, targets), block)
+        listed = list(names) if isinstance(names, Iterable) else None
+        if listed is None or not all(isinstance(n, str) for n in listed):
+            raise TypeError(f"pull() takes a name or a list of names, not {names!r:.80}")
+        return self._finish(self._apply(pull_names, [listed], {}, targets), block)
 
     def scatter(
         self, key: str, seq: Sequence[object], targets: Targets = None, block: bool | None = None
