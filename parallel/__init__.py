@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 from kernel._lazy import lazy_exports
 
 __all__ = [
+    "ALL_COMPLETED",
+    "FIRST_COMPLETED",
+    "FIRST_EXCEPTION",
     "AsyncResult",
     "Client",
     "ClientClosed",
@@ -30,16 +33,22 @@ __all__ = [
     "LoadBalancedView",
     "NoEnginesRegistered",
     "ParallelError",
+    "Reference",
     "RemoteError",
     "SchedulerError",
     "SerializationError",
     "TimeoutError",
+    "ViewExecutor",
     "error",
     "interactive",
     "load_ipython_extension",
     "load_loom_extension",
+    "require",
     "unload_ipython_extension",
     "unload_loom_extension",
+    "use_cloudpickle",
+    "use_dill",
+    "use_pickle",
 ]
 
 _EXPORTS = {
@@ -47,6 +56,16 @@ _EXPORTS = {
     "ExecuteReply": ".client._asyncresult",
     "Client": ".client._pool_client",
     "interactive": ".client._remote",
+    "Reference": ".client._remote",
+    "require": ".client._remote",
+    "ViewExecutor": ".client._executor",
+    "use_cloudpickle": ".client._pickles",
+    "use_dill": ".client._pickles",
+    "use_pickle": ".client._pickles",
+    # concurrent.futures' names, for AsyncResult.get(return_when=...), as ipyparallel has.
+    "ALL_COMPLETED": "concurrent.futures",
+    "FIRST_COMPLETED": "concurrent.futures",
+    "FIRST_EXCEPTION": "concurrent.futures",
     "DirectView": ".client._views",
     "LoadBalancedView": ".client._views",
     "Cluster": ".cluster._cluster",
@@ -64,6 +83,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION
+
     from kernel.server.magics import Magics
 
     from ._errors import (
@@ -80,8 +101,10 @@ if TYPE_CHECKING:
         TimeoutError,
     )
     from .client._asyncresult import AsyncResult, ExecuteReply
+    from .client._executor import ViewExecutor
+    from .client._pickles import use_cloudpickle, use_dill, use_pickle
     from .client._pool_client import Client
-    from .client._remote import interactive
+    from .client._remote import Reference, interactive, require
     from .client._views import DirectView, LoadBalancedView
     from .cluster._cluster import Cluster
 

@@ -21,10 +21,12 @@ dropped result's late replies are discarded, so memory stays bounded.
 
 from __future__ import annotations
 
+import datetime
 import sys
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from concurrent.futures._base import CANCELLED as _CANCELLED
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED as _CANCELLED_AND_NOTIFIED
 from concurrent.futures._base import FINISHED as _FINISHED
@@ -50,6 +52,14 @@ __all__ = ["AsyncResult", "ExecuteReply"]
 _SHARED_CONDITION = Future()._condition
 #: The states in which ``Future.done()`` is true.
 _DONE = frozenset({_CANCELLED, _CANCELLED_AND_NOTIFIED, _FINISHED})
+#: ipyparallel's keys of a task's metadata (``ar.metadata``, ``ar["started"]``,
+#: ``ar.started``).
+METADATA_KEYS = (
+    "msg_id", "engine_id", "engine_uuid", "status", "submitted", "started", "completed",
+    "received", "stdout", "stderr", "outputs", "error",
+)  # fmt: skip
+#: What the controller's records add to them (the times the client cannot know).
+_RECORD_KEYS = ["msg_id", "engine_uuid", "status", "submitted", "started", "completed"]
 
 
 @dataclass(slots=True)
@@ -85,6 +95,8 @@ class _Task:
     stdout: list[str] | tuple[()] = _NONE
     stderr: list[str] | tuple[()] = _NONE
     outputs: list[JSONDict] | tuple[()] = _NONE
+    #: When the reply arrived here (``time.time()``): metadata's ``received``.
+    received: float | None = None
 
 
 class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
@@ -123,6 +135,8 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         self._fname = fname
         self._submitted = time.monotonic()
         self._completed: float | None = None
+        #: ``metadata``, once asked for after the result was in (it changes no more).
+        self._metadata: list[dict[str, Any]] | None = None
         if not self.msg_ids:  # nothing to wait for (a map over an empty sequence)
             self._settle()
 
@@ -159,6 +173,7 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         if task is None or task.done:
             return
         task.engine, task.value, task.error, task.done = engine, value, error, True
+        task.received = time.time()
         if self._finished_order is not None:
             self._finished_order.append(msg_id)
         self._unfinished -= 1
@@ -194,15 +209,75 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         limit = None if timeout is None or timeout < 0 else timeout
         return self._client._pump.pump_until(self.done, limit)
 
-    def get(self, timeout: float | None = -1) -> Any:
+    def get(
+        self,
+        timeout: float | None = -1,
+        return_exceptions: bool = False,
+        return_when: str | None = None,
+    ) -> Any:
         """The result, waiting up to ``timeout`` seconds (negative or None: no limit).
 
         Raises :class:`TimeoutError` if it is not in by then, and the remote error
         (:class:`RemoteError`, :class:`CompositeError`, :class:`EngineError`) if a task failed.
+        ``return_exceptions=True``: each failed task's error takes its place in the
+        result instead (a failed chunk of a map: one error for its elements).
+        ``return_when=FIRST_EXCEPTION`` (``concurrent.futures``'): raise, or return, the
+        first task's error as soon as it is in, without waiting for the others.
         """
+        if return_when == FIRST_COMPLETED:  # as ipyparallel: not supported, said so
+            warnings.warn(
+                "AsyncResult.get(return_when=FIRST_COMPLETED) is not supported: waiting for"
+                " all tasks (ALL_COMPLETED)",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif return_when not in (None, ALL_COMPLETED, FIRST_EXCEPTION):
+            raise ValueError(
+                f"return_when must be None, ALL_COMPLETED or FIRST_EXCEPTION, not {return_when!r}"
+            )
+        limit = None if timeout is None or timeout < 0 else timeout
+        if return_when == FIRST_EXCEPTION:
+            self._client._pump.pump_until(
+                lambda: self.done() or self._first_error() is not None, limit
+            )
+            first = self._first_error()
+            if first is not None and not self.done():
+                if return_exceptions:
+                    return first
+                raise first
         if not self.wait(timeout):
             raise TimeoutError(f"Result not ready after {timeout} s: {self._progress_text()}")
+        if return_exceptions and super().exception(0) is not None:
+            return self._with_errors()
         return super().result(0)
+
+    def _first_error(self) -> RemoteError | None:
+        return next((t.error for t in self._tasks.values() if t.error is not None), None)
+
+    def _with_errors(self) -> Any:
+        """The result with each failed task's error in its place (``return_exceptions``)."""
+        values = [t.error if t.error is not None else t.value for t in self._tasks.values()]
+        if self._single:
+            return values[0]
+        if self._reducer is None:
+            return values
+        flat: list[object] = []
+        for value in values:  # a failed chunk's elements are unknown: its error, once
+            if isinstance(value, BaseException):
+                flat.append(value)
+            else:
+                flat.extend(value)  # type: ignore[arg-type]
+        return flat
+
+    @property
+    def r(self) -> Any:
+        """``get()`` (ipyparallel's shorthand)."""
+        return self.get()
+
+    @property
+    def result_dict(self) -> dict[int, Any]:
+        """``get_dict()`` (ipyparallel's shorthand)."""
+        return self.get_dict()
 
     def result(self, timeout: float | None = None) -> Any:
         """As :meth:`get` (``concurrent.futures.Future.result``'s signature)."""
@@ -241,6 +316,11 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         value, in order, or in the order their tasks finish for a map made with
         ``ordered=False``. A failed task raises its error when its turn comes; a single
         result's value is iterated as a whole (ipyparallel semantics)."""
+        return self._iterate(return_exceptions=False)
+
+    def _iterate(self, *, return_exceptions: bool) -> Iterator[Any]:
+        """``__iter__``; ``return_exceptions``: a failed task's error is yielded, not raised
+        (a map's failed chunk: once)."""
         if self._single:
             self.get()
             value = super().result(0)
@@ -255,7 +335,10 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
                 pump.pump_until(lambda: len(finished) > index, None)  # noqa: B023
                 task = self._tasks[finished[index]]
             if task.error is not None:
-                raise task.error
+                if not return_exceptions:
+                    raise task.error
+                yield task.error
+                continue
             if self._reducer is not None:  # a map's task holds a chunk of elements
                 yield from task.value  # type: ignore[misc]
             else:
@@ -326,6 +409,112 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
 
     def wait_for_send(self, timeout: float | None = -1) -> None:
         """Returns at once: see :attr:`sent`."""
+
+    # -- metadata (ipyparallel's) ------------------------------------------------------
+
+    @property
+    def metadata(self) -> Any:
+        """Each task's metadata, a dict (one for a single task, else a list), with
+        ipyparallel's keys: ``msg_id``, ``engine_id``, ``engine_uuid``, ``status``,
+        ``submitted``, ``started``, ``completed``, ``received`` (``datetime``, UTC:
+        ``started``/``completed`` by the engine's clock, ``received`` by this one's),
+        ``stdout``, ``stderr``, ``outputs`` and ``error``.
+
+        The times of the task come from the controller's records (one request, asked when
+        the metadata is; the client keeps none of it per task, so 100,000 results cost no
+        more memory): what a task has not reached yet is ``None``. Once the result is
+        in, the metadata is fetched once and kept with the result.
+        """
+        metadata = self._metadata
+        if metadata is None:
+            self._client._pump.drain()
+            done = self.done()
+            metadata = self._fetch_metadata(wait=done)
+            if done:
+                self._metadata = metadata
+        return metadata[0] if self._single else metadata
+
+    def _fetch_metadata(self, *, wait: bool) -> list[dict[str, Any]]:
+        records = self._client._controller.task_records(self.msg_ids, _RECORD_KEYS, wait=wait)
+        out = []
+        for msg_id, task in self._tasks.items():
+            record = records.get(msg_id, {})
+            status: str | None
+            if task.done:
+                status = "ok" if task.error is None else "error"
+                if task.error is not None and task.error.ename == "TaskAborted":
+                    status = "aborted"
+            else:
+                status = record.get("status")
+            received = task.received
+            out.append(
+                {
+                    "msg_id": msg_id,
+                    "engine_id": task.engine,
+                    "engine_uuid": record.get("engine_uuid"),
+                    "status": status,
+                    "submitted": record.get("submitted"),
+                    "started": record.get("started"),
+                    "completed": record.get("completed"),
+                    "received": (
+                        None
+                        if received is None
+                        else datetime.datetime.fromtimestamp(received, datetime.UTC)
+                    ),
+                    "stdout": "".join(task.stdout),
+                    "stderr": "".join(task.stderr),
+                    "outputs": list(task.outputs),
+                    "error": task.error,
+                }
+            )
+        return out
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        """A metadata key (``ar["started"]``: each task's, or the single task's), or,
+        with an int or a slice, the finished result's items (ipyparallel's)."""
+        if isinstance(key, str):
+            if key not in METADATA_KEYS:
+                known = ", ".join(METADATA_KEYS)
+                raise KeyError(f"{key!r} is not a metadata key; they are: {known}")
+            metadata = self.metadata
+            return metadata[key] if self._single else [md[key] for md in metadata]
+        if not self.ready():
+            raise TimeoutError(f"Result not ready: {self._progress_text()}")
+        return self.get()[key]
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names no attribute has: ``ar.started``, ``ar.completed``... as in
+        # ipyparallel; any other name is the usual AttributeError.
+        if name in METADATA_KEYS:
+            return self[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def serial_time(self) -> float:
+        """Seconds the tasks ran, summed (each one's ``completed - started``, by its
+        engine's clock). :class:`TimeoutError` if the result is not in yet."""
+        if not self.ready():
+            raise TimeoutError(f"Result not ready: {self._progress_text()}")
+        metadata = self.metadata
+        total = 0.0
+        for md in [metadata] if self._single else metadata:
+            started, completed = md["started"], md["completed"]
+            if isinstance(started, datetime.datetime) and isinstance(completed, datetime.datetime):
+                total += (completed - started).total_seconds()
+        return total
+
+    @staticmethod
+    def timedelta(
+        start: datetime.datetime | Sequence[datetime.datetime],
+        end: datetime.datetime | Sequence[datetime.datetime],
+        start_key: Callable[[Sequence[datetime.datetime]], datetime.datetime] = min,
+        end_key: Callable[[Sequence[datetime.datetime]], datetime.datetime] = max,
+    ) -> float:
+        """Seconds between two times or sets of times (``ar.timedelta(ar.submitted,
+        ar.received)``): by default the earliest of ``start`` to the latest of ``end``."""
+        first = start if isinstance(start, datetime.datetime) else start_key(start)
+        last = end if isinstance(end, datetime.datetime) else end_key(end)
+        return (last - first).total_seconds()
 
     def _per_task(self, get: Callable[[_Task], Any]) -> Any:
         values = [get(t) for t in self._tasks.values()]

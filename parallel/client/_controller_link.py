@@ -186,15 +186,8 @@ class ControllerLink:
         own = [self._client._results.get(m) for m in ids]
         if single and own[0] is not None:  # this client's own request, still tracked
             return own[0]
-        reply = self.call("result_request", {"msg_ids": ids})
+        reply = self.records_of(ids)
         unknown = reply.content.get("unknown", [])
-        if unknown and all(made_here(m) for m in unknown):
-            # Sent from here, so they exist; their records are on their way (RECORD_WAIT).
-            deadline = time.monotonic() + RECORD_WAIT
-            while unknown and time.monotonic() < deadline:
-                self._client._pump.pump_until(lambda: False, 0.05)  # reads while it waits
-                reply = self.call("result_request", {"msg_ids": ids})
-                unknown = reply.content.get("unknown", [])
         if unknown:
             raise KeyError(
                 f"the controller has no record of {', '.join(unknown)}: not a task of this"
@@ -255,6 +248,38 @@ class ControllerLink:
             return deserialize_object(buffers), None
         except Exception as exc:  # a result this process cannot unpickle
             return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)
+
+    def records_of(
+        self, ids: list[str], keys: list[str] | None = None, *, wait: bool = True
+    ) -> Message:
+        """The hub's ``result_reply`` for ``ids`` (``keys``: the record keys wanted; None:
+        the result's). With ``wait``, ids this process made that the hub does not know yet
+        are asked for again for up to :data:`RECORD_WAIT` seconds: they exist, and their
+        records are on their way."""
+        content: JSONDict = {"msg_ids": ids} if keys is None else {"msg_ids": ids, "keys": keys}
+        reply = self.call("result_request", content)
+        unknown = reply.content.get("unknown", [])
+        if wait and unknown and all(made_here(m) for m in unknown):
+            deadline = time.monotonic() + RECORD_WAIT
+            while unknown and time.monotonic() < deadline:
+                self._client._pump.pump_until(lambda: False, 0.05)  # reads while it waits
+                reply = self.call("result_request", content)
+                unknown = reply.content.get("unknown", [])
+        return reply
+
+    def task_records(
+        self, ids: list[str], keys: list[str], *, wait: bool
+    ) -> dict[str, dict[str, Any]]:
+        """The records of ``ids`` (``keys`` of each, dates as ``datetime``) by the id asked
+        (a load-balanced task's id, or a msg_id); ids without a record are left out."""
+        reply = self.records_of(ids, keys, wait=wait)
+        out = {}
+        for record in reply.content.get("records", []):
+            for key in DATE_KEYS:
+                if isinstance(record.get(key), str):
+                    record[key] = _parse_date(record[key])
+            out[str(record.get("asked"))] = record
+        return out
 
     def result_status(self, msg_ids: str | Sequence[str]) -> dict[str, list[str]]:
         ids = [msg_ids] if isinstance(msg_ids, str) else list(msg_ids)

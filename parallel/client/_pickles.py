@@ -43,7 +43,7 @@ import cloudpickle
 from .._errors import SerializationError
 from ..protocol._serialize import PickledOnce, serialize_call, serialize_pickled_call
 
-__all__ = ["serialize_apply"]
+__all__ = ["serialize_apply", "use_cloudpickle", "use_dill", "use_pickle"]
 
 #: Values whose pickle depends only on their identity-equal self.
 _ATOMIC: Final = frozenset({int, float, complex, str, bytes, bool, type(None)})
@@ -173,3 +173,17 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
             stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
         names = _names[code] = tuple(found)
     return names
+
+
+def use_cloudpickle() -> None:
+    """Nothing to switch: Loom always pickles with cloudpickle (ipyparallel's module-level
+    switch, kept so that code calling it runs unchanged)."""
+
+
+def use_pickle() -> None:
+    """As :func:`use_cloudpickle`: cloudpickle pickles all that ``pickle`` does."""
+
+
+def use_dill() -> None:
+    """As :func:`use_cloudpickle`: cloudpickle covers what code switches to dill for
+    (lambdas, closures, interactively defined classes)."""

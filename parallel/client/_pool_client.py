@@ -75,6 +75,7 @@ from ._shm_client import ClientShm, open_client_shm
 
 if TYPE_CHECKING:
     from ._balancer import Balancer
+    from ._executor import ViewExecutor
     from ._views import DirectView, LoadBalancedView
 
 __all__ = ["Client", "EngineRestart"]
@@ -124,6 +125,9 @@ class Client:
         self._authenticated = self._info.authenticates_peers
         self._link_session.check_signatures = not self._authenticated
         self._ctx: zmq.Context[zmq.Socket[bytes]] = shared_context()  # type: ignore[assignment]
+        #: The default of ``block`` where a client call takes one (``get_result``,
+        #: ``resubmit``), as ipyparallel's ``Client.block``; views have their own.
+        self.block = False
         self._pump = Pump()
         self._links: dict[int, EngineLink] = {}
         #: What the hub said of each live engine (its pid, ports).
@@ -182,11 +186,27 @@ class Client:
         self._pump.read_ready(self._hub, self._notify)
         return sorted(self._links)
 
-    def wait_for_engines(self, n: int | None = None, *, timeout: float = -1) -> None:
+    def wait_for_engines(
+        self,
+        n: int | None = None,
+        *,
+        timeout: float = -1,
+        block: bool = True,
+        interactive: bool | None = None,
+        widget: bool | None = None,
+    ) -> None:
         """Block until ``n`` engines are registered (``None``: the ones known now).
 
         Raises :class:`TimeoutError` after ``timeout`` seconds (negative: no limit).
+        ``interactive`` and ``widget`` (ipyparallel's progress display) are accepted and
+        show nothing; ``block=False`` is refused: without a thread nothing would wait.
         """
+        if not block:
+            raise NotImplementedError(
+                "wait_for_engines(block=False) is not supported: the client has no thread"
+                " to wait with; call it when you need the engines, or await"
+                " Cluster.start_and_connect()"
+            )
         target = len(self._links) if n is None else n
         if not self.pump_until_engines(target, None if timeout < 0 else timeout):
             raise ParallelTimeout(
@@ -673,15 +693,37 @@ class Client:
 
     # -- records (the controller's database; issue 13) ---------------------------------
 
-    def get_result(self, indices_or_msg_ids: str | Sequence[str]) -> AsyncResult:
-        """The result of tasks by msg_id, also ones another client sent (ipyparallel's
-        ``get_result``): from the controller's records, finished or watched until they
-        are. :class:`KeyError` for a msg_id the controller has no record of."""
-        return self._controller.get_result(indices_or_msg_ids)
+    def get_result(
+        self,
+        indices_or_msg_ids: str | Sequence[str] | AsyncResult,
+        block: bool | None = None,
+        owner: bool = True,
+    ) -> AsyncResult:
+        """The result of tasks by msg_id (or an ``AsyncResult``'s), also ones another
+        client sent (ipyparallel's ``get_result``): from the controller's records,
+        finished or watched until they are. :class:`KeyError` for a msg_id the controller
+        has no record of. ``block=True``: return once the result is in. (``owner``:
+        accepted; a client keeps no result cache to own.)"""
+        ids = indices_or_msg_ids
+        if isinstance(ids, AsyncResult):  # single again if it was (one target, one task)
+            ids = ids.msg_ids[0] if ids._single else ids.msg_ids
+        result = self._controller.get_result(ids)
+        if self.block if block is None else block:
+            result.wait()
+        return result
 
-    def result_status(self, msg_ids: str | Sequence[str]) -> dict[str, list[str]]:
-        """``{"completed": [...], "pending": [...], "unknown": [...]}`` for ``msg_ids``."""
-        return self._controller.result_status(msg_ids)
+    def result_status(
+        self, msg_ids: str | Sequence[str], status_only: bool = True
+    ) -> dict[str, Any]:
+        """``{"completed": [...], "pending": [...], "unknown": [...]}`` for ``msg_ids``;
+        with ``status_only=False`` also each completed task's result by its msg_id (an
+        error as the exception)."""
+        status: dict[str, Any] = self._controller.result_status(msg_ids)
+        if not status_only and status["completed"]:
+            done = self._controller.get_result(status["completed"])
+            values = done.get(return_exceptions=True)
+            status.update(zip(status["completed"], values, strict=True))
+        return status
 
     def db_query(
         self, query: dict[str, Any], keys: Sequence[str] | None = None
@@ -691,20 +733,37 @@ class Client:
         the buffers); dates are ``datetime``. As ipyparallel's ``Client.db_query``."""
         return self._controller.db_query(query, keys)
 
-    def resubmit(self, indices_or_msg_ids: str | Sequence[str]) -> AsyncResult:
-        """Run recorded apply tasks again, load-balanced; the new tasks' result."""
-        return self._controller.resubmit(indices_or_msg_ids)
+    def resubmit(
+        self,
+        indices_or_msg_ids: str | Sequence[str],
+        metadata: dict[str, Any] | None = None,
+        block: bool | None = None,
+    ) -> AsyncResult:
+        """Run recorded apply tasks again, load-balanced; the new tasks' result
+        (``block=True``: once it is in). ``metadata`` is accepted for ipyparallel's sake:
+        the tasks keep their recorded metadata."""
+        result = self._controller.resubmit(indices_or_msg_ids)
+        if self.block if block is None else block:
+            result.wait()
+        return result
 
     # -- views -----------------------------------------------------------------------------
 
     def __getitem__(self, key: Targets) -> DirectView:
         return self.direct_view(key)
 
-    def direct_view(self, targets: Targets = "all") -> DirectView:
-        """A view on ``targets``; an int gives single results, anything else lists."""
+    def direct_view(self, targets: Targets = "all", **flags: Any) -> DirectView:
+        """A view on ``targets``; an int gives single results, anything else lists.
+        ``flags`` as ``set_flags`` takes them (``block=True``)."""
         from ._views import DirectView
 
-        return DirectView(self, targets)
+        view = DirectView(self, targets)
+        view.set_flags(**flags)
+        return view
+
+    def executor(self, targets: Targets = None) -> ViewExecutor:
+        """A ``concurrent.futures.Executor`` on a load-balanced view of ``targets``."""
+        return self.load_balanced_view(targets).executor
 
     def load_balanced_view(self, targets: Targets = None, **flags: Any) -> LoadBalancedView:
         """A view that runs each task on whichever of ``targets`` (default: all) is free;
@@ -792,20 +851,58 @@ class Client:
         self._pump.check_open()
         self._pump.drain()
 
-    def wait(self, jobs: Iterable[AsyncResult | str] | None = None, timeout: float = -1) -> bool:
+    def wait(
+        self,
+        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        timeout: float = -1,
+    ) -> bool:
         """Wait for ``jobs`` (results or msg_ids; default: everything outstanding); done?"""
-        if jobs is None:
-            pending: set[str] = self.outstanding
-        else:
-            pending = set()
-            for job in jobs:
-                pending |= set(job.msg_ids) if isinstance(job, AsyncResult) else {job}
+        pending: set[str] = self.outstanding if jobs is None else set(_msg_ids_of(jobs))
         limit = None if timeout < 0 else timeout
         return self._pump.pump_until(lambda: not (pending & self.outstanding), limit)
 
-    def abort(self, jobs: Iterable[str] | None = None) -> None:
-        """Abort tasks that have not started (default: every outstanding one)."""
-        ids = list(self.outstanding if jobs is None else jobs)
+    def wait_interactive(
+        self,
+        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        interval: float = 1.0,
+        timeout: float = -1,
+    ) -> None:
+        """Wait as :meth:`wait` does, printing ``done/total tasks finished after N s`` every
+        ``interval`` seconds; :class:`TimeoutError` if not all are done within ``timeout``."""
+        pending: set[str] = self.outstanding if jobs is None else set(_msg_ids_of(jobs))
+        start = time.monotonic()
+        deadline = None if timeout < 0 else start + timeout
+
+        def progress() -> str:
+            done = len(pending - self.outstanding)
+            return f"{done}/{len(pending)} tasks finished after {time.monotonic() - start:.0f} s"
+
+        while pending & self.outstanding:
+            if deadline is not None and time.monotonic() >= deadline:
+                print(f"\r{progress()}")
+                raise ParallelTimeout(f"not all tasks finished after {timeout:g} s")
+            step = interval if deadline is None else min(interval, deadline - time.monotonic())
+            self._pump.pump_until(lambda: not (pending & self.outstanding), max(step, 0.0))
+            print(f"\r{progress()}", end="", flush=True)
+        print(f"\r{progress()}")
+
+    def abort(
+        self,
+        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> None:
+        """Abort tasks that have not started: ``jobs`` (msg_ids or results), or every
+        outstanding one on ``targets``, or, with neither, every outstanding one. Aborted
+        tasks fail with ``TaskAborted``. (``block``: accepted; the engines are told at
+        once and nothing waits for their answer, which the aborted results carry.)"""
+        if jobs is None and targets is not None:
+            links = [self.link(engine_id) for engine_id in self.resolve_targets(targets)]
+            ids = [msg_id for link in links for msg_id in link.tracker.pending]
+        elif jobs is None:
+            ids = list(self.outstanding)
+        else:
+            ids = _msg_ids_of(jobs)
         if self._balancer is not None:
             ids = self._balancer.abort(ids)
         for engine_id, link in list(self._links.items()):
@@ -818,8 +915,9 @@ class Client:
             message = self.session.message("abort_request", {"msg_ids": msg_ids})
             link.send("control", message, expects_idle=False)
 
-    def send_signal(self, sig: int, targets: Targets = None) -> None:
-        """Send signal ``sig`` to the engines' processes (SIGINT interrupts their task)."""
+    def send_signal(self, sig: int, targets: Targets = None, block: bool | None = None) -> None:
+        """Send signal ``sig`` to the engines' processes (SIGINT interrupts their task).
+        (``block``: accepted; the signals are sent at once, not waited for.)"""
         try:
             sig = signal.Signals(sig)
         except ValueError:
@@ -828,8 +926,24 @@ class Client:
             message = self.session.message("signal_request", {"sig": int(sig)})
             self.link(engine_id).send("control", message, expects_idle=False)
 
-    def shutdown(self, targets: Targets = "all", hub: bool = False, timeout: float = 10.0) -> None:
-        """Stop engines (``targets``) and, with ``hub=True``, the controller and its cluster."""
+    def shutdown(
+        self,
+        targets: Targets = "all",
+        restart: bool = False,
+        hub: bool = False,
+        block: bool | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """Stop engines (``targets``) and, with ``hub=True``, the controller and its cluster.
+        Returns once the controller has stopped them (``block`` is accepted: this always
+        waits, at most ``timeout`` seconds). ``restart=True`` is refused, as in ipyparallel:
+        a cluster started with restarts on replaces engines that die by themselves."""
+        if restart:
+            raise NotImplementedError(
+                "shutdown(restart=True) is not supported (nor in ipyparallel): stop the"
+                " engines and start a new cluster; a cluster started with restarts on"
+                " replaces engines that die by themselves"
+            )
         ids = None if targets in ("all", None) and hub else self.resolve_targets(targets)
         self._hub_request("shutdown_request", {"targets": ids, "hub": hub}, timeout)
 
@@ -873,6 +987,24 @@ class Client:
     @property
     def info(self) -> ControllerInfo:
         return self._info
+
+
+def _msg_ids_of(jobs: Iterable[AsyncResult | str] | AsyncResult | str) -> list[str]:
+    """The msg_ids of ``jobs``: a msg_id, a result, or an iterable of either;
+    :class:`TypeError` naming anything else (ipyparallel's history indices: Loom keeps no
+    history)."""
+    items = [jobs] if isinstance(jobs, str | AsyncResult) else jobs
+    if not isinstance(items, Iterable):
+        raise TypeError(f"jobs must be msg_ids or AsyncResults, not {jobs!r:.80}")
+    ids: list[str] = []
+    for job in items:
+        if isinstance(job, AsyncResult):
+            ids.extend(job.msg_ids)
+        elif isinstance(job, str):
+            ids.append(job)
+        else:
+            raise TypeError(f"jobs must be msg_ids or AsyncResults, not {job!r:.80}")
+    return ids
 
 
 _deserialize: Callable[[list[bytes]], object] | None = None

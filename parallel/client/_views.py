@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,9 @@ from ..protocol._engine_traits import labels_from, resources_from
 # whoever makes a view sends pickles, and `import parallel` still loads no cloudpickle.
 from ..protocol._serialize import PickledOnce, serialize_call, serialize_plain_call
 from ._asyncresult import AsyncResult
+from ._executor import ViewExecutor
 from ._pickles import serialize_apply
-from ._remote import map_chunk, pull_names, pull_one
+from ._remote import call_with_references, has_references, map_chunk, pull_names, pull_one
 from ._remote import nothing as _nothing
 from ._remote import push as push_on_engines
 
@@ -94,6 +96,16 @@ class _View:
         finally:
             self.set_flags(**saved)
 
+    def __len__(self) -> int:
+        """How many engines the view reaches (all registered ones for ``"all"``/None)."""
+        targets = self.targets
+        return len(self.client.resolve_targets("all" if targets is None else targets))
+
+    @property
+    def executor(self) -> ViewExecutor:
+        """This view as a ``concurrent.futures.Executor`` (``submit``, ``map``)."""
+        return ViewExecutor(self)
+
     def _finish(self, result: AsyncResult, block: bool | None) -> Any:
         return result.get() if (self.block if block is None else block) else result
 
@@ -124,6 +136,12 @@ class _View:
         self, f: Callable[..., object], *sequences: Sequence[object], **flags: Any
     ) -> AsyncResult:
         return self._map(f, sequences, **flags)
+
+    def imap(
+        self, f: Callable[..., object], *sequences: Sequence[object], **flags: Any
+    ) -> Iterator[Any]:
+        """``map_async``'s results one by one, in order, each as soon as it is in."""
+        return iter(self._map(f, sequences, **flags))
 
     def remote(
         self, block: bool | None = None
@@ -159,22 +177,45 @@ class _View:
         no history of its own); whether all finished (``Client.wait``)."""
         return self.client.wait(jobs, timeout)
 
-    def abort(self, jobs: Iterable[str] | None = None) -> None:
+    def abort(
+        self,
+        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        targets: Targets = None,
+        block: bool | None = None,
+    ) -> None:
         """Abort tasks that have not started (``Client.abort``)."""
-        self.client.abort(jobs)
+        self.client.abort(jobs, targets=targets, block=block)
 
-    def get_result(self, indices_or_msg_ids: str | Sequence[str]) -> AsyncResult:
+    def get_result(
+        self,
+        indices_or_msg_ids: str | Sequence[str] | AsyncResult,
+        block: bool | None = None,
+        owner: bool = False,
+    ) -> AsyncResult:
         """Recorded results by msg_id (``Client.get_result``)."""
-        return self.client.get_result(indices_or_msg_ids)
+        return self.client.get_result(indices_or_msg_ids, block=block, owner=owner)
 
     def spin(self) -> None:
         """Read what has arrived (``Client.spin``)."""
         self.client.spin()
 
-    def shutdown(self, targets: Targets = None, hub: bool = False, timeout: float = 10.0) -> None:
+    def shutdown(
+        self,
+        targets: Targets = None,
+        restart: bool = False,
+        hub: bool = False,
+        block: bool | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         """Stop the view's engines (or ``targets``); ``hub=True`` stops the whole cluster."""
         chosen = self.targets if targets is None else targets
-        self.client.shutdown("all" if chosen is None else chosen, hub=hub, timeout=timeout)
+        self.client.shutdown(
+            "all" if chosen is None else chosen,
+            restart=restart,
+            hub=hub,
+            block=block,
+            timeout=timeout,
+        )
 
     def _apply(
         self, f: Callable[..., object], args: Sequence[object], kwargs: dict[str, Any]
@@ -207,11 +248,14 @@ class DirectView(_View):
         targets: Targets = None,
     ) -> AsyncResult:
         ids = self._ids(targets)
+        fname = _name(f)
+        if has_references(args, kwargs):  # names looked up on each engine
+            f, args, kwargs = call_with_references, (f, args, kwargs), {}
         # Before sending: unpicklable -> error here. The function's pickle may be kept.
         buffers = serialize_apply(f, args, kwargs)
         # One request for all: large buffers are written to shared memory once (_shm_client).
         msg_ids = self.client.send_requests(ids, "apply_request", {}, buffers)
-        result = AsyncResult(self.client, msg_ids, fname=_name(f), single=self._single(targets))
+        result = AsyncResult(self.client, msg_ids, fname=fname, single=self._single(targets))
         return self.client.track(result)
 
     def _map(
@@ -233,6 +277,18 @@ class DirectView(_View):
             msg_ids.append(self.client.send_request(engine_id, "apply_request", {}, buffers))
         result = AsyncResult(self.client, msg_ids, fname=_name(f), reducer=_concatenate)
         return self.client.track(result)
+
+    def clear(self, targets: Targets = None, block: bool | None = None) -> Any:
+        """Empty the engines' namespaces (``%reset -f`` on each: what the engine itself
+        defines, ``display`` and the like, stays)."""
+        return self.execute("%reset -f", targets=targets, block=block)
+
+    def activate(self, suffix: str = "") -> None:
+        """Register the ``%px`` magics (``%px{suffix}``...) for this view (ipyparallel's);
+        ``Client.activate`` makes a new blocking view instead."""
+        from ..magics._px_activate import activate_view
+
+        activate_view(self, suffix)
 
     def execute(
         self, code: str, silent: bool = True, targets: Targets = None, block: bool | None = None
@@ -277,9 +333,15 @@ class DirectView(_View):
         )
 
     def push(
-        self, ns: dict[str, object], targets: Targets = None, block: bool | None = None
+        self,
+        ns: dict[str, object],
+        targets: Targets = None,
+        block: bool | None = None,
+        track: bool | None = None,
     ) -> Any:
-        """Put the names of ``ns`` in the engines' namespaces."""
+        """Put the names of ``ns`` in the engines' namespaces. (``track``: accepted for
+        ipyparallel's sake; the data is always sent before this returns, see
+        ``AsyncResult.sent``.)"""
         if not isinstance(ns, Mapping) or not all(isinstance(k, str) for k in ns):
             raise TypeError(f"push() takes a dict of names (str) to values, not {ns!r:.80}")
         return self._finish(self._apply(push_on_engines, [dict(ns)], {}, targets), block)
@@ -296,28 +358,47 @@ class DirectView(_View):
         return self._finish(self._apply(pull_names, [listed], {}, targets), block)
 
     def scatter(
-        self, key: str, seq: Sequence[object], targets: Targets = None, block: bool | None = None
+        self,
+        key: str,
+        seq: Sequence[object],
+        dist: str = "b",
+        flatten: bool = False,
+        targets: Targets = None,
+        block: bool | None = None,
+        track: bool | None = None,
     ) -> Any:
-        """Partition ``seq`` into contiguous blocks and push block i as ``key`` to engine i."""
+        """Partition ``seq`` into contiguous blocks and push block i as ``key`` to engine i.
+
+        ``flatten``: a block of one element is pushed as that element, not a list of one
+        (ipyparallel's). ``dist`` is ``"b"`` (blocks), the only distribution there is."""
         if not isinstance(key, str):
             raise TypeError(f"scatter() takes a name (str) first, not {key!r:.80}")
+        _check_dist(dist)
         _check_sequences("scatter", [seq])
         ids = self._ids(targets)
         msg_ids = []
         for index, engine_id in enumerate(ids):
             lo, hi = _block(len(seq), len(ids), index)
-            buffers = _serialize(push_on_engines, [{key: list(seq[lo:hi])}], {})
+            # A numpy array's block stays an array (one buffer, not a list of scalars).
+            part: object = seq[lo:hi] if _is_array(seq) else list(seq[lo:hi])
+            if flatten and hi - lo == 1:
+                part = seq[lo]
+            buffers = _serialize(push_on_engines, [{key: part}], {})
             msg_ids.append(self.client.send_request(engine_id, "apply_request", {}, buffers))
         return self._finish(
             self.client.track(AsyncResult(self.client, msg_ids, fname="scatter")), block
         )
 
-    def gather(self, key: str, targets: Targets = None, block: bool | None = None) -> Any:
-        """Concatenate ``key`` from each engine, in target order (undoes ``scatter``)."""
+    def gather(
+        self, key: str, dist: str = "b", targets: Targets = None, block: bool | None = None
+    ) -> Any:
+        """Concatenate ``key`` from each engine, in target order (undoes ``scatter``; an
+        engine's value that is not a list or tuple counts as one element)."""
+        _check_dist(dist)
         ids = self._ids(targets)
         buffers = _serialize(pull_one, [key], {})
         msg_ids = self.client.send_requests(ids, "apply_request", {}, buffers)
-        result = AsyncResult(self.client, msg_ids, fname="gather", reducer=_concatenate)
+        result = AsyncResult(self.client, msg_ids, fname="gather", reducer=_gathered)
         return self._finish(self.client.track(result), block)
 
     def update(self, ns: dict[str, object]) -> Any:
@@ -439,9 +520,12 @@ class LoadBalancedView(_View):
             call = {name: kwargs.pop(name) for name in ("labels", "resources") if name in kwargs}
             with self.temp_flags(**call):
                 return self._apply(f, args, kwargs)
+        fname = _name(f)
+        if has_references(args, kwargs):  # names looked up on the engine that runs it
+            f, args, kwargs = call_with_references, (f, args, kwargs), {}
         buffers = serialize_apply(f, args, kwargs)  # the function's pickle may be kept
         msg_id = self._submit(buffers, self._target_set(), self._after_ids())
-        return self.client.track(AsyncResult(self.client, [msg_id], fname=_name(f), single=True))
+        return self.client.track(AsyncResult(self.client, [msg_id], fname=fname, single=True))
 
     def _submit(
         self, buffers: list[bytes], targets: frozenset[int] | None, after: frozenset[str] | str
@@ -521,10 +605,21 @@ class LoadBalancedView(_View):
         *sequences: Sequence[object],
         ordered: bool = True,
         chunksize: int = 1,
+        max_outstanding: int | str = "auto",
+        return_exceptions: bool = False,
+        **flags: Any,
     ) -> Iterator[Any]:
         """Yield ``f``'s results one by one as the map's chunks finish: in order, or with
-        ``ordered=False`` as soon as any chunk is in (a slow element holds nothing up)."""
-        return iter(self._map(f, sequences, chunksize=chunksize, ordered=ordered))
+        ``ordered=False`` as soon as any chunk is in (a slow element holds nothing up).
+        ``return_exceptions``: a failed chunk's error is yielded instead of raised.
+        (``max_outstanding``: accepted; every chunk is sent at once, as ``map`` does.)"""
+        result = self._map(f, sequences, chunksize=chunksize, ordered=ordered, **flags)
+        return result._iterate(return_exceptions=return_exceptions)
+
+
+def _check_dist(dist: str) -> None:
+    if dist != "b":
+        raise ValueError(f"dist must be 'b' (contiguous blocks, the only one), not {dist!r}")
 
 
 def _check_healing_flags(flags: dict[str, Any]) -> None:
@@ -561,3 +656,24 @@ def _block(length: int, parts: int, index: int) -> tuple[int, int]:
 
 def _concatenate(values: list[object]) -> list[object]:
     return [item for value in values for item in value]  # type: ignore[attr-defined]
+
+
+def _is_array(obj: object) -> bool:
+    """A numpy array? Without importing numpy: an array exists only if numpy was imported."""
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(obj, numpy.ndarray)
+
+
+def _gathered(values: list[object]) -> object:
+    """``gather``'s join, as ipyparallel's: numpy arrays concatenated into one array; a
+    scattered block (a list or tuple) is its elements; any other value (a flattened
+    one-element block, a name pushed whole) is one element."""
+    if values and all(_is_array(v) for v in values):
+        return sys.modules["numpy"].concatenate(values)
+    out: list[object] = []
+    for value in values:
+        if isinstance(value, list | tuple):
+            out.extend(value)
+        else:
+            out.append(value)
+    return out

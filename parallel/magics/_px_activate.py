@@ -19,31 +19,36 @@ if TYPE_CHECKING:
     from ..client._pool_client import Client, Targets
     from ..client._views import DirectView
 
-__all__ = ["activate"]
+__all__ = ["activate", "activate_view"]
 
 
 def activate(client: Client, targets: Targets = "all", suffix: str = "") -> DirectView:
     """Register the ``%px`` magics (with ``suffix``) on a view of ``targets``; the view."""
     view = client.direct_view(targets)
     view.block = True
+    activate_view(view, suffix, stacklevel=4)
+    return view
+
+
+def activate_view(view: DirectView, suffix: str = "", *, stacklevel: int = 3) -> None:
+    """Register the ``%px`` magics (with ``suffix``) on ``view`` itself (``view.activate``)."""
     from ._px_loom import activate_loom, current_loom_magics
 
     magics = current_loom_magics()
     if magics is not None:
         activate_loom(magics, view, suffix)
-        return view
+        return
     ipython = _running_ipython()
     if ipython is not None:
         from ._px_ipython import activate_ipython
 
         activate_ipython(ipython, view, suffix)
-        return view
+        return
     warnings.warn(
         "the %px magics need IPython or Loom's kernel; none is running here",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
-    return view
 
 
 def _running_ipython() -> object | None:

@@ -158,6 +158,9 @@ def test_view_aliases_serializer_switches_and_housekeeping(cluster: tuple[Module
     # call answers like an apply and lambdas travel afterwards.
     assert view.use_cloudpickle().get(timeout=30) == [None] * ENGINES
     assert view.apply_sync(L("lambda: 'after'")) == ["after"] * ENGINES
+    # Back to ipyparallel's default for the tests after this one (its `require` binds
+    # modules into a function's globals only with its own pickling).
+    assert view.use_pickle().get(timeout=30) == [None] * ENGINES
     view.update({"updated": 3})
     assert view.get("updated") == [3] * ENGINES
     pending = view.apply_async(L("lambda: 'waited'"))
@@ -173,3 +176,96 @@ def test_load_balanced_remote_and_parallel_decorators(cluster: tuple[ModuleType,
     plus_one = lview.parallel(block=True)(L("lambda x: x + 1"))
     assert list(plus_one.map(range(3))) == [1, 2, 3]
     assert lview.wait(timeout=30)
+
+
+def test_executor_runs_submit_and_map_on_the_engines(cluster: tuple[ModuleType, Any]) -> None:
+    ipp, rc = cluster
+    with rc.executor() as pool:
+        assert isinstance(pool, ipp.ViewExecutor)
+        assert pool.submit(L("lambda x: x + 1"), 1).result(timeout=30) == 2
+        assert list(pool.map(L("lambda x: x * x"), range(5))) == [0, 1, 4, 9, 16]
+    assert list(rc[:].executor.map(L("lambda x: -x"), range(3))) == [0, -1, -2]
+
+
+def test_reference_and_require(cluster: tuple[ModuleType, Any]) -> None:
+    ipp, rc = cluster
+    view = rc[:]
+    view.push({"here": 10}, block=True)
+    add = L("lambda x, y=0: x + y")
+    assert view.apply_sync(add, ipp.Reference("here"), y=ipp.Reference("here")) == [20] * ENGINES
+    lview = rc.load_balanced_view()
+    assert lview.apply_sync(add, ipp.Reference("here"), 1) == 11
+    dumps = main_function(
+        "def dumps():\n    return json.dumps([base64.b64encode(b'x').decode()])", "dumps"
+    )
+    assert lview.apply_sync(ipp.require("json", "base64")(dumps)) == '["eA=="]'
+
+
+def test_get_with_return_exceptions_and_first_exception(cluster: tuple[ModuleType, Any]) -> None:
+    ipp, rc = cluster
+    failed = rc[0].apply_async(L("lambda: 1 / 0"))
+    error = failed.get(timeout=30, return_exceptions=True)
+    assert isinstance(error, ipp.error.RemoteError)
+    assert error.ename == "ZeroDivisionError"
+    view = rc[:]
+    view.scatter("me", list(range(ENGINES)), flatten=True, block=True)
+    assert view["me"] == list(range(ENGINES))
+    slow_or_fail = main_function(
+        "import time\ndef f():\n    if me == 0:\n        1 / 0\n    time.sleep(3)", "f"
+    )
+    result = view.apply_async(slow_or_fail)
+    with pytest.raises(ipp.error.RemoteError):
+        result.get(timeout=30, return_when=ipp.FIRST_EXCEPTION)
+    assert not result.ready()  # raised without waiting for the sleeping engine
+    assert result.wait(timeout=30)
+
+
+def test_metadata_of_a_finished_task(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    result = rc[1].apply_async(print, "meta")
+    assert result.r is None
+    result.wait_for_output(timeout=30)
+    metadata = result.metadata
+    assert metadata["engine_id"] == 1
+    assert metadata["status"] == "ok"
+    assert metadata["started"] <= metadata["completed"]
+    assert metadata["stdout"] == "meta\n"
+    assert result.started == metadata["started"]
+    assert result["engine_id"] == 1
+    assert 0 <= result.serial_time < 30
+    assert rc[:].apply_async(L("lambda: 4")).result_dict == {i: 4 for i in range(ENGINES)}
+
+
+def test_views_len_imap_clear_and_arrays(cluster: tuple[ModuleType, Any]) -> None:
+    import numpy as np
+
+    ipp, rc = cluster
+    view = rc.direct_view(block=True)
+    assert view.block is True
+    assert len(view) == ENGINES
+    assert len(rc.load_balanced_view()) == ENGINES
+    assert list(view.imap(L("lambda x: x + 10"), range(4))) == [10, 11, 12, 13]
+    view.scatter("arr", np.arange(6))
+    assert all(isinstance(part, np.ndarray) for part in view["arr"])
+    gathered = view.gather("arr")
+    assert isinstance(gathered, np.ndarray)
+    assert gathered.tolist() == list(range(6))
+    view["doomed"] = 1
+    view.clear()
+    with pytest.raises(ipp.error.RemoteError, match="doomed"):
+        view["doomed"]
+
+
+def test_client_calls_take_ipyparallels_arguments(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    result = rc[:].apply_async(L("lambda: 'kept'"))
+    assert rc.get_result(result.msg_ids, block=True).get(timeout=30) == ["kept"] * ENGINES
+    one = rc[0].apply_async(L("lambda: 'one'"))
+    assert rc.get_result(one, block=True).get(timeout=30) == "one"
+    rc.wait_interactive(result, interval=0.1, timeout=30)
+    status = rc.result_status(result.msg_ids, status_only=False)
+    assert sorted(status["completed"]) == sorted(result.msg_ids)
+    assert [status[m] for m in result.msg_ids] == ["kept"] * ENGINES
+    rc.abort(targets=[0], block=False)  # nothing outstanding there: a no-op
+    with pytest.raises(NotImplementedError):
+        rc.shutdown(restart=True)

@@ -1,0 +1,71 @@
+"""``ViewExecutor``: a view as a ``concurrent.futures.Executor`` (ipyparallel's).
+
+``submit`` is the view's ``apply_async`` and its futures are the views' results, which
+are ``concurrent.futures.Future`` already; ``map`` yields results as the view's ``imap``
+does. Code written for ``ThreadPoolExecutor`` or ``ProcessPoolExecutor`` runs on the
+engines unchanged: ``with rc.executor() as pool: pool.map(f, xs)``. No thread either:
+waiting pumps the client's sockets, as every wait does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._asyncresult import AsyncResult
+    from ._views import _View
+
+__all__ = ["ViewExecutor"]
+
+
+class ViewExecutor(Executor):
+    """A PEP 3148 executor on a view (``view.executor``, ``rc.executor()``)."""
+
+    def __init__(self, view: _View) -> None:
+        self.view = view
+        self._shut = False
+
+    def __repr__(self) -> str:
+        return f"<ViewExecutor on {self.view!r}>"
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``view.apply_async(fn, *args, **kwargs)``: a future of its result."""
+        if self._shut:
+            raise RuntimeError("cannot submit to a ViewExecutor after shutdown()")
+        return self.view.apply_async(fn, *args, **kwargs)
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """The results of ``fn`` over ``iterables``, in order, each as soon as it is in.
+
+        The elements are all sent at once (as ``Executor.map`` does), chunked by
+        ``chunksize`` on a load-balanced view. ``timeout`` is not supported (as in
+        ipyparallel): it warns and is ignored."""
+        if self._shut:
+            raise RuntimeError("cannot map on a ViewExecutor after shutdown()")
+        if timeout is not None:
+            warnings.warn("timeout is not supported by ViewExecutor.map", UserWarning, stacklevel=2)
+        # Iterators and sets become lists: the views cut sequences into blocks.
+        sequences: list[Any] = [
+            it if hasattr(it, "__len__") and hasattr(it, "__getitem__") else list(it)
+            for it in iterables
+        ]
+        return self.view.imap(fn, *sequences, chunksize=chunksize)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new work; with ``wait``, wait for the view's outstanding tasks. The
+        engines keep running (they are the cluster's, not the executor's).
+        ``cancel_futures``: abort the tasks that have not started."""
+        self._shut = True
+        if cancel_futures:
+            self.view.abort()
+        if wait:
+            self.view.wait()

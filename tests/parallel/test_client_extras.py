@@ -1,0 +1,148 @@
+"""ipyparallel's less common client surface, where Loom's answers go beyond the shared
+scenarios of ``test_ipyparallel_compat``: bad arguments, pending tasks, maps with failed
+chunks, an executor after ``shutdown``, the metadata of tasks not finished."""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED
+from typing import Any
+
+import pytest
+from _cluster_support import isolate, main_function, running_cluster
+
+import parallel
+from parallel import Client, Reference, require
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def L(source: str) -> Any:
+    return main_function(f"f = {source}", "f")
+
+
+@pytest.fixture(scope="module")
+def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(monkeypatch, tmp_path_factory.mktemp("extras"))
+        with running_cluster(2) as (_, client):
+            yield client
+
+
+def test_bad_arguments_are_refused_before_anything_is_sent(rc: Client) -> None:
+    view = rc[:]
+    with pytest.raises(TypeError, match="variable name"):
+        Reference("not a name")
+    with pytest.raises(TypeError, match="require"):
+        require(5)
+    with pytest.raises(TypeError, match="msg_ids or AsyncResults, not 5"):
+        rc.abort(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="msg_ids or AsyncResults"):
+        rc.wait([1.5])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="dist must be 'b'"):
+        view.scatter("x", [1, 2], dist="r")
+    with pytest.raises(NotImplementedError, match="block=False"):
+        rc.wait_for_engines(2, block=False)
+    assert rc.outstanding == set()
+
+
+def test_a_missing_reference_names_itself(rc: Client) -> None:
+    with pytest.raises(parallel.RemoteError, match="'absent' is not defined"):
+        rc[0].apply_sync(L("lambda x: x"), Reference("absent"))
+
+
+def test_require_puts_objects_and_modules_in_the_engine_namespace(rc: Client) -> None:
+    helper = main_function("def helper():\n    return 'helped'", "helper")
+    uses = main_function("def uses():\n    return helper() + str(limit) + json.dumps(1)", "uses")
+    required = require("json", helper, limit=7)(uses)
+    assert required.__name__ == "uses"
+    assert rc[:].apply_sync(required) == ["helped71"] * 2
+    # and they stay there, as ipyparallel's require leaves them
+    assert (
+        rc[:].apply_sync(L("lambda: (helper(), limit, json.__name__)"))
+        == [("helped", 7, "json")] * 2
+    )
+    needs_missing = require("no_such_module_here")(L("lambda: 1"))
+    with pytest.raises(parallel.RemoteError, match="no_such_module_here"):
+        rc.load_balanced_view().apply_sync(needs_missing)
+
+
+def test_get_variants(rc: Client) -> None:
+    lview = rc.load_balanced_view()
+    chunks = lview.map_async(L("lambda x: 1 / x"), [1, 2, 0, 4], chunksize=2)
+    mixed = chunks.get(timeout=30, return_exceptions=True)
+    assert mixed[:2] == [1.0, 0.5]
+    assert isinstance(mixed[2], parallel.RemoteError)  # the failed chunk [0, 4], once
+    assert len(mixed) == 3
+    ok = rc[:].apply_async(L("lambda: 2"))
+    assert ok.get(timeout=30, return_exceptions=True) == [2, 2]
+    with pytest.raises(ValueError, match="return_when"):
+        ok.get(return_when="soon")
+    with pytest.warns(UserWarning, match="FIRST_COMPLETED"):
+        assert ok.get(return_when=FIRST_COMPLETED) == [2, 2]
+    streamed = list(lview.imap(L("lambda x: 1 / x"), [1, 0, 2], return_exceptions=True))
+    assert streamed[0] == 1.0
+    assert isinstance(streamed[1], parallel.RemoteError)
+    assert streamed[2] == 0.5
+    with pytest.raises(parallel.RemoteError):
+        list(lview.imap(L("lambda x: 1 / x"), [1, 0]))
+
+
+def test_metadata_of_pending_and_failed_tasks(rc: Client) -> None:
+    rc[:].push({"go": False}, block=True)
+    waiting = rc[0].apply_async(
+        main_function("import time\ndef f():\n    while not go:\n        time.sleep(0.01)", "f")
+    )
+    queued = rc[0].apply_async(L("lambda: 1"))  # behind the waiting one
+    assert queued.metadata["status"] is None
+    assert queued.metadata["completed"] is None
+    assert queued.started is None
+    with pytest.raises(KeyError, match="not a metadata key"):
+        queued["bogus"]
+    with pytest.raises(AttributeError, match="bogus"):
+        queued.bogus  # noqa: B018
+    with pytest.raises(parallel.TimeoutError):
+        queued.serial_time  # noqa: B018
+    rc[1].execute("import signal", block=True)
+    rc.send_signal(2, targets=[0])  # SIGINT: interrupts the waiting task
+    with pytest.raises(parallel.RemoteError, match="KeyboardInterrupt"):
+        waiting.get(timeout=30)
+    assert queued.get(timeout=30) == 1
+    failed = waiting.metadata
+    assert failed["status"] == "error"
+    assert failed["error"].ename == "KeyboardInterrupt"
+    assert isinstance(failed["completed"], datetime.datetime)
+    start, end = queued.metadata["submitted"], queued.metadata["received"]
+    assert queued.timedelta(start, end) >= 0
+    assert queued.timedelta([start, end], [end]) == (end - start).total_seconds()
+
+
+def test_executor_after_shutdown_and_with_cancelled_futures(rc: Client) -> None:
+    pool = rc.executor()
+    rc[:].push({"release": False}, block=True)
+    blocker = main_function(
+        "import time\ndef f():\n    while not release:\n        time.sleep(0.01)", "f"
+    )
+    busy = [pool.submit(blocker) for _ in range(2)]
+    late = pool.submit(L("lambda: 'late'"))
+    rc[:].execute("release = True", block=False)  # engines are busy: queued behind
+    pool.shutdown(wait=False, cancel_futures=True)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(L("lambda: 1"))
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.map(L("lambda x: x"), [1])
+    rc.send_signal(2)  # ends the blockers
+    for future in busy:
+        future.exception(timeout=30)
+    with pytest.raises(parallel.RemoteError, match="TaskAborted"):
+        late.result(timeout=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(rc[:].executor.map(L("lambda x: x"), {3})) == [3]
+
+
+def test_view_activate_outside_ipython_warns(rc: Client) -> None:
+    with pytest.warns(RuntimeWarning, match="%px magics need IPython"):
+        rc[:].activate("9")
