@@ -44,21 +44,15 @@ class ViewExecutor(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
     ) -> Iterator[Any]:
-        """The results of ``fn`` over ``iterables``, in order, each as soon as it is in.
-
-        The elements are all sent at once (as ``Executor.map`` does), chunked by
-        ``chunksize`` on a load-balanced view. ``timeout`` is not supported (as in
+        """The results of ``fn`` over ``iterables``, in order, each as soon as it is in:
+        the view's ``imap`` (on a load-balanced view lazy, one task of ``chunksize``
+        elements per engine out at a time). ``timeout`` is not supported (as in
         ipyparallel): it warns and is ignored."""
         if self._shut:
             raise RuntimeError("cannot map on a ViewExecutor after shutdown()")
         if timeout is not None:
             warnings.warn("timeout is not supported by ViewExecutor.map", UserWarning, stacklevel=2)
-        # Iterators and sets become lists: the views cut sequences into blocks.
-        sequences: list[Any] = [
-            it if hasattr(it, "__len__") and hasattr(it, "__getitem__") else list(it)
-            for it in iterables
-        ]
-        return self.view.imap(fn, *sequences, chunksize=chunksize)
+        return self.view.imap(fn, *iterables, chunksize=chunksize)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new work; with ``wait``, wait for the view's outstanding tasks. The

@@ -11,7 +11,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import itertools
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +65,15 @@ def _check_sequences(call: str, sequences: Sequence[object]) -> None:
                 f"{call}() needs sequences (with len() and slices, e.g. a list or an array),"
                 f" not {type(seq).__name__} (sequence {index + 1})"
             )
+
+
+def _as_sequence(iterable: Iterable[object]) -> Sequence[object]:
+    """A sequence as it is; another iterable (a generator, a set) as a list of it; what
+    is not iterable as it is, for ``_check_sequences`` to name."""
+    sliceable = hasattr(iterable, "__len__") and hasattr(iterable, "__getitem__")
+    if sliceable or not isinstance(iterable, Iterable):
+        return iterable  # type: ignore[return-value]
+    return list(iterable)
 
 
 def _name(fn: object) -> str:
@@ -138,10 +149,11 @@ class _View:
         return self._map(f, sequences, **flags)
 
     def imap(
-        self, f: Callable[..., object], *sequences: Sequence[object], **flags: Any
+        self, f: Callable[..., object], *iterables: Iterable[object], **flags: Any
     ) -> Iterator[Any]:
-        """``map_async``'s results one by one, in order, each as soon as it is in."""
-        return iter(self._map(f, sequences, **flags))
+        """``map_async``'s results one by one, in order, each as soon as it is in (a
+        direct view cuts whole sequences into blocks: other iterables are read first)."""
+        return iter(self._map(f, [_as_sequence(i) for i in iterables], **flags))
 
     def remote(
         self, block: bool | None = None
@@ -602,19 +614,84 @@ class LoadBalancedView(_View):
     def imap(
         self,
         f: Callable[..., object],
-        *sequences: Sequence[object],
+        *iterables: Iterable[object],
         ordered: bool = True,
         chunksize: int = 1,
         max_outstanding: int | str = "auto",
         return_exceptions: bool = False,
         **flags: Any,
     ) -> Iterator[Any]:
-        """Yield ``f``'s results one by one as the map's chunks finish: in order, or with
-        ``ordered=False`` as soon as any chunk is in (a slow element holds nothing up).
-        ``return_exceptions``: a failed chunk's error is yielded instead of raised.
-        (``max_outstanding``: accepted; every chunk is sent at once, as ``map`` does.)"""
-        result = self._map(f, sequences, chunksize=chunksize, ordered=ordered, **flags)
-        return result._iterate(return_exceptions=return_exceptions)
+        """Yield ``f``'s results one by one as its tasks finish: in order, or with
+        ``ordered=False`` as soon as any is in (a slow element holds nothing up).
+
+        Lazy, as ipyparallel's: ``iterables`` (generators too, endless ones included) are
+        read as tasks are sent, at most ``max_outstanding`` tasks of ``chunksize``
+        elements at a time (``"auto"``: one per engine of the view; ``0``: everything at
+        once, as ``map_async``). Nothing is read or sent before the first result is
+        asked for. ``return_exceptions``: a failed task's error is yielded (once for its
+        chunk) instead of raised."""
+        if not iterables:
+            raise TypeError("imap() needs at least one iterable")
+        for index, iterable in enumerate(iterables):
+            if not isinstance(iterable, Iterable):
+                raise TypeError(
+                    f"imap() needs iterables, not {type(iterable).__name__} (argument {index + 1})"
+                )
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be an int >= 1, not {chunksize!r}")
+        if max_outstanding == "auto":
+            limit = len(self)
+        elif isinstance(max_outstanding, int) and not isinstance(max_outstanding, bool):
+            limit = max_outstanding
+        else:
+            limit = -1
+        if limit < 0:
+            raise ValueError(
+                f"max_outstanding must be 'auto' or an int >= 0, not {max_outstanding!r}"
+            )
+        if limit == 0 and all(
+            hasattr(i, "__len__") and hasattr(i, "__getitem__") for i in iterables
+        ):
+            result = self._map(f, iterables, chunksize=chunksize, ordered=ordered, **flags)  # type: ignore[arg-type]
+            return result._iterate(return_exceptions=return_exceptions)
+        return self._imap_lazily(f, iterables, ordered, chunksize, limit, return_exceptions, flags)
+
+    def _imap_lazily(
+        self,
+        f: Callable[..., object],
+        iterables: Sequence[Iterable[object]],
+        ordered: bool,
+        chunksize: int,
+        limit: int,
+        return_exceptions: bool,
+        flags: dict[str, Any],
+    ) -> Iterator[Any]:
+        """``imap``'s generator: keep ``limit`` tasks (0: no limit) of ``chunksize``
+        elements out, reading the iterables only to replace a task that finished."""
+        once, fname = _pickled_once(f), _name(f)
+        elements = zip(*iterables, strict=False)
+        out: deque[AsyncResult] = deque()
+        pump = self.client._pump
+        exhausted = False
+        while True:
+            while not exhausted and (not limit or len(out) < limit):
+                chunk = list(itertools.islice(elements, chunksize))
+                if not chunk:
+                    exhausted = True
+                    break
+                columns = [list(column) for column in zip(*chunk, strict=True)]
+                with self.temp_flags(**flags):
+                    msg_id = self._submit(
+                        _serialize_chunk(once, columns), self._target_set(), self._after_ids()
+                    )
+                result = AsyncResult(self.client, [msg_id], fname=fname, reducer=_concatenate)
+                out.append(self.client.track(result))
+            if not out:
+                return
+            if not ordered:  # whichever is in first
+                pump.pump_until(lambda: any(r.done() for r in out), None)
+                out.rotate(-next(i for i, r in enumerate(out) if r.done()))
+            yield from out.popleft()._iterate(return_exceptions=return_exceptions)
 
 
 def _check_dist(dist: str) -> None:

@@ -5,6 +5,7 @@ chunks, an executor after ``shutdown``, the metadata of tasks not finished."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED
@@ -146,3 +147,25 @@ def test_executor_after_shutdown_and_with_cancelled_futures(rc: Client) -> None:
 def test_view_activate_outside_ipython_warns(rc: Client) -> None:
     with pytest.warns(RuntimeWarning, match="%px magics need IPython"):
         rc[:].activate("9")
+
+
+def test_imap_reads_an_endless_generator_only_as_tasks_finish(rc: Client) -> None:
+    read: list[int] = []
+
+    def numbers() -> Iterator[int]:
+        for number in itertools.count():
+            read.append(number)
+            yield number
+
+    lview = rc.load_balanced_view()
+    doubled = lview.imap(L("lambda x: x * 2"), numbers(), chunksize=2, max_outstanding=3)
+    assert read == []  # nothing read or sent before the first result is asked for
+    assert [next(doubled) for _ in range(5)] == [0, 2, 4, 6, 8]
+    # Chunks 0 and 1 were yielded whole, each replaced by a new one; chunk 2 is being
+    # yielded, chunks 3 and 4 are out: 5 chunks of 2 read, no more.
+    assert read == list(range(10))
+    doubled.close()
+    with pytest.raises(ValueError, match="max_outstanding"):
+        lview.imap(L("lambda x: x"), [1], max_outstanding="all")
+    with pytest.raises(TypeError, match="needs iterables, not int"):
+        lview.imap(L("lambda x: x"), 5)

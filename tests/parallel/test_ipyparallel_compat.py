@@ -187,6 +187,15 @@ def test_executor_runs_submit_and_map_on_the_engines(cluster: tuple[ModuleType, 
     assert list(rc[:].executor.map(L("lambda x: -x"), range(3))) == [0, -1, -2]
 
 
+def test_load_balanced_imap_reads_a_generator(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    lview = rc.load_balanced_view()
+    squares = lview.imap(L("lambda x: x * x"), (i for i in range(6)), max_outstanding=2)
+    assert list(squares) == [0, 1, 4, 9, 16, 25]
+    unordered = lview.imap(L("lambda x: x"), iter(range(4)), ordered=False)
+    assert sorted(unordered) == [0, 1, 2, 3]
+
+
 def test_reference_and_require(cluster: tuple[ModuleType, Any]) -> None:
     ipp, rc = cluster
     view = rc[:]
