@@ -142,6 +142,12 @@ class Balancer:
         """Whether ``task_id`` is a task of this balancer not yet settled."""
         return task_id in self._buffers
 
+    @property
+    def unsettled(self) -> set[str]:
+        """The ids of this balancer's tasks not settled yet: waiting for an engine, or
+        sent (their attempts are also the engine links' pending requests)."""
+        return set(self._buffers)
+
     def tick(self) -> None:
         """Fail tasks whose ``timeout`` passed before they were sent, and judge which
         engines are fast (the client calls this while it waits, every 50 ms to

@@ -98,6 +98,8 @@ class EngineRestart:
 REQUERY = 1.0
 
 Targets = int | slice | Sequence[int] | str | None
+#: What a purge names (``purge_hub_results``): ``"all"``, msg_ids, ``AsyncResult`` objects.
+Jobs = str | AsyncResult | Iterable[str | AsyncResult] | None
 
 
 class Client:
@@ -732,6 +734,47 @@ class Client:
         ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``), with ``keys`` (default: all but
         the buffers); dates are ``datetime``. As ipyparallel's ``Client.db_query``."""
         return self._controller.db_query(query, keys)
+
+    def purge_hub_results(self, jobs: Jobs = (), targets: Targets = ()) -> None:
+        """Make the controller forget task records (ipyparallel's): those of ``jobs``
+        (``"all"``, a msg_id, an ``AsyncResult`` or a list of those; a load-balanced
+        task's id covers its attempts) and the finished ones of engines ``targets`` (ids
+        as views take them). Afterwards ``get_result`` of them raises ``KeyError``,
+        ``db_query`` and ``hub_history`` omit them. A task still running keeps its record:
+        named by id it is a :class:`RuntimeError` and nothing is purged; on ``targets`` or
+        under ``"all"`` it is left. :class:`ValueError` if both are empty,
+        :class:`TypeError` for a job that is neither a msg_id nor an ``AsyncResult``."""
+        from ._purge import purge_hub
+
+        purge_hub(self, jobs, targets)
+
+    def purge_local_results(self, jobs: Jobs = (), targets: Targets = ()) -> None:
+        """ipyparallel's: clear the client's cache of these results. This client keeps no
+        such cache (a result lives in its ``AsyncResult``, freed when that is dropped),
+        so this only checks the arguments as :meth:`purge_hub_results` does and raises
+        :class:`RuntimeError` for a task named that this client still waits for (with
+        ``"all"``: any; with ``targets``: any sent to them), as ipyparallel does."""
+        from ._purge import purge_local
+
+        purge_local(self, jobs, targets)
+
+    def purge_results(self, jobs: Jobs = (), targets: Targets = ()) -> None:
+        """:meth:`purge_local_results` then :meth:`purge_hub_results` (ipyparallel's)."""
+        self.purge_local_results(jobs, targets)
+        self.purge_hub_results(jobs, targets)
+
+    def purge_everything(self) -> None:
+        """``purge_results("all")``: every finished task's record goes; a
+        :class:`RuntimeError` while this client still waits for a task."""
+        self.purge_results("all")
+
+    def hub_history(self) -> list[str]:
+        """Every task the controller has a record of, once each, by submission time
+        (ipyparallel's): a load-balanced task by its id (``ar.msg_ids``), any other by its
+        msg_id. Each is an id ``get_result`` takes."""
+        from ._purge import hub_history
+
+        return hub_history(self)
 
     def resubmit(
         self,

@@ -15,6 +15,10 @@ SIGKILL (the WAL is in the file system), not a power cut. ``durability="sync"`` 
 replying. ``--no-db`` keeps the same tables in memory (``:memory:``): the same queries
 work, nothing survives the controller.
 
+Clients may purge records (``purge_request``, ipyparallel's ``purge_hub_results``):
+:meth:`TaskDB.purge` deletes the rows, in one transaction; SQLite reuses their pages, the
+file does not shrink. :meth:`TaskDB.history` lists every task once, by submission time.
+
 Queries use a subset of ipyparallel's mongo-style syntax (``$in``, ``$nin``, ``$eq``,
 ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``) on the columns in :data:`COLUMNS`; the
 translation to SQL is pure (:func:`where_clause`) and takes names from that list only.
@@ -35,6 +39,7 @@ __all__ = [
     "FULL_COLUMNS",
     "INFLIGHT_REASON",
     "RESULT_COLUMNS",
+    "SQL_CHUNK",
     "TASK_COLUMNS",
     "QueryError",
     "SetupRow",
@@ -70,6 +75,9 @@ COLUMNS: dict[str, bool] = {
     "result_buffers": False,
 }
 _BLOBS = {"buffers", "result_buffers"}
+#: Ids bound per statement where a list of them is (a purge, a pending check): SQLite
+#: takes at most 32,766 parameters in one, and a purge may name more tasks than that.
+SQL_CHUNK = 500
 #: Columns stored as JSON text (an engine sends them encoded: ``record["_json"]``).
 JSON_COLUMNS = frozenset(key for key, is_json in COLUMNS.items() if is_json)
 _OPERATORS = {"$eq": "=", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -410,6 +418,61 @@ class TaskDB:
                 found[row["task_id"]] = row
         return found
 
+    def pending_of(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` (msg_ids or load-balanced task ids) that name a record still
+        pending (started, no result yet), in the order given."""
+        found: set[str] = set()
+        for chunk in _chunks(ids):
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT msg_id, task_id FROM tasks WHERE status='pending'"
+                f" AND (msg_id IN ({marks}) OR task_id IN ({marks}))",
+                [*chunk, *chunk],
+            )
+            found.update(name for row in rows for name in row if name is not None)
+        return [i for i in ids if i in found]
+
+    def purge(
+        self,
+        ids: Sequence[str] = (),
+        engine_ids: Sequence[int] = (),
+        *,
+        everything: bool = False,
+    ) -> int:
+        """Forget records, in one transaction; how many. Every record of ``ids`` (msg_ids
+        or load-balanced task ids: all attempts), whatever its status (the hub refuses to
+        purge a pending one by name first: :meth:`pending_of`), and the finished records
+        (status not ``pending``) of ``engine_ids``, or of every engine with
+        ``everything``: a task still running keeps its record, its result is to come."""
+        count = 0
+        with self._transaction():
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                count += self._db.execute(
+                    f"DELETE FROM tasks WHERE msg_id IN ({marks}) OR task_id IN ({marks})",
+                    [*chunk, *chunk],
+                ).rowcount
+            finished = "status != 'pending'"
+            if everything:
+                count += self._db.execute(f"DELETE FROM tasks WHERE {finished}").rowcount
+            for engines in _chunks(engine_ids):
+                marks = ", ".join("?" * len(engines))
+                count += self._db.execute(
+                    f"DELETE FROM tasks WHERE {finished} AND engine_id IN ({marks})", engines
+                ).rowcount
+        return count
+
+    def history(self) -> list[str]:
+        """Every task recorded, once, by submission time (ipyparallel's ``hub_history``):
+        a load-balanced task by its task id (what its ``AsyncResult`` and ``get_result``
+        know it by), at its first attempt, and any other by its msg_id. A record without
+        a submission time (its result came alone) counts from when the hub received it."""
+        rows = self._db.execute(
+            "SELECT COALESCE(task_id, msg_id) AS id FROM tasks GROUP BY id"
+            " ORDER BY MIN(COALESCE(submitted, received)), MIN(rowid)"
+        )
+        return [row[0] for row in rows]
+
     # -- recorded setup (the hub's ``setup_request``; replayed after a restore too) ---
 
     def save_setup(self, rows: Sequence[SetupRow]) -> None:
@@ -438,6 +501,11 @@ class TaskDB:
     def _transaction(self) -> _Transaction:
         self.commit()  # deferred rows first: one transaction at a time
         return _Transaction(self._db)
+
+
+def _chunks(values: Sequence[Any]) -> list[Sequence[Any]]:
+    """``values`` in slices of :data:`SQL_CHUNK` (none for none)."""
+    return [values[i : i + SQL_CHUNK] for i in range(0, len(values), SQL_CHUNK)]
 
 
 class _Transaction:

@@ -239,7 +239,14 @@ class Hub:
                 return self._shutdown(request)
             case "engine_ping_request":
                 return self._ping(request)
-            case "record_request" | "result_request" | "db_request" | "resubmitted_request":
+            case (
+                "record_request"
+                | "result_request"
+                | "db_request"
+                | "resubmitted_request"
+                | "purge_request"
+                | "history_request"
+            ):
                 if self.records is None:
                     raise MalformedMessage("this controller keeps no records")
                 if request.msg_type == "record_request" and not self.info.authenticates_peers:

@@ -23,6 +23,14 @@
                        ``result_buffers`` keys travel as counts (``"buffers": n``) with
                        the frames in order
 ``resubmitted_request``  client: ``{"pairs": [[old, new]...]}`` (sets ``resubmitted``)
+``purge_request``      client: ``{"msg_ids": [...] | "all", "engine_ids": [...] | null}``
+                       (``_purge``): forget the records of those ids (msg_ids or task
+                       ids), the finished ones of those engines, or every finished one
+``purge_reply``        ``{"status": "ok", "purged": n, "running": [...]}``; ``running``:
+                       named ids whose task is still pending, and then nothing was purged
+``history_request``    client: ``{}``
+``history_reply``      ``{"status": "ok", "history": [id, ...]}``: every task recorded,
+                       once, by submission time (:meth:`TaskDB.history`)
 =====================  ==================================================================
 
 Nothing here blocks for long: a batch is one SQLite transaction (WAL), on the hub's loop.
@@ -37,6 +45,7 @@ from typing import Any
 from kernel.protocol import JSONDict, MalformedMessage, Message, Reply, utc_now_iso
 
 from ._db import QueryError, TaskDB
+from ._purge import PurgeRequest, Tombstones
 
 __all__ = ["COMMIT_WINDOW", "Records"]
 
@@ -63,6 +72,8 @@ class Records:
         #: Batches stored but not committed yet (``TaskDB.add_rows(defer=True)``), as
         #: (uuid, link, seq): they count as committed once :meth:`flush` commits them.
         self._stored: list[tuple[str, object, object]] = []
+        #: Ids purged by name: their records arriving later are dropped (``_purge``).
+        self._purged = Tombstones()
 
     @property
     def unflushed(self) -> bool:
@@ -104,6 +115,11 @@ class Records:
                     raise MalformedMessage("pairs must be a list of [old, new] msg_ids")
                 self.db.mark_resubmitted([p[0] for p in pairs], [p[1] for p in pairs])
                 return Reply({"status": "ok"})
+            case "purge_request":
+                return self._purge(PurgeRequest.of(request.content))
+            case "history_request":
+                self.flush()
+                return Reply({"status": "ok", "history": self.db.history()})
         raise MalformedMessage(f"not a record request: {request.msg_type}")
 
     def engine_lost(self, engine_uuid: str, reason: str) -> None:
@@ -120,6 +136,10 @@ class Records:
             raise MalformedMessage("rows must be a list")
         frames = split_frames(request.buffers, content.get("sizes"))
         full, tasks, results = rows_of(rows, frames, uuid, engine_id, utc_now_iso())
+        if self._purged:  # records of tasks purged before they arrived stay purged
+            full = self._purged.drop_from(full, task_id=True)
+            tasks = self._purged.drop_from(tasks, task_id=True)
+            results = self._purged.drop_from(results, task_id=False)
         # A batch that asks for no reply is committed with the others that come within
         # COMMIT_WINDOW (the hub calls flush); one that asks (sync records, large buffers)
         # is committed before its reply, and the deferred ones with it.
@@ -148,6 +168,18 @@ class Records:
                 self._batches[uuid] = (link, known[1], seq)
             else:  # a new link (a replacement engine, this hub restored), or a gap
                 self._batches[uuid] = (link, seq, seq)
+
+    def _purge(self, request: PurgeRequest) -> Reply:
+        """Forget what ``request`` names; a named task still pending stops it all (as
+        ipyparallel's hub), so a client never loses a record it may still wait for."""
+        self.flush()  # the deferred batches too: what was stored before the purge goes
+        named = [] if request.msg_ids == "all" else request.msg_ids
+        running = self.db.pending_of(named)
+        if running:
+            return Reply({"status": "ok", "purged": 0, "running": running})
+        count = self.db.purge(named, request.engine_ids, everything=request.msg_ids == "all")
+        self._purged.add(named)  # their records may be on their way (``_purge``)
+        return Reply({"status": "ok", "purged": count, "running": []})
 
     def _results(self, request: Message) -> Reply:
         msg_ids = request.content.get("msg_ids")

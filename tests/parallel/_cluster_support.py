@@ -37,9 +37,14 @@ def _kill(pid: int) -> None:
 
 @contextlib.contextmanager
 def running_cluster(
-    n: int, *, timeout: float = 60.0, transport: str = "ipc", restart_engines: bool = True
+    n: int,
+    *,
+    timeout: float = 60.0,
+    transport: str = "ipc",
+    restart_engines: bool = True,
+    db: bool = True,
 ) -> Iterator[tuple[Cluster, Client]]:
-    cluster = Cluster(n=n, transport=transport, restart_engines=restart_engines)
+    cluster = Cluster(n=n, transport=transport, restart_engines=restart_engines, db=db)
     pids: set[int] = set()
     try:
         client = cluster.start_and_connect_sync(timeout=timeout)

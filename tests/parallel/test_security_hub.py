@@ -24,11 +24,12 @@ TIMEOUT_MS = 20_000
 #: What the hub answers; shutdown_request is left out (it would stop it, as asked).
 KINDS = [
     "registration_request", "connection_request", "engine_ping_request", "record_request",
-    "result_request", "db_request", "resubmitted_request", "setup_request", "unknown_request",
+    "result_request", "db_request", "resubmitted_request", "purge_request", "history_request",
+    "setup_request", "unknown_request",
 ]  # fmt: skip
 FIELDS = [
     "uuid", "pid", "ports", "ip", "address", "id", "link", "records", "rows", "query",
-    "keys", "msg_ids", "pairs", "targets", "code", "labels", "resources", "instance",
+    "keys", "msg_ids", "engine_ids", "pairs", "targets", "code", "labels", "resources", "instance",
     "max_message_size", "batch",
 ]  # fmt: skip
 VALUES: list[Any] = [
