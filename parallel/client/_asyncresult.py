@@ -520,18 +520,56 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         values = [get(t) for t in self._tasks.values()]
         return values[0] if self._single else values  # one task's, or a list per task
 
-    def display_outputs(self) -> None:
-        """Print each task's stdout, stderr and displayed text, headed by its engine."""
-        for task in self._tasks.values():
-            label = task.engine if task.engine is not None else "?"
-            for name, chunks in (("stdout", task.stdout), ("stderr", task.stderr)):
-                if chunks:
-                    stream = sys.stderr if name == "stderr" else sys.stdout
-                    print(f"[{name}:{label}] {''.join(chunks)}", end="", file=stream)
-            for output in task.outputs:
-                text = output.get("data", {}).get("text/plain")
-                if text:
-                    print(f"[output:{label}] {text}")
+    def display_outputs(self, groupby: str = "type", result_only: bool = False) -> None:
+        """Print the tasks' stdout, stderr and displayed text, each headed by its engine
+        (``[stdout:0] ...``), as ipyparallel does. ``groupby="type"``: all stdout, then
+        all stderr, then the displayed outputs; ``"engine"``: everything of one task
+        before the next; ``"order"``: as ``"type"``, with the tasks' first displayed
+        outputs together, then their second ones... ``result_only``: only the displayed
+        results (``execute_result``), not the streams nor other displays. A single
+        task's streams are printed without headings."""
+        if groupby not in ("type", "engine", "order"):
+            raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
+        tasks = [(t.engine if t.engine is not None else "?", t) for t in self._tasks.values()]
+
+        def stream(label: object, task: _Task, name: str) -> None:
+            text = "".join(task.stderr if name == "stderr" else task.stdout)
+            if not text or result_only:
+                return
+            # As ipyparallel prints them: several lines start below their heading.
+            multiline = text.count("\n") > int(text.endswith("\n"))
+            heading = f"[{name}:{label}] " + ("\n" if multiline else "")
+            if self._single:  # one task: its text as it was printed
+                heading = ""
+            end = "" if text.endswith("\n") else "\n"
+            print(heading + text, end=end, file=sys.stderr if name == "stderr" else sys.stdout)
+
+        def shown(label: object, output: JSONDict) -> None:
+            if result_only and output.get("msg_type") != "execute_result":
+                return
+            text = output.get("data", {}).get("text/plain")
+            if text:
+                print(f"[output:{label}] {text}")
+
+        if groupby == "engine":
+            for label, task in tasks:
+                stream(label, task, "stdout")
+                stream(label, task, "stderr")
+                for output in task.outputs:
+                    shown(label, output)
+            return
+        for name in ("stdout", "stderr"):
+            for label, task in tasks:
+                stream(label, task, name)
+        if groupby == "type":
+            for label, task in tasks:
+                for output in task.outputs:
+                    shown(label, output)
+            return
+        for index in range(max((len(t.outputs) for _, t in tasks), default=0)):
+            for label, task in tasks:
+                if index < len(task.outputs):
+                    shown(label, task.outputs[index])
 
     def wait_interactive(self, interval: float = 0.1, timeout: float = -1) -> None:
         """Wait, showing ``done/total tasks finished after N s`` until finished."""

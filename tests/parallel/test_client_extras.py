@@ -169,3 +169,23 @@ def test_imap_reads_an_endless_generator_only_as_tasks_finish(rc: Client) -> Non
         lview.imap(L("lambda x: x"), [1], max_outstanding="all")
     with pytest.raises(TypeError, match="needs iterables, not int"):
         lview.imap(L("lambda x: x"), 5)
+
+
+def test_display_outputs_by_order_and_results_only(
+    rc: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shows = rc[:].execute("print('p'); display('x'); display('y'); 7", silent=False)
+    shows.get(timeout=30)
+    capsys.readouterr()
+    shows.display_outputs(groupby="order")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[stdout:0] p", "[stdout:1] p",
+        "[output:0] 'x'", "[output:1] 'x'",
+        "[output:0] 'y'", "[output:1] 'y'",
+        "[output:0] 7", "[output:1] 7",
+    ]  # fmt: skip
+    shows.display_outputs(result_only=True)
+    assert capsys.readouterr().out.splitlines() == ["[output:0] 7", "[output:1] 7"]
+    with pytest.raises(ValueError, match="groupby"):
+        shows.display_outputs(groupby="size")

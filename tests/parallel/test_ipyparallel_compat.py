@@ -129,6 +129,25 @@ def test_stdout_of_a_task(cluster: tuple[ModuleType, Any]) -> None:
     assert result.stdout == "hi\n"
 
 
+def test_display_outputs_groups_the_streams(
+    cluster: tuple[ModuleType, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, rc = cluster
+    result = rc[:].apply_async(main_function("def f():\n    print('a')\n    print('b')", "f"))
+    result.get(timeout=30)
+    result.wait_for_output(timeout=30)
+    capsys.readouterr()
+    result.display_outputs()
+    by_type = "".join(f"[stdout:{i}] \na\nb\n" for i in range(ENGINES))
+    assert capsys.readouterr().out == by_type
+    single = rc[0].apply_async(print, "one")
+    single.get(timeout=30)
+    single.wait_for_output(timeout=30)
+    capsys.readouterr()
+    single.display_outputs(groupby="engine")
+    assert capsys.readouterr().out == "one\n"  # one task: no heading
+
+
 def test_temp_flags_and_wait(cluster: tuple[ModuleType, Any]) -> None:
     _, rc = cluster
     view = rc[:]
