@@ -22,6 +22,7 @@ the hub, read by the client's pump (no thread):
 from __future__ import annotations
 
 import datetime
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +51,8 @@ RESEND = 2.0
 #: no record of yet: an engine reports a task with its reply (within 100 ms: the record
 #: window) or, while it runs, at its next ping (within a second).
 RECORD_WAIT = 2.0
+#: How many ids purged by name a client remembers (``ControllerLink.forgotten``).
+PURGED_KEPT = 100_000
 #: How often results still running elsewhere are asked for again while someone waits.
 RESULT_POLL = 0.5
 #: Record keys holding dates (given back as ``datetime``, as ipyparallel does).
@@ -80,6 +83,9 @@ class ControllerLink:
         #: Results waiting for records still pending at the hub: msg_id -> result.
         self._watched: dict[str, AsyncResult] = {}
         self._polled = 0.0
+        #: Ids this client purged by name (the newest :data:`PURGED_KEPT`): asked for
+        #: again, they are unknown at once, said to be purged, not waited for.
+        self._purged: dict[str, None] = {}
         #: Set by a supervising ``Cluster``: a controller that exited is restarted with
         #: ``--restore`` from the tick, and the wait goes on instead of raising.
         self.supervisor: Supervisor | None = None
@@ -188,6 +194,11 @@ class ControllerLink:
             return own[0]
         reply = self.records_of(ids)
         unknown = reply.content.get("unknown", [])
+        if unknown and all(m in self._purged for m in unknown):
+            raise KeyError(
+                f"the records of {', '.join(unknown)} were purged (purge_hub_results):"
+                " the controller has them no more"
+            )
         if unknown:
             raise KeyError(
                 f"the controller has no record of {', '.join(unknown)}: not a task of this"
@@ -259,13 +270,21 @@ class ControllerLink:
         content: JSONDict = {"msg_ids": ids} if keys is None else {"msg_ids": ids, "keys": keys}
         reply = self.call("result_request", content)
         unknown = reply.content.get("unknown", [])
-        if wait and unknown and all(made_here(m) for m in unknown):
+        if wait and unknown and all(made_here(m) and m not in self._purged for m in unknown):
             deadline = time.monotonic() + RECORD_WAIT
             while unknown and time.monotonic() < deadline:
                 self._client._pump.pump_until(lambda: False, 0.05)  # reads while it waits
                 reply = self.call("result_request", content)
                 unknown = reply.content.get("unknown", [])
         return reply
+
+    def forgotten(self, msg_ids: list[str]) -> None:
+        """The controller purged ``msg_ids`` (by name): remember them, the newest
+        :data:`PURGED_KEPT`, so that asking for them again is answered at once."""
+        purged = self._purged
+        purged.update(dict.fromkeys(msg_ids))
+        for old in list(itertools.islice(purged, max(len(purged) - PURGED_KEPT, 0))):
+            del purged[old]
 
     def task_records(
         self, ids: list[str], keys: list[str], *, wait: bool

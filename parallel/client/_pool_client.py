@@ -69,6 +69,7 @@ from ._asyncresult import AsyncResult, ExecuteReply
 from ._controller_link import ControllerLink
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
+from ._purge import msg_ids_of
 from ._result_index import ResultIndex
 from ._send import Unreachable, send_or_fail
 from ._shm_client import ClientShm, open_client_shm
@@ -896,23 +897,25 @@ class Client:
 
     def wait(
         self,
-        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        jobs: Jobs = None,
         timeout: float = -1,
     ) -> bool:
         """Wait for ``jobs`` (results or msg_ids; default: everything outstanding); done?"""
-        pending: set[str] = self.outstanding if jobs is None else set(_msg_ids_of(jobs))
+        named = _msg_ids_of(jobs)
+        pending = self.outstanding if named is None else named
         limit = None if timeout < 0 else timeout
         return self._pump.pump_until(lambda: not (pending & self.outstanding), limit)
 
     def wait_interactive(
         self,
-        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        jobs: Jobs = None,
         interval: float = 1.0,
         timeout: float = -1,
     ) -> None:
         """Wait as :meth:`wait` does, printing ``done/total tasks finished after N s`` every
         ``interval`` seconds; :class:`TimeoutError` if not all are done within ``timeout``."""
-        pending: set[str] = self.outstanding if jobs is None else set(_msg_ids_of(jobs))
+        named = _msg_ids_of(jobs)
+        pending = self.outstanding if named is None else named
         start = time.monotonic()
         deadline = None if timeout < 0 else start + timeout
 
@@ -931,7 +934,7 @@ class Client:
 
     def abort(
         self,
-        jobs: Iterable[AsyncResult | str] | AsyncResult | str | None = None,
+        jobs: Jobs = None,
         targets: Targets = None,
         block: bool | None = None,
     ) -> None:
@@ -939,13 +942,12 @@ class Client:
         outstanding one on ``targets``, or, with neither, every outstanding one. Aborted
         tasks fail with ``TaskAborted``. (``block``: accepted; the engines are told at
         once and nothing waits for their answer, which the aborted results carry.)"""
-        if jobs is None and targets is not None:
+        named = _msg_ids_of(jobs)
+        if named is None and targets is not None:
             links = [self.link(engine_id) for engine_id in self.resolve_targets(targets)]
             ids = [msg_id for link in links for msg_id in link.tracker.pending]
-        elif jobs is None:
-            ids = list(self.outstanding)
         else:
-            ids = _msg_ids_of(jobs)
+            ids = list(self.outstanding if named is None else named)
         if self._balancer is not None:
             ids = self._balancer.abort(ids)
         for engine_id, link in list(self._links.items()):
@@ -1032,22 +1034,12 @@ class Client:
         return self._info
 
 
-def _msg_ids_of(jobs: Iterable[AsyncResult | str] | AsyncResult | str) -> list[str]:
-    """The msg_ids of ``jobs``: a msg_id, a result, or an iterable of either;
-    :class:`TypeError` naming anything else (ipyparallel's history indices: Loom keeps no
-    history)."""
-    items = [jobs] if isinstance(jobs, str | AsyncResult) else jobs
-    if not isinstance(items, Iterable):
-        raise TypeError(f"jobs must be msg_ids or AsyncResults, not {jobs!r:.80}")
-    ids: list[str] = []
-    for job in items:
-        if isinstance(job, AsyncResult):
-            ids.extend(job.msg_ids)
-        elif isinstance(job, str):
-            ids.append(job)
-        else:
-            raise TypeError(f"jobs must be msg_ids or AsyncResults, not {job!r:.80}")
-    return ids
+def _msg_ids_of(jobs: Jobs) -> set[str] | None:
+    """The msg_ids ``jobs`` names (``_purge.msg_ids_of``: a msg_id, a result, or a list
+    of either; :class:`TypeError` naming anything else); None for everything
+    outstanding (``None`` or ``"all"``)."""
+    ids, _ = msg_ids_of(jobs)
+    return None if jobs is None or ids == "all" else set(ids)
 
 
 _deserialize: Callable[[list[bytes]], object] | None = None

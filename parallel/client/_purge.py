@@ -177,6 +177,7 @@ def purge_hub(client: Client, jobs: Jobs, targets: Targets) -> int:
             client._pump.pump_until(lambda: False, RETRY)  # reads while it waits
             continue
         _refuse(running, "the controller's records show them running")
+        client._controller.forgotten(scope.named)
         return int(reply.content.get("purged", 0))
 
 
