@@ -435,7 +435,7 @@ class AsyncResult(Future[Any]):  # no thread: its waits pump (module docstring)
         return metadata[0] if self._single else metadata
 
     def _fetch_metadata(self, *, wait: bool) -> list[dict[str, Any]]:
-        records = self._client._controller.task_records(self.msg_ids, _RECORD_KEYS, wait=wait)
+        records = self._client._controller.task_records(self.msg_ids, _RECORD_KEYS, finished=wait)
         out = []
         for msg_id, task in self._tasks.items():
             record = records.get(msg_id, {})

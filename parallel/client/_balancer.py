@@ -142,6 +142,15 @@ class Balancer:
         """Whether ``task_id`` is a task of this balancer not yet settled."""
         return task_id in self._buffers
 
+    def is_attempt(self, msg_id: str) -> bool:
+        """Whether ``msg_id`` is a request this balancer sent (an attempt of a task)."""
+        return msg_id in self._attempts
+
+    def unassigned(self) -> list[str]:
+        """The ids of tasks waiting here for an engine (none of their attempts out)."""
+        sent = set(self._attempts.values())
+        return [task_id for task_id in self._buffers if task_id not in sent]
+
     @property
     def unsettled(self) -> set[str]:
         """The ids of this balancer's tasks not settled yet: waiting for an engine, or

@@ -261,22 +261,32 @@ class ControllerLink:
             return None, RemoteError(type(exc).__name__, str(exc), (), engine_id)
 
     def records_of(
-        self, ids: list[str], keys: list[str] | None = None, *, wait: bool = True
+        self,
+        ids: list[str],
+        keys: list[str] | None = None,
+        *,
+        wait: bool = True,
+        finished: bool = False,
     ) -> Message:
         """The hub's ``result_reply`` for ``ids`` (``keys``: the record keys wanted; None:
         the result's). With ``wait``, ids this process made that the hub does not know yet
-        are asked for again for up to :data:`RECORD_WAIT` seconds: they exist, and their
-        records are on their way."""
-        content: JSONDict = {"msg_ids": ids} if keys is None else {"msg_ids": ids, "keys": keys}
-        reply = self.call("result_request", content)
-        unknown = reply.content.get("unknown", [])
-        if wait and unknown and all(made_here(m) and m not in self._purged for m in unknown):
-            deadline = time.monotonic() + RECORD_WAIT
-            while unknown and time.monotonic() < deadline:
-                self._client._pump.pump_until(lambda: False, 0.05)  # reads while it waits
-                reply = self.call("result_request", content)
-                unknown = reply.content.get("unknown", [])
-        return reply
+        (and, with ``finished``, whose record still says running: tasks that finished
+        here) are asked for again for up to :data:`RECORD_WAIT` seconds: their records
+        are on their way."""
+        wanted = keys if keys is None or not finished or "status" in keys else [*keys, "status"]
+        content: JSONDict = {"msg_ids": ids} if wanted is None else {"msg_ids": ids, "keys": wanted}
+        deadline = time.monotonic() + RECORD_WAIT
+        while True:
+            reply = self.call("result_request", content)
+            late = list(reply.content.get("unknown", []))
+            if finished:
+                records = reply.content.get("records", [])
+                late += [str(r.get("asked")) for r in records if r.get("status") not in _DONE]
+            if not (wait and late and all(made_here(m) and m not in self._purged for m in late)):
+                return reply
+            if time.monotonic() >= deadline:
+                return reply
+            self._client._pump.pump_until(lambda: False, 0.05)  # reads while it waits
 
     def forgotten(self, msg_ids: list[str]) -> None:
         """The controller purged ``msg_ids`` (by name): remember them, the newest
@@ -287,11 +297,13 @@ class ControllerLink:
             del purged[old]
 
     def task_records(
-        self, ids: list[str], keys: list[str], *, wait: bool
+        self, ids: list[str], keys: list[str], *, finished: bool
     ) -> dict[str, dict[str, Any]]:
         """The records of ``ids`` (``keys`` of each, dates as ``datetime``) by the id asked
-        (a load-balanced task's id, or a msg_id); ids without a record are left out."""
-        reply = self.records_of(ids, keys, wait=wait)
+        (a load-balanced task's id, or a msg_id); ids without a record are left out.
+        ``finished``: the tasks finished here, so their records are waited for until they
+        say so (``records_of``)."""
+        reply = self.records_of(ids, keys, wait=finished, finished=finished)
         out = {}
         for record in reply.content.get("records", []):
             for key in DATE_KEYS:

@@ -48,7 +48,7 @@ from kernel.protocol import (
     TrackerEvent,
 )
 from kernel.protocol._freshness import address_to
-from kernel.protocol._message import UNANNOUNCED, utc_now_iso
+from kernel.protocol._message import UNANNOUNCED, made_here, utc_now_iso
 from kernel.transport import shared_context
 from kernel.transport._curve import HandshakeWatch
 from kernel.transport._frames import has_large_buffer
@@ -769,6 +769,48 @@ class Client:
         :class:`RuntimeError` while this client still waits for a task."""
         self.purge_results("all")
 
+    def queue_status(self, targets: Targets = "all", verbose: bool = False) -> dict[Any, Any]:
+        """What the engines have to do and have done (ipyparallel's): ``{engine_id:
+        {"queue": n, "completed": n, "tasks": n}, "unassigned": n}``, or one engine's dict
+        for an int ``targets``; with ``verbose``, lists of msg_ids instead of counts.
+
+        ``queue``: requests on the engine not finished (queued or running): this
+        client's, and any other client's the controller's records show running (another
+        client's requests still queued there are not known until they start);
+        ``completed``: the engine's finished tasks in the controller's records (all
+        clients, until purged); ``tasks``: this client's load-balanced tasks on it;
+        ``unassigned``: this client's load-balanced tasks waiting for an engine."""
+        ids = self.resolve_targets(targets)
+        known = self._controller.call("queue_request", {"verbose": verbose}).content
+        engines = known.get("engines", {})
+        balancer = self._balancer
+        status: dict[Any, Any] = {}
+        for engine_id in ids:
+            link = self._links.get(engine_id)
+            mine = list(link.tracker.pending) if link is not None else []
+            recorded = engines.get(str(engine_id), {})
+            # A task of this process that finished here may still be pending in the
+            # records (its reply's record follows within a record window): not queued.
+            running = [
+                m
+                for m in recorded.get("pending", [])
+                if not made_here(m) or self._is_outstanding(m)
+            ]
+            queue = list(dict.fromkeys([*mine, *running]))
+            tasks = [m for m in mine if balancer is not None and balancer.is_attempt(m)]
+            completed = recorded.get("completed", [] if verbose else 0)
+            if verbose:
+                status[engine_id] = {"queue": queue, "completed": completed, "tasks": tasks}
+            else:
+                status[engine_id] = {
+                    "queue": len(queue),
+                    "completed": completed,
+                    "tasks": len(tasks),
+                }
+        unassigned = balancer.unassigned() if balancer is not None else []
+        status["unassigned"] = unassigned if verbose else len(unassigned)
+        return status[ids[0]] if isinstance(targets, int) else status
+
     def hub_history(self) -> list[str]:
         """Every task the controller has a record of, once each, by submission time
         (ipyparallel's): a load-balanced task by its id (``ar.msg_ids``), any other by its
@@ -886,8 +928,31 @@ class Client:
 
     @property
     def outstanding(self) -> set[str]:
-        """msg_ids of requests this client sent that have not finished."""
-        return {msg_id for link in self._links.values() for msg_id in link.tracker.pending}
+        """msg_ids of requests this client sent that have not finished: direct ones, and
+        load-balanced tasks by their ids (their ``ar.msg_ids``), whether sent to an
+        engine or still waiting for one (an attempt's own msg_id is the balancer's)."""
+        pending = {msg_id for link in self._links.values() for msg_id in link.tracker.pending}
+        balancer = self._balancer
+        if balancer is None:
+            return pending
+        return {m for m in pending if not balancer.is_attempt(m)} | balancer.unsettled
+
+    def _is_outstanding(self, msg_id: str) -> bool:
+        """``msg_id in self.outstanding``, without building the set."""
+        balancer = self._balancer
+        if balancer is not None and balancer.knows(msg_id):
+            return True
+        return any(link.tracker.is_pending(msg_id) for link in self._links.values())
+
+    def _finished_all(self, pending: set[str]) -> bool:
+        """Whether every id of ``pending`` finished; finished ones are removed as found, so
+        a wait over many tasks costs one look per task, not one per task per wake."""
+        while pending:
+            msg_id = next(iter(pending))
+            if self._is_outstanding(msg_id):
+                return False
+            pending.discard(msg_id)
+        return True
 
     def spin(self) -> None:
         """Read what has arrived from the engines and the controller, without waiting
@@ -904,7 +969,7 @@ class Client:
         named = _msg_ids_of(jobs)
         pending = self.outstanding if named is None else named
         limit = None if timeout < 0 else timeout
-        return self._pump.pump_until(lambda: not (pending & self.outstanding), limit)
+        return self._pump.pump_until(lambda: self._finished_all(pending), limit)
 
     def wait_interactive(
         self,
@@ -916,19 +981,19 @@ class Client:
         ``interval`` seconds; :class:`TimeoutError` if not all are done within ``timeout``."""
         named = _msg_ids_of(jobs)
         pending = self.outstanding if named is None else named
-        start = time.monotonic()
+        total, start = len(pending), time.monotonic()
         deadline = None if timeout < 0 else start + timeout
 
         def progress() -> str:
-            done = len(pending - self.outstanding)
-            return f"{done}/{len(pending)} tasks finished after {time.monotonic() - start:.0f} s"
+            done = total - len(pending)
+            return f"{done}/{total} tasks finished after {time.monotonic() - start:.0f} s"
 
-        while pending & self.outstanding:
+        while not self._finished_all(pending):
             if deadline is not None and time.monotonic() >= deadline:
                 print(f"\r{progress()}")
                 raise ParallelTimeout(f"not all tasks finished after {timeout:g} s")
             step = interval if deadline is None else min(interval, deadline - time.monotonic())
-            self._pump.pump_until(lambda: not (pending & self.outstanding), max(step, 0.0))
+            self._pump.pump_until(lambda: self._finished_all(pending), max(step, 0.0))
             print(f"\r{progress()}", end="", flush=True)
         print(f"\r{progress()}")
 

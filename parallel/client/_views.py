@@ -207,6 +207,11 @@ class _View:
         """Recorded results by msg_id (``Client.get_result``)."""
         return self.client.get_result(indices_or_msg_ids, block=block, owner=owner)
 
+    def queue_status(self, targets: Targets = None, verbose: bool = False) -> dict[Any, Any]:
+        """``Client.queue_status`` of the view's engines (or ``targets``)."""
+        chosen = self.targets if targets is None else targets
+        return self.client.queue_status("all" if chosen is None else chosen, verbose)
+
     def spin(self) -> None:
         """Read what has arrived (``Client.spin``)."""
         self.client.spin()

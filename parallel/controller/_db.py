@@ -462,6 +462,36 @@ class TaskDB:
                 ).rowcount
         return count
 
+    def engine_tasks(self, *, finished_ids: bool) -> dict[int, tuple[list[str], list[str] | int]]:
+        """Per engine id: the msg_ids of its pending records (started, no result yet) and
+        its finished records (their msg_ids with ``finished_ids``, else a count): what
+        ``queue_status`` shows. Records without an engine id are left out."""
+        out: dict[int, tuple[list[str], list[str] | int]] = {}
+
+        def entry(engine: int) -> tuple[list[str], list[str] | int]:
+            return out.setdefault(engine, ([], [] if finished_ids else 0))
+
+        pending = self._db.execute(
+            "SELECT engine_id, msg_id FROM tasks WHERE status='pending' AND engine_id IS NOT NULL"
+        )
+        for engine, msg_id in pending:
+            entry(engine)[0].append(msg_id)
+        if finished_ids:
+            rows = self._db.execute(
+                "SELECT engine_id, msg_id FROM tasks WHERE status != 'pending'"
+                " AND engine_id IS NOT NULL ORDER BY rowid"
+            )
+            for engine, msg_id in rows:
+                entry(engine)[1].append(msg_id)  # type: ignore[union-attr]
+        else:
+            counts = self._db.execute(
+                "SELECT engine_id, COUNT(*) FROM tasks WHERE status != 'pending'"
+                " AND engine_id IS NOT NULL GROUP BY engine_id"
+            )
+            for engine, count in counts:
+                out[engine] = (entry(engine)[0], count)
+        return out
+
     def history(self) -> list[str]:
         """Every task recorded, once, by submission time (ipyparallel's ``hub_history``):
         a load-balanced task by its task id (what its ``AsyncResult`` and ``get_result``

@@ -246,6 +246,7 @@ class Hub:
                 | "resubmitted_request"
                 | "purge_request"
                 | "history_request"
+                | "queue_request"
             ):
                 if self.records is None:
                     raise MalformedMessage("this controller keeps no records")

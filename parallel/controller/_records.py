@@ -31,6 +31,10 @@
 ``history_request``    client: ``{}``
 ``history_reply``      ``{"status": "ok", "history": [id, ...]}``: every task recorded,
                        once, by submission time (:meth:`TaskDB.history`)
+``queue_request``      client: ``{"verbose": bool}``
+``queue_reply``        ``{"status": "ok", "engines": {"0": {"pending": [msg_id...],
+                       "completed": n | [msg_id...]}}}``: per engine, its records still
+                       pending and its finished ones (ids with ``verbose``)
 =====================  ==================================================================
 
 Nothing here blocks for long: a batch is one SQLite transaction (WAL), on the hub's loop.
@@ -120,6 +124,17 @@ class Records:
             case "history_request":
                 self.flush()
                 return Reply({"status": "ok", "history": self.db.history()})
+            case "queue_request":
+                verbose = request.content.get("verbose", False)
+                if not isinstance(verbose, bool):
+                    raise MalformedMessage("verbose must be true or false")
+                self.flush()
+                tasks = self.db.engine_tasks(finished_ids=verbose)
+                engines = {
+                    str(engine): {"pending": pending, "completed": finished}
+                    for engine, (pending, finished) in tasks.items()
+                }
+                return Reply({"status": "ok", "engines": engines})
         raise MalformedMessage(f"not a record request: {request.msg_type}")
 
     def engine_lost(self, engine_uuid: str, reason: str) -> None:

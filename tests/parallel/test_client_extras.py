@@ -190,3 +190,50 @@ def test_display_outputs_by_order_and_results_only(
     assert capsys.readouterr().out.splitlines() == ["[output:0] 7", "[output:1] 7"]
     with pytest.raises(ValueError, match="groupby"):
         shows.display_outputs(groupby="size")
+
+
+def test_queue_status_counts_queued_running_and_unassigned_tasks(rc: Client) -> None:
+    rc.wait(timeout=30)
+    idle = rc.queue_status()
+    assert set(idle) == {0, 1, "unassigned"}
+    assert [idle[e]["queue"] for e in (0, 1)] == [0, 0]
+    done_before = idle[0]["completed"]
+    blocker = main_function(
+        "import time\ndef blocker():\n    while True:\n        time.sleep(0.01)", "blocker"
+    )
+    blocked = rc[:].apply_async(blocker)
+    behind = rc[0].apply_async(L("lambda: 'behind'"))
+    lview = rc.load_balanced_view()
+    balanced = [lview.apply_async(L("lambda: 'lb'")) for _ in range(6)]
+    status = rc.queue_status()
+    # 2 load-balanced tasks go to each engine (its queue limit), 2 wait here.
+    assert status["unassigned"] == 2
+    assert [status[e]["tasks"] for e in (0, 1)] == [2, 2]
+    assert [status[e]["queue"] for e in (0, 1)] == [4, 3]
+    one = rc.queue_status(0, verbose=True)
+    assert {blocked.msg_ids[0], behind.msg_ids[0]} <= set(one["queue"])
+    assert isinstance(one["completed"], list)
+    assert rc[1].queue_status()["tasks"] == 2
+    rc.send_signal(2)  # the blockers end (KeyboardInterrupt); the rest runs
+    assert behind.get(timeout=30) == "behind"
+    assert [r.get(timeout=30) for r in balanced] == ["lb"] * 6
+    assert rc.wait(blocked, timeout=30)
+    assert behind.metadata["status"] == "ok"  # its records are in (metadata waits for them)
+    assert [md["status"] for md in blocked.metadata] == ["error", "error"]
+    after = rc.queue_status()
+    assert [after[e]["queue"] for e in (0, 1)] == [0, 0]
+    assert after["unassigned"] == 0
+    assert after[0]["completed"] >= done_before + 2  # its blocker and `behind`, recorded
+
+
+def test_wait_covers_load_balanced_tasks_sent_and_waiting(rc: Client) -> None:
+    rc[:].push({"hold": 0.2}, block=True)
+    lview = rc.load_balanced_view()
+    slow = L("lambda: __import__('time').sleep(hold)")
+    results = [lview.apply_async(slow) for _ in range(8)]  # 4 go out, 4 wait here
+    assert set(results[-1].msg_ids) <= rc.outstanding
+    assert rc.wait(results[-1:], timeout=30)
+    assert results[-1].done()
+    results = [lview.apply_async(slow) for _ in range(8)]
+    assert rc.wait(timeout=30)  # everything outstanding, the waiting ones too
+    assert all(r.done() for r in results)

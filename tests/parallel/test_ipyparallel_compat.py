@@ -297,3 +297,21 @@ def test_client_calls_take_ipyparallels_arguments(cluster: tuple[ModuleType, Any
     rc.abort(targets=[0], block=False)  # nothing outstanding there: a no-op
     with pytest.raises(NotImplementedError):
         rc.shutdown(restart=True)
+
+
+def test_queue_status_when_idle(cluster: tuple[ModuleType, Any]) -> None:
+    _, rc = cluster
+    done = rc[:].apply_async(L("lambda: 0"))
+    assert rc.wait(timeout=30)
+    assert [md["status"] for md in done.metadata] == ["ok"] * ENGINES  # recorded (Loom: waits)
+    status = rc.queue_status()
+    assert set(status) == {*rc.ids, "unassigned"}
+    assert status["unassigned"] == 0
+    for engine_id in rc.ids:
+        assert status[engine_id]["queue"] == 0
+        assert status[engine_id]["completed"] >= 1
+        assert status[engine_id]["tasks"] == 0
+    one = rc.queue_status(0, verbose=True)
+    assert set(one) == {"queue", "completed", "tasks"}
+    assert isinstance(one["completed"], list)
+    assert one["queue"] == []

@@ -25,11 +25,12 @@ TIMEOUT_MS = 20_000
 KINDS = [
     "registration_request", "connection_request", "engine_ping_request", "record_request",
     "result_request", "db_request", "resubmitted_request", "purge_request", "history_request",
-    "setup_request", "unknown_request",
+    "queue_request", "setup_request", "unknown_request",
 ]  # fmt: skip
 FIELDS = [
     "uuid", "pid", "ports", "ip", "address", "id", "link", "records", "rows", "query",
     "keys", "msg_ids", "engine_ids", "pairs", "targets", "code", "labels", "resources", "instance",
+    "verbose",
     "max_message_size", "batch",
 ]  # fmt: skip
 VALUES: list[Any] = [
