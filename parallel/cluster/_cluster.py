@@ -303,6 +303,18 @@ class Cluster:
                 loop.remove_reader(self._ready_fd)
         self._read_ready()
 
+    def connect_client_sync(self) -> Client:
+        """A :class:`Client` of this started cluster, without waiting for engines
+        (ipyparallel's; ``rc.wait_for_engines(n)`` waits). The cluster keeps it: the same
+        one is returned again, and :meth:`stop_cluster_sync` closes it."""
+        if self._process is None or self.cluster_file is None:
+            raise ClusterUnavailable("this cluster is not started: start_cluster_sync() first")
+        return self._client or self._connect()
+
+    async def connect_client(self) -> Client:
+        """:meth:`connect_client_sync` (connecting does not block the loop for long)."""
+        return self.connect_client_sync()
+
     def _connect(self) -> Client:
         from ..client._pool_client import Client
 

@@ -203,7 +203,8 @@ def test_queue_status_counts_queued_running_and_unassigned_tasks(rc: Client) -> 
     )
     blocked = rc[:].apply_async(blocker)
     behind = rc[0].apply_async(L("lambda: 'behind'"))
-    lview = rc.load_balanced_view()
+    # With a timeout, at most 2 tasks are queued on an engine, however fast it has been.
+    lview = rc.load_balanced_view(timeout=60)
     balanced = [lview.apply_async(L("lambda: 'lb'")) for _ in range(6)]
     status = rc.queue_status()
     # 2 load-balanced tasks go to each engine (its queue limit), 2 wait here.

@@ -332,3 +332,24 @@ def test_a_failed_execute_is_labelled_execute_as_in_ipyparallel() -> None:
         assert [error.kind for error in failed.value.elist] == ["execute", "execute"]
         with pytest.raises(ipp.RemoteError, match=r"\[1:apply\]: ZeroDivisionError"):
             rc[1].apply_sync(divmod, 1, 0)
+
+
+def test_start_then_connect_as_ipyparallel_scripts_do() -> None:
+    cluster = ipp.Cluster(n=2)
+    with pytest.raises(ipp.ClusterUnavailable, match="not started"):
+        cluster.connect_client_sync()
+    try:
+        cluster.start_cluster_sync()
+        rc = cluster.connect_client_sync()
+        assert cluster.connect_client_sync() is rc  # the cluster's own client
+        rc.wait_for_engines(2, timeout=60)
+        assert rc[:].apply_sync(lambda: 3) == [3, 3]
+
+        async def connected() -> object:
+            return await cluster.connect_client()
+
+        assert asyncio.run(asyncio.wait_for(connected(), 30)) is rc
+    finally:
+        cluster.stop_cluster_sync()
+    with pytest.raises(ipp.ClientClosed):
+        rc.ids  # noqa: B018 - closed with its cluster
