@@ -69,7 +69,7 @@ from ._asyncresult import AsyncResult, ExecuteReply
 from ._controller_link import ControllerLink
 from ._engine_link import EngineLink, _socket
 from ._pump import Pump
-from ._purge import msg_ids_of
+from ._purge_client import hub_history, msg_ids_of, purge_hub, purge_local
 from ._result_index import ResultIndex
 from ._send import Unreachable, send_or_fail
 from ._shm_client import ClientShm, open_client_shm
@@ -745,8 +745,6 @@ class Client:
         named by id it is a :class:`RuntimeError` and nothing is purged; on ``targets`` or
         under ``"all"`` it is left. :class:`ValueError` if both are empty,
         :class:`TypeError` for a job that is neither a msg_id nor an ``AsyncResult``."""
-        from ._purge import purge_hub
-
         purge_hub(self, jobs, targets)
 
     def purge_local_results(self, jobs: Jobs = (), targets: Targets = ()) -> None:
@@ -755,8 +753,6 @@ class Client:
         so this only checks the arguments as :meth:`purge_hub_results` does and raises
         :class:`RuntimeError` for a task named that this client still waits for (with
         ``"all"``: any; with ``targets``: any sent to them), as ipyparallel does."""
-        from ._purge import purge_local
-
         purge_local(self, jobs, targets)
 
     def purge_results(self, jobs: Jobs = (), targets: Targets = ()) -> None:
@@ -815,8 +811,6 @@ class Client:
         """Every task the controller has a record of, once each, by submission time
         (ipyparallel's): a load-balanced task by its id (``ar.msg_ids``), any other by its
         msg_id. Each is an id ``get_result`` takes."""
-        from ._purge import hub_history
-
         return hub_history(self)
 
     def resubmit(
@@ -1100,7 +1094,7 @@ class Client:
 
 
 def _msg_ids_of(jobs: Jobs) -> set[str] | None:
-    """The msg_ids ``jobs`` names (``_purge.msg_ids_of``: a msg_id, a result, or a list
+    """The msg_ids ``jobs`` names (``_purge_client.msg_ids_of``: a msg_id, a result, or a list
     of either; :class:`TypeError` naming anything else); None for everything
     outstanding (``None`` or ``"all"``)."""
     ids, _ = msg_ids_of(jobs)

@@ -15,7 +15,7 @@ record window of such a purge).
 A task still pending (started, no result) named by id is not purged (as ipyparallel's
 hub refuses one): the reply names it (``running``) and nothing of the request is done.
 The client that sent it and holds its result knows better (the reply's record is on its
-way) and asks again until the record says finished (``parallel.client._purge``).
+way) and asks again until the record says finished (``parallel.client._purge_client``).
 """
 
 from __future__ import annotations

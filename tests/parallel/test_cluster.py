@@ -303,7 +303,7 @@ def test_bad_arguments_to_views_are_clear_errors_before_anything_is_sent() -> No
             (lambda: view.scatter(3, [1]), TypeError, r"scatter\(\) takes a name \(str\)"),
             (lambda: view.map(abs, {1: 2}), TypeError, r"map\(\) needs sequences .* not dict"),
             (lambda: balanced.map(abs, 5), TypeError, r"not int \(sequence 1\)"),
-            (lambda: balanced.imap(abs, [1], 7), TypeError, r"not int \(sequence 2\)"),
+            (lambda: balanced.imap(abs, [1], 7), TypeError, r"not int \(argument 2\)"),
             (lambda: balanced.map(abs, [1], chunksize="2"), ValueError, "chunksize must be an int"),
             (lambda: view.pull(5), TypeError, r"pull\(\) takes a name or a list of names"),
             (lambda: view.push([("a", 1)]), TypeError, r"push\(\) takes a dict of names"),

@@ -284,8 +284,15 @@ def test_views_len_imap_clear_and_arrays(cluster: tuple[ModuleType, Any]) -> Non
         view["doomed"]
 
 
-def test_client_calls_take_ipyparallels_arguments(cluster: tuple[ModuleType, Any]) -> None:
+def test_client_calls_take_ipyparallels_arguments(
+    cluster: tuple[ModuleType, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, rc = cluster
+    # ipyparallel's wait_interactive draws a tqdm bar, whose monitor thread would outlive
+    # the test (later tests check that no thread is left); without it tqdm starts none.
+    import tqdm.std  # ipyparallel's dependency
+
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)
     result = rc[:].apply_async(L("lambda: 'kept'"))
     assert rc.get_result(result.msg_ids, block=True).get(timeout=30) == ["kept"] * ENGINES
     one = rc[0].apply_async(L("lambda: 'one'"))

@@ -24,7 +24,7 @@ from _cluster_support import isolate, main_function, running_cluster
 from kernel.protocol import JSONDict, MalformedMessage, Message, Session
 from parallel import Client, NoEnginesRegistered
 from parallel.client._asyncresult import AsyncResult
-from parallel.client._purge import msg_ids_of
+from parallel.client._purge_client import msg_ids_of
 from parallel.controller._db import SQL_CHUNK, TaskDB
 from parallel.controller._purge import PurgeRequest, Tombstones
 from parallel.controller._records import Records
