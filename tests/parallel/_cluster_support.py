@@ -66,3 +66,28 @@ def main_function(source: str, name: str) -> Callable[..., Any]:
     namespace: dict[str, Any] = {"__name__": "__main__"}
     exec(compile(textwrap.dedent(source), "<main>", "exec"), namespace)
     return namespace[name]  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def module_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, n: int) -> Iterator[Client]:
+    """A cluster of ``n`` engines for a module's tests (``running_cluster``), its files
+    in a temporary directory of its own (``isolate``); the connected client."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate(monkeypatch, tmp_path_factory.mktemp(name))
+        with running_cluster(n) as (_, client):
+            yield client
+
+
+#: Waits while the file at ``path`` exists (a task held running until a test removes it).
+WAIT_WHILE_FLAG = main_function(
+    """
+    def wait_while_flag(path):
+        import os, time
+        while os.path.exists(path):
+            time.sleep(0.02)
+        return "done"
+    """,
+    "wait_while_flag",
+)
+#: The engine's ``marker`` (what a test's setup or push put there).
+READ_MARKER = main_function("def read_marker():\n    return marker\n", "read_marker")

@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_COMPLETED
 from typing import Any
 
 import pytest
-from _cluster_support import isolate, main_function, running_cluster
+from _cluster_support import main_function, module_cluster
 
 import parallel
 from parallel import Client, Reference, require
@@ -26,10 +26,8 @@ def L(source: str) -> Any:
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        isolate(monkeypatch, tmp_path_factory.mktemp("extras"))
-        with running_cluster(2) as (_, client):
-            yield client
+    with module_cluster(tmp_path_factory, "extras", 2) as client:
+        yield client
 
 
 def test_bad_arguments_are_refused_before_anything_is_sent(rc: Client) -> None:

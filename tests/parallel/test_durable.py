@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cluster_support import isolate, main_function
+from _cluster_support import READ_MARKER, WAIT_WHILE_FLAG, isolate
 from _support import wait_gone
 
 from parallel import Client, Cluster, ControllerLost, RemoteError
@@ -47,19 +47,6 @@ def _pids_killed_after(pids: set[int]) -> Iterator[set[int]]:
     finally:
         for pid in pids:
             _kill(pid)
-
-
-WAIT_WHILE_FLAG = main_function(
-    """
-    def wait_while_flag(path):
-        import os, time
-        while os.path.exists(path):
-            time.sleep(0.05)
-        return "done"
-    """,
-    "wait_while_flag",
-)
-READ_MARKER = main_function("def read_marker():\n    return marker\n", "read_marker")
 
 
 def test_restore_after_sigkill_gives_every_result_and_fails_the_running_task(

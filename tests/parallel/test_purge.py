@@ -19,7 +19,12 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from _cluster_support import isolate, main_function, running_cluster
+from _cluster_support import (
+    WAIT_WHILE_FLAG,
+    isolate,
+    module_cluster,
+    running_cluster,
+)
 
 from kernel.protocol import JSONDict, MalformedMessage, Message, Session
 from parallel import Client, NoEnginesRegistered
@@ -274,25 +279,12 @@ def test_an_empty_msg_id_is_a_value_error() -> None:
 
 # -- real clusters ---------------------------------------------------------------------
 
-WAIT_WHILE_FLAG = main_function(
-    """
-    def wait_while_flag(path):
-        import os, time
-        while os.path.exists(path):
-            time.sleep(0.02)
-        return "done"
-    """,
-    "wait_while_flag",
-)
-
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """Two engines, records in SQLite next to the cluster file (the default)."""
-    with pytest.MonkeyPatch.context() as patch:
-        isolate(patch, tmp_path_factory.mktemp("purge"))
-        with running_cluster(2) as (_, client):
-            yield client
+    with module_cluster(tmp_path_factory, "purge", 2) as client:
+        yield client
 
 
 def _recorded(rc: Client, ids: list[str]) -> None:

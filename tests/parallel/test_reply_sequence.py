@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from _cluster_support import isolate, running_cluster
+from _cluster_support import module_cluster
 
 from kernel.transport._frames import send_frames
 from parallel import Client
@@ -46,10 +46,8 @@ def test_a_new_link_starts_from_the_first_number_it_sees() -> None:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        isolate(monkeypatch, tmp_path_factory.mktemp("sequence"))
-        with running_cluster(1) as (_, connected):
-            yield connected
+    with module_cluster(tmp_path_factory, "sequence", 1) as client:
+        yield client
 
 
 def test_an_engine_numbers_its_replies_to_each_client(client: Client) -> None:

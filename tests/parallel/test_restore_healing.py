@@ -21,23 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cluster_support import isolate, main_function
+from _cluster_support import READ_MARKER, WAIT_WHILE_FLAG, isolate
 from _support import wait_gone
 
 from parallel import Client, Cluster, EngineError
 
 pytestmark = pytest.mark.timeout(120)
 
-WAIT_WHILE_FLAG = main_function(
-    """
-    def wait_while_flag(path):
-        import os, time
-        while os.path.exists(path):
-            time.sleep(0.05)
-    """,
-    "wait_while_flag",
-)
-READ_MARKER = main_function("def read_marker():\n    return marker\n", "read_marker")
 SETUP_TIMEOUT = 2.0
 
 
