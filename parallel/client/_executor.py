@@ -10,6 +10,7 @@ waiting pumps the client's sockets, as every wait does.
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ class ViewExecutor(Executor):
     def __init__(self, view: _View) -> None:
         self.view = view
         self._shut = False
+        #: What ``submit`` gave and the caller still holds (``shutdown(cancel_futures=)``).
+        self._submitted: weakref.WeakSet[AsyncResult] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"<ViewExecutor on {self.view!r}>"
@@ -35,7 +38,9 @@ class ViewExecutor(Executor):
         """``view.apply_async(fn, *args, **kwargs)``: a future of its result."""
         if self._shut:
             raise RuntimeError("cannot submit to a ViewExecutor after shutdown()")
-        return self.view.apply_async(fn, *args, **kwargs)
+        result: AsyncResult = self.view.apply_async(fn, *args, **kwargs)
+        self._submitted.add(result)
+        return result
 
     def map(
         self,
@@ -57,9 +62,12 @@ class ViewExecutor(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new work; with ``wait``, wait for the view's outstanding tasks. The
         engines keep running (they are the cluster's, not the executor's).
-        ``cancel_futures``: abort the tasks that have not started."""
+        ``cancel_futures``: abort the submitted tasks that have not started (the
+        executor's own; other work of the client is left alone)."""
         self._shut = True
         if cancel_futures:
-            self.view.abort()
+            pending = [r for r in self._submitted if not r.done()]
+            if pending:
+                self.view.abort(pending)
         if wait:
             self.view.wait()

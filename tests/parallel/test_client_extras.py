@@ -127,6 +127,7 @@ def test_executor_after_shutdown_and_with_cancelled_futures(rc: Client) -> None:
     )
     busy = [pool.submit(blocker) for _ in range(2)]
     late = pool.submit(L("lambda: 'late'"))
+    other = rc[0].apply_async(L("lambda: 'other'"))  # the client's, not the executor's
     rc[:].execute("release = True", block=False)  # engines are busy: queued behind
     pool.shutdown(wait=False, cancel_futures=True)
     with pytest.raises(RuntimeError, match="after shutdown"):
@@ -138,6 +139,7 @@ def test_executor_after_shutdown_and_with_cancelled_futures(rc: Client) -> None:
         future.exception(timeout=30)
     with pytest.raises(parallel.RemoteError, match="TaskAborted"):
         late.result(timeout=30)
+    assert other.get(timeout=30) == "other"  # cancel_futures left it alone
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(rc[:].executor.map(L("lambda x: x"), {3})) == [3]
