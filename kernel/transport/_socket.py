@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import zmq
@@ -158,6 +158,9 @@ class MessageSocket:
         self._has_input: bool | None = None
         #: How the connection's handshakes end (``connect(watch_handshake=True)``).
         self.handshake: HandshakeWatch | None = None
+        #: Other ways in (:meth:`add_route`): replies whose first identity is a key here
+        #: are handed to its function instead of this socket.
+        self._routes: dict[bytes, Callable[[Message, list[bytes]], None]] = {}
 
     @classmethod
     def connect(
@@ -244,6 +247,20 @@ class MessageSocket:
         self._has_input = has_input(self.socket)
         return self._has_input
 
+    def add_route(self, mark: bytes, send: Callable[[Message, list[bytes]], None]) -> None:
+        """Messages arriving another way (:meth:`deliver`) carry ``mark`` as their first
+        identity; a reply to one, sent here with those identities, goes to ``send``,
+        which must not block (an engine's direct shell, ``parallel/engine/_direct.py``)."""
+        self._routes[mark] = send
+
+    def deliver(self, received: Received) -> None:
+        """Put a message that arrived another way (already verified) in line, and wake a
+        reader waiting in :meth:`recv`."""
+        self._inbox.append(received)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.wake()
+
     async def send(self, message: Message, identities: list[bytes] | None = None) -> None:
         """Send; at once unless the socket has no peer to queue for.
 
@@ -253,6 +270,11 @@ class MessageSocket:
         handshake watch that explains the refusal never ran (a console hung on a kernel
         it had no keys for); instead this waits for the socket on the loop.
         """
+        if identities and self._routes:
+            route = self._routes.get(identities[0])
+            if route is not None:
+                route(message, identities)
+                return
         self._watch()
         zero_copy = bool(message.buffers) and has_large_buffer(message.buffers)
         # Large buffers (a result array) go out without a copy: pyzmq copies frames

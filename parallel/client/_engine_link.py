@@ -15,6 +15,12 @@ IOPub is a PUB socket: what it publishes before our subscription reaches it is l
 Loom engine greets each new subscriber with ``iopub_welcome`` (messaging spec 5.5), so
 requests wait in :attr:`EngineLink._held` until the welcome arrives; none can lose an
 output.
+
+Shell goes through the engine's *direct shell* where it can (an engine on this host, of an
+ipc cluster: ``_direct_link``, ``parallel/engine/_direct.py``): the same messages on a Unix
+stream socket, without libzmq's I/O threads. Every shell request of this client goes the
+same way, so the engine answers them in the order sent; if the stream fails, requests go
+through ZeroMQ from then on, and the heartbeat tells whether the engine still lives.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from kernel.transport._curve import connect_curve
 from kernel.transport._frames import has_large_buffer
 
 from .._errors import EngineError
+from ..protocol._direct_frames import direct_path
+from ._direct_link import DirectClosed, DirectLink, connect_direct
 from ._pump import Pump
 from ._send import SEND_WAIT, Unreachable, send_or_fail
 from ._sequence import ReplySequence
@@ -98,6 +106,12 @@ class EngineLink:
         self._hb = _socket(ctx, zmq.DEALER, info.url("hb"), info.curve)
         self._hb.setsockopt(zmq.IMMEDIATE, 1)  # a ping to a vanished engine fails at once
         pump.add(self._hb, self._on_echo)
+        #: The engine's direct shell, if it has one and we reach it (module docstring).
+        self.direct: DirectLink | None = None
+        if info.transport == "ipc":
+            self.direct = connect_direct(direct_path(info.ip))
+            if self.direct is not None:
+                pump.add_stream(self.direct, partial(self._on_frames, "shell"), self._direct_gone)
         #: When we last pinged, and when the oldest ping still without an echo went out
         #: (monotonic seconds; ``None``: every ping was answered).
         self._last_ping = 0.0
@@ -153,10 +167,28 @@ class EngineLink:
             zero_copy = bool(message.buffers) and has_large_buffer(message.buffers)
         if frames is None:  # zero-copy: large buffers as they are (MessageSocket.send)
             frames = self._session.serialize(message, copy_buffers=not zero_copy)
+        direct = self.direct if channel == "shell" else None
+        if direct is not None:
+            try:
+                direct.send(frames)
+                self._pump.sent_on_stream(direct)
+                return
+            except DirectClosed as exc:  # this message was not sent whole: ZeroMQ takes it
+                self._direct_gone(str(exc))
         try:
             send_or_fail(sock, frames, zero_copy=zero_copy, wait=wait)
         finally:
             self._pump.sent_on(sock)  # a send (or the wait's poll) may take an edge
+
+    def _direct_gone(self, reason: str) -> None:
+        """The direct shell failed: shell goes through ZeroMQ from now on."""
+        direct, self.direct = self.direct, None
+        if direct is None:
+            return
+        self._pump.remove_stream(direct)
+        direct.close()
+        if self.tracker.pending:
+            log.info("engine %d: %s; shell goes through ZeroMQ now", self.id, reason)
 
     def _on_frames(self, channel: str, frames: list[bytes]) -> None:
         try:
@@ -221,6 +253,10 @@ class EngineLink:
         self._unanswered_since = None
 
     def close(self) -> None:
+        if self.direct is not None:
+            self._pump.remove_stream(self.direct)
+            self.direct.close()
+            self.direct = None
         for sock in [*self.sockets.values(), self._hb]:
             self._pump.remove(sock)
             sock.close(linger=0)

@@ -23,6 +23,11 @@ the next wait), and a socket left with input (``DRAIN_BATCH`` reached) is looked
 again too. A blocking wait that times out still reads every socket once: a missed edge
 costs at most ``TICK``, never a hang.
 
+Streams (an engine's direct shell, ``_direct_link``: a plain Unix socket) are read the
+same two ways (:meth:`Pump.add_stream`), without the edge rules: their descriptors are
+level-triggered, and a stream with bytes still to write is also watched for room
+(:meth:`Pump.sent_on_stream`).
+
 Handlers run on the caller's thread, inside ``pump``/``wait_until``; they must not block.
 While someone waits, :attr:`Pump.on_tick` is called at least every :data:`TICK` seconds
 (the client checks its engines' heartbeats there): waiting never outlasts a dead peer.
@@ -42,10 +47,13 @@ from zmq.backend import zmq_poll
 from kernel.transport._frames import recv_frames
 
 from .._errors import ClientClosed
+from ._direct_link import DirectClosed, DirectLink
 
 __all__ = ["FrameHandler", "Pump"]
 
 FrameHandler = Callable[[list[bytes]], None]
+#: Called with the reason once a stream is gone (its owner removes it).
+ClosedHandler = Callable[[str], None]
 #: ``[(socket, POLLIN)]``: what ``zmq_poll`` asks of one socket.
 _PollItems = list[tuple[zmq.Socket[bytes], int]]
 
@@ -85,6 +93,10 @@ class Pump:
         self.on_tick: Callable[[], None] = lambda: None
         self._ticked = 0.0  # when on_tick last ran (monotonic seconds)
         self._closed = False
+        #: Streams by descriptor: the link, its frames' handler, what to call once it is gone.
+        self._streams: dict[int, tuple[DirectLink, FrameHandler, ClosedHandler]] = {}
+        #: Streams watched for room to write (bytes left in their outbox).
+        self._writing: set[int] = set()
 
     def add(self, sock: zmq.Socket[bytes], handler: FrameHandler) -> None:
         self._handlers[sock] = handler
@@ -105,6 +117,66 @@ class Pump:
             self._unsure.discard(sock)
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(fd)
+
+    def add_stream(self, link: DirectLink, handler: FrameHandler, closed: ClosedHandler) -> None:
+        fd = link.fileno()
+        self._streams[fd] = (link, handler, closed)
+        self._epoll.register(fd, select.EPOLLIN)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.add_reader(fd, self._on_stream_readable, fd)
+
+    def remove_stream(self, link: DirectLink) -> None:
+        fd = link.fileno()
+        if self._streams.pop(fd, None) is None:
+            return
+        self._writing.discard(fd)
+        if not self._closed:
+            self._epoll.unregister(fd)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+
+    def sent_on_stream(self, link: DirectLink) -> None:
+        """Call after sending on ``link``: bytes it could not write yet are written as the
+        socket takes them, while anyone pumps."""
+        fd = link.fileno()
+        if link.outbox and fd not in self._writing and fd in self._streams:
+            self._writing.add(fd)
+            self._epoll.modify(fd, select.EPOLLIN | select.EPOLLOUT)
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.add_writer(fd, self._on_stream_writable, fd)
+
+    def _service_stream(self, fd: int, events: int = select.EPOLLIN) -> int:
+        """Write what waits (if there is room) and read what came; messages read."""
+        entry = self._streams.get(fd)
+        if entry is None:
+            return 0
+        link, handler, closed = entry
+        try:
+            if events & select.EPOLLOUT or fd in self._writing:
+                link.flush()
+                if not link.outbox and fd in self._writing:
+                    self._writing.discard(fd)
+                    self._epoll.modify(fd, select.EPOLLIN)
+                    if self._loop is not None and not self._loop.is_closed():
+                        self._loop.remove_writer(fd)
+            messages = link.read() if events & ~select.EPOLLOUT else []
+        except DirectClosed as exc:
+            closed(str(exc))  # the owner removes the stream
+            return 0
+        for frames in messages:
+            handler(frames)
+        return len(messages)
+
+    def _drain_streams(self) -> int:
+        return sum(self._service_stream(fd) for fd in list(self._streams))
+
+    def _on_stream_readable(self, fd: int) -> None:
+        self._service_stream(fd)
+        self._wake()
+
+    def _on_stream_writable(self, fd: int) -> None:
+        self._service_stream(fd, select.EPOLLOUT)
 
     def sent_on(self, sock: zmq.Socket[bytes]) -> None:
         """Call after sending on ``sock``: a send can consume the edge that announced input,
@@ -131,6 +203,7 @@ class Pump:
                 more = more or n == DRAIN_BATCH
         if not only:
             self._unsure.clear()
+            count += self._drain_streams()
         return count
 
     def read_ready(self, *socks: zmq.Socket[bytes]) -> int:
@@ -156,7 +229,10 @@ class Pump:
         ready = self._epoll.poll(0.0 if count else wait)
         if not ready and not count and wait != 0.0:  # a whole wait and not a word: read all
             return self.drain()
-        by_fd = self._by_fd
+        by_fd, streams = self._by_fd, self._streams
+        for fd, events in ready:
+            if fd in streams:
+                count += self._service_stream(fd, events)
         return count + self._read([by_fd[fd] for fd, _ in ready if fd in by_fd], fired=True)
 
     def _read_unsure(self, socks: list[zmq.Socket[bytes]]) -> int:
@@ -232,6 +308,10 @@ class Pump:
         self._loop = loop
         for sock in self._handlers:
             loop.add_reader(int(sock.getsockopt(zmq.FD)), self._on_readable)
+        for fd in self._streams:
+            loop.add_reader(fd, self._on_stream_readable, fd)
+        for fd in self._writing:
+            loop.add_writer(fd, self._on_stream_writable, fd)
 
     def close(self) -> None:
         """Stop watching everything (the client is closing); waits from now on raise
@@ -255,6 +335,9 @@ class Pump:
         if loop is not None and not loop.is_closed():
             for sock in self._handlers:
                 loop.remove_reader(int(sock.getsockopt(zmq.FD)))
+            for fd in self._streams:
+                loop.remove_reader(fd)
+                loop.remove_writer(fd)
 
     def _on_readable(self) -> None:
         # Draining here, not in the waiter, reads ZMQ_EVENTS and so re-arms the descriptor:

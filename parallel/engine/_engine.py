@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import sys
 import time
 import uuid as uuidlib
@@ -53,11 +54,13 @@ from kernel.protocol._freshness import address_to, replay_skew
 from kernel.transport._curve import HandshakeWatch, connect_curve
 
 from ..protocol._controller_info import ControllerInfo
+from ..protocol._direct_frames import direct_enabled, direct_path
 from ..protocol._engine_traits import registration_traits, traits_from_env
 from ..protocol._shm import join_cluster_dir, shm_threshold
 from ._abort_list import AbortList
 from ._apply import EngineIdentity, handle_apply, with_shared_memory
 from ._call_cache import CallCache
+from ._direct import DirectShell, listen_direct
 from ._hub_link import HubLink
 from ._recorder import recorded
 from ._scheduling import run_as_batch_work, wants_batch_policy
@@ -82,7 +85,11 @@ class EngineStartError(Exception):
 
 
 def make_engine(
-    server: KernelServer, *, engine: EngineIdentity, link: HubLink | None = None
+    server: KernelServer,
+    *,
+    engine: EngineIdentity,
+    link: HubLink | None = None,
+    direct: socket.socket | None = None,
 ) -> None:
     """Turn a Loom kernel server into an engine: handlers added, nothing subclassed.
 
@@ -92,7 +99,12 @@ def make_engine(
     the listed requests, when they come up, are answered ``aborted`` instead of run)
     and ``signal_request`` (send a signal to the engine; SIGINT interrupts the running
     task as ``interrupt_request`` does).
+
+    ``direct``: the listening socket of the direct shell (``_direct``), if any: clients
+    of this host send shell requests there, without ZeroMQ.
     """
+    if direct is not None:
+        DirectShell(server.shell, direct).start()  # lives as long as the process
     aborted = AbortList()
     # Calls unpickled before, reused where nothing could tell (_call_cache).
     apply = partial(handle_apply, server, engine, calls=CallCache())
@@ -265,6 +277,10 @@ def run_engine(
         )
         return 2
     sockets = open_kernel_sockets(controller.engine_connection(address), limits=limits)
+    # Shell without libzmq for clients of this host (_direct): ipc means they are. Bound
+    # before registering, as the sockets: a client may connect as soon as it learns of us.
+    direct_at = direct_path(address) if controller.transport == "ipc" else None
+    direct = listen_direct(direct_at) if direct_at and direct_enabled(os.environ) else None
     # Before registering: a client that learns of the engine finds its marker.
     # Only where the transport admits no one else (docs/architecture.md, "Large buffers").
     shm_min = shm_min if controller.authenticates_peers else None
@@ -283,6 +299,9 @@ def run_engine(
     except EngineStartError as exc:
         print(f"loom engine: {exc}", file=sys.stderr)
         sockets.close(linger=0)
+        if direct is not None and direct_at is not None:
+            direct.close()
+            Path(direct_at).unlink(missing_ok=True)
         if shm is not None:
             shm.unmark("e", engine_uuid)
         return 3
@@ -303,7 +322,7 @@ def run_engine(
         engine_id,
         durability=durability if durability in ("async", "sync", "off") else "async",
     )
-    setup = partial(make_engine, engine=identity, link=link)
+    setup = partial(make_engine, engine=identity, link=link, direct=direct)
     # Any Jupyter client can attach: `loom console --existing kernel-engine-<cluster>-<id>.json`.
     connection_file = for_clients(sockets.info).write(engine_connection_file(controller, engine_id))
     try:
@@ -311,6 +330,8 @@ def run_engine(
         code = asyncio.run(serve(sockets, iothread, setup=setup, keep_history=False))
     finally:
         connection_file.unlink(missing_ok=True)
+        if direct is not None and direct_at is not None:
+            Path(direct_at).unlink(missing_ok=True)
         if shm is not None:
             shm.unmark("e", engine_uuid)
     end_process(sockets, code)

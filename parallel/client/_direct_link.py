@@ -1,0 +1,104 @@
+"""The client's end of an engine's direct shell (``parallel/engine/_direct.py``).
+
+A non-blocking Unix stream socket to an engine on this host: :meth:`DirectLink.send`
+writes a request's frames (framed by ``parallel/protocol/_direct_frames.py``) as far as
+the socket takes them and keeps the rest in an :class:`Outbox`, which :meth:`flush`
+writes as the client's pump finds room (``Pump.add_stream``): a send never blocks, as a
+ZeroMQ send with no high-water mark never does. :meth:`read` returns the replies
+completed by what is waiting. Both raise :class:`DirectClosed` once the engine is gone
+(end of stream, a reset) or broke the framing; the engine link then falls back to ZeroMQ
+(``_engine_link``), and the engine's heartbeat tells whether it lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Mapping, Sequence
+
+from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox, direct_enabled, encode
+
+__all__ = ["DirectClosed", "DirectLink", "connect_direct"]
+
+#: How long connecting may take (seconds): the engine accepts on its loop, between tasks;
+#: a backlog that full means a busy engine, and ZeroMQ serves as well then.
+CONNECT_TIMEOUT = 1.0
+_READ_SIZE = 1 << 18
+
+
+class DirectClosed(Exception):
+    """The direct connection is gone: why, in a few words."""
+
+
+class DirectLink:
+    """One connected stream; see the module docstring."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._decoder = FrameDecoder()
+        self.outbox = Outbox()
+        self._buffer = bytearray(_READ_SIZE)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def send(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Queue one message's frames and write what the socket takes now."""
+        pending = bool(self.outbox)
+        self.outbox.add(encode(frames))
+        if not pending:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write queued bytes until done or the socket is full."""
+        outbox = self.outbox
+        try:
+            while outbox:
+                outbox.written(self._sock.sendmsg(outbox.batch()))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise DirectClosed(f"the engine's direct shell is gone ({exc.strerror})") from None
+
+    def read(self) -> list[list[bytes]]:
+        """Every message completed by what is waiting now (none if nothing is)."""
+        messages: list[list[bytes]] = []
+        buffer = self._buffer
+        while True:
+            try:
+                size = self._sock.recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                return messages
+            except OSError as exc:
+                raise DirectClosed(f"the engine's direct shell failed ({exc.strerror})") from None
+            if not size:
+                raise DirectClosed("the engine closed its direct shell")
+            try:
+                with memoryview(buffer) as view:
+                    messages += self._decoder.feed(view[:size])
+            except FramingError as exc:
+                raise DirectClosed(f"the engine's direct shell broke its framing: {exc}") from None
+            if size < len(buffer):  # the socket is drained (a full read may have more)
+                return messages
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+
+def connect_direct(path: str, env: Mapping[str, str] = os.environ) -> DirectLink | None:
+    """A link to the engine listening at ``path``, or None (none listens there, it is off,
+    or ``LOOM_DIRECT`` is off here): the client then uses the engine's ZeroMQ shell."""
+    if not direct_enabled(env):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT)
+        sock.connect(path)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        return None
+    return DirectLink(sock)
