@@ -179,6 +179,10 @@ class RequestTracker:
     def pending(self) -> frozenset[str]:
         return frozenset(self._pending)
 
+    def pending_on(self, channel: str) -> list[str]:
+        """The requests still pending that went out on ``channel``, in the order sent."""
+        return [msg_id for msg_id, pending in self._pending.items() if pending.channel == channel]
+
     def receive(self, channel: str, message: Message) -> list[TrackerEvent]:
         """The events that ``message``, just read from ``channel``, gives rise to."""
         parent_id = message.parent_id

@@ -40,6 +40,8 @@ class DirectLink:
         self._decoder = FrameDecoder()
         self.outbox = Outbox()
         self._buffer = bytearray(_READ_SIZE)
+        #: Why the stream ended, once it did after a read that still returned messages.
+        self._ended: str | None = None
 
     def fileno(self) -> int:
         return self._fd
@@ -63,7 +65,10 @@ class DirectLink:
             raise DirectClosed(f"the engine's direct shell is gone ({exc.strerror})") from None
 
     def read(self) -> list[list[bytes]]:
-        """Every message completed by what is waiting now (none if nothing is)."""
+        """Every message completed by what is waiting now (none if nothing is). The
+        replies read before the stream's end are returned first; the next call raises."""
+        if self._ended is not None:
+            raise DirectClosed(self._ended)
         messages: list[list[bytes]] = []
         buffer = self._buffer
         while True:
@@ -72,9 +77,13 @@ class DirectLink:
             except (BlockingIOError, InterruptedError):
                 return messages
             except OSError as exc:
-                raise DirectClosed(f"the engine's direct shell failed ({exc.strerror})") from None
+                self._ended = f"the engine's direct shell failed ({exc.strerror})"
+                size = 0
             if not size:
-                raise DirectClosed("the engine closed its direct shell")
+                self._ended = self._ended or "the engine closed its direct shell"
+                if messages:
+                    return messages
+                raise DirectClosed(self._ended)
             try:
                 with memoryview(buffer) as view:
                     messages += self._decoder.feed(view[:size])

@@ -25,8 +25,8 @@ through ZeroMQ from then on, and the heartbeat tells whether the engine still li
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -60,6 +60,8 @@ __all__ = ["EngineLink"]
 log = logging.getLogger("loom.parallel")
 
 EventHandler = Callable[[int, TrackerEvent], None]
+#: Told of requests whose replies cannot come back (engine id, msg ids, why).
+LostHandler = Callable[[int, list[str], str], None]
 
 #: While requests are pending, ping an engine's heartbeat this often (seconds) ...
 HEARTBEAT_INTERVAL = 0.5
@@ -116,6 +118,15 @@ class EngineLink:
         #: (monotonic seconds; ``None``: every ping was answered).
         self._last_ping = 0.0
         self._unanswered_since: float | None = None
+        #: Pings sent and echoes received (in order: one DEALER, one echo per ping).
+        self._pings = self._echoes = 0
+        #: Requests that went over a direct shell that broke, and the ping whose echo
+        #: proves the engine lives on (their replies then have no way back: ``check``).
+        self._orphans: list[str] = []
+        self._orphan_ping = 0
+        #: Called with those requests, once the engine is known to live (set by the client).
+        self.on_lost: LostHandler = lambda engine_id, msg_ids, why: None
+        self._orphan_reason = ""
 
     def address(self, message: Message) -> None:
         """Name this engine's process in ``message``'s header (before it is signed)."""
@@ -181,14 +192,36 @@ class EngineLink:
             self._pump.sent_on(sock)  # a send (or the wait's poll) may take an edge
 
     def _direct_gone(self, reason: str) -> None:
-        """The direct shell failed: shell goes through ZeroMQ from now on."""
+        """The direct shell failed: shell goes through ZeroMQ from now on.
+
+        Its requests still pending can get no reply: if the engine died, its heartbeat
+        goes silent and the engine is lost as always; if it echoes a ping sent now, it
+        lives, and those requests are failed (``check``) rather than left to wait forever.
+        """
         direct, self.direct = self.direct, None
         if direct is None:
             return
         self._pump.remove_stream(direct)
         direct.close()
-        if self.tracker.pending:
+        held = {message.msg_id for _, message, _ in self._held or ()}  # go by ZeroMQ
+        orphans = [m for m in self.tracker.pending_on("shell") if m not in held]
+        if orphans:
             log.info("engine %d: %s; shell goes through ZeroMQ now", self.id, reason)
+            self._orphans += orphans
+            self._orphan_reason = reason
+            self._orphan_ping = self._ping()
+
+    def _ping(self) -> int:
+        """Ping the engine's heartbeat now; the ping's number (0: it could not be sent)."""
+        self._last_ping = time.monotonic()
+        try:
+            self._hb.send(b"ping", zmq.DONTWAIT)
+        except zmq.Again:
+            return 0
+        finally:
+            self._pump.sent_on(self._hb)
+        self._pings += 1
+        return self._pings
 
     def _on_frames(self, channel: str, frames: list[bytes]) -> None:
         try:
@@ -237,20 +270,31 @@ class EngineLink:
     def check(self, now: float) -> bool:
         """Ping the heartbeat if requests are pending; False once it has been silent for
         ``HEARTBEAT_GRACE`` seconds while they were (the engine is dead or stopped)."""
+        if self._orphans and self._orphan_ping and self._echoes >= self._orphan_ping:
+            self._fail_orphans()
         if not self.tracker.pending:
             self._unanswered_since = None  # only silence while we wait counts
             return True
         if now - self._last_ping >= HEARTBEAT_INTERVAL:
-            self._last_ping = now
             if self._unanswered_since is None:
                 self._unanswered_since = now
-            with contextlib.suppress(zmq.Again):
-                self._hb.send(b"ping", zmq.DONTWAIT)
-            self._pump.sent_on(self._hb)
+            sent = self._ping()
+            if self._orphans and not self._orphan_ping:
+                self._orphan_ping = sent
         return self._unanswered_since is None or now - self._unanswered_since < HEARTBEAT_GRACE
+
+    def _fail_orphans(self) -> None:
+        orphans = [m for m in self._orphans if self.tracker.is_pending(m)]
+        self._orphans, self._orphan_ping = [], 0
+        for msg_id in orphans:
+            self.tracker.forget(msg_id)
+        self.sequence.excuse(len(orphans))
+        if orphans:
+            self.on_lost(self.id, orphans, self._orphan_reason)
 
     def _on_echo(self, frames: list[bytes]) -> None:
         self._unanswered_since = None
+        self._echoes += 1
 
     def close(self) -> None:
         if self.direct is not None:

@@ -443,11 +443,24 @@ class Client:
             self._on_event,
             record.instance,
         )
+        link.on_lost = self._requests_lost
         self._links[record.id] = link
         self._records[record.id] = record
         self._lost.pop(record.id, None)
         if self._balancer is not None:
             self._balancer.engine_registered(record.id)
+
+    def _requests_lost(self, engine_id: int, msg_ids: list[str], why: str) -> None:
+        """Requests whose replies cannot come back while their engine lives on (its
+        direct shell broke: ``EngineLink._direct_gone``): failed, never left waiting."""
+        for msg_id in msg_ids:
+            error = EngineError(
+                f"engine {engine_id}: the reply to request {msg_id} cannot come back ({why});"
+                " the engine lives on, and if the task ran, the controller recorded its"
+                " result: rc.get_result(msg_id)",
+                engine_id,
+            )
+            self._finished(engine_id, msg_id, None, error)
 
     def _lose_engine(self, engine_id: int, reason: str) -> None:
         link = self._links.pop(engine_id, None)

@@ -36,6 +36,17 @@ class ReplySequence:
     last: int = 0
     #: How many replies were found missing, in all gaps so far.
     missing: int = 0
+    #: Replies known lost already, their requests failed (``excuse``): the next gap, up to
+    #: this wide, is expected and not reported.
+    excused: int = 0
+
+    def excuse(self, count: int) -> None:
+        """``count`` replies will never arrive, and their requests were failed already
+        (a direct shell that broke): the engine answers its requests in order, so they
+        are all numbered before the next reply this client gets, and the gap they leave
+        there is no news. At most that wide: a request that never reached the engine got
+        no number."""
+        self.excused += count
 
     def observe(self, seq: object) -> Verdict:
         """Judge the reply numbered ``seq`` (its metadata's ``loom_seq``)."""
@@ -46,7 +57,9 @@ class ReplySequence:
             return "in-order"
         if seq <= self.last:
             return "duplicate"
-        verdict: Verdict = "in-order" if seq == self.last + 1 else "gap"
-        self.missing += seq - self.last - 1
+        gap = seq - self.last - 1
+        excused, self.excused = self.excused, 0
+        verdict: Verdict = "in-order" if gap <= excused else "gap"
+        self.missing += max(0, gap - excused)
         self.last = seq
         return verdict

@@ -6,7 +6,9 @@ did (almost) nothing, so that the figure of ``bench_parallel.py`` can be judged 
 what its design allows. Three contenders, 16 engine processes each, in one run, blocks
 of calls alternating (the order reversed every other round), medians of single calls:
 
-- ``loom``: a ``parallel.Cluster(n=16)`` and its client, records on, as the benchmark.
+- ``loom``: a ``parallel.Cluster(n=16)`` and its client, records on, as the benchmark
+  (shell over the engines' direct shells, docs/architecture.md "The direct shell"; the
+  bare contenders below use ZeroMQ, so they are floors of the ZeroMQ design only).
 - ``bare engines``: Loom's client (``rc[:].apply_sync(zero)``) against 16 *bare engines*
   registered with a Loom controller (``Cluster(n=0)``): processes that answer each
   ``apply_request`` with a reply made from a template: the request's header parsed

@@ -132,6 +132,33 @@ def test_loom_direct_off_keeps_a_client_on_zeromq(
         client.close()
 
 
+#: Closes every direct connection of the engine it runs on, its own request's included.
+close_direct_connections = main_function(
+    """
+    def close_direct_connections():
+        import gc
+        from parallel.engine._direct import DirectShell
+        [shell] = [o for o in gc.get_objects() if isinstance(o, DirectShell)]
+        for key in list(shell._connections):
+            shell._close(key)
+        return "closed"
+    """,
+    "close_direct_connections",
+)
+
+
+def test_a_request_whose_connection_broke_fails_and_the_engine_serves_on(
+    rc: parallel.Client,
+) -> None:
+    # Last of the module's tests on ``rc``: its link to engine 0 uses ZeroMQ afterwards.
+    # Failed once the heartbeat echoes (the engine lives), not left waiting for ever.
+    with pytest.raises(EngineError, match=r"cannot come back .*the engine lives on"):
+        rc[0].apply_sync(close_direct_connections)
+    assert rc._links[0].direct is None
+    assert rc[0].apply_sync(pow, 2, 3) == 8  # through the engine's ZeroMQ shell
+    assert rc[:].apply_sync(pow, 3, 2) == [9, 9]
+
+
 def test_an_engine_killed_mid_task_fails_it_and_the_others_serve_on(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -35,6 +35,20 @@ def test_the_rule_in_order_gap_duplicate_unnumbered() -> None:
     assert (sequence.last, sequence.missing) == (7, 2)
 
 
+def test_an_excused_gap_is_no_news_once_and_only_as_wide_as_excused() -> None:
+    """Requests failed because their replies could not come back (a direct shell that
+    broke) leave a gap of at most their number before the next reply, and no more."""
+    sequence = ReplySequence()
+    assert [sequence.observe(n) for n in (1, 2)] == ["in-order"] * 2
+    sequence.excuse(2)
+    assert sequence.observe(4) == "in-order"  # one of the two got a number, one did not
+    assert (sequence.last, sequence.missing, sequence.excused) == (4, 0, 0)
+    assert sequence.observe(6) == "gap"  # spent: the next gap is news again
+    sequence.excuse(1)
+    assert sequence.observe(9) == "gap"  # wider than excused
+    assert (sequence.last, sequence.missing) == (9, 2)  # 5, and one of 7 and 8
+
+
 def test_a_new_link_starts_from_the_first_number_it_sees() -> None:
     """An engine that re-attached keeps counting: its next reply is no gap."""
     sequence = ReplySequence()
