@@ -50,6 +50,8 @@ MARK = b"\x00loom-direct"
 #: Bytes read per ``recv`` (a task's request is a few hundred; larger ones take several).
 _READ_SIZE = 1 << 18
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+#: Seconds before accepting again after a failure (no descriptor left).
+_ACCEPT_RETRY = 0.2
 
 
 def listen_direct(path: str) -> socket.socket | None:
@@ -88,7 +90,7 @@ class DirectShell:
         self._shell = shell
         self._session = shell.session
         self._loop = asyncio.get_running_loop()
-        self._listener: socket.socket | None = listener
+        self._listener = listener
         self._connections: dict[bytes, _Connection] = {}
         self._ids = itertools.count(1)
         self._rejected = RateLimitedLog(log)
@@ -96,19 +98,23 @@ class DirectShell:
 
     def start(self) -> None:
         """Serve: accept connections (those waiting first) and read them on the loop."""
-        assert self._listener is not None
         self._shell.add_route(MARK, self.send)
         self._loop.add_reader(self._listener.fileno(), self._accept)
 
     def _accept(self) -> None:
-        assert self._listener is not None
         while True:
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of descriptors: the client falls back to ZeroMQ
-                self._rejected.warning("engine: a direct connection failed: %s", exc)
+            except OSError as exc:
+                # Out of descriptors: the connection waits in the backlog (its client's
+                # requests with it) until one is free; look again shortly, not in a spin
+                # of the loop over a listener that stays readable.
+                self._rejected.warning("engine: cannot accept a direct connection: %s", exc)
+                fd = self._listener.fileno()
+                self._loop.remove_reader(fd)
+                self._loop.call_later(_ACCEPT_RETRY, self._loop.add_reader, fd, self._accept)
                 return
             credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
             _, uid, _ = _CREDENTIALS.unpack(credentials)
@@ -192,11 +198,3 @@ class DirectShell:
         self._loop.remove_reader(fd)
         self._loop.remove_writer(fd)
         connection.sock.close()
-
-    def close(self) -> None:
-        for key in list(self._connections):
-            self._close(key)
-        if self._listener is not None:
-            self._loop.remove_reader(self._listener.fileno())
-            self._listener.close()
-            self._listener = None
