@@ -74,6 +74,16 @@ def listen_direct(path: str) -> socket.socket | None:
     return listener
 
 
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end (Linux's ``SO_PEERCRED``); None where the
+    system does not say (the directory's 0700 is then the only check, as for ipc)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    _, uid, _ = _CREDENTIALS.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _CREDENTIALS.size))
+    return int(uid)
+
+
 @dataclass(eq=False)
 class _Connection:
     sock: socket.socket
@@ -116,9 +126,8 @@ class DirectShell:
                 self._loop.remove_reader(fd)
                 self._loop.call_later(_ACCEPT_RETRY, self._loop.add_reader, fd, self._accept)
                 return
-            credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
-            _, uid, _ = _CREDENTIALS.unpack(credentials)
-            if uid != os.getuid():
+            uid = _peer_uid(sock)
+            if uid is not None and uid != os.getuid():
                 self._rejected.warning("engine: refused a direct connection from uid %d", uid)
                 sock.close()
                 continue

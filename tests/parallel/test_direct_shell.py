@@ -172,3 +172,13 @@ def test_an_engine_killed_mid_task_fails_it_and_the_others_serve_on(
             ar.get(timeout=30)
         assert client[1].apply_sync(pow, 2, 5) == 32
         gc.collect()
+
+
+def test_the_engine_reads_its_peers_uid_from_the_connection() -> None:
+    """Defence in depth: the socket file's directory is 0700 already, so a connection from
+    another uid cannot be made in a test; what the check reads can."""
+    from parallel.engine._direct import _peer_uid
+
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        assert _peer_uid(left) == os.getuid()
