@@ -17,7 +17,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 
-from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox, direct_enabled, encode
+from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox, direct_enabled
 
 __all__ = ["DirectClosed", "DirectLink", "connect_direct"]
 
@@ -48,10 +48,10 @@ class DirectLink:
 
     def send(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
         """Queue one message's frames and write what the socket takes now."""
-        pending = bool(self.outbox)
-        self.outbox.add(encode(frames))
-        if not pending:
-            self.flush()
+        try:
+            self.outbox.write(frames, self._sock.sendmsg)
+        except OSError as exc:
+            raise DirectClosed(f"the engine's direct shell is gone ({exc.strerror})") from None
 
     def flush(self) -> None:
         """Write queued bytes until done or the socket is full."""

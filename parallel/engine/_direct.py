@@ -39,7 +39,7 @@ from kernel.protocol import Message, ProtocolError, Received
 from kernel.transport import RateLimitedLog
 from kernel.transport._socket import MessageSocket
 
-from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox, encode
+from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox
 
 __all__ = ["MARK", "DirectShell", "listen_direct"]
 
@@ -173,10 +173,14 @@ class DirectShell:
         if connection is None:
             return
         frames = self._session.serialize(message, copy_buffers=False)
-        had_pending = bool(connection.outbox)
-        connection.outbox.add(encode(frames))
-        if not had_pending:
-            self._write(identities[1])
+        try:
+            connection.outbox.write(frames, connection.sock.sendmsg)
+        except OSError:  # the client is gone
+            self._close(identities[1])
+            return
+        if connection.outbox and not connection.waiting:  # the rest when there is room
+            connection.waiting = True
+            self._loop.add_writer(connection.sock.fileno(), self._write, identities[1])
 
     def _write(self, key: bytes) -> None:
         connection = self._connections.get(key)

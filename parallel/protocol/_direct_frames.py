@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 __all__ = [
@@ -64,20 +64,30 @@ def _lengths(count: int) -> struct.Struct:
 
 def encode(frames: Sequence[Buffer]) -> list[Buffer]:
     """``frames`` as buffers to write in order: the prefix, then the frames themselves."""
+    return _encode(frames)[0]
+
+
+def _encode(frames: Sequence[Buffer]) -> tuple[list[Buffer], int]:
+    """:func:`encode`, and how many bytes the buffers hold in all."""
     count = len(frames)
     if not 0 < count <= MAX_FRAMES:
         raise FramingError(f"a message has 1 to {MAX_FRAMES} frames, not {count}")
-    lengths = _lengths(count).pack(*[memoryview(f).nbytes for f in frames])
-    return [_COUNT.pack(count) + lengths, *frames]
+    sizes = [len(f) if type(f) is bytes else _size(f) for f in frames]
+    prefix = _COUNT.pack(count) + _lengths(count).pack(*sizes)
+    return [prefix, *frames], len(prefix) + sum(sizes)
+
+
+def _size(buffer: Buffer) -> int:
+    """Bytes in ``buffer`` (a memoryview's ``len`` counts items, not bytes)."""
+    return buffer.nbytes if type(buffer) is memoryview else len(buffer)
 
 
 class FrameDecoder:
     """Bytes in, whole messages (lists of frames) out; see the module docstring."""
 
     def __init__(self) -> None:
+        #: Bytes of a message not complete yet.
         self._buffer = bytearray()
-        #: The message being read: its frame lengths, once its prefix is in.
-        self._lengths: tuple[int, ...] | None = None
 
     @property
     def pending(self) -> int:
@@ -88,33 +98,43 @@ class FrameDecoder:
         """Take ``data``; every message it completes, in order. :class:`FramingError` if
         a prefix is impossible (the bytes after it are then never read)."""
         buffer = self._buffer
-        buffer += data
-        messages: list[list[bytes]] = []
-        start = 0
-        while True:
-            lengths = self._lengths
-            if lengths is None:
-                if len(buffer) - start < 4:
-                    break
-                (count,) = _COUNT.unpack_from(buffer, start)
-                if not 0 < count <= MAX_FRAMES:
-                    raise FramingError(f"a message of {count} frames (1 to {MAX_FRAMES} expected)")
-                if len(buffer) - start < 4 + 8 * count:
-                    break
-                lengths = self._lengths = _lengths(count).unpack_from(buffer, start + 4)
-                start += 4 + 8 * count
-            if len(buffer) - start < sum(lengths):
-                break
-            frames = []
+        if buffer:
+            buffer += data
             with memoryview(buffer) as view:  # released before the buffer is resized
-                for length in lengths:
-                    frames.append(view[start : start + length].tobytes())
-                    start += length
-            messages.append(frames)
-            self._lengths = None
-        if start:
-            del buffer[:start]
+                messages, used = _parse(view)
+            del buffer[:used]
+            return messages
+        # Nothing left over (a small message read whole, the usual case): parsed where it
+        # is, and only an incomplete tail kept.
+        with memoryview(data) as view:
+            messages, used = _parse(view.cast("B") if view.format != "B" else view)
+            if used < view.nbytes:
+                buffer += view[used:]
         return messages
+
+
+def _parse(view: memoryview) -> tuple[list[list[bytes]], int]:
+    """The whole messages at the start of ``view``, and how many bytes they took."""
+    messages: list[list[bytes]] = []
+    size = view.nbytes
+    start = 0
+    while size - start >= 4:
+        (count,) = _COUNT.unpack_from(view, start)
+        if not 0 < count <= MAX_FRAMES:
+            raise FramingError(f"a message of {count} frames (1 to {MAX_FRAMES} expected)")
+        body = start + 4 + 8 * count
+        if size < body:
+            break
+        lengths = _lengths(count).unpack_from(view, start + 4)
+        if size - body < sum(lengths):
+            break
+        frames = []
+        for length in lengths:
+            frames.append(view[body : body + length].tobytes())
+            body += length
+        messages.append(frames)
+        start = body
+    return messages, start
 
 
 class Outbox:
@@ -131,6 +151,22 @@ class Outbox:
 
     def __bool__(self) -> bool:
         return bool(self._buffers)
+
+    def write(self, frames: Sequence[Buffer], sendmsg: Callable[[list[Buffer]], int]) -> None:
+        """Write one message's ``frames``: now, with ``sendmsg`` (a socket's), as far as it
+        takes them if nothing waits before them, and the rest later (:meth:`batch`).
+        ``sendmsg``'s errors other than a full socket are the caller's."""
+        buffers, size = _encode(frames)
+        if self._buffers or len(buffers) > self.BATCH:
+            self.add(buffers)
+            return
+        try:
+            sent = sendmsg(buffers)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < size:  # the socket is full: keep the rest
+            self.add(buffers)
+            self.written(sent)
 
     def add(self, buffers: Sequence[Buffer]) -> None:
         for buffer in buffers:

@@ -4,6 +4,8 @@ exact messages out, however the stream cuts them."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import numpy
 import pytest
@@ -62,7 +64,7 @@ def test_an_impossible_frame_count_breaks_the_stream(count: int) -> None:
 def test_a_huge_declared_length_only_waits_for_bytes_it_never_allocates() -> None:
     decoder = FrameDecoder()
     assert decoder.feed(struct.pack("<IQ", 1, 1 << 60) + b"abc") == []
-    assert decoder.pending == 3  # what arrived, nothing more
+    assert decoder.pending == 15  # what arrived (its prefix and 3 bytes), nothing more
 
 
 def test_the_outbox_drops_what_was_written_and_keeps_the_rest_of_a_buffer() -> None:
@@ -97,3 +99,36 @@ def test_loom_direct_off_and_the_path_beside_the_ipc_sockets() -> None:
     assert direct_enabled({"LOOM_DIRECT": "on"})
     assert not any(direct_enabled({"LOOM_DIRECT": v}) for v in ("off", "0", "No", " false"))
     assert direct_path("/tmp/loom-x/e-1234abcd") == "/tmp/loom-x/e-1234abcd-direct"
+
+
+def _taking(limit: int | None, written: list[bytes]) -> Callable[[list[Any]], int]:
+    """A ``sendmsg`` that takes at most ``limit`` bytes (None: all) into ``written``."""
+
+    def sendmsg(buffers: list[Any]) -> int:
+        data = b"".join(bytes(b) for b in buffers)[:limit]
+        written.append(data)
+        return len(data)
+
+    return sendmsg
+
+
+def test_outbox_write_sends_at_once_and_keeps_only_what_the_socket_did_not_take() -> None:
+    written: list[bytes] = []
+    outbox = Outbox()
+    outbox.write([b"abc"], _taking(None, written))
+    assert not outbox
+    assert written == [_wire([b"abc"])]
+    outbox.write([b"defgh"], _taking(14, written))  # the 12-byte prefix and "de"
+    assert b"".join(bytes(b) for b in outbox.batch()) == b"fgh"
+    outbox.write([b"ij"], _taking(None, written))  # queued behind the rest, not sent
+    assert len(written) == 2
+    assert b"".join(bytes(b) for b in outbox.batch()) == b"fgh" + _wire([b"ij"])
+
+
+def test_outbox_write_on_a_full_socket_keeps_the_whole_message() -> None:
+    def full(buffers: list[Any]) -> int:
+        raise BlockingIOError
+
+    outbox = Outbox()
+    outbox.write([b"xyz"], full)
+    assert b"".join(bytes(b) for b in outbox.batch()) == _wire([b"xyz"])
