@@ -184,14 +184,14 @@ class EngineLink:
                 direct.send(frames)
                 self._pump.sent_on_stream(direct)
                 return
-            except DirectClosed as exc:  # this message was not sent whole: ZeroMQ takes it
-                self._direct_gone(str(exc))
+            except DirectClosed as exc:  # not sent at all: ZeroMQ takes it, an orphan it is not
+                self._direct_gone(str(exc), resent=message.msg_id)
         try:
             send_or_fail(sock, frames, zero_copy=zero_copy, wait=wait)
         finally:
             self._pump.sent_on(sock)  # a send (or the wait's poll) may take an edge
 
-    def _direct_gone(self, reason: str) -> None:
+    def _direct_gone(self, reason: str, resent: str | None = None) -> None:
         """The direct shell failed: shell goes through ZeroMQ from now on.
 
         Its requests still pending can get no reply: if the engine died, its heartbeat
@@ -203,8 +203,10 @@ class EngineLink:
             return
         self._pump.remove_stream(direct)
         direct.close()
-        held = {message.msg_id for _, message, _ in self._held or ()}  # go by ZeroMQ
-        orphans = [m for m in self.tracker.pending_on("shell") if m not in held]
+        # Not orphans: held requests (they go by ZeroMQ) and ``resent``, the one whose send
+        # found the stream gone (nothing of it was written; ZeroMQ takes it).
+        spared = {message.msg_id for _, message, _ in self._held or ()} | {resent}
+        orphans = [m for m in self.tracker.pending_on("shell") if m not in spared]
         if orphans:
             log.info("engine %d: %s; shell goes through ZeroMQ now", self.id, reason)
             self._orphans += orphans
