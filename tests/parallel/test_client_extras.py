@@ -120,6 +120,10 @@ def test_metadata_of_pending_and_failed_tasks(rc: Client) -> None:
 
 
 def test_executor_after_shutdown_and_with_cancelled_futures(rc: Client) -> None:
+    # Nothing left running from earlier tests (an imap stopped at its first error leaves
+    # its other task): the balancer then puts one blocker on each engine, and ``late``
+    # waits behind one of them instead of running on an engine still free.
+    assert rc.wait(timeout=30)
     pool = rc.executor()
     rc[:].push({"release": False}, block=True)
     blocker = main_function(
