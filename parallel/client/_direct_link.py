@@ -17,7 +17,13 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 
-from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox, direct_enabled
+from ..protocol._direct_frames import (
+    SOCKET_BUFFER,
+    FrameDecoder,
+    FramingError,
+    Outbox,
+    direct_enabled,
+)
 
 __all__ = ["DirectClosed", "DirectLink", "connect_direct"]
 
@@ -70,8 +76,11 @@ class DirectLink:
         if self._ended is not None:
             raise DirectClosed(self._ended)
         messages: list[list[bytes]] = []
-        buffer = self._buffer
+        decoder = self._decoder
         while True:
+            # The rest of a large reply goes straight into its place (FrameDecoder.sink).
+            sink = decoder.sink()
+            buffer = self._buffer if sink is None else sink
             try:
                 size = self._sock.recv_into(buffer)
             except (BlockingIOError, InterruptedError):
@@ -85,8 +94,11 @@ class DirectLink:
                     return messages
                 raise DirectClosed(self._ended)
             try:
-                with memoryview(buffer) as view:
-                    messages += self._decoder.feed(view[:size])
+                if sink is not None:
+                    messages += decoder.filled(size)
+                else:
+                    with memoryview(buffer) as view:
+                        messages += decoder.feed(view[:size])
             except FramingError as exc:
                 raise DirectClosed(f"the engine's direct shell broke its framing: {exc}") from None
             if size < len(buffer):  # the socket is drained (a full read may have more)
@@ -104,6 +116,8 @@ def connect_direct(path: str, env: Mapping[str, str] = os.environ) -> DirectLink
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         sock.settimeout(CONNECT_TIMEOUT)
         sock.connect(path)
         sock.setblocking(False)

@@ -39,7 +39,7 @@ from kernel.protocol import Message, ProtocolError, Received
 from kernel.transport import RateLimitedLog
 from kernel.transport._socket import MessageSocket
 
-from ..protocol._direct_frames import FrameDecoder, FramingError, Outbox
+from ..protocol._direct_frames import SOCKET_BUFFER, FrameDecoder, FramingError, Outbox
 
 __all__ = ["MARK", "DirectShell", "listen_direct"]
 
@@ -50,6 +50,8 @@ MARK = b"\x00loom-direct"
 #: Bytes read per ``recv`` (a task's request is a few hundred; larger ones take several).
 _READ_SIZE = 1 << 18
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+#: Reads of ``_READ_SIZE`` per wake of the loop, at most (64 MiB).
+_READS_PER_WAKE = 256
 #: Seconds before accepting again after a failure (no descriptor left).
 _ACCEPT_RETRY = 0.2
 
@@ -132,6 +134,8 @@ class DirectShell:
                 sock.close()
                 continue
             sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
             key = str(next(self._ids)).encode()
             self._connections[key] = _Connection(sock)
             self._loop.add_reader(sock.fileno(), self._readable, key)
@@ -140,23 +144,35 @@ class DirectShell:
         connection = self._connections.get(key)
         if connection is None:
             return
-        buffer = self._buffer
-        try:
-            size = connection.sock.recv_into(buffer)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            size = 0
-        if not size:  # the client closed
-            self._close(key)
-            return
-        try:
-            with memoryview(buffer) as view:
-                messages = connection.decoder.feed(view[:size])
-        except FramingError as exc:
-            self._rejected.warning("engine: closed a direct connection: %s", exc)
-            self._close(key)
-            return
+        decoder = connection.decoder
+        messages: list[list[bytes]] = []
+        # Until the socket is drained (a large request in one wake of the loop, not one
+        # per buffer's worth), or a bounded amount: other connections wait meanwhile.
+        for _ in range(_READS_PER_WAKE):
+            # The rest of a large request goes straight into its place (FrameDecoder.sink).
+            sink = decoder.sink()
+            buffer = self._buffer if sink is None else sink
+            try:
+                size = connection.sock.recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                size = 0
+            if not size:  # the client closed (what it sent whole is still served)
+                self._close(key)
+                break
+            try:
+                if sink is not None:
+                    messages += decoder.filled(size)
+                else:
+                    with memoryview(buffer) as view:
+                        messages += decoder.feed(view[:size])
+            except FramingError as exc:
+                self._rejected.warning("engine: closed a direct connection: %s", exc)
+                self._close(key)
+                return
+            if size < len(buffer):
+                break
         identities = [MARK, key]
         for frames in messages:
             try:

@@ -61,10 +61,37 @@ def test_an_impossible_frame_count_breaks_the_stream(count: int) -> None:
         encode([b"x"] * count if count <= MAX_FRAMES + 1 else [])
 
 
-def test_a_huge_declared_length_only_waits_for_bytes_it_never_allocates() -> None:
+def test_a_large_declared_length_only_waits_and_an_impossible_one_breaks_the_stream() -> None:
     decoder = FrameDecoder()
-    assert decoder.feed(struct.pack("<IQ", 1, 1 << 60) + b"abc") == []
-    assert decoder.pending == 15  # what arrived (its prefix and 3 bytes), nothing more
+    # 1 GiB declared, 3 bytes sent: read in place into anonymous memory, nothing written.
+    assert decoder.feed(struct.pack("<IQ", 1, 1 << 30) + b"abc") == []
+    assert decoder.pending == 3
+    sink = decoder.sink()
+    assert sink is not None
+    assert sink.nbytes == (1 << 30) - 3
+    with pytest.raises(FramingError, match="cannot be held here"):
+        FrameDecoder().feed(struct.pack("<IQ", 1, 1 << 62))
+
+
+def test_a_large_message_is_read_in_place_and_its_buffer_handed_on_uncopied() -> None:
+    big = bytes(range(256)) * 1024  # 256 KiB: above LARGE
+    stream = _wire([b"<IDS|MSG>", b"head", big]) + _wire([b"next"])
+    decoder = FrameDecoder()
+    assert decoder.feed(stream[:1000]) == []  # the prefix and a start
+    sink = decoder.sink()
+    assert sink is not None
+    rest = len(stream) - len(_wire([b"next"]))
+    sink[: rest - 1000] = stream[1000:rest]
+    [message] = decoder.filled(rest - 1000)
+    assert message[:2] == [b"<IDS|MSG>", b"head"]
+    assert isinstance(message[2], memoryview)
+    assert message[2].readonly
+    assert bytes(message[2]) == big
+    assert decoder.sink() is None
+    assert decoder.feed(stream[rest:]) == [[b"next"]]
+    # Bytes read past the large body (a driver's own buffer) fill it, then go on.
+    decoder = FrameDecoder()
+    assert decoder.feed(stream) == [[b"<IDS|MSG>", b"head", big], [b"next"]]
 
 
 def test_the_outbox_drops_what_was_written_and_keeps_the_rest_of_a_buffer() -> None:
