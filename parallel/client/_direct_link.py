@@ -76,32 +76,25 @@ class DirectLink:
         if self._ended is not None:
             raise DirectClosed(self._ended)
         messages: list[list[bytes]] = []
-        decoder = self._decoder
         while True:
-            # The rest of a large reply goes straight into its place (FrameDecoder.sink).
-            sink = decoder.sink()
-            buffer = self._buffer if sink is None else sink
             try:
-                size = self._sock.recv_into(buffer)
+                more, full = self._decoder.read(self._sock.recv_into, self._buffer)
             except (BlockingIOError, InterruptedError):
                 return messages
-            except OSError as exc:
-                self._ended = f"the engine's direct shell failed ({exc.strerror})"
-                size = 0
-            if not size:
-                self._ended = self._ended or "the engine closed its direct shell"
+            except (OSError, EOFError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else None
+                self._ended = (
+                    f"the engine's direct shell failed ({why})"
+                    if why
+                    else "the engine closed its direct shell"
+                )
                 if messages:
                     return messages
-                raise DirectClosed(self._ended)
-            try:
-                if sink is not None:
-                    messages += decoder.filled(size)
-                else:
-                    with memoryview(buffer) as view:
-                        messages += decoder.feed(view[:size])
+                raise DirectClosed(self._ended) from None
             except FramingError as exc:
                 raise DirectClosed(f"the engine's direct shell broke its framing: {exc}") from None
-            if size < len(buffer):  # the socket is drained (a full read may have more)
+            messages += more
+            if not full:  # the socket is drained
                 return messages
 
     def close(self) -> None:

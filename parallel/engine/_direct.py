@@ -144,34 +144,23 @@ class DirectShell:
         connection = self._connections.get(key)
         if connection is None:
             return
-        decoder = connection.decoder
         messages: list[list[bytes]] = []
         # Until the socket is drained (a large request in one wake of the loop, not one
         # per buffer's worth), or a bounded amount: other connections wait meanwhile.
         for _ in range(_READS_PER_WAKE):
-            # The rest of a large request goes straight into its place (FrameDecoder.sink).
-            sink = decoder.sink()
-            buffer = self._buffer if sink is None else sink
             try:
-                size = connection.sock.recv_into(buffer)
+                more, full = connection.decoder.read(connection.sock.recv_into, self._buffer)
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError:
-                size = 0
-            if not size:  # the client closed (what it sent whole is still served)
+            except (OSError, EOFError):  # the client closed (what it sent whole is served)
                 self._close(key)
                 break
-            try:
-                if sink is not None:
-                    messages += decoder.filled(size)
-                else:
-                    with memoryview(buffer) as view:
-                        messages += decoder.feed(view[:size])
             except FramingError as exc:
                 self._rejected.warning("engine: closed a direct connection: %s", exc)
                 self._close(key)
                 return
-            if size < len(buffer):
+            messages += more
+            if not full:
                 break
         identities = [MARK, key]
         for frames in messages:

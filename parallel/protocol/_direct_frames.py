@@ -132,6 +132,23 @@ class FrameDecoder:
         self._body, self._lengths, self._filled = None, (), 0
         return [_split(memoryview(body).toreadonly(), 0, lengths)]
 
+    def read(
+        self, recv_into: Callable[[bytearray | memoryview], int], scratch: bytearray
+    ) -> tuple[list[list[bytes]], bool]:
+        """One read with ``recv_into`` (a socket's): into the rest of a large message in
+        place (:meth:`sink`), else into ``scratch``. The messages it completed, and whether
+        it filled what it was given (more may wait). :class:`EOFError` at the stream's
+        end; ``recv_into``'s own errors are the caller's."""
+        sink = self.sink()
+        target = scratch if sink is None else sink
+        size = recv_into(target)
+        if not size:
+            raise EOFError
+        if sink is not None:
+            return self.filled(size), size == sink.nbytes
+        with memoryview(scratch) as view:
+            return self.feed(view[:size]), size == len(scratch)
+
     def feed(self, data: Buffer) -> list[list[bytes]]:
         """Take ``data``; every message it completes, in order. :class:`FramingError` if
         a prefix is impossible (the bytes after it are then never read)."""
